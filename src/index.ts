@@ -1,0 +1,6 @@
+// cni-kit public API, grouped by layer (see docs/ and ../shared/DESIGN.md).
+export * from './spec/index.js';
+export * from './plugin/index.js';
+export * from './delegate/index.js';
+export * from './ipam/index.js';
+export * from './netlink/index.js';

@@ -1,0 +1,2 @@
+// Public API of src/plugin; re-exported from the package root.
+export {};

@@ -1,0 +1,77 @@
+/** CNI error codes from the spec (0–99 reserved, 100+ plugin-specific) plus the Go-only 8 and 999. */
+export const ErrorCode = {
+  IncompatibleCNIVersion: 1,
+  UnsupportedField: 2,
+  UnknownContainer: 3,
+  InvalidEnvironmentVariables: 4,
+  IOFailure: 5,
+  DecodingFailure: 6,
+  InvalidNetworkConfig: 7,
+  /** Not in the spec: the Go skel's "netns is the plugin's own" error. Kept for interop. */
+  InvalidNetNS: 8,
+  TryAgainLater: 11,
+  PluginNotAvailable: 50,
+  LimitedConnectivity: 51,
+  Internal: 999,
+} as const;
+
+/** A numeric CNI error code: a well-known one or any plugin-specific code >= 100. */
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode] | (number & {});
+
+/** The error object a plugin prints on stdout: `{cniVersion, code, msg, details}`. */
+export interface CniErrorJson {
+  cniVersion?: string;
+  code: number;
+  msg: string;
+  details?: string;
+}
+
+/** An error that carries a CNI code; thrown anywhere in the SDK and printed as CNI error JSON. */
+export class CniError extends Error {
+  override readonly name = 'CniError';
+  readonly code: number;
+  readonly details: string | undefined;
+
+  constructor(code: ErrorCodeValue, msg: string, details?: string, options?: { cause?: unknown }) {
+    super(msg, options);
+    this.code = code;
+    this.details = details === '' ? undefined : details;
+  }
+
+  /** The spec's error JSON; `cniVersion` is stamped when known (the Go library leaves it out). */
+  toJSON(cniVersion?: string): CniErrorJson {
+    const out: CniErrorJson = {} as CniErrorJson;
+    if (cniVersion !== undefined) out.cniVersion = cniVersion;
+    out.code = this.code;
+    out.msg = this.message;
+    if (this.details !== undefined) out.details = this.details;
+    return out;
+  }
+
+  /** Same text as Go's `types.Error.Error()`: `msg` or `msg; details`. */
+  override toString(): string {
+    return this.details ? `${this.message}; ${this.details}` : this.message;
+  }
+
+  /** Wraps anything thrown into a CniError; non-CniErrors become code 999 with a one-line message. */
+  static from(err: unknown, code: ErrorCodeValue = ErrorCode.Internal): CniError {
+    if (err instanceof CniError) return err;
+    const msg = err instanceof Error ? err.message : String(err);
+    return new CniError(code, firstLine(msg) || 'internal error', undefined, { cause: err });
+  }
+}
+
+function firstLine(s: string): string {
+  const i = s.indexOf('\n');
+  return (i < 0 ? s : s.slice(0, i)).trim();
+}
+
+/** True when a value is shaped like CNI error JSON (a numeric `code` and a string `msg`). */
+export function isCniErrorJson(v: unknown): v is CniErrorJson {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as { code?: unknown }).code === 'number' &&
+    typeof (v as { msg?: unknown }).msg === 'string'
+  );
+}
