@@ -2,3 +2,9 @@
 export * from './errors.js';
 export * from './version.js';
 export type * from './result/types.js';
+export { convertResult, isIPv4Address, parseResult, toCurrentResult, validateResult } from './result/convert.js';
+export * from './config.js';
+export * from './args.js';
+export * from './identifiers.js';
+export * from './runtime-config.js';
+export { pointerToPath, schemaErrorMessages } from './validate.js';

@@ -1,0 +1,171 @@
+import { CniError, ErrorCode } from './errors.js';
+import type { DNS, Result } from './result/types.js';
+import { toCurrentResult, parseResult } from './result/convert.js';
+import type { RuntimeConfig } from './runtime-config.js';
+import { validateConfList, validateNetConf } from './schemas/generated/validators.js';
+import { assertValid } from './validate.js';
+import { CURRENT_VERSION, compareVersions, normalizeVersion } from './version.js';
+
+/** The `ipam` block of a plugin config; its fields beyond `type` belong to the IPAM plugin. */
+export interface IpamConf {
+  type: string;
+  [key: string]: unknown;
+}
+
+/** One plugin object of a conflist (or a single-plugin config); unknown keys are preserved. */
+export interface PluginConf {
+  type: string;
+  name?: string;
+  cniVersion?: string;
+  capabilities?: Record<string, boolean>;
+  ipam?: IpamConf;
+  dns?: DNS;
+  runtimeConfig?: RuntimeConfig;
+  args?: { cni?: { ips?: string[]; labels?: Array<{ key: string; value: string }>; [k: string]: unknown }; [k: string]: unknown };
+  prevResult?: unknown;
+  [key: string]: unknown;
+}
+
+/** The request config a plugin receives on stdin, with `name` and `cniVersion` always set. */
+export interface NetConf extends PluginConf {
+  name: string;
+  /** The config's version; "" and a missing value read as "0.1.0" as in the Go library. */
+  cniVersion: string;
+  /** The previous plugin's result, converted up to the current result type. */
+  prevResult?: Result;
+}
+
+/** A parsed network configuration list. */
+export interface NetConfList {
+  /** The effective version: the highest known entry of `cniVersions`, else `cniVersion` verbatim. */
+  cniVersion: string;
+  cniVersions?: string[];
+  name: string;
+  disableCheck: boolean;
+  disableGC: boolean;
+  loadOnlyInlinedPlugins: boolean;
+  plugins: PluginConf[];
+  /** The decoded JSON as given, unknown keys included. */
+  raw: Record<string, unknown>;
+}
+
+/** A GC attachment: `{containerID, ifname}`. */
+export interface Attachment {
+  containerID: string;
+  ifname: string;
+}
+
+function decodeObject(bytes: string | Uint8Array, what: string): Record<string, unknown> {
+  const text = typeof bytes === 'string' ? bytes : new TextDecoder().decode(bytes);
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `error decoding ${what}: ${(e as Error).message}`,
+      text.length > 200 ? `${text.slice(0, 200)}...` : text,
+    );
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `error decoding ${what}: must be a JSON object, got ${v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v}`,
+    );
+  }
+  return v as Record<string, unknown>;
+}
+
+/** Reads a JSON bool or the strings "true"/"false" (any case), as libcni accepts. */
+function boolish(v: unknown): boolean {
+  return v === true || (typeof v === 'string' && v.toLowerCase() === 'true');
+}
+
+/**
+ * Parses a single plugin's request config (stdin). Code 6 for undecodable JSON, 7 for an invalid
+ * config; messages name the JSON path, the bad value and the fix. A prevResult is parsed with its
+ * own version (the config's when it has none) and converted to the current result type.
+ */
+export function parseNetConf(bytes: string | Uint8Array): NetConf {
+  const obj = decodeObject(bytes, 'network config');
+  assertValid(validateNetConf, obj, ErrorCode.InvalidNetworkConfig, 'invalid network config');
+  const conf = obj as NetConf;
+  if (typeof obj.cniVersion !== 'string' || obj.cniVersion === '') conf.cniVersion = '0.1.0';
+  if (obj.prevResult !== undefined) {
+    const prev = parseResult(obj.prevResult, conf.cniVersion, {
+      what: 'prevResult',
+      code: ErrorCode.InvalidNetworkConfig,
+    });
+    conf.prevResult = toCurrentResult(prev);
+  }
+  return conf;
+}
+
+/**
+ * Parses a network configuration list like libcni: `cniVersions` entries newer than the SDK are
+ * dropped and the highest remaining becomes `cniVersion`; `disableCheck`, `disableGC` and
+ * `loadOnlyInlinedPlugins` accept bools or "true"/"false"; `plugins` must be non-empty when given.
+ */
+export function parseNetConfList(bytes: string | Uint8Array): NetConfList {
+  const obj = decodeObject(bytes, 'network configuration list');
+  assertValid(validateConfList, obj, ErrorCode.InvalidNetworkConfig, 'invalid network configuration list');
+  const raw = obj;
+  let cniVersion = typeof raw.cniVersion === 'string' ? raw.cniVersion : '';
+  const cniVersions = Array.isArray(raw.cniVersions) ? (raw.cniVersions as string[]) : undefined;
+  if (cniVersions) {
+    const notNewer = (v: string) => {
+      try {
+        return compareVersions(v, CURRENT_VERSION) <= 0;
+      } catch {
+        return false;
+      }
+    };
+    const candidates = cniVersions.filter(notNewer);
+    if (cniVersion && notNewer(cniVersion)) candidates.push(cniVersion);
+    candidates.sort(compareVersions);
+    cniVersion = candidates.at(-1) ?? '';
+  }
+  const loadOnlyInlinedPlugins = boolish(raw.loadOnlyInlinedPlugins);
+  if (raw.plugins === undefined && loadOnlyInlinedPlugins) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      'invalid network configuration list: plugins: missing while loadOnlyInlinedPlugins is true; add the plugins or set loadOnlyInlinedPlugins to false',
+    );
+  }
+  const list: NetConfList = {
+    cniVersion,
+    name: raw.name as string,
+    disableCheck: boolish(raw.disableCheck),
+    disableGC: boolish(raw.disableGC),
+    loadOnlyInlinedPlugins,
+    plugins: ((raw.plugins as PluginConf[] | undefined) ?? []).map((p) => ({ ...p })),
+    raw,
+  };
+  if (cniVersions) list.cniVersions = cniVersions;
+  return list;
+}
+
+/** Wraps a single-plugin config as a one-plugin list (libcni's ConfListFromConf). */
+export function confListFromConf(conf: NetConf | PluginConf): NetConfList {
+  const { name, cniVersion } = conf;
+  return {
+    cniVersion: typeof cniVersion === 'string' ? cniVersion : '',
+    name: typeof name === 'string' ? name : '',
+    disableCheck: false,
+    disableGC: false,
+    loadOnlyInlinedPlugins: false,
+    plugins: [{ ...conf }],
+    raw: { cniVersion, name, plugins: [conf] },
+  };
+}
+
+/** The GC attachments of a config: `cni.dev/valid-attachments`, else the older `cni.dev/attachments`. */
+export function validAttachments(conf: Record<string, unknown>): Attachment[] | undefined {
+  const v = conf['cni.dev/valid-attachments'] ?? conf['cni.dev/attachments'];
+  return Array.isArray(v) ? (v as Attachment[]) : undefined;
+}
+
+/** True when `conf` names a version this SDK knows (after "" → 0.1.0). */
+export function isKnownConfigVersion(conf: { cniVersion?: string }): boolean {
+  return normalizeVersion(conf.cniVersion) !== undefined;
+}

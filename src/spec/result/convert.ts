@@ -1,0 +1,234 @@
+import { CniError, ErrorCode } from '../errors.js';
+import { validateResult020, validateResult040, validateResult100 } from '../schemas/generated/validators.js';
+import { assertValid } from '../validate.js';
+import { CURRENT_VERSION, normalizeVersion, type ResultFamily, resultFamily, type SpecVersion } from '../version.js';
+import type {
+  AnyResult,
+  DNS,
+  Interface040,
+  IPBlock020,
+  IPConfig040,
+  Result,
+  Result020,
+  Result040,
+  Route,
+} from './types.js';
+
+// Conversion between result versions, following the reference's rules (spec.md §4): lossless
+// within a family, `version` added/dropped across 0.4 <-> 1.x, lossy and possibly refused
+// going down to 0.1/0.2.
+
+const clone = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
+
+/** The eight 16-bit groups of an IPv6 address (dotted-quad tail allowed), or undefined if malformed. */
+function ipv6Groups(ip: string): number[] | undefined {
+  let s = ip.toLowerCase();
+  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (quad) {
+    const b = quad.slice(1).map(Number);
+    if (b.some((x) => x > 255)) return undefined;
+    const hex = (hi: number, lo: number) => ((hi << 8) | lo).toString(16);
+    s = `${s.slice(0, quad.index)}${hex(b[0]!, b[1]!)}:${hex(b[2]!, b[3]!)}`;
+  }
+  const halves = s.split('::');
+  if (halves.length > 2) return undefined;
+  const parse = (h: string) => (h === '' ? [] : h.split(':'));
+  const head = parse(halves[0] ?? '');
+  const tail = halves.length === 2 ? parse(halves[1] ?? '') : [];
+  const fill = 8 - head.length - tail.length;
+  if (halves.length === 1 ? fill !== 0 : fill < 1) return undefined;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill('0'), ...tail];
+  if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined;
+  return groups.map((g) => Number.parseInt(g, 16));
+}
+
+/** True when the address (with or without prefix) is IPv4, v4-mapped IPv6 included (as Go's To4). */
+export function isIPv4Address(addr: string): boolean {
+  const ip = addr.split('/')[0] ?? '';
+  if (!ip.includes(':')) return /^\d+\.\d+\.\d+\.\d+$/.test(ip);
+  const g = ipv6Groups(ip);
+  return !!g && g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff;
+}
+
+function isEmptyDns(d: DNS | undefined): boolean {
+  return (
+    !d ||
+    ((d.nameservers?.length ?? 0) === 0 &&
+      !d.domain &&
+      (d.search?.length ?? 0) === 0 &&
+      (d.options?.length ?? 0) === 0)
+  );
+}
+
+function knownVersion(v: string | undefined, what: string): SpecVersion {
+  const n = normalizeVersion(v);
+  if (!n) {
+    throw new CniError(
+      ErrorCode.IncompatibleCNIVersion,
+      `${what}: unsupported CNI result version ${JSON.stringify(v)}; use one of 0.1.0 … 1.1.0`,
+    );
+  }
+  return n;
+}
+
+function familyOf(r: AnyResult): ResultFamily {
+  return resultFamily(knownVersion(r.cniVersion, 'cniVersion'));
+}
+
+function basicRoute(r: Route): Route {
+  const out: Route = { dst: r.dst };
+  if (r.gw !== undefined) out.gw = r.gw;
+  return out;
+}
+
+function v020to040(r: Result020, to: string): Result040 {
+  const ips: IPConfig040[] = [];
+  const routes: Route[] = [];
+  for (const [block, version] of [
+    [r.ip4, '4'],
+    [r.ip6, '6'],
+  ] as const) {
+    if (!block) continue;
+    const ip: IPConfig040 = { version, address: block.ip };
+    if (block.gateway !== undefined) ip.gateway = block.gateway;
+    ips.push(ip);
+    for (const rt of block.routes ?? []) routes.push(clone(rt));
+  }
+  const out: Result040 = { cniVersion: to, dns: clone(r.dns) ?? {} };
+  if (ips.length) out.ips = ips;
+  if (routes.length) out.routes = routes;
+  return out;
+}
+
+function v040to020(r: Result040, to: string): Result020 {
+  let ip4: IPBlock020 | undefined;
+  let ip6: IPBlock020 | undefined;
+  for (const ip of r.ips ?? []) {
+    const block: IPBlock020 = { ip: ip.address };
+    if (ip.gateway !== undefined) block.gateway = ip.gateway;
+    if (ip.version === '4' && !ip4) ip4 = block;
+    else if (ip.version === '6' && !ip6) ip6 = block;
+  }
+  if (!ip4 && !ip6) {
+    throw new CniError(
+      ErrorCode.IncompatibleCNIVersion,
+      `cannot convert result to ${to}: no valid IP addresses (a ${to} result needs an IPv4 or IPv6 address)`,
+    );
+  }
+  for (const rt of r.routes ?? []) {
+    const v4 = isIPv4Address(rt.dst);
+    const block = v4 ? ip4 : ip6;
+    if (!block) continue;
+    block.routes ??= [];
+    block.routes.push(basicRoute(rt));
+  }
+  return { cniVersion: to, ...(ip4 ? { ip4 } : {}), ...(ip6 ? { ip6 } : {}), dns: clone(r.dns) ?? {} };
+}
+
+function v040to100(r: Result040, to: string): Result {
+  const out: Result = { cniVersion: to };
+  if (r.interfaces) out.interfaces = r.interfaces.map((i) => clone(i));
+  if (r.ips) {
+    out.ips = r.ips.map(({ version: _v, ...rest }) => clone(rest));
+  }
+  if (r.routes) out.routes = clone(r.routes);
+  if (!isEmptyDns(r.dns)) out.dns = clone(r.dns);
+  return out;
+}
+
+function v100to040(r: Result, to: string): Result040 {
+  const out: Result040 = { cniVersion: to, dns: {} };
+  if (r.interfaces) {
+    out.interfaces = r.interfaces.map((i) => {
+      const o: Interface040 = { name: i.name };
+      if (i.mac !== undefined) o.mac = i.mac;
+      if (i.sandbox !== undefined) o.sandbox = i.sandbox;
+      return o;
+    });
+  }
+  if (r.ips) {
+    out.ips = r.ips.map((ip) => {
+      const o: IPConfig040 = { version: isIPv4Address(ip.address) ? '4' : '6', address: ip.address };
+      if (ip.interface !== undefined) o.interface = ip.interface;
+      if (ip.gateway !== undefined) o.gateway = ip.gateway;
+      return o;
+    });
+  }
+  if (r.routes) out.routes = clone(r.routes);
+  out.dns = clone(r.dns) ?? {};
+  return out;
+}
+
+/**
+ * Converts a result of any version to `toVersion` ("" means 0.1.0), with the reference's rules.
+ * Always returns a fresh object. Throws CniError code 1 for an unknown version or when nothing
+ * representable is left (a 0.1/0.2 result without IPs).
+ */
+export function convertResult(result: AnyResult, toVersion: string): AnyResult {
+  const to = knownVersion(toVersion, 'target version');
+  const from = familyOf(result);
+  const toFam = resultFamily(to);
+  if (from === toFam) {
+    const out = clone(result);
+    out.cniVersion = to;
+    return out;
+  }
+  if (from === '0.2') {
+    const r040 = v020to040(result as Result020, to);
+    return toFam === '0.4' ? r040 : v040to100(r040, to);
+  }
+  if (from === '0.4') {
+    return toFam === '0.2' ? v040to020(result as Result040, to) : v040to100(result as Result040, to);
+  }
+  const r040 = v100to040(result as Result, to);
+  return toFam === '0.4' ? r040 : v040to020(r040, to);
+}
+
+/** Converts any result to the current type (1.1.0), the only result type inside the SDK. */
+export function toCurrentResult(result: AnyResult): Result {
+  return convertResult(result, CURRENT_VERSION) as Result;
+}
+
+const validators = { '0.2': validateResult020, '0.4': validateResult040, '1.x': validateResult100 } as const;
+
+/**
+ * Parses a result from JSON text or a decoded value, validating it against its version's schema.
+ * A missing or empty `cniVersion` takes `fallbackVersion` (libcni's rule: the config's version),
+ * else 0.1.0; `null` counts as `{}`. The returned result is stamped with its version.
+ */
+export function parseResult(
+  json: unknown,
+  fallbackVersion?: string,
+  opts: { what?: string; code?: number } = {},
+): AnyResult {
+  const what = opts.what ?? 'result';
+  const code = opts.code ?? ErrorCode.DecodingFailure;
+  let v: unknown = json;
+  if (typeof json === 'string' || json instanceof Uint8Array) {
+    const text = typeof json === 'string' ? json : new TextDecoder().decode(json);
+    try {
+      v = JSON.parse(text);
+    } catch (e) {
+      throw new CniError(code, `${what}: not valid JSON (${(e as Error).message})`);
+    }
+  }
+  if (v === null) v = {};
+  if (typeof v !== 'object' || Array.isArray(v)) {
+    throw new CniError(code, `${what}: must be a JSON object, got ${Array.isArray(v) ? 'a list' : typeof v}`);
+  }
+  const obj = clone(v) as Record<string, unknown>;
+  const raw = obj.cniVersion;
+  if (raw !== undefined && typeof raw !== 'string') {
+    throw new CniError(code, `${what}.cniVersion: ${JSON.stringify(raw)} must be a string such as "1.1.0"`);
+  }
+  const version = knownVersion(raw ? raw : fallbackVersion || '0.1.0', `${what}.cniVersion`);
+  obj.cniVersion = version;
+  assertValid(validators[resultFamily(version)], obj, code, what, what);
+  return obj as unknown as AnyResult;
+}
+
+/** Validates a result against the schema of the version it carries; throws CniError otherwise. */
+export function validateResult(result: AnyResult, what = 'result'): void {
+  const version = knownVersion(result.cniVersion, `${what}.cniVersion`);
+  assertValid(validators[resultFamily(version)], result, ErrorCode.DecodingFailure, what, what);
+}
