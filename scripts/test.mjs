@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 
 const run = (cmd, args) => {
-  const r = spawnSync(cmd, args, { stdio: 'inherit' });
+  const r = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, CNI_KIT_BUILT: '1' } });
   return r.status ?? 1;
 };
 const step = (name, cmd, args) => {

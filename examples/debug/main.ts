@@ -3,12 +3,12 @@
 //
 // Config fields (besides name/type/cniVersion):
 //   recordFile  append one JSON line per call {command, env, config} to this file
-//   ips         addresses for the result, e.g. ["10.1.0.5/24"]; gateway from "gateway"
+//   ips         addresses for the result, e.g. ["10.1.0.5/24"]; "gateway" goes to those of its family
 //   routes, dns copied into the result
 //   fail        {code, msg, details?}: every command fails with this CNI error
 //   throw       a message: every command throws a plain Error (shows code 999)
 import { appendFileSync } from 'node:fs';
-import { ALL_VERSIONS, CniError, type PluginContext, type Result, type Route, pluginMain } from 'cni-kit';
+import { ALL_VERSIONS, CniError, type PluginContext, pluginMain, type Result, type Route } from 'cni-kit';
 
 interface DebugConf {
   recordFile?: string;
@@ -39,14 +39,18 @@ pluginMain<DebugConf>({
     const idx = interfaces.length - 1;
     const ips = [
       ...(prev.ips ?? []),
-      ...(c.ips ?? []).map((address) => ({ interface: idx, address, ...(c.gateway ? { gateway: c.gateway } : {}) })),
+      ...(c.ips ?? []).map((address) => ({
+        interface: idx,
+        address,
+        ...(c.gateway ? { gateway: c.gateway } : {}),
+      })),
     ];
     return {
       cniVersion: '1.1.0',
       interfaces,
       ips,
       routes: [...(prev.routes ?? []), ...(c.routes ?? [])],
-      ...(c.dns ?? prev.dns ? { dns: c.dns ?? prev.dns } : {}),
+      ...((c.dns ?? prev.dns) ? { dns: c.dns ?? prev.dns } : {}),
     };
   },
   del: record,

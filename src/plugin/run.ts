@@ -115,7 +115,10 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
         return outcome(print(encodeResult(result, config.cniVersion)), 0);
       }
       case 'GC': {
-        const gcCtx: GcContext<C> = { ...ctx, validAttachments: validAttachments(config) ?? ([] as Attachment[]) };
+        const gcCtx: GcContext<C> = {
+          ...ctx,
+          validAttachments: validAttachments(config) ?? ([] as Attachment[]),
+        };
         if (spec.gc) await spec.gc(gcCtx);
         else log(`${config.type}: no GC handler; nothing to collect`);
         return outcome('', 0);

@@ -29,10 +29,16 @@ export function formatCniArgs(pairs: Iterable<readonly [string, string]>): strin
   const parts: string[] = [];
   for (const [k, v] of pairs) {
     if (k === '' || k.includes('=') || k.includes(';')) {
-      throw new CniError(ErrorCode.InvalidEnvironmentVariables, `CNI_ARGS: key ${JSON.stringify(k)} must be non-empty without '=' or ';'`);
+      throw new CniError(
+        ErrorCode.InvalidEnvironmentVariables,
+        `CNI_ARGS: key ${JSON.stringify(k)} must be non-empty without '=' or ';'`,
+      );
     }
     if (v.includes(';')) {
-      throw new CniError(ErrorCode.InvalidEnvironmentVariables, `CNI_ARGS: value of ${k} (${JSON.stringify(v)}) must not contain ';'`);
+      throw new CniError(
+        ErrorCode.InvalidEnvironmentVariables,
+        `CNI_ARGS: value of ${k} (${JSON.stringify(v)}) must not contain ';'`,
+      );
     }
     parts.push(`${k}=${v}`);
   }

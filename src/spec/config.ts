@@ -1,6 +1,6 @@
 import { CniError, ErrorCode } from './errors.js';
+import { parseResult, toCurrentResult } from './result/convert.js';
 import type { DNS, Result } from './result/types.js';
-import { toCurrentResult, parseResult } from './result/convert.js';
 import type { RuntimeConfig } from './runtime-config.js';
 import { validateConfList, validateNetConf } from './schemas/generated/validators.js';
 import { assertValid } from './validate.js';
@@ -21,7 +21,10 @@ export interface PluginConf {
   ipam?: IpamConf;
   dns?: DNS;
   runtimeConfig?: RuntimeConfig;
-  args?: { cni?: { ips?: string[]; labels?: Array<{ key: string; value: string }>; [k: string]: unknown }; [k: string]: unknown };
+  args?: {
+    cni?: { ips?: string[]; labels?: Array<{ key: string; value: string }>; [k: string]: unknown };
+    [k: string]: unknown;
+  };
   prevResult?: unknown;
   [key: string]: unknown;
 }
@@ -95,6 +98,7 @@ export function parseNetConf(bytes: string | Uint8Array): NetConf {
     const prev = parseResult(obj.prevResult, conf.cniVersion, {
       what: 'prevResult',
       code: ErrorCode.InvalidNetworkConfig,
+      label: 'invalid network config: ',
     });
     conf.prevResult = toCurrentResult(prev);
   }

@@ -5,7 +5,8 @@ const ID_FIX = "use letters, digits, '_', '.' and '-', starting with a letter or
 
 /** Checks a container ID: empty is code 3 (unknown container), bad characters code 4. */
 export function validateContainerId(id: string): void {
-  if (id === '') throw new CniError(ErrorCode.UnknownContainer, 'missing containerID: CNI_CONTAINERID is empty');
+  if (id === '')
+    throw new CniError(ErrorCode.UnknownContainer, 'missing containerID: CNI_CONTAINERID is empty');
   if (!ID_RE.test(id)) {
     throw new CniError(
       ErrorCode.InvalidEnvironmentVariables,
@@ -17,7 +18,8 @@ export function validateContainerId(id: string): void {
 
 /** Checks a network name (code 7 when missing or malformed). */
 export function validateNetworkName(name: string): void {
-  if (name === '') throw new CniError(ErrorCode.InvalidNetworkConfig, 'missing network name: set "name" in the config');
+  if (name === '')
+    throw new CniError(ErrorCode.InvalidNetworkConfig, 'missing network name: set "name" in the config');
   if (!ID_RE.test(name)) {
     throw new CniError(
       ErrorCode.InvalidNetworkConfig,
@@ -32,7 +34,10 @@ export function validateIfName(name: string): void {
     new CniError(ErrorCode.InvalidEnvironmentVariables, `CNI_IFNAME: ${msg}`, details);
   if (name === '') throw bad('interface name is empty; set it, e.g. "eth0"');
   if (Buffer.byteLength(name, 'utf8') > 15) {
-    throw bad(`interface name ${JSON.stringify(name)} is too long`, 'interface name should be less than 16 characters');
+    throw bad(
+      `interface name ${JSON.stringify(name)} is too long`,
+      'interface name should be less than 16 characters',
+    );
   }
   if (name === '.' || name === '..') throw bad(`interface name is ${JSON.stringify(name)}; pick a real name`);
   if (/[/:\s]/u.test(name)) {

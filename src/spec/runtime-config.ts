@@ -74,10 +74,9 @@ export type CapabilityArgs = Partial<WellKnownCapabilities> & { [capability: str
  * plugin declares (`capabilities[cap] === true`) and the runtime supplied. Like libcni, nothing is
  * injected when that set is empty, and a non-empty set replaces any runtimeConfig in the file.
  */
-export function injectRuntimeConfig<T extends { capabilities?: Record<string, boolean>; runtimeConfig?: unknown }>(
-  pluginConf: T,
-  capabilityArgs: CapabilityArgs | undefined,
-): T {
+export function injectRuntimeConfig<
+  T extends { capabilities?: Record<string, boolean>; runtimeConfig?: unknown },
+>(pluginConf: T, capabilityArgs: CapabilityArgs | undefined): T {
   const caps = pluginConf.capabilities ?? {};
   const rc: Record<string, unknown> = {};
   for (const [cap, enabled] of Object.entries(caps)) {

@@ -61,7 +61,10 @@ function describe(e: Err, prefix: string): string {
 }
 
 /** Readable messages for a failed validation, most useful first, duplicates removed. */
-export function schemaErrorMessages(errors: readonly ErrorObject[] | null | undefined, prefix = ''): string[] {
+export function schemaErrorMessages(
+  errors: readonly ErrorObject[] | null | undefined,
+  prefix = '',
+): string[] {
   const list = (errors ?? []) as Err[];
   // An anyOf failure also reports each branch's failure; the anyOf line alone says it better.
   const anyOfPaths = new Set(list.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
@@ -80,5 +83,6 @@ export function assertValid(
   if (validate(data)) return;
   const msgs = schemaErrorMessages(validate.errors, prefix);
   const first = msgs[0] ?? 'invalid';
-  throw new CniError(code, `${what}: ${first}`, msgs.length > 1 ? msgs.slice(1).join('; ') : undefined);
+  const msg = what ? `${what}: ${first}` : first;
+  throw new CniError(code, msg, msgs.length > 1 ? msgs.slice(1).join('; ') : undefined);
 }

@@ -27,11 +27,17 @@ export function parseVersion(v: string): VersionTriple {
   const s = v === '' ? '0.1.0' : v;
   const parts = s.split('.');
   if (parts.length > 3) {
-    throw new CniError(ErrorCode.DecodingFailure, `invalid version "${v}": too many parts; use MAJOR.MINOR.MICRO`);
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `invalid version "${v}": too many parts; use MAJOR.MINOR.MICRO`,
+    );
   }
   const nums = parts.map((p) => {
     if (!/^\d+$/.test(p)) {
-      throw new CniError(ErrorCode.DecodingFailure, `invalid version "${v}": "${p}" is not a number; use MAJOR.MINOR.MICRO`);
+      throw new CniError(
+        ErrorCode.DecodingFailure,
+        `invalid version "${v}": "${p}" is not a number; use MAJOR.MINOR.MICRO`,
+      );
     }
     return Number(p);
   });

@@ -1,7 +1,13 @@
 import { CniError, ErrorCode } from '../errors.js';
 import { validateResult020, validateResult040, validateResult100 } from '../schemas/generated/validators.js';
 import { assertValid } from '../validate.js';
-import { CURRENT_VERSION, normalizeVersion, type ResultFamily, resultFamily, type SpecVersion } from '../version.js';
+import {
+  CURRENT_VERSION,
+  normalizeVersion,
+  type ResultFamily,
+  resultFamily,
+  type SpecVersion,
+} from '../version.js';
 import type {
   AnyResult,
   DNS,
@@ -60,11 +66,15 @@ function isEmptyDns(d: DNS | undefined): boolean {
   );
 }
 
-function knownVersion(v: string | undefined, what: string): SpecVersion {
+function knownVersion(
+  v: string | undefined,
+  what: string,
+  code: number = ErrorCode.IncompatibleCNIVersion,
+): SpecVersion {
   const n = normalizeVersion(v);
   if (!n) {
     throw new CniError(
-      ErrorCode.IncompatibleCNIVersion,
+      code,
       `${what}: unsupported CNI result version ${JSON.stringify(v)}; use one of 0.1.0 … 1.1.0`,
     );
   }
@@ -199,36 +209,47 @@ const validators = { '0.2': validateResult020, '0.4': validateResult040, '1.x': 
 export function parseResult(
   json: unknown,
   fallbackVersion?: string,
-  opts: { what?: string; code?: number } = {},
+  opts: { what?: string; code?: number; label?: string } = {},
 ): AnyResult {
   const what = opts.what ?? 'result';
   const code = opts.code ?? ErrorCode.DecodingFailure;
+  const label = opts.label ?? '';
   let v: unknown = json;
   if (typeof json === 'string' || json instanceof Uint8Array) {
     const text = typeof json === 'string' ? json : new TextDecoder().decode(json);
     try {
       v = JSON.parse(text);
     } catch (e) {
-      throw new CniError(code, `${what}: not valid JSON (${(e as Error).message})`);
+      throw new CniError(code, `${label}${what}: not valid JSON (${(e as Error).message})`);
     }
   }
   if (v === null) v = {};
   if (typeof v !== 'object' || Array.isArray(v)) {
-    throw new CniError(code, `${what}: must be a JSON object, got ${Array.isArray(v) ? 'a list' : typeof v}`);
+    throw new CniError(
+      code,
+      `${label}${what}: must be a JSON object, got ${Array.isArray(v) ? 'a list' : typeof v}`,
+    );
   }
   const obj = clone(v) as Record<string, unknown>;
   const raw = obj.cniVersion;
   if (raw !== undefined && typeof raw !== 'string') {
-    throw new CniError(code, `${what}.cniVersion: ${JSON.stringify(raw)} must be a string such as "1.1.0"`);
+    throw new CniError(
+      code,
+      `${label}${what}.cniVersion: ${JSON.stringify(raw)} must be a string such as "1.1.0"`,
+    );
   }
-  const version = knownVersion(raw ? raw : fallbackVersion || '0.1.0', `${what}.cniVersion`);
+  const version = knownVersion(
+    raw ? raw : fallbackVersion || '0.1.0',
+    `${label}${what}.cniVersion`,
+    opts.code ?? ErrorCode.IncompatibleCNIVersion,
+  );
   obj.cniVersion = version;
-  assertValid(validators[resultFamily(version)], obj, code, what, what);
+  assertValid(validators[resultFamily(version)], obj, code, label.replace(/: $/, ''), what);
   return obj as unknown as AnyResult;
 }
 
 /** Validates a result against the schema of the version it carries; throws CniError otherwise. */
 export function validateResult(result: AnyResult, what = 'result'): void {
   const version = knownVersion(result.cniVersion, `${what}.cniVersion`);
-  assertValid(validators[resultFamily(version)], result, ErrorCode.DecodingFailure, what, what);
+  assertValid(validators[resultFamily(version)], result, ErrorCode.DecodingFailure, '', what);
 }

@@ -1,0 +1,41 @@
+// Runs a built plugin binary as a real process, the way a runtime does.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const BIN_DIR = fileURLToPath(new URL('../../dist/bin/', import.meta.url));
+
+export interface Exec {
+  stdout: string;
+  stderr: string;
+  status: number | null;
+  json: unknown;
+}
+
+/** Execs `dist/bin/<type>` (or an absolute path) with exactly `env` and `stdin`. */
+export function execPlugin(type: string, env: Record<string, string>, stdin = ''): Exec {
+  const bin = type.startsWith('/') ? type : `${BIN_DIR}${type}`;
+  const r = spawnSync(bin, [], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    input: stdin,
+    encoding: 'utf8',
+  });
+  let json: unknown;
+  try {
+    json = r.stdout ? JSON.parse(r.stdout) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { stdout: r.stdout, stderr: r.stderr, status: r.status, json };
+}
+
+/** The standard env of a call. */
+export function cniEnv(command: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: 'ctr1',
+    CNI_NETNS: '/var/run/netns/none',
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: BIN_DIR,
+    ...extra,
+  };
+}
