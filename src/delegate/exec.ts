@@ -1,0 +1,389 @@
+import { spawn } from 'node:child_process';
+import { CniError, ErrorCode, isCniErrorJson } from '../spec/errors.js';
+import type { CniCommand } from './env.js';
+
+/** Options for running one plugin process. */
+export interface ExecOptions {
+  /**
+   * Kill the plugin after this many milliseconds (SIGTERM, then SIGKILL after `killGraceMs`).
+   * Default: no timeout, like libcni; runtimes should pass one (or an AbortSignal).
+   */
+  timeoutMs?: number;
+  /** Time between SIGTERM and SIGKILL on timeout or abort. Default 2000 ms. */
+  killGraceMs?: number;
+  /** Aborting kills the plugin the same way a timeout does. */
+  signal?: AbortSignal;
+  /** Where the plugin's stderr is copied as it arrives; default process.stderr, null drops it. */
+  stderr?: NodeJS.WritableStream | null;
+  /** Extra runs after a "text file busy" (ETXTBSY) spawn failure. Default 5, like libcni. */
+  busyRetries?: number;
+  /** Delay between ETXTBSY retries. Default 1000 ms. */
+  busyRetryDelayMs?: number;
+}
+
+/** One plugin process to run: where it is, what it is called, and what it gets. */
+export interface ExecCall {
+  /** Absolute path of the plugin binary. */
+  path: string;
+  /** Plugin type, for messages; defaults to the file name. */
+  type?: string;
+  /** Network name, for messages. */
+  name?: string;
+  command: CniCommand;
+  stdin: string | Uint8Array;
+  /** The complete environment of the plugin (see buildCniEnv / buildDelegateEnv). */
+  env: Readonly<Record<string, string>>;
+}
+
+/** What a successful plugin run produced. */
+export interface ExecOutput {
+  stdout: string;
+  stderr: string;
+}
+
+/** How a plugin process ended. */
+export interface ExitInfo {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  aborted: boolean;
+}
+
+/** A CniError from running a plugin: carries the process facts a caller needs to diagnose it. */
+export class PluginExecError extends CniError {
+  /** Plugin type and path, verb, and how the process ended. */
+  readonly plugin: { type: string; name?: string; path: string; command: CniCommand };
+  readonly exit: ExitInfo | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** The plugin's own message (from its error JSON) or our description of what went wrong. */
+  readonly reason: string;
+
+  constructor(
+    code: number,
+    reason: string,
+    call: ExecCall,
+    facts: { exit?: ExitInfo; stdout?: string; stderr?: string; details?: string; cause?: unknown },
+  ) {
+    const type = call.type ?? baseName(call.path);
+    super(code, formatMessage(type, call, reason, facts.exit), facts.details, { cause: facts.cause });
+    this.plugin = { type, path: call.path, command: call.command, ...(call.name ? { name: call.name } : {}) };
+    this.exit = facts.exit;
+    this.stdout = facts.stdout ?? '';
+    this.stderr = facts.stderr ?? '';
+    this.reason = reason;
+  }
+}
+
+const MAX_QUOTE = 1000;
+const MAX_STDERR_KEEP = 64 * 1024;
+const MAX_STDOUT = 64 * 1024 * 1024;
+
+/** Quotes process output for a message: trimmed, JSON-escaped, long text cut in the middle. */
+export function quoteOutput(s: string, max = MAX_QUOTE): string {
+  let t = s.trim();
+  if (t.length > max) {
+    const half = Math.floor(max / 2);
+    t = `${t.slice(0, half)} …[${t.length - max} chars cut]… ${t.slice(-half)}`;
+  }
+  return JSON.stringify(t);
+}
+
+/** Describes how a process ended: "exit status 1", "killed by SIGKILL", "timed out after 5000 ms…". */
+export function describeExit(exit: ExitInfo | undefined, timeoutMs?: number): string {
+  if (!exit) return 'did not start';
+  if (exit.timedOut)
+    return `timed out${timeoutMs !== undefined ? ` after ${timeoutMs} ms` : ''} and was killed (${exit.signal ?? `exit status ${exit.exitCode}`})`;
+  if (exit.aborted) return `was aborted and killed (${exit.signal ?? `exit status ${exit.exitCode}`})`;
+  if (exit.signal) return `killed by ${exit.signal}`;
+  return `exit status ${exit.exitCode}`;
+}
+
+function formatMessage(type: string, call: ExecCall, reason: string, exit: ExitInfo | undefined): string {
+  const name = call.name ? ` name=${JSON.stringify(call.name)}` : '';
+  const how = exit ? `, ${describeExit(exit)}` : '';
+  return `plugin type=${JSON.stringify(type)}${name} failed (${call.command.toLowerCase()}): ${reason} [${call.path}${how}]`;
+}
+
+function baseName(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? p : p.slice(i + 1);
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+
+/**
+ * Runs a plugin and returns its stdout when it exits 0. Every failure is a PluginExecError:
+ * error JSON on stdout keeps the plugin's code; anything else quotes stdout, stderr and the exit.
+ * "Text file busy" spawn failures are retried, and running out of retries is an error (libcni
+ * returns empty success then).
+ */
+export async function execPlugin(call: ExecCall, opts: ExecOptions = {}): Promise<ExecOutput> {
+  const retries = opts.busyRetries ?? 5;
+  for (let attempt = 0; ; attempt++) {
+    if (opts.signal?.aborted) {
+      throw new PluginExecError(ErrorCode.Internal, 'aborted before the plugin was started', call, {
+        cause: opts.signal.reason,
+      });
+    }
+    try {
+      return await runOnce(call, opts);
+    } catch (err) {
+      if (isBusy(err) && attempt < retries) {
+        await sleep(opts.busyRetryDelayMs ?? 1000, opts.signal);
+        continue;
+      }
+      if (err instanceof PluginExecError) throw err;
+      const e = err as NodeJS.ErrnoException;
+      const busy = isBusy(err);
+      throw new PluginExecError(
+        busy ? ErrorCode.TryAgainLater : ErrorCode.IOFailure,
+        busy
+          ? `could not start the plugin: text file busy (ETXTBSY) after ${attempt + 1} attempts; the binary is still being written, retry once the install has finished`
+          : `could not start the plugin: ${e.code ?? ''} ${e.message}`.replace(/\s+/g, ' '),
+        call,
+        { cause: err },
+      );
+    }
+  }
+}
+
+function isBusy(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException | undefined;
+  return e?.code === 'ETXTBSY' || /text file busy/i.test(e?.message ?? '');
+}
+
+function runOnce(call: ExecCall, opts: ExecOptions): Promise<ExecOutput> {
+  return new Promise<ExecOutput>((resolve, reject) => {
+    // When the call can be cut short, the plugin gets a process group of its own so a kill also
+    // reaches its children (a shell plugin's `sleep` would otherwise keep the stdout pipe open).
+    // Only then: a new session costs a few ms per call under load (scheduler autogroups).
+    const killable = (opts.timeoutMs !== undefined && opts.timeoutMs > 0) || opts.signal !== undefined;
+    const child = spawn(call.path, [], {
+      env: call.env as NodeJS.ProcessEnv,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: killable,
+    });
+    const out: Buffer[] = [];
+    let outLen = 0;
+    let errText = '';
+    let timedOut = false;
+    let aborted = false;
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let settled = false;
+    const timers: NodeJS.Timeout[] = [];
+    const forward = opts.stderr === undefined ? process.stderr : opts.stderr;
+
+    const killGroup = (sig: NodeJS.Signals) => {
+      if (child.pid === undefined) return;
+      try {
+        if (!killable) throw new Error('no process group');
+        process.kill(-child.pid, sig);
+      } catch {
+        try {
+          child.kill(sig);
+        } catch {
+          // already gone
+        }
+      }
+    };
+    const stop = () => {
+      killGroup('SIGTERM');
+      const t = setTimeout(() => killGroup('SIGKILL'), opts.killGraceMs ?? 2000);
+      t.unref();
+      timers.push(t);
+    };
+    const onAbort = () => {
+      aborted = true;
+      stop();
+    };
+    if (opts.timeoutMs !== undefined && opts.timeoutMs > 0) {
+      timers.push(
+        setTimeout(() => {
+          timedOut = true;
+          stop();
+        }, opts.timeoutMs),
+      );
+    }
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const cleanup = () => {
+      for (const t of timers) clearTimeout(t);
+      opts.signal?.removeEventListener('abort', onAbort);
+    };
+
+    child.stdout.on('data', (b: Buffer) => {
+      outLen += b.length;
+      if (outLen <= MAX_STDOUT) out.push(b);
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      if (forward) forward.write(b);
+      errText += b.toString('utf8');
+      if (errText.length > MAX_STDERR_KEEP) errText = errText.slice(-MAX_STDERR_KEEP);
+    });
+    // A plugin that exits without reading stdin makes our write fail with EPIPE; that is not an error.
+    child.stdin.on('error', () => {});
+    child.stdin.end(call.stdin);
+
+    child.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      reject(err);
+    });
+
+    const finish = () => {
+      if (settled || !exit) return;
+      settled = true;
+      cleanup();
+      const stdout = Buffer.concat(out).toString('utf8');
+      const info: ExitInfo = { exitCode: exit.code, signal: exit.signal, timedOut, aborted };
+      if (exit.code === 0 && !timedOut && !aborted) {
+        resolve({ stdout, stderr: errText });
+        return;
+      }
+      reject(errorFromFailedRun(call, info, stdout, errText, opts.timeoutMs));
+    };
+    child.on('exit', (code, signal) => {
+      exit = { code, signal };
+      // A leftover grandchild may hold our pipes open; do not wait for it forever.
+      const t = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish();
+      }, 500);
+      t.unref();
+      timers.push(t);
+    });
+    child.on('close', () => finish());
+  });
+}
+
+/** Turns a failed run into a PluginExecError, keeping the plugin's own CNI error code when it printed one. */
+export function errorFromFailedRun(
+  call: ExecCall,
+  exit: ExitInfo,
+  stdout: string,
+  stderr: string,
+  timeoutMs?: number,
+): PluginExecError {
+  const facts = { exit, stdout, stderr };
+  if (exit.timedOut) {
+    return new PluginExecError(
+      ErrorCode.TryAgainLater,
+      `it did not finish within ${timeoutMs} ms${outputs(stdout, stderr)}; raise the timeout or find out why it hangs`,
+      call,
+      facts,
+    );
+  }
+  if (exit.aborted) {
+    return new PluginExecError(
+      ErrorCode.Internal,
+      `the call was aborted${outputs(stdout, stderr)}`,
+      call,
+      facts,
+    );
+  }
+  const trimmed = stdout.trim();
+  if (trimmed === '') {
+    return new PluginExecError(
+      ErrorCode.Internal,
+      stderr.trim() === ''
+        ? 'it printed nothing on stdout or stderr'
+        : `it printed no error JSON on stdout; stderr: ${quoteOutput(stderr)}`,
+      call,
+      facts,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(trimmed);
+  } catch {
+    parsed = undefined;
+  }
+  if (isErrorObject(parsed)) {
+    const code = typeof parsed.code === 'number' && parsed.code > 0 ? parsed.code : ErrorCode.Internal;
+    const details = typeof parsed.details === 'string' ? parsed.details : undefined;
+    return new PluginExecError(code, parsed.msg, call, { ...facts, details });
+  }
+  return new PluginExecError(
+    ErrorCode.Internal,
+    `its stdout is not CNI error JSON: stdout ${quoteOutput(stdout)}${
+      stderr.trim() ? `; stderr ${quoteOutput(stderr)}` : ''
+    }`,
+    call,
+    facts,
+  );
+}
+
+function isErrorObject(v: unknown): v is { code?: unknown; msg: string; details?: unknown } {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    typeof (v as { msg?: unknown }).msg === 'string'
+  );
+}
+
+function outputs(stdout: string, stderr: string): string {
+  let s = '';
+  if (stdout.trim()) s += `; stdout ${quoteOutput(stdout)}`;
+  if (stderr.trim()) s += `; stderr ${quoteOutput(stderr)}`;
+  return s;
+}
+
+/**
+ * Runs a plugin whose stdout must be a result (ADD). Returns the parsed JSON object with
+ * `cniVersion` filled in from `configVersion` when the plugin left it out (libcni's fixup, #895).
+ * Error JSON printed with exit status 0 is still reported as the plugin's error.
+ */
+export async function execPluginForJson(
+  call: ExecCall,
+  configVersion: string,
+  opts: ExecOptions = {},
+): Promise<Record<string, unknown>> {
+  const { stdout, stderr } = await execPlugin(call, opts);
+  const trimmed = stdout.trim();
+  let parsed: unknown;
+  try {
+    parsed = trimmed === '' ? undefined : JSON.parse(trimmed);
+  } catch {
+    parsed = undefined;
+  }
+  const exit: ExitInfo = { exitCode: 0, signal: null, timedOut: false, aborted: false };
+  if (parsed === null) parsed = {};
+  if (typeof parsed !== 'object' || parsed === undefined || Array.isArray(parsed)) {
+    throw new PluginExecError(
+      ErrorCode.DecodingFailure,
+      `it exited 0 but its stdout is not a JSON result object: stdout ${quoteOutput(stdout)}${
+        stderr.trim() ? `; stderr ${quoteOutput(stderr)}` : ''
+      }`,
+      call,
+      { exit, stdout, stderr },
+    );
+  }
+  const obj = parsed as Record<string, unknown>;
+  if (isCniErrorJson(obj) && !('ips' in obj) && !('interfaces' in obj)) {
+    return Promise.reject(
+      new PluginExecError(obj.code > 0 ? obj.code : ErrorCode.Internal, obj.msg, call, {
+        exit,
+        stdout,
+        stderr,
+        details: obj.details,
+      }),
+    );
+  }
+  if (obj.cniVersion === undefined || obj.cniVersion === '') obj.cniVersion = configVersion;
+  return obj;
+}
