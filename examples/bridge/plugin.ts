@@ -1,0 +1,339 @@
+// bridge: connects a container to a host bridge through a veth pair, with IPAM, an optional gateway
+// address on the bridge and IP masquerade. Config fields and result layout follow the reference
+// plugin (interfaces: bridge, host veth, container veth; ips point at the container veth).
+import {
+  type Address,
+  CniError,
+  checkInterfaceIps,
+  checkRoutes,
+  configureInterface,
+  createVethPair,
+  deleteLinkInNetns,
+  ErrorCode,
+  formatCIDR,
+  formatIP,
+  type Interface,
+  type IptablesRunner,
+  interfaceIndex,
+  ipAdd,
+  ipamAdd,
+  ipamCheck,
+  ipamDel,
+  ipamGc,
+  ipamStatus,
+  ipsOfInterface,
+  type Netlink,
+  type NetnsOps,
+  optBool,
+  optInt,
+  optString,
+  type PluginContext,
+  type PluginSpec,
+  parseCIDR,
+  type Result,
+  requestedMac,
+  setupIpMasq,
+  setupMacSpoofCheck,
+  subnetNetwork,
+  subnetsOverlap,
+  teardownIpMasq,
+  teardownMacSpoofCheck,
+} from 'cni-kit';
+
+/** The bridge plugin's own config fields. */
+export interface BridgeConf {
+  bridge: string;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+  forceAddress: boolean;
+  ipMasq: boolean;
+  mtu?: number;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  vlan?: number;
+  macspoofchk: boolean;
+}
+
+/** What the plugin needs from the outside world. */
+export interface BridgeDeps {
+  netlink: Netlink;
+  /** iptables/nft seam for ipMasq and macspoofchk (default: the real binaries). */
+  iptables?: IptablesRunner;
+}
+
+function parseBridgeConf(c: Record<string, unknown>): BridgeConf {
+  const isDefaultGateway = optBool(c, 'isDefaultGateway') ?? false;
+  const conf: BridgeConf = {
+    bridge: optString(c, 'bridge') ?? 'cni0',
+    // A default gateway must be a gateway, as in the reference.
+    isGateway: (optBool(c, 'isGateway') ?? false) || isDefaultGateway,
+    isDefaultGateway,
+    forceAddress: optBool(c, 'forceAddress') ?? false,
+    ipMasq: optBool(c, 'ipMasq') ?? false,
+    hairpinMode: optBool(c, 'hairpinMode') ?? false,
+    promiscMode: optBool(c, 'promiscMode') ?? false,
+    macspoofchk: optBool(c, 'macspoofchk') ?? false,
+  };
+  const mtu = optInt(c, 'mtu', 0, 65535, true);
+  if (mtu !== undefined) conf.mtu = mtu;
+  const vlan = optInt(c, 'vlan', 0, 4094, true);
+  if (vlan !== undefined) conf.vlan = vlan;
+  if (conf.bridge.length > 15)
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `bridge: ${JSON.stringify(conf.bridge)} is longer than 15 characters`,
+    );
+  return conf;
+}
+
+/** Fills in gateways (first address of the subnet) when the bridge is the gateway; adds default routes. */
+function withGateways(result: Result, conf: BridgeConf): Result {
+  const ips = (result.ips ?? []).map((ip) => {
+    if (ip.gateway || !conf.isGateway) return ip;
+    const { subnet } = parseCIDR(ip.address);
+    return { ...ip, gateway: formatIP(ipAdd(subnetNetwork(subnet), 1n)) };
+  });
+  const routes = [...(result.routes ?? [])];
+  if (conf.isDefaultGateway) {
+    for (const fam of [4, 6] as const) {
+      const gw = ips.find((ip) => ip.gateway && parseCIDR(ip.address).ip.family === fam)?.gateway;
+      const dst = fam === 4 ? '0.0.0.0/0' : '::/0';
+      if (gw && !routes.some((r) => r.dst === dst)) routes.push({ dst, gw });
+    }
+  }
+  const { routes: _drop, ...rest } = result;
+  return { ...rest, ips, ...(routes.length ? { routes } : {}) };
+}
+
+/**
+ * Queues the gateway addresses for the bridge (given what it has now) and pins its MAC. A different
+ * IPv4 address, or an overlapping IPv6 one, is an error unless forceAddress replaces it.
+ */
+function queueGatewayAddrs(
+  ns: NetnsOps,
+  conf: BridgeConf,
+  result: Result,
+  have: Address[],
+  brMac: string,
+): void {
+  // Setting the MAC the bridge has now pins it; otherwise it follows its lowest port and changes
+  // when that container leaves, breaking the other containers' ARP entry for the gateway.
+  ns.setLink(conf.bridge, { mac: brMac });
+  for (const ip of result.ips ?? []) {
+    if (!ip.gateway) continue;
+    const { subnet } = parseCIDR(ip.address);
+    const want = formatCIDR(parseCIDR(`${ip.gateway}/${subnet.prefix}`).ip, subnet.prefix);
+    if (!have.some((a) => a.cidr === want)) {
+      for (const a of have) {
+        const other = parseCIDR(a.cidr);
+        if (other.ip.family !== subnet.family || (other.ip.family === 6 && a.scope === 'link')) continue;
+        if (subnet.family === 6 && !subnetsOverlap(other.subnet, subnet)) continue;
+        if (!conf.forceAddress) {
+          throw new CniError(
+            ErrorCode.Internal,
+            `bridge ${conf.bridge} already has address ${a.cidr}, which differs from the gateway address ${want}`,
+            'set "forceAddress": true to replace it, or use another bridge',
+          );
+        }
+        ns.deleteAddress(conf.bridge, a.cidr, { missingOk: true });
+      }
+      ns.addAddress(conf.bridge, want, { existsOk: true, noDad: true });
+    }
+    ns.setSysctl(subnet.family === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding', 1);
+  }
+}
+
+const notABridge = (name: string, kind: string | undefined) =>
+  new CniError(
+    ErrorCode.InvalidNetworkConfig,
+    `bridge: ${JSON.stringify(name)} exists but is a ${kind ?? 'physical'} link, not a bridge`,
+    'pick another bridge name',
+  );
+
+/** Builds the bridge plugin over a netlink backend. */
+export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
+  const { netlink } = deps;
+  const masq = deps.iptables ? { runner: deps.iptables } : {};
+
+  // Spawns are the cost of a call on Linux, so the host side is two batches (bridge + veth +
+  // enslave with a read-back; then gateway addresses) and the container side one.
+  async function add(ctx: PluginContext<BridgeConf>): Promise<Result> {
+    const conf = ctx.config;
+    if (conf.vlan) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `vlan: ${conf.vlan} needs bridge VLAN filtering, which this cni-kit netlink backend cannot configure yet`,
+        'remove "vlan" or use the reference bridge plugin for VLAN ports',
+      );
+    }
+    const mac = requestedMac(conf, ctx.args);
+    const host = netlink.open();
+    let vethMade = false;
+    let ipamDone = false;
+    try {
+      const veth = await createVethPair(netlink, {
+        netns: ctx.netns,
+        ifname: ctx.ifname,
+        ...(conf.mtu ? { mtu: conf.mtu } : {}),
+        ...(mac ? { mac } : {}),
+        before: (ns) => {
+          ns.createLink(
+            { kind: 'bridge', name: conf.bridge, ...(conf.mtu ? { mtu: conf.mtu } : {}) },
+            { existsOk: true },
+          );
+          ns.setLink(conf.bridge, { up: true, ...(conf.promiscMode ? { promisc: true } : {}) });
+        },
+        after: (ns, name) => {
+          ns.setLink(name, { master: conf.bridge, up: true });
+          if (conf.hairpinMode) ns.setLink(name, { hairpin: true });
+        },
+      }).catch(async (e) => {
+        // Enslaving fails when a non-bridge link holds the name; say so instead of "invalid argument".
+        const l = await host.findLink(conf.bridge).catch(() => undefined);
+        throw l && l.kind !== 'bridge' ? notABridge(conf.bridge, l.kind) : e;
+      });
+      vethMade = true;
+      const br = veth.hostLinks.find((l) => l.name === conf.bridge);
+      if (br?.kind !== 'bridge') throw notABridge(conf.bridge, br?.kind);
+      let result: Result = { cniVersion: '1.1.0' };
+      if (conf.ipam) {
+        const ipamResult = await ipamAdd(ctx, conf);
+        ipamDone = true;
+        result = withGateways(
+          { ...ipamResult, ips: (ipamResult.ips ?? []).map((ip) => ({ ...ip, interface: 2 })) },
+          conf,
+        );
+      }
+      const container: Interface = { name: ctx.ifname, sandbox: ctx.netns };
+      result.interfaces = [
+        { name: conf.bridge, mac: br.mac },
+        { name: veth.host.name, mac: veth.host.mac },
+        container,
+      ];
+      const hasV6 = (result.ips ?? []).some((ip) => ip.address.includes(':'));
+      const ct = await netlink.inNetns(ctx.netns, async (ns) => {
+        // Hairpin and promisc echo our own neighbour solicitations back, which fails DAD.
+        const noDad = hasV6 && (conf.hairpinMode || conf.promiscMode);
+        if (noDad) ns.setSysctl(`net/ipv6/conf/${ctx.ifname}/accept_dad`, 0);
+        ns.setSysctl(`net/ipv4/conf/${ctx.ifname}/arp_notify`, 1);
+        if (conf.ipam) {
+          await configureInterface(ns, ctx.ifname, result, { index: 2, skipDadWait: noDad });
+        } else {
+          ns.setLink(ctx.ifname, { up: true });
+        }
+        return ns.getLink(ctx.ifname);
+      });
+      if (conf.isGateway) {
+        const have = await host.addresses({ link: conf.bridge });
+        queueGatewayAddrs(host, conf, result, have, br.mac);
+        await host.flush();
+      }
+      if (conf.ipMasq) {
+        for (const ip of result.ips ?? []) await setupIpMasq(ip.address, conf.name, ctx.containerId, masq);
+      }
+      if (conf.macspoofchk)
+        await setupMacSpoofCheck(veth.host.name, ct.mac, ctx.containerId, ctx.ifname, masq);
+      // Same key order as the reference: name, mac, sandbox.
+      result.interfaces[2] = { name: ctx.ifname, mac: ct.mac, sandbox: ctx.netns };
+      if (conf.dns && Object.keys(conf.dns).length) result.dns = conf.dns;
+      return result;
+    } catch (e) {
+      // Undo in reverse; the original error is what the runtime must see.
+      await rollback(ctx, conf, vethMade, ipamDone).catch((u) =>
+        ctx.log(`bridge: rollback after failed ADD: ${String(u)}`),
+      );
+      throw e;
+    }
+  }
+
+  async function rollback(
+    ctx: PluginContext<BridgeConf>,
+    conf: PluginContext<BridgeConf>['config'],
+    vethMade: boolean,
+    ipamDone: boolean,
+  ) {
+    if (conf.ipMasq) await teardownIpMasq(conf.name, ctx.containerId, masq);
+    if (conf.macspoofchk) await teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq);
+    // Only a veth we created may go: the container may already own an interface of that name.
+    if (vethMade) await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
+    if (ipamDone) await ipamDel(ctx, conf);
+  }
+
+  async function check(ctx: PluginContext<BridgeConf>): Promise<void> {
+    const conf = ctx.config;
+    const prev = conf.prevResult;
+    if (!prev)
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        'prevResult: missing; CHECK needs the result of ADD',
+      );
+    if (conf.ipam) await ipamCheck(ctx, conf);
+    const brIdx = interfaceIndex(prev, conf.bridge);
+    const ctIdx = (prev.interfaces ?? []).findIndex((i) => i.name === ctx.ifname && i.sandbox === ctx.netns);
+    if (brIdx < 0 || ctIdx < 0) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `prevResult: interfaces must list bridge ${conf.bridge} and ${ctx.ifname} in ${ctx.netns}`,
+      );
+    }
+    const ctWant = prev.interfaces?.[ctIdx];
+    await netlink.inNetns(undefined, async (ns) => {
+      const br = await ns.findLink(conf.bridge);
+      if (br?.kind !== 'bridge')
+        throw new CniError(ErrorCode.Internal, `CHECK: bridge ${conf.bridge} is missing or not a bridge`);
+      const brWant = prev.interfaces?.[brIdx]?.mac;
+      if (brWant && brWant !== br.mac)
+        throw new CniError(
+          ErrorCode.Internal,
+          `CHECK: bridge ${conf.bridge} has MAC ${br.mac}, prevResult says ${brWant}`,
+        );
+    });
+    const ct = await netlink.inNetns(ctx.netns, async (ns) => {
+      const link = await ns.findLink(ctx.ifname);
+      if (link?.kind !== 'veth')
+        throw new CniError(
+          ErrorCode.Internal,
+          `CHECK: ${ctx.ifname} in ${ctx.netns} is missing or not a veth`,
+        );
+      if (ctWant?.mac && ctWant.mac !== link.mac)
+        throw new CniError(
+          ErrorCode.Internal,
+          `CHECK: ${ctx.ifname} has MAC ${link.mac}, prevResult says ${ctWant.mac}`,
+        );
+      const ips = ipsOfInterface(prev, ctIdx);
+      await checkInterfaceIps(ns, ctx.ifname, ips);
+      await checkRoutes(ns, prev.routes ?? [], ips, ctx.ifname);
+      return link;
+    });
+    await netlink.inNetns(undefined, async (ns) => {
+      const peer = ct.parentIndex !== undefined ? await ns.findLink(ct.parentIndex) : undefined;
+      if (!peer || peer.master !== conf.bridge) {
+        throw new CniError(
+          ErrorCode.Internal,
+          `CHECK: the host end of ${ctx.ifname} is not a port of bridge ${conf.bridge}`,
+        );
+      }
+    });
+  }
+
+  return {
+    about: 'bridge (cni-kit): connects containers to a host bridge through veth pairs',
+    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+    parseConfig: (c) => parseBridgeConf(c),
+    add,
+    check,
+    async del(ctx) {
+      const conf = ctx.config;
+      if (conf.ipam) await ipamDel(ctx, conf);
+      await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
+      if (conf.ipMasq) await teardownIpMasq(conf.name, ctx.containerId, masq);
+      if (conf.macspoofchk) await teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq);
+    },
+    async gc(ctx) {
+      if (ctx.config.ipam) await ipamGc(ctx, ctx.config, ctx.validAttachments);
+    },
+    async status(ctx) {
+      if (ctx.config.ipam) await ipamStatus(ctx, ctx.config);
+    },
+  };
+}

@@ -1,0 +1,243 @@
+// host-device: moves an existing host interface into the container under CNI_IFNAME and back out
+// under its original name on DEL. Moves go through a temporary netns so renames never race with
+// names in the host or the container; the original name travels in the link's alias.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  CniError,
+  checkInterfaceIps,
+  checkRoutes,
+  configureInterface,
+  ErrorCode,
+  ipamAdd,
+  ipamCheck,
+  ipamDel,
+  ipamGc,
+  ipamStatus,
+  ipsOfInterface,
+  type Netlink,
+  optString,
+  type PluginContext,
+  type PluginSpec,
+  parseMac,
+  type Result,
+} from 'cni-kit';
+
+/** The host-device plugin's own config fields (exactly one way to pick the device). */
+export interface HostDeviceConf {
+  device?: string;
+  hwaddr?: string;
+  kernelpath?: string;
+  pciBusID?: string;
+}
+
+/** What the plugin needs from the outside world. */
+export interface HostDeviceDeps {
+  netlink: Netlink;
+  /** Where sysfs is mounted (tests point it at a fake tree); default /sys. */
+  sysfs?: string;
+}
+
+function parseHostDeviceConf(c: Record<string, unknown>): HostDeviceConf {
+  const conf: HostDeviceConf = {};
+  const device = optString(c, 'device');
+  if (device) conf.device = device;
+  const hw = optString(c, 'hwaddr');
+  if (hw) conf.hwaddr = parseMac(hw, 'hwaddr');
+  const kp = optString(c, 'kernelpath');
+  if (kp) {
+    if (!kp.startsWith('/sys/devices/'))
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `kernelpath: ${JSON.stringify(kp)} must start with /sys/devices/`,
+      );
+    conf.kernelpath = kp;
+  }
+  const pci =
+    optString(c, 'pciBusID') ?? optString((c.runtimeConfig ?? {}) as Record<string, unknown>, 'deviceID');
+  if (pci) conf.pciBusID = pci;
+  const n = [conf.device, conf.hwaddr, conf.kernelpath, conf.pciBusID].filter(Boolean).length;
+  if (n !== 1) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `host-device: ${n === 0 ? 'no device given' : 'more than one device selector given'}`,
+      'set exactly one of "device", "hwaddr", "kernelpath", "pciBusID" (or runtimeConfig.deviceID)',
+    );
+  }
+  return conf;
+}
+
+/** Builds the host-device plugin over a netlink backend. */
+export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDeviceConf> {
+  const { netlink } = deps;
+  const sysfs = deps.sysfs ?? '/sys';
+
+  function netDirEntry(dir: string, field: string, value: string): string {
+    try {
+      const names = readdirSync(dir);
+      if (names[0]) return names[0];
+    } catch {
+      // reported below with the field that led here
+    }
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `${field}: no network interface found for ${JSON.stringify(value)} (looked in ${dir})`,
+    );
+  }
+
+  /** The host name of the selected device. */
+  async function findDevice(c: HostDeviceConf): Promise<string> {
+    if (c.device) return c.device;
+    if (c.kernelpath)
+      return netDirEntry(join(sysfs, c.kernelpath.slice('/sys/'.length), 'net'), 'kernelpath', c.kernelpath);
+    if (c.pciBusID) {
+      const base = join(sysfs, 'bus/pci/devices', c.pciBusID);
+      let dir = join(base, 'net');
+      try {
+        const virtio = readdirSync(base).find((n) => n.startsWith('virtio'));
+        if (virtio && !readdirSync(base).includes('net')) dir = join(base, virtio, 'net');
+      } catch {
+        // a missing PCI device is reported by netDirEntry
+      }
+      return netDirEntry(dir, 'pciBusID', c.pciBusID);
+    }
+    const links = await netlink.inNetns(undefined, (ns) => ns.links());
+    const hit = links.find((l) => l.mac.toLowerCase() === c.hwaddr);
+    if (!hit)
+      throw new CniError(ErrorCode.InvalidNetworkConfig, `hwaddr: no host interface has MAC ${c.hwaddr}`);
+    return hit.name;
+  }
+
+  /** Moves `name` from netns `from` to `to` as `newName`, through a temporary netns; sets or clears the alias. */
+  async function move(
+    from: string | undefined,
+    to: string,
+    name: string,
+    newName: string,
+    alias: string | null,
+  ) {
+    const tmp = await netlink.createNetns();
+    try {
+      await netlink.inNetns(from, (ns) => {
+        if (alias === null) ns.setLink(name, { up: false });
+        ns.moveLink(name, tmp.path);
+      });
+      try {
+        await netlink.inNetns(tmp.path, (ns) => {
+          if (newName !== name) ns.renameLink(name, newName);
+          ns.setLink(newName, { alias });
+          ns.moveLink(newName, to);
+        });
+      } catch (e) {
+        // Put the device back where it came from before the temporary netns (and a veth in it) dies.
+        await netlink
+          .inNetns(tmp.path, async (ns) => {
+            const l = (await ns.findLink(newName)) ?? (await ns.findLink(name));
+            if (l) ns.moveLink(l.name, from ?? netlink.hostNetns);
+          })
+          .catch(() => {});
+        throw e;
+      }
+    } finally {
+      await tmp.remove();
+    }
+  }
+
+  async function add(ctx: PluginContext<HostDeviceConf>): Promise<Result> {
+    const c = ctx.config;
+    const dev = await findDevice(c);
+    await netlink.inNetns(undefined, async (ns) => {
+      if (!(await ns.findLink(dev)))
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `device: host interface ${JSON.stringify(dev)} not found`,
+        );
+    });
+    await move(undefined, ctx.netns, dev, ctx.ifname, dev);
+    let ipamDone = false;
+    try {
+      const link = await netlink.inNetns(ctx.netns, (ns) => {
+        ns.setLink(ctx.ifname, { up: true });
+        return ns.getLink(ctx.ifname);
+      });
+      const result: Result = {
+        cniVersion: '1.1.0',
+        interfaces: [{ name: ctx.ifname, mac: link.mac, sandbox: ctx.netns }],
+      };
+      if (c.ipam) {
+        const r = await ipamAdd(ctx, c);
+        ipamDone = true;
+        Object.assign(result, r, {
+          interfaces: result.interfaces,
+          ips: (r.ips ?? []).map((ip) => ({ ...ip, interface: 0 })),
+        });
+        await netlink.inNetns(ctx.netns, (ns) => configureInterface(ns, ctx.ifname, result, { index: 0 }));
+      }
+      if (c.dns && Object.keys(c.dns).length) result.dns = c.dns;
+      return result;
+    } catch (e) {
+      try {
+        if (ipamDone) await ipamDel(ctx, c);
+        await move(ctx.netns, netlink.hostNetns, ctx.ifname, dev, null);
+      } catch (u) {
+        ctx.log(`host-device: rollback after failed ADD: ${String(u)}`);
+      }
+      throw e;
+    }
+  }
+
+  return {
+    about: 'host-device (cni-kit): moves a host interface into the container and back',
+    supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+    parseConfig: (c) => parseHostDeviceConf(c),
+    add,
+    async check(ctx) {
+      const prev = ctx.config.prevResult;
+      if (!prev)
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          'prevResult: missing; CHECK needs the result of ADD',
+        );
+      if (ctx.config.ipam) await ipamCheck(ctx, ctx.config);
+      const idx = (prev.interfaces ?? []).findIndex((i) => i.name === ctx.ifname && i.sandbox === ctx.netns);
+      if (idx < 0)
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `prevResult: no interface ${ctx.ifname} in ${ctx.netns}`,
+        );
+      await netlink.inNetns(ctx.netns, async (ns) => {
+        const l = await ns.findLink(ctx.ifname);
+        if (!l) throw new CniError(ErrorCode.Internal, `CHECK: ${ctx.ifname} is missing in ${ctx.netns}`);
+        const want = prev.interfaces?.[idx]?.mac;
+        if (want && want !== l.mac)
+          throw new CniError(
+            ErrorCode.Internal,
+            `CHECK: ${ctx.ifname} has MAC ${l.mac}, prevResult says ${want}`,
+          );
+        const ips = ipsOfInterface(prev, idx);
+        await checkInterfaceIps(ns, ctx.ifname, ips);
+        await checkRoutes(ns, prev.routes ?? [], ips);
+      });
+    },
+    async del(ctx) {
+      if (ctx.config.ipam) await ipamDel(ctx, ctx.config);
+      if (!ctx.netns || !(await netlink.netnsExists(ctx.netns))) return;
+      const link = await netlink.inNetns(ctx.netns, (ns) => ns.findLink(ctx.ifname));
+      if (!link) return;
+      if (!link.alias) {
+        // Not moved in by us (no original name recorded): leave it rather than guess a host name.
+        ctx.log(
+          `host-device: ${ctx.ifname} in ${ctx.netns} has no alias with its original name; left in place`,
+        );
+        return;
+      }
+      await move(ctx.netns, netlink.hostNetns, ctx.ifname, link.alias, null);
+    },
+    async gc(ctx) {
+      if (ctx.config.ipam) await ipamGc(ctx, ctx.config, ctx.validAttachments);
+    },
+    async status(ctx) {
+      if (ctx.config.ipam) await ipamStatus(ctx, ctx.config);
+    },
+  };
+}

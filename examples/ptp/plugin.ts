@@ -1,0 +1,192 @@
+// ptp: a veth pair routed at L3. The container gets its address with only a /32 (/128) route to the
+// gateway, which lives on the host end of the veth; the host routes the container address to it.
+import {
+  CniError,
+  checkInterfaceIps,
+  checkRoutes,
+  configureInterface,
+  createVethPair,
+  deleteLinkInNetns,
+  ErrorCode,
+  formatSubnet,
+  type IptablesRunner,
+  ipamAdd,
+  ipamCheck,
+  ipamDel,
+  ipamGc,
+  ipamStatus,
+  ipsOfInterface,
+  type Netlink,
+  optBool,
+  optInt,
+  type PluginContext,
+  type PluginSpec,
+  parseCIDR,
+  type Result,
+  setupIpMasq,
+  teardownIpMasq,
+} from 'cni-kit';
+
+/** The ptp plugin's own config fields. */
+export interface PtpConf {
+  ipMasq: boolean;
+  mtu?: number;
+}
+
+/** What the plugin needs from the outside world. */
+export interface PtpDeps {
+  netlink: Netlink;
+  iptables?: IptablesRunner;
+}
+
+function parsePtpConf(c: Record<string, unknown>): PtpConf {
+  if (!c.ipam) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      'ipam: missing; ptp needs an IPAM plugin such as host-local',
+    );
+  }
+  const conf: PtpConf = { ipMasq: optBool(c, 'ipMasq') ?? false };
+  const mtu = optInt(c, 'mtu', 0, 65535, true);
+  if (mtu !== undefined) conf.mtu = mtu;
+  return conf;
+}
+
+/** Builds the ptp plugin over a netlink backend. */
+export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
+  const { netlink } = deps;
+  const masq = deps.iptables ? { runner: deps.iptables } : {};
+
+  async function add(ctx: PluginContext<PtpConf>): Promise<Result> {
+    const conf = ctx.config;
+    const ipamResult = await ipamAdd(ctx, conf);
+    let linkMade = false;
+    try {
+      const ips = (ipamResult.ips ?? []).map((ip) => ({ ...ip, interface: 1 }));
+      if (ips.length === 0) throw new CniError(ErrorCode.Internal, 'IPAM returned no address for ptp');
+      for (const ip of ips) {
+        if (!ip.gateway) {
+          throw new CniError(
+            ErrorCode.InvalidNetworkConfig,
+            `ipam: the address ${ip.address} came without a gateway; ptp routes through it, so configure one`,
+          );
+        }
+      }
+      const veth = await createVethPair(netlink, {
+        netns: ctx.netns,
+        ifname: ctx.ifname,
+        ...(conf.mtu ? { mtu: conf.mtu } : {}),
+        before: (ns) => {
+          for (const fam of new Set(ips.map((ip) => (ip.address.includes(':') ? 6 : 4))))
+            ns.setSysctl(fam === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding', 1);
+        },
+        // The host end carries the gateway address and routes the container address to the veth.
+        after: (ns, hostVeth) => {
+          ns.setLink(hostVeth, { up: true });
+          for (const ip of ips) {
+            const bits = ip.address.includes(':') ? 128 : 32;
+            ns.addAddress(hostVeth, `${ip.gateway}/${bits}`, { existsOk: true, noDad: true });
+            const dst = `${ip.address.split('/')[0]}/${bits}`;
+            ns.addRoute({ dst, dev: hostVeth, scope: 'host' }, { existsOk: true });
+          }
+        },
+      });
+      linkMade = true;
+      const result: Result = {
+        ...ipamResult,
+        interfaces: [
+          { name: veth.host.name, mac: veth.host.mac },
+          { name: ctx.ifname, sandbox: ctx.netns },
+        ],
+        ips,
+      };
+      const ct = await netlink.inNetns(ctx.netns, async (ns) => {
+        await configureInterface(ns, ctx.ifname, result, { index: 1 });
+        for (const ip of ips) {
+          const { ip: addr, subnet } = parseCIDR(ip.address);
+          const me = ip.address.split('/')[0] ?? '';
+          const bits = addr.family === 4 ? 32 : 128;
+          // Replace the on-link subnet route with a host route to the gateway and the subnet via it,
+          // so every packet goes through the host end.
+          ns.deleteRoute({ dst: formatSubnet(subnet), dev: ctx.ifname }, { missingOk: true });
+          ns.addRoute(
+            { dst: `${ip.gateway}/${bits}`, dev: ctx.ifname, scope: 'link', src: me },
+            { existsOk: true },
+          );
+          if (subnet.prefix < bits)
+            ns.addRoute(
+              { dst: formatSubnet(subnet), gw: ip.gateway, dev: ctx.ifname, src: me },
+              { existsOk: true },
+            );
+        }
+        return ns.getLink(ctx.ifname);
+      });
+      result.interfaces = [
+        { name: veth.host.name, mac: veth.host.mac },
+        { name: ctx.ifname, mac: ct.mac, sandbox: ctx.netns },
+      ];
+      if (conf.ipMasq) for (const ip of ips) await setupIpMasq(ip.address, conf.name, ctx.containerId, masq);
+      if (conf.dns && Object.keys(conf.dns).length) result.dns = conf.dns;
+      return result;
+    } catch (e) {
+      try {
+        if (conf.ipMasq) await teardownIpMasq(conf.name, ctx.containerId, masq);
+        if (linkMade) await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
+        await ipamDel(ctx, conf);
+      } catch (u) {
+        ctx.log(`ptp: rollback after failed ADD: ${String(u)}`);
+      }
+      throw e;
+    }
+  }
+
+  return {
+    about: 'ptp (cni-kit): a routed veth pair per container',
+    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+    parseConfig: (c) => parsePtpConf(c),
+    add,
+    async check(ctx) {
+      const prev = ctx.config.prevResult;
+      if (!prev)
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          'prevResult: missing; CHECK needs the result of ADD',
+        );
+      await ipamCheck(ctx, ctx.config);
+      const idx = (prev.interfaces ?? []).findIndex((i) => i.name === ctx.ifname && i.sandbox === ctx.netns);
+      if (idx < 0)
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `prevResult: no interface ${ctx.ifname} in ${ctx.netns}`,
+        );
+      await netlink.inNetns(ctx.netns, async (ns) => {
+        const link = await ns.findLink(ctx.ifname);
+        if (link?.kind !== 'veth')
+          throw new CniError(
+            ErrorCode.Internal,
+            `CHECK: ${ctx.ifname} in ${ctx.netns} is missing or not a veth`,
+          );
+        const want = prev.interfaces?.[idx]?.mac;
+        if (want && want !== link.mac)
+          throw new CniError(
+            ErrorCode.Internal,
+            `CHECK: ${ctx.ifname} has MAC ${link.mac}, prevResult says ${want}`,
+          );
+        const ips = ipsOfInterface(prev, idx);
+        await checkInterfaceIps(ns, ctx.ifname, ips);
+        await checkRoutes(ns, prev.routes ?? [], ips);
+      });
+    },
+    async del(ctx) {
+      await ipamDel(ctx, ctx.config);
+      await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
+      if (ctx.config.ipMasq) await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
+    },
+    async gc(ctx) {
+      await ipamGc(ctx, ctx.config, ctx.validAttachments);
+    },
+    async status(ctx) {
+      await ipamStatus(ctx, ctx.config);
+    },
+  };
+}

@@ -1,0 +1,170 @@
+// Link helpers several plugins share: a veth pair with a random host-side name, the interface of
+// the default route, and "delete this interface in a netns that may already be gone".
+import { randomBytes } from 'node:crypto';
+import { isExists, isNotFound } from '../netlink/errors.js';
+import type { Link, LinkSpec, Netlink, NetnsOps } from '../netlink/types.js';
+import { CniError, ErrorCode } from '../spec/errors.js';
+
+/** A random host-side veth name in the reference's format: "veth" + 8 hex digits. */
+export function randomVethName(): string {
+  return `veth${randomBytes(4).toString('hex')}`;
+}
+
+/** What createVethPair makes. */
+export interface VethOptions {
+  /** Container netns path. */
+  netns: string;
+  /** Container-side interface name. */
+  ifname: string;
+  mtu?: number;
+  /** Container-side MAC. */
+  mac?: string;
+  /** Host-side name; default a random "vethXXXXXXXX" (retried on collision). */
+  hostName?: string;
+  /** Queues host-side work to run before the veth in the same batch (e.g. creating the bridge). */
+  before?: (ns: NetnsOps) => void;
+  /** Queues host-side work to run after the veth in the same batch (e.g. enslaving and setting it up). */
+  after?: (ns: NetnsOps, hostName: string) => void;
+}
+
+/** The host end of a new veth pair plus the host's links as read right after the batch. */
+export interface VethPair {
+  host: Link;
+  /** Every host link after the batch (callers find their bridge here without another read). */
+  hostLinks: Link[];
+}
+
+/**
+ * Creates a veth pair from the host side with its peer directly in the container netns, so the
+ * container name never collides with a host link. The caller's `before`/`after` work and the
+ * read-back share one batch (one process spawn on Linux). The container end is not read back:
+ * callers read it after configuring it, again in one batch.
+ */
+export async function createVethPair(netlink: Netlink, opts: VethOptions): Promise<VethPair> {
+  const host = netlink.open();
+  for (let attempt = 0; ; attempt++) {
+    const hostName = opts.hostName ?? randomVethName();
+    opts.before?.(host);
+    host.createLink({
+      kind: 'veth',
+      name: hostName,
+      peerName: opts.ifname,
+      peerNetns: opts.netns,
+      ...(opts.mtu ? { mtu: opts.mtu, peerMtu: opts.mtu } : {}),
+      ...(opts.mac ? { peerMac: opts.mac } : {}),
+    });
+    opts.after?.(host, hostName);
+    let hostLinks: Link[];
+    try {
+      hostLinks = await host.links();
+    } catch (e) {
+      if (!isExists(e)) {
+        // The caller's `after` work failed with the pair already made: take it down again (deleting
+        // the host end removes the container end too) so a failed ADD leaves nothing behind.
+        await netlink
+          .inNetns(undefined, (ns) => ns.deleteLink(hostName, { missingOk: true }))
+          .catch(() => {});
+        throw e;
+      }
+      if (await host.findLink(hostName)) {
+        if (opts.hostName || attempt >= 9) throw e;
+        continue;
+      }
+      throw new CniError(
+        ErrorCode.Internal,
+        `container veth name "${opts.ifname}" already exists in ${opts.netns}`,
+        'pick another CNI_IFNAME or delete the existing interface',
+      );
+    }
+    const hostLink = hostLinks.find((l) => l.name === hostName);
+    if (!hostLink)
+      throw new CniError(ErrorCode.Internal, `veth ${hostName} vanished right after it was created`);
+    return { host: hostLink, hostLinks };
+  }
+}
+
+/**
+ * Deletes `ifname` in `netns` in one batch; a missing netns or link is success, as DEL requires.
+ * Returns false when the netns was already gone.
+ */
+export async function deleteLinkInNetns(netlink: Netlink, netns: string, ifname: string): Promise<boolean> {
+  if (!netns || !(await netlink.netnsExists(netns))) return false;
+  try {
+    await netlink.inNetns(netns, (ns) => ns.deleteLink(ifname, { missingOk: true }));
+    return true;
+  } catch (e) {
+    // The netns vanished between the check and the call: nothing left to delete.
+    if (isNotFound(e)) return false;
+    throw e;
+  }
+}
+
+/** The interface the default route leaves through (IPv4 first, then IPv6), as the reference picks a master. */
+export async function defaultRouteInterface(ns: NetnsOps): Promise<string> {
+  for (const family of [4, 6] as const) {
+    const routes = await ns.routes({ family });
+    const def = routes.find((r) => (r.dst === '0.0.0.0/0' || r.dst === '::/0') && r.dev);
+    if (def?.dev) return def.dev;
+  }
+  throw new CniError(
+    ErrorCode.InvalidNetworkConfig,
+    `master: not set and ${ns.netns} has no default route to take it from`,
+    'set "master" to the parent interface, e.g. "eth0"',
+  );
+}
+
+/** The link named `name` in `ns`, or a code 7 error naming the config field that referred to it. */
+export async function requireLink(ns: NetnsOps, name: string, field: string): Promise<Link> {
+  const link = await ns.findLink(name);
+  if (!link) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `${field}: link ${JSON.stringify(name)} not found in ${ns.netns}`,
+      `create it first or set ${field} to an existing interface`,
+    );
+  }
+  return link;
+}
+
+/** Where and how to create a container interface that hangs off a master (macvlan, ipvlan, vlan). */
+export interface SubLinkOptions {
+  netns: string;
+  ifname: string;
+  /** The master lives in the container netns (`linkInContainer`), not in the host. */
+  linkInContainer?: boolean;
+}
+
+/**
+ * Creates a macvlan/ipvlan/vlan link for the container under a temporary name and renames it to
+ * `ifname` inside the container: created in the host with the container's ifname, it could clash
+ * with a host link of that name. Returns the link as read back in the container.
+ */
+export async function createSubLink(
+  netlink: Netlink,
+  spec: Extract<LinkSpec, { kind: 'macvlan' | 'ipvlan' | 'vlan' }>,
+  opts: SubLinkOptions,
+): Promise<Link> {
+  const tmp = `cni${randomBytes(4).toString('hex')}`;
+  if (opts.linkInContainer) {
+    await netlink.inNetns(opts.netns, (ns) => ns.createLink({ ...spec, name: tmp }));
+  } else {
+    await netlink.inNetns(undefined, (ns) => ns.createLink({ ...spec, name: tmp, netns: opts.netns }));
+  }
+  return netlink.inNetns(opts.netns, async (ns) => {
+    ns.renameLink(tmp, opts.ifname);
+    try {
+      return await ns.getLink(opts.ifname);
+    } catch (e) {
+      // The rename failed (name taken): do not leave the temporary link behind.
+      await netlink.inNetns(opts.netns, (n) => n.deleteLink(tmp, { missingOk: true })).catch(() => {});
+      if (isExists(e)) {
+        throw new CniError(
+          ErrorCode.Internal,
+          `interface "${opts.ifname}" already exists in ${opts.netns}`,
+          'pick another CNI_IFNAME or delete the existing interface',
+        );
+      }
+      throw e;
+    }
+  });
+}

@@ -1,0 +1,154 @@
+// Our bridge binary in real network namespaces with our host-local IPAM: reachability, CHECK,
+// DEL (twice, and after the netns is gone), and the ipMasq chains it leaves in iptables.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { masqChainName, SPOOFCHK_TABLE, setupIpMasq, spoofChainName, teardownMacSpoofCheck } from 'cni-kit';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { execPlugin } from '../helpers/plugin.js';
+
+const tag = `pbr${process.pid % 100000}`;
+const net = `172.${16 + (process.pid % 16)}.41`;
+const bridge = `${tag}b`;
+const netnses: string[] = [];
+let work: string;
+
+function need(ctx: TestContext): void {
+  if (process.getuid?.() !== 0) ctx.skip('needs root for network namespaces');
+  if (spawnSync('ping', ['-V']).status !== 0) ctx.skip('iputils-ping not installed');
+}
+
+function newNetns(suffix: string): string {
+  const name = `${tag}-${suffix}`;
+  spawnSync('ip', ['netns', 'del', name]);
+  execFileSync('ip', ['netns', 'add', name]);
+  netnses.push(name);
+  return `/var/run/netns/${name}`;
+}
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), `${tag}-`));
+});
+afterAll(async () => {
+  await teardownMacSpoofCheck('c-s', 'eth0').catch(() => {});
+  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+  spawnSync('ip', ['link', 'del', bridge]);
+  for (const cid of ['c-a', 'c-b', 'c-m']) {
+    const chain = masqChainName(`${tag}net`, cid);
+    spawnSync('sh', [
+      '-c',
+      `iptables-save -t nat | grep -- '-j ${chain}' | sed 's/^-A/-D/' | xargs -r -L1 iptables -t nat; iptables -t nat -F ${chain}; iptables -t nat -X ${chain}`,
+    ]);
+  }
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+const conf = (extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `${tag}net`,
+    type: 'bridge',
+    bridge,
+    isGateway: true,
+    ipam: { type: 'host-local', subnet: `${net}.0/24`, dataDir: join(work, 'ipam') },
+    ...extra,
+  });
+
+const env = (cmd: string, cid: string, netns: string) => ({
+  CNI_COMMAND: cmd,
+  CNI_CONTAINERID: cid,
+  CNI_NETNS: netns,
+  CNI_IFNAME: 'eth0',
+  CNI_PATH: '/usr/lib/cni',
+});
+
+const ping = (netns: string, ip: string) =>
+  spawnSync('ip', ['netns', 'exec', netns.split('/').pop() ?? '', 'ping', '-c1', '-W2', ip]).status;
+
+const reserved = () => readdirSync(join(work, 'ipam', `${tag}net`)).filter((f) => /^\d/.test(f));
+
+describe('bridge binary (real netns)', () => {
+  it('two containers reach each other and the gateway; CHECK; DEL frees everything, twice', (ctx) => {
+    need(ctx);
+    const a = newNetns('a');
+    const b = newNetns('b');
+    const ra = execPlugin('bridge', env('ADD', 'c-a', a), conf());
+    expect(ra.status, ra.stdout + ra.stderr).toBe(0);
+    const rb = execPlugin('bridge', env('ADD', 'c-b', b), conf());
+    expect(rb.status, rb.stdout + rb.stderr).toBe(0);
+    const resA = ra.json as {
+      ips: Array<{ address: string; gateway: string }>;
+      interfaces: Array<{ name: string }>;
+    };
+    const resB = rb.json as typeof resA;
+    const ipB = resB.ips[0]?.address.split('/')[0] ?? '';
+    expect(ping(a, ipB)).toBe(0);
+    expect(ping(b, `${net}.1`)).toBe(0);
+    expect(resA.ips[0]?.gateway).toBe(`${net}.1`);
+
+    const check = execPlugin(
+      'bridge',
+      env('CHECK', 'c-a', a),
+      JSON.stringify({ ...JSON.parse(conf()), prevResult: ra.json }),
+    );
+    expect(check.status, check.stdout).toBe(0);
+    expect(reserved()).toHaveLength(2);
+
+    const hostVeth = resA.interfaces[1]?.name ?? '';
+    const del = execPlugin('bridge', env('DEL', 'c-a', a), conf());
+    expect(del.status, del.stdout).toBe(0);
+    expect(spawnSync('ip', ['link', 'show', hostVeth]).status).not.toBe(0);
+    expect(spawnSync('ip', ['-n', `${tag}-a`, 'link', 'show', 'eth0']).status).not.toBe(0);
+    expect(reserved()).toHaveLength(1);
+    expect(execPlugin('bridge', env('DEL', 'c-a', a), conf()).status).toBe(0);
+    // B still works after A left.
+    expect(ping(b, `${net}.1`)).toBe(0);
+    expect(execPlugin('bridge', env('DEL', 'c-b', b), conf()).status).toBe(0);
+    expect(reserved()).toHaveLength(0);
+  });
+
+  it('macspoofchk drops frames once the container changes its MAC; DEL removes the nft chain', (ctx) => {
+    need(ctx);
+    if (spawnSync('nft', ['list', 'tables']).status !== 0) ctx.skip('nft not available');
+    const s = newNetns('s');
+    const add = execPlugin('bridge', env('ADD', 'c-s', s), conf({ macspoofchk: true }));
+    expect(add.status, add.stdout + add.stderr).toBe(0);
+    const chain = spoofChainName('c-s', 'eth0');
+    expect(execFileSync('nft', ['list', 'table', 'bridge', SPOOFCHK_TABLE], { encoding: 'utf8' })).toContain(
+      chain,
+    );
+    expect(ping(s, `${net}.1`)).toBe(0);
+    execFileSync('ip', ['-n', `${tag}-s`, 'link', 'set', 'eth0', 'address', '02:42:42:42:42:42']);
+    execFileSync('ip', ['-n', `${tag}-s`, 'neigh', 'flush', 'all']);
+    expect(ping(s, `${net}.1`)).not.toBe(0);
+    expect(execPlugin('bridge', env('DEL', 'c-s', s), conf({ macspoofchk: true })).status).toBe(0);
+    const after = spawnSync('nft', ['list', 'table', 'bridge', SPOOFCHK_TABLE], { encoding: 'utf8' }).stdout;
+    expect(after).not.toContain(chain);
+  });
+
+  it('ipMasq installs the CNI-<hash> chain and DEL removes it even after the netns is gone', async (ctx) => {
+    need(ctx);
+    const m = newNetns('m');
+    const add = execPlugin('bridge', env('ADD', 'c-m', m), conf({ ipMasq: true }));
+    expect(add.status, add.stdout + add.stderr).toBe(0);
+    const chain = masqChainName(`${tag}net`, 'c-m');
+    const saved = execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' });
+    expect(saved).toContain(`-j ${chain}`);
+    expect(saved).toMatch(new RegExp(`-A ${chain} ! -d 224\\.0\\.0\\.0/4 .*-j MASQUERADE`));
+    // Setting the same masquerade up again (an ADD retried by the runtime) does not double the jump.
+    await setupIpMasq(
+      (add.json as { ips: Array<{ address: string }> }).ips[0]?.address ?? '',
+      `${tag}net`,
+      'c-m',
+    );
+    const again = execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' });
+    expect(again.split('\n').filter((l) => l.includes(`-j ${chain}`))).toHaveLength(1);
+    spawnSync('ip', ['netns', 'del', `${tag}-m`]);
+    const del = execPlugin('bridge', env('DEL', 'c-m', m), conf({ ipMasq: true }));
+    expect(del.status, del.stdout).toBe(0);
+    const after = execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' });
+    expect(after).not.toContain(chain);
+    expect(existsSync(m)).toBe(false);
+  });
+});
