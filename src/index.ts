@@ -4,3 +4,5 @@ export * from './plugin/index.js';
 export * from './delegate/index.js';
 export * from './ipam/index.js';
 export * from './netlink/index.js';
+export * from './netsetup/index.js';
+export * from './k8s/index.js';

@@ -1,0 +1,147 @@
+// flannel: builds the delegate config (bridge + host-local by default) from flanneld's
+// subnet.env, keeps it per container so DEL frees exactly what ADD took, and delegates.
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  CniError,
+  delegateAdd,
+  delegateCheck,
+  delegateDel,
+  ErrorCode,
+  formatSubnet,
+  type NetConf,
+  type PluginContext,
+  type PluginSpec,
+  parseCIDR,
+  writeFileAtomic,
+} from 'cni-kit';
+import { type FlannelEnv, readSubnetEnv } from './subnet-env.js';
+
+/** The flannel plugin's own config fields. */
+export interface FlannelConf {
+  subnetFile: string;
+  dataDir: string;
+  /** Overrides for the delegate (type, hairpinMode, isDefaultGateway, mtu, ipMasq ...). */
+  delegate: Record<string, unknown>;
+}
+
+type Ctx = PluginContext<FlannelConf>;
+
+/** Reads flannel's fields with the reference defaults. */
+export function parseFlannelConf(conf: NetConf): FlannelConf {
+  const s = (k: string, d: string) => {
+    const v = conf[k];
+    if (v === undefined || v === '') return d;
+    if (typeof v !== 'string') {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `flannel config: ${k}: ${JSON.stringify(v)} must be a path string`,
+      );
+    }
+    return v;
+  };
+  const delegate = conf.delegate ?? {};
+  if (typeof delegate !== 'object' || delegate === null || Array.isArray(delegate)) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `flannel config: delegate: ${JSON.stringify(delegate)} must be an object such as {"hairpinMode": true}`,
+    );
+  }
+  return {
+    subnetFile: s('subnetFile', '/run/flannel/subnet.env'),
+    dataDir: s('dataDir', '/var/lib/cni/flannel'),
+    delegate: delegate as Record<string, unknown>,
+  };
+}
+
+const network = (cidr: string, field: string) => formatSubnet(parseCIDR(cidr, field).subnet);
+
+/**
+ * The delegate config the reference builds: `delegate` overrides first; then type bridge,
+ * ipMasq the opposite of flanneld's (it masquerades already), flannel's MTU, isGateway for a
+ * bridge, and a host-local IPAM over the node subnet with a route to the cluster network.
+ */
+export function buildDelegate(conf: NetConf & FlannelConf, env: FlannelEnv): Record<string, unknown> {
+  const d: Record<string, unknown> = { ...conf.delegate, name: conf.name, cniVersion: conf.cniVersion };
+  d.type ??= 'bridge';
+  if (d.ipMasq === undefined) d.ipMasq = !(env.ipMasq ?? false);
+  if (d.mtu === undefined && env.mtu !== undefined) d.mtu = env.mtu;
+  if (d.type === 'bridge' && d.isGateway === undefined) d.isGateway = true;
+  const ipam: Record<string, unknown> = { ...(conf.ipam ?? {}) };
+  ipam.type ??= 'host-local';
+  ipam.ranges = env.subnets.map((s) => [{ subnet: network(s, 'FLANNEL_SUBNET') }]);
+  const routes = Array.isArray(ipam.routes) ? [...(ipam.routes as unknown[])] : [];
+  for (const n of env.networks) routes.push({ dst: network(n, 'FLANNEL_NETWORK') });
+  ipam.routes = routes;
+  delete ipam.subnet;
+  d.ipam = ipam;
+  if (conf.runtimeConfig !== undefined) d.runtimeConfig = conf.runtimeConfig;
+  return d;
+}
+
+/** The flannel meta plugin. */
+export function flannelPlugin(): PluginSpec<FlannelConf> {
+  const scratch = (ctx: Ctx) => join(ctx.config.dataDir, ctx.containerId);
+  const opts = (ctx: Ctx) => ({ env: ctx.env, signal: ctx.signal });
+
+  async function stored(ctx: Ctx): Promise<Record<string, unknown> | undefined> {
+    let text: string;
+    try {
+      text = await readFile(scratch(ctx), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      return JSON.parse(text) as Record<string, unknown>;
+    } catch (e) {
+      ctx.log(
+        `flannel: ${scratch(ctx)} is unusable (${(e as Error).message}); rebuilding the delegate from ${ctx.config.subnetFile}`,
+      );
+      return undefined;
+    }
+  }
+
+  return {
+    about: 'flannel: bridge + host-local over the node subnet flanneld leased (subnet.env)',
+    supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+    parseConfig: parseFlannelConf,
+    async add(ctx) {
+      const env = await readSubnetEnv(ctx.config.subnetFile);
+      const d = buildDelegate(ctx.config, env);
+      // Kept before the delegate runs: if this process dies mid-ADD, DEL still knows what to free.
+      await writeFileAtomic(scratch(ctx), JSON.stringify(d), { mode: 0o600, dirMode: 0o700 });
+      try {
+        return await delegateAdd(d.type as string, d, opts(ctx));
+      } catch (err) {
+        await rm(scratch(ctx), { force: true });
+        throw err;
+      }
+    },
+    async del(ctx) {
+      let d = await stored(ctx);
+      if (!d) {
+        // No scratch file (ADD never ran, or the file was lost): the current subnet.env still
+        // tells host-local which range to release from; without it there is nothing to do.
+        try {
+          d = buildDelegate(ctx.config, await readSubnetEnv(ctx.config.subnetFile));
+        } catch {
+          return;
+        }
+      }
+      await delegateDel(d.type as string, d, opts(ctx));
+      // Only after the delegate succeeded, so a failed DEL can be retried (the reference removes it first).
+      await rm(scratch(ctx), { force: true });
+    },
+    async check(ctx) {
+      const d = await stored(ctx);
+      if (!d) {
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `flannel: no delegate config kept for container ${ctx.containerId} in ${ctx.config.dataDir}`,
+        );
+      }
+      await delegateCheck(d.type as string, { ...d, prevResult: ctx.config.prevResult }, opts(ctx));
+    },
+  };
+}

@@ -1,0 +1,347 @@
+// multus (thin mode): attaches a pod to its cluster network (eth0) and to the networks its
+// annotation selects (net1, net2 ...), through a libcni-equivalent runtime; writes network-status.
+import { appendFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import {
+  type AnyResult,
+  buildNetworkStatuses,
+  CniError,
+  CniRuntime,
+  cniArgsGet,
+  connectKube,
+  ErrorCode,
+  formatNetworkStatus,
+  isKubeNotFound,
+  type KubeClient,
+  linuxNetlink,
+  NETWORK_STATUS_ANNOTATION,
+  type Netlink,
+  type NetworkStatus,
+  type PluginContext,
+  type PluginSpec,
+  type Pod,
+  type Result,
+  type RuntimeConf,
+  toCurrentResult,
+} from 'cni-kit';
+import { type MultusConf, parseMultusConf } from './config.js';
+import {
+  type Delegate,
+  loadDelegates,
+  type PodRef,
+  planDelegates,
+  removeDelegates,
+  saveDelegates,
+} from './delegates.js';
+import { applyDefaultRoutes } from './routes.js';
+
+type Ctx = PluginContext<MultusConf>;
+
+/** Injectable edges, so the plugin runs in-process in tests. */
+export interface MultusDeps {
+  /** Builds the API client; default: kubeconfig file + HTTP(S). */
+  kubeClient?: (kubeconfig: string, timeoutMs: number) => Promise<KubeClient>;
+  netlink?: () => Netlink;
+  /** How long ADD waits for the readiness indicator file; default 45 s. */
+  readinessTimeoutMs?: number;
+  /** Per-request API timeout for ADD (default 10 s) and DEL (default 2.5 s). */
+  apiTimeoutMs?: { add: number; del: number };
+  /** Delay between GETs of a pod the API does not know yet; default 250 ms, 10 tries. */
+  podRetry?: { delayMs: number; tries: number };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One log line: to stderr (the runtime's log) unless logToStderr is false, and to logFile if set. */
+function say(ctx: Ctx, message: string): void {
+  if (ctx.config.logToStderr !== false) ctx.log(message);
+  if (ctx.config.logFile) {
+    try {
+      appendFileSync(ctx.config.logFile, `${new Date().toISOString()} [${ctx.containerId}] ${message}\n`);
+    } catch {
+      // a log file we cannot write must not fail the attachment
+    }
+  }
+}
+
+function podRef(ctx: Ctx): PodRef | undefined {
+  const get = (k: string) => cniArgsGet(ctx.args, k);
+  const namespace = get('K8S_POD_NAMESPACE');
+  const name = get('K8S_POD_NAME');
+  if (!namespace || !name) return undefined;
+  const ref: PodRef = { namespace, name };
+  const uid = get('K8S_POD_UID');
+  const infra = get('K8S_POD_INFRA_CONTAINER_ID');
+  if (uid) ref.uid = uid;
+  if (infra) ref.infraContainerId = infra;
+  return ref;
+}
+
+async function waitReadiness(file: string, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await stat(file);
+      return true;
+    } catch {
+      if (Date.now() >= end) return false;
+      await sleep(Math.min(1000, Math.max(1, end - Date.now())));
+    }
+  }
+}
+
+/** The multus plugin: handlers plus options for pluginMain/runPlugin. */
+export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
+  const timeouts = deps.apiTimeoutMs ?? { add: 10_000, del: 2_500 };
+  const makeKube = deps.kubeClient ?? ((path: string, timeoutMs: number) => connectKube(path, { timeoutMs }));
+  const netlink = deps.netlink ?? (() => linuxNetlink());
+
+  function runtime(ctx: Ctx): CniRuntime {
+    return new CniRuntime({
+      pluginDirs: [ctx.config.binDir, ...ctx.path],
+      cacheDir: ctx.config.cniDir,
+      env: ctx.env,
+      warn: (m) => say(ctx, `multus: ${m}`),
+    });
+  }
+
+  function rtConf(ctx: Ctx, d: Delegate): RuntimeConf {
+    // Kubernetes runtimes send K8S_* args without IgnoreUnknown at times; plugins must not choke.
+    const args: Array<[string, string]> = ctx.args.some(([k]) => k === 'IgnoreUnknown')
+      ? [...ctx.args]
+      : [['IgnoreUnknown', 'true'], ...ctx.args];
+    return {
+      containerId: ctx.containerId,
+      netns: ctx.netns,
+      ifname: d.ifname,
+      args,
+      ...(d.capabilityArgs ? { capabilityArgs: d.capabilityArgs } : {}),
+    };
+  }
+
+  const isList = (d: Delegate) => Array.isArray(d.conf.plugins);
+  const label = (ctx: Ctx, pod: PodRef | undefined, d: Delegate) =>
+    `[${pod ? `${pod.namespace}/${pod.name}/${pod.uid ?? ''}` : ctx.containerId}:${d.name}]`;
+
+  async function delOne(rt: CniRuntime, ctx: Ctx, d: Delegate): Promise<void> {
+    const json = JSON.stringify(d.conf);
+    if (isList(d)) await rt.delNetworkList(json, rtConf(ctx, d), { signal: ctx.signal });
+    else await rt.delNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
+  }
+
+  async function kubeFor(ctx: Ctx, timeoutMs: number): Promise<KubeClient | undefined> {
+    return ctx.config.kubeconfig ? makeKube(ctx.config.kubeconfig, timeoutMs) : undefined;
+  }
+
+  /** GETs the pod, retrying a 404 briefly (the API may lag the kubelet); undefined when it is gone. */
+  async function getPod(kube: KubeClient, pod: PodRef, tries: number): Promise<Pod | undefined> {
+    const retry = deps.podRetry ?? { delayMs: 250, tries: 10 };
+    for (let i = 1; ; i++) {
+      try {
+        return await kube.getPod(pod.namespace, pod.name);
+      } catch (err) {
+        if (!isKubeNotFound(err)) throw err;
+        if (i >= Math.min(tries, retry.tries)) return undefined;
+        await sleep(retry.delayMs);
+      }
+    }
+  }
+
+  /** Delegates for DEL/CHECK: the cache, else rebuilt from the pod, else from the config alone. */
+  async function delegatesFor(ctx: Ctx, pod: PodRef | undefined): Promise<Delegate[]> {
+    const c = ctx.config;
+    const cached = await loadDelegates(c.cniDir, ctx.containerId, ctx.ifname);
+    if (cached.status === 'ok') return cached.delegates;
+    if (cached.status === 'corrupt') {
+      say(
+        ctx,
+        `multus: cache file ${cached.path} is unusable (${cached.reason}); rebuilding the delegates from the config and the API`,
+      );
+    }
+    let kube: KubeClient | undefined;
+    let podObject: Pod | undefined;
+    try {
+      kube = await kubeFor(ctx, timeouts.del);
+      if (kube && pod) podObject = await getPod(kube, pod, 1);
+    } catch (err) {
+      say(
+        ctx,
+        `multus: cannot read pod ${pod?.namespace}/${pod?.name} (${(err as Error).message}); deleting the networks the config names`,
+      );
+    }
+    const base = { conf: c, ifname: ctx.ifname, ...(pod ? { pod } : {}), ...(kube ? { kube } : {}) };
+    if (podObject) {
+      try {
+        return await planDelegates({ ...base, podObject });
+      } catch (err) {
+        say(
+          ctx,
+          `multus: cannot resolve the pod's networks (${(err as Error).message}); deleting the cluster network only`,
+        );
+      }
+    }
+    try {
+      return await planDelegates({ ...base, configOnly: true });
+    } catch (err) {
+      // Nothing left to learn the networks from: never block sandbox removal (reference behaviour).
+      say(
+        ctx,
+        `multus: no cached delegates for ${ctx.containerId} and ${(err as Error).message}; cannot properly delete`,
+      );
+      return [];
+    }
+  }
+
+  return {
+    about: 'multus: attaches pods to a cluster network and to NetworkAttachmentDefinitions (thin mode)',
+    supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+    parseConfig: parseMultusConf,
+
+    async add(ctx) {
+      const c = ctx.config;
+      if (
+        c.readinessindicatorfile &&
+        !(await waitReadiness(c.readinessindicatorfile, deps.readinessTimeoutMs ?? 45_000))
+      ) {
+        throw new CniError(
+          ErrorCode.TryAgainLater,
+          `readiness indicator file ${c.readinessindicatorfile} did not appear; the cluster network is not ready yet`,
+        );
+      }
+      const pod = podRef(ctx);
+      const kube = await kubeFor(ctx, timeouts.add);
+      let podObject: Pod | undefined;
+      if (kube && pod) {
+        podObject = await getPod(kube, pod, Number.POSITIVE_INFINITY);
+        if (!podObject) {
+          say(
+            ctx,
+            `multus: pod ${pod.namespace}/${pod.name} not found; returning an empty result without attaching`,
+          );
+          return {
+            cniVersion: '1.1.0',
+            interfaces: [{ name: ctx.ifname, sandbox: ctx.netns }],
+            ips: [{ address: '0.0.0.0/0', gateway: '0.0.0.0' }],
+          };
+        }
+        if (!pod.uid && podObject.metadata.uid) pod.uid = podObject.metadata.uid;
+      }
+      const delegates = await planDelegates({
+        conf: c,
+        ifname: ctx.ifname,
+        ...(pod ? { pod } : {}),
+        ...(kube ? { kube } : {}),
+        ...(podObject ? { podObject } : {}),
+      });
+      const gws = delegates.flatMap((d) => d.defaultRoute ?? []);
+      if (gws.filter((g) => !g.includes(':')).length > 1 || gws.filter((g) => g.includes(':')).length > 1) {
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          'multus does not support ECMP for default-route; give one gateway per family',
+        );
+      }
+      const nl = netlink();
+      const existing = new Set((await nl.open(ctx.netns).links()).map((l) => l.name));
+      for (const d of delegates) {
+        if (existing.has(d.ifname)) {
+          throw new CniError(
+            ErrorCode.InvalidNetworkConfig,
+            `validateIfName: interface name ${d.ifname} already exists in ${ctx.netns}; request another name for ${d.name}`,
+          );
+        }
+      }
+      await saveDelegates(c.cniDir, ctx.containerId, delegates);
+
+      const rt = runtime(ctx);
+      const results: Result[] = [];
+      for (const [i, d] of delegates.entries()) {
+        try {
+          const json = JSON.stringify(d.conf);
+          const r: AnyResult = isList(d)
+            ? await rt.addNetworkList(json, rtConf(ctx, d), { signal: ctx.signal })
+            : await rt.addNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
+          results.push(toCurrentResult(r));
+        } catch (err) {
+          // Spec §7.2: stop at the first failure and take down what was attached, this one included.
+          for (const done of delegates.slice(0, i + 1).reverse()) {
+            await delOne(rt, ctx, done).catch((e) =>
+              say(ctx, `multus: rollback DEL of ${done.name} failed: ${(e as Error).message}`),
+            );
+          }
+          const e = CniError.from(err);
+          throw new CniError(
+            e.code,
+            `${label(ctx, pod, d)}: error adding container to network "${d.name}": ${e.message}`,
+            e.details,
+            { cause: err },
+          );
+        }
+      }
+      if (gws.length) await applyDefaultRoutes(nl, ctx.netns, delegates, results);
+
+      if (kube && pod && podObject) {
+        const statuses: NetworkStatus[] = delegates.flatMap((d, i) =>
+          buildNetworkStatuses(d.name, results[i], { isDefault: d.master }),
+        );
+        try {
+          await kube.updatePodAnnotations(pod.namespace, pod.name, {
+            [NETWORK_STATUS_ANNOTATION]: formatNetworkStatus(statuses),
+          });
+        } catch (err) {
+          say(
+            ctx,
+            `multus: error setting network status on ${pod.namespace}/${pod.name}: ${(err as Error).message}`,
+          );
+        }
+      }
+      const masterIdx = delegates.findIndex((d) => d.master);
+      return (results[masterIdx] ?? results.find(Boolean)) as Result;
+    },
+
+    async del(ctx) {
+      const c = ctx.config;
+      const pod = podRef(ctx);
+      const delegates = await delegatesFor(ctx, pod);
+      const rt = runtime(ctx);
+      const errors: string[] = [];
+      let codes = 0;
+      for (const d of [...delegates].reverse()) {
+        try {
+          await delOne(rt, ctx, d);
+        } catch (err) {
+          const e = CniError.from(err);
+          codes ||= e.code;
+          errors.push(
+            `${label(ctx, pod, d)}: error deleting container from network "${d.name}": ${e.message}`,
+          );
+        }
+      }
+      const keep =
+        c.retryDeleteOnError &&
+        errors.length > 0 &&
+        !errors.every((m) => m.includes('no such file or directory'));
+      if (!keep) await removeDelegates(c.cniDir, ctx.containerId);
+      if (errors.length) throw new CniError(codes || ErrorCode.Internal, `errors: ${errors.join(' / ')}`);
+    },
+
+    async check(ctx) {
+      const delegates = await delegatesFor(ctx, podRef(ctx));
+      const rt = runtime(ctx);
+      for (const d of delegates) {
+        const json = JSON.stringify(d.conf);
+        if (isList(d)) await rt.checkNetworkList(json, rtConf(ctx, d), { signal: ctx.signal });
+        else await rt.checkNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
+      }
+    },
+
+    async status(ctx) {
+      const f = ctx.config.readinessindicatorfile;
+      if (f && !(await waitReadiness(f, 0))) {
+        throw new CniError(
+          ErrorCode.PluginNotAvailable,
+          `readiness indicator file ${f} is missing; the cluster network is not ready`,
+        );
+      }
+    },
+  };
+}

@@ -1,0 +1,97 @@
+// The whereabouts-style allocator on its Kubernetes datastore, against the in-process API server:
+// IPPool objects in whereabouts' shape, idempotent ADD, DEL, racing allocators without duplicates,
+// and reservations across overlapping ranges of one network.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createWhereaboutsAllocator } from 'cni-kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+
+let api: FakeK8s;
+let work = '';
+let kubeconfig = '';
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), `k8swb${process.pid}-`));
+  api = await startFakeK8s();
+  kubeconfig = api.writeKubeconfig(join(work, 'kc.json'));
+});
+afterAll(async () => {
+  await api.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const allocationsOf = (pool: string) =>
+  (
+    (api.getCustom('ippools', 'kube-system', pool)?.spec ?? {}) as {
+      allocations?: Record<string, { id: string }>;
+    }
+  ).allocations ?? {};
+
+const conf = (ipam: Record<string, unknown>) => ({
+  cniVersion: '1.0.0',
+  name: 'wbnet',
+  type: 'macvlan',
+  ipam: { type: 'whereabouts', datastore: 'kubernetes', kubernetes: { kubeconfig }, ...ipam },
+});
+
+describe('whereabouts Kubernetes datastore', () => {
+  it('stores allocations in an IPPool keyed by offset, ADD is idempotent, DEL frees', async () => {
+    const alloc = createWhereaboutsAllocator(conf({ range: '10.60.0.0/28' }), { closeAfterEachCall: true });
+    const req = { containerId: 'c1', ifname: 'net1', podRef: 'default/p1' };
+    const r1 = await alloc.allocate(req);
+    const r2 = await alloc.allocate(req);
+    expect(r1.ips?.[0]?.address).toBe('10.60.0.1/28');
+    expect(r2.ips).toEqual(r1.ips);
+    const pool = api.getCustom('ippools', 'kube-system', '10.60.0.0-28');
+    expect(pool?.spec).toEqual({
+      range: '10.60.0.0/28',
+      allocations: { '1': { id: 'c1', podref: 'default/p1', ifname: 'net1' } },
+    });
+    await alloc.release(req);
+    expect(allocationsOf('10.60.0.0-28')).toEqual({});
+    await alloc.release(req);
+  });
+
+  it('racing allocators never hand out one address twice', async () => {
+    const c = conf({ range: '10.60.1.0/27' });
+    const reqs = Array.from({ length: 12 }, (_, i) => ({
+      containerId: `r${i}`,
+      ifname: 'net1',
+      podRef: `default/r${i}`,
+    }));
+    const results = await Promise.all(
+      reqs.map((r) => createWhereaboutsAllocator(c, { closeAfterEachCall: true }).allocate(r)),
+    );
+    const ips = results.map((r) => r.ips?.[0]?.address);
+    expect(new Set(ips).size).toBe(12);
+    const allocations = allocationsOf('10.60.1.0-27');
+    expect(
+      Object.values(allocations)
+        .map((e) => e.id)
+        .sort(),
+    ).toEqual(reqs.map((r) => r.containerId).sort());
+  });
+
+  it('overlapping ranges of one network never share an address (reservations)', async () => {
+    const a = createWhereaboutsAllocator(conf({ range: '10.60.2.0/29', network_name: 'ov' }), {
+      closeAfterEachCall: true,
+    });
+    const b = createWhereaboutsAllocator(conf({ range: '10.60.2.0/30', network_name: 'ov' }), {
+      closeAfterEachCall: true,
+    });
+    const ra = await a.allocate({ containerId: 'a1', ifname: 'net1', podRef: 'default/a' });
+    const rb = await b.allocate({ containerId: 'b1', ifname: 'net1', podRef: 'default/b' });
+    expect(ra.ips?.[0]?.address).toBe('10.60.2.1/29');
+    expect(rb.ips?.[0]?.address).toBe('10.60.2.2/30');
+    const names = api
+      .listCustom('overlappingrangeipreservations', 'kube-system')
+      .map((o) => o.metadata.name)
+      .filter((n) => n.startsWith('ov-'))
+      .sort();
+    expect(names).toEqual(['ov-10.60.2.1', 'ov-10.60.2.2']);
+    await a.release({ containerId: 'a1', ifname: 'net1' });
+    expect(api.getCustom('overlappingrangeipreservations', 'kube-system', 'ov-10.60.2.1')).toBeUndefined();
+  });
+});

@@ -1,0 +1,337 @@
+// multus in Kubernetes mode against an in-process API server (test/helpers/fake-k8s.ts), with the
+// Go reference plugins attaching real interfaces in real network namespaces.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NETWORK_STATUS_ANNOTATION, type NetworkStatus, runPlugin } from 'cni-kit';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { multusPlugin } from '../../examples/multus/plugin.js';
+import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { BIN_DIR } from '../helpers/plugin.js';
+
+const GO = '/usr/lib/cni';
+const tag = `mlk${process.pid % 100000}`;
+const o2 = 100 + ((process.pid + 37) % 100);
+const bridge = `${tag}br`;
+const master = `${tag}m0`;
+let work = '';
+let api: FakeK8s;
+let kubeconfig = '';
+const netnses: string[] = [];
+
+function missing(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root for network namespaces';
+  for (const p of ['bridge', 'host-local', 'macvlan', 'static'])
+    if (!existsSync(join(GO, p))) return `Go plugin ${p} missing`;
+  return undefined;
+}
+const need = (ctx: TestContext) => {
+  const why = missing();
+  if (why) ctx.skip(why);
+};
+
+function netns(suffix: string): string {
+  const name = `${tag}-${suffix}`;
+  spawnSync('ip', ['netns', 'del', name]);
+  execFileSync('ip', ['netns', 'add', name]);
+  netnses.push(name);
+  return `/var/run/netns/${name}`;
+}
+const ipIn = (ns: string, ...args: string[]) =>
+  execFileSync('ip', ['netns', 'exec', ns.split('/').pop() as string, 'ip', ...args], { encoding: 'utf8' });
+
+const conf = (extra: Record<string, unknown> = {}) => ({
+  cniVersion: '1.0.0',
+  name: 'multus-cni-network',
+  type: 'multus',
+  kubeconfig,
+  clusterNetwork: 'cluster-net',
+  cniDir: join(work, 'multus'),
+  confDir: join(work, 'confdir'),
+  binDir: GO,
+  ...extra,
+});
+
+async function call(command: string, c: unknown, ns: string, pod: string, podNs = 'default') {
+  return runPlugin(multusPlugin({ podRetry: { delayMs: 20, tries: 3 } }), {
+    env: {
+      PATH: process.env.PATH,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: `${tag}${pod}`,
+      CNI_NETNS: ns,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: GO,
+      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${podNs};K8S_POD_NAME=${pod};K8S_POD_INFRA_CONTAINER_ID=${tag}${pod}`,
+    },
+    stdin: JSON.stringify(c),
+  });
+}
+
+const macvlan = (octet: number, extra: Record<string, unknown> = {}) => ({
+  cniVersion: '0.4.0',
+  type: 'macvlan',
+  master,
+  mode: 'bridge',
+  ipam: {
+    type: 'host-local',
+    subnet: `10.${o2}.${octet}.0/24`,
+    dataDir: join(work, `ipam-${octet}`),
+  },
+  ...extra,
+});
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), `${tag}-`));
+  mkdirSync(join(work, 'confdir'));
+  api = await startFakeK8s();
+  kubeconfig = api.writeKubeconfig(join(work, 'kubeconfig.yaml'), 'yaml');
+  api.putNad('kube-system', 'cluster-net', {
+    cniVersion: '1.0.0',
+    name: 'cluster-net',
+    plugins: [
+      {
+        type: 'bridge',
+        bridge,
+        isGateway: true,
+        ipam: {
+          type: 'host-local',
+          subnet: `10.${o2}.1.0/24`,
+          routes: [{ dst: '0.0.0.0/0' }],
+          dataDir: join(work, 'ipam-1'),
+        },
+      },
+    ],
+  });
+  api.putNad('default', 'macvlan-conf', macvlan(2));
+  api.putNad('default', 'from-disk');
+  writeFileSync(
+    join(work, 'confdir', 'from-disk.conf'),
+    JSON.stringify({ ...macvlan(3), name: 'from-disk' }),
+  );
+  api.putNad('default', 'static-ip', {
+    cniVersion: '1.0.0',
+    type: 'macvlan',
+    master,
+    capabilities: { ips: true },
+    ipam: { type: 'static' },
+  });
+  if (!missing()) {
+    spawnSync('ip', ['link', 'del', master]);
+    execFileSync('ip', ['link', 'add', master, 'type', 'veth', 'peer', 'name', `${tag}m1`]);
+    execFileSync('ip', ['link', 'set', master, 'up']);
+  }
+});
+
+afterAll(async () => {
+  await api?.close();
+  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+  spawnSync('ip', ['link', 'del', master]);
+  spawnSync('ip', ['link', 'del', bridge]);
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('multus Kubernetes mode', () => {
+  it('attaches the annotation networks, writes network-status, and DELs from the cache with the API down', async (ctx) => {
+    need(ctx);
+    const ns = netns('a');
+    api.putPod({
+      metadata: {
+        name: 'pa',
+        namespace: 'default',
+        annotations: {
+          'k8s.v1.cni.cncf.io/networks': JSON.stringify([
+            { name: 'macvlan-conf', interface: 'mv7', 'cni-args': { note: 'x' } },
+            { name: 'from-disk' },
+            { name: 'static-ip', ips: [`10.${o2}.4.9/24`] },
+          ]),
+        },
+      },
+    });
+    api.conflictNext(2);
+    const add = await call('ADD', conf(), ns, 'pa');
+    expect(add.exitCode, add.stdout + add.stderr).toBe(0);
+    expect(JSON.parse(add.stdout).ips[0].address).toMatch(new RegExp(`^10\\.${o2}\\.1\\.`));
+    const addrs = ipIn(ns, '-o', '-4', 'addr', 'show');
+    expect(addrs).toMatch(/eth0\s+inet /);
+    expect(addrs).toMatch(new RegExp(`mv7\\s+inet 10\\.${o2}\\.2\\.`));
+    expect(addrs).toMatch(new RegExp(`net2\\s+inet 10\\.${o2}\\.3\\.`));
+    expect(addrs).toMatch(new RegExp(`net3\\s+inet 10\\.${o2}\\.4\\.9/24`));
+
+    const status = JSON.parse(
+      api.getPod('default', 'pa')?.metadata.annotations?.[NETWORK_STATUS_ANNOTATION] ?? '[]',
+    ) as NetworkStatus[];
+    expect(status.map((s) => [s.name, s.interface, s.default])).toEqual([
+      ['kube-system/cluster-net', 'eth0', true],
+      ['default/macvlan-conf', 'mv7', false],
+      ['default/from-disk', 'net2', false],
+      ['default/static-ip', 'net3', false],
+    ]);
+    expect(status[3]?.ips).toEqual([`10.${o2}.4.9`]);
+    // Two writes lost to a concurrent writer (409), the third landed.
+    expect(api.requests.filter((r) => r.method === 'PUT' && r.path.includes('/pods/pa/'))).toHaveLength(3);
+    expect(status[1]?.mac).toMatch(/^[0-9a-f:]{17}$/);
+
+    // API server gone: DEL reads the delegate cache.
+    const down = conf({ kubeconfig: api.writeKubeconfig(join(work, 'dead.json')) });
+    const dead = JSON.parse(JSON.stringify(down));
+    writeFileSync(
+      dead.kubeconfig,
+      JSON.stringify({
+        clusters: [{ name: 'c', cluster: { server: 'http://127.0.0.1:9' } }],
+        users: [{ name: 'u', user: { token: 't' } }],
+        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'x',
+      }),
+    );
+    const del = await call('DEL', dead, ns, 'pa');
+    expect(del.exitCode, del.stdout + del.stderr).toBe(0);
+    expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|mv7|net2|net3/);
+  });
+
+  it('rebuilds the delegates from the pod when the cache is gone', async (ctx) => {
+    need(ctx);
+    const ns = netns('b');
+    api.putPod({
+      metadata: {
+        name: 'pb',
+        namespace: 'default',
+        annotations: { 'k8s.v1.cni.cncf.io/networks': 'macvlan-conf' },
+      },
+    });
+    expect((await call('ADD', conf(), ns, 'pb')).exitCode).toBe(0);
+    unlinkSync(join(work, 'multus', `${tag}pb`));
+    const del = await call('DEL', conf(), ns, 'pb');
+    expect(del.exitCode, del.stdout).toBe(0);
+    expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
+  });
+
+  it('default-route moves the pod default route to the attachment that asks for it', async (ctx) => {
+    need(ctx);
+    const ns = netns('c');
+    api.putPod({
+      metadata: {
+        name: 'pc',
+        namespace: 'default',
+        annotations: {
+          'k8s.v1.cni.cncf.io/networks': JSON.stringify([
+            { name: 'macvlan-conf', 'default-route': [`10.${o2}.2.1`] },
+          ]),
+        },
+      },
+    });
+    const add = await call('ADD', conf(), ns, 'pc');
+    expect(add.exitCode, add.stdout).toBe(0);
+    const routes = ipIn(ns, 'route', 'show', 'default');
+    expect(routes).toContain(`default via 10.${o2}.2.1 dev net1`);
+    expect(routes).not.toContain('dev eth0');
+    expect(JSON.parse(add.stdout).routes ?? []).not.toContainEqual(
+      expect.objectContaining({ dst: '0.0.0.0/0' }),
+    );
+    expect((await call('DEL', conf(), ns, 'pc')).exitCode).toBe(0);
+  });
+
+  it('refuses bad selections before attaching anything, with clear errors', async (ctx) => {
+    need(ctx);
+    const ns = netns('d');
+    const cases: Array<[string, string, RegExp]> = [
+      ['nope', 'default', /cannot find a network-attachment-definition \(nope\) in namespace \(default\)/],
+      [
+        'other/macvlan-conf',
+        'team-a',
+        /namespace isolation enabled.*pod is in namespace team-a but refers to target namespace other/,
+      ],
+      [
+        JSON.stringify([{ name: 'macvlan-conf', ips: ['10.9.9.9/24'] }]),
+        'default',
+        /requests "ips".*declares capabilities \{"ips": true\}/,
+      ],
+      ['macvlan-conf@eth0', 'default', /interface eth0 is requested by both/],
+      ['Bad_Name', 'default', /"Bad_Name" is not a valid name/],
+    ];
+    for (const [i, [annotation, podNs, re]] of cases.entries()) {
+      api.putPod({
+        metadata: {
+          name: `pd${i}`,
+          namespace: podNs,
+          annotations: { 'k8s.v1.cni.cncf.io/networks': annotation },
+        },
+      });
+      const r = await call('ADD', conf({ namespaceIsolation: true }), ns, `pd${i}`, podNs);
+      expect(r.exitCode, annotation).toBe(1);
+      expect(JSON.parse(r.stdout).msg).toMatch(re);
+      expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
+    }
+  });
+
+  it('a pod the API server does not know gets the empty result and nothing attached', async (ctx) => {
+    need(ctx);
+    const ns = netns('e');
+    const r = await call('ADD', conf(), ns, 'ghost');
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout).ips).toEqual([{ address: '0.0.0.0/0', gateway: '0.0.0.0' }]);
+    expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0/);
+  });
+
+  it('honours the pod default-network annotation (looked up in multusNamespace)', async (ctx) => {
+    need(ctx);
+    const ns = netns('f');
+    api.putNad('kube-system', 'alt-cluster', { ...macvlan(5), name: 'alt' });
+    api.putPod({
+      metadata: {
+        name: 'pf',
+        namespace: 'default',
+        annotations: { 'v1.multus-cni.io/default-network': 'alt-cluster' },
+      },
+    });
+    const r = await call('ADD', conf(), ns, 'pf');
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout).ips[0].address).toMatch(new RegExp(`^10\\.${o2}\\.5\\.`));
+    const st = JSON.parse(
+      api.getPod('default', 'pf')?.metadata.annotations?.[NETWORK_STATUS_ANNOTATION] ?? '[]',
+    );
+    expect(st[0]).toMatchObject({ name: 'kube-system/alt-cluster', interface: 'eth0', default: true });
+    expect((await call('DEL', conf(), ns, 'pf')).exitCode).toBe(0);
+  });
+
+  it('the bundled binary works in Kubernetes mode (lazy modules initialised in the single-file bundle)', async (ctx) => {
+    need(ctx);
+    const ns = netns('g');
+    api.putPod({
+      metadata: {
+        name: 'pg',
+        namespace: 'default',
+        annotations: { 'k8s.v1.cni.cncf.io/networks': 'macvlan-conf' },
+      },
+    });
+    const run = (command: string) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(join(BIN_DIR, 'multus'), [], {
+          env: {
+            PATH: process.env.PATH ?? '',
+            CNI_COMMAND: command,
+            CNI_CONTAINERID: `${tag}pg`,
+            CNI_NETNS: ns,
+            CNI_IFNAME: 'eth0',
+            CNI_PATH: GO,
+            CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pg',
+          },
+        });
+        let out = '';
+        child.stdout.on('data', (b: Buffer) => {
+          out += b;
+        });
+        child.on('close', (code) => resolve({ code, out }));
+        child.stdin.end(JSON.stringify(conf()));
+      });
+    const add = await run('ADD');
+    expect(add.code, add.out).toBe(0);
+    expect(ipIn(ns, '-o', 'link', 'show')).toMatch(/net1/);
+    const st = JSON.parse(
+      api.getPod('default', 'pg')?.metadata.annotations?.[NETWORK_STATUS_ANNOTATION] ?? '[]',
+    );
+    expect(st.map((s: NetworkStatus) => s.interface)).toEqual(['eth0', 'net1']);
+    expect((await run('DEL')).code).toBe(0);
+    expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
+  });
+});

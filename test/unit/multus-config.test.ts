@@ -1,0 +1,201 @@
+// multus config fields (defaults, the comma-separated globalNamespaces, load errors) and delegate
+// planning without any network: order, interface naming, defaultNetworks and system namespaces.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  CniError,
+  KubeApiError,
+  type KubeClient,
+  type NetConf,
+  type NetworkAttachmentDefinition,
+  runPlugin,
+} from 'cni-kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseMultusConf } from '../../examples/multus/config.js';
+import { loadDelegates, planDelegates, saveDelegates } from '../../examples/multus/delegates.js';
+import { multusPlugin } from '../../examples/multus/plugin.js';
+
+let dir = '';
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), `multuscfg${process.pid}-`));
+  writeFileSync(join(dir, 'extra.conf'), JSON.stringify({ cniVersion: '0.4.0', name: 'extra', type: 'ptp' }));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const base = (extra: Record<string, unknown>): NetConf =>
+  ({ cniVersion: '1.0.0', name: 'multus-cni-network', type: 'multus', ...extra }) as NetConf;
+
+describe('multus config', () => {
+  it('applies the reference defaults', () => {
+    expect(parseMultusConf(base({ delegates: [{ type: 'bridge', name: 'b' }] }))).toEqual({
+      delegates: [{ type: 'bridge', name: 'b' }],
+      defaultNetworks: [],
+      confDir: '/etc/cni/multus/net.d',
+      cniDir: '/var/lib/cni/multus',
+      binDir: '/opt/cni/bin',
+      logLevel: 'panic',
+      logToStderr: true,
+      namespaceIsolation: false,
+      globalNamespaces: ['default'],
+      systemNamespaces: ['kube-system'],
+      multusNamespace: 'kube-system',
+      readinessindicatorfile: '',
+      retryDeleteOnError: false,
+    });
+  });
+
+  it('reads globalNamespaces as a comma-separated string that replaces the default', () => {
+    const c = parseMultusConf(base({ clusterNetwork: 'x', globalNamespaces: ' team-a, shared ,' }));
+    expect(c.globalNamespaces).toEqual(['team-a', 'shared']);
+  });
+
+  it('refuses configs it cannot run, naming the field', () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{}, /at least one delegate\/clusterNetwork must be specified/],
+      [{ delegates: 'x' }, /delegates: "x" must be a list/],
+      [{ clusterNetwork: 5 }, /clusterNetwork: 5 must be a string/],
+      [
+        { clusterNetwork: 'x', logLevel: 'loud' },
+        /logLevel: "loud" must be one of debug, verbose, error, panic/,
+      ],
+      [{ clusterNetwork: 'x', namespaceIsolation: 'yes' }, /namespaceIsolation: "yes" must be true or false/],
+      [
+        { clusterNetwork: 'x', systemNamespaces: 'kube-system' },
+        /systemNamespaces: .* must be a list of strings/,
+      ],
+    ];
+    for (const [extra, re] of cases) {
+      const err = (() => {
+        try {
+          parseMultusConf(base(extra));
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err, JSON.stringify(extra)).toBeInstanceOf(CniError);
+      expect((err as CniError).code).toBe(7);
+      expect((err as CniError).message).toMatch(re);
+    }
+  });
+});
+
+function fakeKube(nads: Record<string, string>): KubeClient {
+  const nf = () => new KubeApiError(404, 'not found');
+  return {
+    getPod: async () => {
+      throw nf();
+    },
+    getNetworkAttachmentDefinition: async (ns, name) => {
+      const config = nads[`${ns}/${name}`];
+      if (config === undefined) {
+        throw new KubeApiError(404, `${name} not found`);
+      }
+      return { metadata: { name, namespace: ns }, spec: { config } } satisfies NetworkAttachmentDefinition;
+    },
+    listNetworkAttachmentDefinitions: async () => [],
+    updatePodAnnotations: async () => {
+      throw nf();
+    },
+  };
+}
+
+describe('delegate planning', () => {
+  const conf = (extra: Record<string, unknown>) => ({
+    ...parseMultusConf(base({ confDir: dir, ...extra })),
+    cniVersion: '1.0.0',
+  });
+
+  it('orders cluster network, defaultNetworks, annotation; names by position; skips defaultNetworks in system namespaces', async () => {
+    const kube = fakeKube({
+      'kube-system/cluster': '{"type":"bridge"}',
+      'app/a': '{"type":"macvlan"}',
+      'app/b': '{"type":"ipvlan"}',
+    });
+    const annotations = { 'k8s.v1.cni.cncf.io/networks': 'a@mv0,b' };
+    const plan = await planDelegates({
+      conf: conf({ clusterNetwork: 'cluster', defaultNetworks: ['extra'] }),
+      ifname: 'eth0',
+      pod: { namespace: 'app', name: 'p' },
+      podObject: { metadata: { name: 'p', namespace: 'app', annotations } },
+      kube,
+    });
+    expect(plan.map((d) => [d.name, d.ifname, d.master, d.conf.cniVersion])).toEqual([
+      ['kube-system/cluster', 'eth0', true, '1.0.0'],
+      ['extra', 'net1', false, '0.4.0'],
+      ['app/a', 'mv0', false, '1.0.0'],
+      ['app/b', 'net3', false, '1.0.0'],
+    ]);
+    const sys = await planDelegates({
+      conf: conf({ clusterNetwork: 'cluster', defaultNetworks: ['extra'] }),
+      ifname: 'eth0',
+      pod: { namespace: 'kube-system', name: 'p' },
+      podObject: { metadata: { name: 'p', namespace: 'kube-system' } },
+      kube,
+    });
+    expect(sys.map((d) => d.name)).toEqual(['kube-system/cluster']);
+  });
+
+  it('the cache round-trips and a truncated cache is reported as corrupt, not thrown', async () => {
+    const plan = await planDelegates({
+      conf: conf({
+        delegates: [
+          { name: 'c', type: 'bridge' },
+          { name: 'd', type: 'ptp' },
+        ],
+      }),
+      ifname: 'eth0',
+    });
+    await saveDelegates(dir, 'ctr1', plan);
+    expect(await loadDelegates(dir, 'ctr1', 'eth0')).toEqual({ status: 'ok', delegates: plan });
+    writeFileSync(join(dir, 'ctr1'), '{"kind":"cniKitMultusV1","delegates":[{"conf"');
+    const r = await loadDelegates(dir, 'ctr1', 'eth0');
+    expect(r.status).toBe('corrupt');
+    expect(await loadDelegates(dir, 'none', 'eth0')).toEqual({ status: 'missing' });
+    // The reference multus cache (a list of DelegateNetConf with base64 Bytes) is read too.
+    const bytes = Buffer.from(JSON.stringify({ cniVersion: '0.4.0', name: 'cbr0', type: 'bridge' })).toString(
+      'base64',
+    );
+    writeFileSync(
+      join(dir, 'ctr2'),
+      JSON.stringify([
+        { Name: 'cbr0', Bytes: bytes },
+        { Name: 'ns/x', ifnameRequest: 'data0', Bytes: bytes },
+      ]),
+    );
+    const go = await loadDelegates(dir, 'ctr2', 'eth0');
+    expect(go.status === 'ok' && go.delegates.map((d) => [d.name, d.ifname, d.master])).toEqual([
+      ['cbr0', 'eth0', true],
+      ['ns/x', 'data0', false],
+    ]);
+  });
+});
+
+describe('readiness indicator file', () => {
+  it('ADD fails with code 11 while the file is missing, STATUS reports 50, both pass once it exists', async () => {
+    const file = join(dir, 'ready');
+    const conf = JSON.stringify(
+      base({
+        cniVersion: '1.1.0',
+        delegates: [{ name: 'c', type: 'bridge' }],
+        readinessindicatorfile: file,
+        cniDir: dir,
+      }),
+    );
+    const plugin = multusPlugin({ readinessTimeoutMs: 30 });
+    const env = (command: string) => ({
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: 'c1',
+      CNI_NETNS: '/none',
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: '',
+    });
+    const add = await runPlugin(plugin, { env: env('ADD'), stdin: conf });
+    expect(add.exitCode).toBe(1);
+    expect(JSON.parse(add.stdout)).toMatchObject({ code: 11, msg: expect.stringContaining(file) });
+    const st = await runPlugin(plugin, { env: env('STATUS'), stdin: conf });
+    expect(JSON.parse(st.stdout)).toMatchObject({ code: 50 });
+    writeFileSync(file, '');
+    expect((await runPlugin(plugin, { env: env('STATUS'), stdin: conf })).exitCode).toBe(0);
+  });
+});
