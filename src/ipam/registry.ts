@@ -1,10 +1,12 @@
 // One call for plugin authors: ipamAdd(ctx, config) runs the in-process allocator registered for
 // `ipam.type` (host-local and static built in) and execs any other type from CNI_PATH through the
 // delegate layer. In-process host-local uses the same files and lock as the binary.
+import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../delegate/invoke.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import type { Result } from '../spec/result/types.js';
 import { HostLocalAllocator } from './host-local/allocator.js';
 import { StaticAllocator } from './static/allocator.js';
+import { whereaboutsFactory } from './whereabouts/index.js';
 import type {
   IpamAllocator,
   IpamEnv,
@@ -40,14 +42,15 @@ export class IpamRegistry {
   }
 }
 
-/** A registry with the built-in types: host-local, static and whereabouts (loaded on first use). */
+/**
+ * A registry with the built-in types: host-local, static and whereabouts. Their code is small; the
+ * heavy clients a whereabouts store may need (etcd3, Kubernetes) load only when that store is used.
+ */
 export function createIpamRegistry(): IpamRegistry {
   return new IpamRegistry()
     .register('host-local', (c) => new HostLocalAllocator(c))
     .register('static', (c) => new StaticAllocator(c))
-    .register('whereabouts', async (c, e) =>
-      (await import('./whereabouts/index.js')).whereaboutsFactory(c, e),
-    );
+    .register('whereabouts', whereaboutsFactory);
 }
 
 /** The registry ipamAdd & co. use unless given another. */
@@ -67,16 +70,15 @@ export interface IpamExec {
   status(type: string, config: IpamNetConf, opts: IpamEnv): Promise<void>;
 }
 
-async function defaultExec(): Promise<IpamExec> {
-  const d = await import('../delegate/invoke.js');
-  return {
-    add: (t, c, o) => d.delegateAdd(t, c, o),
-    del: (t, c, o) => d.delegateDel(t, c, o),
-    check: (t, c, o) => d.delegateCheck(t, c, o),
-    gc: (t, c, o) => d.delegateGC(t, c, o),
-    status: (t, c, o) => d.delegateStatus(t, c, o),
-  };
-}
+// Static on purpose: a dynamic import() of our own module would be bundled as a lazy initialiser that
+// esbuild drops on the static path ("sideEffects": false), leaving the delegate module uninitialised.
+const defaultExec: IpamExec = {
+  add: (t, c, o) => delegateAdd(t, c, o),
+  del: (t, c, o) => delegateDel(t, c, o),
+  check: (t, c, o) => delegateCheck(t, c, o),
+  gc: (t, c, o) => delegateGC(t, c, o),
+  status: (t, c, o) => delegateStatus(t, c, o),
+};
 
 /** The part of a plugin context IPAM needs (a PluginContext fits). */
 export interface IpamCallContext {
@@ -148,7 +150,7 @@ async function run<T>(
   const env = envOf(ctx);
   const a = await ipamAllocatorFor(config, env, opts.registry);
   if (a) return inProcess(a);
-  return viaExec(opts.exec ?? (await defaultExec()), ipamType(config), env);
+  return viaExec(opts.exec ?? defaultExec, ipamType(config), env);
 }
 
 /** IPAM ADD for a plugin: returns the IPAM result (current type). */
