@@ -1,0 +1,110 @@
+// Linux-backend specifics: /proc/<pid>/ns/net paths (Docker style), one spawn per flush, kernel
+// errors that name the object, the link-kind probe, and host-side sysctl reads without a spawn.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { type LinuxNetlink, linuxNetlink, NetlinkError, probeLinkKinds } from 'cni-kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const PID = process.pid;
+const isRoot = process.getuid?.() === 0;
+const NS = `nlli${PID}`;
+
+describe('linux netlink backend', () => {
+  let nl: LinuxNetlink;
+  let sleeper: ChildProcess | undefined;
+  const made: string[] = [];
+
+  beforeAll(() => {
+    if (!isRoot) return;
+    execFileSync('ip', ['netns', 'add', NS]);
+    made.push(NS);
+    nl = linuxNetlink({ hostNetns: `/var/run/netns/${NS}` });
+  });
+  afterAll(() => {
+    sleeper?.kill();
+    for (const n of made) {
+      try {
+        execFileSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+      } catch {}
+    }
+  });
+  const need = (ctx: { skip(m: string): void }) => {
+    if (!isRoot) ctx.skip('needs root for network namespaces');
+  };
+
+  it('works on a /proc/<pid>/ns/net path through nsenter', async (ctx) => {
+    need(ctx);
+    const n = `nllp${PID}`;
+    execFileSync('ip', ['netns', 'add', n]);
+    made.push(n);
+    sleeper = spawn('ip', ['netns', 'exec', n, 'sleep', '60'], { stdio: 'ignore' });
+    // `ip netns exec` execs sleep in place, so the child's pid is the process inside the netns.
+    const path = `/proc/${sleeper.pid}/ns/net`;
+    for (let i = 0; i < 50 && readFileSync(`/proc/${sleeper.pid}/cmdline`, 'utf8').startsWith('ip'); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await nl.netnsExists(path)).toBe(true);
+    await nl.inNetns(path, async (ns) => {
+      ns.createLink({ kind: 'bridge', name: 'brp' });
+      ns.setSysctl('net/ipv6/conf/brp/accept_ra', 0);
+      expect(await ns.getSysctl('net/ipv6/conf/brp/accept_ra')).toBe('0');
+    });
+    const seen = execFileSync('ip', ['-n', n, '-j', 'link', 'show', 'brp'], { encoding: 'utf8' });
+    expect(JSON.parse(seen)[0].ifname).toBe('brp');
+  });
+
+  it('runs a whole container-side configuration in one process', async (ctx) => {
+    need(ctx);
+    const c = await nl.createNetns(`nllc${PID}`);
+    made.push(c.name);
+    const before = nl.spawnCount();
+    await nl.inNetns(c.path, async (ns) => {
+      ns.createLink({ kind: 'veth', name: 'tmp0', peerName: 'vx0' });
+      ns.setSysctl('net/ipv4/conf/tmp0/arp_notify', 1);
+      ns.renameLink('tmp0', 'eth0');
+      ns.addAddress('eth0', '10.66.0.2/24');
+      ns.setLink('eth0', { up: true });
+      ns.addRoute({ dst: 'default', gw: '10.66.0.1' });
+      const l = await ns.getLink('eth0');
+      expect(l.up).toBe(true);
+    });
+    expect(nl.spawnCount() - before).toBe(1);
+    const again = nl.spawnCount();
+    await nl.inNetns(c.path, (ns) => {
+      ns.deleteLink('eth0', { missingOk: true });
+      ns.deleteLink('eth0', { missingOk: true });
+      ns.createLink({ kind: 'bridge', name: 'br9' }, { existsOk: true });
+      ns.createLink({ kind: 'bridge', name: 'br9' }, { existsOk: true });
+    });
+    expect(nl.spawnCount() - again).toBe(1);
+  });
+
+  it('names the operation, the object and the netns in kernel errors', async (ctx) => {
+    need(ctx);
+    const ns = nl.open();
+    ns.createLink({ kind: 'veth', name: 'ea0', peerName: 'ea1' });
+    ns.addRoute({ dst: '10.200.0.0/16', gw: '10.201.0.1', dev: 'ea0' });
+    const e = (await ns.flush().catch((x: unknown) => x)) as NetlinkError;
+    expect(e).toBeInstanceOf(NetlinkError);
+    expect(e.message).toContain('add route 10.200.0.0/16 via 10.201.0.1 dev ea0');
+    expect(e.message).toContain(nl.hostNetns);
+    expect(e.code).toBe(999);
+    expect(e.details).toMatch(/gateway/i);
+  });
+
+  it('probes link kinds in a throwaway netns and leaves nothing behind', async (ctx) => {
+    need(ctx);
+    const kinds = await probeLinkKinds();
+    expect(kinds.has('veth')).toBe(true);
+    expect(kinds.has('bridge')).toBe(true);
+    const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    expect(left).not.toMatch(new RegExp(`cnikit-probe-${PID}-`));
+  });
+
+  it('reads sysctls of its own netns in-process, without spawning', async (ctx) => {
+    need(ctx);
+    const own = linuxNetlink();
+    const v = await own.open().getSysctl('net/ipv4/ip_forward');
+    expect(v).toBe(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim());
+    expect(own.spawnCount()).toBe(0);
+  });
+});

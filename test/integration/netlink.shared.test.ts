@@ -1,0 +1,554 @@
+// One suite, two backends: every assertion runs against the in-memory model and against the real
+// kernel (as root, inside throwaway namespaces, with a private netns standing in for the host).
+import { execFileSync } from 'node:child_process';
+import {
+  type Link,
+  type LinkKind,
+  linuxNetlink,
+  memoryNetlink,
+  type Netlink,
+  NetlinkError,
+  type NetnsOps,
+} from 'cni-kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const PID = process.pid;
+
+interface Backend {
+  name: string;
+  setup(): Promise<{ nl: Netlink; cleanup(): Promise<void> } | string>;
+}
+
+function rootReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'not root';
+  try {
+    execFileSync('ip', ['-V'], { stdio: 'ignore' });
+    execFileSync('nsenter', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'iproute2 or nsenter missing';
+  }
+  return undefined;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'memory',
+    async setup() {
+      return { nl: memoryNetlink({ hostLinks: [] }), cleanup: async () => {} };
+    },
+  },
+  {
+    name: 'linux',
+    async setup() {
+      const why = rootReason();
+      if (why) return why;
+      const host = `nlsh${PID}`;
+      execFileSync('ip', ['netns', 'add', host]);
+      const nl = linuxNetlink({ hostNetns: `/var/run/netns/${host}` });
+      return {
+        nl,
+        cleanup: async () => {
+          execFileSync('ip', ['netns', 'del', host]);
+        },
+      };
+    },
+  },
+];
+
+/** Errno of a rejected promise (fails the test when it resolves). */
+async function errnoOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(NetlinkError);
+    return (e as NetlinkError).errno;
+  }
+  throw new Error('expected a NetlinkError, got success');
+}
+
+async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 3000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (ok(v) || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.each(backends)('netlink shared suite ($name)', (backend) => {
+  let nl: Netlink;
+  let cleanup: (() => Promise<void>) | undefined;
+  let unavailable: string | undefined;
+  let kinds: ReadonlySet<LinkKind> = new Set();
+  const created: string[] = [];
+  let seq = 0;
+
+  beforeAll(async () => {
+    const r = await backend.setup();
+    if (typeof r === 'string') unavailable = r;
+    else {
+      nl = r.nl;
+      cleanup = r.cleanup;
+      kinds = await nl.supportedLinkKinds();
+    }
+  });
+  afterAll(async () => {
+    for (const p of created) await nl.removeNetns(p).catch(() => {});
+    await cleanup?.();
+  });
+
+  async function newNs(): Promise<string> {
+    const ns = await nl.createNetns(`nlsc${PID}-${++seq}`);
+    created.push(ns.path);
+    return ns.path;
+  }
+  /** Unique link name in the shared host netns. */
+  const hname = (base: string): string => `${base}${++seq}`;
+  const host = (): NetnsOps => nl.open();
+  const need = (ctx: { skip(msg: string): void }, kind?: LinkKind): void => {
+    if (unavailable) ctx.skip(`linux backend unavailable: ${unavailable}`);
+    if (kind && !kinds.has(kind)) ctx.skip(`this kernel has no ${kind} link type`);
+  };
+
+  it('creates a veth pair with the peer in another netns and cross-references the ends', async (ctx) => {
+    need(ctx);
+    const c = await newNs();
+    const peer = hname('vsh');
+    const eth0 = await nl.inNetns(c, async (ns) => {
+      ns.createLink({ kind: 'veth', name: 'eth0', peerName: peer, peerNetns: nl.hostNetns, mtu: 1400 });
+      return ns.getLink('eth0');
+    });
+    const hostEnd = await host().getLink(peer);
+    expect(eth0).toMatchObject({ kind: 'veth', mtu: 1400, up: false, parentIndex: hostEnd.index });
+    expect(hostEnd).toMatchObject({ kind: 'veth', parentIndex: eth0.index });
+    expect(eth0.parentNetnsId).toBeTypeOf('number');
+    expect(hostEnd.parentNetnsId).toBeTypeOf('number');
+    expect(eth0.mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+  });
+
+  it('builds a bridge attachment: bridge, port, hairpin, address, routes, sysctls', async (ctx) => {
+    need(ctx);
+    const c = await newNs();
+    const br = hname('brs');
+    const peer = hname('vsh');
+    const h = host();
+    h.createLink({ kind: 'bridge', name: br });
+    h.setLink(br, { up: true });
+    await nl.inNetns(c, (ns) => {
+      ns.createLink({ kind: 'veth', name: 'eth0', peerName: peer, peerNetns: nl.hostNetns });
+    });
+    h.setLink(peer, { up: true, master: br, hairpin: true });
+    h.addAddress(br, '10.77.0.1/24');
+    const [brLink, port] = [await h.getLink(br), await h.getLink(peer)];
+    expect(port).toMatchObject({ master: br, hairpin: true, up: true });
+    expect(brLink.mac).toBe(port.mac);
+    await nl.inNetns(c, async (ns) => {
+      ns.setSysctl('net/ipv4/conf/eth0/arp_notify', 1);
+      ns.addAddress('eth0', '10.77.0.2/24');
+      ns.setLink('eth0', { up: true });
+      ns.addRoute({ dst: 'default', gw: '10.77.0.1' });
+      ns.addRoute({ dst: '10.99.0.0/16', gw: '10.77.0.1', metric: 50, mtu: 1300 });
+      expect(await ns.getSysctl('net.ipv4.conf.eth0.arp_notify')).toBe('1');
+      const addrs = await ns.addresses({ link: 'eth0', family: 4 });
+      expect(addrs.map((a) => a.cidr)).toEqual(['10.77.0.2/24']);
+      const routes = await ns.routes({ family: 4 });
+      expect(routes).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ dst: '0.0.0.0/0', gw: '10.77.0.1', dev: 'eth0', table: 254 }),
+          expect.objectContaining({
+            dst: '10.77.0.0/24',
+            dev: 'eth0',
+            scope: 'link',
+            src: '10.77.0.2',
+            protocol: 'kernel',
+          }),
+          expect.objectContaining({ dst: '10.99.0.0/16', gw: '10.77.0.1', metric: 50, mtu: 1300 }),
+        ]),
+      );
+    });
+    const eth0 = await eventually(
+      () => nl.open(c).getLink('eth0'),
+      (l) => l.lowerUp,
+    );
+    expect(eth0).toMatchObject({ up: true, lowerUp: true, operstate: 'UP' });
+  });
+
+  it('fails with EEXIST on a duplicate name and tolerates it with existsOk, continuing the batch', async (ctx) => {
+    need(ctx);
+    const c = await newNs();
+    const ns = nl.open(c);
+    ns.createLink({ kind: 'bridge', name: 'br0' });
+    ns.createLink({ kind: 'bridge', name: 'br0' });
+    const err = await ns.flush().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NetlinkError);
+    expect((err as NetlinkError).errno).toBe('EEXIST');
+    expect((err as NetlinkError).message).toContain('br0');
+    expect((err as NetlinkError).message).toContain(c);
+    ns.addAddress('br0', '10.5.0.1/24');
+    ns.addAddress('br0', '10.5.0.1/24', { existsOk: true });
+    ns.setLink('br0', { mtu: 1450 });
+    await ns.flush();
+    expect((await ns.getLink('br0')).mtu).toBe(1450);
+  });
+
+  it('reports ENODEV for missing links and treats missingOk deletes as success', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.setLink('nope0', { up: true });
+    const e = (await ns.flush().catch((x: unknown) => x)) as NetlinkError;
+    expect(e).toBeInstanceOf(NetlinkError);
+    expect(e.errno).toBe('ENODEV');
+    expect(e.message).toMatch(/nope0/);
+    ns.deleteLink('nope0', { missingOk: true });
+    ns.deleteAddress('lo', '10.9.9.9/32', { missingOk: true });
+    ns.deleteRoute({ dst: '10.9.0.0/16', dev: 'lo' }, { missingOk: true });
+    await ns.flush();
+    expect(await ns.findLink('nope0')).toBeUndefined();
+    expect(await errnoOf(ns.getLink(999))).toBe('ENODEV');
+  });
+
+  it('deletes both veth ends when one is deleted', async (ctx) => {
+    need(ctx);
+    const c = await newNs();
+    const peer = hname('vsh');
+    await nl.inNetns(c, (ns) =>
+      ns.createLink({ kind: 'veth', name: 'eth0', peerName: peer, peerNetns: nl.hostNetns }),
+    );
+    expect(await host().findLink(peer)).toBeDefined();
+    await nl.inNetns(c, (ns) => ns.deleteLink('eth0'));
+    expect(await host().findLink(peer)).toBeUndefined();
+  });
+
+  it('removing a netns removes its links and their veth peers', async (ctx) => {
+    need(ctx);
+    const c = await newNs();
+    const peer = hname('vsh');
+    await nl.inNetns(c, (ns) =>
+      ns.createLink({ kind: 'veth', name: 'eth0', peerName: peer, peerNetns: nl.hostNetns }),
+    );
+    await nl.removeNetns(c);
+    expect(await nl.netnsExists(c)).toBe(false);
+    const gone = await eventually(
+      () => host().findLink(peer),
+      (l) => l === undefined,
+    );
+    expect(gone).toBeUndefined();
+    expect(await errnoOf(nl.inNetns(c, () => {}))).toBe('ENOENT');
+  });
+
+  it('moving a link downs it, drops its addresses and keeps its index when free', async (ctx) => {
+    need(ctx);
+    const [a, b] = [await newNs(), await newNs()];
+    const na = nl.open(a);
+    na.createLink({ kind: 'veth', name: 'va', peerName: 'vb' });
+    na.addAddress('va', '10.6.0.1/24');
+    na.setLink('va', { up: true });
+    const before = await na.getLink('va');
+    na.moveLink('va', b);
+    await na.flush();
+    expect(await na.findLink('va')).toBeUndefined();
+    const nb = nl.open(b);
+    const moved = await nb.getLink('va');
+    expect(moved).toMatchObject({ index: before.index, up: false, mac: before.mac });
+    expect(await nb.addresses({ link: 'va' })).toEqual([]);
+    expect((await na.getLink('vb')).parentNetnsId).toBeTypeOf('number');
+  });
+
+  it('renames links and refuses a name already taken', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'tmp1', peerName: 'tmp2' });
+    ns.renameLink('tmp1', 'eth0');
+    await ns.flush();
+    const names = (await ns.links()).map((l: Link) => l.name);
+    expect(names).toContain('eth0');
+    expect(names).not.toContain('tmp1');
+    ns.renameLink('eth0', 'tmp2');
+    expect(await errnoOf(ns.flush())).toBe('EEXIST');
+  });
+
+  it('un-enslaves ports when their bridge is deleted; masters must be bridges', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'bridge', name: 'br1' });
+    ns.createLink({ kind: 'veth', name: 'p1', peerName: 'p2' });
+    ns.setLink('p1', { master: 'br1' });
+    await ns.flush();
+    expect((await ns.getLink('p1')).master).toBe('br1');
+    ns.setLink('p2', { master: 'p1' });
+    expect(await errnoOf(ns.flush())).toBe('EOPNOTSUPP');
+    ns.setLink('p2', { hairpin: true });
+    expect(await errnoOf(ns.flush())).toBe('EOPNOTSUPP');
+    ns.deleteLink('br1');
+    const p1 = await ns.getLink('p1');
+    expect(p1.master).toBeUndefined();
+    expect(p1.hairpin).toBeUndefined();
+  });
+
+  it('manages addresses and their connected routes', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'a0', peerName: 'a1' });
+    ns.addAddress('a0', '10.8.0.5/24');
+    await ns.flush();
+    expect(await ns.routes({ family: 4 })).toEqual([]);
+    ns.setLink('a0', { up: true });
+    ns.setLink('a1', { up: true });
+    expect((await ns.routes({ family: 4 })).map((r) => r.dst)).toEqual(['10.8.0.0/24']);
+    ns.addRoute({ dst: '10.20.0.0/16', gw: '10.8.0.1' });
+    ns.setLink('a0', { up: false });
+    expect(await ns.routes({ family: 4 })).toEqual([]);
+    expect((await ns.addresses({ link: 'a0' })).map((a) => a.cidr)).toEqual(['10.8.0.5/24']);
+    ns.setLink('a0', { up: true });
+    ns.deleteAddress('a0', '10.8.0.5/24');
+    expect(await ns.routes({ family: 4 })).toEqual([]);
+    ns.deleteAddress('a0', '10.8.0.5/24');
+    expect(await errnoOf(ns.flush())).toBe('EADDRNOTAVAIL');
+  });
+
+  it('adds, replaces and deletes routes in tables, with reachability checks', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'r0', peerName: 'r1' });
+    ns.setLink('r0', { up: true });
+    ns.addAddress('r0', '10.30.0.2/24');
+    ns.addAddress('r0', 'fd30::2/64', { noDad: true });
+    ns.addRoute({ dst: '10.40.0.0/16', gw: '10.30.0.1', table: 100, metric: 10, src: '10.30.0.2' });
+    ns.addRoute({ dst: 'default', gw: 'fd30::1' });
+    await ns.flush();
+    const t100 = await ns.routes({ table: 100, family: 4 });
+    expect(t100).toEqual([
+      expect.objectContaining({
+        dst: '10.40.0.0/16',
+        gw: '10.30.0.1',
+        table: 100,
+        metric: 10,
+        src: '10.30.0.2',
+      }),
+    ]);
+    const v6 = (await ns.routes({ family: 6 })).filter((r) => !r.dst.startsWith('fe80'));
+    expect(v6).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ dst: '::/0', gw: 'fd30::1', dev: 'r0', family: 6 }),
+        expect.objectContaining({ dst: 'fd30::/64', dev: 'r0', protocol: 'kernel' }),
+      ]),
+    );
+    ns.addRoute({ dst: '10.40.0.0/16', gw: '10.30.0.1', table: 100, metric: 10 });
+    expect(await errnoOf(ns.flush())).toBe('EEXIST');
+    ns.replaceRoute({ dst: '10.40.0.0/16', gw: '10.30.0.3', table: 100, metric: 10 });
+    expect((await ns.routes({ table: 100, family: 4 })).map((r) => r.gw)).toEqual(['10.30.0.3']);
+    ns.deleteRoute({ dst: '10.40.0.0/16', table: 100, metric: 10 });
+    expect(await ns.routes({ table: 100 })).toEqual([]);
+    ns.deleteRoute({ dst: '10.40.0.0/16', table: 100 });
+    expect(await errnoOf(ns.flush())).toBe('ESRCH');
+    ns.addRoute({ dst: '10.50.0.0/16', gw: '10.60.0.1' });
+    expect(await errnoOf(ns.flush())).toBe('ENETUNREACH');
+    // The ptp plugin's trick: a /32 link-scope route makes an off-subnet gateway reachable.
+    ns.addRoute({ dst: '10.60.0.1/32', dev: 'r0', scope: 'link', src: '10.30.0.2' });
+    ns.addRoute({ dst: '10.50.0.0/16', gw: '10.60.0.1', src: '10.30.0.2' });
+    expect((await ns.routes({ family: 4 })).map((r) => r.dst)).toContain('10.50.0.0/16');
+  });
+
+  it('adds and deletes policy rules for both families', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.addRule({ family: 4, src: '10.70.0.5/32', table: 100, priority: 100 });
+    ns.addRule({ family: 6, src: 'fd70::5/128', table: 101 });
+    await ns.flush();
+    expect(await ns.rules(4)).toEqual(
+      expect.arrayContaining([{ family: 4, priority: 100, src: '10.70.0.5/32', table: 100 }]),
+    );
+    const r6 = await ns.rules(6);
+    expect(r6).toEqual(
+      expect.arrayContaining([{ family: 6, priority: 32765, src: 'fd70::5/128', table: 101 }]),
+    );
+    ns.deleteRule({ family: 4, src: '10.70.0.5/32', table: 100, priority: 100 });
+    expect((await ns.rules(4)).some((r) => r.table === 100)).toBe(false);
+    ns.deleteRule({ family: 4, src: '10.70.0.5/32', table: 100 });
+    expect(await errnoOf(ns.flush())).toBe('ENOENT');
+  });
+
+  it('reads and writes sysctls per netns', async (ctx) => {
+    need(ctx);
+    const [a, b] = [nl.open(await newNs()), nl.open(await newNs())];
+    // New namespaces inherit IPv4 settings from the initial one, so flip whatever is there.
+    const before = await b.getSysctl('net/ipv4/ip_forward');
+    const flipped = before === '1' ? '0' : '1';
+    a.setSysctl('net.ipv4.ip_forward', flipped);
+    expect(await a.getSysctl('net/ipv4/ip_forward')).toBe(flipped);
+    expect(await b.getSysctl('net/ipv4/ip_forward')).toBe(before);
+    a.setSysctl('net/ipv4/conf/nosuch0/arp_notify', 1);
+    expect(await errnoOf(a.flush())).toBe('ENOENT');
+    a.createLink({ kind: 'veth', name: 's0', peerName: 's1' });
+    a.setSysctl('net/ipv6/conf/s0/accept_dad', 0);
+    a.setSysctl('net/ipv6/conf/s0/keep_addr_on_down', 1);
+    expect(await a.getSysctl('net/ipv6/conf/s0/accept_dad')).toBe('0');
+    expect(await a.getSysctl('net/ipv6/conf/s1/accept_dad')).toBe('1');
+  });
+
+  it('waits for IPv6 duplicate address detection', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'd0', peerName: 'd1' });
+    ns.setLink('d1', { up: true });
+    ns.setLink('d0', { up: true });
+    ns.addAddress('d0', 'fd40::2/64');
+    ns.addAddress('d1', 'fd40::3/64', { noDad: true });
+    await ns.flush();
+    expect((await ns.addresses({ link: 'd1', family: 6 })).find((a) => a.ip === 'fd40::3')?.tentative).toBe(
+      false,
+    );
+    await ns.waitDad('d0', { timeoutMs: 8000 });
+    const a = (await ns.addresses({ link: 'd0', family: 6 })).find((x) => x.ip === 'fd40::2');
+    expect(a).toMatchObject({ tentative: false, dadFailed: false, prefixLength: 64, scope: 'global' });
+  });
+
+  it('sets mtu, mac, promisc, alias and txqlen', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'm0', peerName: 'm1', mac: '0a:58:0a:00:00:05' });
+    ns.setLink('m0', { mtu: 9000, promisc: true, allmulti: true, alias: 'orig-eth3', txqlen: 500 });
+    let l = await ns.getLink('m0');
+    expect(l).toMatchObject({
+      mtu: 9000,
+      promisc: true,
+      allmulti: true,
+      alias: 'orig-eth3',
+      txqlen: 500,
+      mac: '0a:58:0a:00:00:05',
+    });
+    ns.setLink('m0', { mac: '0A:58:0A:00:00:06', alias: null, promisc: false });
+    l = await ns.getLink('m0');
+    expect(l.mac).toBe('0a:58:0a:00:00:06');
+    expect(l.alias).toBeUndefined();
+    expect(l.promisc).toBe(false);
+  });
+
+  it('shapes traffic like the bandwidth plugin: tbf, ingress qdisc, redirect into an ifb', async (ctx) => {
+    need(ctx, 'ifb');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'hv0', peerName: 'hv1' });
+    ns.createLink({ kind: 'ifb', name: 'bwp0', mtu: 1500 });
+    ns.setLink('bwp0', { up: true });
+    ns.setTbf('hv0', { rateBits: 1_000_000, burstBytes: 4096, latencyMs: 25 });
+    ns.addIngressQdisc('hv0');
+    ns.redirectIngress('hv0', 'bwp0');
+    ns.setTbf('bwp0', { rateBits: 8_000_000, burstBytes: 16384, latencyMs: 25 });
+    const ours = (await ns.qdiscs()).filter((q) => q.kind === 'tbf' || q.kind === 'ingress');
+    // Dumped in ifindex order (hv1 < hv0 < bwp0), root before ingress.
+    expect(ours).toEqual([
+      {
+        link: 'hv0',
+        kind: 'tbf',
+        handle: '1:',
+        root: true,
+        rateBytes: 125_000,
+        burstBytes: 4096,
+        latencyUs: 25000,
+      },
+      { link: 'hv0', kind: 'ingress', handle: 'ffff:', root: false },
+      {
+        link: 'bwp0',
+        kind: 'tbf',
+        handle: '1:',
+        root: true,
+        rateBytes: 1_000_000,
+        burstBytes: 16384,
+        latencyUs: 25000,
+      },
+    ]);
+    expect(await ns.ingressRedirects('hv0')).toEqual(['bwp0']);
+    ns.addIngressQdisc('hv0');
+    expect(await errnoOf(ns.flush())).toBe('EEXIST');
+    ns.addIngressQdisc('hv0', { existsOk: true });
+    ns.redirectIngress('hv1', 'bwp0');
+    expect(await errnoOf(ns.flush())).toBe('ENOENT');
+    ns.deleteQdisc('hv0', 'ingress');
+    expect(await ns.ingressRedirects('hv0')).toEqual([]);
+    ns.deleteQdisc('hv0', 'root');
+    ns.deleteQdisc('hv0', 'root', { missingOk: true });
+    expect((await ns.qdiscs('hv0')).filter((q) => q.kind === 'tbf')).toEqual([]);
+    ns.deleteQdisc('hv0', 'root');
+    expect(await errnoOf(ns.flush())).toBe('ENOENT');
+  });
+
+  it('configures bridge VLANs the way the bridge plugin does', async (ctx) => {
+    need(ctx);
+    if (!(await nl.supportsBridgeVlans())) ctx.skip('this kernel has no bridge VLAN filtering');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'bridge', name: 'brv', vlanFiltering: true });
+    ns.createLink({ kind: 'veth', name: 'pv0', peerName: 'pv1' });
+    ns.setLink('pv0', { master: 'brv' });
+    expect(await ns.bridgeVlans('pv0')).toEqual([{ vid: 1, pvid: true, untagged: true }]);
+    ns.deleteBridgeVlan('pv0', 1);
+    ns.addBridgeVlan('pv0', 100, { pvid: true, untagged: true });
+    ns.addBridgeVlan('pv0', 200);
+    ns.addBridgeVlan('brv', 100, { self: true });
+    expect(await ns.bridgeVlans('pv0')).toEqual([
+      { vid: 100, pvid: true, untagged: true },
+      { vid: 200, pvid: false, untagged: false },
+    ]);
+    ns.deleteBridgeVlan('pv0', 300);
+    expect(await errnoOf(ns.flush())).toBe('ENOENT');
+    ns.addBridgeVlan('pv1', 5);
+    expect(await errnoOf(ns.flush())).toBe('EOPNOTSUPP');
+  });
+
+  it('creates macvlan links on a host parent directly inside a container netns', async (ctx) => {
+    need(ctx, 'macvlan');
+    const c = await newNs();
+    const parent = hname('par');
+    const h = host();
+    h.createLink({ kind: 'veth', name: parent, peerName: hname('pap'), mtu: 1500 });
+    h.createLink({ kind: 'macvlan', name: hname('tmv'), parent, mode: 'private', netns: c, mtu: 1400 });
+    await h.flush();
+    const inC = (await nl.open(c).links()).find((l) => l.kind === 'macvlan');
+    expect(inC).toMatchObject({ macvlanMode: 'private', mtu: 1400 });
+    expect(inC?.parentNetnsId).toBeTypeOf('number');
+    h.createLink({ kind: 'macvlan', name: hname('tmv'), parent, mtu: 1600 });
+    expect(await errnoOf(h.flush())).toBe('EINVAL');
+  });
+
+  for (const kind of ['ipvlan', 'vlan'] as const) {
+    it(`creates ${kind} links with their mode/id`, async (ctx) => {
+      need(ctx, kind);
+      const ns = nl.open(await newNs());
+      ns.createLink({ kind: 'veth', name: 'up0', peerName: 'up1' });
+      if (kind === 'ipvlan') ns.createLink({ kind, name: 'iv0', parent: 'up0', mode: 'l3' });
+      else ns.createLink({ kind, name: 'iv0', parent: 'up0', vlanId: 42 });
+      const l = await ns.getLink('iv0');
+      expect(l.kind).toBe(kind);
+      expect(kind === 'ipvlan' ? l.ipvlanMode : l.vlanId).toBe(kind === 'ipvlan' ? 'l3' : 42);
+      expect(l.parentIndex).toBe((await ns.getLink('up0')).index);
+    });
+  }
+
+  for (const kind of ['vxlan', 'ifb', 'dummy'] as const) {
+    it(`creates and deletes a ${kind} link`, async (ctx) => {
+      need(ctx, kind);
+      const ns = nl.open(await newNs());
+      if (kind === 'vxlan') ns.createLink({ kind, name: 'k0', vni: 4242 });
+      else ns.createLink({ kind, name: 'k0' });
+      const l = await ns.getLink('k0');
+      expect(l.kind).toBe(kind);
+      if (kind === 'vxlan') expect(l.vni).toBe(4242);
+      ns.deleteLink('k0');
+      expect(await ns.findLink('k0')).toBeUndefined();
+    });
+  }
+
+  it('rejects unsupported kinds with EOPNOTSUPP', async (ctx) => {
+    need(ctx);
+    // The model supports every kind, so it is asked to simulate a kernel without dummy.
+    const sim = backend.name === 'memory' ? memoryNetlink({ kinds: ['veth'], hostLinks: [] }) : nl;
+    const have = await sim.supportedLinkKinds();
+    const missing = (['dummy', 'vlan', 'ipvlan'] as LinkKind[]).find((k) => !have.has(k));
+    if (!missing) ctx.skip('this kernel supports every probed kind');
+    const ns = sim === nl ? nl.open(await newNs()) : sim.open((await sim.createNetns('x')).path);
+    ns.createLink({ kind: 'veth', name: 'u0', peerName: 'u1' });
+    if (missing === 'dummy') ns.createLink({ kind: 'dummy', name: 'x0' });
+    else if (missing === 'vlan') ns.createLink({ kind: 'vlan', name: 'x0', parent: 'u0', vlanId: 3 });
+    else ns.createLink({ kind: 'ipvlan', name: 'x0', parent: 'u0' });
+    expect(await errnoOf(ns.flush())).toBe('EOPNOTSUPP');
+  });
+});

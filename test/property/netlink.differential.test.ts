@@ -1,0 +1,184 @@
+// Differential property: random sequences of link/address/route operations give the same outcome
+// (each op's errno, then the visible state of both namespaces) on the in-memory model and on the
+// real kernel. This is what keeps the memory backend honest.
+import { execFileSync } from 'node:child_process';
+import { linuxNetlink, memoryNetlink, type Netlink, NetlinkError, type NetnsOps } from 'cni-kit';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const PID = process.pid;
+const NAMES = ['a0', 'a1', 'b0', 'br0', 'br1'] as const;
+const ADDRS = ['10.1.0.2/24', '10.1.0.3/24', '10.2.0.2/16', '10.1.0.9/32'] as const;
+
+type Step =
+  | { t: 'veth'; name: string; peer: string; other: boolean }
+  | { t: 'bridge'; name: string }
+  | { t: 'del'; name: string }
+  | { t: 'up'; name: string; up: boolean }
+  | { t: 'master'; name: string; master: string | null }
+  | { t: 'mtu'; name: string; mtu: number }
+  | { t: 'rename'; name: string; to: string }
+  | { t: 'move'; name: string }
+  | { t: 'addr'; name: string; cidr: string; add: boolean }
+  | { t: 'route'; dst: string; gw?: string; dev?: string }
+  | { t: 'sysctl'; name: string }
+  | { t: 'hairpin'; name: string; on: boolean }
+  | { t: 'macvlan'; name: string; parent: string; other: boolean; mtu?: number };
+
+const name = fc.constantFrom(...NAMES);
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    arbitrary: fc.record({ t: fc.constant('veth' as const), name, peer: name, other: fc.boolean() }),
+    weight: 4,
+  },
+  { arbitrary: fc.record({ t: fc.constant('bridge' as const), name }), weight: 2 },
+  fc.record({ t: fc.constant('del' as const), name }),
+  { arbitrary: fc.record({ t: fc.constant('up' as const), name, up: fc.boolean() }), weight: 3 },
+  {
+    arbitrary: fc.record({ t: fc.constant('master' as const), name, master: fc.option(name, { nil: null }) }),
+    weight: 2,
+  },
+  fc.record({ t: fc.constant('mtu' as const), name, mtu: fc.constantFrom(1280, 1400, 1500, 9000) }),
+  fc.record({ t: fc.constant('rename' as const), name, to: name }),
+  fc.record({ t: fc.constant('move' as const), name }),
+  {
+    arbitrary: fc.record({
+      t: fc.constant('addr' as const),
+      name,
+      cidr: fc.constantFrom(...ADDRS),
+      add: fc.boolean(),
+    }),
+    weight: 3,
+  },
+  fc.record({
+    t: fc.constant('route' as const),
+    dst: fc.constantFrom('10.50.0.0/16', 'default'),
+    gw: fc.option(fc.constantFrom('10.1.0.1', '10.2.0.1', '10.9.0.1'), { nil: undefined }),
+    dev: fc.option(name, { nil: undefined }),
+  }),
+  fc.record({ t: fc.constant('sysctl' as const), name }),
+  fc.record({ t: fc.constant('hairpin' as const), name, on: fc.boolean() }),
+  fc.record({
+    t: fc.constant('macvlan' as const),
+    name,
+    parent: name,
+    other: fc.boolean(),
+    mtu: fc.option(fc.constantFrom(1400, 1500, 9000), { nil: undefined }),
+  }),
+);
+
+function apply(ns: NetnsOps, s: Step, other: string): unknown {
+  switch (s.t) {
+    case 'veth':
+      return ns.createLink({
+        kind: 'veth',
+        name: s.name,
+        peerName: s.peer,
+        peerNetns: s.other ? other : undefined,
+      });
+    case 'bridge':
+      return ns.createLink({ kind: 'bridge', name: s.name });
+    case 'del':
+      return ns.deleteLink(s.name);
+    case 'up':
+      return ns.setLink(s.name, { up: s.up });
+    case 'master':
+      return ns.setLink(s.name, { master: s.master });
+    case 'mtu':
+      return ns.setLink(s.name, { mtu: s.mtu });
+    case 'rename':
+      return ns.renameLink(s.name, s.to);
+    case 'move':
+      return ns.moveLink(s.name, other);
+    case 'addr':
+      return s.add ? ns.addAddress(s.name, s.cidr) : ns.deleteAddress(s.name, s.cidr);
+    case 'route':
+      if (!s.gw && !s.dev) return ns.addRoute({ dst: s.dst, dev: 'lo' });
+      return ns.addRoute({ dst: s.dst, gw: s.gw, dev: s.dev });
+    case 'sysctl':
+      return ns.setSysctl(`net/ipv4/conf/${s.name}/arp_notify`, 1);
+    case 'hairpin':
+      return ns.setLink(s.name, { hairpin: s.on });
+    case 'macvlan':
+      return ns.createLink({
+        kind: 'macvlan',
+        name: s.name,
+        parent: s.parent,
+        netns: s.other ? other : undefined,
+        mtu: s.mtu,
+      });
+  }
+}
+
+async function snapshot(ns: NetnsOps) {
+  const links = (await ns.links())
+    .map((l) => ({
+      index: l.index,
+      name: l.name,
+      kind: l.kind,
+      up: l.up,
+      master: l.master,
+      mtu: l.mtu,
+      hairpin: l.hairpin,
+      parent: l.parentNetnsId === undefined ? l.parentIndex : 'other-netns',
+    }))
+    .sort((a, b) => a.index - b.index);
+  const addrs = (await ns.addresses({ family: 4 })).map((a) => `${a.link} ${a.cidr}`).sort();
+  const routes = (await ns.routes({ family: 4 }))
+    .map((r) => `${r.dst} ${r.gw ?? '-'} ${r.dev ?? '-'} ${r.scope} ${r.protocol}`)
+    .sort();
+  return { links, addrs, routes };
+}
+
+async function run(nl: Netlink, a: string, b: string, steps: Step[]) {
+  const ns = nl.open(a);
+  const outcomes: string[] = [];
+  for (const s of steps) {
+    apply(ns, s, b);
+    try {
+      await ns.flush();
+      outcomes.push('ok');
+    } catch (e) {
+      if (!(e instanceof NetlinkError)) throw e;
+      outcomes.push(e.errno);
+    }
+  }
+  return { outcomes, a: await snapshot(ns), b: await snapshot(nl.open(b)) };
+}
+
+const isRoot = process.getuid?.() === 0;
+
+describe('netlink differential: memory model vs real kernel', () => {
+  const made: string[] = [];
+  afterAll(() => {
+    for (const n of made) {
+      try {
+        execFileSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+      } catch {}
+    }
+  });
+
+  it('gives the same per-op errors and final state for random op sequences', async (ctx) => {
+    if (!isRoot) ctx.skip('needs root for real network namespaces');
+    const real = linuxNetlink();
+    let k = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 3, maxLength: 10 }), async (steps) => {
+        const mem = memoryNetlink({ hostLinks: [] });
+        const [ma, mb] = [(await mem.createNetns('a')).path, (await mem.createNetns('b')).path];
+        const ra = await real.createNetns(`nldf${PID}-${++k}a`);
+        const rb = await real.createNetns(`nldf${PID}-${k}b`);
+        made.push(ra.name, rb.name);
+        try {
+          const want = await run(real, ra.path, rb.path, steps);
+          const got = await run(mem, ma, mb, steps);
+          expect(got).toEqual(want);
+        } finally {
+          await ra.remove();
+          await rb.remove();
+        }
+      }),
+      { numRuns: Number(process.env.NETLINK_DIFF_RUNS ?? 25) },
+    );
+  });
+});
