@@ -37,7 +37,11 @@ const types = readdirSync(join(root, 'examples'), { withFileTypes: true })
 const vendorExternal = {
   name: 'vendor-sidecars',
   setup(b) {
-    const filter = new RegExp(`^(${Object.keys(VENDOR).map((p) => p.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    const filter = new RegExp(
+      `^(${Object.keys(VENDOR)
+        .map((p) => p.replace(/[/.]/g, '\\$&'))
+        .join('|')})$`,
+    );
     b.onResolve({ filter }, (args) => ({ path: `./lib/${VENDOR[args.path].dir}/index.cjs`, external: true }));
   },
 };
@@ -48,7 +52,11 @@ async function buildVendor() {
       const target = join(libDir, dir);
       rmSync(target, { recursive: true, force: true });
       await build({
-        stdin: { contents: `module.exports = require(${JSON.stringify(pkg)});`, resolveDir: root, loader: 'js' },
+        stdin: {
+          contents: `module.exports = require(${JSON.stringify(pkg)});`,
+          resolveDir: root,
+          loader: 'js',
+        },
         outfile: join(target, 'index.cjs'),
         bundle: true,
         platform: 'node',
@@ -60,7 +68,10 @@ async function buildVendor() {
       // Packages that read files next to their own code at run time (etcd3 loads its .proto files
       // from `${__dirname}/../proto`) get them copied to the same relative place.
       for (const [from, to] of data) {
-        const src = join(dirname(require.resolve(`${from.split('/')[0]}/package.json`)), from.split('/').slice(1).join('/'));
+        const src = join(
+          dirname(require.resolve(`${from.split('/')[0]}/package.json`)),
+          from.split('/').slice(1).join('/'),
+        );
         cpSync(src, join(libDir, to), { recursive: true });
       }
     }),

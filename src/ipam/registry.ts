@@ -6,7 +6,6 @@ import { CniError, ErrorCode } from '../spec/errors.js';
 import type { Result } from '../spec/result/types.js';
 import { HostLocalAllocator } from './host-local/allocator.js';
 import { StaticAllocator } from './static/allocator.js';
-import { whereaboutsFactory } from './whereabouts/index.js';
 import type {
   IpamAllocator,
   IpamEnv,
@@ -15,6 +14,7 @@ import type {
   IpamRequest,
   ValidAttachment,
 } from './types.js';
+import { whereaboutsFactory } from './whereabouts/index.js';
 
 /** Maps `ipam.type` to an in-process allocator factory. */
 export class IpamRegistry {
