@@ -94,6 +94,8 @@ await Promise.all([
       banner: { js: '#!/usr/bin/env node' },
       alias: { 'cni-kit': join(root, 'src', 'index.ts') },
       plugins: [vendorExternal],
+      // import() of a sidecar becomes require(): CommonJS sidecars then expose their named exports.
+      supported: { 'dynamic-import': false },
       logLevel: 'warning',
     });
     chmodSync(outfile, 0o755);

@@ -136,22 +136,29 @@ describe('host-local stress', () => {
               const child = spawn(process.execPath, [worker, JSON.stringify(c), `r${round}w${w}`]);
               let out = '';
               let armed = false;
+              // The round ends when the child is gone AND its kill timer has fired, so `kills`
+              // counts every timer even when a worker exits before its timer.
+              let timerFired: Promise<void> = Promise.resolve();
               child.stdout.on('data', (d: Buffer) => {
                 out += d.toString();
                 // Start the clock at the first allocation, so every kill lands inside the loop.
                 if (!armed) {
                   armed = true;
-                  setTimeout(
-                    () => {
-                      child.kill('SIGKILL');
-                      kills++;
-                    },
-                    Math.floor(Math.random() * 120),
+                  timerFired = new Promise<void>((fired) =>
+                    setTimeout(
+                      () => {
+                        child.kill('SIGKILL');
+                        kills++;
+                        fired();
+                      },
+                      Math.floor(Math.random() * 120),
+                    ),
                   );
                 }
               });
               child.on('error', reject);
-              child.on('close', () => {
+              child.on('close', async () => {
+                await timerFired;
                 let pending: { kind: 'add' | 'del'; id: string } | undefined;
                 for (const line of out.split('\n')) {
                   const [kind, id, ips] = line.split(' ');
