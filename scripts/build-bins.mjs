@@ -5,27 +5,24 @@
 // bundled once into dist/bin/lib/<name>/index.cjs and required from there on first use. A plugin
 // is a new process per call, and inlining megabytes that most calls never run would make every
 // call parse them. Installing a plugin means copying dist/bin/<type> together with dist/bin/lib/.
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+//
+// Outputs are written to a temp file and renamed, so a test exec'ing a binary never sees a torn one.
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { etcd3ProtoPlugin } from './esbuild-etcd3-proto.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outDir = join(root, 'dist', 'bin');
 const libDir = join(outDir, 'lib');
-const require = createRequire(join(root, 'package.json'));
 
-/** Package name → sidecar folder under dist/bin/lib, plus data files the package reads at run time. */
+/** Package name → sidecar folder under dist/bin/lib. */
 const VENDOR = {
-  etcd3: { dir: 'etcd3', data: [['etcd3/proto', 'proto']] },
-  '@kubernetes/client-node': { dir: 'kubernetes-client-node', data: [] },
-  'js-yaml': { dir: 'js-yaml', data: [] },
+  etcd3: 'etcd3',
+  '@kubernetes/client-node': 'kubernetes-client-node',
+  'js-yaml': 'js-yaml',
 };
-
-mkdirSync(outDir, { recursive: true });
-// dist/bin files have no extension; this marks them CommonJS whatever the package type is.
-writeFileSync(join(outDir, 'package.json'), '{ "type": "commonjs" }\n');
 
 const only = process.argv.slice(2);
 const types = readdirSync(join(root, 'examples'), { withFileTypes: true })
@@ -37,68 +34,67 @@ const types = readdirSync(join(root, 'examples'), { withFileTypes: true })
 const vendorExternal = {
   name: 'vendor-sidecars',
   setup(b) {
-    const filter = new RegExp(
-      `^(${Object.keys(VENDOR)
-        .map((p) => p.replace(/[/.]/g, '\\$&'))
-        .join('|')})$`,
-    );
-    b.onResolve({ filter }, (args) => ({ path: `./lib/${VENDOR[args.path].dir}/index.cjs`, external: true }));
+    const names = Object.keys(VENDOR).map((p) => p.replace(/[/.]/g, '\\$&'));
+    b.onResolve({ filter: new RegExp(`^(${names.join('|')})$`) }, (args) => ({
+      path: `./lib/${VENDOR[args.path]}/index.cjs`,
+      external: true,
+    }));
   },
 };
 
-async function buildVendor() {
-  await Promise.all(
-    Object.entries(VENDOR).map(async ([pkg, { dir, data }]) => {
-      const target = join(libDir, dir);
-      rmSync(target, { recursive: true, force: true });
-      await build({
-        stdin: {
-          contents: `module.exports = require(${JSON.stringify(pkg)});`,
-          resolveDir: root,
-          loader: 'js',
-        },
-        outfile: join(target, 'index.cjs'),
-        bundle: true,
-        platform: 'node',
-        target: 'node20',
-        format: 'cjs',
-        legalComments: 'none',
-        logLevel: 'error',
-      });
-      // Packages that read files next to their own code at run time (etcd3 loads its .proto files
-      // from `${__dirname}/../proto`) get them copied to the same relative place.
-      for (const [from, to] of data) {
-        const src = join(
-          dirname(require.resolve(`${from.split('/')[0]}/package.json`)),
-          from.split('/').slice(1).join('/'),
-        );
-        cpSync(src, join(libDir, to), { recursive: true });
-      }
-    }),
-  );
+/** Bundles with esbuild in memory, then writes the file atomically (temp + rename). */
+async function bundle(outfile, options, mode = 0o644) {
+  const { outputFiles } = await build({
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    legalComments: 'none',
+    logLevel: 'warning',
+    write: false,
+    outfile,
+    ...options,
+  });
+  const file = outputFiles.find((f) => f.path === outfile) ?? outputFiles[0];
+  mkdirSync(dirname(outfile), { recursive: true });
+  const tmp = `${outfile}.${process.pid}.tmp`;
+  writeFileSync(tmp, file.contents, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, outfile);
 }
 
+mkdirSync(outDir, { recursive: true });
+// dist/bin files have no extension; this marks them CommonJS whatever the package type is.
+writeFileSync(join(outDir, 'package.json'), '{ "type": "commonjs" }\n');
+
 await Promise.all([
-  only.length === 0 || !existsSync(libDir) ? buildVendor() : Promise.resolve(),
-  ...types.map(async (type) => {
-    const outfile = join(outDir, type);
-    await build({
-      entryPoints: [join(root, 'examples', type, 'main.ts')],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      minify: false,
-      legalComments: 'none',
-      banner: { js: '#!/usr/bin/env node' },
-      alias: { 'cni-kit': join(root, 'src', 'index.ts') },
-      plugins: [vendorExternal],
-      // import() of a sidecar becomes require(): CommonJS sidecars then expose their named exports.
-      supported: { 'dynamic-import': false },
-      logLevel: 'warning',
-    });
-    chmodSync(outfile, 0o755);
-  }),
+  ...(only.length === 0 || !existsSync(libDir)
+    ? Object.entries(VENDOR).map(([pkg, dir]) =>
+        bundle(join(libDir, dir, 'index.cjs'), {
+          stdin: {
+            contents: `module.exports = require(${JSON.stringify(pkg)});`,
+            resolveDir: root,
+            loader: 'js',
+          },
+          // etcd3 reads its .proto files next to its own code at run time; inline them instead.
+          plugins: [etcd3ProtoPlugin],
+          logLevel: 'error',
+        }),
+      )
+    : []),
+  ...types.map((type) =>
+    bundle(
+      join(outDir, type),
+      {
+        entryPoints: [join(root, 'examples', type, 'main.ts')],
+        banner: { js: '#!/usr/bin/env node' },
+        alias: { 'cni-kit': join(root, 'src', 'index.ts') },
+        plugins: [vendorExternal],
+        // import() of a sidecar becomes require(): CommonJS sidecars then expose their named exports.
+        supported: { 'dynamic-import': false },
+      },
+      0o755,
+    ),
+  ),
 ]);
 console.log(`built ${types.length} plugin(s) into dist/bin: ${types.join(', ')}`);

@@ -1,0 +1,367 @@
+// whereabouts' `ipam` block, parsed into ranges the allocator walks without further parsing.
+// Where whereabouts is silent or surprising, we are explicit:
+//   - a `range_start`/`range_end` outside the range's subnet is an error (whereabouts ignores it);
+//     one on the network or broadcast address is clamped to the first/last usable address;
+//   - `gateway` is never handed out (whereabouts needs it in `exclude`, wa#107), and it is put only
+//     on addresses of its own family in the result;
+//   - a malformed `exclude` entry fails when the config is read, not at allocation time.
+import { CniError, ErrorCode } from '../../spec/errors.js';
+import {
+  familyBits,
+  formatIP,
+  formatSubnet,
+  type IP,
+  type IPFamily,
+  parseCIDR,
+  parseIP,
+  type Subnet,
+  subnetBroadcast,
+  subnetContains,
+  tryParseIP,
+} from '../ip.js';
+import type { PoolRef } from './store.js';
+
+/** An inclusive interval of addresses. */
+export interface Interval {
+  lo: bigint;
+  hi: bigint;
+}
+
+/** One range ready for allocation: the allowed addresses are `segments` (sorted, disjoint). */
+export interface WhereaboutsRange {
+  /** Config path used in messages, e.g. `ipam.ipRanges[1]`. */
+  field: string;
+  subnet: Subnet;
+  /** Effective first and last address (after range_start/range_end). */
+  first: bigint;
+  last: bigint;
+  /** [first, last] minus excludes and the gateway. */
+  segments: Interval[];
+  /** Number of addresses in `segments`. */
+  capacity: bigint;
+  /** The excluded entries as written (for messages). */
+  exclude: string[];
+  ref: PoolRef;
+}
+
+/** Which backend holds the pools, with its whereabouts-named settings. */
+export type DatastoreConfig =
+  | { kind: 'file'; dir: string }
+  | {
+      kind: 'etcd';
+      etcd_host: string;
+      etcd_username?: string;
+      etcd_password?: string;
+      etcd_key_file?: string;
+      etcd_cert_file?: string;
+      etcd_ca_cert_file?: string;
+      etcd_prefix?: string;
+    }
+  | { kind: 'kubernetes'; kubeconfig: string; k8s_api_root?: string };
+
+/** A parsed whereabouts `ipam` block. */
+export interface WhereaboutsConfig {
+  ranges: WhereaboutsRange[];
+  gateway?: IP;
+  networkName: string;
+  enableOverlappingRanges: boolean;
+  datastore: DatastoreConfig;
+  /** Passed through to the result unchanged. */
+  routes?: Array<{ dst: string; gw?: string }>;
+  dns?: { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] };
+  /** Static extras (`addresses[]`), appended after the dynamic addresses. */
+  addresses: Array<{ address: string; gateway?: string }>;
+}
+
+/** Default directory of the file datastore. */
+export const DEFAULT_FILE_DIR = '/var/lib/cni/whereabouts';
+
+function bad(msg: string): CniError {
+  return new CniError(ErrorCode.InvalidNetworkConfig, msg);
+}
+
+function str(v: unknown, field: string): string | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') throw bad(`${field}: expected a string, got ${JSON.stringify(v)}`);
+  return v.trim();
+}
+
+/** whereabouts' IPPool name for a range: "/" and ":" become "-", prefixed by network_name. */
+export function poolName(subnet: Subnet, networkName: string): string {
+  let n = formatSubnet(subnet).replace(/[/:]/g, '-');
+  if (n.startsWith('-')) n = `0${n}`;
+  return networkName ? `${networkName}-${n}` : n;
+}
+
+/** Subtracts sorted, merged intervals from [lo, hi]. */
+export function subtract(lo: bigint, hi: bigint, holes: Interval[]): Interval[] {
+  const merged = mergeIntervals(holes);
+  const out: Interval[] = [];
+  let cur = lo;
+  for (const h of merged) {
+    if (h.hi < cur) continue;
+    if (h.lo > hi) break;
+    if (h.lo > cur) out.push({ lo: cur, hi: h.lo - 1n });
+    cur = h.hi + 1n;
+    if (cur > hi) break;
+  }
+  if (cur <= hi) out.push({ lo: cur, hi });
+  return out;
+}
+
+/** Sorts and merges overlapping or touching intervals. */
+export function mergeIntervals(xs: Interval[]): Interval[] {
+  const s = [...xs].sort((a, b) => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0));
+  const out: Interval[] = [];
+  for (const x of s) {
+    const last = out[out.length - 1];
+    if (last && x.lo <= last.hi + 1n) {
+      if (x.hi > last.hi) last.hi = x.hi;
+    } else out.push({ lo: x.lo, hi: x.hi });
+  }
+  return out;
+}
+
+function parseRangeText(text: string, field: string): { subnet: Subnet; start?: IP } {
+  // "A-B/nn": start A, end B, subnet B/nn. IPv6 never contains '-', so the split is unambiguous.
+  const dash = text.indexOf('-');
+  if (dash > 0) {
+    const start = parseIP(text.slice(0, dash), `${field}.range`);
+    const { ip: end, subnet } = parseCIDR(text.slice(dash + 1), `${field}.range`);
+    if (!subnetContains(subnet, start)) {
+      throw bad(
+        `${field}.range: ${JSON.stringify(text)}: start ${formatIP(start)} is not in ${formatSubnet(subnet)}; write it as "<start>-<end>/<prefix>" with both inside one subnet`,
+      );
+    }
+    if (start.value > end.value) {
+      throw bad(
+        `${field}.range: ${JSON.stringify(text)}: start ${formatIP(start)} is after end ${formatIP(end)}; swap them`,
+      );
+    }
+    return { subnet, start };
+  }
+  // whereabouts ignores the host part ("10.0.0.225/28" is the network 10.0.0.224/28).
+  return { subnet: parseCIDR(text, `${field}.range`).subnet };
+}
+
+function parseExclude(
+  entries: unknown,
+  field: string,
+  family: IPFamily,
+): { holes: Interval[]; text: string[] } {
+  if (entries === undefined || entries === null) return { holes: [], text: [] };
+  if (!Array.isArray(entries))
+    throw bad(`${field}: expected a list of CIDRs or IPs, got ${JSON.stringify(entries)}`);
+  const holes: Interval[] = [];
+  const text: string[] = [];
+  entries.forEach((e, i) => {
+    const f = `${field}[${i}]`;
+    if (typeof e !== 'string') throw bad(`${f}: expected a CIDR or IP string, got ${JSON.stringify(e)}`);
+    const bare = tryParseIP(e.trim());
+    let lo: bigint;
+    let hi: bigint;
+    let fam: IPFamily;
+    if (bare) {
+      lo = hi = bare.value;
+      fam = bare.family;
+    } else {
+      const { subnet } = parseCIDR(e, f);
+      lo = subnet.network;
+      hi = subnetBroadcast(subnet).value;
+      fam = subnet.family;
+    }
+    // An entry of the other family cannot exclude anything here; whereabouts ignores it too.
+    if (fam === family) holes.push({ lo, hi });
+    text.push(e);
+  });
+  return { holes, text };
+}
+
+function parseOneRange(
+  raw: Record<string, unknown>,
+  field: string,
+  networkName: string,
+  overlapping: boolean,
+  gateway: IP | undefined,
+): WhereaboutsRange {
+  const text = str(raw.range, `${field}.range`);
+  if (!text) throw bad(`${field}.range: missing; give a CIDR such as "10.10.0.0/16"`);
+  const { subnet, start: dashStart } = parseRangeText(text, field);
+  const bits = familyBits(subnet.family);
+  if (subnet.prefix > bits - 2) {
+    throw bad(
+      `${field}.range: ${JSON.stringify(text)} has no usable addresses; use a /${bits - 2} or larger`,
+    );
+  }
+  const usableLo = subnet.network + 1n;
+  const usableHi = subnetBroadcast(subnet).value - 1n;
+  const bound = (key: string, fallback: bigint): bigint => {
+    const v = str(raw[key], `${field}.${key}`);
+    if (v === undefined) return fallback;
+    const ip = parseIP(v, `${field}.${key}`);
+    if (!subnetContains(subnet, ip)) {
+      throw bad(
+        `${field}.${key}: ${JSON.stringify(v)} is not in range ${formatSubnet(subnet)}; pick an address inside it or drop ${key}`,
+      );
+    }
+    // The network and broadcast addresses are never handed out; naming them as the bound on
+    // their own side means "from the start" / "to the end", on the other side nothing is left.
+    if (key === 'range_start' && ip.value > usableHi) throw empty(key, v);
+    if (key === 'range_end' && ip.value < usableLo) throw empty(key, v);
+    return ip.value < usableLo ? usableLo : ip.value > usableHi ? usableHi : ip.value;
+  };
+  const empty = (key: string, v: string) =>
+    bad(
+      `${field}.${key}: ${JSON.stringify(v)} leaves no usable address in ${formatSubnet(subnet)}; use an address between ${formatIP({ family: subnet.family, value: usableLo })} and ${formatIP({ family: subnet.family, value: usableHi })}`,
+    );
+  const first = bound('range_start', dashStart && dashStart.value > usableLo ? dashStart.value : usableLo);
+  let last = bound('range_end', usableHi);
+  if (dashStart !== undefined && raw.range_end === undefined) {
+    const endIp = parseCIDR(text.slice(text.indexOf('-') + 1), `${field}.range`).ip.value;
+    last = endIp < usableHi ? endIp : usableHi;
+  }
+  if (last < first) {
+    throw bad(
+      `${field}: range_end ${formatIP({ family: subnet.family, value: last })} is before range_start ${formatIP({ family: subnet.family, value: first })}; swap them`,
+    );
+  }
+  const { holes, text: exclude } = parseExclude(raw.exclude, `${field}.exclude`, subnet.family);
+  if (gateway && gateway.family === subnet.family) holes.push({ lo: gateway.value, hi: gateway.value });
+  const segments = subtract(first, last, holes);
+  let capacity = 0n;
+  for (const s of segments) capacity += s.hi - s.lo + 1n;
+  const pool = poolName(subnet, networkName);
+  return {
+    field,
+    subnet,
+    first,
+    last,
+    segments,
+    capacity,
+    exclude,
+    ref: {
+      pool,
+      range: formatSubnet(subnet),
+      base: subnet.network,
+      space: overlapping ? `net.${networkName || '_'}` : `pool.${pool}`,
+      family: subnet.family,
+    },
+  };
+}
+
+function parseDatastore(ipam: Record<string, unknown>): DatastoreConfig {
+  const kind = str(ipam.datastore, 'ipam.datastore') ?? 'file';
+  if (kind === 'file') {
+    return { kind, dir: str(ipam.data_dir, 'ipam.data_dir') ?? DEFAULT_FILE_DIR };
+  }
+  if (kind === 'etcd') {
+    const host = str(ipam.etcd_host, 'ipam.etcd_host');
+    if (!host)
+      throw bad(
+        'ipam.etcd_host: missing; "datastore": "etcd" needs e.g. "etcd_host": "http://127.0.0.1:2379"',
+      );
+    const out: DatastoreConfig = { kind, etcd_host: host };
+    for (const k of [
+      'etcd_username',
+      'etcd_password',
+      'etcd_key_file',
+      'etcd_cert_file',
+      'etcd_ca_cert_file',
+      'etcd_prefix',
+    ] as const) {
+      const v = str(ipam[k], `ipam.${k}`);
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
+  }
+  if (kind === 'kubernetes') {
+    const k8s = (ipam.kubernetes ?? {}) as Record<string, unknown>;
+    const kubeconfig = str(k8s.kubeconfig, 'ipam.kubernetes.kubeconfig');
+    if (!kubeconfig) {
+      throw bad(
+        'ipam.kubernetes.kubeconfig: missing; "datastore": "kubernetes" needs the path of a kubeconfig file',
+      );
+    }
+    const root = str(k8s.k8s_api_root, 'ipam.kubernetes.k8s_api_root');
+    return root ? { kind, kubeconfig, k8s_api_root: root } : { kind, kubeconfig };
+  }
+  throw bad(`ipam.datastore: ${JSON.stringify(kind)} is not a datastore; use "file", "etcd" or "kubernetes"`);
+}
+
+/** Parses and validates a whereabouts `ipam` block (throws CniError 7 naming the field). */
+export function parseWhereaboutsConfig(ipamIn: unknown): WhereaboutsConfig {
+  if (typeof ipamIn !== 'object' || ipamIn === null || Array.isArray(ipamIn)) {
+    throw bad('ipam: missing; the config needs an "ipam" object with "type": "whereabouts"');
+  }
+  const ipam = ipamIn as Record<string, unknown>;
+  const networkName = str(ipam.network_name, 'ipam.network_name') ?? '';
+  if (networkName && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(networkName)) {
+    throw bad(
+      `ipam.network_name: ${JSON.stringify(networkName)} has characters a pool name cannot hold; use letters, digits, '_', '.' and '-'`,
+    );
+  }
+  const ov = ipam.enable_overlapping_ranges;
+  if (ov !== undefined && typeof ov !== 'boolean') {
+    throw bad(`ipam.enable_overlapping_ranges: expected true or false, got ${JSON.stringify(ov)}`);
+  }
+  const overlapping = ov ?? true;
+  const gwText = str(ipam.gateway, 'ipam.gateway');
+  const gateway = gwText ? parseIP(gwText, 'ipam.gateway') : undefined;
+
+  const raws: Array<{ raw: Record<string, unknown>; field: string }> = [];
+  if (ipam.range !== undefined && ipam.range !== '') raws.push({ raw: ipam, field: 'ipam' });
+  if (ipam.ipRanges !== undefined) {
+    if (!Array.isArray(ipam.ipRanges)) {
+      throw bad(
+        `ipam.ipRanges: expected a list like [{"range": "10.0.0.0/24"}], got ${JSON.stringify(ipam.ipRanges)}`,
+      );
+    }
+    ipam.ipRanges.forEach((r, i) => {
+      if (typeof r !== 'object' || r === null) {
+        throw bad(
+          `ipam.ipRanges[${i}]: expected an object like {"range": "10.0.0.0/24"}, got ${JSON.stringify(r)}`,
+        );
+      }
+      raws.push({ raw: r as Record<string, unknown>, field: `ipam.ipRanges[${i}]` });
+    });
+  }
+  const addresses = parseAddresses(ipam.addresses);
+  if (raws.length === 0 && addresses.length === 0) {
+    throw bad('ipam.range: missing; give "range": "10.0.0.0/24" or "ipRanges": [{"range": ...}, ...]');
+  }
+  const ranges = raws.map(({ raw, field }) => parseOneRange(raw, field, networkName, overlapping, gateway));
+  const seen = new Map<string, string>();
+  for (const r of ranges) {
+    const prev = seen.get(r.ref.pool);
+    if (prev) {
+      throw bad(
+        `${r.field}.range: ${r.ref.range} repeats ${prev}; one address per range, list each range once`,
+      );
+    }
+    seen.set(r.ref.pool, r.field);
+  }
+  const out: WhereaboutsConfig = {
+    ranges,
+    networkName,
+    enableOverlappingRanges: overlapping,
+    datastore: parseDatastore(ipam),
+    addresses,
+  };
+  if (gateway) out.gateway = gateway;
+  if (Array.isArray(ipam.routes)) out.routes = ipam.routes as WhereaboutsConfig['routes'];
+  if (typeof ipam.dns === 'object' && ipam.dns !== null) out.dns = ipam.dns as WhereaboutsConfig['dns'];
+  return out;
+}
+
+function parseAddresses(v: unknown): Array<{ address: string; gateway?: string }> {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw bad(`ipam.addresses: expected a list of {"address": "10.1.2.3/24"}`);
+  return v.map((a, i) => {
+    const f = `ipam.addresses[${i}]`;
+    const rec = (a ?? {}) as Record<string, unknown>;
+    parseCIDR(rec.address, `${f}.address`);
+    const gw = str(rec.gateway, `${f}.gateway`);
+    if (gw) parseIP(gw, `${f}.gateway`);
+    return gw ? { address: String(rec.address), gateway: gw } : { address: String(rec.address) };
+  });
+}

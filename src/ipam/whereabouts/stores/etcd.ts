@@ -1,0 +1,276 @@
+// etcd backend: every address is its own key, taken with a compare-and-swap transaction that also
+// creates the attachment's index keys, so allocators on many nodes never collide and never queue
+// behind one lock, and a crash can never leave half an allocation behind.
+//
+// Layout under the prefix (default `/cni-kit/whereabouts`):
+//   spaces/<space>/ips/<4|6>/<32 hex digits>   -> JSON {ip, pool, id, ifname, podref?}
+//   pools/<pool>/owners/<containerId>/<ifname> -> 32 hex digits
+//   pools/<pool>/pods/<ns>/<name>/<ifname>     -> 32 hex digits
+//   pools/<pool>/cursor                        -> 32 hex digits (round-robin hint)
+// Fixed-width hex keys sort like the numbers they encode, so a run of candidates is one range read.
+import { readFileSync } from 'node:fs';
+import type { Etcd3, IOptions } from 'etcd3';
+import { CniError, ErrorCode } from '../../../spec/errors.js';
+import {
+  type Allocation,
+  ascendingRuns,
+  type ClaimOutcome,
+  type PoolRef,
+  type PoolSession,
+  type Store,
+} from '../store.js';
+
+/** Connection settings, named after whereabouts' own config keys. */
+export interface EtcdStoreOptions {
+  /** `etcd_host`: one URL or several separated by commas. */
+  etcd_host: string;
+  etcd_username?: string;
+  etcd_password?: string;
+  etcd_key_file?: string;
+  etcd_cert_file?: string;
+  etcd_ca_cert_file?: string;
+  /** Key prefix; lets several clusters or tests share one etcd. */
+  etcd_prefix?: string;
+}
+
+const hex = (a: bigint): string => a.toString(16).padStart(32, '0');
+
+interface Stored {
+  ip: string;
+  pool: string;
+  id: string;
+  ifname: string;
+  podref?: string;
+}
+
+function serialize(a: Allocation, ip: string): string {
+  const s: Stored = { ip, pool: a.pool, id: a.containerId, ifname: a.ifname };
+  if (a.podRef !== undefined) s.podref = a.podRef;
+  return JSON.stringify(s);
+}
+
+function parseStored(raw: string | null | undefined, address: bigint): Allocation | undefined {
+  if (!raw) return undefined;
+  try {
+    const s = JSON.parse(raw) as Stored;
+    const a: Allocation = { address, pool: s.pool, containerId: s.id, ifname: s.ifname };
+    if (s.podref !== undefined) a.podRef = s.podref;
+    return a;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens an etcd-backed store; etcd3 (and gRPC) load only here. */
+export async function openEtcdStore(
+  opts: EtcdStoreOptions,
+  format: (a: bigint, family: 4 | 6) => string,
+): Promise<Store> {
+  const { Etcd3 } = await import('etcd3');
+  const hosts = opts.etcd_host
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
+  if (hosts.length === 0) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `ipam.etcd_host: '${opts.etcd_host}' names no host; use e.g. "http://127.0.0.1:2379"`,
+    );
+  }
+  const options: IOptions = { hosts, dialTimeout: 5000 };
+  if (opts.etcd_username !== undefined) {
+    options.auth = { username: opts.etcd_username, password: opts.etcd_password ?? '' };
+  }
+  if (opts.etcd_ca_cert_file || opts.etcd_cert_file || opts.etcd_key_file) {
+    const read = (field: string, path: string | undefined): Buffer | undefined => {
+      if (!path) return undefined;
+      try {
+        return readFileSync(path);
+      } catch (err) {
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `ipam.${field}: cannot read '${path}' (${(err as Error).message}); point it at a readable PEM file`,
+        );
+      }
+    };
+    const ca = read('etcd_ca_cert_file', opts.etcd_ca_cert_file);
+    const creds: NonNullable<IOptions['credentials']> = { rootCertificate: ca ?? Buffer.alloc(0) };
+    const key = read('etcd_key_file', opts.etcd_key_file);
+    const cert = read('etcd_cert_file', opts.etcd_cert_file);
+    if (key) creds.privateKey = key;
+    if (cert) creds.certChain = cert;
+    options.credentials = creds;
+  }
+  const client = new Etcd3(options);
+  const prefix = (opts.etcd_prefix ?? '/cni-kit/whereabouts').replace(/\/+$/, '');
+  return {
+    kind: 'etcd',
+    async session<T>(ref: PoolRef, fn: (s: PoolSession) => Promise<T>): Promise<T> {
+      try {
+        return await fn(new EtcdSession(client, prefix, ref, format));
+      } catch (err) {
+        throw wrapEtcdError(err, opts.etcd_host);
+      }
+    },
+    async close() {
+      client.close();
+    },
+  };
+}
+
+function wrapEtcdError(err: unknown, host: string): unknown {
+  // Programming errors are ours, not etcd's; they must not be disguised as "try again".
+  if (err instanceof CniError || err instanceof TypeError || err instanceof RangeError) return err;
+  if (err instanceof ReferenceError || err instanceof SyntaxError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  // Unreachable or overloaded etcd is worth a retry by the runtime, not a hard failure.
+  return new CniError(
+    ErrorCode.TryAgainLater,
+    `whereabouts etcd store at '${host}' failed: ${msg.split('\n')[0]}; check that etcd is reachable from this node`,
+    undefined,
+    { cause: err },
+  );
+}
+
+class EtcdSession implements PoolSession {
+  private readonly ipsPrefix: string;
+  private readonly poolPrefix: string;
+
+  constructor(
+    private readonly c: Etcd3,
+    prefix: string,
+    private readonly ref: PoolRef,
+    private readonly format: (a: bigint, family: 4 | 6) => string,
+  ) {
+    this.ipsPrefix = `${prefix}/spaces/${ref.space}/ips/${ref.family}/`;
+    this.poolPrefix = `${prefix}/pools/${ref.pool}/`;
+  }
+
+  private ipKey(a: bigint): string {
+    return this.ipsPrefix + hex(a);
+  }
+  private ownerKey(containerId: string, ifname: string): string {
+    return `${this.poolPrefix}owners/${containerId}/${ifname}`;
+  }
+  private podKey(podRef: string, ifname: string): string {
+    return `${this.poolPrefix}pods/${podRef}/${ifname}`;
+  }
+
+  private async readVia(indexKey: string): Promise<Allocation | undefined> {
+    const h = await this.c.get(indexKey).string();
+    if (!h) return undefined;
+    const address = BigInt(`0x${h}`);
+    return parseStored(await this.c.get(this.ipKey(address)).string(), address);
+  }
+
+  async byOwner(containerId: string, ifname: string): Promise<Allocation | undefined> {
+    const a = await this.readVia(this.ownerKey(containerId, ifname));
+    return a && a.containerId === containerId && a.ifname === ifname && a.pool === this.ref.pool
+      ? a
+      : undefined;
+  }
+
+  async byPod(podRef: string, ifname: string): Promise<Allocation | undefined> {
+    const a = await this.readVia(this.podKey(podRef, ifname));
+    return a && a.podRef === podRef && a.ifname === ifname && a.pool === this.ref.pool ? a : undefined;
+  }
+
+  async claim(a: Allocation): Promise<ClaimOutcome> {
+    const ipKey = this.ipKey(a.address);
+    const ownerKey = this.ownerKey(a.containerId, a.ifname);
+    const puts = [
+      this.c.put(ipKey).value(serialize(a, this.format(a.address, this.ref.family))),
+      this.c.put(ownerKey).value(hex(a.address)),
+    ];
+    if (a.podRef !== undefined) puts.push(this.c.put(this.podKey(a.podRef, a.ifname)).value(hex(a.address)));
+    puts.push(this.c.put(`${this.poolPrefix}cursor`).value(hex(a.address)));
+    const res = await this.c
+      .if(ipKey, 'Create', '==', 0)
+      .and(ownerKey, 'Create', '==', 0)
+      .then(...puts)
+      .else(this.c.get(ownerKey))
+      .commit();
+    if (res.succeeded) return { kind: 'claimed' };
+    const kv = res.responses[0]?.response_range?.kvs?.[0];
+    if (kv) {
+      const existing = await this.byOwner(a.containerId, a.ifname);
+      if (existing) return { kind: 'owner-exists', existing };
+      // A dangling owner key cannot come from this store's own writes; clear it so the caller retries.
+      await this.c
+        .if(ownerKey, 'Mod', '==', Number(kv.mod_revision))
+        .then(this.c.delete().key(ownerKey))
+        .commit();
+    }
+    return { kind: 'taken' };
+  }
+
+  async adopt(prev: Allocation, containerId: string): Promise<boolean> {
+    const ip = this.format(prev.address, this.ref.family);
+    const next: Allocation = { ...prev, containerId };
+    const ipKey = this.ipKey(prev.address);
+    const newOwner = this.ownerKey(containerId, prev.ifname);
+    const ops = [
+      this.c.put(ipKey).value(serialize(next, ip)),
+      this.c.delete().key(this.ownerKey(prev.containerId, prev.ifname)),
+      this.c.put(newOwner).value(hex(prev.address)),
+    ];
+    const res = await this.c
+      .if(ipKey, 'Value', '==', serialize(prev, ip))
+      .and(newOwner, 'Create', '==', 0)
+      .then(...ops)
+      .commit();
+    return res.succeeded;
+  }
+
+  async release(a: Allocation): Promise<void> {
+    const ip = this.format(a.address, this.ref.family);
+    const ipKey = this.ipKey(a.address);
+    const ownerKey = this.ownerKey(a.containerId, a.ifname);
+    const h = hex(a.address);
+    await this.c.if(ipKey, 'Value', '==', serialize(a, ip)).then(this.c.delete().key(ipKey)).commit();
+    await this.c.if(ownerKey, 'Value', '==', h).then(this.c.delete().key(ownerKey)).commit();
+    if (a.podRef !== undefined) {
+      const podKey = this.podKey(a.podRef, a.ifname);
+      await this.c.if(podKey, 'Value', '==', h).then(this.c.delete().key(podKey)).commit();
+    }
+  }
+
+  async takenAmong(addresses: readonly bigint[]): Promise<Set<bigint>> {
+    const wanted = new Set(addresses);
+    const out = new Set<bigint>();
+    await Promise.all(
+      ascendingRuns(addresses).map(async (run) => {
+        const lo = run[0]!;
+        const hi = run[run.length - 1]!;
+        const keys = await this.c
+          .getAll()
+          .inRange({ start: this.ipKey(lo), end: this.ipKey(hi + 1n) })
+          .keys();
+        for (const k of keys) {
+          const a = BigInt(`0x${k.slice(this.ipsPrefix.length)}`);
+          if (wanted.has(a)) out.add(a);
+        }
+      }),
+    );
+    return out;
+  }
+
+  async cursor(): Promise<bigint | undefined> {
+    const h = await this.c.get(`${this.poolPrefix}cursor`).string();
+    return h && /^[0-9a-f]{1,32}$/.test(h) ? BigInt(`0x${h}`) : undefined;
+  }
+
+  async setCursor(address: bigint): Promise<void> {
+    await this.c.put(`${this.poolPrefix}cursor`).value(hex(address));
+  }
+
+  async list(): Promise<Allocation[]> {
+    const all = await this.c.getAll().prefix(this.ipsPrefix).strings();
+    const out: Allocation[] = [];
+    for (const [k, v] of Object.entries(all)) {
+      const a = parseStored(v, BigInt(`0x${k.slice(this.ipsPrefix.length)}`));
+      if (a && a.pool === this.ref.pool) out.push(a);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,304 @@
+// Kubernetes backend: whereabouts' own objects, so pools are readable by whereabouts tooling.
+// One IPPool (whereabouts.cni.cncf.io/v1alpha1) per range: `spec.allocations` maps the decimal
+// offset of an address from the range's network address to {id, podref, ifname}. Every write is
+// a PUT carrying the resourceVersion that was read, so a concurrent writer makes it fail with 409
+// and the session re-reads instead of overwriting (whereabouts adds a cluster-wide Lease on top;
+// the resourceVersion check alone is what makes a write safe, and it costs no extra round trips).
+// With overlapping ranges, an OverlappingRangeIPReservation named after the address is created
+// *before* the pool write (whereabouts creates it after, and leaks when that fails, wa#712), so it
+// acts as the cluster-wide per-address lock across pools of one network.
+
+import { httpKubeRequest, KubeApiError, type KubeRequest } from '../../../k8s/client.js';
+import { loadKubeconfig } from '../../../k8s/kubeconfig.js';
+import { CniError, ErrorCode } from '../../../spec/errors.js';
+import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
+
+/** Settings of the Kubernetes store, named after whereabouts' `kubernetes` block. */
+export interface KubernetesStoreOptions {
+  kubeconfig: string;
+  /** Overrides the kubeconfig's server URL. */
+  k8s_api_root?: string;
+  /** Namespace of the objects; default the kubeconfig context's, else kube-system (as whereabouts). */
+  namespace?: string;
+  /** Per-request time bound; default 10 s. */
+  timeoutMs?: number;
+}
+
+interface Entry {
+  id: string;
+  podref: string;
+  ifname?: string;
+}
+
+interface IPPool {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    annotations?: Record<string, string>;
+  };
+  spec: { range: string; allocations: Record<string, Entry> };
+}
+
+const GROUP = '/apis/whereabouts.cni.cncf.io/v1alpha1';
+const CURSOR = 'cni-kit.io/cursor';
+/** Lost writes tolerated per operation before giving up with "try again". */
+const RETRIES = 20;
+
+const status = (err: unknown) => (err instanceof KubeApiError ? err.status : -1);
+
+/** Opens a Kubernetes-backed store; the kubeconfig is read once per store. */
+export async function openKubernetesStore(
+  opts: KubernetesStoreOptions,
+  format: (a: bigint, family: 4 | 6) => string,
+  request?: KubeRequest,
+): Promise<Store> {
+  let call = request;
+  let namespace = opts.namespace;
+  if (!call) {
+    const conn = await loadKubeconfig(opts.kubeconfig);
+    if (opts.k8s_api_root) conn.server = opts.k8s_api_root.replace(/\/+$/, '');
+    namespace ??= conn.namespace;
+    call = httpKubeRequest(conn, { timeoutMs: opts.timeoutMs ?? 10_000, userAgent: 'cni-kit-whereabouts' });
+  }
+  const ns = namespace ?? 'kube-system';
+  const req = call;
+  return {
+    kind: 'kubernetes',
+    async session<T>(ref: PoolRef, fn: (s: PoolSession) => Promise<T>): Promise<T> {
+      const s = new KubernetesSession(req, ns, ref, format);
+      await s.load();
+      return fn(s);
+    },
+    async close() {},
+  };
+}
+
+/** The object name whereabouts gives a reservation: the address with ':' as '-', network-prefixed. */
+export function reservationName(ip: string, networkName: string): string {
+  let n = ip.replace(/:/g, '-');
+  if (n.endsWith('-')) n += '0';
+  return networkName ? `${networkName}-${n}` : n;
+}
+
+class KubernetesSession implements PoolSession {
+  private pool!: IPPool;
+  private readonly poolPath: string;
+  private readonly oripBase: string;
+
+  constructor(
+    private readonly call: KubeRequest,
+    ns: string,
+    private readonly ref: PoolRef,
+    private readonly format: (a: bigint, family: 4 | 6) => string,
+  ) {
+    this.poolPath = `${GROUP}/namespaces/${encodeURIComponent(ns)}/ippools/${encodeURIComponent(ref.pool)}`;
+    this.oripBase = `${GROUP}/namespaces/${encodeURIComponent(ns)}/overlappingrangeipreservations`;
+  }
+
+  /** Reads the pool, creating it empty the first time a range is used. */
+  async load(): Promise<void> {
+    for (let i = 0; i < RETRIES; i++) {
+      try {
+        this.pool = await this.call<IPPool>('GET', this.poolPath);
+        this.pool.spec.allocations ??= {};
+        return;
+      } catch (err) {
+        if (status(err) !== 404) throw err;
+      }
+      const fresh: IPPool = {
+        apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
+        kind: 'IPPool',
+        metadata: { name: this.ref.pool },
+        spec: { range: this.ref.range, allocations: {} },
+      };
+      try {
+        this.pool = await this.call<IPPool>(
+          'POST',
+          this.poolPath.slice(0, this.poolPath.lastIndexOf('/')),
+          fresh,
+        );
+        this.pool.spec.allocations ??= {};
+        return;
+      } catch (err) {
+        if (status(err) !== 409) throw err; // someone else created it: read theirs
+      }
+    }
+    throw new CniError(ErrorCode.TryAgainLater, `IPPool ${this.ref.pool}: could not read or create it`);
+  }
+
+  /** Writes the pool guarded by the resourceVersion read; false when someone wrote first. */
+  private async write(): Promise<boolean> {
+    try {
+      this.pool = await this.call<IPPool>('PUT', this.poolPath, this.pool);
+      this.pool.spec.allocations ??= {};
+      return true;
+    } catch (err) {
+      if (status(err) !== 409) throw err;
+      await this.load();
+      return false;
+    }
+  }
+
+  private key(a: bigint): string {
+    return (a - this.ref.base).toString();
+  }
+
+  private toAllocation(key: string, e: Entry): Allocation {
+    const a: Allocation = {
+      address: this.ref.base + BigInt(key),
+      pool: this.ref.pool,
+      containerId: e.id,
+      ifname: e.ifname ?? '',
+    };
+    if (e.podref) a.podRef = e.podref;
+    return a;
+  }
+
+  private find(pred: (e: Entry) => boolean): Allocation | undefined {
+    for (const [k, e] of Object.entries(this.pool.spec.allocations))
+      if (pred(e)) return this.toAllocation(k, e);
+    return undefined;
+  }
+
+  async byOwner(containerId: string, ifname: string): Promise<Allocation | undefined> {
+    return this.find((e) => e.id === containerId && (e.ifname ?? '') === ifname);
+  }
+
+  async byPod(podRef: string, ifname: string): Promise<Allocation | undefined> {
+    return this.find((e) => e.podref === podRef && (e.ifname ?? '') === ifname);
+  }
+
+  /** Overlapping ranges of one network share a space (`net.<name>`); a pool-private one needs no reservation. */
+  private get shared(): boolean {
+    return this.ref.space.startsWith('net.');
+  }
+
+  /** whereabouts' network_name ('' when unset, which the config encodes as '_'). */
+  private get network(): string {
+    const n = this.ref.space.slice(4);
+    return n === '_' ? '' : n;
+  }
+
+  private oripPath(a: bigint): string {
+    return `${this.oripBase}/${encodeURIComponent(reservationName(this.format(a, this.ref.family), this.network))}`;
+  }
+
+  /** Takes the cluster-wide reservation of an address; false when another attachment holds it. */
+  private async reserve(a: Allocation): Promise<boolean> {
+    const name = reservationName(this.format(a.address, this.ref.family), this.network);
+    const spec = { containerid: a.containerId, podref: a.podRef ?? '', ifname: a.ifname };
+    try {
+      await this.call('POST', this.oripBase, {
+        apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
+        kind: 'OverlappingRangeIPReservation',
+        metadata: { name },
+        spec,
+      });
+      return true;
+    } catch (err) {
+      if (status(err) !== 409) throw err;
+    }
+    const held = await this.call<{ spec?: typeof spec }>('GET', this.oripPath(a.address)).catch(
+      () => undefined,
+    );
+    return held?.spec?.containerid === a.containerId && held.spec.ifname === a.ifname;
+  }
+
+  private async unreserve(a: Allocation): Promise<void> {
+    const held = await this.call<{ spec?: { containerid?: string; ifname?: string } }>(
+      'GET',
+      this.oripPath(a.address),
+    ).catch(() => undefined);
+    if (held?.spec?.containerid === a.containerId && held.spec.ifname === a.ifname) {
+      await this.call('DELETE', this.oripPath(a.address)).catch((err) => {
+        if (status(err) !== 404) throw err;
+      });
+    }
+  }
+
+  async claim(a: Allocation): Promise<ClaimOutcome> {
+    let reserved = false;
+    try {
+      for (let i = 0; i < RETRIES; i++) {
+        const existing = await this.byOwner(a.containerId, a.ifname);
+        if (existing) {
+          if (reserved) await this.unreserve(a);
+          return { kind: 'owner-exists', existing };
+        }
+        if (this.pool.spec.allocations[this.key(a.address)]) {
+          if (reserved) await this.unreserve(a);
+          return { kind: 'taken' };
+        }
+        if (this.shared && !reserved) {
+          if (!(await this.reserve(a))) return { kind: 'taken' };
+          reserved = true;
+        }
+        const entry: Entry = { id: a.containerId, podref: a.podRef ?? '', ifname: a.ifname };
+        this.pool.spec.allocations[this.key(a.address)] = entry;
+        this.pool.metadata.annotations = {
+          ...(this.pool.metadata.annotations ?? {}),
+          [CURSOR]: a.address.toString(),
+        };
+        if (await this.write()) return { kind: 'claimed' };
+      }
+    } catch (err) {
+      if (reserved) await this.unreserve(a).catch(() => undefined);
+      throw err;
+    }
+    if (reserved) await this.unreserve(a).catch(() => undefined);
+    throw new CniError(
+      ErrorCode.TryAgainLater,
+      `IPPool ${this.ref.pool}: lost ${RETRIES} writes in a row; retry`,
+    );
+  }
+
+  async adopt(prev: Allocation, containerId: string): Promise<boolean> {
+    const k = this.key(prev.address);
+    const e = this.pool.spec.allocations[k];
+    if (!e || e.id !== prev.containerId || (e.ifname ?? '') !== prev.ifname) return false;
+    this.pool.spec.allocations[k] = { ...e, id: containerId };
+    if (!(await this.write())) return false;
+    if (this.shared) {
+      // Best effort: the reservation follows the new container so its DEL can drop it.
+      await this.unreserve(prev).catch(() => undefined);
+      await this.reserve({ ...prev, containerId }).catch(() => undefined);
+    }
+    return true;
+  }
+
+  async release(a: Allocation): Promise<void> {
+    for (let i = 0; i < RETRIES; i++) {
+      const k = this.key(a.address);
+      const e = this.pool.spec.allocations[k];
+      if (!e || e.id !== a.containerId || (e.ifname ?? '') !== a.ifname) break;
+      delete this.pool.spec.allocations[k];
+      if (await this.write()) break;
+    }
+    if (this.shared) await this.unreserve(a);
+  }
+
+  async takenAmong(addresses: readonly bigint[]): Promise<Set<bigint>> {
+    return new Set(addresses.filter((a) => this.pool.spec.allocations[this.key(a)] !== undefined));
+  }
+
+  async cursor(): Promise<bigint | undefined> {
+    const c = this.pool.metadata.annotations?.[CURSOR];
+    return c && /^\d+$/.test(c) ? BigInt(c) : undefined;
+  }
+
+  async setCursor(address: bigint): Promise<void> {
+    // claim() stores the cursor with the allocation in one write; nothing else moves it.
+    if ((await this.cursor()) === address) return;
+    this.pool.metadata.annotations = {
+      ...(this.pool.metadata.annotations ?? {}),
+      [CURSOR]: address.toString(),
+    };
+  }
+
+  async list(): Promise<Allocation[]> {
+    return Object.entries(this.pool.spec.allocations).map(([k, e]) => this.toAllocation(k, e));
+  }
+}
