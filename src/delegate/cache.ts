@@ -1,7 +1,7 @@
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../plugin/fs.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
-import { writeFileAtomic } from './fs.js';
 
 /** The `kind` tag of libcni's cache record. */
 export const CACHE_KIND_V1 = 'cniCacheV1';

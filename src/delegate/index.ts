@@ -4,7 +4,6 @@ export * from './conf-files.js';
 export * from './env.js';
 export * from './exec.js';
 export * from './find.js';
-export * from './fs.js';
 export * from './invoke.js';
 export * from './runtime.js';
 export * from './version-info.js';

@@ -1,5 +1,4 @@
 // Public API of src/ipam; re-exported from the package root.
-export * from './atomic.js';
 export * from './dns.js';
 export { createHostLocal, HostLocalAllocator, roundRobin } from './host-local/allocator.js';
 export {

@@ -7,5 +7,6 @@ export type {
   PluginOptions,
   PluginSpec,
 } from './context.js';
+export * from './fs.js';
 export { pluginMain } from './main.js';
 export { DEFAULT_SUPPORTED_VERSIONS, type PluginInput, type PluginOutcome, runPlugin } from './run.js';

@@ -27,7 +27,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { createFileExclusiveSync } from '../atomic.js';
+import { createFileExclusiveSync } from '../../plugin/fs.js';
 import { formatIP, type IP, tryParseIP } from '../ip.js';
 import { type FileLockOptions, withFileLock } from '../lock.js';
 

@@ -13,7 +13,7 @@
 //   pools/<pool>/cursor                         last ip handed out (round-robin hint)
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { createFileExclusiveSync, writeFileAtomicSync } from '../../atomic.js';
+import { createFileExclusiveSync, writeFileAtomicSync } from '../../../plugin/fs.js';
 import { type IPFamily, tryParseIP } from '../../ip.js';
 import { withFileLock } from '../../lock.js';
 import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
