@@ -39,7 +39,7 @@ type Ctx = PluginContext<MultusConf>;
 
 /** Injectable edges, so the plugin runs in-process in tests. */
 export interface MultusDeps {
-  /** Builds the API client; default: kubeconfig file + HTTP(S). */
+  /** Builds the API client; default: the kubeconfig file through @kubernetes/client-node. */
   kubeClient?: (kubeconfig: string, timeoutMs: number) => Promise<KubeClient>;
   netlink?: () => Netlink;
   /** How long ADD waits for the readiness indicator file; default 45 s. */

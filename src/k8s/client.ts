@@ -1,10 +1,8 @@
-// The few Kubernetes API calls a delegating plugin makes (GET pod, GET/LIST NADs, the pod status
-// update carrying network-status), over node:http(s) with a bounded time per request, because a
-// CNI call that hangs on an unreachable API server blocks the whole sandbox (multus PR#1372).
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
+// The seam between plugins and the Kubernetes API: the few calls a delegating plugin makes (GET
+// pod, GET/LIST NADs, the pod status update carrying network-status), namespaced custom
+// resources for IPAM stores, and the error type every call fails with. The implementation on
+// @kubernetes/client-node is in connect.ts; this file loads nothing.
 import { CniError, ErrorCode } from '../spec/errors.js';
-import type { KubeConnection } from './kubeconfig.js';
 
 /** Object metadata fields the plugin reads or writes. */
 export interface ObjectMeta {
@@ -45,14 +43,49 @@ export interface KubeClient {
   updatePodAnnotations(namespace: string, name: string, changes: Record<string, string | null>): Promise<Pod>;
 }
 
+/** Any API object: metadata plus whatever else the server sent. */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+  [key: string]: unknown;
+}
+
+/** Namespaced custom resources of one kind (e.g. whereabouts IPPools), as raw JSON objects. */
+export interface CustomResources<T extends object = KubeObject> {
+  get(namespace: string, name: string): Promise<T>;
+  list(namespace: string): Promise<T[]>;
+  /** Fails with 409 (reason AlreadyExists) when the name is taken. */
+  create(namespace: string, obj: T): Promise<T>;
+  /** Writes `obj` over `name`; fails with 409 (Conflict) when its metadata.resourceVersion is stale. */
+  replace(namespace: string, name: string, obj: T): Promise<T>;
+  delete(namespace: string, name: string): Promise<void>;
+}
+
+/** An open API connection from one kubeconfig: the delegator calls and custom resources. */
+export interface KubeApi {
+  /** API server URL of the current context. */
+  readonly server: string;
+  /** Namespace of the kubeconfig's current context, when it names one. */
+  readonly namespace: string | undefined;
+  readonly client: KubeClient;
+  /** Access to `<plural>.<group>/<version>` objects. */
+  customResources<T extends object = KubeObject>(
+    group: string,
+    version: string,
+    plural: string,
+  ): CustomResources<T>;
+}
+
 /** An API answer other than 2xx, or no answer. `status` 0 means the server was not reached. */
 export class KubeApiError extends CniError {
   readonly status: number;
   readonly reason: string | undefined;
   constructor(status: number, message: string, reason?: string) {
-    // Unreachable or overloaded servers are worth retrying; a 4xx is a configuration problem.
+    // Unreachable or overloaded servers and lost write races are worth retrying; any other 4xx
+    // is a configuration problem (credentials, RBAC, a missing object).
     super(
-      status === 0 || status === 429 || status >= 500
+      status === 0 || status === 409 || status === 429 || status >= 500
         ? ErrorCode.TryAgainLater
         : ErrorCode.InvalidNetworkConfig,
       message,
@@ -67,123 +100,13 @@ export function isKubeNotFound(err: unknown): boolean {
   return err instanceof KubeApiError && err.status === 404;
 }
 
-/** Options of the HTTP client. */
+/** Options of an API connection. */
 export interface KubeClientOptions {
   /** Upper bound for one request including connect; default 10 s. */
   timeoutMs?: number;
-  /** Attempts of the read-modify-write on 409; default 5. */
+  /** Attempts of an annotation update that the server answers with 409; default 5. */
   conflictRetries?: number;
   userAgent?: string;
-}
-
-const NAD_PATH = '/apis/k8s.cni.cncf.io/v1';
-
-/** One API request: method, path below the server URL, optional JSON body; resolves the decoded answer. */
-export type KubeRequest = <T>(method: string, path: string, body?: unknown) => Promise<T>;
-
-/** A raw requester for any API path (custom resources), with the same auth and time bound. */
-export function httpKubeRequest(conn: KubeConnection, opts: KubeClientOptions = {}): KubeRequest {
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  const base = new URL(conn.server);
-  const isHttps = base.protocol === 'https:';
-  const headers: Record<string, string> = {
-    Accept: 'application/json',
-    'User-Agent': opts.userAgent ?? 'cni-kit-multus',
-  };
-  if (conn.token) headers.Authorization = `Bearer ${conn.token}`;
-  else if (conn.username !== undefined) {
-    headers.Authorization = `Basic ${Buffer.from(`${conn.username}:${conn.password ?? ''}`).toString('base64')}`;
-  }
-
-  return function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const url = new URL(base.pathname.replace(/\/$/, '') + path, base);
-    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const ro: RequestOptions = {
-      method,
-      headers: {
-        ...headers,
-        ...(data ? { 'Content-Type': 'application/json', 'Content-Length': String(data.length) } : {}),
-      },
-      timeout: timeoutMs,
-    };
-    if (isHttps) {
-      if (conn.ca) ro.ca = conn.ca;
-      if (conn.cert) ro.cert = conn.cert;
-      if (conn.key) ro.key = conn.key;
-      if (conn.insecureSkipTlsVerify) ro.rejectUnauthorized = false;
-      if (conn.tlsServerName) ro.servername = conn.tlsServerName;
-    }
-    const what = `${method} ${url.href}`;
-    return new Promise<T>((resolvePromise, reject) => {
-      const req = (isHttps ? httpsRequest : httpRequest)(url, ro, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          const status = res.statusCode ?? 0;
-          let json: unknown;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = undefined;
-          }
-          if (status >= 200 && status < 300) {
-            resolvePromise(json as T);
-            return;
-          }
-          const st = json as { message?: string; reason?: string } | undefined;
-          reject(
-            new KubeApiError(status, `${what}: ${status} ${st?.message ?? text.slice(0, 200)}`, st?.reason),
-          );
-        });
-        res.on('error', (e) => reject(new KubeApiError(0, `${what}: ${e.message}`)));
-      });
-      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      req.on('close', () => clearTimeout(timer));
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on('error', (e) =>
-        reject(new KubeApiError(0, `${what}: ${e.message}; is the API server reachable?`)),
-      );
-      req.end(data);
-    });
-  };
-}
-
-/** A KubeClient talking to the API server described by `conn`. */
-export function httpKubeClient(conn: KubeConnection, opts: KubeClientOptions = {}): KubeClient {
-  const call = httpKubeRequest(conn, opts);
-  const enc = encodeURIComponent;
-  const podPath = (ns: string, name: string) => `/api/v1/namespaces/${enc(ns)}/pods/${enc(name)}`;
-  return {
-    getPod: (ns, name) => call<Pod>('GET', podPath(ns, name)),
-    getNetworkAttachmentDefinition: (ns, name) =>
-      call<NetworkAttachmentDefinition>(
-        'GET',
-        `${NAD_PATH}/namespaces/${enc(ns)}/network-attachment-definitions/${enc(name)}`,
-      ),
-    async listNetworkAttachmentDefinitions(ns) {
-      const l = await call<{ items?: NetworkAttachmentDefinition[] }>(
-        'GET',
-        `${NAD_PATH}/namespaces/${enc(ns)}/network-attachment-definitions`,
-      );
-      return l?.items ?? [];
-    },
-    async updatePodAnnotations(ns, name, changes) {
-      const attempts = opts.conflictRetries ?? 5;
-      for (let i = 1; ; i++) {
-        const pod = await call<Pod>('GET', podPath(ns, name));
-        const annotations = { ...(pod.metadata.annotations ?? {}) };
-        for (const [k, v] of Object.entries(changes)) {
-          if (v === null) delete annotations[k];
-          else annotations[k] = v;
-        }
-        pod.metadata.annotations = annotations;
-        try {
-          return await call<Pod>('PUT', `${podPath(ns, name)}/status`, pod);
-        } catch (err) {
-          if (!(err instanceof KubeApiError) || err.status !== 409 || i >= attempts) throw err;
-        }
-      }
-    },
-  };
+  /** Replaces the server URL of the kubeconfig's current cluster (whereabouts `k8s_api_root`). */
+  server?: string;
 }

@@ -1,12 +1,265 @@
-// One call from a kubeconfig path to a ready client, for plugins.
-// Also keeps the bundled binaries working: client.ts and kubeconfig.ts are reachable from a
-// dynamic import (the whereabouts Kubernetes store), so esbuild wraps them in lazy initialisers,
-// and with "sideEffects": false the initialiser calls placed in the src/k8s barrel are dropped.
-// A module that imports them directly and is itself used runs those initialisers.
-import { httpKubeClient, type KubeClient, type KubeClientOptions } from './client.js';
-import { loadKubeconfig } from './kubeconfig.js';
+// Kubernetes API access on @kubernetes/client-node, so every kubeconfig users have works: tokens,
+// token files, client certificates, exec credential plugins, auth providers, proxies. The library
+// takes hundreds of milliseconds to load, so it is imported here, on the first connect, and never
+// at module top level: a plugin without a kubeconfig never pays for it. Every request is bounded
+// in time, because a CNI call hanging on an unreachable API server blocks the sandbox (multus
+// PR#1372), and every failure becomes a KubeApiError (code 11 when retrying can help).
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type * as K8s from '@kubernetes/client-node';
+import { CniError, ErrorCode } from '../spec/errors.js';
+import {
+  type CustomResources,
+  type KubeApi,
+  KubeApiError,
+  type KubeClient,
+  type KubeClientOptions,
+  type NetworkAttachmentDefinition,
+  type Pod,
+} from './client.js';
 
-/** Loads a kubeconfig and returns an API client for its current context. */
+type ClientNode = typeof K8s;
+
+const NAD = { group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions' };
+
+/** A Status body's message and reason, from the text client-node keeps of an error answer. */
+function statusOf(body: unknown): { message?: string; reason?: string } {
+  let v = body;
+  if (typeof body === 'string') {
+    try {
+      v = JSON.parse(body);
+    } catch {
+      return body.trim() ? { message: body.trim().slice(0, 200) } : {};
+    }
+  }
+  if (typeof v !== 'object' || v === null) return {};
+  const s = v as { message?: unknown; reason?: unknown };
+  return {
+    ...(typeof s.message === 'string' ? { message: s.message } : {}),
+    ...(typeof s.reason === 'string' ? { reason: s.reason } : {}),
+  };
+}
+
+const HINTS: Record<number, string> = {
+  401: 'the credentials of the kubeconfig were refused; renew the token or certificate',
+  403: "the kubeconfig's account lacks RBAC permission for this; grant it in a (Cluster)Role",
+};
+
+/** Turns whatever client-node threw into a KubeApiError naming the request and what to do. */
+function toKubeError(k8s: ClientNode, err: unknown, what: string, kubeconfig: string, timeoutMs: number) {
+  if (err instanceof CniError) return err;
+  if (err instanceof k8s.ApiException) {
+    const code = Number(err.code);
+    const st = statusOf(err.body);
+    const hint = HINTS[code];
+    const text = st.message ?? st.reason ?? (code === 401 ? 'Unauthorized' : 'no Status in the answer');
+    return new KubeApiError(code, `${what}: ${code} ${text}${hint ? `; ${hint}` : ''}`, st.reason);
+  }
+  const e = err as { name?: unknown; type?: unknown; message?: unknown } | undefined;
+  const msg = typeof e?.message === 'string' ? e.message : String(err);
+  if (err instanceof k8s.AbortError || e?.name === 'AbortError' || e?.name === 'TimeoutError') {
+    return new KubeApiError(0, `${what}: no answer within ${timeoutMs} ms; is the API server reachable?`);
+  }
+  if (err instanceof k8s.FetchError) {
+    return new KubeApiError(0, `${what}: ${msg}; is the API server reachable?`);
+  }
+  // Raised before any byte went out: an exec plugin or token file that failed, a bad certificate.
+  return new KubeApiError(0, `${what}: cannot prepare the request from kubeconfig ${kubeconfig}: ${msg}`);
+}
+
+/** Reads the kubeconfig with client-node's own loader, turning its failures into CNI errors. */
+async function loadConfig(
+  k8s: ClientNode,
+  path: string,
+  server: string | undefined,
+): Promise<K8s.KubeConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new CniError(
+      ErrorCode.IOFailure,
+      `kubeconfig ${path}: cannot read: ${(e as Error).message}; check the "kubeconfig" field of the plugin config`,
+      undefined,
+      { cause: e },
+    );
+  }
+  const kc = new k8s.KubeConfig();
+  try {
+    kc.loadFromString(text);
+    kc.makePathsAbsolute(dirname(path));
+    await applyTokenFile(kc, path, text);
+  } catch (e) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      // js-yaml appends a multi-line excerpt; CNI error messages stay on one line.
+      `kubeconfig ${path}: ${((e as Error).message.split('\n')[0] ?? '').trim()}; fix the file`,
+      undefined,
+      { cause: e },
+    );
+  }
+  const current = kc.getCurrentCluster();
+  if (!current) {
+    const ctx = kc.getCurrentContext();
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `kubeconfig ${path}: current-context ${JSON.stringify(ctx ?? '')} names no context with a known cluster; set current-context to one of ${JSON.stringify(kc.getContexts().map((c) => c.name))}`,
+    );
+  }
+  const url = (server ?? current.server).replace(/\/+$/, '');
+  if (!/^https?:\/\//.test(url)) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `kubeconfig ${path}: server ${JSON.stringify(url)} is not an http(s) URL; use e.g. https://10.96.0.1:443`,
+    );
+  }
+  // client-node refuses http:// unless TLS verification is "skipped"; client-go (and so the Go
+  // plugins) talk plain HTTP to such a server, e.g. `kubectl proxy`, so a kubeconfig that works
+  // with them works here too. The flag has no other effect on a plain-HTTP cluster.
+  const plain = url.startsWith('http:');
+  const patched = { ...current, server: url, ...(plain ? { skipTLSVerify: true } : {}) };
+  kc.clusters = kc.clusters.map((c) => (c.name === current.name ? patched : c));
+  return kc;
+}
+
+/**
+ * The client-node namespace. A CommonJS bundle of it (the binaries' sidecar) may expose its exports
+ * only as `default` when imported, so both shapes are accepted.
+ */
+async function loadClientNode(): Promise<ClientNode> {
+  const mod = (await import('@kubernetes/client-node')) as ClientNode & { default?: ClientNode };
+  return typeof mod.KubeConfig === 'function' ? mod : (mod.default ?? mod);
+}
+
+/**
+ * client-go's `tokenFile` user field (client-node only knows a `token-file` spelling): the token is
+ * read from the file, relative to the kubeconfig's directory, when the user has no other credential.
+ */
+async function applyTokenFile(kc: K8s.KubeConfig, path: string, text: string): Promise<void> {
+  const user = kc.getCurrentUser();
+  if (!text.includes('tokenFile') || !user || user.token || user.exec || user.authProvider) return;
+  const doc = (
+    text.trimStart().startsWith('{')
+      ? JSON.parse(text)
+      : ((await import('js-yaml')) as { load(s: string): unknown }).load(text)
+  ) as { users?: Array<{ name?: unknown; user?: { tokenFile?: unknown } }> };
+  const file = doc.users?.find((u) => u?.name === user.name)?.user?.tokenFile;
+  if (typeof file !== 'string' || file === '') return;
+  const abs = resolve(dirname(path), file);
+  let token: string;
+  try {
+    token = (await readFile(abs, 'utf8')).trim();
+  } catch (e) {
+    throw new Error(
+      `users[${JSON.stringify(user.name)}].tokenFile: cannot read ${abs}: ${(e as Error).message}`,
+    );
+  }
+  kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, token } : u));
+}
+
+/**
+ * Opens the API server of a kubeconfig's current context: the delegator calls (pods, NADs) and
+ * namespaced custom resources. Loads @kubernetes/client-node on first use.
+ */
+export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = {}): Promise<KubeApi> {
+  const k8s = await loadClientNode();
+  const kc = await loadConfig(k8s, kubeconfig, opts.server);
+  const cluster = kc.getCurrentCluster() as K8s.Cluster;
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const userAgent = opts.userAgent ?? 'cni-kit';
+  const config = k8s.createConfiguration({
+    baseServer: new k8s.ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [
+      {
+        async pre(ctx) {
+          ctx.setSignal(AbortSignal.timeout(timeoutMs));
+          ctx.setHeaderParam('User-Agent', userAgent);
+          return ctx;
+        },
+        post: async (res) => res,
+      },
+    ],
+  });
+  const core = new k8s.CoreV1Api(config);
+  const custom = new k8s.CustomObjectsApi(config);
+  const run = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toKubeError(k8s, err, what, kubeconfig, timeoutMs);
+    }
+  };
+  const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+  const conflictRetries = Math.max(1, opts.conflictRetries ?? 5);
+
+  function customResources<T extends object>(
+    group: string,
+    version: string,
+    plural: string,
+  ): CustomResources<T> {
+    const kind = `${plural}.${group}`;
+    const base = { group, version, plural };
+    return {
+      get: (namespace, name) =>
+        run(`GET ${kind} ${namespace}/${name}`, () =>
+          custom.getNamespacedCustomObject({ ...base, namespace, name }),
+        ) as Promise<T>,
+      async list(namespace) {
+        const l = (await run(`LIST ${kind} in ${namespace}`, () =>
+          custom.listNamespacedCustomObject({ ...base, namespace }),
+        )) as { items?: T[] } | undefined;
+        return l?.items ?? [];
+      },
+      create: (namespace, body) =>
+        run(`CREATE ${kind} in ${namespace}`, () =>
+          custom.createNamespacedCustomObject({ ...base, namespace, body }),
+        ) as Promise<T>,
+      replace: (namespace, name, body) =>
+        run(`UPDATE ${kind} ${namespace}/${name}`, () =>
+          custom.replaceNamespacedCustomObject({ ...base, namespace, name, body }),
+        ) as Promise<T>,
+      async delete(namespace, name) {
+        await run(`DELETE ${kind} ${namespace}/${name}`, () =>
+          custom.deleteNamespacedCustomObject({ ...base, namespace, name }),
+        );
+      },
+    };
+  }
+
+  const nads = customResources<NetworkAttachmentDefinition>(NAD.group, NAD.version, NAD.plural);
+  const client: KubeClient = {
+    getPod: (namespace, name) =>
+      run(`GET pod ${namespace}/${name}`, () => core.readNamespacedPod({ namespace, name })) as Promise<Pod>,
+    getNetworkAttachmentDefinition: (namespace, name) => nads.get(namespace, name),
+    listNetworkAttachmentDefinitions: (namespace) => nads.list(namespace),
+    async updatePodAnnotations(namespace, name, changes) {
+      // A merge patch of the annotations alone: one round trip, no read-modify-write of the whole
+      // pod (which would drop status fields this client version does not model), and other
+      // writers' annotations are left alone. The server answers 409 only when its own retries
+      // lost to concurrent writers, so trying again is right.
+      const body = { metadata: { annotations: changes } };
+      for (let i = 1; ; i++) {
+        try {
+          return (await run(`PATCH pod ${namespace}/${name} status`, () =>
+            core.patchNamespacedPodStatus({ namespace, name, body }, mergePatch),
+          )) as Pod;
+        } catch (err) {
+          if (!(err instanceof KubeApiError) || err.status !== 409 || i >= conflictRetries) throw err;
+        }
+      }
+    },
+  };
+  const ctxName = kc.getCurrentContext();
+  return {
+    server: cluster.server,
+    namespace: kc.getContextObject(ctxName)?.namespace || undefined,
+    client,
+    customResources,
+  };
+}
+
+/** Loads a kubeconfig and returns the delegator's API client for its current context. */
 export async function connectKube(kubeconfig: string, opts: KubeClientOptions = {}): Promise<KubeClient> {
-  return httpKubeClient(await loadKubeconfig(kubeconfig), opts);
+  return (await openKubeApi(kubeconfig, { userAgent: 'cni-kit-multus', ...opts })).client;
 }

@@ -1,10 +1,19 @@
 // An in-process Kubernetes API server with exactly the endpoints a multus-style delegator uses:
-// GET pod, PUT pod status (resourceVersion-checked, 409 on a stale write), GET and LIST
-// NetworkAttachmentDefinitions, and 404/401 Status objects shaped like the real server's; plus
-// GET/LIST/POST/PUT/DELETE of whereabouts IPPools and OverlappingRangeIPReservations.
-import { writeFileSync } from 'node:fs';
+// GET pod, PUT and PATCH of the pod status subresource (resourceVersion-checked PUT, merge /
+// strategic-merge / JSON patches, 409 when a write loses a race), GET and LIST
+// NetworkAttachmentDefinitions, and 401/404/409/415/422 Status objects shaped like the real
+// server's; plus GET/LIST/POST/PUT/PATCH/DELETE of whereabouts IPPools and
+// OverlappingRangeIPReservations. It serves HTTPS with a throwaway CA (as real API servers do, so
+// the client's CA handling is exercised) when openssl is present, else plain HTTP.
+// Over 400 lines on purpose: one server whose handlers share its stores; splitting it would only
+// spread the same state over several files.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 type Obj = Record<string, unknown> & {
   metadata: Record<string, unknown> & {
@@ -18,12 +27,15 @@ type Obj = Record<string, unknown> & {
 export interface SeenRequest {
   method: string;
   path: string;
+  contentType?: string;
   body?: unknown;
 }
 
 /** A running fake API server. */
 export interface FakeK8s {
   url: string;
+  /** PEM of the CA that signed the serving certificate (undefined when serving plain HTTP). */
+  ca: string | undefined;
   requests: SeenRequest[];
   /** Adds or replaces a pod; metadata.uid and resourceVersion are filled in. */
   putPod(pod: { metadata: { name: string; namespace: string; annotations?: Record<string, string> } }): void;
@@ -42,10 +54,59 @@ export interface FakeK8s {
   close(): Promise<void>;
 }
 
-const TOKEN = 'fake-k8s-token';
+/** The bearer token the server accepts. */
+export const FAKE_K8S_TOKEN = 'fake-k8s-token';
+
+const JSON_TYPE = 'application/json';
+const MERGE_PATCH = 'application/merge-patch+json';
+const STRATEGIC_PATCH = 'application/strategic-merge-patch+json';
+const JSON_PATCH = 'application/json-patch+json';
+
+let tlsMaterial: { key: string; cert: string } | null | undefined;
+
+/** A self-signed certificate for 127.0.0.1, made once per process; null without openssl. */
+function serverTls(): { key: string; cert: string } | null {
+  if (tlsMaterial !== undefined) return tlsMaterial;
+  const dir = mkdtempSync(join(tmpdir(), `fakek8s${process.pid}-`));
+  try {
+    const r = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=fake-kube-apiserver',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    tlsMaterial =
+      r.status === 0
+        ? {
+            key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+            cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+          }
+        : null;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return tlsMaterial;
+}
 
 function status(res: ServerResponse, code: number, reason: string, message: string): void {
-  res.writeHead(code, { 'Content-Type': 'application/json' });
+  res.writeHead(code, { 'Content-Type': JSON_TYPE });
   res.end(
     JSON.stringify({
       kind: 'Status',
@@ -59,8 +120,8 @@ function status(res: ServerResponse, code: number, reason: string, message: stri
   );
 }
 
-function send(res: ServerResponse, obj: unknown): void {
-  res.writeHead(200, { 'Content-Type': 'application/json' });
+function send(res: ServerResponse, obj: unknown, code = 200): void {
+  res.writeHead(code, { 'Content-Type': JSON_TYPE });
   res.end(JSON.stringify(obj));
 }
 
@@ -71,8 +132,82 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   return text ? JSON.parse(text) : undefined;
 }
 
-/** Starts the server on 127.0.0.1 with a random port. */
-export async function startFakeK8s(): Promise<FakeK8s> {
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** RFC 7386: objects merge key by key, null deletes, anything else replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isObject(patch)) return patch;
+  const out: Record<string, unknown> = isObject(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+/** RFC 6902 add/remove/replace/test on object paths; a failed test or bad path throws. */
+function jsonPatch(target: unknown, ops: unknown): unknown {
+  if (!Array.isArray(ops)) throw new Error('a JSON patch must be a list of operations');
+  const doc = structuredClone(target) as Record<string, unknown>;
+  for (const op of ops as Array<{ op: string; path: string; value?: unknown }>) {
+    const parts = op.path
+      .split('/')
+      .slice(1)
+      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const last = parts.pop();
+    if (last === undefined) throw new Error(`bad path ${op.path}`);
+    let at: Record<string, unknown> = doc;
+    for (const p of parts) {
+      const next = at[p];
+      if (!isObject(next)) throw new Error(`path ${op.path}: ${p} does not exist`);
+      at = next;
+    }
+    if (op.op === 'add' || op.op === 'replace') {
+      if (op.op === 'replace' && !(last in at)) throw new Error(`replace ${op.path}: no such key`);
+      at[last] = op.value;
+    } else if (op.op === 'remove') {
+      if (!(last in at)) throw new Error(`remove ${op.path}: no such key`);
+      delete at[last];
+    } else if (op.op === 'test') {
+      if (JSON.stringify(at[last]) !== JSON.stringify(op.value)) throw new Error(`test ${op.path} failed`);
+    } else throw new Error(`unsupported op ${op.op}`);
+  }
+  return doc;
+}
+
+/**
+ * Applies a PATCH body the way the API server does for its content type; `strategic` says whether
+ * the resource supports strategic merge (built-in kinds do, custom resources answer 415).
+ */
+function applyPatch(
+  res: ServerResponse,
+  cur: Obj,
+  contentType: string,
+  body: unknown,
+  strategic: boolean,
+): Obj | undefined {
+  try {
+    // Maps (annotations, labels) merge the same way under both merge flavours; that is all a
+    // CNI plugin patches.
+    if (contentType === MERGE_PATCH || (strategic && contentType === STRATEGIC_PATCH))
+      return mergePatch(cur, body) as Obj;
+    if (contentType === JSON_PATCH) return jsonPatch(cur, body) as Obj;
+  } catch (e) {
+    status(res, 422, 'Invalid', `the patch could not be applied: ${(e as Error).message}`);
+    return undefined;
+  }
+  status(
+    res,
+    415,
+    'UnsupportedMediaType',
+    `the body of the request was in an unknown format - accepted media types include: ${[JSON_PATCH, MERGE_PATCH, ...(strategic ? [STRATEGIC_PATCH] : [])].join(', ')}`,
+  );
+  return undefined;
+}
+
+/** Starts the server on 127.0.0.1 with a random port (HTTPS when it can make a certificate). */
+export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8s> {
   const pods = new Map<string, Obj>();
   const nads = new Map<string, Obj>();
   const requests: SeenRequest[] = [];
@@ -84,10 +219,27 @@ export async function startFakeK8s(): Promise<FakeK8s> {
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const body = req.method === 'PUT' || req.method === 'POST' ? await readBody(req) : undefined;
-    requests.push({ method: req.method ?? '', path, ...(body !== undefined ? { body } : {}) });
-    if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+    const method = req.method ?? '';
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+    const hasBody = method === 'PUT' || method === 'POST' || method === 'PATCH';
+    const body = hasBody ? await readBody(req) : undefined;
+    requests.push({
+      method,
+      path,
+      ...(hasBody ? { contentType } : {}),
+      ...(body !== undefined ? { body } : {}),
+    });
+    if (req.headers.authorization !== `Bearer ${FAKE_K8S_TOKEN}`) {
       status(res, 401, 'Unauthorized', 'Unauthorized');
+      return;
+    }
+    if ((method === 'PUT' || method === 'POST') && contentType !== JSON_TYPE) {
+      status(
+        res,
+        415,
+        'UnsupportedMediaType',
+        `the body of the request was in an unknown format: ${contentType}`,
+      );
       return;
     }
     let m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/.exec(path);
@@ -95,27 +247,49 @@ export async function startFakeK8s(): Promise<FakeK8s> {
       const [, ns = '', name = '', sub] = m;
       const pod = pods.get(key(ns, name));
       if (!pod) return status(res, 404, 'NotFound', `pods "${name}" not found`);
-      if (req.method === 'GET' && !sub) return send(res, pod);
-      if (req.method === 'PUT' && sub) {
-        const next = body as Obj;
-        if (conflicts > 0) {
-          conflicts--;
-          pod.metadata.resourceVersion = String(++version);
-        }
-        if (next?.metadata?.resourceVersion !== pod.metadata.resourceVersion) {
-          return status(
+      if (method === 'GET' && !sub) return send(res, pod);
+      if ((method === 'PUT' || method === 'PATCH') && sub) {
+        const conflict = () =>
+          status(
             res,
             409,
             'Conflict',
             `Operation cannot be fulfilled on pods "${name}": the object has been modified; please apply your changes to the latest version and try again`,
           );
+        if (conflicts > 0) {
+          // Someone else wrote first; a PATCH loses too once the server's own retries run out.
+          conflicts--;
+          pod.metadata.resourceVersion = String(++version);
+          return conflict();
+        }
+        let next: Obj | undefined;
+        if (method === 'PUT') {
+          next = body as Obj;
+          // Pods allow unconditional updates: only a resourceVersion that is present is checked.
+          const rv = next?.metadata?.resourceVersion;
+          if (rv !== undefined && rv !== '' && rv !== pod.metadata.resourceVersion) return conflict();
+        } else {
+          next = applyPatch(res, pod, contentType, body, true);
+          if (!next) return;
+          // A resourceVersion or uid inside a patch is a precondition, as on the real server.
+          const rv = (body as Obj | undefined)?.metadata?.resourceVersion;
+          if (rv !== undefined && rv !== pod.metadata.resourceVersion) return conflict();
+          const uid = (body as Obj | undefined)?.metadata?.uid;
+          if (uid !== undefined && uid !== pod.metadata.uid) {
+            return status(
+              res,
+              409,
+              'Conflict',
+              `Operation cannot be fulfilled on pods "${name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: ${pod.metadata.uid}`,
+            );
+          }
         }
         // The status subresource keeps spec but takes metadata annotations and status.
         const stored: Obj = {
           ...pod,
           metadata: {
             ...pod.metadata,
-            annotations: next.metadata.annotations,
+            annotations: next.metadata?.annotations,
             resourceVersion: String(++version),
           },
         };
@@ -123,13 +297,13 @@ export async function startFakeK8s(): Promise<FakeK8s> {
         pods.set(key(ns, name), stored);
         return send(res, stored);
       }
-      return status(res, 405, 'MethodNotAllowed', `${req.method} not allowed`);
+      return status(res, 405, 'MethodNotAllowed', `${method} not allowed`);
     }
     m =
       /^\/apis\/k8s\.cni\.cncf\.io\/v1\/namespaces\/([^/]+)\/network-attachment-definitions(?:\/([^/]+))?$/.exec(
         path,
       );
-    if (m && req.method === 'GET') {
+    if (m && method === 'GET') {
       const [, ns = '', name] = m;
       if (name === undefined) {
         const items = [...nads.values()].filter((n) => n.metadata.namespace === ns);
@@ -155,7 +329,7 @@ export async function startFakeK8s(): Promise<FakeK8s> {
       /^\/apis\/whereabouts\.cni\.cncf\.io\/v1alpha1\/namespaces\/([^/]+)\/(ippools|overlappingrangeipreservations)(?:\/([^/]+))?$/.exec(
         path,
       );
-    if (m) return handleCustom(req.method ?? '', m[1] ?? '', m[2] ?? '', m[3], body, res);
+    if (m) return handleCustom(method, m[1] ?? '', m[2] ?? '', m[3], contentType, body, res);
     status(res, 404, 'NotFound', 'the server could not find the requested resource');
   };
 
@@ -164,47 +338,78 @@ export async function startFakeK8s(): Promise<FakeK8s> {
     ns: string,
     plural: string,
     name: string | undefined,
+    contentType: string,
     body: unknown,
     res: ServerResponse,
   ) => {
     const k = (n: string) => `${plural}/${ns}/${n}`;
+    const full = `${plural}.whereabouts.cni.cncf.io`;
     if (name === undefined && method === 'GET') {
       const items = [...custom.entries()]
         .filter(([key]) => key.startsWith(`${plural}/${ns}/`))
         .map(([, v]) => v);
-      return send(res, { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'List', metadata: {}, items });
+      return send(res, {
+        apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
+        kind: plural === 'ippools' ? 'IPPoolList' : 'OverlappingRangeIPReservationList',
+        metadata: { resourceVersion: String(version) },
+        items,
+      });
     }
     if (name === undefined && method === 'POST') {
       const obj = body as Obj;
       const n = obj?.metadata?.name;
-      if (!n) return status(res, 422, 'Invalid', 'metadata.name: Required value');
-      if (custom.has(k(n)))
-        return status(res, 409, 'AlreadyExists', `${plural}.whereabouts.cni.cncf.io "${n}" already exists`);
+      if (!n)
+        return status(res, 422, 'Invalid', `${full} "": metadata.name: Required value: name is required`);
+      if (custom.has(k(n))) return status(res, 409, 'AlreadyExists', `${full} "${n}" already exists`);
       const stored: Obj = {
         ...obj,
-        metadata: { ...obj.metadata, namespace: ns, resourceVersion: String(++version) },
+        metadata: {
+          ...obj.metadata,
+          namespace: ns,
+          uid: `uid-${plural}-${n}-${version}`,
+          resourceVersion: String(++version),
+        },
       };
       custom.set(k(n), stored);
-      res.writeHead(201, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify(stored));
-      return;
+      return send(res, stored, 201);
     }
     const cur = name === undefined ? undefined : custom.get(k(name));
-    if (!cur || name === undefined)
-      return status(res, 404, 'NotFound', `${plural}.whereabouts.cni.cncf.io "${name}" not found`);
+    if (!cur || name === undefined) return status(res, 404, 'NotFound', `${full} "${name}" not found`);
     if (method === 'GET') return send(res, cur);
     if (method === 'DELETE') {
       custom.delete(k(name));
-      return send(res, { kind: 'Status', apiVersion: 'v1', status: 'Success' });
+      return send(res, {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Success',
+        details: { name },
+      });
     }
-    if (method === 'PUT') {
-      const next = body as Obj;
-      if (next?.metadata?.resourceVersion !== cur.metadata.resourceVersion) {
+    if (method === 'PUT' || method === 'PATCH') {
+      let next: Obj | undefined;
+      if (method === 'PUT') {
+        next = body as Obj;
+        // Custom resources allow no unconditional update: PUT must carry the version it read.
+        const rv = next?.metadata?.resourceVersion;
+        if (rv === undefined || rv === '') {
+          return status(
+            res,
+            422,
+            'Invalid',
+            `${full} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`,
+          );
+        }
+      } else {
+        next = applyPatch(res, cur, contentType, body, false);
+        if (!next) return;
+      }
+      if (next.metadata?.resourceVersion !== cur.metadata.resourceVersion) {
         return status(
           res,
           409,
           'Conflict',
-          `Operation cannot be fulfilled on ${plural}.whereabouts.cni.cncf.io "${name}": the object has been modified`,
+          `Operation cannot be fulfilled on ${full} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
         );
       }
       const stored: Obj = {
@@ -217,14 +422,18 @@ export async function startFakeK8s(): Promise<FakeK8s> {
     return status(res, 405, 'MethodNotAllowed', `${method} not allowed`);
   };
 
-  const server: Server = createServer((req, res) => {
+  const tls = opts.tls === false ? null : serverTls();
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((e) => status(res, 500, 'InternalError', String(e)));
-  });
+  };
+  const server: Server = tls ? createHttpsServer(tls, listener) : createServer(listener);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const caData = tls ? Buffer.from(tls.cert).toString('base64') : undefined;
 
   return {
     url,
+    ca: tls?.cert,
     requests,
     putPod(pod) {
       const ns = pod.metadata.namespace;
@@ -269,8 +478,13 @@ export async function startFakeK8s(): Promise<FakeK8s> {
           JSON.stringify({
             apiVersion: 'v1',
             kind: 'Config',
-            clusters: [{ name: 'fake', cluster: { server: url } }],
-            users: [{ name: 'multus', user: { token: TOKEN } }],
+            clusters: [
+              {
+                name: 'fake',
+                cluster: { server: url, ...(caData ? { 'certificate-authority-data': caData } : {}) },
+              },
+            ],
+            users: [{ name: 'multus', user: { token: FAKE_K8S_TOKEN } }],
             contexts: [{ name: 'fake-ctx', context: { cluster: 'fake', user: 'multus' } }],
             'current-context': 'fake-ctx',
           }),
@@ -285,10 +499,11 @@ export async function startFakeK8s(): Promise<FakeK8s> {
             '- name: fake',
             '  cluster:',
             `    server: ${url}`,
+            ...(caData ? [`    certificate-authority-data: ${caData}`] : []),
             'users:',
             '- name: multus',
             '  user:',
-            `    token: "${TOKEN}"`,
+            `    token: "${FAKE_K8S_TOKEN}"`,
             'contexts:',
             '- name: fake-ctx',
             '  context:',

@@ -1,12 +1,14 @@
 // The whereabouts-style allocator on its Kubernetes datastore, against the in-process API server:
 // IPPool objects in whereabouts' shape, idempotent ADD, DEL, racing allocators without duplicates,
-// and reservations across overlapping ranges of one network.
-import { mkdtempSync, rmSync } from 'node:fs';
+// reservations across overlapping ranges of one network, and the bundled binary doing the same.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWhereaboutsAllocator } from 'cni-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { BIN_DIR } from '../helpers/plugin.js';
 
 let api: FakeK8s;
 let work = '';
@@ -93,5 +95,43 @@ describe('whereabouts Kubernetes datastore', () => {
     expect(names).toEqual(['ov-10.60.2.1', 'ov-10.60.2.2']);
     await a.release({ containerId: 'a1', ifname: 'net1' });
     expect(api.getCustom('overlappingrangeipreservations', 'kube-system', 'ov-10.60.2.1')).toBeUndefined();
+  });
+});
+
+describe('bundled whereabouts binary, Kubernetes datastore', () => {
+  // spawn, not spawnSync: the API server runs in this process and must keep answering.
+  const run = (command: string, stdin: string) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(join(BIN_DIR, 'whereabouts'), [], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: `k8swb${process.pid}`,
+          CNI_NETNS: '/var/run/netns/none',
+          CNI_IFNAME: 'net1',
+          CNI_PATH: BIN_DIR,
+          CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bin',
+        },
+      });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => {
+        out += b;
+      });
+      child.on('close', (code) => resolve({ code, out }));
+      child.stdin.end(stdin);
+    });
+
+  it('ADD writes the IPPool through the client-node sidecar, DEL frees it', async (ctx) => {
+    if (!existsSync(join(BIN_DIR, 'whereabouts'))) ctx.skip('dist/bin/whereabouts is not built');
+    const c = JSON.stringify(conf({ range: '10.60.3.0/29' }));
+    const add = await run('ADD', c);
+    expect(add.code, add.out).toBe(0);
+    expect(JSON.parse(add.out).ips[0].address).toBe('10.60.3.1/29');
+    expect(Object.values(allocationsOf('10.60.3.0-29'))).toEqual([
+      { id: `k8swb${process.pid}`, podref: 'default/bin', ifname: 'net1' },
+    ]);
+    const del = await run('DEL', c);
+    expect(del.code, del.out).toBe(0);
+    expect(allocationsOf('10.60.3.0-29')).toEqual({});
   });
 });

@@ -168,8 +168,12 @@ describe('multus Kubernetes mode', () => {
       ['default/static-ip', 'net3', false],
     ]);
     expect(status[3]?.ips).toEqual([`10.${o2}.4.9`]);
-    // Two writes lost to a concurrent writer (409), the third landed.
-    expect(api.requests.filter((r) => r.method === 'PUT' && r.path.includes('/pods/pa/'))).toHaveLength(3);
+    // Two writes lost to concurrent writers (409), the third landed; each is a merge patch of the
+    // annotations on the status subresource, which is what multus's RBAC (pods/status) allows.
+    const writes = api.requests.filter((r) => r.path.startsWith('/api/v1/namespaces/default/pods/pa/'));
+    expect(writes.map((r) => [r.method, r.path, r.contentType])).toEqual(
+      Array(3).fill(['PATCH', '/api/v1/namespaces/default/pods/pa/status', 'application/merge-patch+json']),
+    );
     expect(status[1]?.mac).toMatch(/^[0-9a-f:]{17}$/);
 
     // API server gone: DEL reads the delegate cache.

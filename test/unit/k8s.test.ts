@@ -1,22 +1,27 @@
-// src/k8s: network-status building, kubeconfig loading, the API client against the in-process
-// server (404, 401, 409 handling) and NAD config resolution.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// src/k8s: network-status building, kubeconfig loading and the client-node based API access
+// against the in-process server (HTTPS, 404/401/409, timeouts, merge patches, custom resources)
+// and NAD config resolution.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   buildNetworkStatuses,
   CniError,
   configFromNad,
+  connectKube,
+  ErrorCode,
   formatNetworkStatus,
-  httpKubeClient,
   isKubeNotFound,
   KubeApiError,
-  loadKubeconfig,
+  type KubeObject,
+  openKubeApi,
   parseNetworkStatus,
   withCniArgs,
 } from 'cni-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { FAKE_K8S_TOKEN, type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
 let work = '';
 let api: FakeK8s;
@@ -70,91 +75,234 @@ describe('network-status', () => {
   });
 });
 
-describe('kubeconfig and client', () => {
-  it('reads JSON and YAML kubeconfigs, inline and file credentials', async () => {
-    const y = await loadKubeconfig(api.writeKubeconfig(join(work, 'k.yaml'), 'yaml'));
-    const j = await loadKubeconfig(api.writeKubeconfig(join(work, 'k.json'), 'json'));
-    expect(y).toEqual(j);
-    expect(y.server).toBe(api.url);
-    writeFileSync(join(work, 'ca.pem'), 'PEM');
-    writeFileSync(join(work, 'tok'), 'secret\n');
-    writeFileSync(
-      join(work, 'k2.json'),
-      JSON.stringify({
-        clusters: [{ name: 'c', cluster: { server: 'https://h:6443/', 'certificate-authority': 'ca.pem' } }],
-        users: [
-          {
-            name: 'u',
-            user: { tokenFile: join(work, 'tok'), 'client-key-data': Buffer.from('KEY').toString('base64') },
-          },
-        ],
-        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
-        'current-context': 'x',
-      }),
-    );
-    expect(await loadKubeconfig(join(work, 'k2.json'))).toEqual({
-      server: 'https://h:6443',
-      ca: 'PEM',
-      token: 'secret',
-      key: 'KEY',
-    });
-  });
+const kubeconfigJson = (path: string, cluster: object, user: object, namespace?: string) => {
+  writeFileSync(
+    path,
+    JSON.stringify({
+      clusters: [{ name: 'c', cluster }],
+      users: [{ name: 'u', user }],
+      contexts: [{ name: 'x', context: { cluster: 'c', user: 'u', ...(namespace ? { namespace } : {}) } }],
+      'current-context': 'x',
+    }),
+  );
+  return path;
+};
 
-  it('refuses what it cannot use, naming the file', async () => {
-    writeFileSync(
-      join(work, 'exec.json'),
-      JSON.stringify({
-        clusters: [{ name: 'c', cluster: { server: 'https://h' } }],
-        users: [{ name: 'u', user: { exec: { command: 'aws' } } }],
-        contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
-        'current-context': 'x',
-      }),
+describe('kubeconfig and client (client-node)', () => {
+  it('JSON and YAML kubeconfigs reach the server over HTTPS with the CA they carry; context namespace', async () => {
+    api.putNad('ns0', 'a', { type: 'macvlan' });
+    for (const form of ['yaml', 'json'] as const) {
+      const k = await openKubeApi(api.writeKubeconfig(join(work, `k.${form}`), form));
+      expect(k.server).toBe(api.url);
+      expect(k.namespace).toBeUndefined();
+      expect((await k.client.getNetworkAttachmentDefinition('ns0', 'a')).spec?.config).toBe(
+        '{"type":"macvlan"}',
+      );
+    }
+    const dir = join(work, 'rel');
+    mkdirSync(dir, { recursive: true });
+    // Relative CA and token files resolve against the kubeconfig's directory, as in client-go.
+    if (api.ca) writeFileSync(join(dir, 'ca.pem'), api.ca);
+    writeFileSync(join(dir, 'tok'), `${FAKE_K8S_TOKEN}\n`);
+    const k2 = await openKubeApi(
+      kubeconfigJson(
+        join(dir, 'kc.json'),
+        { server: `${api.url}/`, ...(api.ca ? { 'certificate-authority': 'ca.pem' } : {}) },
+        { tokenFile: 'tok' },
+        'team-a',
+      ),
     );
-    await expect(loadKubeconfig(join(work, 'exec.json'))).rejects.toThrow(
-      /exec\.json: exec and auth-provider/,
-    );
-    await expect(loadKubeconfig(join(work, 'absent'))).rejects.toThrow(/absent: cannot read/);
-  });
-
-  it('GET/LIST NADs, 404 as not-found, 401 and unreachable servers as coded errors', async () => {
-    const kube = httpKubeClient(await loadKubeconfig(api.writeKubeconfig(join(work, 'k3.json'))), {
-      timeoutMs: 2000,
-    });
-    api.putNad('ns1', 'a', { type: 'macvlan' });
-    api.putNad('ns1', 'b');
-    api.putNad('ns2', 'c', { type: 'x' });
-    expect((await kube.listNetworkAttachmentDefinitions('ns1')).map((n) => n.metadata.name).sort()).toEqual([
+    expect(k2.namespace).toBe('team-a');
+    expect(k2.server).toBe(api.url);
+    expect((await k2.client.listNetworkAttachmentDefinitions('ns0')).map((n) => n.metadata.name)).toEqual([
       'a',
-      'b',
     ]);
-    expect((await kube.getNetworkAttachmentDefinition('ns1', 'a')).spec?.config).toBe('{"type":"macvlan"}');
-    const nf = await kube.getPod('ns1', 'none').catch((e) => e);
-    expect(isKubeNotFound(nf)).toBe(true);
-    expect(nf.message).toContain('pods "none" not found');
-
-    const anon = httpKubeClient({ server: api.url }, { timeoutMs: 2000 });
-    const unauth = await anon.getPod('ns1', 'x').catch((e) => e);
-    expect(unauth).toBeInstanceOf(KubeApiError);
-    expect(unauth.status).toBe(401);
-    const down = await httpKubeClient({ server: 'http://127.0.0.1:9' }, { timeoutMs: 2000 })
-      .getPod('a', 'b')
-      .catch((e) => e);
-    expect(down.status).toBe(0);
-    expect(down.code).toBe(11);
   });
 
-  it('annotation updates retry on 409 and give up after the configured attempts', async () => {
-    const conn = await loadKubeconfig(api.writeKubeconfig(join(work, 'k4.json')));
+  it('a plain-HTTP server works as with client-go, and exec credential plugins supply the token', async () => {
+    const plain = await startFakeK8s({ tls: false });
+    try {
+      plain.putNad('ns0', 'p', { type: 'ptp' });
+      const script = join(work, 'cred.sh');
+      writeFileSync(
+        script,
+        `#!/bin/sh\necho '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"${FAKE_K8S_TOKEN}"}}'\n`,
+        { mode: 0o755 },
+      );
+      const kube = await connectKube(
+        kubeconfigJson(
+          join(work, 'exec.json'),
+          { server: plain.url },
+          { exec: { apiVersion: 'client.authentication.k8s.io/v1beta1', command: script } },
+        ),
+      );
+      expect((await kube.getNetworkAttachmentDefinition('ns0', 'p')).metadata.name).toBe('p');
+      // `server` (whereabouts k8s_api_root) replaces the kubeconfig's URL.
+      const elsewhere = await openKubeApi(api.writeKubeconfig(join(work, 'elsewhere.json')), {
+        server: `${plain.url}/`,
+      });
+      expect(elsewhere.server).toBe(plain.url);
+      expect(
+        (await elsewhere.client.listNetworkAttachmentDefinitions('ns0')).map((n) => n.metadata.name),
+      ).toEqual(['p']);
+      expect(plain.requests.at(-1)?.path).toBe(
+        '/apis/k8s.cni.cncf.io/v1/namespaces/ns0/network-attachment-definitions',
+      );
+      await kube.getNetworkAttachmentDefinition('ns0', 'p');
+      expect(plain.requests.at(-1)?.path).toBe(
+        '/apis/k8s.cni.cncf.io/v1/namespaces/ns0/network-attachment-definitions/p',
+      );
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('refuses broken kubeconfigs with a coded error naming the file and the fix', async () => {
+    const cases: Array<[string, string | object, number, RegExp]> = [
+      ['absent', '', ErrorCode.IOFailure, /absent: cannot read/],
+      ['yaml-bad', 'clusters: [\n  - {', ErrorCode.InvalidNetworkConfig, /yaml-bad: .*fix the file/],
+      [
+        'no-server',
+        { clusters: [{ name: 'c', cluster: {} }], 'current-context': 'x' },
+        ErrorCode.InvalidNetworkConfig,
+        /no-server: clusters\[0\]\.cluster\.server is missing/,
+      ],
+      [
+        'no-context',
+        {
+          clusters: [{ name: 'c', cluster: { server: 'https://h' } }],
+          contexts: [],
+          'current-context': 'gone',
+        },
+        ErrorCode.InvalidNetworkConfig,
+        /no-context: current-context "gone" names no context/,
+      ],
+      [
+        'bad-url',
+        {
+          clusters: [{ name: 'c', cluster: { server: 'h:6443' } }],
+          contexts: [{ name: 'x', context: { cluster: 'c' } }],
+          'current-context': 'x',
+        },
+        ErrorCode.InvalidNetworkConfig,
+        /bad-url: server "h:6443" is not an http\(s\) URL/,
+      ],
+    ];
+    for (const [name, content, code, re] of cases) {
+      const path = join(work, name);
+      if (content !== '')
+        writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+      const err = await openKubeApi(path).catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(CniError);
+      expect((err as CniError).code, name).toBe(code);
+      expect((err as CniError).message, name).toMatch(re);
+    }
+  });
+
+  it('404 is not-found; 401, unreachable and silent servers are coded errors naming the request', async () => {
+    const kube = await connectKube(api.writeKubeconfig(join(work, 'k3.json')), { timeoutMs: 2000 });
+    const nf = await kube.getPod('ns1', 'none').catch((e: unknown) => e);
+    expect(isKubeNotFound(nf)).toBe(true);
+    expect((nf as Error).message).toBe('GET pod ns1/none: 404 pods "none" not found');
+    expect((nf as CniError).code).toBe(ErrorCode.InvalidNetworkConfig);
+
+    const badToken = join(work, 'bad-token.json');
+    writeFileSync(badToken, readFileSync(join(work, 'k3.json'), 'utf8').replace(FAKE_K8S_TOKEN, 'wrong'));
+    const unauth = await (await connectKube(badToken)).getPod('ns1', 'x').catch((e: unknown) => e);
+    expect(unauth).toBeInstanceOf(KubeApiError);
+    expect((unauth as KubeApiError).status).toBe(401);
+    expect((unauth as Error).message).toMatch(/GET pod ns1\/x: 401 .*renew the token/);
+
+    const down = await (
+      await connectKube(
+        kubeconfigJson(join(work, 'down.json'), { server: 'https://127.0.0.1:9' }, { token: 't' }),
+      )
+    )
+      .listNetworkAttachmentDefinitions('a')
+      .catch((e: unknown) => e);
+    expect((down as KubeApiError).status).toBe(0);
+    expect((down as KubeApiError).code).toBe(ErrorCode.TryAgainLater);
+    expect((down as Error).message).toMatch(/LIST network-attachment-definitions.* ECONNREFUSED.*reachable/);
+
+    // A server that accepts the connection and never answers: the request ends at timeoutMs.
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const kc = kubeconfigJson(
+        join(work, 'silent.json'),
+        { server: `http://127.0.0.1:${port}` },
+        { token: 't' },
+      );
+      const t0 = Date.now();
+      const hung = await (await connectKube(kc, { timeoutMs: 300 }))
+        .getPod('a', 'b')
+        .catch((e: unknown) => e);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect((hung as KubeApiError).status).toBe(0);
+      expect((hung as Error).message).toMatch(/GET pod a\/b: no answer within 300 ms/);
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+  });
+
+  it('annotation updates are one merge patch of the status subresource, retried on 409 up to the limit', async () => {
+    const kc = api.writeKubeconfig(join(work, 'k4.json'));
     api.putPod({ metadata: { name: 'p', namespace: 'd', annotations: { keep: '1', drop: '2' } } });
+    const before = api.requests.length;
     api.conflictNext(2);
-    const pod = await httpKubeClient(conn).updatePodAnnotations('d', 'p', { added: 'x', drop: null });
+    const pod = await (await connectKube(kc)).updatePodAnnotations('d', 'p', { added: 'x', drop: null });
     expect(pod.metadata.annotations).toEqual({ keep: '1', added: 'x' });
+    expect(api.getPod('d', 'p')?.metadata.annotations).toEqual({ keep: '1', added: 'x' });
+    const writes = api.requests.slice(before);
+    expect(writes).toHaveLength(3);
+    for (const w of writes) {
+      expect(w).toMatchObject({
+        method: 'PATCH',
+        path: '/api/v1/namespaces/d/pods/p/status',
+        contentType: 'application/merge-patch+json',
+        body: { metadata: { annotations: { added: 'x', drop: null } } },
+      });
+    }
     api.conflictNext(5);
-    const err = await httpKubeClient(conn, { conflictRetries: 3 })
+    const err = await (await connectKube(kc, { conflictRetries: 3 }))
       .updatePodAnnotations('d', 'p', { z: '1' })
-      .catch((e) => e);
-    expect(err.status).toBe(409);
+      .catch((e: unknown) => e);
+    expect((err as KubeApiError).status).toBe(409);
+    expect((err as KubeApiError).reason).toBe('Conflict');
+    expect(api.requests.slice(before + 3)).toHaveLength(3);
     api.conflictNext(0);
+    expect(api.getPod('d', 'p')?.metadata.annotations).toEqual({ keep: '1', added: 'x' });
+  });
+
+  it('custom resources: create, get, list, replace guarded by resourceVersion, delete', async () => {
+    const k = await openKubeApi(api.writeKubeconfig(join(work, 'k5.json')));
+    const pools = k.customResources<KubeObject>('whereabouts.cni.cncf.io', 'v1alpha1', 'ippools');
+    const obj = {
+      apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
+      kind: 'IPPool',
+      metadata: { name: 'u-pool' },
+      spec: { range: '10.1.0.0/24', allocations: {} },
+    };
+    const created = await pools.create('cr', obj);
+    expect(created.metadata.resourceVersion).toMatch(/^\d+$/);
+    const dup = await pools.create('cr', obj).catch((e: unknown) => e);
+    expect((dup as KubeApiError).status).toBe(409);
+    expect((dup as KubeApiError).reason).toBe('AlreadyExists');
+    const next = { ...created, spec: { range: '10.1.0.0/24', allocations: { '1': { id: 'c' } } } };
+    const replaced = await pools.replace('cr', 'u-pool', next);
+    expect(replaced.metadata.resourceVersion).not.toBe(created.metadata.resourceVersion);
+    const stale = await pools.replace('cr', 'u-pool', next).catch((e: unknown) => e);
+    expect((stale as KubeApiError).status).toBe(409);
+    expect((stale as Error).message).toMatch(
+      /^UPDATE ippools\.whereabouts\.cni\.cncf\.io cr\/u-pool: 409 .*modified/,
+    );
+    expect((await pools.get('cr', 'u-pool')).spec).toEqual(next.spec);
+    expect((await pools.list('cr')).map((p) => p.metadata.name)).toEqual(['u-pool']);
+    await pools.delete('cr', 'u-pool');
+    expect(isKubeNotFound(await pools.get('cr', 'u-pool').catch((e: unknown) => e))).toBe(true);
+    expect(api.getCustom('ippools', 'cr', 'u-pool')).toBeUndefined();
   });
 });
 

@@ -6,10 +6,11 @@
 // the resourceVersion check alone is what makes a write safe, and it costs no extra round trips).
 // With overlapping ranges, an OverlappingRangeIPReservation named after the address is created
 // *before* the pool write (whereabouts creates it after, and leaks when that fails, wa#712), so it
-// acts as the cluster-wide per-address lock across pools of one network.
+// acts as the cluster-wide per-address lock across pools of one network. API access is the
+// client-node based src/k8s connection (every kubeconfig auth form, bounded request time).
 
-import { httpKubeRequest, KubeApiError, type KubeRequest } from '../../../k8s/client.js';
-import { loadKubeconfig } from '../../../k8s/kubeconfig.js';
+import { type CustomResources, type KubeApi, KubeApiError } from '../../../k8s/client.js';
+import { openKubeApi } from '../../../k8s/connect.js';
 import { CniError, ErrorCode } from '../../../spec/errors.js';
 import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
 
@@ -30,6 +31,13 @@ interface Entry {
   ifname?: string;
 }
 
+interface Reservation {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  spec: { containerid: string; podref: string; ifname: string };
+}
+
 interface IPPool {
   apiVersion: string;
   kind: string;
@@ -42,33 +50,46 @@ interface IPPool {
   spec: { range: string; allocations: Record<string, Entry> };
 }
 
-const GROUP = '/apis/whereabouts.cni.cncf.io/v1alpha1';
+const GROUP = 'whereabouts.cni.cncf.io';
+const VERSION = 'v1alpha1';
 const CURSOR = 'cni-kit.io/cursor';
 /** Lost writes tolerated per operation before giving up with "try again". */
 const RETRIES = 20;
 
 const status = (err: unknown) => (err instanceof KubeApiError ? err.status : -1);
 
-/** Opens a Kubernetes-backed store; the kubeconfig is read once per store. */
+/** The two whereabouts kinds in the store's namespace. */
+interface Kinds {
+  pools: CustomResources<IPPool>;
+  reservations: CustomResources<Reservation>;
+  ns: string;
+}
+
+/**
+ * Opens a Kubernetes-backed store; the kubeconfig is read once per store. `api` replaces the
+ * connection the kubeconfig would open (tests, or a caller that already has one).
+ */
 export async function openKubernetesStore(
   opts: KubernetesStoreOptions,
   format: (a: bigint, family: 4 | 6) => string,
-  request?: KubeRequest,
+  api?: Pick<KubeApi, 'customResources' | 'namespace'>,
 ): Promise<Store> {
-  let call = request;
-  let namespace = opts.namespace;
-  if (!call) {
-    const conn = await loadKubeconfig(opts.kubeconfig);
-    if (opts.k8s_api_root) conn.server = opts.k8s_api_root.replace(/\/+$/, '');
-    namespace ??= conn.namespace;
-    call = httpKubeRequest(conn, { timeoutMs: opts.timeoutMs ?? 10_000, userAgent: 'cni-kit-whereabouts' });
-  }
-  const ns = namespace ?? 'kube-system';
-  const req = call;
+  const conn =
+    api ??
+    (await openKubeApi(opts.kubeconfig, {
+      timeoutMs: opts.timeoutMs ?? 10_000,
+      userAgent: 'cni-kit-whereabouts',
+      ...(opts.k8s_api_root ? { server: opts.k8s_api_root } : {}),
+    }));
+  const kinds: Kinds = {
+    pools: conn.customResources<IPPool>(GROUP, VERSION, 'ippools'),
+    reservations: conn.customResources<Reservation>(GROUP, VERSION, 'overlappingrangeipreservations'),
+    ns: opts.namespace ?? conn.namespace ?? 'kube-system',
+  };
   return {
     kind: 'kubernetes',
     async session<T>(ref: PoolRef, fn: (s: PoolSession) => Promise<T>): Promise<T> {
-      const s = new KubernetesSession(req, ns, ref, format);
+      const s = new KubernetesSession(kinds, ref, format);
       await s.load();
       return fn(s);
     },
@@ -85,24 +106,18 @@ export function reservationName(ip: string, networkName: string): string {
 
 class KubernetesSession implements PoolSession {
   private pool!: IPPool;
-  private readonly poolPath: string;
-  private readonly oripBase: string;
 
   constructor(
-    private readonly call: KubeRequest,
-    ns: string,
+    private readonly kinds: Kinds,
     private readonly ref: PoolRef,
     private readonly format: (a: bigint, family: 4 | 6) => string,
-  ) {
-    this.poolPath = `${GROUP}/namespaces/${encodeURIComponent(ns)}/ippools/${encodeURIComponent(ref.pool)}`;
-    this.oripBase = `${GROUP}/namespaces/${encodeURIComponent(ns)}/overlappingrangeipreservations`;
-  }
+  ) {}
 
   /** Reads the pool, creating it empty the first time a range is used. */
   async load(): Promise<void> {
     for (let i = 0; i < RETRIES; i++) {
       try {
-        this.pool = await this.call<IPPool>('GET', this.poolPath);
+        this.pool = await this.kinds.pools.get(this.kinds.ns, this.ref.pool);
         this.pool.spec.allocations ??= {};
         return;
       } catch (err) {
@@ -115,11 +130,7 @@ class KubernetesSession implements PoolSession {
         spec: { range: this.ref.range, allocations: {} },
       };
       try {
-        this.pool = await this.call<IPPool>(
-          'POST',
-          this.poolPath.slice(0, this.poolPath.lastIndexOf('/')),
-          fresh,
-        );
+        this.pool = await this.kinds.pools.create(this.kinds.ns, fresh);
         this.pool.spec.allocations ??= {};
         return;
       } catch (err) {
@@ -132,7 +143,7 @@ class KubernetesSession implements PoolSession {
   /** Writes the pool guarded by the resourceVersion read; false when someone wrote first. */
   private async write(): Promise<boolean> {
     try {
-      this.pool = await this.call<IPPool>('PUT', this.poolPath, this.pool);
+      this.pool = await this.kinds.pools.replace(this.kinds.ns, this.ref.pool, this.pool);
       this.pool.spec.allocations ??= {};
       return true;
     } catch (err) {
@@ -182,16 +193,21 @@ class KubernetesSession implements PoolSession {
     return n === '_' ? '' : n;
   }
 
-  private oripPath(a: bigint): string {
-    return `${this.oripBase}/${encodeURIComponent(reservationName(this.format(a, this.ref.family), this.network))}`;
+  private reservationOf(a: bigint): string {
+    return reservationName(this.format(a, this.ref.family), this.network);
+  }
+
+  /** The reservation of an address, if any (an unreadable one counts as absent). */
+  private held(a: bigint): Promise<Reservation | undefined> {
+    return this.kinds.reservations.get(this.kinds.ns, this.reservationOf(a)).catch(() => undefined);
   }
 
   /** Takes the cluster-wide reservation of an address; false when another attachment holds it. */
   private async reserve(a: Allocation): Promise<boolean> {
-    const name = reservationName(this.format(a.address, this.ref.family), this.network);
+    const name = this.reservationOf(a.address);
     const spec = { containerid: a.containerId, podref: a.podRef ?? '', ifname: a.ifname };
     try {
-      await this.call('POST', this.oripBase, {
+      await this.kinds.reservations.create(this.kinds.ns, {
         apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
         kind: 'OverlappingRangeIPReservation',
         metadata: { name },
@@ -201,19 +217,14 @@ class KubernetesSession implements PoolSession {
     } catch (err) {
       if (status(err) !== 409) throw err;
     }
-    const held = await this.call<{ spec?: typeof spec }>('GET', this.oripPath(a.address)).catch(
-      () => undefined,
-    );
+    const held = await this.held(a.address);
     return held?.spec?.containerid === a.containerId && held.spec.ifname === a.ifname;
   }
 
   private async unreserve(a: Allocation): Promise<void> {
-    const held = await this.call<{ spec?: { containerid?: string; ifname?: string } }>(
-      'GET',
-      this.oripPath(a.address),
-    ).catch(() => undefined);
+    const held = await this.held(a.address);
     if (held?.spec?.containerid === a.containerId && held.spec.ifname === a.ifname) {
-      await this.call('DELETE', this.oripPath(a.address)).catch((err) => {
+      await this.kinds.reservations.delete(this.kinds.ns, this.reservationOf(a.address)).catch((err) => {
         if (status(err) !== 404) throw err;
       });
     }
