@@ -3,11 +3,13 @@
 // plugin (interfaces: bridge, host veth, container veth; ips point at the container veth).
 import {
   type Address,
+  addWithRollback,
+  attachmentResult,
   CniError,
-  checkInterfaceIps,
-  checkRoutes,
+  checkAttachment,
   configureInterface,
   createVethPair,
+  delAttachment,
   deleteLinkInNetns,
   ErrorCode,
   formatCIDR,
@@ -16,12 +18,7 @@ import {
   type IptablesRunner,
   interfaceIndex,
   ipAdd,
-  ipamAdd,
-  ipamCheck,
-  ipamDel,
-  ipamGc,
-  ipamStatus,
-  ipsOfInterface,
+  ipamPassthrough,
   type Netlink,
   type NetnsOps,
   optBool,
@@ -32,6 +29,7 @@ import {
   parseCIDR,
   type Result,
   requestedMac,
+  requirePrevResult,
   setupIpMasq,
   setupMacSpoofCheck,
   subnetNetwork,
@@ -88,7 +86,8 @@ function parseBridgeConf(c: Record<string, unknown>): BridgeConf {
 
 /** Fills in gateways (first address of the subnet) when the bridge is the gateway; adds default routes. */
 function withGateways(result: Result, conf: BridgeConf): Result {
-  const ips = (result.ips ?? []).map((ip) => {
+  if (!result.ips) return result;
+  const ips = result.ips.map((ip) => {
     if (ip.gateway || !conf.isGateway) return ip;
     const { subnet } = parseCIDR(ip.address);
     return { ...ip, gateway: formatIP(ipAdd(subnetNetwork(subnet), 1n)) };
@@ -168,9 +167,7 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
     }
     const mac = requestedMac(conf, ctx.args);
     const host = netlink.open();
-    let vethMade = false;
-    let ipamDone = false;
-    try {
+    return addWithRollback(ctx, 'bridge', async (tx) => {
       const veth = await createVethPair(netlink, {
         netns: ctx.netns,
         ifname: ctx.ifname,
@@ -192,31 +189,24 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         const l = await host.findLink(conf.bridge).catch(() => undefined);
         throw l && l.kind !== 'bridge' ? notABridge(conf.bridge, l.kind) : e;
       });
-      vethMade = true;
+      // Only a veth we created may go: the container may already own an interface of that name.
+      tx.onRollback(() => deleteLinkInNetns(netlink, ctx.netns, ctx.ifname));
       const br = veth.hostLinks.find((l) => l.name === conf.bridge);
       if (br?.kind !== 'bridge') throw notABridge(conf.bridge, br?.kind);
-      let result: Result = { cniVersion: '1.1.0' };
-      if (conf.ipam) {
-        const ipamResult = await ipamAdd(ctx, conf);
-        ipamDone = true;
-        result = withGateways(
-          { ...ipamResult, ips: (ipamResult.ips ?? []).map((ip) => ({ ...ip, interface: 2 })) },
-          conf,
-        );
-      }
-      const container: Interface = { name: ctx.ifname, sandbox: ctx.netns };
-      result.interfaces = [
+      const interfaces: Interface[] = [
         { name: conf.bridge, mac: br.mac },
         { name: veth.host.name, mac: veth.host.mac },
-        container,
+        { name: ctx.ifname, sandbox: ctx.netns },
       ];
+      const ipam = await tx.ipamAdd();
+      const result = withGateways(attachmentResult(conf, ipam, interfaces, 2), conf);
       const hasV6 = (result.ips ?? []).some((ip) => ip.address.includes(':'));
       const ct = await netlink.inNetns(ctx.netns, async (ns) => {
         // Hairpin and promisc echo our own neighbour solicitations back, which fails DAD.
         const noDad = hasV6 && (conf.hairpinMode || conf.promiscMode);
         if (noDad) ns.setSysctl(`net/ipv6/conf/${ctx.ifname}/accept_dad`, 0);
         ns.setSysctl(`net/ipv4/conf/${ctx.ifname}/arp_notify`, 1);
-        if (conf.ipam) {
+        if (ipam) {
           await configureInterface(ns, ctx.ifname, result, { index: 2, skipDadWait: noDad });
         } else {
           ns.setLink(ctx.ifname, { up: true });
@@ -229,54 +219,31 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         await host.flush();
       }
       if (conf.ipMasq) {
+        tx.onRollback(() => teardownIpMasq(conf.name, ctx.containerId, masq));
         for (const ip of result.ips ?? []) await setupIpMasq(ip.address, conf.name, ctx.containerId, masq);
       }
-      if (conf.macspoofchk)
+      if (conf.macspoofchk) {
+        tx.onRollback(() => teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq));
         await setupMacSpoofCheck(veth.host.name, ct.mac, ctx.containerId, ctx.ifname, masq);
+      }
       // Same key order as the reference: name, mac, sandbox.
-      result.interfaces[2] = { name: ctx.ifname, mac: ct.mac, sandbox: ctx.netns };
-      if (conf.dns && Object.keys(conf.dns).length) result.dns = conf.dns;
+      result.interfaces = [...interfaces.slice(0, 2), { name: ctx.ifname, mac: ct.mac, sandbox: ctx.netns }];
       return result;
-    } catch (e) {
-      // Undo in reverse; the original error is what the runtime must see.
-      await rollback(ctx, conf, vethMade, ipamDone).catch((u) =>
-        ctx.log(`bridge: rollback after failed ADD: ${String(u)}`),
-      );
-      throw e;
-    }
-  }
-
-  async function rollback(
-    ctx: PluginContext<BridgeConf>,
-    conf: PluginContext<BridgeConf>['config'],
-    vethMade: boolean,
-    ipamDone: boolean,
-  ) {
-    if (conf.ipMasq) await teardownIpMasq(conf.name, ctx.containerId, masq);
-    if (conf.macspoofchk) await teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq);
-    // Only a veth we created may go: the container may already own an interface of that name.
-    if (vethMade) await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
-    if (ipamDone) await ipamDel(ctx, conf);
+    });
   }
 
   async function check(ctx: PluginContext<BridgeConf>): Promise<void> {
     const conf = ctx.config;
-    const prev = conf.prevResult;
-    if (!prev)
-      throw new CniError(
-        ErrorCode.InvalidNetworkConfig,
-        'prevResult: missing; CHECK needs the result of ADD',
-      );
-    if (conf.ipam) await ipamCheck(ctx, conf);
+    const prev = requirePrevResult(ctx);
     const brIdx = interfaceIndex(prev, conf.bridge);
-    const ctIdx = (prev.interfaces ?? []).findIndex((i) => i.name === ctx.ifname && i.sandbox === ctx.netns);
-    if (brIdx < 0 || ctIdx < 0) {
+    if (brIdx < 0) {
       throw new CniError(
         ErrorCode.InvalidNetworkConfig,
-        `prevResult: interfaces must list bridge ${conf.bridge} and ${ctx.ifname} in ${ctx.netns}`,
+        `prevResult: interfaces must list bridge ${conf.bridge}`,
+        'pass the result of the ADD for this network',
       );
     }
-    const ctWant = prev.interfaces?.[ctIdx];
+    const ct = await checkAttachment(ctx, netlink, { kind: 'veth' });
     await netlink.inNetns(undefined, async (ns) => {
       const br = await ns.findLink(conf.bridge);
       if (br?.kind !== 'bridge')
@@ -287,25 +254,6 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
           ErrorCode.Internal,
           `CHECK: bridge ${conf.bridge} has MAC ${br.mac}, prevResult says ${brWant}`,
         );
-    });
-    const ct = await netlink.inNetns(ctx.netns, async (ns) => {
-      const link = await ns.findLink(ctx.ifname);
-      if (link?.kind !== 'veth')
-        throw new CniError(
-          ErrorCode.Internal,
-          `CHECK: ${ctx.ifname} in ${ctx.netns} is missing or not a veth`,
-        );
-      if (ctWant?.mac && ctWant.mac !== link.mac)
-        throw new CniError(
-          ErrorCode.Internal,
-          `CHECK: ${ctx.ifname} has MAC ${link.mac}, prevResult says ${ctWant.mac}`,
-        );
-      const ips = ipsOfInterface(prev, ctIdx);
-      await checkInterfaceIps(ns, ctx.ifname, ips);
-      await checkRoutes(ns, prev.routes ?? [], ips, ctx.ifname);
-      return link;
-    });
-    await netlink.inNetns(undefined, async (ns) => {
       const peer = ct.parentIndex !== undefined ? await ns.findLink(ct.parentIndex) : undefined;
       if (!peer || peer.master !== conf.bridge) {
         throw new CniError(
@@ -324,16 +272,10 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
     check,
     async del(ctx) {
       const conf = ctx.config;
-      if (conf.ipam) await ipamDel(ctx, conf);
-      await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
+      await delAttachment(ctx, netlink);
       if (conf.ipMasq) await teardownIpMasq(conf.name, ctx.containerId, masq);
       if (conf.macspoofchk) await teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq);
     },
-    async gc(ctx) {
-      if (ctx.config.ipam) await ipamGc(ctx, ctx.config, ctx.validAttachments);
-    },
-    async status(ctx) {
-      if (ctx.config.ipam) await ipamStatus(ctx, ctx.config);
-    },
+    ...ipamPassthrough(),
   };
 }

@@ -4,17 +4,15 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  addWithRollback,
+  attachmentResult,
   CniError,
-  checkInterfaceIps,
-  checkRoutes,
+  checkAttachment,
   configureInterface,
   ErrorCode,
-  ipamAdd,
-  ipamCheck,
+  inNetnsIfExists,
   ipamDel,
-  ipamGc,
-  ipamStatus,
-  ipsOfInterface,
+  ipamPassthrough,
   type Netlink,
   optString,
   type PluginContext,
@@ -144,8 +142,7 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
   }
 
   async function add(ctx: PluginContext<HostDeviceConf>): Promise<Result> {
-    const c = ctx.config;
-    const dev = await findDevice(c);
+    const dev = await findDevice(ctx.config);
     await netlink.inNetns(undefined, async (ns) => {
       if (!(await ns.findLink(dev)))
         throw new CniError(
@@ -154,36 +151,18 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
         );
     });
     await move(undefined, ctx.netns, dev, ctx.ifname, dev);
-    let ipamDone = false;
-    try {
+    return addWithRollback(ctx, 'host-device', async (tx) => {
+      tx.onRollback(() => move(ctx.netns, netlink.hostNetns, ctx.ifname, dev, null));
       const link = await netlink.inNetns(ctx.netns, (ns) => {
         ns.setLink(ctx.ifname, { up: true });
         return ns.getLink(ctx.ifname);
       });
-      const result: Result = {
-        cniVersion: '1.1.0',
-        interfaces: [{ name: ctx.ifname, mac: link.mac, sandbox: ctx.netns }],
-      };
-      if (c.ipam) {
-        const r = await ipamAdd(ctx, c);
-        ipamDone = true;
-        Object.assign(result, r, {
-          interfaces: result.interfaces,
-          ips: (r.ips ?? []).map((ip) => ({ ...ip, interface: 0 })),
-        });
+      const iface = { name: ctx.ifname, mac: link.mac, sandbox: ctx.netns };
+      const result = attachmentResult(ctx.config, await tx.ipamAdd(), [iface], 0);
+      if (result.ips)
         await netlink.inNetns(ctx.netns, (ns) => configureInterface(ns, ctx.ifname, result, { index: 0 }));
-      }
-      if (c.dns && Object.keys(c.dns).length) result.dns = c.dns;
       return result;
-    } catch (e) {
-      try {
-        if (ipamDone) await ipamDel(ctx, c);
-        await move(ctx.netns, netlink.hostNetns, ctx.ifname, dev, null);
-      } catch (u) {
-        ctx.log(`host-device: rollback after failed ADD: ${String(u)}`);
-      }
-      throw e;
-    }
+    });
   }
 
   return {
@@ -192,37 +171,11 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
     parseConfig: (c) => parseHostDeviceConf(c),
     add,
     async check(ctx) {
-      const prev = ctx.config.prevResult;
-      if (!prev)
-        throw new CniError(
-          ErrorCode.InvalidNetworkConfig,
-          'prevResult: missing; CHECK needs the result of ADD',
-        );
-      if (ctx.config.ipam) await ipamCheck(ctx, ctx.config);
-      const idx = (prev.interfaces ?? []).findIndex((i) => i.name === ctx.ifname && i.sandbox === ctx.netns);
-      if (idx < 0)
-        throw new CniError(
-          ErrorCode.InvalidNetworkConfig,
-          `prevResult: no interface ${ctx.ifname} in ${ctx.netns}`,
-        );
-      await netlink.inNetns(ctx.netns, async (ns) => {
-        const l = await ns.findLink(ctx.ifname);
-        if (!l) throw new CniError(ErrorCode.Internal, `CHECK: ${ctx.ifname} is missing in ${ctx.netns}`);
-        const want = prev.interfaces?.[idx]?.mac;
-        if (want && want !== l.mac)
-          throw new CniError(
-            ErrorCode.Internal,
-            `CHECK: ${ctx.ifname} has MAC ${l.mac}, prevResult says ${want}`,
-          );
-        const ips = ipsOfInterface(prev, idx);
-        await checkInterfaceIps(ns, ctx.ifname, ips);
-        await checkRoutes(ns, prev.routes ?? [], ips);
-      });
+      await checkAttachment(ctx, netlink);
     },
     async del(ctx) {
       if (ctx.config.ipam) await ipamDel(ctx, ctx.config);
-      if (!ctx.netns || !(await netlink.netnsExists(ctx.netns))) return;
-      const link = await netlink.inNetns(ctx.netns, (ns) => ns.findLink(ctx.ifname));
+      const link = await inNetnsIfExists(netlink, ctx.netns, (ns) => ns.findLink(ctx.ifname));
       if (!link) return;
       if (!link.alias) {
         // Not moved in by us (no original name recorded): leave it rather than guess a host name.
@@ -233,11 +186,6 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
       }
       await move(ctx.netns, netlink.hostNetns, ctx.ifname, link.alias, null);
     },
-    async gc(ctx) {
-      if (ctx.config.ipam) await ipamGc(ctx, ctx.config, ctx.validAttachments);
-    },
-    async status(ctx) {
-      if (ctx.config.ipam) await ipamStatus(ctx, ctx.config);
-    },
+    ...ipamPassthrough(),
   };
 }

@@ -1,6 +1,14 @@
 // loopback: brings `lo` up in the container (ADD) and down again (DEL). Chained, it passes the
 // previous result through unchanged, like the reference.
-import { ALL_VERSIONS, CniError, ErrorCode, type Netlink, type PluginSpec, type Result } from 'cni-kit';
+import {
+  ALL_VERSIONS,
+  CniError,
+  ErrorCode,
+  inNetnsIfExists,
+  type Netlink,
+  type PluginSpec,
+  type Result,
+} from 'cni-kit';
 
 /** What the plugin needs from the outside world. */
 export interface LoopbackDeps {
@@ -36,8 +44,7 @@ export function createLoopbackPlugin({ netlink }: LoopbackDeps): PluginSpec {
     },
     async del(ctx) {
       // A container whose netns is already gone has no loopback left to take down.
-      if (!ctx.netns || !(await netlink.netnsExists(ctx.netns))) return;
-      await netlink.inNetns(ctx.netns, (ns) => ns.setLink('lo', { up: false }));
+      await inNetnsIfExists(netlink, ctx.netns, (ns) => ns.setLink('lo', { up: false }));
     },
   };
 }

@@ -1,21 +1,18 @@
 // ptp: a veth pair routed at L3. The container gets its address with only a /32 (/128) route to the
 // gateway, which lives on the host end of the veth; the host routes the container address to it.
 import {
+  addWithRollback,
+  attachmentResult,
   CniError,
-  checkInterfaceIps,
-  checkRoutes,
+  checkAttachment,
   configureInterface,
   createVethPair,
+  delAttachment,
   deleteLinkInNetns,
   ErrorCode,
   formatSubnet,
   type IptablesRunner,
-  ipamAdd,
-  ipamCheck,
-  ipamDel,
-  ipamGc,
-  ipamStatus,
-  ipsOfInterface,
+  ipamPassthrough,
   type Netlink,
   optBool,
   optInt,
@@ -57,12 +54,13 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
   const { netlink } = deps;
   const masq = deps.iptables ? { runner: deps.iptables } : {};
 
-  async function add(ctx: PluginContext<PtpConf>): Promise<Result> {
-    const conf = ctx.config;
-    const ipamResult = await ipamAdd(ctx, conf);
-    let linkMade = false;
-    try {
-      const ips = (ipamResult.ips ?? []).map((ip) => ({ ...ip, interface: 1 }));
+  const add = (ctx: PluginContext<PtpConf>): Promise<Result> =>
+    addWithRollback(ctx, 'ptp', async (tx) => {
+      const conf = ctx.config;
+      // The host end's entry is filled in once the veth exists; the IPs belong to the container end.
+      const container = { name: ctx.ifname, sandbox: ctx.netns };
+      const result = attachmentResult(conf, await tx.ipamAdd(), [{ name: '' }, container], 1);
+      const ips = result.ips ?? [];
       if (ips.length === 0) throw new CniError(ErrorCode.Internal, 'IPAM returned no address for ptp');
       for (const ip of ips) {
         if (!ip.gateway) {
@@ -91,15 +89,7 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
           }
         },
       });
-      linkMade = true;
-      const result: Result = {
-        ...ipamResult,
-        interfaces: [
-          { name: veth.host.name, mac: veth.host.mac },
-          { name: ctx.ifname, sandbox: ctx.netns },
-        ],
-        ips,
-      };
+      tx.onRollback(() => deleteLinkInNetns(netlink, ctx.netns, ctx.ifname));
       const ct = await netlink.inNetns(ctx.netns, async (ns) => {
         await configureInterface(ns, ctx.ifname, result, { index: 1 });
         for (const ip of ips) {
@@ -125,20 +115,12 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
         { name: veth.host.name, mac: veth.host.mac },
         { name: ctx.ifname, mac: ct.mac, sandbox: ctx.netns },
       ];
-      if (conf.ipMasq) for (const ip of ips) await setupIpMasq(ip.address, conf.name, ctx.containerId, masq);
-      if (conf.dns && Object.keys(conf.dns).length) result.dns = conf.dns;
-      return result;
-    } catch (e) {
-      try {
-        if (conf.ipMasq) await teardownIpMasq(conf.name, ctx.containerId, masq);
-        if (linkMade) await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
-        await ipamDel(ctx, conf);
-      } catch (u) {
-        ctx.log(`ptp: rollback after failed ADD: ${String(u)}`);
+      if (conf.ipMasq) {
+        tx.onRollback(() => teardownIpMasq(conf.name, ctx.containerId, masq));
+        for (const ip of ips) await setupIpMasq(ip.address, conf.name, ctx.containerId, masq);
       }
-      throw e;
-    }
-  }
+      return result;
+    });
 
   return {
     about: 'ptp (cni-kit): a routed veth pair per container',
@@ -146,47 +128,12 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
     parseConfig: (c) => parsePtpConf(c),
     add,
     async check(ctx) {
-      const prev = ctx.config.prevResult;
-      if (!prev)
-        throw new CniError(
-          ErrorCode.InvalidNetworkConfig,
-          'prevResult: missing; CHECK needs the result of ADD',
-        );
-      await ipamCheck(ctx, ctx.config);
-      const idx = (prev.interfaces ?? []).findIndex((i) => i.name === ctx.ifname && i.sandbox === ctx.netns);
-      if (idx < 0)
-        throw new CniError(
-          ErrorCode.InvalidNetworkConfig,
-          `prevResult: no interface ${ctx.ifname} in ${ctx.netns}`,
-        );
-      await netlink.inNetns(ctx.netns, async (ns) => {
-        const link = await ns.findLink(ctx.ifname);
-        if (link?.kind !== 'veth')
-          throw new CniError(
-            ErrorCode.Internal,
-            `CHECK: ${ctx.ifname} in ${ctx.netns} is missing or not a veth`,
-          );
-        const want = prev.interfaces?.[idx]?.mac;
-        if (want && want !== link.mac)
-          throw new CniError(
-            ErrorCode.Internal,
-            `CHECK: ${ctx.ifname} has MAC ${link.mac}, prevResult says ${want}`,
-          );
-        const ips = ipsOfInterface(prev, idx);
-        await checkInterfaceIps(ns, ctx.ifname, ips);
-        await checkRoutes(ns, prev.routes ?? [], ips);
-      });
+      await checkAttachment(ctx, netlink, { kind: 'veth' });
     },
     async del(ctx) {
-      await ipamDel(ctx, ctx.config);
-      await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
+      await delAttachment(ctx, netlink);
       if (ctx.config.ipMasq) await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
     },
-    async gc(ctx) {
-      await ipamGc(ctx, ctx.config, ctx.validAttachments);
-    },
-    async status(ctx) {
-      await ipamStatus(ctx, ctx.config);
-    },
+    ...ipamPassthrough(),
   };
 }

@@ -7,6 +7,7 @@ import {
   ALL_VERSIONS,
   CniError,
   ErrorCode,
+  inNetnsIfExists,
   type LinkSettings,
   type Netlink,
   optBool,
@@ -209,18 +210,16 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
       if (!existsSync(file)) return;
       try {
         const b = JSON.parse(readFileSync(file, 'utf8')) as Backup;
-        if (ctx.netns && (await netlink.netnsExists(ctx.netns))) {
-          await netlink.inNetns(ctx.netns, async (ns) => {
-            if (!(await ns.findLink(ctx.ifname))) return;
-            const s: LinkSettings = {};
-            if (b.mac) s.mac = b.mac;
-            if (b.promisc !== undefined) s.promisc = b.promisc;
-            if (b.mtu) s.mtu = b.mtu;
-            if (b.allmulti !== undefined) s.allmulti = b.allmulti;
-            if (b.txQLen !== undefined) s.txqlen = b.txQLen;
-            ns.setLink(ctx.ifname, s);
-          });
-        }
+        await inNetnsIfExists(netlink, ctx.netns, async (ns) => {
+          if (!(await ns.findLink(ctx.ifname))) return;
+          const s: LinkSettings = {};
+          if (b.mac) s.mac = b.mac;
+          if (b.promisc !== undefined) s.promisc = b.promisc;
+          if (b.mtu) s.mtu = b.mtu;
+          if (b.allmulti !== undefined) s.allmulti = b.allmulti;
+          if (b.txQLen !== undefined) s.txqlen = b.txQLen;
+          ns.setLink(ctx.ifname, s);
+        });
       } catch (e) {
         // DEL must succeed; a link that cannot be restored is about to be deleted anyway.
         ctx.log(`tuning: restoring ${ctx.ifname} failed: ${String(e)}`);

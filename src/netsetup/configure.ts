@@ -44,6 +44,8 @@ export interface ConfigureOptions {
   skipDadWait?: boolean;
   /** Routes to add instead of `result.routes` (ptp adds its own). */
   routes?: readonly Route[];
+  /** Announce the addresses (arp_notify, ndisc_notify for IPv6) so neighbours drop stale entries for a reused IP. */
+  announce?: boolean;
 }
 
 /**
@@ -70,6 +72,10 @@ export async function configureInterface(
   }
   const ips = ipsOfInterface(result, index);
   const v6 = ips.some((ip) => familyOf(ip.address) === 6);
+  if (opts.announce) {
+    ns.setSysctl(`net/ipv4/conf/${ifname}/arp_notify`, 1);
+    if (v6) ns.setSysctl(`net/ipv6/conf/${ifname}/ndisc_notify`, 1);
+  }
   if (v6) {
     ns.setSysctl(`net/ipv6/conf/${ifname}/disable_ipv6`, 0);
     ns.setSysctl(`net/ipv6/conf/${ifname}/keep_addr_on_down`, 1);

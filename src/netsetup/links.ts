@@ -84,19 +84,35 @@ export async function createVethPair(netlink: Netlink, opts: VethOptions): Promi
 }
 
 /**
+ * Runs `fn` in `netns` when that netns still exists and resolves to its value; resolves to
+ * undefined when there is no netns (not given, or the container is already gone), which DEL must
+ * treat as success.
+ */
+export async function inNetnsIfExists<T>(
+  netlink: Netlink,
+  netns: string,
+  fn: (ns: NetnsOps) => Promise<T> | T,
+): Promise<T | undefined> {
+  if (!netns || !(await netlink.netnsExists(netns))) return undefined;
+  try {
+    return await netlink.inNetns(netns, fn);
+  } catch (e) {
+    // The netns vanished between the check and the call: nothing left to do there.
+    if (isNotFound(e) && !(await netlink.netnsExists(netns))) return undefined;
+    throw e;
+  }
+}
+
+/**
  * Deletes `ifname` in `netns` in one batch; a missing netns or link is success, as DEL requires.
  * Returns false when the netns was already gone.
  */
 export async function deleteLinkInNetns(netlink: Netlink, netns: string, ifname: string): Promise<boolean> {
-  if (!netns || !(await netlink.netnsExists(netns))) return false;
-  try {
-    await netlink.inNetns(netns, (ns) => ns.deleteLink(ifname, { missingOk: true }));
+  const done = await inNetnsIfExists(netlink, netns, (ns) => {
+    ns.deleteLink(ifname, { missingOk: true });
     return true;
-  } catch (e) {
-    // The netns vanished between the check and the call: nothing left to delete.
-    if (isNotFound(e)) return false;
-    throw e;
-  }
+  });
+  return done ?? false;
 }
 
 /** The interface the default route leaves through (IPv4 first, then IPv6), as the reference picks a master. */
