@@ -33,7 +33,7 @@ import {
   removeDelegates,
   saveDelegates,
 } from './delegates.js';
-import { applyDefaultRoutes } from './routes.js';
+import { applyDefaultRoutes, recordDefaultRoutes } from './routes.js';
 
 type Ctx = PluginContext<MultusConf>;
 
@@ -127,6 +127,15 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
     const json = JSON.stringify(d.conf);
     if (isList(d)) await rt.delNetworkList(json, rtConf(ctx, d), { signal: ctx.signal });
     else await rt.delNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
+  }
+
+  /** Takes down attached delegates in reverse order; a failure is logged, the next one still runs. */
+  async function rollback(rt: CniRuntime, ctx: Ctx, attached: Delegate[]): Promise<void> {
+    for (const done of [...attached].reverse()) {
+      await delOne(rt, ctx, done).catch((e) =>
+        say(ctx, `multus: rollback DEL of ${done.name} failed: ${(e as Error).message}`),
+      );
+    }
   }
 
   async function kubeFor(ctx: Ctx, timeoutMs: number): Promise<KubeClient | undefined> {
@@ -263,11 +272,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
           results.push(toCurrentResult(r));
         } catch (err) {
           // Spec §7.2: stop at the first failure and take down what was attached, this one included.
-          for (const done of delegates.slice(0, i + 1).reverse()) {
-            await delOne(rt, ctx, done).catch((e) =>
-              say(ctx, `multus: rollback DEL of ${done.name} failed: ${(e as Error).message}`),
-            );
-          }
+          await rollback(rt, ctx, delegates.slice(0, i + 1));
           const e = CniError.from(err);
           throw new CniError(
             e.code,
@@ -277,7 +282,19 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
           );
         }
       }
-      if (gws.length) await applyDefaultRoutes(nl, ctx.netns, delegates, results);
+      if (gws.length) {
+        // The move and the cache records that describe it succeed together or ADD fails with
+        // nothing attached: a half-moved route would make every later CHECK fail.
+        try {
+          const changed = await applyDefaultRoutes(nl, ctx.netns, delegates, results);
+          await recordDefaultRoutes(rt.cache, ctx.containerId, delegates, results, changed);
+        } catch (err) {
+          await rollback(rt, ctx, delegates);
+          const e = CniError.from(err);
+          const owner = delegates.find((d) => d.defaultRoute) as Delegate;
+          throw new CniError(e.code, `${label(ctx, pod, owner)}: ${e.message}`, e.details, { cause: err });
+        }
+      }
 
       if (kube && pod && podObject) {
         const statuses: NetworkStatus[] = delegates.flatMap((d, i) =>

@@ -1,17 +1,32 @@
 // `default-route` in the selection annotation: the pod's default route(s) move to the attachment
 // that asks for them; every other attachment loses its default routes (and they leave its result).
-import type { Netlink, Result } from 'cni-kit';
+// The libcni cache files of the attachments that changed are rewritten to match, because CHECK
+// compares the netns with the cached result and DEL hands it to the plugins as prevResult.
+import {
+  CniError,
+  convertResult,
+  ErrorCode,
+  type Netlink,
+  NetlinkError,
+  type Result,
+  type ResultCache,
+} from 'cni-kit';
 import type { Delegate } from './delegates.js';
 
 const isDefault = (dst: string) => dst === '0.0.0.0/0' || dst === '::/0';
 
-/** Rewrites default routes inside `netns` and in `results` (index-aligned with `delegates`). */
+/**
+ * Rewrites default routes inside `netns` and in `results` (index-aligned with `delegates`);
+ * returns the indices whose result changed. A gateway the kernel refuses is a CniError naming
+ * the network, the interface and the gateway (code 7 when it is unreachable from that link).
+ */
 export async function applyDefaultRoutes(
   nl: Netlink,
   netns: string,
   delegates: Delegate[],
   results: Result[],
-): Promise<void> {
+): Promise<number[]> {
+  const before = results.map((r) => JSON.stringify(r?.routes ?? []));
   await nl.inNetns(netns, async (ns) => {
     const routes = await ns.routes();
     delegates.forEach((d, i) => {
@@ -32,12 +47,57 @@ export async function applyDefaultRoutes(
       if (res?.routes) res.routes = res.routes.filter((r) => !isDefault(r.dst));
     });
     await ns.flush();
-    delegates.forEach((d, i) => {
+    for (const [i, d] of delegates.entries()) {
       for (const gw of d.defaultRoute ?? []) {
         ns.addRoute({ dst: 'default', gw, dev: d.ifname }, { existsOk: true });
+        // One flush per gateway, so a refusal names the gateway that caused it.
+        try {
+          await ns.flush();
+        } catch (err) {
+          const e = CniError.from(err);
+          const unreachable = err instanceof NetlinkError && err.errno === 'ENETUNREACH';
+          throw new CniError(
+            unreachable ? ErrorCode.InvalidNetworkConfig : e.code,
+            `default-route: cannot route the pod's default traffic via ${gw} on ${d.ifname}: ${e.message}; the gateway must be an address in a subnet of ${d.ifname}`,
+            e.details,
+            { cause: err },
+          );
+        }
         const res = results[i];
         if (res) res.routes = [...(res.routes ?? []), { dst: gw.includes(':') ? '::/0' : '0.0.0.0/0', gw }];
       }
-    });
+    }
   });
+  return results.flatMap((r, i) => (JSON.stringify(r?.routes ?? []) === before[i] ? [] : [i]));
+}
+
+/**
+ * Writes the moved routes into the libcni cache record of each changed attachment (same record,
+ * result converted back to the network's own version, atomic rename), so a later CHECK compares
+ * the netns with what multus configured and DEL's prevResult is the truth.
+ */
+export async function recordDefaultRoutes(
+  cache: ResultCache,
+  containerId: string,
+  delegates: Delegate[],
+  results: Result[],
+  changed: number[],
+): Promise<void> {
+  for (const i of changed) {
+    const d = delegates[i] as Delegate;
+    const key = { networkName: String(d.conf.name), containerId, ifName: d.ifname };
+    const read = await cache.read(key);
+    if (read.status !== 'ok' || !read.record) {
+      throw new CniError(
+        ErrorCode.IOFailure,
+        `default-route: the cached result of network ${d.name} (${cache.path(key)}) is ${read.status === 'missing' ? 'missing' : 'unusable'} right after its ADD; check that nothing else writes to ${cache.dir}`,
+      );
+    }
+    const version =
+      typeof read.record.result?.cniVersion === 'string'
+        ? read.record.result.cniVersion
+        : String(d.conf.cniVersion);
+    const result = convertResult(results[i] as Result, version) as unknown as Record<string, unknown>;
+    await cache.write({ ...read.record, result });
+  }
 }

@@ -1,7 +1,18 @@
 // multus in Kubernetes mode against an in-process API server (test/helpers/fake-k8s.ts), with the
 // Go reference plugins attaching real interfaces in real network namespaces.
+// Over the 400-line guideline on purpose: every scenario shares one API server, its NADs and the
+// macvlan master set up once in beforeAll.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NETWORK_STATUS_ANNOTATION, type NetworkStatus, runPlugin } from 'cni-kit';
@@ -80,6 +91,17 @@ const macvlan = (octet: number, extra: Record<string, unknown> = {}) => ({
   },
   ...extra,
 });
+
+/** host-local lease files of one subnet that name this container. */
+function leasesOf(octet: number, id: string): string[] {
+  const dir = join(work, `ipam-${octet}`);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((net) =>
+    readdirSync(join(dir, net))
+      .filter((f) => /^\d/.test(f))
+      .filter((f) => readFileSync(join(dir, net, f), 'utf8').startsWith(id)),
+  );
+}
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), `${tag}-`));
@@ -233,6 +255,113 @@ describe('multus Kubernetes mode', () => {
       expect.objectContaining({ dst: '0.0.0.0/0' }),
     );
     expect((await call('DEL', conf(), ns, 'pc')).exitCode).toBe(0);
+  });
+
+  // The Go plugins' CHECK only asks "is there a default route"; ours also compares the gateway,
+  // so a stale cached result shows with ours and the blame shows with both.
+  for (const [variant, binDir, o3] of [
+    ['Go', GO, 7],
+    ['cni-kit', BIN_DIR, 8],
+  ] as const) {
+    it(`after a default-route move (${variant} plugins) CHECK passes against what is configured, fails when the moved route is gone, and DEL leaves nothing`, async (ctx) => {
+      need(ctx);
+      if (!existsSync(join(binDir, 'bridge'))) ctx.skip(`${binDir}/bridge is not built`);
+      const pod = `ph${o3}`;
+      const ns = netns(pod);
+      const gw = `10.${o2}.2.1`;
+      const br = `${tag}b${o3}`;
+      const net = `cluster-gw${o3}`;
+      // A cluster network whose result names its default route with a gateway, as most do.
+      api.putNad('kube-system', net, {
+        cniVersion: '1.0.0',
+        name: net,
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: br,
+            isDefaultGateway: true,
+            ipam: { type: 'host-local', subnet: `10.${o2}.${o3}.0/24`, dataDir: join(work, `ipam-${o3}`) },
+          },
+        ],
+      });
+      api.putPod({
+        metadata: {
+          name: pod,
+          namespace: 'default',
+          annotations: {
+            'k8s.v1.cni.cncf.io/networks': JSON.stringify([{ name: 'macvlan-conf', 'default-route': [gw] }]),
+          },
+        },
+      });
+      const c = conf({ clusterNetwork: net, binDir });
+      const id = `${tag}${pod}`;
+      try {
+        const add = await call('ADD', c, ns, pod);
+        expect(add.exitCode, add.stdout + add.stderr).toBe(0);
+        expect(ipIn(ns, 'route', 'show', 'default').trim()).toMatch(
+          new RegExp(`^default via ${gw.replaceAll('.', '\\.')} dev net1( linkdown)?$`),
+        );
+
+        // The libcni cache files describe the netns as it is: no default route left on eth0,
+        // the moved one on net1, each in its network's own version.
+        const results = join(work, 'multus', 'results');
+        const cached = (file: string) => JSON.parse(readFileSync(join(results, file), 'utf8')).result;
+        const cluster = cached(`${net}-${id}-eth0`);
+        const mv = cached(`macvlan-conf-${id}-net1`);
+        expect(cluster.cniVersion).toBe('1.0.0');
+        expect(mv.cniVersion).toBe('0.4.0');
+        expect(cluster.routes ?? []).not.toContainEqual(expect.objectContaining({ dst: '0.0.0.0/0' }));
+        expect(mv.routes).toContainEqual({ dst: '0.0.0.0/0', gw });
+
+        const check = await call('CHECK', c, ns, pod);
+        expect(check.exitCode, check.stdout + check.stderr).toBe(0);
+
+        // CHECK still compares: without the moved route the attachment that owns it is blamed.
+        ipIn(ns, 'route', 'del', 'default', 'via', gw, 'dev', 'net1');
+        const broken = await call('CHECK', c, ns, pod);
+        expect(broken.exitCode).toBe(1);
+        expect(JSON.parse(broken.stdout).msg).toMatch(
+          /type="macvlan".*(Expected Route|route to 0\.0\.0\.0\/0)/,
+        );
+        ipIn(ns, 'route', 'add', 'default', 'via', gw, 'dev', 'net1');
+
+        const del = await call('DEL', c, ns, pod);
+        expect(del.exitCode, del.stdout + del.stderr).toBe(0);
+        expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
+        expect(ipIn(ns, 'route', 'show', 'default')).toBe('');
+        expect(readdirSync(results).filter((f) => f.includes(id))).toEqual([]);
+        expect(existsSync(join(work, 'multus', id))).toBe(false);
+        for (const octet of [o3, 2]) expect(leasesOf(octet, id)).toEqual([]);
+      } finally {
+        spawnSync('ip', ['link', 'del', br]);
+      }
+    });
+  }
+
+  it('a default-route gateway the kernel refuses fails ADD with code 7 naming it, and nothing stays attached', async (ctx) => {
+    need(ctx);
+    const ns = netns('i');
+    const gw = `10.${o2}.99.1`;
+    api.putPod({
+      metadata: {
+        name: 'pi',
+        namespace: 'default',
+        annotations: {
+          'k8s.v1.cni.cncf.io/networks': JSON.stringify([{ name: 'macvlan-conf', 'default-route': [gw] }]),
+        },
+      },
+    });
+    const add = await call('ADD', conf(), ns, 'pi');
+    expect(add.exitCode).toBe(1);
+    const err = JSON.parse(add.stdout);
+    expect(err.code).toBe(7);
+    expect(err.msg).toContain(`[default/pi/`);
+    expect(err.msg).toContain(`default/macvlan-conf`);
+    expect(err.msg).toContain(`via ${gw} on net1`);
+    expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
+    const results = join(work, 'multus', 'results');
+    expect(readdirSync(results).filter((f) => f.includes(`${tag}pi`))).toEqual([]);
+    for (const octet of [1, 2]) expect(leasesOf(octet, `${tag}pi`)).toEqual([]);
   });
 
   it('refuses bad selections before attaching anything, with clear errors', async (ctx) => {

@@ -1,20 +1,32 @@
 // multus config fields (defaults, the comma-separated globalNamespaces, load errors) and delegate
 // planning without any network: order, interface naming, defaultNetworks and system namespaces.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   CniError,
+  convertResult,
   KubeApiError,
   type KubeClient,
+  memoryNetlink,
   type NetConf,
   type NetworkAttachmentDefinition,
+  type Result,
+  ResultCache,
   runPlugin,
+  toCurrentResult,
 } from 'cni-kit';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseMultusConf } from '../../examples/multus/config.js';
-import { loadDelegates, planDelegates, saveDelegates } from '../../examples/multus/delegates.js';
+import {
+  type Delegate,
+  loadDelegates,
+  planDelegates,
+  saveDelegates,
+} from '../../examples/multus/delegates.js';
 import { multusPlugin } from '../../examples/multus/plugin.js';
+import { applyDefaultRoutes, recordDefaultRoutes } from '../../examples/multus/routes.js';
 
 let dir = '';
 beforeAll(() => {
@@ -197,5 +209,122 @@ describe('readiness indicator file', () => {
     expect(JSON.parse(st.stdout)).toMatchObject({ code: 50 });
     writeFileSync(file, '');
     expect((await runPlugin(plugin, { env: env('STATUS'), stdin: conf })).exitCode).toBe(0);
+  });
+});
+
+describe('default-route move (simulated kernel)', () => {
+  const v4 = (i: number) => ({ cidr: `10.0.${i}.2/24`, gw: `10.0.${i}.1` });
+  const v6 = (i: number) => ({ cidr: `fd00:${i + 1}::2/64`, gw: `fd00:${i + 1}::1` });
+  const isDef = (dst: string) => dst === '0.0.0.0/0' || dst === '::/0';
+  const attachment = fc.record({
+    dual: fc.boolean(),
+    default4: fc.boolean(),
+    default6: fc.boolean(),
+    version: fc.constantFrom('0.4.0', '1.0.0', '1.1.0'),
+  });
+
+  it('leaves exactly the owner default routes in the netns, the results and the changed cache records', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(attachment, { minLength: 1, maxLength: 4 }),
+        fc.nat(3),
+        fc.constantFrom<Array<'4' | '6'>>(['4'], ['6'], ['4', '6']),
+        async (atts, ownerPick, fams) => {
+          const owner = ownerPick % atts.length;
+          const nl = memoryNetlink();
+          const netns = `/run/netns/dr${run}`;
+          const cacheDir = join(dir, `dr${run++}`);
+          nl.addNetns(netns);
+          const delegates: Delegate[] = [];
+          const results: Result[] = [];
+          await nl.inNetns(netns, (ns) => {
+            atts.forEach((a, i) => {
+              const ifname = `if${i}`;
+              nl.addPhysicalLink(ifname, { netns });
+              const routes: Result['routes'] = [{ dst: `192.168.${i}.0/24`, gw: v4(i).gw }];
+              ns.addAddress(ifname, v4(i).cidr);
+              if (a.dual) ns.addAddress(ifname, v6(i).cidr, { noDad: true });
+              if (a.default4) routes.push({ dst: '0.0.0.0/0', gw: v4(i).gw });
+              if (a.dual && a.default6) routes.push({ dst: '::/0', gw: v6(i).gw });
+              for (const r of routes) ns.addRoute({ dst: r.dst, gw: r.gw, dev: ifname, metric: 100 + i });
+              results.push({ cniVersion: '1.1.0', ips: [{ address: v4(i).cidr }], routes });
+              const gws =
+                i === owner
+                  ? fams.filter((f) => f === '4' || a.dual).map((f) => (f === '4' ? v4(i).gw : v6(i).gw))
+                  : [];
+              delegates.push({
+                conf: { cniVersion: a.version, name: `net${i}`, type: 'x' },
+                name: `ns/net${i}`,
+                ifname,
+                master: i === 0,
+                ...(gws.length ? { defaultRoute: gws } : {}),
+              });
+            });
+          });
+          const cache = new ResultCache(cacheDir);
+          for (const [i, d] of delegates.entries()) {
+            await cache.write({
+              containerId: 'c1',
+              ifName: d.ifname,
+              networkName: `net${i}`,
+              config: new Uint8Array(),
+              result: convertResult(results[i] as Result, atts[i]?.version ?? '') as unknown as Record<
+                string,
+                unknown
+              >,
+            });
+          }
+          const files = () =>
+            readdirSync(join(cacheDir, 'results')).map((f) =>
+              readFileSync(join(cacheDir, 'results', f), 'utf8'),
+            );
+          const before = files();
+
+          const changed = await applyDefaultRoutes(nl, netns, delegates, results);
+          await recordDefaultRoutes(cache, 'c1', delegates, results, changed);
+
+          const wanted = (delegates[owner]?.defaultRoute ?? []).map((gw) => ({ dev: `if${owner}`, gw }));
+          const inNs = nl
+            .inspect(netns)
+            .routes.filter((r) => isDef(r.dst))
+            .map((r) => ({ dev: r.dev, gw: r.gw }));
+          expect(inNs.sort((a, b) => String(a.gw).localeCompare(String(b.gw)))).toEqual(
+            [...wanted].sort((a, b) => a.gw.localeCompare(b.gw)),
+          );
+          const after = files();
+          atts.forEach((a, i) => {
+            const mine = (results[i]?.routes ?? []).filter((r) => isDef(r.dst)).map((r) => r.gw);
+            expect(mine).toEqual(i === owner ? (delegates[i]?.defaultRoute ?? []) : []);
+            expect(results[i]?.routes?.[0]).toEqual({ dst: `192.168.${i}.0/24`, gw: v4(i).gw });
+            // A record is rewritten only when its default routes differ from what ADD cached.
+            const had = [a.default4 && v4(i).gw, a.dual && a.default6 && v6(i).gw].filter(Boolean);
+            const touched = JSON.stringify(had) !== JSON.stringify(mine);
+            expect(changed.includes(i)).toBe(touched);
+            const rec = JSON.parse(after[i] as string).result;
+            expect(rec.cniVersion).toBe(a.version);
+            if (!touched) expect(after[i]).toBe(before[i]);
+            else expect(toCurrentResult(rec).routes).toEqual(results[i]?.routes);
+          });
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('a cache record gone between ADD and the move is an I/O error naming the file', async () => {
+    const cache = new ResultCache(join(dir, 'dr-missing'));
+    const d: Delegate = {
+      conf: { cniVersion: '1.0.0', name: 'gone', type: 'x' },
+      name: 'ns/gone',
+      ifname: 'net1',
+      master: false,
+    };
+    const err = await recordDefaultRoutes(cache, 'c1', [d], [{ cniVersion: '1.1.0', routes: [] }], [0]).catch(
+      (e) => e,
+    );
+    expect(err).toBeInstanceOf(CniError);
+    expect(err.code).toBe(5);
+    expect(err.message).toContain(join(dir, 'dr-missing', 'results', 'gone-c1-net1'));
   });
 });
