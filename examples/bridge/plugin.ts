@@ -37,9 +37,19 @@ import {
   teardownIpMasq,
   teardownMacSpoofCheck,
 } from 'cni-kit';
+import {
+  checkPortVlans,
+  dropDefaultVlans,
+  ensureVlanGateway,
+  parseVlanConf,
+  queuePortVlans,
+  type VlanConf,
+  vlanGatewayName,
+  wantsVlanFiltering,
+} from './vlan.js';
 
-/** The bridge plugin's own config fields. */
-export interface BridgeConf {
+/** The bridge plugin's own config fields (VLAN fields: see VlanConf). */
+export interface BridgeConf extends VlanConf {
   bridge: string;
   isGateway: boolean;
   isDefaultGateway: boolean;
@@ -48,7 +58,6 @@ export interface BridgeConf {
   mtu?: number;
   hairpinMode: boolean;
   promiscMode: boolean;
-  vlan?: number;
   macspoofchk: boolean;
 }
 
@@ -71,15 +80,21 @@ function parseBridgeConf(c: Record<string, unknown>): BridgeConf {
     hairpinMode: optBool(c, 'hairpinMode') ?? false,
     promiscMode: optBool(c, 'promiscMode') ?? false,
     macspoofchk: optBool(c, 'macspoofchk') ?? false,
+    ...parseVlanConf(c),
   };
   const mtu = optInt(c, 'mtu', 0, 65535, true);
   if (mtu !== undefined) conf.mtu = mtu;
-  const vlan = optInt(c, 'vlan', 0, 4094, true);
-  if (vlan !== undefined) conf.vlan = vlan;
   if (conf.bridge.length > 15)
     throw new CniError(
       ErrorCode.InvalidNetworkConfig,
       `bridge: ${JSON.stringify(conf.bridge)} is longer than 15 characters`,
+    );
+  // The reference only finds out when the kernel refuses the gateway link's name mid-ADD.
+  if (conf.vlan && conf.isGateway && vlanGatewayName(conf.bridge, conf.vlan).length > 15)
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `bridge: ${JSON.stringify(conf.bridge)} with vlan ${conf.vlan} needs a gateway interface named ${JSON.stringify(vlanGatewayName(conf.bridge, conf.vlan))}, longer than 15 characters`,
+      `use a bridge name of at most ${14 - String(conf.vlan).length} characters`,
     );
   return conf;
 }
@@ -105,17 +120,19 @@ function withGateways(result: Result, conf: BridgeConf): Result {
 }
 
 /**
- * Queues the gateway addresses for the bridge (given what it has now) and pins its MAC. A different
- * IPv4 address, or an overlapping IPv6 one, is an error unless forceAddress replaces it.
+ * Queues the gateway addresses for `target` (the bridge, or the VLAN's gateway link) given what it
+ * has now, and pins the bridge's MAC. A different IPv4 address, or an overlapping IPv6 one, is an
+ * error unless forceAddress replaces it.
  */
 function queueGatewayAddrs(
   ns: NetnsOps,
   conf: BridgeConf,
+  target: string,
   result: Result,
   have: Address[],
   brMac: string,
 ): void {
-  // Setting the MAC the bridge has now pins it; otherwise it follows its lowest port and changes
+  // Setting the MAC the bridge had pins it; otherwise it follows its lowest port and changes
   // when that container leaves, breaking the other containers' ARP entry for the gateway.
   ns.setLink(conf.bridge, { mac: brMac });
   for (const ip of result.ips ?? []) {
@@ -130,13 +147,13 @@ function queueGatewayAddrs(
         if (!conf.forceAddress) {
           throw new CniError(
             ErrorCode.Internal,
-            `bridge ${conf.bridge} already has address ${a.cidr}, which differs from the gateway address ${want}`,
+            `${target === conf.bridge ? 'bridge' : 'VLAN gateway'} ${target} already has address ${a.cidr}, which differs from the gateway address ${want}`,
             'set "forceAddress": true to replace it, or use another bridge',
           );
         }
-        ns.deleteAddress(conf.bridge, a.cidr, { missingOk: true });
+        ns.deleteAddress(target, a.cidr, { missingOk: true });
       }
-      ns.addAddress(conf.bridge, want, { existsOk: true, noDad: true });
+      ns.addAddress(target, want, { existsOk: true, noDad: true });
     }
     ns.setSysctl(subnet.family === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding', 1);
   }
@@ -149,6 +166,20 @@ const notABridge = (name: string, kind: string | undefined) =>
     'pick another bridge name',
   );
 
+const filteringOff = (bridge: string) =>
+  new CniError(
+    ErrorCode.Internal,
+    `bridge ${bridge} exists without vlan_filtering, so "vlan"/"vlanTrunk" would isolate nothing`,
+    `enable it (ip link set ${bridge} type bridge vlan_filtering 1) or use a bridge name that does not exist yet`,
+  );
+
+const noVlanFiltering = (conf: BridgeConf) =>
+  new CniError(
+    ErrorCode.Internal,
+    `${conf.vlan ? `vlan: ${conf.vlan}` : 'vlanTrunk'} needs bridge VLAN filtering, which this kernel does not have`,
+    'use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING, or drop "vlan"/"vlanTrunk"',
+  );
+
 /** Builds the bridge plugin over a netlink backend. */
 export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
   const { netlink } = deps;
@@ -158,13 +189,7 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
   // enslave with a read-back; then gateway addresses) and the container side one.
   async function add(ctx: PluginContext<BridgeConf>): Promise<Result> {
     const conf = ctx.config;
-    if (conf.vlan) {
-      throw new CniError(
-        ErrorCode.InvalidNetworkConfig,
-        `vlan: ${conf.vlan} needs bridge VLAN filtering, which this cni-kit netlink backend cannot configure yet`,
-        'remove "vlan" or use the reference bridge plugin for VLAN ports',
-      );
-    }
+    const vlans = wantsVlanFiltering(conf);
     const mac = requestedMac(conf, ctx.args);
     const host = netlink.open();
     return addWithRollback(ctx, 'bridge', async (tx) => {
@@ -175,7 +200,12 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         ...(mac ? { mac } : {}),
         before: (ns) => {
           ns.createLink(
-            { kind: 'bridge', name: conf.bridge, ...(conf.mtu ? { mtu: conf.mtu } : {}) },
+            {
+              kind: 'bridge',
+              name: conf.bridge,
+              ...(conf.mtu ? { mtu: conf.mtu } : {}),
+              ...(vlans ? { vlanFiltering: true } : {}),
+            },
             { existsOk: true },
           );
           ns.setLink(conf.bridge, { up: true, ...(conf.promiscMode ? { promisc: true } : {}) });
@@ -183,16 +213,22 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         after: (ns, name) => {
           ns.setLink(name, { master: conf.bridge, up: true });
           if (conf.hairpinMode) ns.setLink(name, { hairpin: true });
+          queuePortVlans(ns, name, conf);
         },
       }).catch(async (e) => {
         // Enslaving fails when a non-bridge link holds the name; say so instead of "invalid argument".
         const l = await host.findLink(conf.bridge).catch(() => undefined);
-        throw l && l.kind !== 'bridge' ? notABridge(conf.bridge, l.kind) : e;
+        if (l && l.kind !== 'bridge') throw notABridge(conf.bridge, l.kind);
+        if (vlans && !(await netlink.supportsBridgeVlans().catch(() => true))) throw noVlanFiltering(conf);
+        throw e;
       });
       // Only a veth we created may go: the container may already own an interface of that name.
       tx.onRollback(() => deleteLinkInNetns(netlink, ctx.netns, ctx.ifname));
       const br = veth.hostLinks.find((l) => l.name === conf.bridge);
       if (br?.kind !== 'bridge') throw notABridge(conf.bridge, br?.kind);
+      // An existing bridge keeps its settings; without filtering the port VLANs would isolate nothing.
+      if (vlans && br.vlanFiltering === false) throw filteringOff(conf.bridge);
+      if (vlans) await dropDefaultVlans(host, veth.host.name, conf);
       const interfaces: Interface[] = [
         { name: conf.bridge, mac: br.mac },
         { name: veth.host.name, mac: veth.host.mac },
@@ -213,9 +249,17 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         }
         return ns.getLink(ctx.ifname);
       });
+      let vlanGw: Interface | undefined;
       if (conf.isGateway) {
-        const have = await host.addresses({ link: conf.bridge });
-        queueGatewayAddrs(host, conf, result, have, br.mac);
+        let target = conf.bridge;
+        if (conf.vlan) {
+          const gw = await ensureVlanGateway(host, conf.bridge, { ...conf, vlan: conf.vlan }, veth.hostLinks);
+          vlanGw = { name: gw.name, mac: gw.mac };
+          target = gw.name;
+        }
+        const have = await host.addresses({ link: target });
+        // The bridge MAC is pinned on a VLAN too: the gateway link's port must not change it.
+        queueGatewayAddrs(host, conf, target, result, have, br.mac);
         await host.flush();
       }
       if (conf.ipMasq) {
@@ -227,7 +271,12 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         await setupMacSpoofCheck(veth.host.name, ct.mac, ctx.containerId, ctx.ifname, masq);
       }
       // Same key order as the reference: name, mac, sandbox.
-      result.interfaces = [...interfaces.slice(0, 2), { name: ctx.ifname, mac: ct.mac, sandbox: ctx.netns }];
+      // The VLAN gateway link comes last, as in the reference, so ips[].interface stays 2.
+      result.interfaces = [
+        ...interfaces.slice(0, 2),
+        { name: ctx.ifname, mac: ct.mac, sandbox: ctx.netns },
+        ...(vlanGw ? [vlanGw] : []),
+      ];
       return result;
     });
   }
@@ -261,6 +310,15 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
           `CHECK: the host end of ${ctx.ifname} is not a port of bridge ${conf.bridge}`,
         );
       }
+      if (!wantsVlanFiltering(conf)) return;
+      if (br.vlanFiltering === false) throw filteringOff(conf.bridge);
+      const bad = checkPortVlans(peer.name, await ns.bridgeVlans(peer.name), conf);
+      if (bad) throw new CniError(ErrorCode.Internal, `CHECK: ${bad}`);
+      if (conf.vlan && conf.isGateway && !(await ns.findLink(vlanGatewayName(conf.bridge, conf.vlan))))
+        throw new CniError(
+          ErrorCode.Internal,
+          `CHECK: the gateway link ${vlanGatewayName(conf.bridge, conf.vlan)} of VLAN ${conf.vlan} is missing`,
+        );
     });
   }
 

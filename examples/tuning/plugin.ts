@@ -157,8 +157,7 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
           if (set.mac) b.mac = before.mac;
           if (set.promisc !== undefined) b.promisc = before.promisc;
           if (set.mtu !== undefined) b.mtu = before.mtu;
-          // The netlink Link has no allmulti read-back; off is the kernel default for new links.
-          if (set.allmulti !== undefined) b.allmulti = false;
+          if (set.allmulti !== undefined) b.allmulti = before.allmulti;
           if (set.txqlen !== undefined) b.txQLen = before.txqlen;
           mkdirSync(c.dataDir, { recursive: true });
           writeFileSync(`${file}.tmp`, JSON.stringify(b));
@@ -196,6 +195,8 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
         if (set.mtu !== undefined && l.mtu !== set.mtu) diffs.push(`mtu ${l.mtu} != ${set.mtu}`);
         if (set.promisc !== undefined && l.promisc !== set.promisc)
           diffs.push(`promisc ${l.promisc} != ${set.promisc}`);
+        if (set.allmulti !== undefined && l.allmulti !== set.allmulti)
+          diffs.push(`allmulti ${l.allmulti} != ${set.allmulti}`);
         if (set.txqlen !== undefined && l.txqlen !== set.txqlen)
           diffs.push(`txQLen ${l.txqlen} != ${set.txqlen}`);
         if (diffs.length)

@@ -1,16 +1,25 @@
 // Our bridge binary in real network namespaces with our host-local IPAM: reachability, CHECK,
-// DEL (twice, and after the netns is gone), and the ipMasq chains it leaves in iptables.
+// DEL (twice, and after the netns is gone), the ipMasq chains it leaves in iptables, and bridge
+// VLANs where the kernel has VLAN filtering (a clear refusal where it has not).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { masqChainName, SPOOFCHK_TABLE, setupIpMasq, spoofChainName, teardownMacSpoofCheck } from 'cni-kit';
+import {
+  linuxNetlink,
+  masqChainName,
+  SPOOFCHK_TABLE,
+  setupIpMasq,
+  spoofChainName,
+  teardownMacSpoofCheck,
+} from 'cni-kit';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { execPlugin } from '../helpers/plugin.js';
 
 const tag = `pbr${process.pid % 100000}`;
 const net = `172.${16 + (process.pid % 16)}.41`;
 const bridge = `${tag}b`;
+const vlanBridge = `${tag}v`;
 const netnses: string[] = [];
 let work: string;
 
@@ -34,6 +43,8 @@ afterAll(async () => {
   await teardownMacSpoofCheck('c-s', 'eth0').catch(() => {});
   for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
   spawnSync('ip', ['link', 'del', bridge]);
+  spawnSync('ip', ['link', 'del', `${vlanBridge}.42`]);
+  spawnSync('ip', ['link', 'del', vlanBridge]);
   for (const cid of ['c-a', 'c-b', 'c-m']) {
     const chain = masqChainName(`${tag}net`, cid);
     spawnSync('sh', [
@@ -150,5 +161,56 @@ describe('bridge binary (real netns)', () => {
     const after = execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' });
     expect(after).not.toContain(chain);
     expect(existsSync(m)).toBe(false);
+  });
+
+  it('vlan: the port is an access port of a vlan_filtering bridge and reaches the VLAN gateway', async (ctx) => {
+    need(ctx);
+    if (!(await linuxNetlink().supportsBridgeVlans())) ctx.skip('kernel has no bridge VLAN filtering');
+    const v = newNetns('v');
+    const c = conf({ bridge: vlanBridge, vlan: 42, preserveDefaultVlan: false });
+    const add = execPlugin('bridge', env('ADD', 'c-v', v), c);
+    expect(add.status, add.stdout + add.stderr).toBe(0);
+    const res = add.json as { interfaces: Array<{ name: string }> };
+    const port = res.interfaces[1]?.name ?? '';
+    expect(res.interfaces[3]?.name).toBe(`${vlanBridge}.42`);
+    const details = JSON.parse(
+      execFileSync('ip', ['-j', '-d', 'link', 'show', vlanBridge], { encoding: 'utf8' }),
+    );
+    expect(details[0]?.linkinfo?.info_data?.vlan_filtering).toBe(1);
+    const shown = JSON.parse(
+      execFileSync('bridge', ['-j', 'vlan', 'show', 'dev', port], { encoding: 'utf8' }),
+    );
+    const vlans = (shown as Array<{ ifname: string; vlans: Array<{ vlan: number; flags?: string[] }> }>).find(
+      (e) => e.ifname === port,
+    )?.vlans;
+    expect(vlans).toEqual([{ vlan: 42, flags: ['PVID', 'Egress Untagged'] }]);
+    expect(ping(v, `${net}.1`)).toBe(0);
+    const check = execPlugin(
+      'bridge',
+      env('CHECK', 'c-v', v),
+      JSON.stringify({ ...JSON.parse(c), prevResult: add.json }),
+    );
+    expect(check.status, check.stdout).toBe(0);
+    expect(execPlugin('bridge', env('DEL', 'c-v', v), c).status).toBe(0);
+    expect(spawnSync('ip', ['link', 'show', port]).status).not.toBe(0);
+  });
+
+  it('vlan on a kernel without bridge VLAN filtering fails clearly and leaves nothing behind', async (ctx) => {
+    need(ctx);
+    if (await linuxNetlink().supportsBridgeVlans())
+      ctx.skip('kernel has bridge VLAN filtering (the success path is tested instead)');
+    const n = newNetns('n');
+    const add = execPlugin(
+      'bridge',
+      env('ADD', 'c-n', n),
+      conf({ bridge: vlanBridge, vlanTrunk: [{ id: 42 }] }),
+    );
+    expect(add.json).toMatchObject({
+      code: 999,
+      msg: 'vlanTrunk needs bridge VLAN filtering, which this kernel does not have',
+    });
+    const left = execFileSync('ip', ['-n', `${tag}-n`, '-o', 'link', 'show'], { encoding: 'utf8' });
+    expect(left.trim().split('\n')).toHaveLength(1);
+    expect(spawnSync('ip', ['link', 'show', vlanBridge]).status).not.toBe(0);
   });
 });

@@ -238,7 +238,10 @@ describe('tuning', () => {
     const ns = newNetns('tun');
     ip('link', 'add', `${tag}tu`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', nsName(ns));
     hostLinks.push(`${tag}tu`);
+    // allmulticast starts on, so a backup that assumed the kernel default (off) would restore wrongly.
+    ip('-n', nsName(ns), 'link', 'set', 'eth0', 'allmulticast', 'on');
     const before = ipj<JLink[]>('-n', nsName(ns), 'link', 'show', 'eth0')[0];
+    expect(before?.flags).toContain('ALLMULTI');
     const prevResult = {
       cniVersion: '1.0.0',
       interfaces: [{ name: 'eth0', mac: before?.address, sandbox: ns }],
@@ -252,6 +255,7 @@ describe('tuning', () => {
       promisc: true,
       txQLen: 500,
       mac: 'c2:00:00:00:00:99',
+      allmulti: false,
       dataDir: join(work, 'tuning'),
       prevResult,
     };
@@ -261,6 +265,7 @@ describe('tuning', () => {
     const l = ipj<JLink[]>('-n', nsName(ns), 'link', 'show', 'eth0')[0];
     expect(l).toMatchObject({ mtu: 1400, address: 'c2:00:00:00:00:99', txqlen: 500 });
     expect(l?.flags).toContain('PROMISC');
+    expect(l?.flags).not.toContain('ALLMULTI');
     const sysctl = execFileSync(
       'ip',
       ['netns', 'exec', nsName(ns), 'cat', '/proc/sys/net/ipv4/conf/eth0/arp_filter'],
@@ -270,11 +275,16 @@ describe('tuning', () => {
     expect(existsSync(join(work, 'tuning', `${tag}-c_eth0.json`))).toBe(true);
     const check = execPlugin('tuning', env('CHECK', ns), JSON.stringify({ ...conf, prevResult: add.json }));
     expect(check.status, check.stdout).toBe(0);
+    ip('-n', nsName(ns), 'link', 'set', 'eth0', 'allmulticast', 'on');
+    const drift = execPlugin('tuning', env('CHECK', ns), JSON.stringify({ ...conf, prevResult: add.json }));
+    expect(drift.json).toMatchObject({ code: 999, msg: expect.stringContaining('allmulti true != false') });
+    ip('-n', nsName(ns), 'link', 'set', 'eth0', 'allmulticast', 'off');
     const del = execPlugin('tuning', env('DEL', ns), JSON.stringify(conf));
     expect(del.status, del.stdout).toBe(0);
     const after = ipj<JLink[]>('-n', nsName(ns), 'link', 'show', 'eth0')[0];
     expect(after).toMatchObject({ mtu: before?.mtu, address: before?.address, txqlen: before?.txqlen });
     expect(after?.flags).not.toContain('PROMISC');
+    expect(after?.flags).toContain('ALLMULTI');
     expect(existsSync(join(work, 'tuning', `${tag}-c_eth0.json`))).toBe(false);
   });
 

@@ -1,4 +1,4 @@
-// bridge plugin logic on the in-memory netlink backend with in-process host-local IPAM.
+// bridge plugin logic on the in-memory netlink backend with in-process host-local IPAM (VLANs: plugins-bridge-vlan.test.ts).
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

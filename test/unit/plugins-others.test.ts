@@ -156,6 +156,39 @@ describe('tuning', () => {
     expect((await call(p, 'DEL', conf)).exitCode).toBe(0);
   });
 
+  it('backs up the live allmulti flag (either way), CHECKs it and restores it on DEL', async () => {
+    const p = createTuningPlugin({ netlink: nl, allowlistFile: join(work, 'none') });
+    for (const initial of [true, false]) {
+      await nl.inNetns(NS, (ns) => ns.setLink('eth0', { allmulti: initial }));
+      const dataDir = join(work, `tuning-allmulti-${initial}`);
+      const conf = {
+        cniVersion: '1.0.0',
+        name: 't',
+        type: 'tuning',
+        allmulti: !initial,
+        dataDir,
+        prevResult,
+      };
+      const out = await call(p, 'ADD', conf);
+      expect(out.exitCode, out.stdout).toBe(0);
+      expect(nl.inspect(NS).links.find((l) => l.name === 'eth0')?.allmulti).toBe(!initial);
+      expect(JSON.parse(readFileSync(join(dataDir, 'ctr1_eth0.json'), 'utf8'))).toEqual({
+        allmulti: initial,
+      });
+      expect((await call(p, 'CHECK', { ...conf, prevResult: out.json })).exitCode).toBe(0);
+      // Someone flips the flag behind our back: CHECK names it.
+      await nl.inNetns(NS, (ns) => ns.setLink('eth0', { allmulti: initial }));
+      const bad = await call(p, 'CHECK', { ...conf, prevResult: out.json });
+      expect(bad.json).toMatchObject({
+        code: 999,
+        msg: expect.stringContaining(`allmulti ${initial} != ${!initial}`),
+      });
+      await nl.inNetns(NS, (ns) => ns.setLink('eth0', { allmulti: !initial }));
+      expect((await call(p, 'DEL', conf)).exitCode).toBe(0);
+      expect(nl.inspect(NS).links.find((l) => l.name === 'eth0')?.allmulti).toBe(initial);
+    }
+  });
+
   it('needs prevResult, keeps sysctls under net., honours the allowlist', async () => {
     const allow = join(work, 'allow.conf');
     writeFileSync(allow, '# only arp\n^net\\.ipv4\\.conf\\.IFNAME\\.arp_.*\n');

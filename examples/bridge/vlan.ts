@@ -1,0 +1,177 @@
+// Bridge VLANs for the bridge plugin. `vlan` makes the container's bridge port an access port (the
+// VLAN is its PVID and leaves untagged), `vlanTrunk` makes it a trunk (the VLANs leave tagged); both
+// need vlan_filtering on the bridge, without which the kernel stores port VLANs but never enforces
+// them. A gateway on a VLAN cannot live on the bridge itself, so, as in the reference, it goes on a
+// host veth "<bridge>.<vlan>" whose peer is an access port of that VLAN.
+import {
+  type BridgeVlan,
+  CniError,
+  ErrorCode,
+  isExists,
+  type Link,
+  type NetnsOps,
+  optBool,
+  randomVethName,
+} from 'cni-kit';
+
+/** The VLAN part of the bridge config. */
+export interface VlanConf {
+  /** Access VLAN of the container's port (PVID, untagged); absent: none. */
+  vlan?: number;
+  /** Tagged VLANs of the container's port, ascending and unique; empty: not a trunk. */
+  vlanTrunk: number[];
+  /** Keep the VLANs a new port starts with (the bridge's default PVID); default true, as in the reference. */
+  preserveDefaultVlan: boolean;
+}
+
+const MAX_VID = 4094;
+
+const invalid = (msg: string, fix: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg, fix);
+
+function vid(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_VID)
+    throw invalid(
+      `${field}: ${JSON.stringify(value)} is not a VLAN ID`,
+      `use an integer from 1 to ${MAX_VID}`,
+    );
+  return value;
+}
+
+function parseTrunk(raw: unknown): number[] {
+  if (raw === undefined || raw === null) return [];
+  const example = 'write it as a list like [{"id": 10}, {"minID": 20, "maxID": 29}]';
+  if (!Array.isArray(raw)) throw invalid(`vlanTrunk: ${JSON.stringify(raw)} is not a list`, example);
+  const vids = new Set<number>();
+  raw.forEach((item: unknown, i) => {
+    const at = `vlanTrunk[${i}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item))
+      throw invalid(`${at}: ${JSON.stringify(item)} is not an object`, example);
+    const { id, minID, maxID } = item as Record<string, unknown>;
+    const hasMin = minID !== undefined && minID !== null;
+    const hasMax = maxID !== undefined && maxID !== null;
+    if (hasMin !== hasMax)
+      throw invalid(
+        `${at}: ${hasMin ? 'minID' : 'maxID'} is set without ${hasMin ? 'maxID' : 'minID'}`,
+        'a range needs both minID and maxID; a single VLAN is {"id": N}',
+      );
+    if (hasMin) {
+      const lo = vid(minID, `${at}.minID`);
+      const hi = vid(maxID, `${at}.maxID`);
+      if (lo > hi)
+        throw invalid(`${at}: minID ${lo} is greater than maxID ${hi}`, 'swap them or fix the range');
+      for (let v = lo; v <= hi; v++) vids.add(v);
+    }
+    if (id !== undefined && id !== null) vids.add(vid(id, `${at}.id`));
+    else if (!hasMin) throw invalid(`${at}: ${JSON.stringify(item)} names no VLAN`, example);
+  });
+  return [...vids].sort((a, b) => a - b);
+}
+
+/** Reads `vlan`, `vlanTrunk` and `preserveDefaultVlan`; a bad or conflicting value is code 7 naming the field. */
+export function parseVlanConf(c: Record<string, unknown>): VlanConf {
+  const conf: VlanConf = {
+    vlanTrunk: parseTrunk(c.vlanTrunk),
+    preserveDefaultVlan: optBool(c, 'preserveDefaultVlan') ?? true,
+  };
+  // 0 is the reference's "no VLAN", so it stays accepted.
+  if (c.vlan !== undefined && c.vlan !== null && c.vlan !== 0) conf.vlan = vid(c.vlan, 'vlan');
+  if (conf.vlan && conf.vlanTrunk.length)
+    throw invalid(
+      `vlan: ${conf.vlan} cannot be combined with vlanTrunk (VLANs ${conf.vlanTrunk.join(',')})`,
+      'a port is either an access port ("vlan") or a trunk ("vlanTrunk"); drop one of them',
+    );
+  return conf;
+}
+
+/** Whether the config puts the port in any VLAN, so the bridge needs vlan_filtering. */
+export const wantsVlanFiltering = (c: VlanConf): boolean => !!c.vlan || c.vlanTrunk.length > 0;
+
+/** The name of the host veth that carries the gateway address of VLAN `vlan` on `bridge`. */
+export const vlanGatewayName = (bridge: string, vlan: number): string => `${bridge}.${vlan}`;
+
+/** The VLANs a port must have for `conf`. */
+export function wantedPortVlans(conf: VlanConf): BridgeVlan[] {
+  if (conf.vlan) return [{ vid: conf.vlan, pvid: true, untagged: true }];
+  return conf.vlanTrunk.map((v) => ({ vid: v, pvid: false, untagged: false }));
+}
+
+/** Queues the port's VLANs (the access VLAN takes over the PVID; trunk VLANs are tagged). */
+export function queuePortVlans(ns: NetnsOps, port: string, conf: VlanConf): void {
+  for (const v of wantedPortVlans(conf))
+    ns.addBridgeVlan(port, v.vid, {
+      ...(v.pvid ? { pvid: true } : {}),
+      ...(v.untagged ? { untagged: true } : {}),
+    });
+}
+
+/**
+ * Without `preserveDefaultVlan`, removes the VLANs the port started with (read back, since the
+ * bridge's default PVID need not be 1) and flushes; otherwise does nothing.
+ */
+export async function dropDefaultVlans(ns: NetnsOps, port: string, conf: VlanConf): Promise<void> {
+  if (conf.preserveDefaultVlan) return;
+  const keep = new Set(wantedPortVlans(conf).map((v) => v.vid));
+  const extra = (await ns.bridgeVlans(port)).filter((v) => !keep.has(v.vid));
+  if (!extra.length) return;
+  for (const v of extra) ns.deleteBridgeVlan(port, v.vid, { missingOk: true });
+  await ns.flush();
+}
+
+/**
+ * The gateway link of the config's VLAN, created when missing: a host veth pair whose named end
+ * holds the gateway address and whose other end is an access port of the VLAN. It is shared by
+ * every container on that VLAN, so DEL and a failed ADD leave it, as they leave the bridge.
+ */
+export async function ensureVlanGateway(
+  host: NetnsOps,
+  bridge: string,
+  conf: VlanConf & { vlan: number; mtu?: number },
+  hostLinks: readonly Link[],
+): Promise<Link> {
+  const name = vlanGatewayName(bridge, conf.vlan);
+  const found = hostLinks.find((l) => l.name === name);
+  if (found) return found;
+  const port = randomVethName();
+  host.createLink({ kind: 'veth', name: port, peerName: name, ...(conf.mtu ? { mtu: conf.mtu } : {}) });
+  host.setLink(port, { master: bridge, up: true });
+  queuePortVlans(host, port, conf);
+  host.setLink(name, { up: true });
+  try {
+    const link = await host.getLink(name);
+    await dropDefaultVlans(host, port, conf);
+    return link;
+  } catch (e) {
+    // A concurrent ADD on the same VLAN made it first: use theirs.
+    const theirs = isExists(e) ? await host.findLink(name) : undefined;
+    if (theirs) return theirs;
+    // A half-configured gateway link would be picked up as-is by every later ADD on this VLAN. On
+    // EEXIST the pair was never made (and `port` may be someone else's link), so nothing to undo.
+    if (!isExists(e)) {
+      host.deleteLink(port, { missingOk: true });
+      await host.flush().catch(() => {});
+    }
+    throw e;
+  }
+}
+
+/** CHECK of a port's VLANs: the wanted ones with the right flags, and no others without preserveDefaultVlan. */
+export function checkPortVlans(
+  port: string,
+  have: readonly BridgeVlan[],
+  conf: VlanConf,
+): string | undefined {
+  const show = (v: BridgeVlan) => `${v.vid}${v.pvid ? ' PVID' : ''}${v.untagged ? ' untagged' : ' tagged'}`;
+  for (const want of wantedPortVlans(conf)) {
+    const got = have.find((v) => v.vid === want.vid);
+    if (!got) return `port ${port} is not in VLAN ${want.vid}`;
+    if (got.pvid !== want.pvid || got.untagged !== want.untagged)
+      return `port ${port} has VLAN ${show(got)}, config wants ${show(want)}`;
+  }
+  if (!conf.preserveDefaultVlan) {
+    const keep = new Set(wantedPortVlans(conf).map((v) => v.vid));
+    const extra = have.filter((v) => !keep.has(v.vid));
+    if (extra.length)
+      return `port ${port} is also in VLAN ${extra.map(show).join(', ')}, which preserveDefaultVlan: false removes`;
+  }
+  return undefined;
+}
