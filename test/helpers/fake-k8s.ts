@@ -1,12 +1,12 @@
-// An in-process Kubernetes API server with exactly the endpoints a multus-style delegator uses:
-// GET pod, PUT and PATCH of the pod status subresource (resourceVersion-checked PUT, merge /
-// strategic-merge / JSON patches, 409 when a write loses a race), GET and LIST
-// NetworkAttachmentDefinitions, and 401/404/409/415/422 Status objects shaped like the real
-// server's; plus GET/LIST/POST/PUT/PATCH/DELETE of whereabouts IPPools and
-// OverlappingRangeIPReservations. It serves HTTPS with a throwaway CA (as real API servers do, so
-// the client's CA handling is exercised) when openssl is present, else plain HTTP.
-// Over 400 lines on purpose: one server whose handlers share its stores; splitting it would only
-// spread the same state over several files.
+// The one in-process Kubernetes API server of the tests and benches. It serves exactly what the
+// SDK's clients call, with the real server's rules and Status bodies: GET of pods and merge /
+// strategic-merge PATCH of their status subresource (409 when a write loses a race); and for the
+// custom resources cni-kit uses (NetworkAttachmentDefinitions, whereabouts IPPools and
+// OverlappingRangeIPReservations) GET, LIST, POST, PUT and DELETE, where PUT must carry the
+// resourceVersion it read (422 without one, 409 when stale) and POST of an existing name is 409
+// AlreadyExists. Requests need the bearer token; 401 otherwise. It serves HTTPS with a throwaway
+// certificate (so clients' CA handling is exercised) when openssl is present.
+// Whatever it does not implement fails loudly (404, 405, 501) rather than being faked.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -14,14 +14,20 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { dump } from 'js-yaml';
 
 type Obj = Record<string, unknown> & {
+  spec?: unknown;
   metadata: Record<string, unknown> & {
     name: string;
     namespace?: string;
+    resourceVersion?: string;
     annotations?: Record<string, string>;
   };
 };
+
+/** What the handlers need of one request. */
+type Req = { method: string; contentType: string; body: unknown; res: ServerResponse };
 
 /** One request the server saw. */
 export interface SeenRequest {
@@ -40,22 +46,29 @@ export interface FakeK8s {
   /** Adds or replaces a pod; metadata.uid and resourceVersion are filled in. */
   putPod(pod: { metadata: { name: string; namespace: string; annotations?: Record<string, string> } }): void;
   getPod(namespace: string, name: string): Obj | undefined;
-  deletePod(namespace: string, name: string): void;
   /** Adds a NAD with `config` (JSON object or text; undefined = no spec). */
   putNad(namespace: string, name: string, config?: unknown, annotations?: Record<string, string>): void;
-  /** A whereabouts custom resource (`ippools` or `overlappingrangeipreservations`), if stored. */
-  getCustom(plural: string, namespace: string, name: string): Obj | undefined;
-  /** Every stored custom resource of a kind in a namespace. */
-  listCustom(plural: string, namespace: string): Obj[];
+  /**
+   * The live store of one resource (`pods`, `network-attachment-definitions`, `ippools`,
+   * `overlappingrangeipreservations`), keyed `<namespace>/<name>`.
+   */
+  objects(plural: string): Map<string, Obj>;
   /** The next N pod status writes fail with 409 as if someone else wrote first. */
   conflictNext(n: number): void;
-  /** Writes a kubeconfig pointing at this server and returns its path. */
-  writeKubeconfig(path: string, form?: 'json' | 'yaml'): string;
+  /** Writes a kubeconfig for this server (context namespace optional) and returns its path. */
+  writeKubeconfig(path: string, form?: 'json' | 'yaml', namespace?: string): string;
   close(): Promise<void>;
 }
 
 /** The bearer token the server accepts. */
 export const FAKE_K8S_TOKEN = 'fake-k8s-token';
+
+/** The custom resources served, `<group>/<version>/<plural>` to kind; anything else is 404. */
+const CUSTOM: Record<string, string> = {
+  'k8s.cni.cncf.io/v1/network-attachment-definitions': 'NetworkAttachmentDefinition',
+  'whereabouts.cni.cncf.io/v1alpha1/ippools': 'IPPool',
+  'whereabouts.cni.cncf.io/v1alpha1/overlappingrangeipreservations': 'OverlappingRangeIPReservation',
+};
 
 const JSON_TYPE = 'application/json';
 const MERGE_PATCH = 'application/merge-patch+json';
@@ -68,62 +81,41 @@ let tlsMaterial: { key: string; cert: string } | null | undefined;
 function serverTls(): { key: string; cert: string } | null {
   if (tlsMaterial !== undefined) return tlsMaterial;
   const dir = mkdtempSync(join(tmpdir(), `fakek8s${process.pid}-`));
+  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
   try {
-    const r = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=fake-kube-apiserver',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
+    const args = [
+      ...'req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2'.split(' '),
+      ...'-subj /CN=fake-kube-apiserver -addext subjectAltName=IP:127.0.0.1'.split(' '),
+    ];
+    const r = spawnSync('openssl', [...args, '-keyout', key, '-out', cert], { stdio: 'ignore' });
     tlsMaterial =
-      r.status === 0
-        ? {
-            key: readFileSync(join(dir, 'key.pem'), 'utf8'),
-            cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
-          }
-        : null;
+      r.status === 0 ? { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') } : null;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   return tlsMaterial;
 }
 
-function status(res: ServerResponse, code: number, reason: string, message: string): void {
-  res.writeHead(code, { 'Content-Type': JSON_TYPE });
-  res.end(
-    JSON.stringify({
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      message,
-      reason,
-      code,
-    }),
-  );
-}
-
 function send(res: ServerResponse, obj: unknown, code = 200): void {
   res.writeHead(code, { 'Content-Type': JSON_TYPE });
   res.end(JSON.stringify(obj));
 }
+
+function status(res: ServerResponse, code: number, reason: string, message: string): void {
+  send(
+    res,
+    { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code },
+    code,
+  );
+}
+
+const conflict = (res: ServerResponse, what: string) =>
+  status(
+    res,
+    409,
+    'Conflict',
+    `Operation cannot be fulfilled on ${what}: the object has been modified; please apply your changes to the latest version and try again`,
+  );
 
 async function readBody(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
@@ -146,76 +138,39 @@ function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
-/** RFC 6902 add/remove/replace/test on object paths; a failed test or bad path throws. */
-function jsonPatch(target: unknown, ops: unknown): unknown {
-  if (!Array.isArray(ops)) throw new Error('a JSON patch must be a list of operations');
-  const doc = structuredClone(target) as Record<string, unknown>;
-  for (const op of ops as Array<{ op: string; path: string; value?: unknown }>) {
-    const parts = op.path
-      .split('/')
-      .slice(1)
-      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-    const last = parts.pop();
-    if (last === undefined) throw new Error(`bad path ${op.path}`);
-    let at: Record<string, unknown> = doc;
-    for (const p of parts) {
-      const next = at[p];
-      if (!isObject(next)) throw new Error(`path ${op.path}: ${p} does not exist`);
-      at = next;
-    }
-    if (op.op === 'add' || op.op === 'replace') {
-      if (op.op === 'replace' && !(last in at)) throw new Error(`replace ${op.path}: no such key`);
-      at[last] = op.value;
-    } else if (op.op === 'remove') {
-      if (!(last in at)) throw new Error(`remove ${op.path}: no such key`);
-      delete at[last];
-    } else if (op.op === 'test') {
-      if (JSON.stringify(at[last]) !== JSON.stringify(op.value)) throw new Error(`test ${op.path} failed`);
-    } else throw new Error(`unsupported op ${op.op}`);
-  }
-  return doc;
-}
-
 /**
- * Applies a PATCH body the way the API server does for its content type; `strategic` says whether
- * the resource supports strategic merge (built-in kinds do, custom resources answer 415).
+ * Applies a PATCH of a pod as the API server does for its content type, or answers and returns
+ * undefined. Maps (annotations, labels) merge the same way under both merge flavours, and that is
+ * all cni-kit patches. A resourceVersion inside the patch is a precondition, as on the real server.
  */
-function applyPatch(
-  res: ServerResponse,
-  cur: Obj,
-  contentType: string,
-  body: unknown,
-  strategic: boolean,
-): Obj | undefined {
-  try {
-    // Maps (annotations, labels) merge the same way under both merge flavours; that is all a
-    // CNI plugin patches.
-    if (contentType === MERGE_PATCH || (strategic && contentType === STRATEGIC_PATCH))
-      return mergePatch(cur, body) as Obj;
-    if (contentType === JSON_PATCH) return jsonPatch(cur, body) as Obj;
-  } catch (e) {
-    status(res, 422, 'Invalid', `the patch could not be applied: ${(e as Error).message}`);
-    return undefined;
+function patchPod(res: ServerResponse, cur: Obj, ct: string, body: unknown, what: string) {
+  if (ct === JSON_PATCH)
+    return void status(res, 501, 'NotImplemented', `fake-k8s does not implement ${ct}; add it if needed`);
+  if (ct !== MERGE_PATCH && ct !== STRATEGIC_PATCH) {
+    const accepted = [JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH];
+    return void status(
+      res,
+      415,
+      'UnsupportedMediaType',
+      `the body of the request was in an unknown format - accepted media types include: ${accepted.join(', ')}`,
+    );
   }
-  status(
-    res,
-    415,
-    'UnsupportedMediaType',
-    `the body of the request was in an unknown format - accepted media types include: ${[JSON_PATCH, MERGE_PATCH, ...(strategic ? [STRATEGIC_PATCH] : [])].join(', ')}`,
-  );
-  return undefined;
+  const rv = (body as Obj | undefined)?.metadata?.resourceVersion;
+  if (rv !== undefined && rv !== cur.metadata.resourceVersion) return void conflict(res, what);
+  return mergePatch(cur, body) as Obj;
 }
 
 /** Starts the server on 127.0.0.1 with a random port (HTTPS when it can make a certificate). */
 export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8s> {
-  const pods = new Map<string, Obj>();
-  const nads = new Map<string, Obj>();
+  const stores = new Map<string, Map<string, Obj>>();
+  const objects = (plural: string) => {
+    const s = stores.get(plural) ?? new Map<string, Obj>();
+    stores.set(plural, s);
+    return s;
+  };
   const requests: SeenRequest[] = [];
-  /** whereabouts.cni.cncf.io custom resources, keyed `<plural>/<ns>/<name>`. */
-  const custom = new Map<string, Obj>();
   let version = 1;
-  let conflicts = 0;
-  const key = (ns: string, name: string) => `${ns}/${name}`;
+  let conflictsToInject = 0;
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -229,128 +184,63 @@ export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8
       ...(hasBody ? { contentType } : {}),
       ...(body !== undefined ? { body } : {}),
     });
-    if (req.headers.authorization !== `Bearer ${FAKE_K8S_TOKEN}`) {
-      status(res, 401, 'Unauthorized', 'Unauthorized');
-      return;
-    }
+    if (req.headers.authorization !== `Bearer ${FAKE_K8S_TOKEN}`)
+      return status(res, 401, 'Unauthorized', 'Unauthorized');
     if ((method === 'PUT' || method === 'POST') && contentType !== JSON_TYPE) {
-      status(
-        res,
-        415,
-        'UnsupportedMediaType',
-        `the body of the request was in an unknown format: ${contentType}`,
-      );
-      return;
+      const msg = `the body of the request was in an unknown format: ${contentType}`;
+      return status(res, 415, 'UnsupportedMediaType', msg);
     }
-    let m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/.exec(path);
-    if (m) {
-      const [, ns = '', name = '', sub] = m;
-      const pod = pods.get(key(ns, name));
-      if (!pod) return status(res, 404, 'NotFound', `pods "${name}" not found`);
-      if (method === 'GET' && !sub) return send(res, pod);
-      if ((method === 'PUT' || method === 'PATCH') && sub) {
-        const conflict = () =>
-          status(
-            res,
-            409,
-            'Conflict',
-            `Operation cannot be fulfilled on pods "${name}": the object has been modified; please apply your changes to the latest version and try again`,
-          );
-        if (conflicts > 0) {
-          // Someone else wrote first; a PATCH loses too once the server's own retries run out.
-          conflicts--;
-          pod.metadata.resourceVersion = String(++version);
-          return conflict();
-        }
-        let next: Obj | undefined;
-        if (method === 'PUT') {
-          next = body as Obj;
-          // Pods allow unconditional updates: only a resourceVersion that is present is checked.
-          const rv = next?.metadata?.resourceVersion;
-          if (rv !== undefined && rv !== '' && rv !== pod.metadata.resourceVersion) return conflict();
-        } else {
-          next = applyPatch(res, pod, contentType, body, true);
-          if (!next) return;
-          // A resourceVersion or uid inside a patch is a precondition, as on the real server.
-          const rv = (body as Obj | undefined)?.metadata?.resourceVersion;
-          if (rv !== undefined && rv !== pod.metadata.resourceVersion) return conflict();
-          const uid = (body as Obj | undefined)?.metadata?.uid;
-          if (uid !== undefined && uid !== pod.metadata.uid) {
-            return status(
-              res,
-              409,
-              'Conflict',
-              `Operation cannot be fulfilled on pods "${name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: ${pod.metadata.uid}`,
-            );
-          }
-        }
-        // The status subresource keeps spec but takes metadata annotations and status.
-        const stored: Obj = {
-          ...pod,
-          metadata: {
-            ...pod.metadata,
-            annotations: next.metadata?.annotations,
-            resourceVersion: String(++version),
-          },
-        };
-        if (next.status !== undefined) stored.status = next.status;
-        pods.set(key(ns, name), stored);
-        return send(res, stored);
-      }
-      return status(res, 405, 'MethodNotAllowed', `${method} not allowed`);
-    }
-    m =
-      /^\/apis\/k8s\.cni\.cncf\.io\/v1\/namespaces\/([^/]+)\/network-attachment-definitions(?:\/([^/]+))?$/.exec(
-        path,
-      );
-    if (m && method === 'GET') {
-      const [, ns = '', name] = m;
-      if (name === undefined) {
-        const items = [...nads.values()].filter((n) => n.metadata.namespace === ns);
-        return send(res, {
-          apiVersion: 'k8s.cni.cncf.io/v1',
-          kind: 'NetworkAttachmentDefinitionList',
-          metadata: { resourceVersion: String(version) },
-          items,
-        });
-      }
-      const nad = nads.get(key(ns, name));
-      if (!nad) {
-        return status(
-          res,
-          404,
-          'NotFound',
-          `network-attachment-definitions.k8s.cni.cncf.io "${name}" not found`,
-        );
-      }
-      return send(res, nad);
-    }
-    m =
-      /^\/apis\/whereabouts\.cni\.cncf\.io\/v1alpha1\/namespaces\/([^/]+)\/(ippools|overlappingrangeipreservations)(?:\/([^/]+))?$/.exec(
-        path,
-      );
-    if (m) return handleCustom(method, m[1] ?? '', m[2] ?? '', m[3], contentType, body, res);
+    const r: Req = { method, contentType, body, res };
+    const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/.exec(path);
+    if (pod) return handlePod(r, pod[1] ?? '', pod[2] ?? '', pod[3]);
+    const m = /^\/apis\/([^/]+\/[^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(path);
+    const kind = m && CUSTOM[`${m[1]}/${m[3]}`];
+    if (m && kind) return handleCustom(r, m[1] ?? '', kind, m[2] ?? '', m[3] ?? '', m[4]);
     status(res, 404, 'NotFound', 'the server could not find the requested resource');
   };
 
+  const handlePod = ({ method, contentType, body, res }: Req, ns: string, name: string, sub?: string) => {
+    const pod = objects('pods').get(`${ns}/${name}`);
+    if (!pod) return status(res, 404, 'NotFound', `pods "${name}" not found`);
+    if (method === 'GET' && !sub) return send(res, pod);
+    if (method !== 'PATCH' || !sub) return status(res, 405, 'MethodNotAllowed', `${method} not allowed`);
+    if (conflictsToInject > 0) {
+      // Someone else wrote first; a PATCH loses too once the server's own retries run out.
+      conflictsToInject--;
+      pod.metadata.resourceVersion = String(++version);
+      return conflict(res, `pods "${name}"`);
+    }
+    const next = patchPod(res, pod, contentType, body, `pods "${name}"`);
+    if (!next) return;
+    // The status subresource keeps spec but takes metadata annotations and status.
+    const stored: Obj = {
+      ...pod,
+      metadata: {
+        ...pod.metadata,
+        annotations: next.metadata?.annotations,
+        resourceVersion: String(++version),
+      },
+    };
+    if (next.status !== undefined) stored.status = next.status;
+    objects('pods').set(`${ns}/${name}`, stored);
+    send(res, stored);
+  };
+
   const handleCustom = (
-    method: string,
+    { method, body, res }: Req,
+    apiVersion: string,
+    kind: string,
     ns: string,
     plural: string,
     name: string | undefined,
-    contentType: string,
-    body: unknown,
-    res: ServerResponse,
   ) => {
-    const k = (n: string) => `${plural}/${ns}/${n}`;
-    const full = `${plural}.whereabouts.cni.cncf.io`;
+    const store = objects(plural);
+    const full = `${plural}.${apiVersion.split('/')[0]}`;
     if (name === undefined && method === 'GET') {
-      const items = [...custom.entries()]
-        .filter(([key]) => key.startsWith(`${plural}/${ns}/`))
-        .map(([, v]) => v);
+      const items = [...store.entries()].filter(([k]) => k.startsWith(`${ns}/`)).map(([, v]) => v);
       return send(res, {
-        apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
-        kind: plural === 'ippools' ? 'IPPoolList' : 'OverlappingRangeIPReservationList',
+        apiVersion,
+        kind: `${kind}List`,
         metadata: { resourceVersion: String(version) },
         items,
       });
@@ -360,24 +250,17 @@ export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8
       const n = obj?.metadata?.name;
       if (!n)
         return status(res, 422, 'Invalid', `${full} "": metadata.name: Required value: name is required`);
-      if (custom.has(k(n))) return status(res, 409, 'AlreadyExists', `${full} "${n}" already exists`);
-      const stored: Obj = {
-        ...obj,
-        metadata: {
-          ...obj.metadata,
-          namespace: ns,
-          uid: `uid-${plural}-${n}-${version}`,
-          resourceVersion: String(++version),
-        },
-      };
-      custom.set(k(n), stored);
+      if (store.has(`${ns}/${n}`)) return status(res, 409, 'AlreadyExists', `${full} "${n}" already exists`);
+      const meta = { ...obj.metadata, namespace: ns, uid: `uid-${plural}-${n}-${version}` };
+      const stored: Obj = { ...obj, metadata: { ...meta, resourceVersion: String(++version) } };
+      store.set(`${ns}/${n}`, stored);
       return send(res, stored, 201);
     }
-    const cur = name === undefined ? undefined : custom.get(k(name));
+    const cur = name === undefined ? undefined : store.get(`${ns}/${name}`);
     if (!cur || name === undefined) return status(res, 404, 'NotFound', `${full} "${name}" not found`);
     if (method === 'GET') return send(res, cur);
     if (method === 'DELETE') {
-      custom.delete(k(name));
+      store.delete(`${ns}/${name}`);
       return send(res, {
         kind: 'Status',
         apiVersion: 'v1',
@@ -386,40 +269,22 @@ export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8
         details: { name },
       });
     }
-    if (method === 'PUT' || method === 'PATCH') {
-      let next: Obj | undefined;
-      if (method === 'PUT') {
-        next = body as Obj;
-        // Custom resources allow no unconditional update: PUT must carry the version it read.
-        const rv = next?.metadata?.resourceVersion;
-        if (rv === undefined || rv === '') {
-          return status(
-            res,
-            422,
-            'Invalid',
-            `${full} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`,
-          );
-        }
-      } else {
-        next = applyPatch(res, cur, contentType, body, false);
-        if (!next) return;
-      }
-      if (next.metadata?.resourceVersion !== cur.metadata.resourceVersion) {
-        return status(
-          res,
-          409,
-          'Conflict',
-          `Operation cannot be fulfilled on ${full} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
-        );
-      }
-      const stored: Obj = {
-        ...next,
-        metadata: { ...next.metadata, namespace: ns, resourceVersion: String(++version) },
-      };
-      custom.set(k(name), stored);
-      return send(res, stored);
+    if (method !== 'PUT')
+      return status(res, 405, 'MethodNotAllowed', `fake-k8s does not implement ${method}`);
+    const next = body as Obj;
+    // Custom resources allow no unconditional update: PUT must carry the version it read.
+    const rv = next?.metadata?.resourceVersion;
+    if (rv === undefined || rv === '') {
+      const msg = `${full} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`;
+      return status(res, 422, 'Invalid', msg);
     }
-    return status(res, 405, 'MethodNotAllowed', `${method} not allowed`);
+    if (rv !== cur.metadata.resourceVersion) return conflict(res, `${full} "${name}"`);
+    const stored: Obj = {
+      ...next,
+      metadata: { ...next.metadata, namespace: ns, resourceVersion: String(++version) },
+    };
+    store.set(`${ns}/${name}`, stored);
+    send(res, stored);
   };
 
   const tls = opts.tls === false ? null : serverTls();
@@ -437,7 +302,7 @@ export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8
     requests,
     putPod(pod) {
       const ns = pod.metadata.namespace;
-      pods.set(key(ns, pod.metadata.name), {
+      objects('pods').set(`${ns}/${pod.metadata.name}`, {
         apiVersion: 'v1',
         kind: 'Pod',
         spec: { containers: [{ name: 'c', image: 'pause' }] },
@@ -450,10 +315,7 @@ export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8
         },
       });
     },
-    getPod: (ns, name) => pods.get(key(ns, name)),
-    deletePod: (ns, name) => {
-      pods.delete(key(ns, name));
-    },
+    getPod: (ns, name) => objects('pods').get(`${ns}/${name}`),
     putNad(ns, name, config, annotations) {
       const nad: Obj = {
         apiVersion: 'k8s.cni.cncf.io/v1',
@@ -463,57 +325,32 @@ export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8
       if (annotations) nad.metadata.annotations = annotations;
       if (config !== undefined)
         nad.spec = { config: typeof config === 'string' ? config : JSON.stringify(config) };
-      nads.set(key(ns, name), nad);
+      objects('network-attachment-definitions').set(`${ns}/${name}`, nad);
     },
-    getCustom: (plural, ns, name) => custom.get(`${plural}/${ns}/${name}`),
-    listCustom: (plural, ns) =>
-      [...custom.entries()].filter(([key]) => key.startsWith(`${plural}/${ns}/`)).map(([, v]) => v),
+    objects,
     conflictNext(n) {
-      conflicts = n;
+      conflictsToInject = n;
     },
-    writeKubeconfig(path, form = 'json') {
-      if (form === 'json') {
-        writeFileSync(
-          path,
-          JSON.stringify({
-            apiVersion: 'v1',
-            kind: 'Config',
-            clusters: [
-              {
-                name: 'fake',
-                cluster: { server: url, ...(caData ? { 'certificate-authority-data': caData } : {}) },
-              },
-            ],
-            users: [{ name: 'multus', user: { token: FAKE_K8S_TOKEN } }],
-            contexts: [{ name: 'fake-ctx', context: { cluster: 'fake', user: 'multus' } }],
-            'current-context': 'fake-ctx',
-          }),
-        );
-      } else {
-        writeFileSync(
-          path,
-          [
-            'apiVersion: v1',
-            'kind: Config',
-            'clusters:',
-            '- name: fake',
-            '  cluster:',
-            `    server: ${url}`,
-            ...(caData ? [`    certificate-authority-data: ${caData}`] : []),
-            'users:',
-            '- name: multus',
-            '  user:',
-            `    token: "${FAKE_K8S_TOKEN}"`,
-            'contexts:',
-            '- name: fake-ctx',
-            '  context:',
-            '    cluster: fake',
-            '    user: multus',
-            'current-context: fake-ctx',
-            '',
-          ].join('\n'),
-        );
-      }
+    writeKubeconfig(path, form = 'json', namespace) {
+      const config = {
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          {
+            name: 'fake',
+            cluster: { server: url, ...(caData ? { 'certificate-authority-data': caData } : {}) },
+          },
+        ],
+        users: [{ name: 'multus', user: { token: FAKE_K8S_TOKEN } }],
+        contexts: [
+          {
+            name: 'fake-ctx',
+            context: { cluster: 'fake', user: 'multus', ...(namespace ? { namespace } : {}) },
+          },
+        ],
+        'current-context': 'fake-ctx',
+      };
+      writeFileSync(path, form === 'json' ? JSON.stringify(config) : dump(config));
       return path;
     },
     close: () =>

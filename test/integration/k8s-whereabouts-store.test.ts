@@ -26,7 +26,7 @@ afterAll(async () => {
 
 const allocationsOf = (pool: string) =>
   (
-    (api.getCustom('ippools', 'kube-system', pool)?.spec ?? {}) as {
+    (api.objects('ippools').get(`kube-system/${pool}`)?.spec ?? {}) as {
       allocations?: Record<string, { id: string }>;
     }
   ).allocations ?? {};
@@ -46,7 +46,7 @@ describe('whereabouts Kubernetes datastore', () => {
     const r2 = await alloc.allocate(req);
     expect(r1.ips?.[0]?.address).toBe('10.60.0.1/28');
     expect(r2.ips).toEqual(r1.ips);
-    const pool = api.getCustom('ippools', 'kube-system', '10.60.0.0-28');
+    const pool = api.objects('ippools').get('kube-system/10.60.0.0-28');
     expect(pool?.spec).toEqual({
       range: '10.60.0.0/28',
       allocations: { '1': { id: 'c1', podref: 'default/p1', ifname: 'net1' } },
@@ -87,14 +87,14 @@ describe('whereabouts Kubernetes datastore', () => {
     const rb = await b.allocate({ containerId: 'b1', ifname: 'net1', podRef: 'default/b' });
     expect(ra.ips?.[0]?.address).toBe('10.60.2.1/29');
     expect(rb.ips?.[0]?.address).toBe('10.60.2.2/30');
-    const names = api
-      .listCustom('overlappingrangeipreservations', 'kube-system')
+    const names = [...api.objects('overlappingrangeipreservations').values()]
+      .filter((o) => o.metadata.namespace === 'kube-system')
       .map((o) => o.metadata.name)
       .filter((n) => n.startsWith('ov-'))
       .sort();
     expect(names).toEqual(['ov-10.60.2.1', 'ov-10.60.2.2']);
     await a.release({ containerId: 'a1', ifname: 'net1' });
-    expect(api.getCustom('overlappingrangeipreservations', 'kube-system', 'ov-10.60.2.1')).toBeUndefined();
+    expect(api.objects('overlappingrangeipreservations').get('kube-system/ov-10.60.2.1')).toBeUndefined();
   });
 });
 

@@ -1,36 +1,45 @@
 // The Kubernetes store speaks whereabouts' own IPPool format: a pool written by whereabouts is
 // honoured (its offsets stay taken, its containers can be deleted), and what we write is the
-// shape whereabouts reads. Runs against an in-process API server with real resourceVersion rules.
+// shape whereabouts reads. Runs against the in-process API server (test/helpers/fake-k8s.ts), which
+// keeps the real resourceVersion rules.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
-import { type FakeKubeApi, startFakeKubeApi } from '../helpers/kube-apiserver.js';
+import { openKubeApi } from '../../src/k8s/connect.js';
+import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
 const tmp = mkdtempSync(join(tmpdir(), `wbkube-${process.pid}-`));
-let api: FakeKubeApi;
+let api: FakeK8s;
 
 beforeAll(async () => {
-  api = await startFakeKubeApi();
+  // Plain HTTP: the client opens a connection per request, and a TLS handshake for each would
+  // dominate these runs (TLS is covered in k8s-whereabouts-store.test.ts).
+  api = await startFakeK8s({ tls: false });
 });
 afterAll(async () => {
   await api.close();
   rmSync(tmp, { recursive: true, force: true });
 });
 
+/** A kubeconfig whose context namespace is `ns`: each test keeps its objects there. */
+const kubeconfig = (ns: string) => api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
+
+/** Creates an IPPool through the API, as whereabouts would have. */
 async function seed(ns: string, name: string, spec: object): Promise<void> {
-  const res = await fetch(`${api.url}/apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/${ns}/ippools`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
-      kind: 'IPPool',
-      metadata: { name },
-      spec,
-    }),
+  const pools = (await openKubeApi(kubeconfig(ns))).customResources(
+    'whereabouts.cni.cncf.io',
+    'v1alpha1',
+    'ippools',
+  );
+  const created = await pools.create(ns, {
+    apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
+    kind: 'IPPool',
+    metadata: { name },
+    spec,
   });
-  expect(res.status).toBe(201);
+  expect(created.metadata.resourceVersion).toMatch(/^\d+$/);
 }
 
 describe('whereabouts Kubernetes store', () => {
@@ -51,7 +60,7 @@ describe('whereabouts Kubernetes store', () => {
         range: '10.20.0.0/24',
         network_name: 'blue',
         datastore: 'kubernetes',
-        kubernetes: { kubeconfig: api.kubeconfig(tmp, ns) },
+        kubernetes: { kubeconfig: kubeconfig(ns) },
       },
     });
     const r = await a.allocate({ containerId: 'new-c', ifname: 'net1', podRef: 'app/c' });
@@ -89,7 +98,7 @@ describe('whereabouts Kubernetes store', () => {
         range: 'fd00:20::/64',
         range_start: 'fd00:20::8000:0:0:5',
         datastore: 'kubernetes',
-        kubernetes: { kubeconfig: api.kubeconfig(tmp, ns) },
+        kubernetes: { kubeconfig: kubeconfig(ns) },
       },
     });
     const r = await a.allocate({ containerId: 'v6', ifname: 'eth0' });

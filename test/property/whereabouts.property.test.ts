@@ -10,7 +10,7 @@ import { formatIP, parseIP } from '../../src/ipam/ip.js';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
 import type { CniError } from '../../src/spec/errors.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
-import { type FakeKubeApi, startFakeKubeApi } from '../helpers/kube-apiserver.js';
+import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
 interface Gen {
   family: 4 | 6;
@@ -199,12 +199,14 @@ async function runModel(g: Gen, ops: Op[], store: Record<string, unknown>): Prom
 
 const tmp = mkdtempSync(join(tmpdir(), `wbprop-${process.pid}-`));
 let etcd: TestEtcd | undefined;
-let kube: FakeKubeApi | undefined;
+let kube: FakeK8s | undefined;
 let run = 0;
 
 beforeAll(async () => {
   if (hasEtcd()) etcd = await startEtcd('wbprop');
-  kube = await startFakeKubeApi();
+  // Plain HTTP: the client opens a connection per request, and a TLS handshake for each would
+  // dominate these many-request runs (TLS is covered in k8s-whereabouts-store.test.ts).
+  kube = await startFakeK8s({ tls: false });
 });
 afterAll(async () => {
   await etcd?.stop();
@@ -236,7 +238,8 @@ describe('whereabouts allocator properties', () => {
     await fc.assert(
       fc.asyncProperty(genConfig, genOps, async (g, ops) => {
         // One namespace per run keeps runs apart, as distinct clusters would be.
-        const kubeconfig = kube!.kubeconfig(tmp, `wbprop${run++}`);
+        const ns = `wbprop${run++}`;
+        const kubeconfig = kube!.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
         await runModel(g, ops, { datastore: 'kubernetes', kubernetes: { kubeconfig } });
       }),
       { numRuns: 30 },

@@ -302,7 +302,7 @@ describe('kubeconfig and client (client-node)', () => {
     expect((await pools.list('cr')).map((p) => p.metadata.name)).toEqual(['u-pool']);
     await pools.delete('cr', 'u-pool');
     expect(isKubeNotFound(await pools.get('cr', 'u-pool').catch((e: unknown) => e))).toBe(true);
-    expect(api.getCustom('ippools', 'cr', 'u-pool')).toBeUndefined();
+    expect(api.objects('ippools').get('cr/u-pool')).toBeUndefined();
   });
 });
 
