@@ -1,15 +1,6 @@
-import { CniError, confListFromConf, parseNetConf, parseNetConfList, validAttachments } from 'cni-kit';
+import { confListFromConf, parseNetConf, parseNetConfList, validAttachments } from 'cni-kit';
 import { describe, expect, it } from 'vitest';
-
-function cniError(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError');
-}
+import { cniErrorOf } from '../helpers/errors.js';
 
 describe('parseNetConf', () => {
   it('keeps unknown keys and defaults a missing cniVersion to 0.1.0', () => {
@@ -20,31 +11,31 @@ describe('parseNetConf', () => {
   });
 
   it('undecodable JSON is code 6 and quotes the input', () => {
-    const e = cniError(() => parseNetConf('{"name": '));
+    const e = cniErrorOf(() => parseNetConf('{"name": '));
     expect(e.code).toBe(6);
     expect(e.message).toMatch(/^error decoding network config:/);
     expect(e.details).toBe('{"name": ');
-    expect(cniError(() => parseNetConf('[1]')).message).toMatch(/must be a JSON object, got a list/);
+    expect(cniErrorOf(() => parseNetConf('[1]')).message).toMatch(/must be a JSON object, got a list/);
   });
 
   it('invalid configs are code 7 and name the path, the value and the fix', () => {
-    const e = cniError(() => parseNetConf('{"name":"n","type":"bridge","ipam":{"type":7}}'));
+    const e = cniErrorOf(() => parseNetConf('{"name":"n","type":"bridge","ipam":{"type":7}}'));
     expect(e.code).toBe(7);
     expect(e.message).toBe(
       'invalid network config: ipam.type: 7 must be a string; name the IPAM plugin, e.g. "host-local"',
     );
-    const missing = cniError(() => parseNetConf('{"name":"n"}'));
+    const missing = cniErrorOf(() => parseNetConf('{"name":"n"}'));
     expect(missing.message).toBe(
       "invalid network config: type: missing; set it to the plugin's binary name, without any '/'",
     );
-    const badName = cniError(() => parseNetConf('{"name":"-x","type":"t"}'));
+    const badName = cniErrorOf(() => parseNetConf('{"name":"-x","type":"t"}'));
     expect(badName.message).toMatch(/name: "-x" has an invalid format; use letters, digits/);
-    const slash = cniError(() => parseNetConf('{"name":"n","type":"../evil"}'));
+    const slash = cniErrorOf(() => parseNetConf('{"name":"n","type":"../evil"}'));
     expect(slash.message).toMatch(/type: "..\/evil" has an invalid format/);
   });
 
   it('reports every bad field: the first in msg, the rest in details', () => {
-    const e = cniError(() =>
+    const e = cniErrorOf(() =>
       parseNetConf('{"name":"n","type":"t","capabilities":{"ips":"yes"},"dns":{"search":"a"}}'),
     );
     expect(e.message).toMatch(/capabilities\.ips: "yes" must be a boolean/);
@@ -66,7 +57,7 @@ describe('parseNetConf', () => {
       '{"cniVersion":"0.2.0","name":"n","type":"t","prevResult":{"ip4":{"ip":"10.0.0.3/24"}}}',
     );
     expect(d.prevResult?.ips).toEqual([{ address: '10.0.0.3/24' }]);
-    const bad = cniError(() =>
+    const bad = cniErrorOf(() =>
       parseNetConf('{"cniVersion":"1.0.0","name":"n","type":"t","prevResult":{"ips":[{}]}}'),
     );
     expect(bad.code).toBe(7);
@@ -98,20 +89,20 @@ describe('parseNetConfList', () => {
       list({ disableCheck: 'TRUE', disableGC: false, loadOnlyInlinedPlugins: 'false' }),
     );
     expect([l.disableCheck, l.disableGC, l.loadOnlyInlinedPlugins]).toEqual([true, false, false]);
-    expect(cniError(() => parseNetConfList(list({ disableCheck: 'yes' }))).message).toMatch(
+    expect(cniErrorOf(() => parseNetConfList(list({ disableCheck: 'yes' }))).message).toMatch(
       /disableCheck: "yes" .*use true or false/,
     );
   });
 
   it('needs a name and a non-empty plugin list of typed plugins', () => {
-    expect(cniError(() => parseNetConfList('{"plugins":[{"type":"x"}]}')).message).toMatch(/name: missing/);
-    expect(cniError(() => parseNetConfList(list({ plugins: [] }))).message).toMatch(
+    expect(cniErrorOf(() => parseNetConfList('{"plugins":[{"type":"x"}]}')).message).toMatch(/name: missing/);
+    expect(cniErrorOf(() => parseNetConfList(list({ plugins: [] }))).message).toMatch(
       /plugins: \[\] must have at least 1 item/,
     );
-    expect(cniError(() => parseNetConfList(list({ plugins: [{ ipam: {} }] }))).message).toMatch(
+    expect(cniErrorOf(() => parseNetConfList(list({ plugins: [{ ipam: {} }] }))).message).toMatch(
       /plugins\[0\]\.type: missing/,
     );
-    expect(cniError(() => parseNetConfList('{"name":"n","loadOnlyInlinedPlugins":true}')).message).toMatch(
+    expect(cniErrorOf(() => parseNetConfList('{"name":"n","loadOnlyInlinedPlugins":true}')).message).toMatch(
       /loadOnlyInlinedPlugins is true/,
     );
     expect(parseNetConfList('{"name":"n"}').plugins).toEqual([]);

@@ -1,6 +1,5 @@
 // IP math, ranges and range sets: host-local's defaults, checks and error messages.
 import {
-  CniError,
   canonicalizeRange,
   canonicalizeRangeSet,
   checkRangeSetsDisjoint,
@@ -16,16 +15,7 @@ import {
 } from 'cni-kit';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-
-function errOf(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError');
-}
+import { cniErrorOf } from '../helpers/errors.js';
 
 describe('parseIP / formatIP', () => {
   it('parses v4 strictly, like Go (no leading zeros, no prefix, no zone)', () => {
@@ -43,7 +33,7 @@ describe('parseIP / formatIP', () => {
     ]) {
       expect(tryParseIP(bad), bad).toBeUndefined();
     }
-    const e = errOf(() => parseIP('10.1.2.3/24', 'ipam.gateway'));
+    const e = cniErrorOf(() => parseIP('10.1.2.3/24', 'ipam.gateway'));
     expect(e.code).toBe(7);
     expect(e.message).toContain('ipam.gateway');
     expect(e.message).toContain('10.1.2.3/24');
@@ -98,7 +88,7 @@ describe('CIDR and subnets', () => {
   });
 
   it('refuses host bits in a subnet and names the network to use', () => {
-    const e = errOf(() => parseSubnet('10.0.0.1/24', 'ipam.ranges[0][0].subnet'));
+    const e = cniErrorOf(() => parseSubnet('10.0.0.1/24', 'ipam.ranges[0][0].subnet'));
     expect(e.code).toBe(7);
     expect(e.message).toBe(
       'ipam.ranges[0][0].subnet: "10.0.0.1/24" has host bits set; for a /24 the network address is 10.0.0.0, use 10.0.0.0/24',
@@ -107,7 +97,7 @@ describe('CIDR and subnets', () => {
 
   it('refuses non-CIDR text with the expected form', () => {
     for (const bad of ['10.0.0.0', '10.0.0.0/33', '10.0.0.0/-1', 'x/8', '2001:db8::/129', '10.0.0.0/08']) {
-      expect(errOf(() => parseCIDR(bad, 'f')).message).toContain('CIDR');
+      expect(cniErrorOf(() => parseCIDR(bad, 'f')).message).toContain('CIDR');
     }
   });
 
@@ -143,7 +133,7 @@ describe('ranges (host-local defaults)', () => {
 
   it('refuses /31, /32, /127 and /128 with the smallest size that works', () => {
     for (const s of ['10.0.0.0/31', '10.0.0.1/32', '2001:db8::/127', '2001:db8::1/128']) {
-      const e = errOf(() => canonicalizeRange({ subnet: s }, 'ipam.ranges[0][0]'));
+      const e = cniErrorOf(() => canonicalizeRange({ subnet: s }, 'ipam.ranges[0][0]'));
       expect(e.message).toContain('too small to allocate from');
       expect(e.message).toMatch(/use a \/(30|126) or larger/);
     }
@@ -151,22 +141,22 @@ describe('ranges (host-local defaults)', () => {
   });
 
   it('refuses start, end and gateway outside the subnet, and start after end', () => {
-    const e1 = errOf(() =>
+    const e1 = cniErrorOf(() =>
       canonicalizeRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.1.5' }, 'ipam.ranges[0][0]'),
     );
     expect(e1.message).toBe(
       'ipam.ranges[0][0].rangeStart: "10.0.1.5" is not in subnet 10.0.0.0/24; pick an address inside it',
     );
     expect(
-      errOf(() => canonicalizeRange({ subnet: '10.0.0.0/24', gateway: '10.9.0.1' }, 'r')).message,
+      cniErrorOf(() => canonicalizeRange({ subnet: '10.0.0.0/24', gateway: '10.9.0.1' }, 'r')).message,
     ).toContain('r.gateway');
     expect(
-      errOf(() =>
+      cniErrorOf(() =>
         canonicalizeRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.9', rangeEnd: '10.0.0.3' }, 'r'),
       ).message,
     ).toContain('rangeStart 10.0.0.9 is after rangeEnd 10.0.0.3');
     expect(
-      errOf(() => canonicalizeRange({ subnet: '10.0.0.0/24', rangeEnd: 'fd00::1' }, 'r')).message,
+      cniErrorOf(() => canonicalizeRange({ subnet: '10.0.0.0/24', rangeEnd: 'fd00::1' }, 'r')).message,
     ).toContain('r.rangeEnd');
   });
 
@@ -179,7 +169,7 @@ describe('ranges (host-local defaults)', () => {
       's',
     );
     expect(formatRangeSet(ok)).toBe('10.0.0.10-10.0.0.20,10.0.0.21-10.0.0.30');
-    const e = errOf(() =>
+    const e = cniErrorOf(() =>
       canonicalizeRangeSet(
         [
           { subnet: '10.0.0.0/24', rangeStart: '10.0.0.10', rangeEnd: '10.0.0.20' },
@@ -191,17 +181,18 @@ describe('ranges (host-local defaults)', () => {
     expect(e.message).toContain('ipam.ranges[0][1]: range 10.0.0.20-10.0.0.30 overlaps ipam.ranges[0][0]');
     const a = canonicalizeRangeSet([{ subnet: '10.0.0.0/16' }], 'a');
     const b = canonicalizeRangeSet([{ subnet: '10.0.5.0/24' }], 'b');
-    expect(errOf(() => checkRangeSetsDisjoint([a, b], 'ranges')).message).toContain(
+    expect(cniErrorOf(() => checkRangeSetsDisjoint([a, b], 'ranges')).message).toContain(
       'range set 1 overlaps with range set 0',
     );
   });
 
   it('refuses empty and mixed-family sets', () => {
-    expect(errOf(() => canonicalizeRangeSet([], 'ipam.ranges[2]')).message).toContain(
+    expect(cniErrorOf(() => canonicalizeRangeSet([], 'ipam.ranges[2]')).message).toContain(
       'ipam.ranges[2]: empty range set',
     );
     expect(
-      errOf(() => canonicalizeRangeSet([{ subnet: '10.0.0.0/24' }, { subnet: 'fd00::/64' }], 's')).message,
+      cniErrorOf(() => canonicalizeRangeSet([{ subnet: '10.0.0.0/24' }, { subnet: 'fd00::/64' }], 's'))
+        .message,
     ).toContain('mixed address families');
   });
 

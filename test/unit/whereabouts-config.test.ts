@@ -9,7 +9,8 @@ import { formatIP } from '../../src/ipam/ip.js';
 import { isAllowed, nextAllowed } from '../../src/ipam/whereabouts/allocator.js';
 import { mergeIntervals, parseWhereaboutsConfig, subtract } from '../../src/ipam/whereabouts/config.js';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
-import { CniError } from '../../src/spec/errors.js';
+import type { CniError } from '../../src/spec/errors.js';
+import { cniErrorOf } from '../helpers/errors.js';
 
 const tmp = mkdtempSync(join(tmpdir(), `wbunit-${process.pid}-`));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -18,15 +19,9 @@ const ip4 = (v: bigint) => formatIP({ family: 4, value: v });
 const parse = (ipam: Record<string, unknown>) => parseWhereaboutsConfig({ type: 'whereabouts', ...ipam });
 
 function code7(fn: () => unknown, ...parts: RegExp[]): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CniError);
-    expect((err as CniError).code).toBe(7);
-    for (const p of parts) expect((err as CniError).message).toMatch(p);
-    return;
-  }
-  throw new Error('expected a CniError');
+  const err = cniErrorOf(fn);
+  expect(err.code).toBe(7);
+  for (const p of parts) expect(err.message).toMatch(p);
 }
 
 describe('whereabouts config', () => {

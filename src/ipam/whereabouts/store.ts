@@ -93,3 +93,32 @@ export function ascendingRuns(addresses: readonly bigint[], gap = 64n): bigint[]
   if (cur.length > 0) runs.push(cur);
   return runs;
 }
+
+/** The JSON record one address holds in the file and etcd stores. */
+interface StoredRecord {
+  ip: string;
+  pool: string;
+  id: string;
+  ifname: string;
+  podref?: string;
+}
+
+/** Encodes an allocation as the record stored for its address (compared byte-wise on release). */
+export function encodeAllocation(a: Allocation, ip: string): string {
+  const s: StoredRecord = { ip, pool: a.pool, id: a.containerId, ifname: a.ifname };
+  if (a.podRef !== undefined) s.podref = a.podRef;
+  return JSON.stringify(s);
+}
+
+/** Decodes a stored record for `address`; undefined when absent or unreadable (GC cleans those). */
+export function decodeAllocation(raw: string | null | undefined, address: bigint): Allocation | undefined {
+  if (!raw) return undefined;
+  try {
+    const s = JSON.parse(raw) as StoredRecord;
+    const a: Allocation = { address, pool: s.pool, containerId: s.id, ifname: s.ifname };
+    if (s.podref !== undefined) a.podRef = s.podref;
+    return a;
+  } catch {
+    return undefined;
+  }
+}

@@ -15,6 +15,8 @@ import {
   type Allocation,
   ascendingRuns,
   type ClaimOutcome,
+  decodeAllocation,
+  encodeAllocation,
   type PoolRef,
   type PoolSession,
   type Store,
@@ -34,32 +36,6 @@ export interface EtcdStoreOptions {
 }
 
 const hex = (a: bigint): string => a.toString(16).padStart(32, '0');
-
-interface Stored {
-  ip: string;
-  pool: string;
-  id: string;
-  ifname: string;
-  podref?: string;
-}
-
-function serialize(a: Allocation, ip: string): string {
-  const s: Stored = { ip, pool: a.pool, id: a.containerId, ifname: a.ifname };
-  if (a.podRef !== undefined) s.podref = a.podRef;
-  return JSON.stringify(s);
-}
-
-function parseStored(raw: string | null | undefined, address: bigint): Allocation | undefined {
-  if (!raw) return undefined;
-  try {
-    const s = JSON.parse(raw) as Stored;
-    const a: Allocation = { address, pool: s.pool, containerId: s.id, ifname: s.ifname };
-    if (s.podref !== undefined) a.podRef = s.podref;
-    return a;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Opens an etcd-backed store; etcd3 (and gRPC) load only here. */
 export async function openEtcdStore(
@@ -160,7 +136,7 @@ class EtcdSession implements PoolSession {
     const h = await this.c.get(indexKey).string();
     if (!h) return undefined;
     const address = BigInt(`0x${h}`);
-    return parseStored(await this.c.get(this.ipKey(address)).string(), address);
+    return decodeAllocation(await this.c.get(this.ipKey(address)).string(), address);
   }
 
   async byOwner(containerId: string, ifname: string): Promise<Allocation | undefined> {
@@ -179,7 +155,7 @@ class EtcdSession implements PoolSession {
     const ipKey = this.ipKey(a.address);
     const ownerKey = this.ownerKey(a.containerId, a.ifname);
     const puts = [
-      this.c.put(ipKey).value(serialize(a, this.format(a.address, this.ref.family))),
+      this.c.put(ipKey).value(encodeAllocation(a, this.format(a.address, this.ref.family))),
       this.c.put(ownerKey).value(hex(a.address)),
     ];
     if (a.podRef !== undefined) puts.push(this.c.put(this.podKey(a.podRef, a.ifname)).value(hex(a.address)));
@@ -210,12 +186,12 @@ class EtcdSession implements PoolSession {
     const ipKey = this.ipKey(prev.address);
     const newOwner = this.ownerKey(containerId, prev.ifname);
     const ops = [
-      this.c.put(ipKey).value(serialize(next, ip)),
+      this.c.put(ipKey).value(encodeAllocation(next, ip)),
       this.c.delete().key(this.ownerKey(prev.containerId, prev.ifname)),
       this.c.put(newOwner).value(hex(prev.address)),
     ];
     const res = await this.c
-      .if(ipKey, 'Value', '==', serialize(prev, ip))
+      .if(ipKey, 'Value', '==', encodeAllocation(prev, ip))
       .and(newOwner, 'Create', '==', 0)
       .then(...ops)
       .commit();
@@ -227,7 +203,7 @@ class EtcdSession implements PoolSession {
     const ipKey = this.ipKey(a.address);
     const ownerKey = this.ownerKey(a.containerId, a.ifname);
     const h = hex(a.address);
-    await this.c.if(ipKey, 'Value', '==', serialize(a, ip)).then(this.c.delete().key(ipKey)).commit();
+    await this.c.if(ipKey, 'Value', '==', encodeAllocation(a, ip)).then(this.c.delete().key(ipKey)).commit();
     await this.c.if(ownerKey, 'Value', '==', h).then(this.c.delete().key(ownerKey)).commit();
     if (a.podRef !== undefined) {
       const podKey = this.podKey(a.podRef, a.ifname);
@@ -268,7 +244,7 @@ class EtcdSession implements PoolSession {
     const all = await this.c.getAll().prefix(this.ipsPrefix).strings();
     const out: Allocation[] = [];
     for (const [k, v] of Object.entries(all)) {
-      const a = parseStored(v, BigInt(`0x${k.slice(this.ipsPrefix.length)}`));
+      const a = decodeAllocation(v, BigInt(`0x${k.slice(this.ipsPrefix.length)}`));
       if (a && a.pool === this.ref.pool) out.push(a);
     }
     return out;

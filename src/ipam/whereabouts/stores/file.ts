@@ -16,27 +16,21 @@ import { join } from 'node:path';
 import { createFileExclusiveSync, writeFileAtomicSync } from '../../../plugin/fs.js';
 import { type IPFamily, tryParseIP } from '../../ip.js';
 import { withFileLock } from '../../lock.js';
-import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
+import {
+  type Allocation,
+  type ClaimOutcome,
+  decodeAllocation,
+  encodeAllocation,
+  type PoolRef,
+  type PoolSession,
+  type Store,
+} from '../store.js';
 
 /** Options of the file store. */
 export interface FileStoreOptions {
   dir: string;
   /** fsync records before they become visible (default true; benches on tmpfs may turn it off). */
   fsync?: boolean;
-}
-
-interface Stored {
-  ip: string;
-  pool: string;
-  id: string;
-  ifname: string;
-  podref?: string;
-}
-
-function serialize(a: Allocation, ip: string): string {
-  const s: Stored = { ip, pool: a.pool, id: a.containerId, ifname: a.ifname };
-  if (a.podRef !== undefined) s.podref = a.podRef;
-  return JSON.stringify(s);
 }
 
 function readText(path: string): string | undefined {
@@ -113,16 +107,7 @@ class FileSession implements PoolSession {
   }
 
   private readRecord(address: bigint): Allocation | undefined {
-    const raw = readText(this.ipPath(address));
-    if (raw === undefined) return undefined;
-    try {
-      const s = JSON.parse(raw) as Stored;
-      const a: Allocation = { address, pool: s.pool, containerId: s.id, ifname: s.ifname };
-      if (s.podref !== undefined) a.podRef = s.podref;
-      return a;
-    } catch {
-      return undefined;
-    }
+    return decodeAllocation(readText(this.ipPath(address)), address);
   }
 
   private readVia(indexPath: string): Allocation | undefined {
@@ -146,7 +131,7 @@ class FileSession implements PoolSession {
   async claim(a: Allocation): Promise<ClaimOutcome> {
     const ip = this.ipText(a.address);
     const ipPath = this.ipPath(a.address);
-    if (!createFileExclusiveSync(ipPath, serialize(a, ip), this.atomic)) return { kind: 'taken' };
+    if (!createFileExclusiveSync(ipPath, encodeAllocation(a, ip), this.atomic)) return { kind: 'taken' };
     const ownerPath = this.ownerPath(a.containerId, a.ifname);
     for (let tries = 0; tries < 2; tries++) {
       if (createFileExclusiveSync(ownerPath, ip, this.atomic)) {
@@ -172,14 +157,14 @@ class FileSession implements PoolSession {
     return this.locked(async () => {
       const ip = this.ipText(prev.address);
       const ipPath = this.ipPath(prev.address);
-      if (readText(ipPath) !== serialize(prev, ip)) return false;
+      if (readText(ipPath) !== encodeAllocation(prev, ip)) return false;
       const next: Allocation = { ...prev, containerId };
       const newOwner = this.ownerPath(containerId, prev.ifname);
       if (!createFileExclusiveSync(newOwner, ip, this.atomic)) {
         if (await this.byOwner(containerId, prev.ifname)) return false;
         writeFileAtomicSync(newOwner, ip, this.atomic);
       }
-      writeFileAtomicSync(ipPath, serialize(next, ip), this.atomic);
+      writeFileAtomicSync(ipPath, encodeAllocation(next, ip), this.atomic);
       const oldOwner = this.ownerPath(prev.containerId, prev.ifname);
       if (readText(oldOwner) === ip) unlinkQuiet(oldOwner);
       return true;
@@ -190,7 +175,7 @@ class FileSession implements PoolSession {
     await this.locked(() => {
       const ip = this.ipText(a.address);
       const ipPath = this.ipPath(a.address);
-      if (readText(ipPath) === serialize(a, ip)) unlinkQuiet(ipPath);
+      if (readText(ipPath) === encodeAllocation(a, ip)) unlinkQuiet(ipPath);
       for (const p of [
         this.ownerPath(a.containerId, a.ifname),
         a.podRef !== undefined ? this.podPath(a.podRef, a.ifname) : undefined,
