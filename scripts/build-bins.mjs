@@ -108,6 +108,8 @@ await Promise.all([
       {
         entryPoints: [join(root, 'examples', type, 'main.ts')],
         banner: { js: '#!/usr/bin/env node' },
+        minify: true,
+        keepNames: true,
         alias: { 'cni-kit': join(root, 'src', 'index.ts') },
         plugins: [vendorExternal],
         // import() of a sidecar becomes require(): CommonJS sidecars then expose their named exports.
