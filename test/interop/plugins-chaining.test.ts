@@ -75,10 +75,28 @@ const linkOf = (ns: string) =>
     }>
   )[0];
 
+/**
+ * Removes the Go portmap's per-container DNAT rules and chains of this file's containers, so a test
+ * that fails before its DEL does not leave NAT rules on the host (portmap names them by container ID
+ * in a comment and jumps to a CNI-DN-<hash> chain).
+ */
+function removePortmapRules(prefix: string): void {
+  const rules =
+    spawnSync('iptables', ['-t', 'nat', '-S', 'CNI-HOSTPORT-DNAT'], { encoding: 'utf8' }).stdout ?? '';
+  for (const rule of rules.split('\n')) {
+    const chain = / -j (CNI-DN-[0-9a-f]+)/.exec(rule)?.[1];
+    if (!chain || !rule.includes(`id: \\"${prefix}`)) continue;
+    spawnSync('sh', ['-c', `iptables -t nat ${rule.replace(/^-A /, '-D ')}`]);
+    spawnSync('iptables', ['-t', 'nat', '-F', chain]);
+    spawnSync('iptables', ['-t', 'nat', '-X', chain]);
+  }
+}
+
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), `${tag}-`));
 });
 afterAll(() => {
+  removePortmapRules(tag);
   for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
   for (const b of bridges) spawnSync('ip', ['link', 'del', b]);
   if (work) rmSync(work, { recursive: true, force: true });
