@@ -1,74 +1,23 @@
 // bridge plugin VLANs (vlan, vlanTrunk, preserveDefaultVlan, the VLAN gateway link) on the in-memory
 // netlink backend with in-process host-local IPAM; the memory kernel has VLAN filtering unless told not to.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  type CniError,
-  type IptablesRunner,
-  type MemoryNetlink,
-  memoryNetlink,
-  type Netlink,
-  runPlugin,
-} from 'cni-kit';
+import { type CniError, type Netlink, runPlugin } from 'cni-kit';
 import fc from 'fast-check';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createBridgePlugin } from '../../examples/bridge/plugin.js';
 import { parseVlanConf } from '../../examples/bridge/vlan.js';
+import { bridgeHarness } from '../helpers/bridge-harness.js';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-let nl: MemoryNetlink;
-let calls: Array<{ cmd: string; stdin?: string }>;
-const fakeIptables: IptablesRunner = async (cmd, _args, stdin) => {
-  calls.push({ cmd, ...(stdin ? { stdin } : {}) });
-  return { code: 0, stdout: '', stderr: '' };
-};
-beforeEach(() => {
-  nl = memoryNetlink();
-  nl.addNetns('/var/run/netns/c1');
-  nl.addNetns('/var/run/netns/c2');
-  calls = [];
-});
-
-function conf(extra: Record<string, unknown> = {}, version = '1.0.0') {
-  const dataDir = mkdtempSync(join(tmpdir(), `plugins-bridge-vlan-unit-${process.pid}-`));
-  dirs.push(dataDir);
-  return {
-    cniVersion: version,
-    name: 'ubr',
-    type: 'bridge',
-    bridge: 'ubr0',
-    isGateway: true,
-    ipam: { type: 'host-local', subnet: '10.55.0.0/24', dataDir },
-    ...extra,
-  };
-}
-
-async function call(cmd: string, c: object, netns = '/var/run/netns/c1', cid = 'ctr1') {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: cid,
-    CNI_NETNS: netns,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: '/nonexistent',
-  };
-  return runPlugin(createBridgePlugin({ netlink: nl, iptables: fakeIptables }), {
-    env,
-    stdin: JSON.stringify(c),
-  });
-}
+const h = bridgeHarness('plugins-bridge-vlan-unit');
 
 describe('bridge VLANs (memory backend)', () => {
-  const vlansOf = (link: string) => nl.inNetns(undefined, (ns) => ns.bridgeVlans(link));
-  const hostLink = (name: string) => nl.inspect().links.find((l) => l.name === name);
+  const vlansOf = (link: string) => h.nl.inNetns(undefined, (ns) => ns.bridgeVlans(link));
+  const hostLink = (name: string) => h.nl.inspect().links.find((l) => l.name === name);
 
   it('vlan: access port (PVID, untagged) on a filtering bridge; gateway on <bridge>.<vlan>; CHECK sees drift', async () => {
-    const c = conf({ vlan: 100 });
-    const out = await call('ADD', c);
+    const c = h.conf({ vlan: 100 });
+    const out = await h.call('ADD', c);
     expect(out.exitCode, out.stdout).toBe(0);
     const r = JSON.parse(out.stdout);
     expect(hostLink('ubr0')).toMatchObject({ kind: 'bridge', vlanFiltering: true });
@@ -84,63 +33,63 @@ describe('bridge VLANs (memory backend)', () => {
     const gw = hostLink('ubr0.100');
     expect(gw).toMatchObject({ kind: 'veth', up: true, mac: r.interfaces[3].mac });
     expect(gw?.master).toBeUndefined();
-    const gwPort = hostLink(nl.inspect().links.find((l) => l.index === gw?.parentIndex)?.name ?? '');
+    const gwPort = hostLink(h.nl.inspect().links.find((l) => l.index === gw?.parentIndex)?.name ?? '');
     expect(gwPort?.master).toBe('ubr0');
     expect((await vlansOf(gwPort?.name ?? '')).find((v) => v.pvid)).toEqual({
       vid: 100,
       pvid: true,
       untagged: true,
     });
-    const addrs = await nl.inNetns(undefined, (ns) => ns.addresses());
+    const addrs = await h.nl.inNetns(undefined, (ns) => ns.addresses());
     expect(addrs.filter((a) => a.cidr === '10.55.0.1/24').map((a) => a.link)).toEqual(['ubr0.100']);
 
-    const chk = await call('CHECK', { ...c, prevResult: r });
+    const chk = await h.call('CHECK', { ...c, prevResult: r });
     expect(chk.exitCode, chk.stdout).toBe(0);
     // A second container on the VLAN shares the gateway link.
-    const second = await call('ADD', c, '/var/run/netns/c2', 'ctr2');
+    const second = await h.call('ADD', c, '/var/run/netns/c2', 'ctr2');
     expect(second.exitCode, second.stdout).toBe(0);
-    expect(nl.inspect().links.filter((l) => l.name.startsWith('ubr0.'))).toHaveLength(1);
-    expect(nl.inspect().links.filter((l) => l.master === 'ubr0')).toHaveLength(3);
+    expect(h.nl.inspect().links.filter((l) => l.name.startsWith('ubr0.'))).toHaveLength(1);
+    expect(h.nl.inspect().links.filter((l) => l.master === 'ubr0')).toHaveLength(3);
 
-    await nl.inNetns(undefined, (ns) => ns.addBridgeVlan(port, 1, { pvid: true, untagged: true }));
-    const drift = await call('CHECK', { ...c, prevResult: r });
+    await h.nl.inNetns(undefined, (ns) => ns.addBridgeVlan(port, 1, { pvid: true, untagged: true }));
+    const drift = await h.call('CHECK', { ...c, prevResult: r });
     expect(JSON.parse(drift.stdout)).toMatchObject({
       code: 999,
       msg: expect.stringContaining(`port ${port} has VLAN 100 untagged, config wants 100 PVID untagged`),
     });
-    await nl.inNetns(undefined, (ns) => ns.deleteBridgeVlan(port, 100));
-    expect(JSON.parse((await call('CHECK', { ...c, prevResult: r })).stdout).msg).toContain(
+    await h.nl.inNetns(undefined, (ns) => ns.deleteBridgeVlan(port, 100));
+    expect(JSON.parse((await h.call('CHECK', { ...c, prevResult: r })).stdout).msg).toContain(
       `port ${port} is not in VLAN 100`,
     );
 
-    expect((await call('DEL', c)).exitCode).toBe(0);
+    expect((await h.call('DEL', c)).exitCode).toBe(0);
     expect(hostLink(port)).toBeUndefined();
     // The shared gateway link stays, like the bridge.
     expect(hostLink('ubr0.100')).toBeDefined();
   });
 
   it('preserveDefaultVlan: false leaves only the configured VLANs on the port and the gateway port', async () => {
-    const c = conf({ vlan: 7, preserveDefaultVlan: false });
-    const out = await call('ADD', c);
+    const c = h.conf({ vlan: 7, preserveDefaultVlan: false });
+    const out = await h.call('ADD', c);
     expect(out.exitCode, out.stdout).toBe(0);
     const r = JSON.parse(out.stdout);
     expect(await vlansOf(r.interfaces[1].name)).toEqual([{ vid: 7, pvid: true, untagged: true }]);
     const gw = hostLink('ubr0.7');
-    const gwPort = nl.inspect().links.find((l) => l.index === gw?.parentIndex)?.name ?? '';
+    const gwPort = h.nl.inspect().links.find((l) => l.index === gw?.parentIndex)?.name ?? '';
     expect(await vlansOf(gwPort)).toEqual([{ vid: 7, pvid: true, untagged: true }]);
-    expect((await call('CHECK', { ...c, prevResult: r })).exitCode).toBe(0);
-    await nl.inNetns(undefined, (ns) => ns.addBridgeVlan(r.interfaces[1].name, 1));
-    expect(JSON.parse((await call('CHECK', { ...c, prevResult: r })).stdout).msg).toContain(
+    expect((await h.call('CHECK', { ...c, prevResult: r })).exitCode).toBe(0);
+    await h.nl.inNetns(undefined, (ns) => ns.addBridgeVlan(r.interfaces[1].name, 1));
+    expect(JSON.parse((await h.call('CHECK', { ...c, prevResult: r })).stdout).msg).toContain(
       'is also in VLAN 1 tagged, which preserveDefaultVlan: false removes',
     );
   });
 
   it('vlanTrunk: tagged VLANs from ids and ranges, gateway stays on the bridge', async () => {
-    const c = conf({
+    const c = h.conf({
       vlanTrunk: [{ id: 5 }, { minID: 10, maxID: 12 }, { id: 11 }],
       preserveDefaultVlan: false,
     });
-    const out = await call('ADD', c);
+    const out = await h.call('ADD', c);
     expect(out.exitCode, out.stdout).toBe(0);
     const r = JSON.parse(out.stdout);
     expect(hostLink('ubr0')?.vlanFiltering).toBe(true);
@@ -148,11 +97,13 @@ describe('bridge VLANs (memory backend)', () => {
       [5, 10, 11, 12].map((vid) => ({ vid, pvid: false, untagged: false })),
     );
     expect(r.interfaces).toHaveLength(3);
-    const addrs = await nl.inNetns(undefined, (ns) => ns.addresses({ link: 'ubr0' }));
+    const addrs = await h.nl.inNetns(undefined, (ns) => ns.addresses({ link: 'ubr0' }));
     expect(addrs.map((a) => a.cidr)).toEqual(['10.55.0.1/24']);
-    expect((await call('CHECK', { ...c, prevResult: r })).exitCode).toBe(0);
-    await nl.inNetns(undefined, (ns) => ns.deleteBridgeVlan(r.interfaces[1].name, 11));
-    expect(JSON.parse((await call('CHECK', { ...c, prevResult: r })).stdout).msg).toContain('not in VLAN 11');
+    expect((await h.call('CHECK', { ...c, prevResult: r })).exitCode).toBe(0);
+    await h.nl.inNetns(undefined, (ns) => ns.deleteBridgeVlan(r.interfaces[1].name, 11));
+    expect(JSON.parse((await h.call('CHECK', { ...c, prevResult: r })).stdout).msg).toContain(
+      'not in VLAN 11',
+    );
   });
 
   it('rejects bad VLAN config with code 7 naming the field and the fix', async () => {
@@ -170,28 +121,28 @@ describe('bridge VLANs (memory backend)', () => {
       [{ preserveDefaultVlan: 'no' }, 'preserveDefaultVlan'],
       [{ bridge: 'abcdefghijklm', vlan: 100 }, 'gateway interface named "abcdefghijklm.100"'],
     ] as const) {
-      const out = await call('ADD', conf(extra));
+      const out = await h.call('ADD', h.conf(extra));
       expect(out.exitCode).toBe(1);
       const e = JSON.parse(out.stdout);
       expect(e, JSON.stringify(extra)).toMatchObject({ code: 7, msg: expect.stringContaining(text) });
     }
     // Without a gateway the long name is fine: no gateway link is needed.
-    expect((await call('ADD', conf({ bridge: 'abcdefghijklm', vlan: 100, isGateway: false }))).exitCode).toBe(
-      0,
-    );
+    expect(
+      (await h.call('ADD', h.conf({ bridge: 'abcdefghijklm', vlan: 100, isGateway: false }))).exitCode,
+    ).toBe(0);
   });
 
   it('refuses an existing bridge without vlan_filtering and leaves nothing behind', async () => {
-    await nl.inNetns(undefined, (ns) => ns.createLink({ kind: 'bridge', name: 'ubr0' }));
-    const c = conf({ vlan: 30 });
-    const out = await call('ADD', c);
+    await h.nl.inNetns(undefined, (ns) => ns.createLink({ kind: 'bridge', name: 'ubr0' }));
+    const c = h.conf({ vlan: 30 });
+    const out = await h.call('ADD', c);
     expect(JSON.parse(out.stdout)).toMatchObject({
       code: 999,
       msg: expect.stringContaining('ubr0 exists without vlan_filtering'),
       details: expect.stringContaining('vlan_filtering 1'),
     });
-    expect(nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
-    expect(nl.inspect().links.filter((l) => l.kind === 'veth')).toEqual([]);
+    expect(h.nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
+    expect(h.nl.inspect().links.filter((l) => l.kind === 'veth')).toEqual([]);
     // The bridge is checked before IPAM runs, so no address was ever reserved.
     expect(existsSync(join(c.ipam.dataDir, 'ubr'))).toBe(false);
   });
@@ -200,10 +151,10 @@ describe('bridge VLANs (memory backend)', () => {
     // Fail the gateway port's VLAN step: the first addBridgeVlan is the container's port, the
     // second the gateway port's, which is turned into a deletion of a VLAN that is not there.
     let seen = 0;
-    const flaky: Netlink = Object.create(nl, {
+    const flaky: Netlink = Object.create(h.nl, {
       open: {
         value: (path?: string) => {
-          const ops = nl.open(path);
+          const ops = h.nl.open(path);
           return new Proxy(ops, {
             get(target, key) {
               if (key !== 'addBridgeVlan') return Reflect.get(target, key);
@@ -214,7 +165,7 @@ describe('bridge VLANs (memory backend)', () => {
         },
       },
     });
-    const c = conf({ vlan: 100 });
+    const c = h.conf({ vlan: 100 });
     const env = {
       CNI_COMMAND: 'ADD',
       CNI_CONTAINERID: 'ctr1',
@@ -225,25 +176,24 @@ describe('bridge VLANs (memory backend)', () => {
     const out = await runPlugin(createBridgePlugin({ netlink: flaky }), { env, stdin: JSON.stringify(c) });
     expect(out.exitCode).toBe(1);
     expect(hostLink('ubr0.100')).toBeUndefined();
-    expect(nl.inspect().links.filter((l) => l.kind === 'veth')).toEqual([]);
-    expect(nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
+    expect(h.nl.inspect().links.filter((l) => l.kind === 'veth')).toEqual([]);
+    expect(h.nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
     expect(readdirSync(join(c.ipam.dataDir, 'ubr')).filter((f) => /^\d/.test(f))).toEqual([]);
-    const ok = await call('ADD', c);
+    const ok = await h.call('ADD', c);
     expect(ok.exitCode, ok.stdout).toBe(0);
     const gw = hostLink('ubr0.100');
-    const gwPort = nl.inspect().links.find((l) => l.index === gw?.parentIndex)?.name ?? '';
+    const gwPort = h.nl.inspect().links.find((l) => l.index === gw?.parentIndex)?.name ?? '';
     expect((await vlansOf(gwPort)).find((v) => v.pvid)?.vid).toBe(100);
   });
 
   it('says clearly when the kernel has no bridge VLAN filtering', async () => {
-    nl = memoryNetlink({ bridgeVlans: false });
-    nl.addNetns('/var/run/netns/c1');
-    const out = await call('ADD', conf({ vlanTrunk: [{ id: 3 }] }));
+    h.reset({ bridgeVlans: false });
+    const out = await h.call('ADD', h.conf({ vlanTrunk: [{ id: 3 }] }));
     expect(JSON.parse(out.stdout)).toMatchObject({
       msg: 'vlanTrunk needs bridge VLAN filtering, which this kernel does not have',
     });
-    expect(nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
-    expect(nl.inspect().links.filter((l) => l.kind === 'veth')).toEqual([]);
+    expect(h.nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
+    expect(h.nl.inspect().links.filter((l) => l.kind === 'veth')).toEqual([]);
   });
 
   it('property: the trunk VLAN set is the union of ids and ranges; out-of-range IDs are code 7', () => {

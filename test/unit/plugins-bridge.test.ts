@@ -1,61 +1,15 @@
 // bridge plugin logic on the in-memory netlink backend with in-process host-local IPAM (VLANs: plugins-bridge-vlan.test.ts).
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type IptablesRunner, type MemoryNetlink, memoryNetlink, runPlugin } from 'cni-kit';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { createBridgePlugin } from '../../examples/bridge/plugin.js';
+import { describe, expect, it } from 'vitest';
+import { bridgeHarness } from '../helpers/bridge-harness.js';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-let nl: MemoryNetlink;
-let calls: Array<{ cmd: string; stdin?: string }>;
-const fakeIptables: IptablesRunner = async (cmd, _args, stdin) => {
-  calls.push({ cmd, ...(stdin ? { stdin } : {}) });
-  return { code: 0, stdout: '', stderr: '' };
-};
-beforeEach(() => {
-  nl = memoryNetlink();
-  nl.addNetns('/var/run/netns/c1');
-  nl.addNetns('/var/run/netns/c2');
-  calls = [];
-});
-
-function conf(extra: Record<string, unknown> = {}, version = '1.0.0') {
-  const dataDir = mkdtempSync(join(tmpdir(), `plugins-bridge-unit-${process.pid}-`));
-  dirs.push(dataDir);
-  return {
-    cniVersion: version,
-    name: 'ubr',
-    type: 'bridge',
-    bridge: 'ubr0',
-    isGateway: true,
-    ipam: { type: 'host-local', subnet: '10.55.0.0/24', dataDir },
-    ...extra,
-  };
-}
-
-async function call(cmd: string, c: object, netns = '/var/run/netns/c1', cid = 'ctr1') {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: cid,
-    CNI_NETNS: netns,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: '/nonexistent',
-  };
-  return runPlugin(createBridgePlugin({ netlink: nl, iptables: fakeIptables }), {
-    env,
-    stdin: JSON.stringify(c),
-  });
-}
+const h = bridgeHarness('plugins-bridge-unit');
 
 describe('bridge (memory backend)', () => {
   it('ADD builds bridge + veth, returns the reference layout, CHECK passes, DEL is idempotent', async () => {
-    const c = conf({ isDefaultGateway: true });
-    const out = await call('ADD', c);
+    const c = h.conf({ isDefaultGateway: true });
+    const out = await h.call('ADD', c);
     expect(out.exitCode, out.stdout).toBe(0);
     const r = JSON.parse(out.stdout);
     expect(r.interfaces.map((i: { name: string }) => i.name)).toEqual([
@@ -66,37 +20,37 @@ describe('bridge (memory backend)', () => {
     expect(r.interfaces[2].sandbox).toBe('/var/run/netns/c1');
     expect(r.ips).toEqual([{ address: '10.55.0.2/24', gateway: '10.55.0.1', interface: 2 }]);
     expect(r.routes).toEqual([{ dst: '0.0.0.0/0', gw: '10.55.0.1' }]);
-    const host = nl.inspect();
+    const host = h.nl.inspect();
     const br = host.links.find((l) => l.name === 'ubr0');
     expect(br?.kind).toBe('bridge');
     expect(r.interfaces[0].mac).toBe(br?.mac);
     expect(host.links.find((l) => l.name === r.interfaces[1].name)?.master).toBe('ubr0');
-    const gwAddrs = await nl.inNetns(undefined, (ns) => ns.addresses({ link: 'ubr0' }));
+    const gwAddrs = await h.nl.inNetns(undefined, (ns) => ns.addresses({ link: 'ubr0' }));
     expect(gwAddrs.map((a) => a.cidr)).toEqual(['10.55.0.1/24']);
-    const ct = nl.inspect('/var/run/netns/c1');
+    const ct = h.nl.inspect('/var/run/netns/c1');
     expect(ct.links.find((l) => l.name === 'eth0')?.mac).toBe(r.interfaces[2].mac);
     expect(ct.routes.some((rt) => rt.dst === '0.0.0.0/0' && rt.gw === '10.55.0.1')).toBe(true);
 
-    const chk = await call('CHECK', { ...c, prevResult: r });
+    const chk = await h.call('CHECK', { ...c, prevResult: r });
     expect(chk.exitCode, chk.stdout).toBe(0);
     // CHECK notices a removed address.
-    await nl.inNetns('/var/run/netns/c1', (ns) => ns.deleteAddress('eth0', '10.55.0.2/24'));
-    const bad = await call('CHECK', { ...c, prevResult: r });
+    await h.nl.inNetns('/var/run/netns/c1', (ns) => ns.deleteAddress('eth0', '10.55.0.2/24'));
+    const bad = await h.call('CHECK', { ...c, prevResult: r });
     expect(bad.exitCode).toBe(1);
     expect(JSON.parse(bad.stdout).msg).toContain('10.55.0.2/24');
 
-    expect((await call('DEL', c)).exitCode).toBe(0);
-    expect(nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
-    expect(nl.inspect().links.some((l) => l.name === r.interfaces[1].name)).toBe(false);
+    expect((await h.call('DEL', c)).exitCode).toBe(0);
+    expect(h.nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
+    expect(h.nl.inspect().links.some((l) => l.name === r.interfaces[1].name)).toBe(false);
     // The address is free again: the IPAM dir holds no reservation file.
     expect(readdirSync(join(c.ipam.dataDir, 'ubr')).filter((f) => /^\d/.test(f))).toEqual([]);
-    expect((await call('DEL', c)).exitCode).toBe(0);
+    expect((await h.call('DEL', c)).exitCode).toBe(0);
     // DEL with the netns gone and no CNI_NETNS succeeds too.
-    expect((await call('DEL', c, '')).exitCode).toBe(0);
+    expect((await h.call('DEL', c, '')).exitCode).toBe(0);
   });
 
   it.each(['0.3.1', '0.4.0', '1.0.0', '1.1.0'])('speaks cniVersion %s', async (v) => {
-    const out = await call('ADD', conf({}, v));
+    const out = await h.call('ADD', h.conf({}, v));
     expect(out.exitCode, out.stdout).toBe(0);
     const r = JSON.parse(out.stdout);
     expect(r.cniVersion).toBe(v);
@@ -106,57 +60,57 @@ describe('bridge (memory backend)', () => {
 
   it('rolls back the veth and the address when ADD fails late', async () => {
     // A different address on the bridge without forceAddress makes the gateway step fail after IPAM.
-    await nl.inNetns(undefined, (ns) => {
+    await h.nl.inNetns(undefined, (ns) => {
       ns.createLink({ kind: 'bridge', name: 'ubr0' });
       ns.addAddress('ubr0', '192.168.77.1/24');
     });
-    const c = conf();
-    const out = await call('ADD', c);
+    const c = h.conf();
+    const out = await h.call('ADD', c);
     expect(out.exitCode).toBe(1);
     expect(JSON.parse(out.stdout).msg).toMatch(/192\.168\.77\.1\/24.*10\.55\.0\.1\/24/);
-    expect(nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
-    expect(nl.inspect().links.filter((l) => l.kind === 'veth')).toEqual([]);
+    expect(h.nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
+    expect(h.nl.inspect().links.filter((l) => l.kind === 'veth')).toEqual([]);
     expect(readdirSync(join(c.ipam.dataDir, 'ubr')).filter((f) => /^\d/.test(f))).toEqual([]);
     // forceAddress replaces the stray address.
-    const ok = await call('ADD', { ...c, forceAddress: true });
+    const ok = await h.call('ADD', { ...c, forceAddress: true });
     expect(ok.exitCode, ok.stdout).toBe(0);
-    const addrs = await nl.inNetns(undefined, (ns) => ns.addresses({ link: 'ubr0' }));
+    const addrs = await h.nl.inNetns(undefined, (ns) => ns.addresses({ link: 'ubr0' }));
     expect(addrs.map((a) => a.cidr)).toEqual(['10.55.0.1/24']);
   });
 
   it('refuses a non-bridge link of the bridge name and leaves no veth behind', async () => {
-    await nl.inNetns(undefined, (ns) => ns.createLink({ kind: 'veth', name: 'ubr0', peerName: 'ubr0p' }));
-    const out = await call('ADD', conf());
+    await h.nl.inNetns(undefined, (ns) => ns.createLink({ kind: 'veth', name: 'ubr0', peerName: 'ubr0p' }));
+    const out = await h.call('ADD', h.conf());
     expect(JSON.parse(out.stdout)).toMatchObject({
       code: 7,
       msg: expect.stringContaining('"ubr0" exists but is a veth'),
     });
-    expect(nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
-    expect(nl.inspect().links.filter((l) => l.name.startsWith('veth'))).toEqual([]);
+    expect(h.nl.inspect('/var/run/netns/c1').links.map((l) => l.name)).toEqual(['lo']);
+    expect(h.nl.inspect().links.filter((l) => l.name.startsWith('veth'))).toEqual([]);
   });
 
   it('ipMasq writes one chain per container and DEL removes it by name', async () => {
-    const c = conf({ ipMasq: true });
-    expect((await call('ADD', c)).exitCode).toBe(0);
-    const restore = calls.find((x) => x.cmd === 'iptables-restore');
+    const c = h.conf({ ipMasq: true });
+    expect((await h.call('ADD', c)).exitCode).toBe(0);
+    const restore = h.calls.find((x) => x.cmd === 'iptables-restore');
     expect(restore?.stdin).toMatch(/-A POSTROUTING -s 10\.55\.0\.2\/32 .* -j CNI-[0-9a-f]{24}/);
     expect(restore?.stdin).toMatch(/! -d 224\.0\.0\.0\/4 .* -j MASQUERADE/);
-    calls = [];
-    expect((await call('DEL', c)).exitCode).toBe(0);
-    expect(calls.map((x) => x.cmd)).toEqual(['iptables-save', 'ip6tables-save']);
+    h.calls = [];
+    expect((await h.call('DEL', c)).exitCode).toBe(0);
+    expect(h.calls.map((x) => x.cmd)).toEqual(['iptables-save', 'ip6tables-save']);
   });
 
   it('macspoofchk pins the container MAC on its host veth and DEL removes the chain', async () => {
-    const c = conf({ macspoofchk: true });
-    const out = await call('ADD', c);
+    const c = h.conf({ macspoofchk: true });
+    const out = await h.call('ADD', c);
     expect(out.exitCode, out.stdout).toBe(0);
     const r = JSON.parse(out.stdout);
-    const script = calls.find((x) => x.cmd === 'nft' && x.stdin)?.stdin ?? '';
+    const script = h.calls.find((x) => x.cmd === 'nft' && x.stdin)?.stdin ?? '';
     expect(script).toContain(`ether saddr ${r.interfaces[2].mac} return`);
     expect(script).toMatch(new RegExp(`iifname "${r.interfaces[1].name}" jump c-[0-9a-f]{24}`));
-    calls = [];
-    expect((await call('DEL', c)).exitCode).toBe(0);
-    expect(calls.map((x) => x.cmd)).toEqual(['nft']);
+    h.calls = [];
+    expect((await h.call('DEL', c)).exitCode).toBe(0);
+    expect(h.calls.map((x) => x.cmd)).toEqual(['nft']);
   });
 
   it('rejects bad config with code 7 naming the field', async () => {
@@ -166,7 +120,7 @@ describe('bridge (memory backend)', () => {
       [{ isGateway: 'yes' }, 'isGateway'],
       [{ args: { cni: { mac: 'zz' } } }, 'args.cni.mac'],
     ] as const) {
-      const out = await call('ADD', conf(extra));
+      const out = await h.call('ADD', h.conf(extra));
       expect(out.exitCode).toBe(1);
       const e = JSON.parse(out.stdout);
       expect(e.code).toBe(7);
@@ -175,7 +129,7 @@ describe('bridge (memory backend)', () => {
   });
 
   it('uses the MAC from runtimeConfig and CNI_ARGS precedence', async () => {
-    const out = await call('ADD', conf({ runtimeConfig: { mac: '0A:58:0A:37:00:09' } }));
+    const out = await h.call('ADD', h.conf({ runtimeConfig: { mac: '0A:58:0A:37:00:09' } }));
     expect(out.exitCode, out.stdout).toBe(0);
     expect(JSON.parse(out.stdout).interfaces[2].mac).toBe('0a:58:0a:37:00:09');
   });
