@@ -1,7 +1,8 @@
 // The delegator's overhead: ADD+DEL of a pod with eth0 (Go bridge + host-local) and two macvlan
 // attachments (Go macvlan + host-local), once through dist/bin/multus (delegates mode, and
 // Kubernetes mode against the in-process API server) and once with the same three delegates
-// called directly the way a runtime would (cnitool-like: one exec chain per network).
+// called directly the way a runtime would (cnitool-like: one exec chain per network). A second table
+// shows what Kubernetes mode pays to load @kubernetes/client-node from the binaries' sidecar.
 // Run as root after a build: npx tsx bench/multus.ts [rounds=15]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -114,15 +115,25 @@ const k8sConf = {
   delegates: [cluster],
 };
 
-function nodeStart(): Promise<void> {
+const SIDECAR = join(BIN, '..', 'lib', 'kubernetes-client-node', 'index.cjs');
+
+function nodeStart(script = '0'): Promise<void> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['-e', '0']);
+    // a clean env, as multus gets above: an inherited NODE_EXTRA_CA_CERTS would add ~100 ms
+    const c = spawn(process.execPath, ['-e', script], { env: { PATH: process.env.PATH ?? '' } });
     c.on('error', reject);
     c.on('close', () => resolve());
   });
 }
 
-const rows: Record<string, number[]> = { direct: [], delegates: [], kubernetes: [], floor: [] };
+const rows: Record<string, number[]> = {
+  direct: [],
+  delegates: [],
+  kubernetes: [],
+  floor: [],
+  client: [],
+  bare: [],
+};
 for (let i = 0; i < N; i++) {
   for (const [key, fn] of [
     ['direct', () => direct(`d${i}`)],
@@ -147,6 +158,8 @@ for (let i = 0; i < N; i++) {
         await nodeStart();
       },
     ],
+    ['bare', () => nodeStart()],
+    ['client', () => nodeStart(`require(${JSON.stringify(SIDECAR)})`)],
   ] as const) {
     const t0 = process.hrtime.bigint();
     await fn();
@@ -169,5 +182,16 @@ table(
   ],
 );
 console.log(
-  '\nThe overhead is mostly the two Node process starts (ADD and DEL); compare with the floor row.',
+  '\nThe overhead is two Node process starts (the floor row), loading the multus bundle, and its\n' +
+    'bookkeeping (delegate and result caches, written with fsync); Kubernetes mode adds the client below.',
+);
+const bare = median(rows.bare ?? []);
+const client = median(rows.client ?? []);
+console.log(`\nLoading @kubernetes/client-node from dist/bin/lib in a fresh process, median of ${N}\n`);
+table(
+  ['process', 'median ms', 'over node -e 0'],
+  [
+    ['node -e 0', bare.toFixed(1), ''],
+    ['node -e "require(<client-node sidecar>)"', client.toFixed(1), (client - bare).toFixed(1)],
+  ],
 );
