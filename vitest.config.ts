@@ -1,10 +1,15 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const src = (p: string) => fileURLToPath(new URL(`./src/${p}`, import.meta.url));
+
 export default defineConfig({
   resolve: {
-    // Tests import the package by name, as users do; inside the checkout that is the source.
-    alias: { 'cni-kit': fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+    // Tests import the public API by name, as users do; inside the checkout that is the source.
+    alias: [
+      { find: /^cni-kit$/, replacement: src('index.ts') },
+      { find: /^cni-kit\/([a-z0-9]+)$/, replacement: src('$1/index.ts') },
+    ],
   },
   test: {
     include: ['test/**/*.test.ts'],

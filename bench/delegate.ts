@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CniRuntime, delegateAdd, delegateDel } from 'cni-kit';
+import { delegateAdd, delegateDel } from 'cni-kit/delegate';
+import { CniRuntime } from 'cni-kit/runtime';
 
 const GO = '/usr/lib/cni/host-local';
 if (!existsSync(GO)) {

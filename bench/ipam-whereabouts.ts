@@ -7,18 +7,17 @@
 // 4. exec per call, side by side with the Go reference IPAM binary (host-local; whereabouts' Go
 //    binary is not installed here), both on local files.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 // @ts-expect-error: a plain .mjs build helper without type declarations
+import { cniKitSource } from '../scripts/esbuild-cni-kit.mjs';
+// @ts-expect-error: a plain .mjs build helper without type declarations
 import { etcd3ProtoPlugin } from '../scripts/esbuild-etcd3-proto.mjs';
-import {
-  createWhereaboutsAllocator,
-  openWhereaboutsStore,
-  parseWhereaboutsConfig,
-} from '../src/ipam/whereabouts/index.js';
+import { parseWhereaboutsConfig } from '../src/ipam/whereabouts/config.js';
+import { createWhereaboutsAllocator, openWhereaboutsStore } from '../src/ipam/whereabouts/index.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 
 const quick = process.argv.includes('--quick');
@@ -26,23 +25,6 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), `wbbench-${process.pid}-`));
 const workerJs = join(tmp, 'worker.cjs');
 const rows: string[][] = [];
-const staticRegistryPlugin = {
-  name: 'static-whereabouts-registry',
-  setup(b: {
-    onLoad: (o: { filter: RegExp }, cb: (a: { path: string }) => { contents: string; loader: 'ts' }) => void;
-  }) {
-    b.onLoad({ filter: /src[\\/]ipam[\\/]registry\.ts$/ }, (a) => {
-      const src = readFileSync(a.path, 'utf8').replace(
-        "(await import('./whereabouts/index.js')).whereaboutsFactory(c, e)",
-        'whereaboutsFactory(c, e)',
-      );
-      return {
-        contents: `import { whereaboutsFactory } from './whereabouts/index.js';\n${src}`,
-        loader: 'ts',
-      };
-    });
-  },
-};
 const row = (...cells: string[]) => rows.push(cells);
 
 function netconf(range: string, store: Record<string, unknown>) {
@@ -174,9 +156,8 @@ async function main(): Promise<void> {
     target: 'node20',
     format: 'cjs',
     banner: { js: '#!/usr/bin/env node' },
-    alias: { 'cni-kit': join(root, 'src/index.ts') },
     logLevel: 'error',
-    plugins: [etcd3ProtoPlugin, staticRegistryPlugin],
+    plugins: [cniKitSource, etcd3ProtoPlugin],
   });
   chmodSync(ours, 0o755);
   let etcd: TestEtcd | undefined;

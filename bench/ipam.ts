@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HostLocalAllocator, type IpamNetConf, lockFile } from 'cni-kit';
+import { HostLocalAllocator, type IpamNetConf, lockFile } from 'cni-kit/ipam';
 
 const GO = '/usr/lib/cni/host-local';
 const OURS = fileURLToPath(new URL('../dist/bin/host-local', import.meta.url));

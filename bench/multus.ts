@@ -8,7 +8,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CniRuntime, type RuntimeConf } from 'cni-kit';
+import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { startFakeK8s } from '../test/helpers/fake-k8s.js';
 import { median, table } from './lib.js';
 

@@ -11,6 +11,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, writeFileSyn
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { cniKitSource } from './esbuild-cni-kit.mjs';
 import { etcd3ProtoPlugin } from './esbuild-etcd3-proto.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -70,6 +71,8 @@ async function bundle(outfile, options, mode = 0o644) {
     format: 'cjs',
     legalComments: 'none',
     logLevel: 'warning',
+    // CommonJS has require(), so src/spec/addr.ts never reaches its import.meta fallback.
+    logOverride: { 'empty-import-meta': 'silent' },
     write: false,
     outfile,
     ...options,
@@ -107,11 +110,12 @@ await Promise.all([
       join(outDir, type),
       {
         entryPoints: [join(root, 'examples', type, 'main.ts')],
-        banner: { js: '#!/usr/bin/env node' },
+        // The second line marks the file as cni-kit's own plugin of this type: ctx.ipam reads it
+        // (never execs it) to run a built-in allocator in-process instead (src/delegate/find.ts).
+        banner: { js: `#!/usr/bin/env node\n// cni-kit plugin ${type}` },
         minify: true,
         keepNames: true,
-        alias: { 'cni-kit': join(root, 'src', 'index.ts') },
-        plugins: [vendorExternal],
+        plugins: [cniKitSource, vendorExternal],
         // import() of a sidecar becomes require(): CommonJS sidecars then expose their named exports.
         supported: { 'dynamic-import': false },
       },

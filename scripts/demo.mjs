@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setup } from './setup.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'dist', 'bin');
@@ -27,14 +28,19 @@ function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', ...opts });
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
   if (r.status !== 0 && !opts.allowFail) {
-    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${(r.stderr || r.stdout).trim()}`);
+    // stdio: 'inherit' leaves no captured output: the command has printed its error already.
+    const output = (r.stderr || r.stdout || '').trim();
+    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}${output ? `: ${output}` : ''}`);
   }
   return r;
 }
 const ipn = (ns, ...args) => run('ip', ['netns', 'exec', ns, ...args]).stdout;
 
+/** Network namespaces this run created: the only ones cleanup removes or mentions. */
+const created = [];
+
 function cleanup() {
-  for (const ns of [...pods, node]) spawnSync('ip', ['netns', 'del', ns]);
+  for (const ns of created.reverse()) spawnSync('ip', ['netns', 'del', ns]);
   rmSync(work, { recursive: true, force: true });
 }
 
@@ -90,14 +96,15 @@ function multus(command, pod, conf, cniPath) {
 
 /** Outer process: build, create the namespaces, run the inner part inside the node netns. */
 function outer() {
+  setup();
   preflight();
   head('build');
-  run('node', ['scripts/gen-validators.mjs'], { cwd: root, stdio: 'inherit' });
   run('node', ['scripts/build-bins.mjs'], { cwd: root, stdio: 'inherit' });
   head('node and pods');
   for (const ns of [node, ...pods]) {
     spawnSync('ip', ['netns', 'del', ns]);
     run('ip', ['netns', 'add', ns]);
+    created.push(ns);
     ipn(ns, 'ip', 'link', 'set', 'lo', 'up');
   }
   // The macvlan parent lives in the node netns: a veth pair, both ends up so the parent has carrier.
@@ -234,7 +241,8 @@ try {
   if (err.message !== 'see above') console.error(`\ndemo failed: ${err.message}`);
   code = 1;
 } finally {
+  const removed = [...created];
   cleanup();
-  say(`cleaned up: netns ${[node, ...pods].join(', ')} and ${work} removed`);
+  say(`cleaned up: ${removed.length ? `netns ${removed.join(', ')} and ` : ''}${work} removed`);
 }
 process.exit(code);

@@ -3,6 +3,9 @@
 // and close with one plain "N passed, N failed, N skipped" line that CI can read.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
+import { setup } from './setup.mjs';
+
+setup();
 
 const run = (cmd, args) => {
   const r = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, CNI_KIT_BUILT: '1' } });

@@ -1,5 +1,6 @@
 // bridge binary: the plugin logic over the real netlink backend.
-import { linuxNetlink, pluginMain } from 'cni-kit';
+import { pluginMain } from 'cni-kit';
+import { linuxNetlink } from 'cni-kit/netlink';
 import { createBridgePlugin } from './plugin.js';
 
 pluginMain(createBridgePlugin({ netlink: linuxNetlink() }));

@@ -2,101 +2,90 @@
 // address on the bridge and IP masquerade. Config fields and result layout follow the reference
 // plugin (interfaces: bridge, host veth, container veth; ips point at the container veth).
 import {
-  type Address,
+  CniError,
+  conf,
+  ErrorCode,
+  type Infer,
+  type Interface,
+  type PluginContext,
+  type PluginSpec,
+  type Result,
+} from 'cni-kit';
+import type { Address, Netlink, NetnsOps } from 'cni-kit/netlink';
+import {
   addWithRollback,
   attachmentResult,
-  CniError,
   checkAttachment,
   configureInterface,
   createVethPair,
   delAttachment,
   deleteLinkInNetns,
-  ErrorCode,
-  formatCIDR,
-  formatIP,
-  type Interface,
   type IptablesRunner,
   interfaceIndex,
-  ipAdd,
   ipamPassthrough,
-  type Netlink,
-  type NetnsOps,
-  optBool,
-  optInt,
-  optString,
-  type PluginContext,
-  type PluginSpec,
-  parseCIDR,
-  type Result,
+  mtuField,
   requestedMac,
   requirePrevResult,
   setupIpMasq,
   setupMacSpoofCheck,
-  subnetNetwork,
-  subnetsOverlap,
   teardownIpMasq,
   teardownMacSpoofCheck,
-} from 'cni-kit';
+} from 'cni-kit/netsetup';
+import {
+  formatCIDR,
+  formatIP,
+  ipAdd,
+  ipFamily,
+  parseCIDR,
+  subnetNetwork,
+  subnetsOverlap,
+} from 'cni-kit/spec';
 import {
   checkPortVlans,
+  checkVlanCombination,
   dropDefaultVlans,
   ensureVlanGateway,
-  parseVlanConf,
   queuePortVlans,
-  type VlanConf,
+  vlanFields,
   vlanGatewayName,
   wantsVlanFiltering,
 } from './vlan.js';
 
-/** The bridge plugin's own config fields (VLAN fields: see VlanConf). */
-export interface BridgeConf extends VlanConf {
-  bridge: string;
-  isGateway: boolean;
-  isDefaultGateway: boolean;
-  forceAddress: boolean;
-  ipMasq: boolean;
-  mtu?: number;
-  hairpinMode: boolean;
-  promiscMode: boolean;
-  macspoofchk: boolean;
-}
+/** The bridge plugin's own config fields, with the reference's defaults. */
+export const bridgeConfig = conf
+  .object({
+    bridge: conf.ifname().default('cni0'),
+    isGateway: conf.bool().default(false),
+    isDefaultGateway: conf.bool().default(false),
+    forceAddress: conf.bool().default(false),
+    ipMasq: conf.bool().default(false),
+    mtu: mtuField,
+    hairpinMode: conf.bool().default(false),
+    promiscMode: conf.bool().default(false),
+    macspoofchk: conf.bool().default(false),
+    ...vlanFields,
+  })
+  .transform((c) => {
+    // A default gateway must be a gateway, as in the reference.
+    const out = checkVlanCombination({ ...c, isGateway: c.isGateway || c.isDefaultGateway });
+    // The reference only finds out when the kernel refuses the gateway link's name mid-ADD.
+    if (out.vlan && out.isGateway && vlanGatewayName(out.bridge, out.vlan).length > 15)
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `bridge: ${JSON.stringify(out.bridge)} with vlan ${out.vlan} needs a gateway interface named ${JSON.stringify(vlanGatewayName(out.bridge, out.vlan))}, longer than 15 characters`,
+        `use a bridge name of at most ${14 - String(out.vlan).length} characters`,
+      );
+    return out;
+  });
+
+/** The bridge plugin's config, parsed. */
+export type BridgeConf = Infer<typeof bridgeConfig>;
 
 /** What the plugin needs from the outside world. */
 export interface BridgeDeps {
   netlink: Netlink;
   /** iptables/nft seam for ipMasq and macspoofchk (default: the real binaries). */
   iptables?: IptablesRunner;
-}
-
-function parseBridgeConf(c: Record<string, unknown>): BridgeConf {
-  const isDefaultGateway = optBool(c, 'isDefaultGateway') ?? false;
-  const conf: BridgeConf = {
-    bridge: optString(c, 'bridge') ?? 'cni0',
-    // A default gateway must be a gateway, as in the reference.
-    isGateway: (optBool(c, 'isGateway') ?? false) || isDefaultGateway,
-    isDefaultGateway,
-    forceAddress: optBool(c, 'forceAddress') ?? false,
-    ipMasq: optBool(c, 'ipMasq') ?? false,
-    hairpinMode: optBool(c, 'hairpinMode') ?? false,
-    promiscMode: optBool(c, 'promiscMode') ?? false,
-    macspoofchk: optBool(c, 'macspoofchk') ?? false,
-    ...parseVlanConf(c),
-  };
-  const mtu = optInt(c, 'mtu', 0, 65535, true);
-  if (mtu !== undefined) conf.mtu = mtu;
-  if (conf.bridge.length > 15)
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `bridge: ${JSON.stringify(conf.bridge)} is longer than 15 characters`,
-    );
-  // The reference only finds out when the kernel refuses the gateway link's name mid-ADD.
-  if (conf.vlan && conf.isGateway && vlanGatewayName(conf.bridge, conf.vlan).length > 15)
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `bridge: ${JSON.stringify(conf.bridge)} with vlan ${conf.vlan} needs a gateway interface named ${JSON.stringify(vlanGatewayName(conf.bridge, conf.vlan))}, longer than 15 characters`,
-      `use a bridge name of at most ${14 - String(conf.vlan).length} characters`,
-    );
-  return conf;
 }
 
 /** Fills in gateways (first address of the subnet) when the bridge is the gateway; adds default routes. */
@@ -188,9 +177,9 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
   // Spawns are the cost of a call on Linux, so the host side is two batches (bridge + veth +
   // enslave with a read-back; then gateway addresses) and the container side one.
   async function add(ctx: PluginContext<BridgeConf>): Promise<Result> {
-    const conf = ctx.config;
+    const conf = ctx.conf;
     const vlans = wantsVlanFiltering(conf);
-    const mac = requestedMac(conf, ctx.args);
+    const mac = requestedMac(ctx.config, ctx.args);
     const host = netlink.open();
     return addWithRollback(ctx, 'bridge', async (tx) => {
       const veth = await createVethPair(netlink, {
@@ -235,8 +224,8 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         { name: ctx.ifname, sandbox: ctx.netns },
       ];
       const ipam = await tx.ipamAdd();
-      const result = withGateways(attachmentResult(conf, ipam, interfaces, 2), conf);
-      const hasV6 = (result.ips ?? []).some((ip) => ip.address.includes(':'));
+      const result = withGateways(attachmentResult(ctx.config, ipam, interfaces, 2), conf);
+      const hasV6 = (result.ips ?? []).some((ip) => ipFamily(ip.address) === 6);
       const ct = await netlink.inNetns(ctx.netns, async (ns) => {
         // Hairpin and promisc echo our own neighbour solicitations back, which fails DAD.
         const noDad = hasV6 && (conf.hairpinMode || conf.promiscMode);
@@ -263,8 +252,9 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         await host.flush();
       }
       if (conf.ipMasq) {
-        tx.onRollback(() => teardownIpMasq(conf.name, ctx.containerId, masq));
-        for (const ip of result.ips ?? []) await setupIpMasq(ip.address, conf.name, ctx.containerId, masq);
+        const network = ctx.config.name;
+        tx.onRollback(() => teardownIpMasq(network, ctx.containerId, masq));
+        for (const ip of result.ips ?? []) await setupIpMasq(ip.address, network, ctx.containerId, masq);
       }
       if (conf.macspoofchk) {
         tx.onRollback(() => teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq));
@@ -282,7 +272,7 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
   }
 
   async function check(ctx: PluginContext<BridgeConf>): Promise<void> {
-    const conf = ctx.config;
+    const conf = ctx.conf;
     const prev = requirePrevResult(ctx);
     const brIdx = interfaceIndex(prev, conf.bridge);
     if (brIdx < 0) {
@@ -325,13 +315,13 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
   return {
     about: 'bridge (cni-kit): connects containers to a host bridge through veth pairs',
     supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
-    parseConfig: (c) => parseBridgeConf(c),
+    config: bridgeConfig,
     add,
     check,
     async del(ctx) {
-      const conf = ctx.config;
+      const conf = ctx.conf;
       await delAttachment(ctx, netlink);
-      if (conf.ipMasq) await teardownIpMasq(conf.name, ctx.containerId, masq);
+      if (conf.ipMasq) await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
       if (conf.macspoofchk) await teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq);
     },
     ...ipamPassthrough(),

@@ -3,85 +3,69 @@
 // need vlan_filtering on the bridge, without which the kernel stores port VLANs but never enforces
 // them. A gateway on a VLAN cannot live on the bridge itself, so, as in the reference, it goes on a
 // host veth "<bridge>.<vlan>" whose peer is an access port of that VLAN.
-import {
-  type BridgeVlan,
-  CniError,
-  ErrorCode,
-  isExists,
-  type Link,
-  type NetnsOps,
-  optBool,
-  randomVethName,
-} from 'cni-kit';
-
-/** The VLAN part of the bridge config. */
-export interface VlanConf {
-  /** Access VLAN of the container's port (PVID, untagged); absent: none. */
-  vlan?: number;
-  /** Tagged VLANs of the container's port, ascending and unique; empty: not a trunk. */
-  vlanTrunk: number[];
-  /** Keep the VLANs a new port starts with (the bridge's default PVID); default true, as in the reference. */
-  preserveDefaultVlan: boolean;
-}
-
-const MAX_VID = 4094;
+import { CniError, conf, ErrorCode, type InferShape } from 'cni-kit';
+import { type BridgeVlan, isExists, type Link, type NetnsOps } from 'cni-kit/netlink';
+import { randomVethName } from 'cni-kit/netsetup';
 
 const invalid = (msg: string, fix: string) => new CniError(ErrorCode.InvalidNetworkConfig, msg, fix);
+const TRUNK_EXAMPLE = 'write it as a list like [{"id": 10}, {"minID": 20, "maxID": 29}]';
+const vid = conf.int(1, 4094).fix('use a VLAN ID from 1 to 4094').optional();
 
-function vid(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_VID)
-    throw invalid(
-      `${field}: ${JSON.stringify(value)} is not a VLAN ID`,
-      `use an integer from 1 to ${MAX_VID}`,
-    );
-  return value;
-}
-
-function parseTrunk(raw: unknown): number[] {
-  if (raw === undefined || raw === null) return [];
-  const example = 'write it as a list like [{"id": 10}, {"minID": 20, "maxID": 29}]';
-  if (!Array.isArray(raw)) throw invalid(`vlanTrunk: ${JSON.stringify(raw)} is not a list`, example);
-  const vids = new Set<number>();
-  raw.forEach((item: unknown, i) => {
-    const at = `vlanTrunk[${i}]`;
-    if (typeof item !== 'object' || item === null || Array.isArray(item))
-      throw invalid(`${at}: ${JSON.stringify(item)} is not an object`, example);
-    const { id, minID, maxID } = item as Record<string, unknown>;
-    const hasMin = minID !== undefined && minID !== null;
-    const hasMax = maxID !== undefined && maxID !== null;
-    if (hasMin !== hasMax)
+/** One `vlanTrunk` entry, {"id": N} and/or {"minID": A, "maxID": B}, as the VLAN IDs it names. */
+const trunkEntry = conf
+  .object({ id: vid, minID: vid, maxID: vid })
+  .fix(TRUNK_EXAMPLE)
+  .transform(({ id, minID, maxID }, at) => {
+    const hasMin = minID !== undefined;
+    if (hasMin !== (maxID !== undefined))
       throw invalid(
         `${at}: ${hasMin ? 'minID' : 'maxID'} is set without ${hasMin ? 'maxID' : 'minID'}`,
         'a range needs both minID and maxID; a single VLAN is {"id": N}',
       );
-    if (hasMin) {
-      const lo = vid(minID, `${at}.minID`);
-      const hi = vid(maxID, `${at}.maxID`);
-      if (lo > hi)
-        throw invalid(`${at}: minID ${lo} is greater than maxID ${hi}`, 'swap them or fix the range');
-      for (let v = lo; v <= hi; v++) vids.add(v);
+    const out: number[] = [];
+    if (minID !== undefined && maxID !== undefined) {
+      if (minID > maxID)
+        throw invalid(`${at}: minID ${minID} is greater than maxID ${maxID}`, 'swap them or fix the range');
+      for (let v = minID; v <= maxID; v++) out.push(v);
     }
-    if (id !== undefined && id !== null) vids.add(vid(id, `${at}.id`));
-    else if (!hasMin) throw invalid(`${at}: ${JSON.stringify(item)} names no VLAN`, example);
+    if (id !== undefined) out.push(id);
+    else if (!hasMin) throw invalid(`${at}: {} names no VLAN`, TRUNK_EXAMPLE);
+    return out;
   });
-  return [...vids].sort((a, b) => a - b);
-}
 
-/** Reads `vlan`, `vlanTrunk` and `preserveDefaultVlan`; a bad or conflicting value is code 7 naming the field. */
-export function parseVlanConf(c: Record<string, unknown>): VlanConf {
-  const conf: VlanConf = {
-    vlanTrunk: parseTrunk(c.vlanTrunk),
-    preserveDefaultVlan: optBool(c, 'preserveDefaultVlan') ?? true,
-  };
-  // 0 is the reference's "no VLAN", so it stays accepted.
-  if (c.vlan !== undefined && c.vlan !== null && c.vlan !== 0) conf.vlan = vid(c.vlan, 'vlan');
-  if (conf.vlan && conf.vlanTrunk.length)
+/** The VLAN fields of the bridge config; spread into its `conf.object`. */
+export const vlanFields = {
+  /** Access VLAN of the container's port (PVID, untagged); 0 or absent: none, as in the reference. */
+  vlan: conf
+    .int(0, 4094)
+    .fix('use a VLAN ID from 1 to 4094, or 0 for none')
+    .optional()
+    .transform((v) => v || undefined),
+  /** Tagged VLANs of the container's port, ascending and unique; empty: not a trunk. */
+  vlanTrunk: conf
+    .array(trunkEntry)
+    .fix(TRUNK_EXAMPLE)
+    .default([])
+    .transform((lists) => [...new Set(lists.flat())].sort((a, b) => a - b)),
+  /** Keep the VLANs a new port starts with (the bridge's default PVID); default true, as in the reference. */
+  preserveDefaultVlan: conf.bool().default(true),
+};
+
+/** A port is either an access port ("vlan") or a trunk ("vlanTrunk"), never both. */
+export function checkVlanCombination<C extends VlanConf>(c: C): C {
+  if (c.vlan && c.vlanTrunk.length)
     throw invalid(
-      `vlan: ${conf.vlan} cannot be combined with vlanTrunk (VLANs ${conf.vlanTrunk.join(',')})`,
+      `vlan: ${c.vlan} cannot be combined with vlanTrunk (VLANs ${c.vlanTrunk.join(',')})`,
       'a port is either an access port ("vlan") or a trunk ("vlanTrunk"); drop one of them',
     );
-  return conf;
+  return c;
 }
+
+/** The VLAN part of the bridge config, parsed. */
+export type VlanConf = InferShape<typeof vlanFields>;
+
+/** The VLAN part of the bridge config on its own (the bridge config includes it). */
+export const vlanConfig = conf.object(vlanFields).transform(checkVlanCombination);
 
 /** Whether the config puts the port in any VLAN, so the bridge needs vlan_filtering. */
 export const wantsVlanFiltering = (c: VlanConf): boolean => !!c.vlan || c.vlanTrunk.length > 0;

@@ -4,55 +4,30 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CniError,
-  delegateAdd,
-  delegateCheck,
-  delegateDel,
+  conf,
   ErrorCode,
-  formatSubnet,
+  type Infer,
   type NetConf,
   type PluginContext,
   type PluginSpec,
-  parseCIDR,
-  writeFileAtomic,
 } from 'cni-kit';
+import { delegateAdd, delegateCheck, delegateDel } from 'cni-kit/delegate';
+import { writeFileAtomic } from 'cni-kit/fs';
+import { formatSubnet, parseCIDR } from 'cni-kit/spec';
 import { type FlannelEnv, readSubnetEnv } from './subnet-env.js';
 
-/** The flannel plugin's own config fields. */
-export interface FlannelConf {
-  subnetFile: string;
-  dataDir: string;
+/** The flannel plugin's own config fields, with the reference's defaults. */
+export const flannelConfig = conf.object({
+  subnetFile: conf.string().default('/run/flannel/subnet.env'),
+  dataDir: conf.string().default('/var/lib/cni/flannel'),
   /** Overrides for the delegate (type, hairpinMode, isDefaultGateway, mtu, ipMasq ...). */
-  delegate: Record<string, unknown>;
-}
+  delegate: conf.json().fix('use an object such as {"hairpinMode": true}').default({}),
+});
+
+/** The flannel plugin's config, parsed. */
+export type FlannelConf = Infer<typeof flannelConfig>;
 
 type Ctx = PluginContext<FlannelConf>;
-
-/** Reads flannel's fields with the reference defaults. */
-export function parseFlannelConf(conf: NetConf): FlannelConf {
-  const s = (k: string, d: string) => {
-    const v = conf[k];
-    if (v === undefined || v === '') return d;
-    if (typeof v !== 'string') {
-      throw new CniError(
-        ErrorCode.InvalidNetworkConfig,
-        `flannel config: ${k}: ${JSON.stringify(v)} must be a path string`,
-      );
-    }
-    return v;
-  };
-  const delegate = conf.delegate ?? {};
-  if (typeof delegate !== 'object' || delegate === null || Array.isArray(delegate)) {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `flannel config: delegate: ${JSON.stringify(delegate)} must be an object such as {"hairpinMode": true}`,
-    );
-  }
-  return {
-    subnetFile: s('subnetFile', '/run/flannel/subnet.env'),
-    dataDir: s('dataDir', '/var/lib/cni/flannel'),
-    delegate: delegate as Record<string, unknown>,
-  };
-}
 
 const network = (cidr: string, field: string) => formatSubnet(parseCIDR(cidr, field).subnet);
 
@@ -61,13 +36,21 @@ const network = (cidr: string, field: string) => formatSubnet(parseCIDR(cidr, fi
  * ipMasq the opposite of flanneld's (it masquerades already), flannel's MTU, isGateway for a
  * bridge, and a host-local IPAM over the node subnet with a route to the cluster network.
  */
-export function buildDelegate(conf: NetConf & FlannelConf, env: FlannelEnv): Record<string, unknown> {
-  const d: Record<string, unknown> = { ...conf.delegate, name: conf.name, cniVersion: conf.cniVersion };
+export function buildDelegate(
+  config: NetConf,
+  flannel: FlannelConf,
+  env: FlannelEnv,
+): Record<string, unknown> {
+  const d: Record<string, unknown> = {
+    ...flannel.delegate,
+    name: config.name,
+    cniVersion: config.cniVersion,
+  };
   d.type ??= 'bridge';
   if (d.ipMasq === undefined) d.ipMasq = !(env.ipMasq ?? false);
   if (d.mtu === undefined && env.mtu !== undefined) d.mtu = env.mtu;
   if (d.type === 'bridge' && d.isGateway === undefined) d.isGateway = true;
-  const ipam: Record<string, unknown> = { ...(conf.ipam ?? {}) };
+  const ipam: Record<string, unknown> = { ...(config.ipam ?? {}) };
   ipam.type ??= 'host-local';
   ipam.ranges = env.subnets.map((s) => [{ subnet: network(s, 'FLANNEL_SUBNET') }]);
   const routes = Array.isArray(ipam.routes) ? [...(ipam.routes as unknown[])] : [];
@@ -75,13 +58,13 @@ export function buildDelegate(conf: NetConf & FlannelConf, env: FlannelEnv): Rec
   ipam.routes = routes;
   delete ipam.subnet;
   d.ipam = ipam;
-  if (conf.runtimeConfig !== undefined) d.runtimeConfig = conf.runtimeConfig;
+  if (config.runtimeConfig !== undefined) d.runtimeConfig = config.runtimeConfig;
   return d;
 }
 
 /** The flannel meta plugin. */
 export function flannelPlugin(): PluginSpec<FlannelConf> {
-  const scratch = (ctx: Ctx) => join(ctx.config.dataDir, ctx.containerId);
+  const scratch = (ctx: Ctx) => join(ctx.conf.dataDir, ctx.containerId);
   const opts = (ctx: Ctx) => ({ env: ctx.env, signal: ctx.signal });
 
   async function stored(ctx: Ctx): Promise<Record<string, unknown> | undefined> {
@@ -96,7 +79,7 @@ export function flannelPlugin(): PluginSpec<FlannelConf> {
       return JSON.parse(text) as Record<string, unknown>;
     } catch (e) {
       ctx.log(
-        `flannel: ${scratch(ctx)} is unusable (${(e as Error).message}); rebuilding the delegate from ${ctx.config.subnetFile}`,
+        `flannel: ${scratch(ctx)} is unusable (${(e as Error).message}); rebuilding the delegate from ${ctx.conf.subnetFile}`,
       );
       return undefined;
     }
@@ -105,10 +88,10 @@ export function flannelPlugin(): PluginSpec<FlannelConf> {
   return {
     about: 'flannel: bridge + host-local over the node subnet flanneld leased (subnet.env)',
     supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
-    parseConfig: parseFlannelConf,
+    config: flannelConfig,
     async add(ctx) {
-      const env = await readSubnetEnv(ctx.config.subnetFile);
-      const d = buildDelegate(ctx.config, env);
+      const env = await readSubnetEnv(ctx.conf.subnetFile);
+      const d = buildDelegate(ctx.config, ctx.conf, env);
       // Kept before the delegate runs: if this process dies mid-ADD, DEL still knows what to free.
       await writeFileAtomic(scratch(ctx), JSON.stringify(d), { mode: 0o600, dirMode: 0o700 });
       try {
@@ -124,7 +107,7 @@ export function flannelPlugin(): PluginSpec<FlannelConf> {
         // No scratch file (ADD never ran, or the file was lost): the current subnet.env still
         // tells host-local which range to release from; without it there is nothing to do.
         try {
-          d = buildDelegate(ctx.config, await readSubnetEnv(ctx.config.subnetFile));
+          d = buildDelegate(ctx.config, ctx.conf, await readSubnetEnv(ctx.conf.subnetFile));
         } catch {
           return;
         }
@@ -138,7 +121,7 @@ export function flannelPlugin(): PluginSpec<FlannelConf> {
       if (!d) {
         throw new CniError(
           ErrorCode.InvalidNetworkConfig,
-          `flannel: no delegate config kept for container ${ctx.containerId} in ${ctx.config.dataDir}`,
+          `flannel: no delegate config kept for container ${ctx.containerId} in ${ctx.conf.dataDir}`,
         );
       }
       await delegateCheck(d.type as string, { ...d, prevResult: ctx.config.prevResult }, opts(ctx));

@@ -1,7 +1,7 @@
 // /run/flannel/subnet.env, written by flanneld: the node's pod subnet and the cluster network.
 import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { CniError, ErrorCode } from 'cni-kit';
+import { tryParseIP } from 'cni-kit/spec';
 
 /** What flanneld tells the plugin about this node. */
 export interface FlannelEnv {
@@ -16,7 +16,7 @@ export interface FlannelEnv {
 
 function cidr(file: string, key: string, v: string): string {
   const [addr = '', len = ''] = v.split('/');
-  const fam = isIP(addr);
+  const fam = tryParseIP(addr)?.family;
   if (!fam || !/^\d+$/.test(len) || Number(len) > (fam === 4 ? 32 : 128)) {
     throw new CniError(
       ErrorCode.InvalidNetworkConfig,

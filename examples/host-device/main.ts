@@ -1,5 +1,6 @@
 // host-device binary: the plugin logic over the real netlink backend.
-import { linuxNetlink, pluginMain } from 'cni-kit';
+import { pluginMain } from 'cni-kit';
+import { linuxNetlink } from 'cni-kit/netlink';
 import { createHostDevicePlugin } from './plugin.js';
 
 pluginMain(createHostDevicePlugin({ netlink: linuxNetlink() }));

@@ -4,65 +4,63 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  addWithRollback,
-  attachmentResult,
   CniError,
-  checkAttachment,
-  configureInterface,
+  conf,
   ErrorCode,
-  inNetnsIfExists,
-  ipamDel,
-  ipamPassthrough,
-  type Netlink,
-  optString,
+  type Infer,
   type PluginContext,
   type PluginSpec,
-  parseMac,
   type Result,
 } from 'cni-kit';
+import type { Netlink } from 'cni-kit/netlink';
+import {
+  addWithRollback,
+  attachmentResult,
+  checkAttachment,
+  configureInterface,
+  inNetnsIfExists,
+  ipamPassthrough,
+} from 'cni-kit/netsetup';
 
-/** The host-device plugin's own config fields (exactly one way to pick the device). */
-export interface HostDeviceConf {
-  device?: string;
-  hwaddr?: string;
-  kernelpath?: string;
-  pciBusID?: string;
-}
+const selector = conf
+  .string()
+  .optional()
+  .transform((v) => v || undefined);
+
+/** The host-device plugin's own config fields: exactly one way to pick the device. */
+export const hostDeviceConfig = conf
+  .object({
+    device: selector,
+    hwaddr: conf.mac().optional(),
+    kernelpath: conf
+      .string()
+      .pattern(/^\/sys\/devices\//, 'must start with /sys/devices/')
+      .optional(),
+    pciBusID: selector,
+    runtimeConfig: conf.object({ deviceID: selector }).optional(),
+  })
+  .transform((c) => {
+    const pciBusID = c.pciBusID ?? c.runtimeConfig?.deviceID;
+    const picked = { device: c.device, hwaddr: c.hwaddr, kernelpath: c.kernelpath, pciBusID };
+    const n = Object.values(picked).filter(Boolean).length;
+    if (n !== 1) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `host-device: ${n === 0 ? 'no device given' : 'more than one device selector given'}`,
+        'set exactly one of "device", "hwaddr", "kernelpath", "pciBusID" (or runtimeConfig.deviceID)',
+      );
+    }
+    return picked;
+  });
+
+/** The host-device plugin's config, parsed. */
+export type HostDeviceConf = Infer<typeof hostDeviceConfig>;
 
 /** What the plugin needs from the outside world. */
 export interface HostDeviceDeps {
   netlink: Netlink;
   /** Where sysfs is mounted (tests point it at a fake tree); default /sys. */
   sysfs?: string;
-}
-
-function parseHostDeviceConf(c: Record<string, unknown>): HostDeviceConf {
-  const conf: HostDeviceConf = {};
-  const device = optString(c, 'device');
-  if (device) conf.device = device;
-  const hw = optString(c, 'hwaddr');
-  if (hw) conf.hwaddr = parseMac(hw, 'hwaddr');
-  const kp = optString(c, 'kernelpath');
-  if (kp) {
-    if (!kp.startsWith('/sys/devices/'))
-      throw new CniError(
-        ErrorCode.InvalidNetworkConfig,
-        `kernelpath: ${JSON.stringify(kp)} must start with /sys/devices/`,
-      );
-    conf.kernelpath = kp;
-  }
-  const pci =
-    optString(c, 'pciBusID') ?? optString((c.runtimeConfig ?? {}) as Record<string, unknown>, 'deviceID');
-  if (pci) conf.pciBusID = pci;
-  const n = [conf.device, conf.hwaddr, conf.kernelpath, conf.pciBusID].filter(Boolean).length;
-  if (n !== 1) {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `host-device: ${n === 0 ? 'no device given' : 'more than one device selector given'}`,
-      'set exactly one of "device", "hwaddr", "kernelpath", "pciBusID" (or runtimeConfig.deviceID)',
-    );
-  }
-  return conf;
 }
 
 /** Builds the host-device plugin over a netlink backend. */
@@ -142,7 +140,7 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
   }
 
   async function add(ctx: PluginContext<HostDeviceConf>): Promise<Result> {
-    const dev = await findDevice(ctx.config);
+    const dev = await findDevice(ctx.conf);
     await netlink.inNetns(undefined, async (ns) => {
       if (!(await ns.findLink(dev)))
         throw new CniError(
@@ -168,13 +166,13 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
   return {
     about: 'host-device (cni-kit): moves a host interface into the container and back',
     supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
-    parseConfig: (c) => parseHostDeviceConf(c),
+    config: hostDeviceConfig,
     add,
     async check(ctx) {
       await checkAttachment(ctx, netlink);
     },
     async del(ctx) {
-      if (ctx.config.ipam) await ipamDel(ctx, ctx.config);
+      if (ctx.config.ipam) await ctx.ipam.del();
       const link = await inNetnsIfExists(netlink, ctx.netns, (ns) => ns.findLink(ctx.ifname));
       if (!link) return;
       if (!link.alias) {

@@ -1,36 +1,28 @@
 // ipvlan: the container shares the master's MAC and gets its own IPs (l2, l3 or l3s). Chained
 // without ipam, the master is the single interface of prevResult and the IPs come from it.
+import { CniError, conf, ErrorCode, type Infer, type PluginSpec, type Result } from 'cni-kit';
+import type { Netlink } from 'cni-kit/netlink';
 import {
   addSubLinkAttachment,
-  CniError,
   checkAttachment,
   delAttachment,
-  ErrorCode,
-  type IpvlanMode,
   ipamPassthrough,
-  type Netlink,
-  optString,
-  type PluginSpec,
-  parseMasterConf,
-  type Result,
+  masterFields,
   resolveMaster,
-} from 'cni-kit';
+} from 'cni-kit/netsetup';
 
 /** The ipvlan plugin's own config fields. */
-export interface IpvlanConf {
-  master?: string;
-  mode: IpvlanMode;
-  mtu?: number;
-  linkInContainer: boolean;
-}
+export const ipvlanConfig = conf.object({
+  ...masterFields,
+  mode: conf.enum(['l2', 'l3', 'l3s']).default('l2'),
+});
+
+/** The ipvlan plugin's config, parsed. */
+export type IpvlanConf = Infer<typeof ipvlanConfig>;
 
 /** What the plugin needs from the outside world. */
 export interface IpvlanDeps {
   netlink: Netlink;
-}
-
-function parseIpvlanConf(c: Record<string, unknown>): IpvlanConf {
-  return { ...parseMasterConf(c), mode: (optString(c, 'mode', ['l2', 'l3', 'l3s']) ?? 'l2') as IpvlanMode };
 }
 
 /** The master of a chained ipvlan that names none: prevResult's single named interface. */
@@ -51,11 +43,11 @@ export function createIpvlanPlugin({ netlink }: IpvlanDeps): PluginSpec<IpvlanCo
   return {
     about: 'ipvlan (cni-kit): an ipvlan sub-interface per container',
     supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
-    parseConfig: (c) => parseIpvlanConf(c),
+    config: ipvlanConfig,
     async add(ctx) {
-      const c = ctx.config;
-      const prev = c.prevResult;
-      if (!c.ipam && !prev?.ips?.length) {
+      const c = ctx.conf;
+      const prev = ctx.config.prevResult;
+      if (!ctx.config.ipam && !prev?.ips?.length) {
         throw new CniError(
           ErrorCode.InvalidNetworkConfig,
           'ipam: missing, and there is no prevResult with IPs to use instead',
@@ -76,7 +68,7 @@ export function createIpvlanPlugin({ netlink }: IpvlanDeps): PluginSpec<IpvlanCo
       await checkAttachment(ctx, netlink, {
         kind: 'ipvlan',
         mac: false,
-        expect: { ipvlanMode: ctx.config.mode },
+        expect: { ipvlanMode: ctx.conf.mode },
       });
     },
     del: (ctx) => delAttachment(ctx, netlink),

@@ -1,5 +1,6 @@
 // loopback binary: the plugin logic over the real netlink backend.
-import { linuxNetlink, pluginMain } from 'cni-kit';
+import { pluginMain } from 'cni-kit';
+import { linuxNetlink } from 'cni-kit/netlink';
 import { createLoopbackPlugin } from './plugin.js';
 
 pluginMain(createLoopbackPlugin({ netlink: linuxNetlink() }));

@@ -1,14 +1,8 @@
 // loopback: brings `lo` up in the container (ADD) and down again (DEL). Chained, it passes the
 // previous result through unchanged, like the reference.
-import {
-  ALL_VERSIONS,
-  CniError,
-  ErrorCode,
-  inNetnsIfExists,
-  type Netlink,
-  type PluginSpec,
-  type Result,
-} from 'cni-kit';
+import { ALL_VERSIONS, CniError, ErrorCode, type PluginSpec, type Result } from 'cni-kit';
+import type { Netlink } from 'cni-kit/netlink';
+import { inNetnsIfExists } from 'cni-kit/netsetup';
 
 /** What the plugin needs from the outside world. */
 export interface LoopbackDeps {

@@ -1,5 +1,11 @@
-// macvlan binary: the plugin logic over the real netlink backend.
-import { linuxNetlink, pluginMain } from 'cni-kit';
+// macvlan binary: the plugin logic over the real netlink backend. whereabouts (the usual cluster-wide
+// IPAM for macvlan) runs in-process too, next to the built-in host-local and static.
+import { ipamFactory, pluginMain } from 'cni-kit';
+import { builtinIpam, whereaboutsIpam } from 'cni-kit/ipam';
+import { openKubeApi } from 'cni-kit/k8s';
+import { linuxNetlink } from 'cni-kit/netlink';
 import { createMacvlanPlugin } from './plugin.js';
 
-pluginMain(createMacvlanPlugin({ netlink: linuxNetlink() }));
+pluginMain(createMacvlanPlugin({ netlink: linuxNetlink() }), {
+  ipam: ipamFactory(builtinIpam().register('whereabouts', whereaboutsIpam({ kube: openKubeApi }))),
+});

@@ -1,36 +1,29 @@
 // macvlan: gives the container its own MAC on a host (or in-container) master interface.
 // master defaults to the interface of the default route, as in the reference.
+import { conf, type Infer, type PluginSpec } from 'cni-kit';
+import type { Netlink } from 'cni-kit/netlink';
 import {
   addSubLinkAttachment,
   checkAttachment,
   delAttachment,
   ipamPassthrough,
-  type MacvlanMode,
-  type Netlink,
-  optString,
-  type PluginSpec,
-  parseMasterConf,
+  masterFields,
   requestedMac,
   resolveMaster,
-} from 'cni-kit';
+} from 'cni-kit/netsetup';
 
 /** The macvlan plugin's own config fields. */
-export interface MacvlanConf {
-  master?: string;
-  mode: MacvlanMode;
-  mtu?: number;
-  linkInContainer: boolean;
-}
+export const macvlanConfig = conf.object({
+  ...masterFields,
+  mode: conf.enum(['bridge', 'private', 'vepa', 'passthru']).default('bridge'),
+});
+
+/** The macvlan plugin's config, parsed. */
+export type MacvlanConf = Infer<typeof macvlanConfig>;
 
 /** What the plugin needs from the outside world. */
 export interface MacvlanDeps {
   netlink: Netlink;
-}
-
-const MODES = ['bridge', 'private', 'vepa', 'passthru'] as const;
-
-function parseMacvlanConf(c: Record<string, unknown>): MacvlanConf {
-  return { ...parseMasterConf(c), mode: (optString(c, 'mode', MODES) ?? 'bridge') as MacvlanMode };
 }
 
 /** Builds the macvlan plugin over a netlink backend. */
@@ -38,10 +31,10 @@ export function createMacvlanPlugin({ netlink }: MacvlanDeps): PluginSpec<Macvla
   return {
     about: 'macvlan (cni-kit): a macvlan sub-interface per container',
     supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
-    parseConfig: (c) => parseMacvlanConf(c),
+    config: macvlanConfig,
     async add(ctx) {
-      const c = ctx.config;
-      const mac = requestedMac(c, ctx.args);
+      const c = ctx.conf;
+      const mac = requestedMac(ctx.config, ctx.args);
       const parent = await resolveMaster(netlink, ctx.netns, c);
       const spec = {
         kind: 'macvlan',
@@ -53,7 +46,7 @@ export function createMacvlanPlugin({ netlink }: MacvlanDeps): PluginSpec<Macvla
       return addSubLinkAttachment(ctx, netlink, spec, { linkInContainer: c.linkInContainer, announce: true });
     },
     async check(ctx) {
-      await checkAttachment(ctx, netlink, { kind: 'macvlan', expect: { macvlanMode: ctx.config.mode } });
+      await checkAttachment(ctx, netlink, { kind: 'macvlan', expect: { macvlanMode: ctx.conf.mode } });
     },
     del: (ctx) => delAttachment(ctx, netlink),
     ...ipamPassthrough(),

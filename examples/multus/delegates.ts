@@ -1,16 +1,13 @@
 // Which networks a pod gets, in which order and under which interface names (multi-net-spec
 // §4–§6 with multus's rules), and the per-container cache that lets DEL work without the API.
-import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { type CapabilityArgs, CniError, ErrorCode, type PodRef } from 'cni-kit';
+import { writeFileAtomic } from 'cni-kit/fs';
 import {
   type AttachmentConfig,
-  type CapabilityArgs,
-  CniError,
-  configFromConfDir,
   configFromNad,
-  configFromPath,
   DEFAULT_NETWORK_ANNOTATION,
-  ErrorCode,
   isKubeNotFound,
   type KubeClient,
   NETWORKS_ANNOTATION,
@@ -20,8 +17,8 @@ import {
   parseNetworkSelection,
   pluginsOf,
   withCniArgs,
-  writeFileAtomic,
-} from 'cni-kit';
+} from 'cni-kit/k8s';
+import { loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
 import type { MultusConf } from './config.js';
 
 /** One network to attach, fully resolved. */
@@ -39,17 +36,9 @@ export interface Delegate {
   defaultRoute?: string[];
 }
 
-/** Pod identity from CNI_ARGS. */
-export interface PodRef {
-  namespace: string;
-  name: string;
-  uid?: string;
-  infraContainerId?: string;
-}
-
 /** Where the delegates come from. */
 export interface PlanInput {
-  conf: MultusConf & { cniVersion: string; runtimeConfig?: Record<string, unknown> };
+  conf: MultusConf;
   ifname: string;
   pod?: PodRef;
   /** The pod object when the API server answered. */
@@ -69,6 +58,43 @@ const REQUESTS: Array<[keyof NetworkSelectionElement, string]> = [
   ['deviceID', 'deviceID'],
 ];
 
+/** Loads network `name` from confDir: a .conflist first, then a .conf/.json (spec §3.4.1). */
+export async function configFromConfDir(confDir: string, name: string): Promise<AttachmentConfig> {
+  const list = await loadConfList(confDir, name);
+  return normalizeDelegateConfig(list.raw, `${confDir} network "${name}"`);
+}
+
+/**
+ * Loads a config from a path (multus `clusterNetwork` with a '/'): a directory gives its first
+ * .conf/.conflist by name (skipping multus's own 00-multus files), a .conflist a list, any other
+ * file a single plugin.
+ */
+export async function configFromPath(path: string): Promise<AttachmentConfig> {
+  let file = path;
+  let isDir = false;
+  try {
+    isDir = (await stat(path)).isDirectory();
+  } catch (e) {
+    throw new CniError(ErrorCode.IOFailure, `network config ${path}: ${(e as Error).message}`);
+  }
+  if (isDir) {
+    const files = (await loadConfFiles(path, ['.conf', '.conflist'])).filter(
+      (f) => !basename(f).startsWith('00-multus'),
+    );
+    const first = files[0];
+    if (!first) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `no .conf or .conflist file in ${path}; install the cluster network's config there`,
+      );
+    }
+    file = first;
+  }
+  const list = await loadConfFile(file);
+  const conf = file.endsWith('.conflist') ? list.raw : (list.plugins[0] as AttachmentConfig);
+  return normalizeDelegateConfig(conf, file);
+}
+
 function withVersion(conf: AttachmentConfig, cniVersion: string): AttachmentConfig {
   // A delegate without cniVersion runs at the multus config's version, as the reference does.
   return typeof conf.cniVersion === 'string' && conf.cniVersion !== '' ? conf : { ...conf, cniVersion };
@@ -87,7 +113,10 @@ async function resolveByName(
   if (kube && !input.configOnly) {
     try {
       const nad = await kube.getNetworkAttachmentDefinition(namespace, ref);
-      return { conf: await configFromNad(nad, conf.confDir), name: `${namespace}/${ref}` };
+      return {
+        conf: await configFromNad(nad, (n) => configFromConfDir(conf.confDir, n)),
+        name: `${namespace}/${ref}`,
+      };
     } catch (err) {
       if (!isKubeNotFound(err)) throw err;
     }
@@ -123,7 +152,8 @@ async function resolveElement(input: PlanInput, el: NetworkSelectionElement): Pr
       { cause: err },
     );
   }
-  return withCniArgs(await configFromNad(nad, input.conf.confDir), el['cni-args']);
+  const byName = (n: string) => configFromConfDir(input.conf.confDir, n);
+  return withCniArgs(await configFromNad(nad, byName), el['cni-args']);
 }
 
 function requestsOf(el: NetworkSelectionElement): CapabilityArgs | undefined {

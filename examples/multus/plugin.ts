@@ -4,35 +4,30 @@ import { appendFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import {
   type AnyResult,
-  buildNetworkStatuses,
   CniError,
-  CniRuntime,
-  cniArgsGet,
-  connectKube,
   ErrorCode,
+  type PluginContext,
+  type PluginSpec,
+  type PodRef,
+  podRef,
+  type Result,
+  toCurrentResult,
+} from 'cni-kit';
+import {
+  buildNetworkStatuses,
+  connectKube,
   formatNetworkStatus,
   isKubeNotFound,
   type KubeClient,
-  linuxNetlink,
   NETWORK_STATUS_ANNOTATION,
-  type Netlink,
   type NetworkStatus,
-  type PluginContext,
-  type PluginSpec,
   type Pod,
-  type Result,
-  type RuntimeConf,
-  toCurrentResult,
-} from 'cni-kit';
-import { type MultusConf, parseMultusConf } from './config.js';
-import {
-  type Delegate,
-  loadDelegates,
-  type PodRef,
-  planDelegates,
-  removeDelegates,
-  saveDelegates,
-} from './delegates.js';
+} from 'cni-kit/k8s';
+import { linuxNetlink, type Netlink } from 'cni-kit/netlink';
+import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
+import { ipFamily } from 'cni-kit/spec';
+import { type MultusConf, multusConfig } from './config.js';
+import { type Delegate, loadDelegates, planDelegates, removeDelegates, saveDelegates } from './delegates.js';
 import { applyDefaultRoutes, recordDefaultRoutes } from './routes.js';
 
 type Ctx = PluginContext<MultusConf>;
@@ -54,27 +49,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One log line: to stderr (the runtime's log) unless logToStderr is false, and to logFile if set. */
 function say(ctx: Ctx, message: string): void {
-  if (ctx.config.logToStderr !== false) ctx.log(message);
-  if (ctx.config.logFile) {
+  if (ctx.conf.logToStderr !== false) ctx.log(message);
+  if (ctx.conf.logFile) {
     try {
-      appendFileSync(ctx.config.logFile, `${new Date().toISOString()} [${ctx.containerId}] ${message}\n`);
+      appendFileSync(ctx.conf.logFile, `${new Date().toISOString()} [${ctx.containerId}] ${message}\n`);
     } catch {
       // a log file we cannot write must not fail the attachment
     }
   }
-}
-
-function podRef(ctx: Ctx): PodRef | undefined {
-  const get = (k: string) => cniArgsGet(ctx.args, k);
-  const namespace = get('K8S_POD_NAMESPACE');
-  const name = get('K8S_POD_NAME');
-  if (!namespace || !name) return undefined;
-  const ref: PodRef = { namespace, name };
-  const uid = get('K8S_POD_UID');
-  const infra = get('K8S_POD_INFRA_CONTAINER_ID');
-  if (uid) ref.uid = uid;
-  if (infra) ref.infraContainerId = infra;
-  return ref;
 }
 
 async function waitReadiness(file: string, timeoutMs: number): Promise<boolean> {
@@ -98,8 +80,8 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
 
   function runtime(ctx: Ctx): CniRuntime {
     return new CniRuntime({
-      pluginDirs: [ctx.config.binDir, ...ctx.path],
-      cacheDir: ctx.config.cniDir,
+      pluginDirs: [ctx.conf.binDir, ...ctx.path],
+      cacheDir: ctx.conf.cniDir,
       env: ctx.env,
       warn: (m) => say(ctx, `multus: ${m}`),
     });
@@ -139,7 +121,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
   }
 
   async function kubeFor(ctx: Ctx, timeoutMs: number): Promise<KubeClient | undefined> {
-    return ctx.config.kubeconfig ? makeKube(ctx.config.kubeconfig, timeoutMs) : undefined;
+    return ctx.conf.kubeconfig ? makeKube(ctx.conf.kubeconfig, timeoutMs) : undefined;
   }
 
   /** GETs the pod, retrying a 404 briefly (the API may lag the kubelet); undefined when it is gone. */
@@ -158,7 +140,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
 
   /** Delegates for DEL/CHECK: the cache, else rebuilt from the pod, else from the config alone. */
   async function delegatesFor(ctx: Ctx, pod: PodRef | undefined): Promise<Delegate[]> {
-    const c = ctx.config;
+    const c = ctx.conf;
     const cached = await loadDelegates(c.cniDir, ctx.containerId, ctx.ifname);
     if (cached.status === 'ok') return cached.delegates;
     if (cached.status === 'corrupt') {
@@ -204,10 +186,10 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
   return {
     about: 'multus: attaches pods to a cluster network and to NetworkAttachmentDefinitions (thin mode)',
     supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
-    parseConfig: parseMultusConf,
+    config: multusConfig,
 
     async add(ctx) {
-      const c = ctx.config;
+      const c = ctx.conf;
       if (
         c.readinessindicatorfile &&
         !(await waitReadiness(c.readinessindicatorfile, deps.readinessTimeoutMs ?? 45_000))
@@ -217,7 +199,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
           `readiness indicator file ${c.readinessindicatorfile} did not appear; the cluster network is not ready yet`,
         );
       }
-      const pod = podRef(ctx);
+      const pod = podRef(ctx.args);
       const kube = await kubeFor(ctx, timeouts.add);
       let podObject: Pod | undefined;
       if (kube && pod) {
@@ -243,7 +225,10 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
         ...(podObject ? { podObject } : {}),
       });
       const gws = delegates.flatMap((d) => d.defaultRoute ?? []);
-      if (gws.filter((g) => !g.includes(':')).length > 1 || gws.filter((g) => g.includes(':')).length > 1) {
+      if (
+        gws.filter((g) => ipFamily(g) === 4).length > 1 ||
+        gws.filter((g) => ipFamily(g) === 6).length > 1
+      ) {
         throw new CniError(
           ErrorCode.InvalidNetworkConfig,
           'multus does not support ECMP for default-route; give one gateway per family',
@@ -287,7 +272,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
         // nothing attached: a half-moved route would make every later CHECK fail.
         try {
           const changed = await applyDefaultRoutes(nl, ctx.netns, delegates, results);
-          await recordDefaultRoutes(rt.cache, ctx.containerId, delegates, results, changed);
+          await recordDefaultRoutes(rt, (d) => rtConf(ctx, d), delegates, results, changed);
         } catch (err) {
           await rollback(rt, ctx, delegates);
           const e = CniError.from(err);
@@ -316,8 +301,8 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
     },
 
     async del(ctx) {
-      const c = ctx.config;
-      const pod = podRef(ctx);
+      const c = ctx.conf;
+      const pod = podRef(ctx.args);
       const delegates = await delegatesFor(ctx, pod);
       const rt = runtime(ctx);
       const errors: string[] = [];
@@ -342,7 +327,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
     },
 
     async check(ctx) {
-      const delegates = await delegatesFor(ctx, podRef(ctx));
+      const delegates = await delegatesFor(ctx, podRef(ctx.args));
       const rt = runtime(ctx);
       for (const d of delegates) {
         const json = JSON.stringify(d.conf);
@@ -352,7 +337,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
     },
 
     async status(ctx) {
-      const f = ctx.config.readinessindicatorfile;
+      const f = ctx.conf.readinessindicatorfile;
       if (f && !(await waitReadiness(f, 0))) {
         throw new CniError(
           ErrorCode.PluginNotAvailable,

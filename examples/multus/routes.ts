@@ -1,16 +1,12 @@
 // `default-route` in the selection annotation: the pod's default route(s) move to the attachment
 // that asks for them; every other attachment loses its default routes (and they leave its result).
-// The libcni cache files of the attachments that changed are rewritten to match, because CHECK
-// compares the netns with the cached result and DEL hands it to the plugins as prevResult.
-import {
-  CniError,
-  convertResult,
-  ErrorCode,
-  type Netlink,
-  NetlinkError,
-  type Result,
-  type ResultCache,
-} from 'cni-kit';
+// The libcni cache records of the attachments that changed are rewritten to match (through the
+// runtime, never by hand), because CHECK compares the netns with the cached result and DEL hands
+// it to the plugins as prevResult.
+import { CniError, ErrorCode, type Result } from 'cni-kit';
+import { type Netlink, NetlinkError } from 'cni-kit/netlink';
+import type { CniRuntime, RuntimeConf } from 'cni-kit/runtime';
+import { ipFamily } from 'cni-kit/spec';
 import type { Delegate } from './delegates.js';
 
 const isDefault = (dst: string) => dst === '0.0.0.0/0' || dst === '::/0';
@@ -64,7 +60,8 @@ export async function applyDefaultRoutes(
           );
         }
         const res = results[i];
-        if (res) res.routes = [...(res.routes ?? []), { dst: gw.includes(':') ? '::/0' : '0.0.0.0/0', gw }];
+        const dst = ipFamily(gw) === 6 ? '::/0' : '0.0.0.0/0';
+        if (res) res.routes = [...(res.routes ?? []), { dst, gw }];
       }
     }
   });
@@ -72,32 +69,31 @@ export async function applyDefaultRoutes(
 }
 
 /**
- * Writes the moved routes into the libcni cache record of each changed attachment (same record,
- * result converted back to the network's own version, atomic rename), so a later CHECK compares
- * the netns with what multus configured and DEL's prevResult is the truth.
+ * Writes the moved routes into the libcni cache record of each changed attachment (the runtime
+ * converts to the network's own version and renames atomically), so a later CHECK compares the
+ * netns with what multus configured and DEL's prevResult is the truth.
  */
 export async function recordDefaultRoutes(
-  cache: ResultCache,
-  containerId: string,
+  rt: CniRuntime,
+  rtConf: (d: Delegate) => RuntimeConf,
   delegates: Delegate[],
   results: Result[],
   changed: number[],
 ): Promise<void> {
   for (const i of changed) {
     const d = delegates[i] as Delegate;
-    const key = { networkName: String(d.conf.name), containerId, ifName: d.ifname };
-    const read = await cache.read(key);
-    if (read.status !== 'ok' || !read.record) {
+    const json = JSON.stringify(d.conf);
+    const input = Array.isArray(d.conf.plugins) ? { list: json } : { conf: json };
+    try {
+      await rt.updateCachedResult(input, rtConf(d), () => results[i] as Result);
+    } catch (err) {
+      const e = CniError.from(err);
       throw new CniError(
         ErrorCode.IOFailure,
-        `default-route: the cached result of network ${d.name} (${cache.path(key)}) is ${read.status === 'missing' ? 'missing' : 'unusable'} right after its ADD; check that nothing else writes to ${cache.dir}`,
+        `default-route: ${e.message} (right after the ADD of network ${d.name}); check that nothing else writes to the cache`,
+        e.details,
+        { cause: err },
       );
     }
-    const version =
-      typeof read.record.result?.cniVersion === 'string'
-        ? read.record.result.cniVersion
-        : String(d.conf.cniVersion);
-    const result = convertResult(results[i] as Result, version) as unknown as Record<string, unknown>;
-    await cache.write({ ...read.record, result });
   }
 }

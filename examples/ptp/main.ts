@@ -1,5 +1,6 @@
 // ptp binary: the plugin logic over the real netlink backend.
-import { linuxNetlink, pluginMain } from 'cni-kit';
+import { pluginMain } from 'cni-kit';
+import { linuxNetlink } from 'cni-kit/netlink';
 import { createPtpPlugin } from './plugin.js';
 
 pluginMain(createPtpPlugin({ netlink: linuxNetlink() }));

@@ -1,52 +1,45 @@
 // ptp: a veth pair routed at L3. The container gets its address with only a /32 (/128) route to the
 // gateway, which lives on the host end of the veth; the host routes the container address to it.
 import {
+  CniError,
+  conf,
+  ErrorCode,
+  type Infer,
+  type PluginContext,
+  type PluginSpec,
+  type Result,
+} from 'cni-kit';
+import type { Netlink } from 'cni-kit/netlink';
+import {
   addWithRollback,
   attachmentResult,
-  CniError,
   checkAttachment,
   configureInterface,
   createVethPair,
   delAttachment,
   deleteLinkInNetns,
-  ErrorCode,
-  formatSubnet,
   type IptablesRunner,
   ipamPassthrough,
-  type Netlink,
-  optBool,
-  optInt,
-  type PluginContext,
-  type PluginSpec,
-  parseCIDR,
-  type Result,
+  mtuField,
   setupIpMasq,
   teardownIpMasq,
-} from 'cni-kit';
+} from 'cni-kit/netsetup';
+import { formatSubnet, ipFamily, parseCIDR } from 'cni-kit/spec';
 
 /** The ptp plugin's own config fields. */
-export interface PtpConf {
-  ipMasq: boolean;
-  mtu?: number;
-}
+export const ptpConfig = conf.object({
+  ipMasq: conf.bool().default(false),
+  mtu: mtuField,
+  ipam: conf.json().fix('ptp needs an IPAM plugin such as host-local'),
+});
+
+/** The ptp plugin's config, parsed. */
+export type PtpConf = Infer<typeof ptpConfig>;
 
 /** What the plugin needs from the outside world. */
 export interface PtpDeps {
   netlink: Netlink;
   iptables?: IptablesRunner;
-}
-
-function parsePtpConf(c: Record<string, unknown>): PtpConf {
-  if (!c.ipam) {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      'ipam: missing; ptp needs an IPAM plugin such as host-local',
-    );
-  }
-  const conf: PtpConf = { ipMasq: optBool(c, 'ipMasq') ?? false };
-  const mtu = optInt(c, 'mtu', 0, 65535, true);
-  if (mtu !== undefined) conf.mtu = mtu;
-  return conf;
 }
 
 /** Builds the ptp plugin over a netlink backend. */
@@ -56,10 +49,10 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
 
   const add = (ctx: PluginContext<PtpConf>): Promise<Result> =>
     addWithRollback(ctx, 'ptp', async (tx) => {
-      const conf = ctx.config;
+      const c = ctx.conf;
       // The host end's entry is filled in once the veth exists; the IPs belong to the container end.
       const container = { name: ctx.ifname, sandbox: ctx.netns };
-      const result = attachmentResult(conf, await tx.ipamAdd(), [{ name: '' }, container], 1);
+      const result = attachmentResult(ctx.config, await tx.ipamAdd(), [{ name: '' }, container], 1);
       const ips = result.ips ?? [];
       if (ips.length === 0) throw new CniError(ErrorCode.Internal, 'IPAM returned no address for ptp');
       for (const ip of ips) {
@@ -73,16 +66,16 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
       const veth = await createVethPair(netlink, {
         netns: ctx.netns,
         ifname: ctx.ifname,
-        ...(conf.mtu ? { mtu: conf.mtu } : {}),
+        ...(c.mtu ? { mtu: c.mtu } : {}),
         before: (ns) => {
-          for (const fam of new Set(ips.map((ip) => (ip.address.includes(':') ? 6 : 4))))
+          for (const fam of new Set(ips.map((ip) => ipFamily(ip.address) ?? 4)))
             ns.setSysctl(fam === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding', 1);
         },
         // The host end carries the gateway address and routes the container address to the veth.
         after: (ns, hostVeth) => {
           ns.setLink(hostVeth, { up: true });
           for (const ip of ips) {
-            const bits = ip.address.includes(':') ? 128 : 32;
+            const bits = ipFamily(ip.address) === 6 ? 128 : 32;
             ns.addAddress(hostVeth, `${ip.gateway}/${bits}`, { existsOk: true, noDad: true });
             const dst = `${ip.address.split('/')[0]}/${bits}`;
             ns.addRoute({ dst, dev: hostVeth, scope: 'host' }, { existsOk: true });
@@ -115,9 +108,10 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
         { name: veth.host.name, mac: veth.host.mac },
         { name: ctx.ifname, mac: ct.mac, sandbox: ctx.netns },
       ];
-      if (conf.ipMasq) {
-        tx.onRollback(() => teardownIpMasq(conf.name, ctx.containerId, masq));
-        for (const ip of ips) await setupIpMasq(ip.address, conf.name, ctx.containerId, masq);
+      if (c.ipMasq) {
+        const network = ctx.config.name;
+        tx.onRollback(() => teardownIpMasq(network, ctx.containerId, masq));
+        for (const ip of ips) await setupIpMasq(ip.address, network, ctx.containerId, masq);
       }
       return result;
     });
@@ -125,14 +119,14 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
   return {
     about: 'ptp (cni-kit): a routed veth pair per container',
     supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
-    parseConfig: (c) => parsePtpConf(c),
+    config: ptpConfig,
     add,
     async check(ctx) {
       await checkAttachment(ctx, netlink, { kind: 'veth' });
     },
     async del(ctx) {
       await delAttachment(ctx, netlink);
-      if (ctx.config.ipMasq) await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
+      if (ctx.conf.ipMasq) await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
     },
     ...ipamPassthrough(),
   };

@@ -1,5 +1,6 @@
 // tuning binary: the plugin logic over the real netlink backend.
-import { linuxNetlink, pluginMain } from 'cni-kit';
+import { pluginMain } from 'cni-kit';
+import { linuxNetlink } from 'cni-kit/netlink';
 import { createTuningPlugin } from './plugin.js';
 
 pluginMain(createTuningPlugin({ netlink: linuxNetlink() }));

@@ -6,30 +6,38 @@ import { join } from 'node:path';
 import {
   ALL_VERSIONS,
   CniError,
+  conf,
   ErrorCode,
-  inNetnsIfExists,
-  type LinkSettings,
-  type Netlink,
-  optBool,
-  optInt,
-  optString,
+  type Infer,
   type PluginContext,
   type PluginSpec,
-  parseMac,
   type Result,
-  requestedMac,
 } from 'cni-kit';
+import type { LinkSettings, Netlink } from 'cni-kit/netlink';
+import { inNetnsIfExists, mtuField, requestedMac } from 'cni-kit/netsetup';
 
 /** The tuning plugin's own config fields. */
-export interface TuningConf {
-  sysctl: Record<string, string>;
-  tuneMac?: string;
-  promisc?: boolean;
-  tuneMtu?: number;
-  txQLen?: number;
-  allmulti?: boolean;
-  dataDir: string;
-}
+export const tuningConfig = conf.object({
+  /** Keys under net. (IFNAME stands for the container interface) and their values. */
+  sysctl: conf
+    .record(
+      conf.custom((v, path) => {
+        if (typeof v === 'string' || typeof v === 'number') return String(v);
+        throw new CniError(ErrorCode.InvalidNetworkConfig, `${path}: ${JSON.stringify(v)} must be a string`);
+      }),
+    )
+    .fix('use an object of key: value strings')
+    .default({}),
+  mac: conf.mac().optional(),
+  promisc: conf.bool().optional(),
+  mtu: mtuField,
+  txQLen: conf.int(0, 2 ** 31 - 1).optional(),
+  allmulti: conf.bool().optional(),
+  dataDir: conf.string().default('/run/cni/tuning'),
+});
+
+/** The tuning plugin's config, parsed. */
+export type TuningConf = Infer<typeof tuningConfig>;
 
 /** What the plugin needs from the outside world. */
 export interface TuningDeps {
@@ -45,35 +53,6 @@ interface Backup {
   mtu?: number;
   allmulti?: boolean;
   txQLen?: number;
-}
-
-function parseTuningConf(c: Record<string, unknown>): TuningConf {
-  const raw = c.sysctl ?? {};
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `sysctl: ${JSON.stringify(raw)} must be an object of key: value strings`,
-    );
-  const sysctl: Record<string, string> = {};
-  for (const [k, v] of Object.entries(raw)) {
-    if (typeof v !== 'string' && typeof v !== 'number')
-      throw new CniError(
-        ErrorCode.InvalidNetworkConfig,
-        `sysctl.${k}: ${JSON.stringify(v)} must be a string`,
-      );
-    sysctl[k] = String(v);
-  }
-  const conf: TuningConf = { sysctl, dataDir: optString(c, 'dataDir') ?? '/run/cni/tuning' };
-  if (c.mac !== undefined && c.mac !== '') conf.tuneMac = parseMac(c.mac, 'mac');
-  const promisc = optBool(c, 'promisc');
-  if (promisc !== undefined) conf.promisc = promisc;
-  const allmulti = optBool(c, 'allmulti');
-  if (allmulti !== undefined) conf.allmulti = allmulti;
-  const mtu = optInt(c, 'mtu', 0, 65535, true);
-  if (mtu !== undefined) conf.tuneMtu = mtu;
-  const txq = optInt(c, 'txQLen', 0, 2 ** 31 - 1);
-  if (txq !== undefined) conf.txQLen = txq;
-  return conf;
 }
 
 /** The /proc/sys path (relative) for a key; `IFNAME` stands for the container interface. */
@@ -115,12 +94,12 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
   }
 
   function wanted(ctx: PluginContext<TuningConf>): LinkSettings {
-    const c = ctx.config;
+    const c = ctx.conf;
     const s: LinkSettings = {};
-    const mac = requestedMac({ ...c, mac: c.tuneMac }, ctx.args);
+    const mac = requestedMac(ctx.config, ctx.args);
     if (mac) s.mac = mac;
     if (c.promisc !== undefined) s.promisc = c.promisc;
-    if (c.tuneMtu !== undefined) s.mtu = c.tuneMtu;
+    if (c.mtu !== undefined) s.mtu = c.mtu;
     if (c.allmulti !== undefined) s.allmulti = c.allmulti;
     if (c.txQLen !== undefined) s.txqlen = c.txQLen;
     return s;
@@ -140,10 +119,10 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
   return {
     about: 'tuning (cni-kit): sysctls and link attributes for a container interface',
     supportedVersions: ALL_VERSIONS.filter((v) => !v.startsWith('0.1') && !v.startsWith('0.2')),
-    parseConfig: (c) => parseTuningConf(c),
+    config: tuningConfig,
     async add(ctx) {
       const prev = requirePrev(ctx);
-      const c = ctx.config;
+      const c = ctx.conf;
       const keys = Object.keys(c.sysctl);
       checkAllowlist(keys);
       const paths = keys.map((k) => sysctlKeyPath(k, ctx.ifname));
@@ -177,7 +156,7 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
     },
     async check(ctx) {
       requirePrev(ctx);
-      const c = ctx.config;
+      const c = ctx.conf;
       const keys = Object.keys(c.sysctl);
       const set = wanted(ctx);
       await netlink.inNetns(ctx.netns, async (ns) => {
@@ -207,7 +186,7 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
       });
     },
     async del(ctx) {
-      const file = backupFile(ctx.config.dataDir, ctx.containerId, ctx.ifname);
+      const file = backupFile(ctx.conf.dataDir, ctx.containerId, ctx.ifname);
       if (!existsSync(file)) return;
       try {
         const b = JSON.parse(readFileSync(file, 'utf8')) as Backup;

@@ -1,5 +1,6 @@
 // vlan binary: the plugin logic over the real netlink backend.
-import { linuxNetlink, pluginMain } from 'cni-kit';
+import { pluginMain } from 'cni-kit';
+import { linuxNetlink } from 'cni-kit/netlink';
 import { createVlanPlugin } from './plugin.js';
 
 pluginMain(createVlanPlugin({ netlink: linuxNetlink() }));

@@ -1,38 +1,30 @@
 // vlan: an 802.1q sub-interface of `master` with `vlanId`, moved into the container. IPAM is
 // mandatory, as in the reference.
+import { conf, type Infer, type PluginSpec } from 'cni-kit';
+import type { Netlink } from 'cni-kit/netlink';
 import {
   addSubLinkAttachment,
   checkAttachment,
   delAttachment,
   ipamPassthrough,
-  missingField,
-  type Netlink,
-  optInt,
-  type PluginSpec,
-  parseMasterConf,
+  masterFields,
   resolveMaster,
-} from 'cni-kit';
+} from 'cni-kit/netsetup';
 
-/** The vlan plugin's own config fields. */
-export interface VlanConf {
-  master: string;
-  vlanId: number;
-  mtu?: number;
-  linkInContainer: boolean;
-}
+/** The vlan plugin's own config fields: unlike macvlan and ipvlan, master and ipam are required. */
+export const vlanConfig = conf.object({
+  ...masterFields,
+  master: conf.string().min(1).fix('set it to the parent interface, e.g. "eth0"'),
+  vlanId: conf.int(0, 4094).fix('set it to the 802.1q VLAN id (0-4094)'),
+  ipam: conf.json().fix('vlan needs an IPAM plugin such as host-local or static'),
+});
+
+/** The vlan plugin's config, parsed. */
+export type VlanConf = Infer<typeof vlanConfig>;
 
 /** What the plugin needs from the outside world. */
 export interface VlanDeps {
   netlink: Netlink;
-}
-
-function parseVlanConf(c: Record<string, unknown>): VlanConf {
-  const { master, ...rest } = parseMasterConf(c);
-  if (!master) throw missingField('master', 'set it to the parent interface, e.g. "eth0"');
-  const vlanId = optInt(c, 'vlanId', 0, 4094);
-  if (vlanId === undefined) throw missingField('vlanId', 'set it to the 802.1q VLAN id (0-4094)');
-  if (!c.ipam) throw missingField('ipam', 'vlan needs an IPAM plugin such as host-local or static');
-  return { ...rest, master, vlanId };
 }
 
 /** Builds the vlan plugin over a netlink backend. */
@@ -40,9 +32,9 @@ export function createVlanPlugin({ netlink }: VlanDeps): PluginSpec<VlanConf> {
   return {
     about: 'vlan (cni-kit): an 802.1q VLAN sub-interface per container',
     supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
-    parseConfig: (c) => parseVlanConf(c),
+    config: vlanConfig,
     async add(ctx) {
-      const c = ctx.config;
+      const c = ctx.conf;
       const parent = await resolveMaster(netlink, ctx.netns, c);
       const spec = { kind: 'vlan', parent, vlanId: c.vlanId, ...(c.mtu ? { mtu: c.mtu } : {}) } as const;
       return addSubLinkAttachment(ctx, netlink, spec, { linkInContainer: c.linkInContainer });
@@ -52,7 +44,7 @@ export function createVlanPlugin({ netlink }: VlanDeps): PluginSpec<VlanConf> {
       await checkAttachment(ctx, netlink, {
         kind: 'vlan',
         mac: false,
-        expect: { vlanId: ctx.config.vlanId },
+        expect: { vlanId: ctx.conf.vlanId },
       });
     },
     del: (ctx) => delAttachment(ctx, netlink),

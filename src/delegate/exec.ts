@@ -1,6 +1,15 @@
-import { spawn } from 'node:child_process';
+// Running one plugin process the way libcni does, with what libcni lacks: timeouts and abort that
+// kill the whole process group, ETXTBSY retries that end in an error, and failures that quote
+// stdout, stderr and the exit (execa-style). One file past ~400 lines on purpose: the run, the
+// failure classification and the exec-and-parse path share the process facts they report.
+import type { Command } from '../spec/call.js';
 import { CniError, ErrorCode, isCniErrorJson } from '../spec/errors.js';
-import type { CniCommand } from './env.js';
+import { parseResult } from '../spec/result/convert.js';
+import type { AnyResult } from '../spec/result/types.js';
+
+// Loaded on first use: node:child_process costs a plugin ~2 ms of start-up, and most calls
+// (VERSION, plugins whose IPAM runs in-process) never exec anything.
+const childProcess = () => process.getBuiltinModule('node:child_process');
 
 /** Options for running one plugin process. */
 export interface ExecOptions {
@@ -29,7 +38,7 @@ export interface ExecCall {
   type?: string;
   /** Network name, for messages. */
   name?: string;
-  command: CniCommand;
+  command: Command;
   stdin: string | Uint8Array;
   /** The complete environment of the plugin (see buildCniEnv / buildDelegateEnv). */
   env: Readonly<Record<string, string>>;
@@ -52,7 +61,7 @@ export interface ExitInfo {
 /** A CniError from running a plugin: carries the process facts a caller needs to diagnose it. */
 export class PluginExecError extends CniError {
   /** Plugin type and path, verb, and how the process ended. */
-  readonly plugin: { type: string; name?: string; path: string; command: CniCommand };
+  readonly plugin: { type: string; name?: string; path: string; command: Command };
   readonly exit: ExitInfo | undefined;
   readonly stdout: string;
   readonly stderr: string;
@@ -170,6 +179,7 @@ function runOnce(call: ExecCall, opts: ExecOptions): Promise<ExecOutput> {
     // reaches its children (a shell plugin's `sleep` would otherwise keep the stdout pipe open).
     // Only then: a new session costs a few ms per call under load (scheduler autogroups).
     const killable = (opts.timeoutMs !== undefined && opts.timeoutMs > 0) || opts.signal !== undefined;
+    const { spawn } = childProcess();
     const child = spawn(call.path, [], {
       env: call.env as NodeJS.ProcessEnv,
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -386,4 +396,27 @@ export async function execPluginForJson(
   }
   if (obj.cniVersion === undefined || obj.cniVersion === '') obj.cniVersion = configVersion;
   return obj;
+}
+
+/**
+ * The one exec-and-parse path for a plugin's ADD (delegation and the runtime both use it): runs the
+ * plugin and returns its result, validated against the schema of its own version (the config's
+ * version when it names none). A result that does not validate is a PluginExecError naming the field.
+ */
+export async function execPluginResult(
+  call: ExecCall,
+  configVersion: string,
+  opts: ExecOptions = {},
+): Promise<AnyResult> {
+  const json = await execPluginForJson(call, configVersion, opts);
+  try {
+    return parseResult(json, configVersion, { what: 'result' });
+  } catch (err) {
+    const e = CniError.from(err, ErrorCode.DecodingFailure);
+    throw new PluginExecError(e.code, `it returned an invalid result: ${e.message}`, call, {
+      stdout: JSON.stringify(json),
+      ...(e.details ? { details: e.details } : {}),
+      cause: err,
+    });
+  }
 }

@@ -1,13 +1,6 @@
-import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { accessSync, closeSync, constants, openSync, readSync, type Stats, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { CniError, ErrorCode } from '../spec/errors.js';
-
-/** Splits a CNI_PATH value on the OS list separator, dropping empty entries. */
-export function splitCniPath(value: string | undefined): string[] {
-  if (!value) return [];
-  return value.split(delimiter).filter((p) => p !== '');
-}
 
 /** Refuses plugin types that could escape the plugin directories (the spec forbids `/` and `\`). */
 export function validatePluginType(type: unknown, field = 'type'): asserts type is string {
@@ -37,26 +30,71 @@ export async function findInPath(type: string, paths: readonly string[]): Promis
       `cannot find plugin "${type}": no plugin directories given; set CNI_PATH (or the runtime's pluginDirs)`,
     );
   }
-  const notExecutable: string[] = [];
-  for (const dir of paths) {
-    const candidate = join(dir, type);
-    let st: Awaited<ReturnType<typeof stat>>;
-    try {
-      st = await stat(candidate);
-    } catch {
-      continue;
-    }
-    if (!st.isFile()) continue;
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      notExecutable.push(candidate);
-    }
-  }
+  const { found, notExecutable } = await search(type, paths);
+  if (found) return found;
   const extra = notExecutable.length ? `; found but not executable: ${notExecutable.join(', ')}` : '';
   throw new CniError(
     ErrorCode.InvalidNetworkConfig,
     `failed to find plugin "${type}" in path [${paths.join(' ')}]${extra}; install the plugin into one of these directories or fix the "type" field`,
   );
+}
+
+/** The binary `findInPath` would run for `type`, or undefined when there is none (no throw). */
+export async function lookPath(type: string, paths: readonly string[]): Promise<string | undefined> {
+  validatePluginType(type);
+  return (await search(type, paths)).found;
+}
+
+async function search(
+  type: string,
+  paths: readonly string[],
+): Promise<{ found?: string; notExecutable: string[] }> {
+  const notExecutable: string[] = [];
+  for (const dir of paths) {
+    const candidate = join(dir, type);
+    // Sync calls: a stat and an access on local files, and node:fs/promises stays unloaded.
+    let st: Stats;
+    try {
+      st = statSync(candidate);
+    } catch {
+      continue;
+    }
+    if (!st.isFile()) continue;
+    try {
+      accessSync(candidate, constants.X_OK);
+      return { found: candidate, notExecutable };
+    } catch {
+      notExecutable.push(candidate);
+    }
+  }
+  return { notExecutable };
+}
+
+/**
+ * The marker a cni-kit plugin binary carries as its second line, right after the shebang (written
+ * by the build): `// cni-kit plugin <type>`. Read, never exec'd: finding out costs one small read.
+ */
+const BINARY_MARKER = /^#![^\n]*\n\/\/ cni-kit plugin ([^\s/\\]+)\n/;
+
+/** How many leading bytes hold the marker. */
+const MARKER_WINDOW = 256;
+
+/**
+ * The plugin type a cni-kit binary says it is, from the marker in its first bytes; undefined for
+ * any other program (a Go plugin, a script) or an unreadable file.
+ */
+export async function cniKitBinaryType(path: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const buf = Buffer.alloc(MARKER_WINDOW);
+      text = buf.subarray(0, readSync(fd, buf, 0, MARKER_WINDOW, 0)).toString('latin1');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  return BINARY_MARKER.exec(text)?.[1];
 }

@@ -1,9 +1,23 @@
-// Public API of src/delegate: find and run other plugins, and the libcni-equivalent runtime.
-export * from './cache.js';
-export * from './conf-files.js';
-export * from './env.js';
-export * from './exec.js';
-export * from './find.js';
-export * from './invoke.js';
-export * from './runtime.js';
-export * from './version-info.js';
+// cni-kit/delegate: running other plugins (Go's pkg/invoke): find on CNI_PATH, exec with the
+// reference's error and version rules, and the delegate* calls a meta or main plugin makes.
+export {
+  type ExecCall,
+  type ExecOptions,
+  type ExecOutput,
+  type ExitInfo,
+  execPlugin,
+  execPluginResult,
+  PluginExecError,
+} from './exec.js';
+export { cniKitBinaryType, findInPath, lookPath, validatePluginType } from './find.js';
+export {
+  type DelegateConfig,
+  type DelegateNoResult,
+  type DelegateOptions,
+  delegateAdd,
+  delegateCheck,
+  delegateDel,
+  delegateGC,
+  delegateStatus,
+} from './invoke.js';
+export { decodeVersionInfo, getVersionInfo, type PluginVersionInfo } from './version-info.js';

@@ -1,16 +1,17 @@
-import { CniError, ErrorCode } from '../spec/errors.js';
+import { buildDelegateEnv, type Command, type Env, splitCniPath } from '../spec/call.js';
 import { convertResult, parseResult, toCurrentResult } from '../spec/result/convert.js';
-import type { AnyResult, Result } from '../spec/result/types.js';
-import { buildDelegateEnv, type CniCommand, type EnvMap } from './env.js';
-import { type ExecCall, type ExecOptions, execPlugin, execPluginForJson } from './exec.js';
-import { findInPath, splitCniPath } from './find.js';
+import type { Result } from '../spec/result/types.js';
+import { type ExecCall, type ExecOptions, execPlugin, execPluginResult } from './exec.js';
+import { findInPath } from './find.js';
 
 /** How a plugin runs a delegate: its own environment, and exec limits. */
 export interface DelegateOptions extends ExecOptions {
   /** The calling plugin's environment (ctx.env); default process.env. Only CNI_COMMAND is changed. */
-  env?: EnvMap;
+  env?: Env;
   /** Where to look for the delegate; default CNI_PATH from `env`. */
   path?: readonly string[];
+  /** The binary to run, when the caller already found it (no CNI_PATH lookup then). */
+  binary?: string;
   /**
    * On a failed ADD, run DEL on the delegate so it releases what it may have reserved
    * (the spec asks the caller to clean up). Default true; DEL errors are ignored.
@@ -34,7 +35,8 @@ interface Prepared {
  */
 function prepare(config: DelegateConfig): Prepared {
   if (typeof config === 'string' || config instanceof Uint8Array) {
-    const stdin = typeof config === 'string' ? config : new TextDecoder().decode(config);
+    const stdin =
+      typeof config === 'string' ? config : new TextDecoder('utf-8', { ignoreBOM: true }).decode(config);
     let version = '';
     let name: string | undefined;
     try {
@@ -59,17 +61,12 @@ function prepare(config: DelegateConfig): Prepared {
 }
 
 async function locate(type: string, opts: DelegateOptions): Promise<string> {
+  if (opts.binary) return opts.binary;
   const env = opts.env ?? process.env;
   return findInPath(type, opts.path ?? splitCniPath(env.CNI_PATH));
 }
 
-function callFor(
-  type: string,
-  path: string,
-  command: CniCommand,
-  p: Prepared,
-  opts: DelegateOptions,
-): ExecCall {
+function callFor(type: string, path: string, command: Command, p: Prepared, opts: DelegateOptions): ExecCall {
   return {
     path,
     type,
@@ -92,22 +89,7 @@ export async function delegateAdd(
   const p = prepare(config);
   const path = await locate(type, opts);
   try {
-    const json = await execPluginForJson(callFor(type, path, 'ADD', p, opts), p.version, opts);
-    let result: AnyResult;
-    try {
-      result = parseResult(json, p.version, { what: `result of delegate "${type}"` });
-    } catch (err) {
-      const e = CniError.from(err, ErrorCode.DecodingFailure);
-      throw new CniError(
-        e.code,
-        `delegate "${type}" (${path}) returned an invalid result: ${e.message}`,
-        e.details,
-        {
-          cause: err,
-        },
-      );
-    }
-    return toCurrentResult(result);
+    return toCurrentResult(await execPluginResult(callFor(type, path, 'ADD', p, opts), p.version, opts));
   } catch (err) {
     if (opts.cleanupOnFailure !== false) {
       await execPlugin(callFor(type, path, 'DEL', p, opts), opts).catch(() => {});
@@ -116,44 +98,32 @@ export async function delegateAdd(
   }
 }
 
-async function runNoResult(command: CniCommand, type: string, config: DelegateConfig, opts: DelegateOptions) {
+async function runNoResult(command: Command, type: string, config: DelegateConfig, opts: DelegateOptions) {
   const p = prepare(config);
   const path = await locate(type, opts);
   await execPlugin(callFor(type, path, command, p, opts), opts);
 }
 
-/** Runs `type` with CHECK (the config's prevResult is what the delegate checks against). */
-export async function delegateCheck(
+/** A delegate call whose answer is only success or a CNI error. */
+export type DelegateNoResult = (
   type: string,
   config: DelegateConfig,
-  opts: DelegateOptions = {},
-): Promise<void> {
-  await runNoResult('CHECK', type, config, opts);
-}
+  opts?: DelegateOptions,
+) => Promise<void>;
+
+const noResult =
+  (command: Command): DelegateNoResult =>
+  (type, config, opts = {}) =>
+    runNoResult(command, type, config, opts);
+
+/** Runs `type` with CHECK (the config's prevResult is what the delegate checks against). */
+export const delegateCheck: DelegateNoResult = noResult('CHECK');
 
 /** Runs `type` with DEL. */
-export async function delegateDel(
-  type: string,
-  config: DelegateConfig,
-  opts: DelegateOptions = {},
-): Promise<void> {
-  await runNoResult('DEL', type, config, opts);
-}
+export const delegateDel: DelegateNoResult = noResult('DEL');
 
 /** Runs `type` with STATUS; a not-ready delegate throws its own code (50 or 51). */
-export async function delegateStatus(
-  type: string,
-  config: DelegateConfig,
-  opts: DelegateOptions = {},
-): Promise<void> {
-  await runNoResult('STATUS', type, config, opts);
-}
+export const delegateStatus: DelegateNoResult = noResult('STATUS');
 
 /** Runs `type` with GC; the config should carry `cni.dev/valid-attachments`. */
-export async function delegateGC(
-  type: string,
-  config: DelegateConfig,
-  opts: DelegateOptions = {},
-): Promise<void> {
-  await runNoResult('GC', type, config, opts);
-}
+export const delegateGC: DelegateNoResult = noResult('GC');

@@ -1,6 +1,7 @@
+import { buildCniEnv, type Env } from '../spec/call.js';
+import { decodeJsonObject } from '../spec/config.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import { CURRENT_VERSION } from '../spec/version.js';
-import { buildCniEnv, type EnvMap } from './env.js';
 import { type ExecOptions, execPlugin, PluginExecError } from './exec.js';
 
 /** What a plugin answered to VERSION. */
@@ -14,24 +15,10 @@ export interface PluginVersionInfo {
  * empty supportedVersions list means ["0.1.0","0.2.0"] from a 0.2.0 plugin (an error otherwise).
  */
 export function decodeVersionInfo(stdout: string): PluginVersionInfo {
-  let v: unknown;
-  try {
-    v = JSON.parse(stdout);
-  } catch (err) {
-    throw new CniError(
-      ErrorCode.DecodingFailure,
-      `decoding version info: stdout is not JSON: ${JSON.stringify(stdout.trim().slice(0, 500))}`,
-      undefined,
-      { cause: err },
-    );
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new CniError(
-      ErrorCode.DecodingFailure,
-      `decoding version info: expected an object, got ${JSON.stringify(v)}`,
-    );
-  }
-  const o = v as { cniVersion?: unknown; supportedVersions?: unknown };
+  const o = decodeJsonObject(stdout.trim(), 'version info') as {
+    cniVersion?: unknown;
+    supportedVersions?: unknown;
+  };
   if (typeof o.cniVersion !== 'string' || o.cniVersion === '') {
     throw new CniError(ErrorCode.DecodingFailure, 'decoding version info: missing field cniVersion');
   }
@@ -64,7 +51,7 @@ export function decodeVersionInfo(stdout: string): PluginVersionInfo {
  */
 export async function getVersionInfo(
   pluginPath: string,
-  opts: ExecOptions & { env?: EnvMap; type?: string } = {},
+  opts: ExecOptions & { env?: Env; type?: string } = {},
 ): Promise<PluginVersionInfo> {
   const env = buildCniEnv(opts.env ?? process.env, {
     command: 'VERSION',

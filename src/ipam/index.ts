@@ -1,25 +1,39 @@
-// Public API of src/ipam; re-exported from the package root.
-export * from './dns.js';
-export { createHostLocal, HostLocalAllocator, roundRobin } from './host-local/allocator.js';
+// cni-kit/ipam: IPAM allocators (host-local, static, whereabouts-style) and how a plugin's ctx.ipam
+// chooses between them and an exec'd IPAM plugin. Allocators depend on a store, never on the
+// delegate or Kubernetes layers: exec and Kubernetes access are passed in.
+export { HostLocalAllocator } from './host-local/allocator.js';
+export { DEFAULT_HOST_LOCAL_DATA_DIR, type HostLocalConfig } from './host-local/config.js';
+export type { HostLocalStoreOptions } from './host-local/store.js';
+export { type FileLock, type FileLockOptions, lockFile, withFileLock } from './lock.js';
 export {
-  DEFAULT_HOST_LOCAL_DATA_DIR,
-  type HostLocalConfig,
-  parseHostLocalConfig,
-  requestedIPs,
-} from './host-local/config.js';
+  builtinIpam,
+  createIpamFactory,
+  type IpamExec,
+  type IpamExecRequest,
+  type IpamFactoryOptions,
+  IpamRegistry,
+  ipamPlugin,
+  ipamRequest,
+} from './registry.js';
+export { StaticAllocator } from './static/allocator.js';
+export type {
+  AllocatorFactory,
+  IpamAllocator,
+  IpamEnv,
+  IpamGcReport,
+  IpamNetConf,
+  IpamPoolStatus,
+  IpamRequest,
+  IpamStatus,
+} from './types.js';
+export { WhereaboutsAllocator, type WhereaboutsAllocatorOptions } from './whereabouts/allocator.js';
+export type { DatastoreConfig, WhereaboutsConfig, WhereaboutsRange } from './whereabouts/config.js';
 export {
-  type AllocationKey,
-  contentMatches,
-  fileContent,
-  HostLocalStore,
-  type HostLocalStoreOptions,
-  type StoredAllocation,
-} from './host-local/store.js';
-export * from './ip.js';
-export * from './lock.js';
-export * from './range.js';
-export * from './registry.js';
-export * from './routes.js';
-export { createStatic, type StaticAddress, StaticAllocator, staticAddresses } from './static/allocator.js';
-export type * from './types.js';
-export * from './whereabouts/index.js';
+  createWhereaboutsAllocator,
+  openWhereaboutsStore,
+  type WhereaboutsOptions,
+  type WhereaboutsStoreOptions,
+  whereaboutsIpam,
+} from './whereabouts/index.js';
+export type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from './whereabouts/store.js';
+export type { CustomResources, KubeAccess, KubeOpener } from './whereabouts/stores/kubernetes.js';

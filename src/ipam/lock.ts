@@ -4,7 +4,6 @@
 // file description it inherited and exits, and the lock stays with our descriptor, because flock
 // locks belong to the open file description, not to the process. Closing the descriptor (or dying,
 // even by SIGKILL) releases it. Cost: one short-lived child per lock, about 2 ms.
-import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CniError, ErrorCode } from '../spec/errors.js';
@@ -37,6 +36,8 @@ export async function lockFile(path: string, opts: FileLockOptions = {}): Promis
   const timeoutS = Math.max(0, (opts.timeoutMs ?? 60_000) / 1000);
   try {
     await new Promise<void>((resolve, reject) => {
+      // Loaded on first lock, not at start-up (node:child_process costs a plugin ~2 ms to load).
+      const { spawn } = process.getBuiltinModule('node:child_process');
       const child = spawn(flockBinary(opts.flockBinary), ['-x', '-w', String(timeoutS), '3'], {
         stdio: ['ignore', 'ignore', 'pipe', fd],
       });

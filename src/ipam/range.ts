@@ -5,7 +5,7 @@
 //   canonicalizeRangeSet(cfgs, field)    one family per set, no two [start,end] intervals overlapping
 //   checkRangeSetsDisjoint(sets, field)  no overlap across sets
 //   rangeContains / rangeSetFor / rangeSetContains / rangeSize / formatRange / formatRangeSet
-import { CniError, ErrorCode } from '../spec/errors.js';
+
 import {
   compareIP,
   familyBits,
@@ -19,7 +19,8 @@ import {
   subnetContains,
   subnetLast,
   subnetNetwork,
-} from './ip.js';
+} from '../spec/addr.js';
+import { CniError, ErrorCode } from '../spec/errors.js';
 
 /** A range as written in config (host-local `ranges[][]` entries and the legacy top-level fields). */
 export interface RangeConfig {

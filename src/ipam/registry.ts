@@ -1,27 +1,28 @@
-// One call for plugin authors: ipamAdd(ctx, config) runs the in-process allocator registered for
-// `ipam.type` (host-local and static built in) and execs any other type from CNI_PATH through the
-// delegate layer. In-process host-local uses the same files and lock as the binary.
-import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../delegate/invoke.js';
+// ctx.ipam: which allocator serves a config's `ipam.type`, and how a plugin's call reaches it.
+//
+// The rule follows the Go plugins (`ipam.ExecAdd(type, stdin)`) and improves on them only where it
+// cannot be told apart: a type is exec'd from CNI_PATH with the runtime's stdin byte for byte,
+// unless the registry has an in-process allocator for it AND exec'ing would have run cni-kit's own
+// binary of that type (or nothing at all). So a user who puts the Go host-local (or any other)
+// earlier on CNI_PATH gets it, and cni-kit's own host-local costs no process.
+//
+// This layer neither imports the delegate layer nor Kubernetes: exec is injected (`IpamExec`, the
+// cni-kit entry wires in cni-kit/delegate), and there is no module-global registry.
+import type { CallInfo, IpamClient, IpamFactory, PluginSpec } from '../plugin/context.js';
+import { formatPodRef, podRef } from '../spec/args.js';
+import type { Env, HandlerCommand } from '../spec/call.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import type { Result } from '../spec/result/types.js';
 import { HostLocalAllocator } from './host-local/allocator.js';
 import { StaticAllocator } from './static/allocator.js';
-import type {
-  IpamAllocator,
-  IpamEnv,
-  IpamFactory,
-  IpamNetConf,
-  IpamRequest,
-  ValidAttachment,
-} from './types.js';
-import { whereaboutsFactory } from './whereabouts/index.js';
+import type { AllocatorFactory, IpamAllocator, IpamRequest } from './types.js';
 
 /** Maps `ipam.type` to an in-process allocator factory. */
 export class IpamRegistry {
-  private readonly factories = new Map<string, IpamFactory>();
+  private readonly factories = new Map<string, AllocatorFactory>();
 
   /** Registers (or replaces) the factory for a type. */
-  register(type: string, factory: IpamFactory): this {
+  register(type: string, factory: AllocatorFactory): this {
     this.factories.set(type, factory);
     return this;
   }
@@ -32,7 +33,7 @@ export class IpamRegistry {
   }
 
   /** The factory for a type, if registered. */
-  get(type: string): IpamFactory | undefined {
+  get(type: string): AllocatorFactory | undefined {
     return this.factories.get(type);
   }
 
@@ -42,193 +43,158 @@ export class IpamRegistry {
   }
 }
 
-/**
- * A registry with the built-in types: host-local, static and whereabouts. Their code is small; the
- * heavy clients a whereabouts store may need (etcd3, Kubernetes) load only when that store is used.
- */
-export function createIpamRegistry(): IpamRegistry {
+/** A registry with the allocators every plugin gets in-process: host-local and static. */
+export function builtinIpam(): IpamRegistry {
   return new IpamRegistry()
     .register('host-local', (c) => new HostLocalAllocator(c))
-    .register('static', (c) => new StaticAllocator(c))
-    .register('whereabouts', whereaboutsFactory);
+    .register('static', (c) => new StaticAllocator(c));
 }
 
-/** The registry ipamAdd & co. use unless given another. */
-export const defaultIpamRegistry: IpamRegistry = createIpamRegistry();
-
-/** Registers an in-process allocator type in the default registry. */
-export function registerIpam(type: string, factory: IpamFactory): void {
-  defaultIpamRegistry.register(type, factory);
+/** One exec of an IPAM plugin. */
+export interface IpamExecRequest {
+  type: string;
+  /** The binary `locate` found; undefined makes `run` look it up (and fail naming CNI_PATH). */
+  binary: string | undefined;
+  command: HandlerCommand;
+  /** The runtime's request config, byte for byte. */
+  stdin: string;
+  /** The calling plugin's environment; only CNI_COMMAND changes. */
+  env: Env;
+  path: readonly string[];
+  signal: AbortSignal;
 }
 
-/** The delegate calls used for types with no in-process allocator (shape of src/delegate's functions). */
+/** How IPAM types that are not served in-process run: injected (the cni-kit entry uses cni-kit/delegate). */
 export interface IpamExec {
-  add(type: string, config: IpamNetConf, opts: IpamEnv): Promise<Result>;
-  del(type: string, config: IpamNetConf, opts: IpamEnv): Promise<void>;
-  check(type: string, config: IpamNetConf, opts: IpamEnv): Promise<void>;
-  gc(type: string, config: IpamNetConf, opts: IpamEnv): Promise<void>;
-  status(type: string, config: IpamNetConf, opts: IpamEnv): Promise<void>;
+  /** The binary exec would run for `type`, and the cni-kit plugin type it carries (if any); undefined when none. */
+  locate(type: string, path: readonly string[]): Promise<{ binary: string; cniKitType?: string } | undefined>;
+  /** Runs the plugin; ADD returns its result as the current result type. */
+  run(req: IpamExecRequest): Promise<Result | undefined>;
 }
 
-// Static on purpose: a dynamic import() of our own module would be bundled as a lazy initialiser that
-// esbuild drops on the static path ("sideEffects": false), leaving the delegate module uninitialised.
-const defaultExec: IpamExec = {
-  add: (t, c, o) => delegateAdd(t, c, o),
-  del: (t, c, o) => delegateDel(t, c, o),
-  check: (t, c, o) => delegateCheck(t, c, o),
-  gc: (t, c, o) => delegateGC(t, c, o),
-  status: (t, c, o) => delegateStatus(t, c, o),
-};
-
-/** The part of a plugin context IPAM needs (a PluginContext fits). */
-export interface IpamCallContext {
-  containerId: string;
-  ifname: string;
-  args?: ReadonlyArray<readonly [string, string]>;
-  env?: Readonly<Record<string, string | undefined>>;
-  path?: readonly string[];
-}
-
-/** Where ipamAdd & co. look up types and how they exec unknown ones. */
-export interface IpamCallOptions {
+/** What `createIpamFactory` combines. */
+export interface IpamFactoryOptions {
+  /** In-process allocators; default `builtinIpam()`. */
   registry?: IpamRegistry;
-  exec?: IpamExec;
+  exec: IpamExec;
 }
 
-function ipamType(config: IpamNetConf): string {
-  const t = config.ipam?.type;
+/** What an allocator is asked for one call: the attachment, CNI_ARGS, the pod and prevResult. */
+export function ipamRequest(call: CallInfo): IpamRequest {
+  const { containerId, ifname, args, config } = call;
+  const req: IpamRequest = { containerId, ifname, args };
+  const pod = podRef(args);
+  if (pod) req.podRef = formatPodRef(pod);
+  if (config.prevResult) req.prevResult = config.prevResult;
+  return req;
+}
+
+/**
+ * An IPAM plugin binary's handlers for an allocator: ADD allocates, DEL releases, CHECK, GC and
+ * STATUS pass through (host-local, static and whereabouts binaries are this and nothing else).
+ */
+export function ipamPlugin(
+  factory: AllocatorFactory,
+  opts: Pick<PluginSpec, 'about' | 'supportedVersions'> = {},
+): PluginSpec {
+  const allocator = (call: CallInfo) => factory(call.config, { env: call.env, path: call.path });
+  return {
+    ...opts,
+    add: async (ctx) => (await allocator(ctx)).allocate(ipamRequest(ctx)),
+    del: async (ctx) => (await allocator(ctx)).release(ipamRequest(ctx)),
+    check: async (ctx) => (await allocator(ctx)).check(ipamRequest(ctx)),
+    gc: async (ctx) => {
+      await (await allocator(ctx)).gc(ctx.validAttachments);
+    },
+    status: async (ctx) => {
+      await (await allocator(ctx)).status();
+    },
+  };
+}
+
+type Route = { kind: 'local'; allocator: IpamAllocator } | { kind: 'exec'; type: string; binary?: string };
+
+/** Builds the `ipam` option of a plugin: ctx.ipam for every call from a registry and an exec. */
+export function createIpamFactory(opts: IpamFactoryOptions): IpamFactory {
+  const registry = opts.registry ?? builtinIpam();
+  return (call) => new CallIpam(call, registry, opts.exec);
+}
+
+function ipamType(call: CallInfo): string {
+  const t = call.config.ipam?.type;
   if (typeof t !== 'string' || t === '') {
     throw new CniError(
       ErrorCode.InvalidNetworkConfig,
-      `ipam.type: ${JSON.stringify(t)} is missing; set it to an IPAM plugin such as "host-local", "static" or "dhcp"`,
+      call.config.ipam === undefined
+        ? 'ipam: missing; add "ipam": {"type": "host-local", ...} to the config'
+        : `ipam.type: ${JSON.stringify(t)} is not a plugin name; set it to an IPAM plugin such as "host-local", "static" or "dhcp"`,
     );
   }
   return t;
 }
 
-function envOf(ctx: IpamCallContext): IpamEnv {
-  const e: IpamEnv = {};
-  if (ctx.env) e.env = ctx.env;
-  if (ctx.path) e.path = ctx.path;
-  return e;
-}
+class CallIpam implements IpamClient {
+  private route: Promise<Route> | undefined;
 
-function requestOf(ctx: IpamCallContext, config: IpamNetConf): IpamRequest {
-  const req: IpamRequest = { containerId: ctx.containerId, ifname: ctx.ifname };
-  if (ctx.args) {
-    req.args = ctx.args;
-    let ns: string | undefined;
-    let name: string | undefined;
-    for (const [k, v] of ctx.args) {
-      if (k === 'K8S_POD_NAMESPACE') ns = v;
-      else if (k === 'K8S_POD_NAME') name = v;
-    }
-    if (ns && name) req.podRef = `${ns}/${name}`;
+  constructor(
+    private readonly call: CallInfo,
+    private readonly registry: IpamRegistry,
+    private readonly exec: IpamExec,
+  ) {}
+
+  get type(): string | undefined {
+    return this.call.config.ipam?.type;
   }
-  if (config.prevResult && typeof config.prevResult === 'object')
-    req.prevResult = config.prevResult as Result;
-  return req;
-}
 
-/** The in-process allocator for the config's `ipam.type`, or undefined when the type must be exec'd. */
-export async function ipamAllocatorFor(
-  config: IpamNetConf,
-  env: IpamEnv = {},
-  registry: IpamRegistry = defaultIpamRegistry,
-): Promise<IpamAllocator | undefined> {
-  const f = registry.get(ipamType(config));
-  return f ? f(config, env) : undefined;
-}
+  private resolve(): Promise<Route> {
+    this.route ??= (async (): Promise<Route> => {
+      const type = ipamType(this.call);
+      const factory = this.registry.get(type);
+      const found = await this.exec.locate(type, this.call.path);
+      if (factory && (!found || found.cniKitType === type)) {
+        return {
+          kind: 'local',
+          allocator: await factory(this.call.config, { env: this.call.env, path: this.call.path }),
+        };
+      }
+      return { kind: 'exec', type, ...(found ? { binary: found.binary } : {}) };
+    })();
+    return this.route;
+  }
 
-async function run<T>(
-  ctx: IpamCallContext,
-  config: IpamNetConf,
-  opts: IpamCallOptions,
-  inProcess: (a: IpamAllocator) => Promise<T>,
-  viaExec: (x: IpamExec, type: string, env: IpamEnv) => Promise<T>,
-): Promise<T> {
-  const env = envOf(ctx);
-  const a = await ipamAllocatorFor(config, env, opts.registry);
-  if (a) return inProcess(a);
-  return viaExec(opts.exec ?? defaultExec, ipamType(config), env);
-}
+  private request(): IpamRequest {
+    return ipamRequest(this.call);
+  }
 
-/** IPAM ADD for a plugin: returns the IPAM result (current type). */
-export function ipamAdd(
-  ctx: IpamCallContext,
-  config: IpamNetConf,
-  opts: IpamCallOptions = {},
-): Promise<Result> {
-  return run(
-    ctx,
-    config,
-    opts,
-    (a) => a.allocate(requestOf(ctx, config)),
-    (x, t, e) => x.add(t, config, e),
-  );
-}
+  private async run<T>(
+    command: HandlerCommand,
+    local: (a: IpamAllocator) => Promise<T>,
+  ): Promise<T | Result | undefined> {
+    const route = await this.resolve();
+    if (route.kind === 'local') return local(route.allocator);
+    const { stdin, env, path, signal } = this.call;
+    return this.exec.run({ type: route.type, binary: route.binary, command, stdin, env, path, signal });
+  }
 
-/** IPAM DEL for a plugin; missing state is success. */
-export function ipamDel(
-  ctx: IpamCallContext,
-  config: IpamNetConf,
-  opts: IpamCallOptions = {},
-): Promise<void> {
-  return run(
-    ctx,
-    config,
-    opts,
-    (a) => a.release(requestOf(ctx, config)),
-    (x, t, e) => x.del(t, config, e),
-  );
-}
+  async add(): Promise<Result> {
+    const r = await this.run('ADD', (a) => a.allocate(this.request()));
+    if (!r) throw new CniError(ErrorCode.Internal, `IPAM plugin "${this.type}" returned no result for ADD`);
+    return r as Result;
+  }
 
-/** IPAM CHECK for a plugin (the config's prevResult is what gets checked). */
-export function ipamCheck(
-  ctx: IpamCallContext,
-  config: IpamNetConf,
-  opts: IpamCallOptions = {},
-): Promise<void> {
-  return run(
-    ctx,
-    config,
-    opts,
-    (a) => a.check(requestOf(ctx, config)),
-    (x, t, e) => x.check(t, config, e),
-  );
-}
+  async check(): Promise<void> {
+    await this.run('CHECK', (a) => a.check(this.request()));
+  }
 
-/** IPAM GC for a plugin: frees everything not held by `valid` (exec'd types read it from the config). */
-export function ipamGc(
-  ctx: IpamCallContext,
-  config: IpamNetConf,
-  valid: readonly ValidAttachment[],
-  opts: IpamCallOptions = {},
-): Promise<void> {
-  return run(
-    ctx,
-    config,
-    opts,
-    async (a) => {
-      await a.gc(valid);
-    },
-    (x, t, e) => x.gc(t, config, e),
-  );
-}
+  async del(): Promise<void> {
+    await this.run('DEL', (a) => a.release(this.request()));
+  }
 
-/** IPAM STATUS for a plugin: throws CniError 50 when ADD cannot currently succeed. */
-export function ipamStatus(
-  ctx: IpamCallContext,
-  config: IpamNetConf,
-  opts: IpamCallOptions = {},
-): Promise<void> {
-  return run(
-    ctx,
-    config,
-    opts,
-    async (a) => {
-      await a.status();
-    },
-    (x, t, e) => x.status(t, config, e),
-  );
+  async gc(): Promise<void> {
+    await this.run('GC', (a) => a.gc(this.call.validAttachments ?? []));
+  }
+
+  async status(): Promise<void> {
+    await this.run('STATUS', (a) => a.status());
+  }
 }

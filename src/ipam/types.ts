@@ -1,6 +1,8 @@
 // The allocator interface every IPAM backend implements (host-local, static, whereabouts, user types).
 // An allocator is built for one network config and serves allocate / release / check / gc / status,
 // keyed by (containerId, ifname) with an optional pod reference.
+import type { Env } from '../spec/call.js';
+import type { Attachment } from '../spec/config.js';
 import type { Result } from '../spec/result/types.js';
 
 /** The network config fields IPAM reads; the spec layer's NetConf is assignable to it. */
@@ -15,17 +17,11 @@ export interface IpamNetConf {
   [key: string]: unknown;
 }
 
-/** One attachment as the GC verb names it on the wire (`cni.dev/valid-attachments` items). */
-export interface ValidAttachment {
-  containerID: string;
-  ifname: string;
-}
-
 /** What one ADD / DEL / CHECK asks of an allocator. */
 export interface IpamRequest {
   containerId: string;
   ifname: string;
-  /** "namespace/name" of the pod when the runtime passed K8S_POD_NAMESPACE / K8S_POD_NAME. */
+  /** "namespace/name" of the pod when the runtime passed K8S_POD_NAMESPACE and K8S_POD_NAME. */
   podRef?: string;
   /** CNI_ARGS pairs, in order. */
   args?: ReadonlyArray<readonly [string, string]>;
@@ -39,12 +35,12 @@ export interface IpamGcReport {
   released: string[];
 }
 
-/** Free-address accounting of one range set (or pool). */
+/** Free-address accounting of one range set (or pool); counts are decimal strings (an IPv6 /64 holds 2^64). */
 export interface IpamPoolStatus {
   ranges: string;
-  capacity: bigint;
+  capacity: string;
   used: number;
-  free: bigint;
+  free: string;
 }
 
 /** STATUS details; `status()` also throws CniError 50 when ADD cannot currently succeed. */
@@ -61,16 +57,16 @@ export interface IpamAllocator {
   /** CHECK: throws CniError when the attachment's addresses are not held as expected. */
   check(req: IpamRequest): Promise<void>;
   /** GC: frees every allocation not held by one of `valid` (an empty list frees all). */
-  gc(valid: readonly ValidAttachment[]): Promise<IpamGcReport>;
+  gc(valid: readonly Attachment[]): Promise<IpamGcReport>;
   /** STATUS: accounting; throws CniError 50 (PluginNotAvailable) when no address is left. */
   status(): Promise<IpamStatus>;
 }
 
 /** Process-edge facts an allocator may need (the plugin's environment and CNI_PATH). */
 export interface IpamEnv {
-  env?: Readonly<Record<string, string | undefined>>;
+  env?: Env;
   path?: readonly string[];
 }
 
 /** Builds an allocator for a config; validate the config here and throw CniError 7 on bad input. */
-export type IpamFactory = (config: IpamNetConf, env: IpamEnv) => IpamAllocator | Promise<IpamAllocator>;
+export type AllocatorFactory = (config: IpamNetConf, env: IpamEnv) => IpamAllocator | Promise<IpamAllocator>;

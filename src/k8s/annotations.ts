@@ -1,9 +1,8 @@
 // The pod selection annotation `k8s.v1.cni.cncf.io/networks` (multi-net-spec §4.1), both forms:
 // the comma list `[ns/]name[@ifname]` and the JSON list of selection elements. Pure: no I/O.
-import { isIP } from 'node:net';
 import { CniError, ErrorCode } from '../spec/errors.js';
-import { isValidIfName } from '../spec/identifiers.js';
 import type { BandwidthCapability, PortMapping } from '../spec/runtime-config.js';
+import { conf, joinPath } from '../spec/schema.js';
 
 /** Annotation a pod selects its attachment networks with. */
 export const NETWORKS_ANNOTATION = 'k8s.v1.cni.cncf.io/networks';
@@ -40,193 +39,108 @@ export const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 const MAC_RE = /^[0-9a-fA-F]{2}([:-])(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}$/;
 const GUID_RE = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){7}$/;
-const PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
-const KNOWN_KEYS = new Set([
-  'name',
-  'namespace',
-  'ips',
-  'mac',
-  'infiniband-guid',
-  'interface',
-  'interfaceRequest',
-  'portMappings',
-  'bandwidth',
-  'cni-args',
-  'default-route',
-  'ipam-claim-reference',
-  'deviceID',
-]);
 
 function invalid(where: string, msg: string): CniError {
   return new CniError(ErrorCode.InvalidNetworkConfig, `${where}: ${msg}`);
 }
 
-function checkName(where: string, field: string, v: unknown): string {
-  if (typeof v !== 'string' || !DNS1123_LABEL.test(v) || v.length > 63) {
-    throw invalid(
-      where,
-      `${field} ${JSON.stringify(v)} is not a valid name; use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit`,
-    );
-  }
-  return v;
-}
+/** A network or namespace name: a DNS-1123 label. */
+const dnsLabel = conf
+  .string()
+  .max(63)
+  .pattern(DNS1123_LABEL, 'is not a valid name')
+  .fix("use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit");
+const ifname = conf.ifname().fix("use 1 to 15 characters without '/', ':' or whitespace");
+const port = conf.int(1, 65535).fix('use a port number from 1 to 65535');
+const rate = conf.int(1).fix('use a positive integer (bits/s or bits)').optional();
 
-function checkIfName(where: string, v: unknown): string {
-  if (typeof v !== 'string' || !isValidIfName(v)) {
-    throw invalid(
-      where,
-      `interface ${JSON.stringify(v)} is not a valid interface name; use 1 to 15 characters without '/', ':' or whitespace`,
-    );
-  }
-  return v;
-}
+const portMapping = conf
+  .object({
+    hostPort: port,
+    containerPort: port,
+    protocol: conf
+      .string()
+      .transform((p) => p.toLowerCase())
+      .refine((p) => (['tcp', 'udp', 'sctp'].includes(p) ? undefined : 'must be tcp, udp or sctp'))
+      .optional(),
+    hostIP: conf.ip().optional(),
+  })
+  .transform((pm): PortMapping => {
+    const out: PortMapping = { hostPort: pm.hostPort, containerPort: pm.containerPort };
+    if (pm.protocol !== undefined) out.protocol = pm.protocol;
+    if (pm.hostIP !== undefined) out.hostIP = pm.hostIP;
+    return out;
+  });
 
-function isIpOrCidr(v: string): boolean {
-  const slash = v.indexOf('/');
-  if (slash < 0) return isIP(v) !== 0;
-  const fam = isIP(v.slice(0, slash));
-  const len = v.slice(slash + 1);
-  if (fam === 0 || !/^\d{1,3}$/.test(len)) return false;
-  return Number(len) <= (fam === 4 ? 32 : 128);
-}
-
-function checkPort(where: string, field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-    throw invalid(where, `${field} ${JSON.stringify(v)} must be a port number from 1 to 65535`);
-  }
-  return v;
-}
-
-function checkElement(raw: unknown, i: number, defaultNamespace: string): NetworkSelectionElement {
-  const where0 = `${NETWORKS_ANNOTATION}: element ${i}`;
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw invalid(where0, `must be an object like {"name":"macvlan-conf"}, got ${JSON.stringify(raw)}`);
-  }
-  const o = raw as Record<string, unknown>;
-  if (o.name === undefined || o.name === '')
-    throw invalid(where0, 'name: missing; every element needs "name"');
-  const name = checkName(where0, 'name', o.name);
-  const where = `${where0} (${JSON.stringify(name)})`;
-  const namespace =
-    o.namespace === undefined || o.namespace === ''
-      ? defaultNamespace
-      : checkName(where, 'namespace', o.namespace);
-  const el: NetworkSelectionElement = { name, namespace };
-  for (const key of Object.keys(o)) {
-    // Keys without a dot are reserved by the spec; vendor keys (reverse DNS) are allowed and ignored.
-    if (!KNOWN_KEYS.has(key) && !key.includes('.')) {
-      throw invalid(where, `unknown key ${JSON.stringify(key)}; keys without a '.' are reserved by the spec`);
+const bandwidth = conf
+  .object({ ingressRate: rate, ingressBurst: rate, egressRate: rate, egressBurst: rate })
+  .transform((b, path): BandwidthCapability => {
+    for (const dir of ['ingress', 'egress'] as const) {
+      if (b[`${dir}Burst`] !== undefined && b[`${dir}Rate`] === undefined) {
+        throw invalid(`${path}.${dir}Burst`, `${b[`${dir}Burst`]} needs ${dir}Rate; add the rate`);
+      }
     }
-  }
-  const ifname = o.interface !== undefined && o.interface !== '' ? o.interface : o.interfaceRequest;
-  if (ifname !== undefined && ifname !== '') el.interface = checkIfName(where, ifname);
-  if (o.ips !== undefined) {
-    if (!Array.isArray(o.ips) || o.ips.length === 0) {
-      throw invalid(where, `ips must be a non-empty list like ["10.1.1.5/24"], got ${JSON.stringify(o.ips)}`);
+    const out: BandwidthCapability = {};
+    for (const k of ['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst'] as const) {
+      if (b[k] !== undefined) out[k] = b[k];
     }
-    for (const ip of o.ips) {
-      if (typeof ip !== 'string' || !isIpOrCidr(ip)) {
+    return out;
+  });
+
+/** The keys of a selection element (multi-net-spec §4.1.2); keys without a '.' are reserved. */
+const elementFields = {
+  name: dnsLabel,
+  namespace: dnsLabel.optional(),
+  /** Requested addresses, bare or with a prefix. */
+  ips: conf
+    .array(conf.union([conf.ip(), conf.cidr()], 'is not an IP address or CIDR').fix('use e.g. "10.1.1.5/24"'))
+    .min(1)
+    .fix('use a non-empty list like ["10.1.1.5/24"]')
+    .optional(),
+  mac: conf.string().pattern(MAC_RE, 'is not a MAC address').fix('use e.g. "c2:b0:57:49:47:f1"').optional(),
+  'infiniband-guid': conf
+    .string()
+    .pattern(GUID_RE, 'is not an 8-byte GUID')
+    .fix('use e.g. "c2:11:22:33:44:55:66:77"')
+    .optional(),
+  interface: ifname.optional(),
+  /** The deprecated name of `interface`. */
+  interfaceRequest: ifname.optional(),
+  portMappings: conf.array(portMapping).optional(),
+  bandwidth: bandwidth.optional(),
+  'cni-args': conf.json().optional(),
+  'default-route': conf.array(conf.ip()).fix('use a list of gateway IPs').optional(),
+  'ipam-claim-reference': conf.string().optional(),
+  deviceID: conf.string().optional(),
+};
+
+/** One element of the JSON form; vendor keys (with a '.') are dropped, other unknown keys refused. */
+const elementSchema = conf
+  .object(elementFields)
+  .fix('use an object like {"name":"macvlan-conf"}')
+  .transform((o, path): Omit<NetworkSelectionElement, 'namespace'> & { namespace?: string } => {
+    for (const key of Object.keys(o)) {
+      if (!(key in elementFields) && !key.includes('.')) {
         throw invalid(
-          where,
-          `ips: ${JSON.stringify(ip)} is not an IP address or CIDR; use e.g. "10.1.1.5/24"`,
+          path,
+          `unknown key ${JSON.stringify(key)}; keys without a '.' are reserved by the spec`,
         );
       }
     }
-    el.ips = [...(o.ips as string[])];
-  }
-  if (o.mac !== undefined) {
-    if (typeof o.mac !== 'string' || !MAC_RE.test(o.mac)) {
-      throw invalid(where, `mac ${JSON.stringify(o.mac)} is not a MAC address; use e.g. "c2:b0:57:49:47:f1"`);
+    if (o['ipam-claim-reference'] !== undefined && o.ips) {
+      throw invalid(path, 'ipam-claim-reference cannot be combined with ips; remove one of them');
     }
-    el.mac = o.mac;
-  }
-  if (o['infiniband-guid'] !== undefined) {
-    const g = o['infiniband-guid'];
-    if (typeof g !== 'string' || !GUID_RE.test(g)) {
-      throw invalid(
-        where,
-        `infiniband-guid ${JSON.stringify(g)} is not an 8-byte GUID; use e.g. "c2:11:22:33:44:55:66:77"`,
-      );
+    const { interfaceRequest, ...rest } = o;
+    const el: Record<string, unknown> = {};
+    for (const key of Object.keys(elementFields)) {
+      const v = (rest as Record<string, unknown>)[key];
+      if (v !== undefined && key !== 'interfaceRequest') el[key] = v;
     }
-    el['infiniband-guid'] = g;
-  }
-  if (o.portMappings !== undefined) {
-    if (!Array.isArray(o.portMappings)) throw invalid(where, 'portMappings must be a list');
-    el.portMappings = o.portMappings.map((pm: unknown, j: number) => {
-      const w = `${where}: portMappings[${j}]`;
-      if (typeof pm !== 'object' || pm === null) throw invalid(w, 'must be an object');
-      const p = pm as Record<string, unknown>;
-      const out: PortMapping = {
-        hostPort: checkPort(w, 'hostPort', p.hostPort),
-        containerPort: checkPort(w, 'containerPort', p.containerPort),
-      };
-      if (p.protocol !== undefined) {
-        if (typeof p.protocol !== 'string' || !PROTOCOLS.has(p.protocol.toLowerCase())) {
-          throw invalid(w, `protocol ${JSON.stringify(p.protocol)} must be tcp, udp or sctp`);
-        }
-        out.protocol = p.protocol.toLowerCase();
-      }
-      if (p.hostIP !== undefined) {
-        if (typeof p.hostIP !== 'string' || isIP(p.hostIP) === 0) {
-          throw invalid(w, `hostIP ${JSON.stringify(p.hostIP)} is not an IP address`);
-        }
-        out.hostIP = p.hostIP;
-      }
-      return out;
-    });
-  }
-  if (o.bandwidth !== undefined) el.bandwidth = checkBandwidth(where, o.bandwidth);
-  if (o['cni-args'] !== undefined) {
-    const a = o['cni-args'];
-    if (typeof a !== 'object' || a === null || Array.isArray(a)) {
-      throw invalid(where, `cni-args must be an object, got ${JSON.stringify(a)}`);
-    }
-    el['cni-args'] = { ...(a as Record<string, unknown>) };
-  }
-  if (o['default-route'] !== undefined) {
-    const d = o['default-route'];
-    if (!Array.isArray(d)) throw invalid(where, 'default-route must be a list of gateway IPs');
-    for (const gw of d) {
-      if (typeof gw !== 'string' || isIP(gw) === 0) {
-        throw invalid(where, `default-route: ${JSON.stringify(gw)} is not an IP address`);
-      }
-    }
-    el['default-route'] = [...(d as string[])];
-  }
-  if (o['ipam-claim-reference'] !== undefined) {
-    if (typeof o['ipam-claim-reference'] !== 'string')
-      throw invalid(where, 'ipam-claim-reference must be a string');
-    if (el.ips) throw invalid(where, 'ipam-claim-reference cannot be combined with ips; remove one of them');
-    el['ipam-claim-reference'] = o['ipam-claim-reference'];
-  }
-  if (o.deviceID !== undefined) {
-    if (typeof o.deviceID !== 'string') throw invalid(where, 'deviceID must be a string');
-    el.deviceID = o.deviceID;
-  }
-  return el;
-}
+    if (el.interface === undefined && interfaceRequest !== undefined) el.interface = interfaceRequest;
+    return el as Omit<NetworkSelectionElement, 'namespace'>;
+  });
 
-function checkBandwidth(where: string, v: unknown): BandwidthCapability {
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw invalid(where, 'bandwidth must be an object');
-  const b = v as Record<string, unknown>;
-  const out: BandwidthCapability = {};
-  for (const k of ['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst'] as const) {
-    const x = b[k];
-    if (x === undefined) continue;
-    if (typeof x !== 'number' || !Number.isInteger(x) || x <= 0) {
-      throw invalid(where, `bandwidth.${k} ${JSON.stringify(x)} must be a positive integer (bits/s or bits)`);
-    }
-    out[k] = x;
-  }
-  if (out.ingressBurst !== undefined && out.ingressRate === undefined) {
-    throw invalid(where, 'bandwidth.ingressBurst needs ingressRate; add the rate');
-  }
-  if (out.egressBurst !== undefined && out.egressRate === undefined) {
-    throw invalid(where, 'bandwidth.egressBurst needs egressRate; add the rate');
-  }
-  return out;
-}
+const selectionSchema = conf.array(elementSchema).fix('write a list like [{"name":"macvlan-conf"}]');
 
 function parseCommaItem(item: string, i: number, defaultNamespace: string): NetworkSelectionElement {
   const where = `${NETWORKS_ANNOTATION}: element ${i} (${JSON.stringify(item)})`;
@@ -235,10 +149,12 @@ function parseCommaItem(item: string, i: number, defaultNamespace: string): Netw
   const slash = (at[0] ?? '').split('/');
   if (slash.length > 2) throw invalid(where, "more than one '/'; write [namespace/]name[@interface]");
   const [nsOrName = '', maybeName] = slash;
-  const name = checkName(where, 'name', maybeName ?? nsOrName);
-  const namespace = maybeName === undefined ? defaultNamespace : checkName(where, 'namespace', nsOrName);
+  const path = joinPath(NETWORKS_ANNOTATION, i);
+  const name = dnsLabel.parse(maybeName ?? nsOrName, { path: `${path}.name` });
+  const namespace =
+    maybeName === undefined ? defaultNamespace : dnsLabel.parse(nsOrName, { path: `${path}.namespace` });
   const el: NetworkSelectionElement = { name, namespace };
-  if (at.length === 2) el.interface = checkIfName(where, at[1]);
+  if (at.length === 2) el.interface = ifname.parse(at[1], { path: `${path}.interface` });
   return el;
 }
 
@@ -262,13 +178,9 @@ export function parseNetworkSelection(value: string, defaultNamespace: string): 
         `not valid JSON (${(e as Error).message}); write a list like [{"name":"macvlan-conf"}]`,
       );
     }
-    if (!Array.isArray(parsed)) {
-      throw invalid(
-        NETWORKS_ANNOTATION,
-        'the JSON form must be a list of objects, e.g. [{"name":"macvlan-conf"}]',
-      );
-    }
-    elements = parsed.map((el, i) => checkElement(el, i, defaultNamespace));
+    elements = selectionSchema
+      .parse(parsed, { path: NETWORKS_ANNOTATION })
+      .map((el) => ({ ...el, namespace: el.namespace ?? defaultNamespace }));
   } else {
     elements = text
       .split(',')

@@ -1,8 +1,42 @@
-// Public API of src/k8s: what a Kubernetes-aware delegator (multus-style) needs: the selection
-// annotation, network-status, NetworkAttachmentDefinition resolution and API access on
-// @kubernetes/client-node, which is loaded only when a connection is opened.
-export * from './annotations.js';
-export * from './client.js';
-export * from './connect.js';
-export * from './nad.js';
-export * from './network-status.js';
+// cni-kit/k8s: what a Kubernetes-aware delegator (multus-style) needs: the selection annotation,
+// network-status, NetworkAttachmentDefinition configs and API access on @kubernetes/client-node,
+// which is loaded only when a connection is opened.
+export {
+  DEFAULT_NETWORK_ANNOTATION,
+  formatNetworkSelection,
+  isSimpleSelection,
+  NETWORK_STATUS_ANNOTATION,
+  NETWORKS_ANNOTATION,
+  type NetworkSelectionElement,
+  parseNetworkSelection,
+  RESOURCE_NAME_ANNOTATION,
+} from './annotations.js';
+export {
+  type CustomResources,
+  isKubeNotFound,
+  type KubeApi,
+  KubeApiError,
+  type KubeClient,
+  type KubeClientOptions,
+  type KubeObject,
+  type NetworkAttachmentDefinition,
+  type ObjectMeta,
+  type Pod,
+} from './client.js';
+export { connectKube, openKubeApi } from './connect.js';
+export {
+  type AttachmentConfig,
+  configFromNad,
+  isConfList,
+  type NetworkByName,
+  normalizeDelegateConfig,
+  pluginsOf,
+  withCniArgs,
+} from './nad.js';
+export {
+  buildNetworkStatuses,
+  type DeviceInfo,
+  formatNetworkStatus,
+  type NetworkStatus,
+  parseNetworkStatus,
+} from './network-status.js';

@@ -1,8 +1,7 @@
-// Turning a network reference into the CNI config a delegate runs: NetworkAttachmentDefinition
-// `spec.config` (multi-net-spec §3.4), a config file or directory, or a name looked up in confDir.
-import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
-import { loadConfFile, loadConfFiles, loadConfList } from '../delegate/conf-files.js';
+// Turning a NetworkAttachmentDefinition into the CNI config a delegate runs (multi-net-spec §3.4):
+// its `spec.config`, or, when that is empty, the network of the same name from the caller's config
+// directory (the caller passes the loader: reading files is the runtime layer's job, not ours).
+import { decodeJsonObject } from '../spec/config.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import type { NetworkAttachmentDefinition } from './client.js';
 
@@ -58,71 +57,32 @@ export function normalizeDelegateConfig(
   return conf;
 }
 
-/** Loads network `name` from confDir: a .conflist first, then a .conf/.json (spec §3.4.1). */
-export async function configFromConfDir(confDir: string, name: string): Promise<AttachmentConfig> {
-  const list = await loadConfList(confDir, name);
-  return normalizeDelegateConfig(list.raw, `${confDir} network "${name}"`);
-}
+/** Loads a network by name when a NAD has no `spec.config` (multus: from its confDir). */
+export type NetworkByName = (name: string) => Promise<AttachmentConfig>;
 
 /**
  * The config of a NAD: its `spec.config` (with the NAD name injected when the config has none),
- * or, when empty, the network of the same name in confDir.
+ * or, when empty, `byName(nad name)`.
  */
 export async function configFromNad(
   nad: NetworkAttachmentDefinition,
-  confDir: string,
+  byName: NetworkByName,
 ): Promise<AttachmentConfig> {
   const ref = `network-attachment-definition ${nad.metadata.namespace ?? ''}/${nad.metadata.name}`;
   const text = nad.spec?.config?.trim() ?? '';
   if (text === '') {
     try {
-      return await configFromConfDir(confDir, nad.metadata.name);
+      return await byName(nad.metadata.name);
     } catch (err) {
       const e = CniError.from(err);
       throw new CniError(e.code, `${ref} has no spec.config and ${e.message}`, e.details, { cause: err });
     }
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new CniError(
-      ErrorCode.DecodingFailure,
-      `${ref}: spec.config is not valid JSON (${(e as Error).message}); fix the NetworkAttachmentDefinition`,
-    );
-  }
-  return normalizeDelegateConfig(json, `${ref} spec.config`, nad.metadata.name);
-}
-
-/**
- * Loads a config from a path (multus `clusterNetwork` with a '/'): a directory gives its first
- * .conf/.conflist by name (skipping multus's own 00-multus files), a .conflist a list, any other
- * file a single plugin.
- */
-export async function configFromPath(path: string): Promise<AttachmentConfig> {
-  let file = path;
-  let isDir = false;
-  try {
-    isDir = (await stat(path)).isDirectory();
-  } catch (e) {
-    throw new CniError(ErrorCode.IOFailure, `network config ${path}: ${(e as Error).message}`);
-  }
-  if (isDir) {
-    const files = (await loadConfFiles(path, ['.conf', '.conflist'])).filter(
-      (f) => !basename(f).startsWith('00-multus'),
-    );
-    const first = files[0];
-    if (!first) {
-      throw new CniError(
-        ErrorCode.InvalidNetworkConfig,
-        `no .conf or .conflist file in ${path}; install the cluster network's config there`,
-      );
-    }
-    file = first;
-  }
-  const list = await loadConfFile(file);
-  const conf = file.endsWith('.conflist') ? list.raw : (list.plugins[0] as AttachmentConfig);
-  return normalizeDelegateConfig(conf, file);
+  return normalizeDelegateConfig(
+    decodeJsonObject(text, `${ref} spec.config`),
+    `${ref} spec.config`,
+    nad.metadata.name,
+  );
 }
 
 /** Merges `cniArgs` into `args.cni` of every plugin; the given values win over the config's. */

@@ -1,5 +1,5 @@
-// Public API of src/netlink: one `Netlink` interface, a Linux backend (iproute2 + nsenter, batched)
-// and an in-memory backend with kernel-like semantics for unit tests.
+// cni-kit/netlink: one `Netlink` interface, a Linux backend (iproute2 + nsenter, batched) and an
+// in-memory backend with kernel-like semantics for unit tests.
 
 export { type Errno, isExists, isNotFound, NetlinkError } from './errors.js';
 export type { SpawnTrace } from './linux/engine.js';
@@ -18,5 +18,27 @@ export {
   memoryNetlink,
 } from './memory/index.js';
 export { currentNetnsPath, isNetnsPath } from './netns.js';
-export type * from './types.js';
-export { LINK_KINDS } from './types.js';
+export {
+  type Address,
+  type AddressOptions,
+  type BridgeVlan,
+  type DadWaitOptions,
+  type Family,
+  type IpvlanMode,
+  LINK_KINDS,
+  type Link,
+  type LinkKind,
+  type LinkSettings,
+  type LinkSpec,
+  type MacvlanMode,
+  type Netlink,
+  type NetnsOps,
+  type Qdisc,
+  type RouteEntry,
+  type RouteFilter,
+  type RouteSpec,
+  type RuleEntry,
+  type RuleSpec,
+  type TbfSpec,
+  type TempNetns,
+} from './types.js';

@@ -7,6 +7,8 @@
 // process spawn (`ip -batch`, under `nsenter` for another netns), so "do five things in the
 // container" costs one spawn instead of five. The memory backend applies the same queue to a model.
 
+import type { IPFamily } from '../spec/addr.js';
+
 /** Link kinds the SDK can create. */
 export type LinkKind = 'bridge' | 'veth' | 'macvlan' | 'ipvlan' | 'vlan' | 'vxlan' | 'ifb' | 'dummy';
 
@@ -118,7 +120,7 @@ export interface Link {
 }
 
 /** Address family. */
-export type Family = 4 | 6;
+export type Family = IPFamily;
 
 /** An address on a link. */
 export interface Address {

@@ -1,6 +1,6 @@
 // Input checks shared by both backends, so the memory backend rejects exactly what the Linux one
 // would, and nothing unsafe (spaces, newlines, quotes) can reach an `ip -batch` line or a shell.
-import { isIP } from 'node:net';
+import { formatIP, type IP, type IPFamily, tryParseIP } from '../spec/addr.js';
 import { invalidArg } from './errors.js';
 import type { Family } from './types.js';
 
@@ -35,13 +35,21 @@ export function checkNetnsPath(path: unknown): string {
   return path;
 }
 
+// The kernel keeps an IPv4-mapped IPv6 address as IPv6, so netlink reads them with { mapped: 'v6' }.
+const KERNEL = { mapped: 'v6' } as const;
+
 /** Canonical text of an IP (IPv6 compressed per RFC 5952), with its family. */
 export function parseIp(ip: unknown, what = 'IP address'): { ip: string; family: Family } {
+  const parsed = typeof ip === 'string' ? tryParseIP(ip, KERNEL) : undefined;
+  if (parsed) return { ip: formatIP(parsed, KERNEL), family: parsed.family };
   if (typeof ip !== 'string') throw invalidArg(what, ip, 'must be a string');
-  const v = isIP(ip);
-  if (v === 4) return { ip, family: 4 };
-  if (v === 6) return { ip: bigToIp(ipToBig(ip, 6), 6), family: 6 };
   throw invalidArg(what, ip, 'is not an IPv4 or IPv6 address');
+}
+
+function toIP(text: string, family: IPFamily): IP {
+  const ip = tryParseIP(text, KERNEL);
+  if (!ip || ip.family !== family) throw invalidArg('IP address', text, `is not an IPv${family} address`);
+  return ip;
 }
 
 /** A parsed CIDR; `cidr` is canonical and keeps host bits. */
@@ -69,7 +77,8 @@ export function parseCidr(s: unknown, what = 'CIDR', bareOk = false): Cidr {
 export function networkOf(c: Cidr): string {
   const bits = c.family === 4 ? 32 : 128;
   const mask = c.prefix === 0 ? 0n : ((1n << BigInt(c.prefix)) - 1n) << BigInt(bits - c.prefix);
-  return `${bigToIp(ipToBig(c.ip, c.family) & mask, c.family)}/${c.prefix}`;
+  const value = toIP(c.ip, c.family).value & mask;
+  return `${formatIP({ family: c.family, value }, KERNEL)}/${c.prefix}`;
 }
 
 /** True when `ip` lies inside the network of `c`. */
@@ -128,45 +137,4 @@ export function sysctlValue(v: unknown): string {
   if (typeof s !== 'string' || /[\n\r'"\\]/.test(s) || s.length > 256)
     throw invalidArg('sysctl value', v, 'must be a number or a one-line string without quotes');
   return s;
-}
-
-function ipToBig(ip: string, family: Family): bigint {
-  if (family === 4) return ip.split('.').reduce((a, o) => (a << 8n) | BigInt(Number(o)), 0n);
-  let text = ip;
-  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4?.[1]) {
-    const n = ipToBig(v4[1], 4);
-    text = `${text.slice(0, -v4[1].length)}${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`;
-  }
-  const [head = '', tail] = text.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  return groups.reduce((a, g) => (a << 16n) | BigInt(Number.parseInt(g, 16)), 0n);
-}
-
-function bigToIp(n: bigint, family: Family): string {
-  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.');
-  const g: number[] = [];
-  for (let i = 7; i >= 0; i--) g.push(Number((n >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (≥2) of zero groups, the first one on ties.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }

@@ -2,10 +2,12 @@
 // and verifies it later for CHECK. Everything for one interface is queued on one NetnsOps, so the
 // Linux backend does it in one spawn (plus a DAD poll for IPv6).
 import type { NetnsOps, RouteEntry, RouteSpec } from '../netlink/types.js';
+import { ipFamily } from '../spec/addr.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import type { IPConfig, Result, Route } from '../spec/result/types.js';
 
-const familyOf = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
+// Result addresses were validated on the way in; anything unparsable is treated as IPv4.
+const familyOf = (ip: string) => ipFamily(ip) ?? 4;
 
 /** The index of the interface entry named `ifname` (and in `sandbox`, when given) in a result. */
 export function interfaceIndex(result: Result, ifname: string, sandbox?: string): number {

@@ -1,10 +1,59 @@
-// Public API of src/netsetup: building blocks main plugins share (interface configuration from an
-// IPAM result, veth pairs, IP masquerade, config field readers, and the ADD/CHECK/GC/STATUS
-// lifecycle with rollback). Built on src/netlink, src/ipam, src/plugin and src/spec.
-export * from './conf.js';
-export * from './configure.js';
-export * from './ipmasq.js';
-export * from './lifecycle.js';
-export * from './links.js';
-export * from './spoofchk.js';
-export * from './sublink.js';
+// cni-kit/netsetup: what main plugins share: configure a container interface from an IPAM result
+// and CHECK it, veth pairs and sub-links (macvlan/ipvlan/vlan), IP masquerade and the MAC spoof
+// check, and the ADD/CHECK/DEL lifecycle with rollback. Built on netlink, ipam (through ctx.ipam)
+// and the plugin context.
+export { mtuField, requestedMac } from './conf.js';
+export {
+  type ConfigureOptions,
+  checkInterfaceIps,
+  checkRoutes,
+  configureInterface,
+  interfaceIndex,
+  ipsOfInterface,
+  routeSpec,
+} from './configure.js';
+export {
+  type IpMasqOptions,
+  type IptablesRunner,
+  masqChainName,
+  masqComment,
+  setupIpMasq,
+  spawnIptables,
+  teardownIpMasq,
+} from './ipmasq.js';
+export {
+  type AddRollback,
+  type AttachmentCheck,
+  addWithRollback,
+  attachmentResult,
+  checkAttachment,
+  delAttachment,
+  ipamPassthrough,
+  requirePrevResult,
+} from './lifecycle.js';
+export {
+  createSubLink,
+  createVethPair,
+  defaultRouteInterface,
+  deleteLinkInNetns,
+  inNetnsIfExists,
+  randomVethName,
+  requireLink,
+  type SubLinkOptions,
+  type VethOptions,
+  type VethPair,
+} from './links.js';
+export {
+  type SpoofCheckOptions,
+  setupMacSpoofCheck,
+  spoofChainName,
+  teardownMacSpoofCheck,
+} from './spoofchk.js';
+export {
+  addSubLinkAttachment,
+  type MasterConf,
+  masterFields,
+  resolveMaster,
+  type SubLinkAttachmentOptions,
+  type SubLinkSpec,
+} from './sublink.js';

@@ -5,8 +5,11 @@
 // read, so a repeated ADD never duplicates the jump and DEL finds the jumps without knowing the IPs
 // (the Go plugin leaks them when the netns is already gone).
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { ipFamily } from '../spec/addr.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
+
+// node:crypto costs ~2 ms to load: only calls that hash or draw a random name pay for it.
+const crypto = () => process.getBuiltinModule('node:crypto');
 
 /** Runs one iptables tool with optional stdin; the seam tests replace to avoid touching the host. */
 export type IptablesRunner = (
@@ -38,7 +41,8 @@ export const spawnIptables: IptablesRunner = (cmd, args, stdin) =>
 
 /** The per-container chain name the Go plugins use: "CNI-" + 24 hex digits of sha512(name+id). */
 export function masqChainName(network: string, containerId: string): string {
-  return `CNI-${createHash('sha512')
+  return `CNI-${crypto()
+    .createHash('sha512')
     .update(network + containerId)
     .digest('hex')
     .slice(0, 24)}`;
@@ -92,7 +96,7 @@ export async function setupIpMasq(
   opts: IpMasqOptions = {},
 ): Promise<void> {
   const runner = opts.runner ?? spawnIptables;
-  const family = address.includes(':') ? 6 : 4;
+  const family = ipFamily(address) === 6 ? 6 : 4;
   const t = tools(family);
   const chain = masqChainName(network, containerId);
   const comment = `-m comment --comment ${quote(masqComment(network, containerId))}`;

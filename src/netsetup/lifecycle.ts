@@ -2,7 +2,6 @@
 // optional `ipam` block shares: an undo log so a failed ADD leaves nothing behind (IPAM addresses
 // included), the result layout, the prevResult comparison, and IPAM pass-through for GC/STATUS.
 // A plugin supplies only what is its own: how to make the link, how to undo it, its kind checks.
-import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus } from '../ipam/registry.js';
 import type { Link, Netlink } from '../netlink/types.js';
 import type { PluginContext, PluginHandlers } from '../plugin/context.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
@@ -36,8 +35,8 @@ export async function addWithRollback<C, T>(
     },
     async ipamAdd() {
       if (!ctx.config.ipam) return undefined;
-      const r = await ipamAdd(ctx, ctx.config);
-      undo.push(() => ipamDel(ctx, ctx.config));
+      const r = await ctx.ipam.add();
+      undo.push(() => ctx.ipam.del());
       return r;
     },
   };
@@ -114,7 +113,7 @@ export async function checkAttachment<C>(
   opts: AttachmentCheck = {},
 ): Promise<Link> {
   const prev = requirePrevResult(ctx);
-  if (ctx.config.ipam) await ipamCheck(ctx, ctx.config);
+  if (ctx.config.ipam) await ctx.ipam.check();
   const { ifname, netns } = ctx;
   const idx = (prev.interfaces ?? []).findIndex((i) => i.name === ifname && i.sandbox === netns);
   if (idx < 0) {
@@ -149,7 +148,7 @@ export async function checkAttachment<C>(
  * then CNI_IFNAME deleted in CNI_NETNS. Missing addresses, links or netns are success.
  */
 export async function delAttachment<C>(ctx: PluginContext<C>, netlink: Netlink): Promise<void> {
-  if (ctx.config.ipam) await ipamDel(ctx, ctx.config);
+  if (ctx.config.ipam) await ctx.ipam.del();
   await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
 }
 
@@ -157,10 +156,10 @@ export async function delAttachment<C>(ctx: PluginContext<C>, netlink: Netlink):
 export function ipamPassthrough<C>(): Required<Pick<PluginHandlers<C>, 'gc' | 'status'>> {
   return {
     async gc(ctx) {
-      if (ctx.config.ipam) await ipamGc(ctx, ctx.config, ctx.validAttachments);
+      if (ctx.config.ipam) await ctx.ipam.gc();
     },
     async status(ctx) {
-      if (ctx.config.ipam) await ipamStatus(ctx, ctx.config);
+      if (ctx.config.ipam) await ctx.ipam.status();
     },
   };
 }

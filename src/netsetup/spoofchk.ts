@@ -2,16 +2,18 @@
 // carry the container's MAC. One nftables bridge-family table holds a prerouting hook that jumps to
 // a per-attachment chain; DEL finds both by a name derived from (containerID, ifname), so it works
 // without knowing the veth or the MAC, and a retried ADD replaces instead of duplicating.
-import { createHash } from 'node:crypto';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import { type IptablesRunner, spawnIptables } from './ipmasq.js';
+
+// node:crypto costs ~2 ms to load: only calls that hash or draw a random name pay for it.
+const crypto = () => process.getBuiltinModule('node:crypto');
 
 /** The nftables table (bridge family) the spoof check lives in. */
 export const SPOOFCHK_TABLE = 'cni_kit_macspoofchk';
 
 /** The per-attachment chain name: "c-" + 24 hex digits of sha256("<containerID>/<ifname>"). */
 export function spoofChainName(containerId: string, ifname: string): string {
-  return `c-${createHash('sha256').update(`${containerId}/${ifname}`).digest('hex').slice(0, 24)}`;
+  return `c-${crypto().createHash('sha256').update(`${containerId}/${ifname}`).digest('hex').slice(0, 24)}`;
 }
 
 /** Handles of prerouting rules jumping to `chain`, and whether the chain exists, from `nft -a list table`. */

@@ -5,7 +5,8 @@ import type { LinkSpec, Netlink } from '../netlink/types.js';
 import type { PluginContext } from '../plugin/context.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import type { Result } from '../spec/result/types.js';
-import { optBool, optInt, optString } from './conf.js';
+import { conf, type InferShape } from '../spec/schema.js';
+import { mtuField } from './conf.js';
 import { configureInterface } from './configure.js';
 import { addWithRollback, attachmentResult } from './lifecycle.js';
 import { createSubLink, defaultRouteInterface, deleteLinkInNetns, requireLink } from './links.js';
@@ -18,27 +19,18 @@ export type SubLinkSpec =
   | Omit<Extract<LinkSpec, { kind: 'ipvlan' }>, 'name'>
   | Omit<Extract<LinkSpec, { kind: 'vlan' }>, 'name'>;
 
-/** The master config fields macvlan, ipvlan and vlan share. */
-export interface MasterConf {
+/** The master config fields macvlan, ipvlan and vlan share; spread into a plugin's `conf.object`. */
+export const masterFields = {
   /** The parent interface; default: the interface of the default route. */
-  master?: string;
+  master: conf.string().min(1).fix('set it to the parent interface, e.g. "eth0"').optional(),
   /** The MTU the sub-link asks for; it may not exceed the master's. */
-  mtu?: number;
+  mtu: mtuField,
   /** The master lives in the container netns, not in the host. */
-  linkInContainer?: boolean;
-}
+  linkInContainer: conf.bool().default(false),
+};
 
-/** Reads `master`, `mtu` and `linkInContainer` from a plugin config (code 7 naming a bad field). */
-export function parseMasterConf(c: Record<string, unknown>): MasterConf & { linkInContainer: boolean } {
-  const conf: MasterConf & { linkInContainer: boolean } = {
-    linkInContainer: optBool(c, 'linkInContainer') ?? false,
-  };
-  const master = optString(c, 'master');
-  if (master) conf.master = master;
-  const mtu = optInt(c, 'mtu', 0, 65535, true);
-  if (mtu !== undefined) conf.mtu = mtu;
-  return conf;
-}
+/** The master config fields, parsed. */
+export type MasterConf = Partial<InferShape<typeof masterFields>>;
 
 /**
  * The master of a sub-link, looked up in the host (or in `netns` with `linkInContainer`): `master`

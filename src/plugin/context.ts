@@ -1,16 +1,18 @@
 import type { CniArgs } from '../spec/args.js';
+import type { Env, HandlerCommand } from '../spec/call.js';
 import type { Attachment, NetConf } from '../spec/config.js';
 import type { Result } from '../spec/result/types.js';
+import type { Schema } from '../spec/schema.js';
 
-/** A CNI command a plugin serves (VERSION is answered by the SDK itself). */
-export type PluginCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS';
-
-/** What every handler receives: the validated call, one current-version config type. */
-export interface PluginContext<C = unknown> {
-  command: PluginCommand;
-  /** The request config; `prevResult` is already converted to the current result type. */
-  config: NetConf & C;
-  /** The stdin bytes exactly as received, for delegating the full config (spec §4). */
+/** The facts of one call, as the skel read them: what handlers and the IPAM factory see. */
+export interface CallInfo {
+  command: HandlerCommand;
+  /**
+   * The request config as the runtime sent it (unknown keys kept, nothing added); `prevResult` is
+   * converted to the current result type. The plugin's typed fields are in `ctx.conf`.
+   */
+  config: NetConf;
+  /** The stdin bytes exactly as received: what a delegated or exec'd IPAM plugin gets. */
   stdin: string;
   /** CNI_CONTAINERID ("" for GC and STATUS). */
   containerId: string;
@@ -23,11 +25,44 @@ export interface PluginContext<C = unknown> {
   /** CNI_PATH split into directories. */
   path: string[];
   /** The whole environment of the call (read-only); delegates inherit it. */
-  env: Readonly<Record<string, string | undefined>>;
+  env: Env;
   /** Aborted when the plugin is asked to stop (SIGTERM): roll back and return. */
   signal: AbortSignal;
+  /** GC only: the attachments that are still valid. */
+  validAttachments?: Attachment[];
   /** Writes one log line to stderr (never stdout). */
   log(message: string): void;
+}
+
+/**
+ * IPAM for the current call (`ctx.ipam`): the config's `ipam.type`, run in-process when it is a
+ * built-in allocator and exec'ing it would have found cni-kit's own binary (or none), else exec'd
+ * from CNI_PATH with the runtime's stdin byte for byte. Each verb uses the call's config and env.
+ */
+export interface IpamClient {
+  /** `ipam.type` of the config; undefined when the config has no `ipam` block. */
+  readonly type: string | undefined;
+  /** IPAM ADD: the addresses for this attachment (current result type). */
+  add(): Promise<Result>;
+  /** IPAM CHECK against the config's prevResult. */
+  check(): Promise<void>;
+  /** IPAM DEL; missing state is success. */
+  del(): Promise<void>;
+  /** IPAM GC: frees what the call's valid attachments do not hold. */
+  gc(): Promise<void>;
+  /** IPAM STATUS: throws CniError 50/51 when ADD cannot succeed now. */
+  status(): Promise<void>;
+}
+
+/** Builds `ctx.ipam` for one call; injected through the plugin options (see `PluginOptions.ipam`). */
+export type IpamFactory = (call: CallInfo) => IpamClient;
+
+/** What every handler receives: the validated call plus the plugin's typed config and IPAM. */
+export interface PluginContext<C = unknown> extends CallInfo {
+  /** The plugin's own fields, parsed by its `config` schema (the wire config itself without one). */
+  conf: C;
+  /** IPAM for this call (see IpamClient). */
+  ipam: IpamClient;
 }
 
 /** GC's context: the attachments that are still valid; everything else may be collected. */
@@ -55,8 +90,10 @@ export interface PluginOptions<C = unknown> {
   supportedVersions?: readonly string[];
   /** One line printed to stderr when the binary runs without CNI_COMMAND. */
   about?: string;
-  /** Validates and types plugin-specific config fields; a thrown non-CniError becomes code 7. */
-  parseConfig?: (config: NetConf) => C;
+  /** The plugin's own config fields (`conf.object({...})`); parsed into `ctx.conf`, errors are code 7. */
+  config?: Schema<C>;
+  /** Builds `ctx.ipam`; the `cni-kit` entry's pluginMain supplies host-local and static in-process. */
+  ipam?: IpamFactory;
 }
 
 /** Everything pluginMain needs in one object: handlers plus options. */

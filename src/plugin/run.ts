@@ -1,11 +1,12 @@
 import { parseCniArgs } from '../spec/args.js';
-import { type Attachment, type NetConf, parseNetConf, validAttachments } from '../spec/config.js';
+import { type Env, type HandlerCommand, splitCniPath } from '../spec/call.js';
+import { type NetConf, parseNetConf, validAttachments } from '../spec/config.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import { validateContainerId, validateIfName } from '../spec/identifiers.js';
 import { convertResult, validateResult } from '../spec/result/convert.js';
 import type { Result } from '../spec/result/types.js';
 import { CURRENT_VERSION, normalizeVersion, versionAtLeast, versionsFrom } from '../spec/version.js';
-import type { GcContext, PluginCommand, PluginContext, PluginSpec } from './context.js';
+import type { CallInfo, GcContext, IpamClient, PluginContext, PluginSpec } from './context.js';
 
 // The heart of pluginMain: a function from { env, stdin } to { stdout, exitCode }, with no
 // process-global reads or writes, so one process can serve many calls and tests run in-process.
@@ -15,7 +16,7 @@ export const DEFAULT_SUPPORTED_VERSIONS: readonly string[] = versionsFrom('0.3.0
 
 /** The input of one plugin call. */
 export interface PluginInput {
-  env: Readonly<Record<string, string | undefined>>;
+  env: Env;
   /** The request config, or a function that reads it (called at most once, never for VERSION). */
   stdin: string | Uint8Array | (() => Promise<string | Uint8Array>);
   /** Aborted when the call must stop early. */
@@ -31,7 +32,7 @@ export interface PluginOutcome {
   exitCode: number;
 }
 
-const REQUIRED_ENV: Record<PluginCommand, string[]> = {
+const REQUIRED_ENV: Record<HandlerCommand, string[]> = {
   ADD: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'],
   CHECK: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'],
   DEL: ['CNI_CONTAINERID', 'CNI_IFNAME'],
@@ -39,7 +40,7 @@ const REQUIRED_ENV: Record<PluginCommand, string[]> = {
   STATUS: [],
 };
 
-const MIN_VERSION: Partial<Record<PluginCommand, string>> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
+const MIN_VERSION: Partial<Record<HandlerCommand, string>> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
 
 const print = (v: unknown) => JSON.stringify(v, null, 4);
 
@@ -75,7 +76,7 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
         'use one of ADD, DEL, CHECK, GC, STATUS, VERSION',
       );
     }
-    const cmd = command as PluginCommand;
+    const cmd = command as HandlerCommand;
     const missing = REQUIRED_ENV[cmd].filter((k) => !env[k]);
     if (missing.length) throw missingEnv(missing, cmd);
     const containerId = env.CNI_CONTAINERID ?? '';
@@ -88,37 +89,31 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
     const config = parseNetConf(stdin);
     cniVersion = config.cniVersion;
     checkVersion(cmd, config, supported);
-    let typed: NetConf & C = config as NetConf & C;
-    if (spec.parseConfig) {
-      try {
-        typed = Object.assign(config, spec.parseConfig(config));
-      } catch (e) {
-        throw CniError.from(e, ErrorCode.InvalidNetworkConfig);
-      }
-    }
-    const ctx: PluginContext<C> = {
+    // The plugin's typed fields live apart from the wire config, so what is delegated (IPAM's
+    // stdin included) is exactly what the runtime sent.
+    const conf = (spec.config ? spec.config.parse(config) : config) as C;
+    const info: CallInfo = {
       command: cmd,
-      config: typed,
+      config,
       stdin,
       containerId,
       netns: env.CNI_NETNS ?? '',
       ifname,
       args,
-      path: (env.CNI_PATH ?? '').split(':').filter(Boolean),
+      path: splitCniPath(env.CNI_PATH),
       env,
       signal: call.signal ?? new AbortController().signal,
       log,
     };
+    if (cmd === 'GC') info.validAttachments = validAttachments(config) ?? [];
+    const ctx: PluginContext<C> = { ...info, conf, ipam: spec.ipam ? spec.ipam(info) : noIpam(config) };
     switch (cmd) {
       case 'ADD': {
         const result = await spec.add(ctx);
         return outcome(print(encodeResult(result, config.cniVersion)), 0);
       }
       case 'GC': {
-        const gcCtx: GcContext<C> = {
-          ...ctx,
-          validAttachments: validAttachments(config) ?? ([] as Attachment[]),
-        };
+        const gcCtx: GcContext<C> = { ...ctx, validAttachments: info.validAttachments ?? [] };
         if (spec.gc) await spec.gc(gcCtx);
         else log(`${config.type}: no GC handler; nothing to collect`);
         return outcome('', 0);
@@ -137,6 +132,17 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
   }
 }
 
+/** ctx.ipam when no IPAM factory was injected: every verb says how to get one. */
+function noIpam(config: NetConf): IpamClient {
+  const fail = async (): Promise<never> => {
+    throw new CniError(
+      ErrorCode.Internal,
+      'ctx.ipam: no IPAM factory in the plugin options; use pluginMain/runPlugin from "cni-kit", or pass `ipam`',
+    );
+  };
+  return { type: config.ipam?.type, add: fail, check: fail, del: fail, gc: fail, status: fail };
+}
+
 function missingEnv(names: string[], cmd: string): CniError {
   return new CniError(
     ErrorCode.InvalidEnvironmentVariables,
@@ -148,13 +154,14 @@ function missingEnv(names: string[], cmd: string): CniError {
 async function readStdin(src: PluginInput['stdin']): Promise<string> {
   try {
     const v = typeof src === 'function' ? await src() : src;
-    return typeof v === 'string' ? v : new TextDecoder().decode(v);
+    // Keep a BOM: stdin is handed on to delegates as received (and JSON with a BOM is refused, as Go does).
+    return typeof v === 'string' ? v : new TextDecoder('utf-8', { ignoreBOM: true }).decode(v);
   } catch (e) {
     throw new CniError(ErrorCode.IOFailure, `error reading from stdin: ${(e as Error).message}`);
   }
 }
 
-function checkVersion(cmd: PluginCommand, config: NetConf, supported: readonly string[]): void {
+function checkVersion(cmd: HandlerCommand, config: NetConf, supported: readonly string[]): void {
   const v = normalizeVersion(config.cniVersion);
   const min = MIN_VERSION[cmd];
   if (v && min && !versionAtLeast(v, min)) {

@@ -1,9 +1,9 @@
 import { CniError, ErrorCode } from './errors.js';
 import { parseResult, toCurrentResult } from './result/convert.js';
+import { dnsSchema } from './result/schema.js';
 import type { DNS, Result } from './result/types.js';
 import type { RuntimeConfig } from './runtime-config.js';
-import { validateConfList, validateNetConf } from './schemas/generated/validators.js';
-import { assertValid } from './validate.js';
+import { conf } from './schema.js';
 import { CURRENT_VERSION, compareVersions, normalizeVersion } from './version.js';
 
 /** The `ipam` block of a plugin config; its fields beyond `type` belong to the IPAM plugin. */
@@ -52,13 +52,92 @@ export interface NetConfList {
   raw: Record<string, unknown>;
 }
 
-/** A GC attachment: `{containerID, ifname}`. */
+/** One attachment of a container to a network: what GC keeps and caches are keyed by. */
 export interface Attachment {
+  containerId: string;
+  ifname: string;
+}
+
+/** An attachment as GC's `cni.dev/valid-attachments` carries it on the wire. */
+export interface AttachmentJson {
   containerID: string;
   ifname: string;
 }
 
-function decodeObject(bytes: string | Uint8Array, what: string): Record<string, unknown> {
+const ID_FIX = "use letters, digits, '_', '.' and '-', starting with a letter or digit";
+const boolishField = conf.boolish();
+const versionField = conf.string().fix('use a spec version such as "1.1.0"');
+const versionsField = conf
+  .array(conf.string().fix('list spec versions as strings such as "1.1.0"'))
+  .fix('use a list of spec versions such as ["1.0.0", "1.1.0"]');
+const nameField = conf
+  .string()
+  .pattern(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)
+  .fix(ID_FIX);
+const pluginFields = {
+  type: conf
+    .string()
+    .pattern(/^[^/\\]+$/)
+    .fix("set it to the plugin's binary name, without any '/'"),
+  capabilities: conf
+    .record(conf.bool().fix('capabilities map names to true or false'))
+    .fix('use an object such as {"portMappings": true}')
+    .optional(),
+  ipam: conf
+    .object({
+      type: conf.string().min(1).fix('name the IPAM plugin, e.g. "host-local"').optional(),
+    })
+    .fix('use an object such as {"type": "host-local", ...}')
+    .optional(),
+  dns: dnsSchema.optional(),
+};
+const attachments = conf
+  .array(
+    conf
+      .object({
+        containerID: conf.string().fix("give the attachment's container ID as a string"),
+        ifname: conf.string().fix("give the attachment's interface name as a string"),
+      })
+      .fix('use objects such as {"containerID": "abc", "ifname": "eth0"}'),
+  )
+  .fix('use a list of {"containerID", "ifname"} objects')
+  .optional();
+
+/** The request config envelope (what every plugin reads on stdin); plugin fields are the plugin's. */
+const netConfSchema = conf.object({
+  ...pluginFields,
+  cniVersion: versionField.optional(),
+  cniVersions: versionsField.optional(),
+  name: nameField,
+  runtimeConfig: conf.json().fix('use an object keyed by capability name').optional(),
+  args: conf.json().fix('use an object such as {"cni": {...}}').optional(),
+  prevResult: conf.json().fix("pass the previous plugin's result object").optional(),
+  disableCheck: boolishField.optional(),
+  disableGC: boolishField.optional(),
+  'cni.dev/valid-attachments': attachments,
+  'cni.dev/attachments': attachments,
+});
+
+/** A network configuration list (.conflist). */
+const confListSchema = conf.object({
+  cniVersion: versionField.optional(),
+  cniVersions: versionsField.optional(),
+  name: nameField,
+  disableCheck: boolishField.optional(),
+  disableGC: boolishField.optional(),
+  loadOnlyInlinedPlugins: boolishField.optional(),
+  plugins: conf
+    .array(conf.object(pluginFields).fix('each plugin is an object with at least a "type"'))
+    .min(1)
+    .fix('list at least one plugin object, e.g. [{"type": "bridge"}]')
+    .optional(),
+});
+
+/**
+ * Decodes JSON text that must hold an object (a config, a VERSION answer, a NAD's spec.config):
+ * CniError 6 naming `what` for bad JSON (the text quoted in details) or for any other JSON value.
+ */
+export function decodeJsonObject(bytes: string | Uint8Array, what: string): Record<string, unknown> {
   const text = typeof bytes === 'string' ? bytes : new TextDecoder().decode(bytes);
   let v: unknown;
   try {
@@ -66,7 +145,7 @@ function decodeObject(bytes: string | Uint8Array, what: string): Record<string, 
   } catch (e) {
     throw new CniError(
       ErrorCode.DecodingFailure,
-      `error decoding ${what}: ${(e as Error).message}`,
+      `error decoding ${what}: not valid JSON (${(e as Error).message})`,
       text.length > 200 ? `${text.slice(0, 200)}...` : text,
     );
   }
@@ -90,8 +169,9 @@ function boolish(v: unknown): boolean {
  * own version (the config's when it has none) and converted to the current result type.
  */
 export function parseNetConf(bytes: string | Uint8Array): NetConf {
-  const obj = decodeObject(bytes, 'network config');
-  assertValid(validateNetConf, obj, ErrorCode.InvalidNetworkConfig, 'invalid network config');
+  const obj = decodeJsonObject(bytes, 'network config');
+  // Validation only: the config keeps the values as they came (ctx.config is the wire NetConf).
+  netConfSchema.parse(obj, { label: 'invalid network config' });
   const conf = obj as NetConf;
   if (typeof obj.cniVersion !== 'string' || obj.cniVersion === '') conf.cniVersion = '0.1.0';
   if (obj.prevResult !== undefined) {
@@ -111,8 +191,8 @@ export function parseNetConf(bytes: string | Uint8Array): NetConf {
  * `loadOnlyInlinedPlugins` accept bools or "true"/"false"; `plugins` must be non-empty when given.
  */
 export function parseNetConfList(bytes: string | Uint8Array): NetConfList {
-  const obj = decodeObject(bytes, 'network configuration list');
-  assertValid(validateConfList, obj, ErrorCode.InvalidNetworkConfig, 'invalid network configuration list');
+  const obj = decodeJsonObject(bytes, 'network configuration list');
+  confListSchema.parse(obj, { label: 'invalid network configuration list' });
   const raw = obj;
   let cniVersion = typeof raw.cniVersion === 'string' ? raw.cniVersion : '';
   const cniVersions = Array.isArray(raw.cniVersions) ? (raw.cniVersions as string[]) : undefined;
@@ -163,10 +243,19 @@ export function confListFromConf(conf: NetConf | PluginConf): NetConfList {
   };
 }
 
-/** The GC attachments of a config: `cni.dev/valid-attachments`, else the older `cni.dev/attachments`. */
-export function validAttachments(conf: Record<string, unknown>): Attachment[] | undefined {
-  const v = conf['cni.dev/valid-attachments'] ?? conf['cni.dev/attachments'];
-  return Array.isArray(v) ? (v as Attachment[]) : undefined;
+/**
+ * The GC attachments of a config (`cni.dev/valid-attachments`, else the older `cni.dev/attachments`),
+ * in the SDK's casing; undefined when the config carries neither.
+ */
+export function validAttachments(config: Record<string, unknown>): Attachment[] | undefined {
+  const v = config['cni.dev/valid-attachments'] ?? config['cni.dev/attachments'];
+  if (!Array.isArray(v)) return undefined;
+  return (v as AttachmentJson[]).map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
+}
+
+/** Attachments in the wire casing, for `cni.dev/valid-attachments`. */
+export function attachmentsJson(list: readonly Attachment[]): AttachmentJson[] {
+  return list.map((a) => ({ containerID: a.containerId, ifname: a.ifname }));
 }
 
 /** True when `conf` names a version this SDK knows (after "" → 0.1.0). */

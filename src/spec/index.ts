@@ -1,17 +1,119 @@
-// Public API of src/spec: pure data (types, parsing, validation, conversion); no I/O.
-
-export * from './args.js';
-export * from './config.js';
-export * from './errors.js';
-export * from './identifiers.js';
+// cni-kit/spec: the pure protocol model, no I/O: versions, the config envelope and lists, results
+// and their conversion, errors, CNI_ARGS and the call environment, identifiers, capabilities, the
+// one IP/CIDR module (addr) and the config-schema builder (conf).
 export {
-  convertResult,
+  type CidrAddress,
+  compareIP,
+  familyBits,
+  formatCIDR,
+  formatIP,
+  formatSubnet,
+  type IP,
+  type IPFamily,
+  ipAdd,
+  ipEquals,
+  ipFamily,
   isIPv4Address,
-  parseResult,
-  toCurrentResult,
-  validateResult,
-} from './result/convert.js';
-export type * from './result/types.js';
-export * from './runtime-config.js';
-export { pointerToPath, schemaErrorMessages } from './validate.js';
-export * from './version.js';
+  type MappedOption,
+  parseCIDR,
+  parseIP,
+  parseSubnet,
+  prefixMask,
+  type Subnet,
+  sameFamily,
+  subnetBroadcast,
+  subnetContains,
+  subnetLast,
+  subnetNetwork,
+  subnetSize,
+  subnetsOverlap,
+  tryParseIP,
+} from './addr.js';
+export {
+  type CniArgs,
+  type CniArgsInput,
+  cniArgsGet,
+  formatCniArgs,
+  formatPodRef,
+  type PodRef,
+  parseCniArgs,
+  podRef,
+} from './args.js';
+export {
+  buildCniEnv,
+  buildDelegateEnv,
+  type CallParams,
+  type Command,
+  type Env,
+  type HandlerCommand,
+  splitCniPath,
+} from './call.js';
+export {
+  type Attachment,
+  type AttachmentJson,
+  attachmentsJson,
+  confListFromConf,
+  decodeJsonObject,
+  type IpamConf,
+  isKnownConfigVersion,
+  type NetConf,
+  type NetConfList,
+  type PluginConf,
+  parseNetConf,
+  parseNetConfList,
+  validAttachments,
+} from './config.js';
+export { CniError, type CniErrorJson, ErrorCode, type ErrorCodeValue, isCniErrorJson } from './errors.js';
+export { isValidIfName, validateContainerId, validateIfName, validateNetworkName } from './identifiers.js';
+export { convertResult, parseResult, toCurrentResult, validateResult } from './result/convert.js';
+export type {
+  AnyResult,
+  DNS,
+  Interface,
+  Interface040,
+  IPBlock020,
+  IPConfig,
+  IPConfig040,
+  Result,
+  Result020,
+  Result040,
+  Route,
+} from './result/types.js';
+export {
+  type BandwidthCapability,
+  type CapabilityArgs,
+  type DnsCapability,
+  type IPRangeCapability,
+  injectRuntimeConfig,
+  normalizeDnsCapability,
+  type PortMapping,
+  type RuntimeConfig,
+  WELL_KNOWN_CAPABILITIES,
+  type WellKnownCapabilities,
+} from './runtime-config.js';
+export {
+  ArraySchema,
+  conf,
+  type Infer,
+  type InferShape,
+  ObjectSchema,
+  type ParseOptions,
+  Schema,
+  type SchemaIssue,
+  StringSchema,
+} from './schema.js';
+export {
+  ALL_VERSIONS,
+  CURRENT_VERSION,
+  compareVersions,
+  isSpecVersion,
+  normalizeVersion,
+  parseVersion,
+  pickVersion,
+  type ResultFamily,
+  resultFamily,
+  type SpecVersion,
+  type VersionTriple,
+  versionAtLeast,
+  versionsFrom,
+} from './version.js';

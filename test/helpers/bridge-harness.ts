@@ -4,14 +4,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  type IptablesRunner,
-  type MemoryNetlink,
-  type MemoryNetlinkOptions,
-  memoryNetlink,
-  type PluginOutcome,
-  runPlugin,
-} from 'cni-kit';
+import { type PluginOutcome, runPlugin } from 'cni-kit';
+import { type MemoryNetlink, type MemoryNetlinkOptions, memoryNetlink } from 'cni-kit/netlink';
+import type { IptablesRunner } from 'cni-kit/netsetup';
 import { afterAll, beforeEach } from 'vitest';
 import { createBridgePlugin } from '../../examples/bridge/plugin.js';
 

@@ -4,6 +4,5 @@ import { execFileSync } from 'node:child_process';
 
 export default function setup(): void {
   if (process.env.CNI_KIT_BUILT === '1') return;
-  execFileSync('node', ['scripts/gen-validators.mjs'], { stdio: 'inherit' });
   execFileSync('node', ['scripts/build-bins.mjs'], { stdio: 'inherit' });
 }

@@ -2,13 +2,17 @@
 // runs ADDs (and, in churn mode, DELs) against the configured store and reports each finished
 // operation on stdout, so a test that SIGKILLs it knows exactly which operations completed.
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
+import { openKubeApi } from '../../src/k8s/connect.js';
 
 async function main(): Promise<void> {
   const config = JSON.parse(process.env.WB_CONFIG ?? '{}');
   const prefix = process.env.WB_ID ?? 'w';
   const count = Number(process.env.WB_COUNT ?? '1000000');
   const churn = process.env.WB_CHURN === '1';
-  const alloc = createWhereaboutsAllocator(config, { fsync: process.env.WB_FSYNC !== '0' });
+  const alloc = createWhereaboutsAllocator(config, {
+    fsync: process.env.WB_FSYNC !== '0',
+    kube: openKubeApi,
+  });
   const out = (s: string) => process.stdout.write(`${s}\n`);
   const live: string[] = [];
   // Open the store (etcd connection, kubeconfig) before reporting ready, so a test's kill timing

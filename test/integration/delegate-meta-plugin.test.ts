@@ -4,9 +4,11 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CniRuntime, type RuntimeConf } from 'cni-kit';
+import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+// @ts-expect-error: a plain .mjs build helper without type declarations
+import { cniKitSource } from '../../scripts/esbuild-cni-kit.mjs';
 
 const GO = '/usr/lib/cni';
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -26,7 +28,7 @@ beforeAll(async () => {
     target: 'node20',
     format: 'cjs',
     banner: { js: `#!${process.execPath}` },
-    alias: { 'cni-kit': join(root, 'src/index.ts') },
+    plugins: [cniKitSource],
     logLevel: 'error',
   });
   chmodSync(`${out}.cjs`, 0o755);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { type NetConf, runPlugin } from 'cni-kit';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { buildDelegate, type FlannelConf, flannelPlugin } from '../../examples/flannel/plugin.js';
+import { buildDelegate as build, flannelConfig, flannelPlugin } from '../../examples/flannel/plugin.js';
 import { parseSubnetEnv } from '../../examples/flannel/subnet-env.js';
 
 const GO = '/usr/lib/cni';
@@ -16,15 +16,17 @@ const o2 = 100 + ((process.pid + 71) % 100);
 let work = '';
 const netnses: string[] = [];
 
-const base = (over: Partial<FlannelConf> = {}): NetConf & FlannelConf => ({
+const base = (over: Record<string, unknown> = {}): NetConf => ({
   cniVersion: '1.0.0',
   name: 'cbr0',
   type: 'flannel',
   subnetFile: '/x',
   dataDir: '/y',
-  delegate: {},
   ...over,
 });
+// What the plugin does: its own fields parsed by its schema, the wire config beside them.
+const buildDelegate = (config: NetConf, env: Parameters<typeof build>[2]) =>
+  build(config, flannelConfig.parse(config), env);
 
 describe('subnet.env and the delegate config', () => {
   it('builds bridge + host-local with the reference defaults, and delegate overrides win', () => {

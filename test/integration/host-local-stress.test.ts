@@ -6,9 +6,11 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HostLocalAllocator, type IpamNetConf } from 'cni-kit';
+import { HostLocalAllocator, type IpamNetConf } from 'cni-kit/ipam';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error: a plain .mjs build helper without type declarations
+import { cniKitSource } from '../../scripts/esbuild-cni-kit.mjs';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const OURS = join(repo, 'dist/bin/host-local');
@@ -20,7 +22,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 // most of its short life starting up). It reports each step on stdout before and after it.
 const WORKER_SOURCE = `
 import { writeSync } from 'node:fs';
-import { HostLocalAllocator } from 'cni-kit';
+import { HostLocalAllocator } from 'cni-kit/ipam';
 const conf = JSON.parse(process.argv[2]);
 const prefix = process.argv[3];
 // Besides the random timer, die right after a random durable step now and then.
@@ -50,7 +52,7 @@ beforeAll(async () => {
     format: 'esm',
     target: 'node20',
     outfile: worker,
-    alias: { 'cni-kit': join(repo, 'src/index.ts') },
+    plugins: [cniKitSource],
     logLevel: 'warning',
   });
 });
@@ -209,7 +211,7 @@ describe('host-local stress', () => {
     for (const id of inFlightDel) await a.release({ containerId: id, ifname: 'eth0' });
     const holders = [...valid.values()].flat();
     expect(new Set(holders).size, 'an address is held by two containers').toBe(holders.length);
-    await a.gc([...valid.keys()].map((id) => ({ containerID: id, ifname: 'eth0' })));
+    await a.gc([...valid.keys()].map((id) => ({ containerId: id, ifname: 'eth0' })));
     const after = ipFiles(dir);
     const expected = new Map(
       [...valid].flatMap(([id, ips]) => ips.map((ip) => [ip, `${id}\r\neth0`] as const)),

@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createWhereaboutsAllocator } from 'cni-kit';
+import { createWhereaboutsAllocator } from 'cni-kit/ipam';
+import { openKubeApi } from 'cni-kit/k8s';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 import { BIN_DIR } from '../helpers/plugin.js';
@@ -40,7 +41,10 @@ const conf = (ipam: Record<string, unknown>) => ({
 
 describe('whereabouts Kubernetes datastore', () => {
   it('stores allocations in an IPPool keyed by offset, ADD is idempotent, DEL frees', async () => {
-    const alloc = createWhereaboutsAllocator(conf({ range: '10.60.0.0/28' }), { closeAfterEachCall: true });
+    const alloc = createWhereaboutsAllocator(conf({ range: '10.60.0.0/28' }), {
+      closeAfterEachCall: true,
+      kube: openKubeApi,
+    });
     const req = { containerId: 'c1', ifname: 'net1', podRef: 'default/p1' };
     const r1 = await alloc.allocate(req);
     const r2 = await alloc.allocate(req);
@@ -64,7 +68,9 @@ describe('whereabouts Kubernetes datastore', () => {
       podRef: `default/r${i}`,
     }));
     const results = await Promise.all(
-      reqs.map((r) => createWhereaboutsAllocator(c, { closeAfterEachCall: true }).allocate(r)),
+      reqs.map((r) =>
+        createWhereaboutsAllocator(c, { closeAfterEachCall: true, kube: openKubeApi }).allocate(r),
+      ),
     );
     const ips = results.map((r) => r.ips?.[0]?.address);
     expect(new Set(ips).size).toBe(12);
@@ -79,9 +85,11 @@ describe('whereabouts Kubernetes datastore', () => {
   it('overlapping ranges of one network never share an address (reservations)', async () => {
     const a = createWhereaboutsAllocator(conf({ range: '10.60.2.0/29', network_name: 'ov' }), {
       closeAfterEachCall: true,
+      kube: openKubeApi,
     });
     const b = createWhereaboutsAllocator(conf({ range: '10.60.2.0/30', network_name: 'ov' }), {
       closeAfterEachCall: true,
+      kube: openKubeApi,
     });
     const ra = await a.allocate({ containerId: 'a1', ifname: 'net1', podRef: 'default/a' });
     const rb = await b.allocate({ containerId: 'b1', ifname: 'net1', podRef: 'default/b' });

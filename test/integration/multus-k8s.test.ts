@@ -15,7 +15,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NETWORK_STATUS_ANNOTATION, type NetworkStatus, runPlugin } from 'cni-kit';
+import { runPlugin } from 'cni-kit';
+import { NETWORK_STATUS_ANNOTATION, type NetworkStatus } from 'cni-kit/k8s';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { multusPlugin } from '../../examples/multus/plugin.js';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';

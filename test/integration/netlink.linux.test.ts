@@ -2,7 +2,7 @@
 // errors that name the object, the link-kind probe, and host-side sysctl reads without a spawn.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { type LinuxNetlink, linuxNetlink, NetlinkError, probeLinkKinds } from 'cni-kit';
+import { type LinuxNetlink, linuxNetlink, NetlinkError, probeLinkKinds } from 'cni-kit/netlink';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const PID = process.pid;

@@ -11,7 +11,7 @@ import {
   type Netlink,
   NetlinkError,
   type NetnsOps,
-} from 'cni-kit';
+} from 'cni-kit/netlink';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const PID = process.pid;

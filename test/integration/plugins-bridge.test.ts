@@ -5,15 +5,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  linuxNetlink,
-  masqChainName,
-  SPOOFCHK_TABLE,
-  setupIpMasq,
-  spoofChainName,
-  teardownMacSpoofCheck,
-} from 'cni-kit';
+import { linuxNetlink } from 'cni-kit/netlink';
+import { masqChainName, setupIpMasq, spoofChainName, teardownMacSpoofCheck } from 'cni-kit/netsetup';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { SPOOFCHK_TABLE } from '../../src/netsetup/spoofchk.js';
 import { execPlugin } from '../helpers/plugin.js';
 
 const tag = `pbr${process.pid % 100000}`;

@@ -4,7 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { linuxNetlink } from 'cni-kit';
+import { linuxNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { execPlugin } from '../helpers/plugin.js';
 

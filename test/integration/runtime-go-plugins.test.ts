@@ -4,7 +4,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AnyResult, CniError, CniRuntime, type RuntimeConf } from 'cni-kit';
+import { type AnyResult, CniError } from 'cni-kit';
+import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 
 const GO_DIR = '/usr/lib/cni';

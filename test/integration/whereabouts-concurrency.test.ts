@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain .mjs build helper without type declarations
 import { etcd3ProtoPlugin } from '../../scripts/esbuild-etcd3-proto.mjs';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
+import { openKubeApi } from '../../src/k8s/connect.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
@@ -128,7 +129,7 @@ describe.each(stores())('whereabouts $name store under concurrency', ({ name, cf
     expect(oks).toHaveLength(16 * 12);
     const addrs = oks.map((l) => l.split(' ')[2]);
     expect(new Set(addrs).size).toBe(addrs.length);
-    const alloc = createWhereaboutsAllocator(conf);
+    const alloc = createWhereaboutsAllocator(conf, { kube: openKubeApi });
     try {
       const st = await alloc.status();
       expect(st.pools[0]!.used).toBe(16 * 12);
@@ -178,14 +179,14 @@ describe.each(stores())('whereabouts $name store under concurrency', ({ name, cf
     expect(live.size).toBeGreaterThan(0);
     const addrs = [...live.values()];
     expect(new Set(addrs).size).toBe(addrs.length);
-    const alloc = createWhereaboutsAllocator(conf);
+    const alloc = createWhereaboutsAllocator(conf, { kube: openKubeApi });
     try {
       // Every completed ADD still holds what it was given.
       for (const [id, addr] of live) {
         const again = await alloc.allocate({ containerId: id, ifname: 'eth0' });
         expect(again.ips![0]!.address.split('/')[0]).toBe(addr);
       }
-      await alloc.gc([...live.keys()].map((id) => ({ containerID: id, ifname: 'eth0' })));
+      await alloc.gc([...live.keys()].map((id) => ({ containerId: id, ifname: 'eth0' })));
       const st = await alloc.status();
       expect(st.pools[0]!.used).toBe(live.size);
     } finally {

@@ -52,17 +52,20 @@ describe('whereabouts Kubernetes store', () => {
         '2': { id: 'legacy-b', podref: 'app/b', ifname: 'net1' },
       },
     });
-    const a = createWhereaboutsAllocator({
-      cniVersion: '1.0.0',
-      name: 'nad',
-      ipam: {
-        type: 'whereabouts',
-        range: '10.20.0.0/24',
-        network_name: 'blue',
-        datastore: 'kubernetes',
-        kubernetes: { kubeconfig: kubeconfig(ns) },
+    const a = createWhereaboutsAllocator(
+      {
+        cniVersion: '1.0.0',
+        name: 'nad',
+        ipam: {
+          type: 'whereabouts',
+          range: '10.20.0.0/24',
+          network_name: 'blue',
+          datastore: 'kubernetes',
+          kubernetes: { kubeconfig: kubeconfig(ns) },
+        },
       },
-    });
+      { kube: openKubeApi },
+    );
     const r = await a.allocate({ containerId: 'new-c', ifname: 'net1', podRef: 'app/c' });
     // Offsets 1 and 2 are held; after a lost claim the allocator picks among the next free ones.
     const got = r.ips![0]!.address;
@@ -83,24 +86,27 @@ describe('whereabouts Kubernetes store', () => {
     });
     // Overlapping-range reservations carry whereabouts' names: the address, network-prefixed.
     expect([...api.objects('overlappingrangeipreservations').keys()]).toContain(`${ns}/blue-10.20.0.${off}`);
-    await a.gc([{ containerID: 'new-c', ifname: 'net1' }]);
+    await a.gc([{ containerId: 'new-c', ifname: 'net1' }]);
     const after = api.objects('ippools').get(`${ns}/blue-10.20.0.0-24`) as typeof pool;
     expect(Object.keys(after.spec.allocations)).toEqual([off]);
   });
 
   it('uses offsets beyond 2^63 in an IPv6 /64 as decimal keys', async () => {
     const ns = 'wbkube2';
-    const a = createWhereaboutsAllocator({
-      cniVersion: '1.0.0',
-      name: 'nad',
-      ipam: {
-        type: 'whereabouts',
-        range: 'fd00:20::/64',
-        range_start: 'fd00:20::8000:0:0:5',
-        datastore: 'kubernetes',
-        kubernetes: { kubeconfig: kubeconfig(ns) },
+    const a = createWhereaboutsAllocator(
+      {
+        cniVersion: '1.0.0',
+        name: 'nad',
+        ipam: {
+          type: 'whereabouts',
+          range: 'fd00:20::/64',
+          range_start: 'fd00:20::8000:0:0:5',
+          datastore: 'kubernetes',
+          kubernetes: { kubeconfig: kubeconfig(ns) },
+        },
       },
-    });
+      { kube: openKubeApi },
+    );
     const r = await a.allocate({ containerId: 'v6', ifname: 'eth0' });
     expect(r.ips![0]!.address).toBe('fd00:20::8000:0:0:5/64');
     const pool = api.objects('ippools').get(`${ns}/fd00-20---64`) as {

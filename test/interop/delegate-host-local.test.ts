@@ -2,15 +2,8 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  type CniError,
-  delegateAdd,
-  delegateCheck,
-  delegateDel,
-  delegateStatus,
-  ErrorCode,
-  PluginExecError,
-} from 'cni-kit';
+import { type CniError, ErrorCode } from 'cni-kit';
+import { delegateAdd, delegateCheck, delegateDel, delegateStatus, PluginExecError } from 'cni-kit/delegate';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { makePluginDir, type PluginDir, recorder } from '../fixtures/delegate/plugins.js';
 

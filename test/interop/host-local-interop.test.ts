@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HostLocalAllocator, type IpamNetConf, lockFile } from 'cni-kit';
+import { HostLocalAllocator, type IpamNetConf, lockFile } from 'cni-kit/ipam';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const GO = '/usr/lib/cni/host-local';

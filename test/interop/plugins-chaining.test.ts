@@ -5,7 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CniRuntime, type RuntimeConf } from 'cni-kit';
+import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { BIN_DIR } from '../helpers/plugin.js';
 
@@ -229,7 +229,7 @@ describe('chaining with the Go reference plugins', () => {
     await r.checkNetworkList(text, rt);
     await r.getStatusNetworkList(text);
     expect(reserved(list)).toHaveLength(1);
-    await r.gcNetworkList(text, { validAttachments: [{ containerID: rt.containerId, ifname: 'eth0' }] });
+    await r.gcNetworkList(text, { validAttachments: [{ containerId: rt.containerId, ifname: 'eth0' }] });
     expect(reserved(list)).toHaveLength(1);
     await r.gcNetworkList(text, { validAttachments: [] });
     expect(reserved(list)).toHaveLength(0);

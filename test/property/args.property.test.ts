@@ -1,7 +1,5 @@
+import { ALL_VERSIONS, CniError, cniArgsGet } from 'cni-kit';
 import {
-  ALL_VERSIONS,
-  CniError,
-  cniArgsGet,
   compareVersions,
   formatCniArgs,
   injectRuntimeConfig,
@@ -10,7 +8,7 @@ import {
   parseVersion,
   pickVersion,
   validateContainerId,
-} from 'cni-kit';
+} from 'cni-kit/spec';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 

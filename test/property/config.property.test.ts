@@ -1,4 +1,5 @@
-import { CniError, parseNetConf, parseNetConfList } from 'cni-kit';
+import { CniError } from 'cni-kit';
+import { parseNetConf, parseNetConfList } from 'cni-kit/spec';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 

@@ -4,7 +4,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HostLocalAllocator, type IpamNetConf, StaticAllocator } from 'cni-kit';
+import { HostLocalAllocator, type IpamNetConf, StaticAllocator } from 'cni-kit/ipam';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -156,8 +156,8 @@ describe('host-local properties', () => {
             model.delete(`c${op.id}/${op.ifname}`);
           } else {
             const valid = op.keep.flatMap((id) => [
-              { containerID: `c${id}`, ifname: 'eth0' },
-              { containerID: `c${id}`, ifname: 'net1' },
+              { containerId: `c${id}`, ifname: 'eth0' },
+              { containerId: `c${id}`, ifname: 'net1' },
             ]);
             await alloc.gc(valid);
             for (const k of [...model.keys()])

@@ -1,12 +1,13 @@
 // Properties of the selection annotation parser (both forms round-trip through the formatter, bad
 // input is refused with a code-7 error naming the problem) and of the network-status builder.
+
+import { CniError } from 'cni-kit';
 import {
   buildNetworkStatuses,
-  CniError,
   formatNetworkSelection,
   type NetworkSelectionElement,
   parseNetworkSelection,
-} from 'cni-kit';
+} from 'cni-kit/k8s';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
@@ -166,23 +167,27 @@ describe('selection annotation', () => {
     const cases: Array<[string, RegExp]> = [
       ['a/b/c', /more than one '\/'/],
       ['a@b@c', /more than one '@'/],
-      ['[{"name":"a","mac":"zz"}]', /mac "zz" is not a MAC address/],
-      ['[{"name":"a","ips":[]}]', /ips must be a non-empty list/],
-      ['[{"name":"a","ips":["10.0.0.300"]}]', /"10.0.0.300" is not an IP address/],
+      ['[{"name":"a","mac":"zz"}]', /networks\[0\]\.mac: "zz" is not a MAC address; use e\.g\./],
+      ['[{"name":"a","ips":[]}]', /networks\[0\]\.ips: \[\] must have at least 1 item/],
+      [
+        '[{"name":"a","ips":["10.0.0.300"]}]',
+        /networks\[0\]\.ips\[0\]: "10.0.0.300" is not an IP address or CIDR/,
+      ],
       [
         '[{"name":"a","default-route":["10.0.0.1"]},{"name":"b","default-route":[]}]',
         /both carry default-route/,
       ],
       [
         '[{"name":"a","portMappings":[{"hostPort":0,"containerPort":80}]}]',
-        /hostPort 0 must be a port number/,
+        /portMappings\[0\]\.hostPort: 0 must be an integer from 1 to 65535; use a port number/,
       ],
-      ['[{"name":"a","bandwidth":{"ingressBurst":5}}]', /ingressBurst needs ingressRate/],
+      ['[{"name":"a","bandwidth":{"ingressBurst":5}}]', /bandwidth\.ingressBurst: 5 needs ingressRate/],
       ['[{"name":"a","ips":["10.0.0.1"],"ipam-claim-reference":"c"}]', /cannot be combined with ips/],
-      ['[{"name":"a","frobnicate":1}]', /unknown key "frobnicate"/],
+      ['[{"name":"a","frobnicate":1}]', /networks\[0\]: unknown key "frobnicate"/],
       ['{"name":"a"}', /must be a list/],
-      ['[{"namespace":"x"}]', /name: missing/],
+      ['[{"namespace":"x"}]', /networks\[0\]\.name: missing/],
       ['[{"name":"a"', /not valid JSON/],
+      ['[{"name":"A_b"}]', /networks\[0\]\.name: "A_b" is not a valid name; use at most 63 lower-case/],
     ];
     for (const [text, re] of cases) {
       expect(() => parseNetworkSelection(text, 'd'), text).toThrow(re);

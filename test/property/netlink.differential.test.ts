@@ -2,7 +2,7 @@
 // (each op's errno, then the visible state of both namespaces) on the in-memory model and on the
 // real kernel. This is what keeps the memory backend honest.
 import { execFileSync } from 'node:child_process';
-import { linuxNetlink, memoryNetlink, type Netlink, NetlinkError, type NetnsOps } from 'cni-kit';
+import { linuxNetlink, memoryNetlink, type Netlink, NetlinkError, type NetnsOps } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 

@@ -1,6 +1,8 @@
 // Properties of the shared plugin lifecycle: the result layout attachmentResult builds from any IPAM
 // result, and addWithRollback's undo order and failure logging for any sequence of steps.
-import { addWithRollback, attachmentResult, type PluginContext, type Result } from 'cni-kit';
+
+import type { PluginContext, Result } from 'cni-kit';
+import { addWithRollback, attachmentResult } from 'cni-kit/netsetup';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 

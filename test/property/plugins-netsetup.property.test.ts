@@ -1,7 +1,8 @@
 // Properties of the shared plugin building blocks: chain names, MAC parsing and precedence, route
 // gateway defaulting, and tuning's sysctl key mapping.
 import { createHash } from 'node:crypto';
-import { CniError, masqChainName, masqComment, parseMac, requestedMac, routeSpec } from 'cni-kit';
+import { CniError, conf } from 'cni-kit';
+import { masqChainName, masqComment, requestedMac, routeSpec } from 'cni-kit/netsetup';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { sysctlKeyPath } from '../../examples/tuning/plugin.js';
@@ -30,13 +31,14 @@ describe('netsetup properties', () => {
     );
   });
 
-  it('parseMac accepts unicast MACs in any case and rejects multicast and malformed ones', () => {
+  it('conf.mac() accepts unicast MACs in any case and rejects multicast and malformed ones', () => {
+    const parseMac = (v: string) => conf.mac().parse(v, { path: 'mac' });
     fc.assert(
       fc.property(unicastMac, fc.boolean(), (mac, upper) => {
-        expect(parseMac(upper ? mac.toUpperCase() : mac, 'mac')).toBe(mac);
+        expect(parseMac(upper ? mac.toUpperCase() : mac)).toBe(mac);
         const multicast = `${(Number.parseInt(mac.slice(0, 2), 16) | 1).toString(16).padStart(2, '0')}${mac.slice(2)}`;
-        expect(() => parseMac(multicast, 'mac')).toThrow(/multicast/);
-        expect(() => parseMac(`${mac}:00`, 'mac')).toThrow(CniError);
+        expect(() => parseMac(multicast)).toThrow(/^mac: ".*" is a multicast MAC/);
+        expect(() => parseMac(`${mac}:00`)).toThrow(CniError);
       }),
     );
   });

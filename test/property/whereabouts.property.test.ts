@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatIP, parseIP } from '../../src/ipam/ip.js';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
+import { openKubeApi } from '../../src/k8s/connect.js';
+import { formatIP, parseIP } from '../../src/spec/addr.js';
 import type { CniError } from '../../src/spec/errors.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
@@ -132,7 +133,7 @@ type Holder = { addr: string; pod?: number };
 async function runModel(g: Gen, ops: Op[], store: Record<string, unknown>): Promise<void> {
   const alloc = createWhereaboutsAllocator(
     { cniVersion: '1.1.0', name: 'wbprop', ipam: { type: 'whereabouts', ...ipamOf(g), ...store } },
-    { fsync: false },
+    { fsync: false, kube: openKubeApi },
   );
   const cap = capacity(g);
   const held = new Map<string, Holder>(); // "c/ifname" -> address
@@ -174,10 +175,10 @@ async function runModel(g: Gen, ops: Op[], store: Record<string, unknown>): Prom
         await alloc.release({ containerId: `ctr${op.c}`, ifname: `eth${op.i}` });
         held.delete(key(op.c, op.i));
       } else {
-        const keep = op.keep.map((c) => ({ containerID: `ctr${c}`, ifname: 'eth0' }));
+        const keep = op.keep.map((c) => ({ containerId: `ctr${c}`, ifname: 'eth0' }));
         await alloc.gc(keep);
         for (const k of [...held.keys()])
-          if (!keep.some((v) => `${v.containerID}/${v.ifname}` === k)) held.delete(k);
+          if (!keep.some((v) => `${v.containerId}/${v.ifname}` === k)) held.delete(k);
       }
     }
     // The store agrees with the model: nothing leaked, nothing lost.
@@ -186,7 +187,7 @@ async function runModel(g: Gen, ops: Op[], store: Record<string, unknown>): Prom
       expect((status as { pools: Array<{ used: number }> }).pools[0]!.used).toBe(held.size);
     else expect((status as CniError).code).toBe(50);
     await alloc.gc(
-      [...held.keys()].map((k) => ({ containerID: k.split('/')[0]!, ifname: k.split('/')[1]! })),
+      [...held.keys()].map((k) => ({ containerId: k.split('/')[0]!, ifname: k.split('/')[1]! })),
     );
     for (const [k, h] of held) {
       const again = await alloc.allocate({ containerId: k.split('/')[0]!, ifname: k.split('/')[1]! });

@@ -1,4 +1,4 @@
-import { confListFromConf, parseNetConf, parseNetConfList, validAttachments } from 'cni-kit';
+import { confListFromConf, parseNetConf, parseNetConfList, validAttachments } from 'cni-kit/spec';
 import { describe, expect, it } from 'vitest';
 import { cniErrorOf } from '../helpers/errors.js';
 
@@ -66,8 +66,9 @@ describe('parseNetConf', () => {
 
   it('reads GC attachments from either key', () => {
     const a = [{ containerID: 'c1', ifname: 'eth0' }];
-    expect(validAttachments({ 'cni.dev/valid-attachments': a })).toEqual(a);
-    expect(validAttachments({ 'cni.dev/attachments': a })).toEqual(a);
+    const ours = [{ containerId: 'c1', ifname: 'eth0' }];
+    expect(validAttachments({ 'cni.dev/valid-attachments': a })).toEqual(ours);
+    expect(validAttachments({ 'cni.dev/attachments': a })).toEqual(ours);
     expect(validAttachments({})).toBeUndefined();
   });
 });

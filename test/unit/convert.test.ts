@@ -1,4 +1,5 @@
-import { CniError, convertResult, isIPv4Address, parseResult, type Result, toCurrentResult } from 'cni-kit';
+import { CniError, convertResult, parseResult, type Result, toCurrentResult } from 'cni-kit';
+import { isIPv4Address } from 'cni-kit/spec';
 import { describe, expect, it } from 'vitest';
 
 // The reference library's own vector (pkg/types/100 tests), described in shared/reference/spec.md §4.

@@ -1,20 +1,18 @@
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { CniError, ErrorCode } from 'cni-kit';
 import {
-  buildCniEnv,
-  buildDelegateEnv,
-  CniError,
   decodeVersionInfo,
-  ErrorCode,
   type ExecCall,
   execPlugin,
-  execPluginForJson,
   findInPath,
   getVersionInfo,
   PluginExecError,
-} from 'cni-kit';
+} from 'cni-kit/delegate';
+import { buildCniEnv, buildDelegateEnv } from 'cni-kit/spec';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execPluginForJson } from '../../src/delegate/exec.js';
 import { makePluginDir, type PluginDir } from '../fixtures/delegate/plugins.js';
 
 let pd: PluginDir;
@@ -257,6 +255,6 @@ describe('VERSION probe', () => {
     expect(() => decodeVersionInfo('{"cniVersion":"0.3.0","supportedVersions":[]}')).toThrow(
       /no supportedVersions/,
     );
-    expect(() => decodeVersionInfo('nope')).toThrow(/not JSON/);
+    expect(() => decodeVersionInfo('nope')).toThrow(/error decoding version info: not valid JSON/);
   });
 });

@@ -2,17 +2,17 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type CallInfo, CniError, type NetConf } from 'cni-kit';
 import {
-  CniError,
-  formatIP,
+  createIpamFactory,
   HostLocalAllocator,
+  type IpamExec,
   type IpamNetConf,
-  ipamAdd,
-  ipamDel,
-  parseHostLocalConfig,
-  parseIP,
-} from 'cni-kit';
+  type IpamPoolStatus,
+} from 'cni-kit/ipam';
+import { formatIP, parseIP } from 'cni-kit/spec';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseHostLocalConfig } from '../../src/ipam/host-local/config.js';
 
 const root = mkdtempSync(join(tmpdir(), `cnikit-hl-unit-${process.pid}-`));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -63,7 +63,7 @@ describe('host-local config', () => {
         { ranges: [[{ subnet: '10.0.0.0/16' }], [{ subnet: '10.0.1.0/24' }]] },
         'range set 1 overlaps with range set 0',
       ],
-      [{ ranges: 'x' }, 'ipam.ranges: expected an array of range sets'],
+      [{ ranges: 'x' }, 'ipam.ranges: "x" must be a list; use a list of range sets'],
       [{ subnet: '10.0.0.0/24', routes: [{ dst: '0.0.0.0' }] }, 'ipam.routes[0].dst'],
     ];
     for (const [ipam, msg] of cases) {
@@ -221,7 +221,7 @@ describe('host-local allocation', () => {
     await a.store.withLock(() => a.store.reserve(parseIP('10.23.0.9'), key, '0'));
     const r = await a.allocate(key);
     expect(r.ips!.map((i) => i.address)).toEqual(['10.23.0.9/24']);
-    expect(a.store.scanFor(key).map(formatIP)).toEqual(['10.23.0.9']);
+    expect(a.store.scanFor(key).map((ip) => formatIP(ip))).toEqual(['10.23.0.9']);
     // A kill after the entry but before link(2): the named address has no file, so it is not held.
     const key3 = { containerId: 'crashed3', ifname: 'eth0' };
     a.store.writeEntry(key3, [parseIP('10.23.0.30')]);
@@ -267,7 +267,7 @@ describe('host-local allocation', () => {
     writeFileSync(join(dir, '10.20.0.100'), ''); // the Go plugin's crash leftover (cp#498)
     writeFileSync(join(dir, '10.20.0.101'), 'keep'); // legacy id-only file of a valid container
     writeFileSync(join(dir, '.cni-kit', '.tmp.10.20.0.9.1.ab'), 'x');
-    const report = await a.gc([{ containerID: 'keep', ifname: 'eth0' }]);
+    const report = await a.gc([{ containerId: 'keep', ifname: 'eth0' }]);
     expect(report.released.sort()).toEqual(['10.20.0.100', '10.20.0.3', '10.20.0.4']);
     const files = readdirSync(dir).filter((f) => f.startsWith('10.'));
     expect(files.sort()).toEqual(['10.20.0.101', '10.20.0.2']);
@@ -280,9 +280,12 @@ describe('host-local allocation', () => {
       conf({ ranges: [[{ subnet: '10.21.0.0/30' }], [{ subnet: 'fd21::/64' }]] }),
     );
     const s = await a.status();
-    expect(s.pools.map((p) => [p.capacity, p.used, p.free])).toEqual([
-      [1n, 0, 1n],
-      [(1n << 64n) - 2n, 0, (1n << 64n) - 2n],
+    // Counts are decimal strings: an IPv6 /64 holds more than a JSON number can, and STATUS must serialise.
+    expect(
+      JSON.parse(JSON.stringify(s)).pools.map((p: IpamPoolStatus) => [p.capacity, p.used, p.free]),
+    ).toEqual([
+      ['1', 0, '1'],
+      [String((1n << 64n) - 2n), 0, String((1n << 64n) - 2n)],
     ]);
     await a.allocate({ containerId: 'c', ifname: 'eth0' });
     const e = await rejects(a.status());
@@ -290,25 +293,58 @@ describe('host-local allocation', () => {
     expect(e.message).toContain('no IP addresses left in range set 10.21.0.1-10.21.0.2');
   });
 
-  it('ipamAdd/ipamDel run host-local in process and exec unknown types through the injected exec', async () => {
+  it('ctx.ipam runs host-local in process unless exec would run another binary, which gets stdin as sent', async () => {
     const c = conf({ subnet: '10.22.0.0/24' });
-    const ctx = { containerId: 'c', ifname: 'eth0', args: [] as Array<[string, string]> };
-    expect((await ipamAdd(ctx, c)).ips![0]!.address).toBe('10.22.0.2/24');
-    await ipamDel(ctx, c);
-    const calls: string[] = [];
-    const exec = {
-      add: async (t: string) => {
-        calls.push(`add ${t}`);
-        return { cniVersion: '1.0.0', ips: [{ address: '192.0.2.5/24' }] };
+    const stdin = `${JSON.stringify(c)}\n`;
+    const call = (config: IpamNetConf, path: string[]): CallInfo => ({
+      command: 'ADD',
+      config: config as NetConf,
+      stdin,
+      containerId: 'c',
+      netns: '/var/run/netns/x',
+      ifname: 'eth0',
+      args: [],
+      path,
+      env: {},
+      signal: new AbortController().signal,
+      log: () => {},
+    });
+    const runs: Array<{ type: string; binary: string | undefined; command: string; stdin: string }> = [];
+    // What the delegate layer would find on CNI_PATH: /ours has cni-kit's host-local, /go another one.
+    const exec: IpamExec = {
+      async locate(type, path) {
+        if (path[0] === '/ours') return { binary: `/ours/${type}`, cniKitType: type };
+        if (path[0] === '/go') return { binary: `/go/${type}` };
+        return undefined;
       },
-      del: async (t: string) => void calls.push(`del ${t}`),
-      check: async () => {},
-      gc: async () => {},
-      status: async () => {},
+      async run({ type, binary, command, stdin: input }) {
+        runs.push({ type, binary, command, stdin: input });
+        return command === 'ADD' ? { cniVersion: '1.1.0', ips: [{ address: '192.0.2.5/24' }] } : undefined;
+      },
     };
-    const other = { ...c, ipam: { type: 'dhcp' } };
-    expect((await ipamAdd(ctx, other, { exec })).ips![0]!.address).toBe('192.0.2.5/24');
-    await ipamDel(ctx, other, { exec });
-    expect(calls).toEqual(['add dhcp', 'del dhcp']);
+    const ipam = createIpamFactory({ exec });
+    // No binary on CNI_PATH, then cni-kit's own: both in process (round-robin moves on to .3).
+    for (const [path, want] of [
+      [[], '10.22.0.2/24'],
+      [['/ours'], '10.22.0.3/24'],
+    ] as const) {
+      const client = ipam(call(c, [...path]));
+      expect(client.type).toBe('host-local');
+      expect((await client.add()).ips![0]!.address).toBe(want);
+      await client.del();
+    }
+    expect(runs).toEqual([]);
+    const go = ipam(call(c, ['/go']));
+    expect((await go.add()).ips![0]!.address).toBe('192.0.2.5/24');
+    await go.del();
+    const dhcp = ipam(call({ ...c, ipam: { type: 'dhcp' } }, []));
+    await dhcp.add();
+    expect(runs).toEqual([
+      { type: 'host-local', binary: '/go/host-local', command: 'ADD', stdin },
+      { type: 'host-local', binary: '/go/host-local', command: 'DEL', stdin },
+      { type: 'dhcp', binary: undefined, command: 'ADD', stdin },
+    ]);
+    const none = await rejects(ipam(call({ ...c, ipam: undefined }, [])).add());
+    expect(none.message).toMatch(/^ipam: missing/);
   });
 });

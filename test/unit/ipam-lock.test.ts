@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CniError, lockFile, withFileLock } from 'cni-kit';
+import { CniError } from 'cni-kit';
+import { lockFile, withFileLock } from 'cni-kit/ipam';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const root = mkdtempSync(join(tmpdir(), `cnikit-ipam-lock-${process.pid}-`));

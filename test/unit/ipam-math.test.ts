@@ -1,20 +1,16 @@
 // IP math, ranges and range sets: host-local's defaults, checks and error messages.
+
+import { formatIP, parseCIDR, parseIP, parseSubnet, subnetContains, tryParseIP } from 'cni-kit/spec';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { roundRobin } from '../../src/ipam/host-local/allocator.js';
 import {
   canonicalizeRange,
   canonicalizeRangeSet,
   checkRangeSetsDisjoint,
-  formatIP,
   formatRangeSet,
-  parseCIDR,
-  parseIP,
-  parseSubnet,
   rangeSetCapacity,
-  roundRobin,
-  subnetContains,
-  tryParseIP,
-} from 'cni-kit';
-import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+} from '../../src/ipam/range.js';
 import { cniErrorOf } from '../helpers/errors.js';
 
 describe('parseIP / formatIP', () => {

@@ -6,12 +6,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CniError, ErrorCode } from 'cni-kit';
 import {
   buildNetworkStatuses,
-  CniError,
   configFromNad,
   connectKube,
-  ErrorCode,
   formatNetworkStatus,
   isKubeNotFound,
   KubeApiError,
@@ -19,8 +18,9 @@ import {
   openKubeApi,
   parseNetworkStatus,
   withCniArgs,
-} from 'cni-kit';
+} from 'cni-kit/k8s';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configFromConfDir } from '../../examples/multus/delegates.js';
 import { FAKE_K8S_TOKEN, type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
 let work = '';
@@ -314,24 +314,28 @@ describe('NAD resolution', () => {
       join(dir, '10-disk.conflist'),
       JSON.stringify({ cniVersion: '1.0.0', name: 'disk', plugins: [{ type: 'bridge' }] }),
     );
+    // multus's loader: the network of that name in its confDir.
+    const byName = (n: string) => configFromConfDir(dir, n);
     const inline = await configFromNad(
       { metadata: { name: 'mv', namespace: 'd' }, spec: { config: '{"type":"macvlan"}' } },
-      dir,
+      byName,
     );
     expect(inline).toEqual({ type: 'macvlan', name: 'mv' });
-    const disk = await configFromNad({ metadata: { name: 'disk', namespace: 'd' } }, dir);
+    const disk = await configFromNad({ metadata: { name: 'disk', namespace: 'd' } }, byName);
     expect(disk.plugins).toEqual([{ type: 'bridge' }]);
-    const missing = await configFromNad({ metadata: { name: 'gone', namespace: 'd' } }, dir).catch((e) => e);
+    const missing = await configFromNad({ metadata: { name: 'gone', namespace: 'd' } }, byName).catch(
+      (e) => e,
+    );
     expect(missing).toBeInstanceOf(CniError);
     expect(missing.message).toMatch(/d\/gone has no spec.config and no net configuration with name "gone"/);
     await expect(
       configFromNad(
         { metadata: { name: 'x', namespace: 'd' }, spec: { config: '{"cniVersion":"1.0.0"}' } },
-        dir,
+        byName,
       ),
     ).rejects.toThrow(/'type' \(one plugin\) or 'plugins'/);
     await expect(
-      configFromNad({ metadata: { name: 'x', namespace: 'd' }, spec: { config: '{oops' } }, dir),
+      configFromNad({ metadata: { name: 'x', namespace: 'd' }, spec: { config: '{oops' } }, byName),
     ).rejects.toThrow(/not valid JSON/);
     const merged = withCniArgs(
       { name: 'l', plugins: [{ type: 'a', args: { cni: { k: 'old', j: 1 } } }, { type: 'b' }] },

@@ -3,22 +3,13 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  CniError,
-  convertResult,
-  KubeApiError,
-  type KubeClient,
-  memoryNetlink,
-  type NetConf,
-  type NetworkAttachmentDefinition,
-  type Result,
-  ResultCache,
-  runPlugin,
-  toCurrentResult,
-} from 'cni-kit';
+import { CniError, convertResult, type NetConf, type Result, runPlugin, toCurrentResult } from 'cni-kit';
+import { KubeApiError, type KubeClient, type NetworkAttachmentDefinition } from 'cni-kit/k8s';
+import { memoryNetlink } from 'cni-kit/netlink';
+import { CniRuntime } from 'cni-kit/runtime';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMultusConf } from '../../examples/multus/config.js';
+import { multusConfig } from '../../examples/multus/config.js';
 import {
   type Delegate,
   loadDelegates,
@@ -27,6 +18,9 @@ import {
 } from '../../examples/multus/delegates.js';
 import { multusPlugin } from '../../examples/multus/plugin.js';
 import { applyDefaultRoutes, recordDefaultRoutes } from '../../examples/multus/routes.js';
+import { ResultCache } from '../../src/runtime/cache.js';
+
+const parseMultusConf = (c: NetConf) => multusConfig.parse(c);
 
 let dir = '';
 beforeAll(() => {
@@ -39,8 +33,12 @@ const base = (extra: Record<string, unknown>): NetConf =>
   ({ cniVersion: '1.0.0', name: 'multus-cni-network', type: 'multus', ...extra }) as NetConf;
 
 describe('multus config', () => {
-  it('applies the reference defaults', () => {
-    expect(parseMultusConf(base({ delegates: [{ type: 'bridge', name: 'b' }] }))).toEqual({
+  it('applies the reference defaults and keeps the fields it does not know', () => {
+    expect(parseMultusConf(base({ delegates: [{ type: 'bridge', name: 'b' }], vendor: { x: 1 } }))).toEqual({
+      cniVersion: '1.0.0',
+      name: 'multus-cni-network',
+      type: 'multus',
+      vendor: { x: 1 },
       delegates: [{ type: 'bridge', name: 'b' }],
       defaultNetworks: [],
       confDir: '/etc/cni/multus/net.d',
@@ -69,12 +67,15 @@ describe('multus config', () => {
       [{ clusterNetwork: 5 }, /clusterNetwork: 5 must be a string/],
       [
         { clusterNetwork: 'x', logLevel: 'loud' },
-        /logLevel: "loud" must be one of debug, verbose, error, panic/,
+        /logLevel: "loud" must be one of "debug", "verbose", "error", "panic"/,
       ],
-      [{ clusterNetwork: 'x', namespaceIsolation: 'yes' }, /namespaceIsolation: "yes" must be true or false/],
+      [
+        { clusterNetwork: 'x', namespaceIsolation: 'yes' },
+        /namespaceIsolation: "yes" must be a boolean; use true or false/,
+      ],
       [
         { clusterNetwork: 'x', systemNamespaces: 'kube-system' },
-        /systemNamespaces: .* must be a list of strings/,
+        /systemNamespaces: "kube-system" must be a list; use a list of strings/,
       ],
     ];
     for (const [extra, re] of cases) {
@@ -266,9 +267,9 @@ describe('default-route move (simulated kernel)', () => {
           for (const [i, d] of delegates.entries()) {
             await cache.write({
               containerId: 'c1',
-              ifName: d.ifname,
+              ifname: d.ifname,
               networkName: `net${i}`,
-              config: new Uint8Array(),
+              config: JSON.stringify(d.conf),
               result: convertResult(results[i] as Result, atts[i]?.version ?? '') as unknown as Record<
                 string,
                 unknown
@@ -282,7 +283,14 @@ describe('default-route move (simulated kernel)', () => {
           const before = files();
 
           const changed = await applyDefaultRoutes(nl, netns, delegates, results);
-          await recordDefaultRoutes(cache, 'c1', delegates, results, changed);
+          const rt = new CniRuntime({ pluginDirs: [], cacheDir });
+          await recordDefaultRoutes(
+            rt,
+            (d) => ({ containerId: 'c1', ifname: d.ifname }),
+            delegates,
+            results,
+            changed,
+          );
 
           const wanted = (delegates[owner]?.defaultRoute ?? []).map((gw) => ({ dev: `if${owner}`, gw }));
           const inNs = nl
@@ -313,16 +321,20 @@ describe('default-route move (simulated kernel)', () => {
   });
 
   it('a cache record gone between ADD and the move is an I/O error naming the file', async () => {
-    const cache = new ResultCache(join(dir, 'dr-missing'));
+    const rt = new CniRuntime({ pluginDirs: [], cacheDir: join(dir, 'dr-missing') });
     const d: Delegate = {
       conf: { cniVersion: '1.0.0', name: 'gone', type: 'x' },
       name: 'ns/gone',
       ifname: 'net1',
       master: false,
     };
-    const err = await recordDefaultRoutes(cache, 'c1', [d], [{ cniVersion: '1.1.0', routes: [] }], [0]).catch(
-      (e) => e,
-    );
+    const err = await recordDefaultRoutes(
+      rt,
+      () => ({ containerId: 'c1', ifname: 'net1' }),
+      [d],
+      [{ cniVersion: '1.1.0', routes: [] }],
+      [0],
+    ).catch((e) => e);
     expect(err).toBeInstanceOf(CniError);
     expect(err.code).toBe(5);
     expect(err.message).toContain(join(dir, 'dr-missing', 'results', 'gone-c1-net1'));

@@ -1,6 +1,7 @@
 // Memory-backend specifics the shared suite cannot express: simulated DAD failure, configurable
 // kernels, inspection helpers, and the kernel rules around deletion and bridges.
-import { CniError, memoryNetlink, NetlinkError } from 'cni-kit';
+import { CniError } from 'cni-kit';
+import { memoryNetlink, NetlinkError } from 'cni-kit/netlink';
 import { describe, expect, it } from 'vitest';
 
 async function errnoOf(p: Promise<unknown>): Promise<string> {

@@ -2,11 +2,12 @@
 // netlink backend with in-process host-local IPAM; the memory kernel has VLAN filtering unless told not to.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CniError, type Netlink, runPlugin } from 'cni-kit';
+import { type CniError, runPlugin } from 'cni-kit';
+import type { Netlink } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createBridgePlugin } from '../../examples/bridge/plugin.js';
-import { parseVlanConf } from '../../examples/bridge/vlan.js';
+import { vlanConfig } from '../../examples/bridge/vlan.js';
 import { bridgeHarness } from '../helpers/bridge-harness.js';
 
 const h = bridgeHarness('plugins-bridge-vlan-unit');
@@ -108,7 +109,10 @@ describe('bridge VLANs (memory backend)', () => {
 
   it('rejects bad VLAN config with code 7 naming the field and the fix', async () => {
     for (const [extra, text] of [
-      [{ vlan: 4095 }, 'vlan: 4095 is not a VLAN ID'],
+      [
+        { vlan: 4095 },
+        'vlan: 4095 must be an integer from 0 to 4094; use a VLAN ID from 1 to 4094, or 0 for none',
+      ],
       [{ vlan: -1 }, 'vlan: -1'],
       [{ vlan: '10' }, 'vlan: "10"'],
       [{ vlan: 10, vlanTrunk: [{ id: 20 }] }, 'vlan: 10 cannot be combined with vlanTrunk'],
@@ -117,7 +121,7 @@ describe('bridge VLANs (memory backend)', () => {
       [{ vlanTrunk: [{ minID: 9 }] }, 'vlanTrunk[0]: minID is set without maxID'],
       [{ vlanTrunk: [{ maxID: 4095, minID: 1 }] }, 'vlanTrunk[0].maxID: 4095'],
       [{ vlanTrunk: [{}] }, 'vlanTrunk[0]: {} names no VLAN'],
-      [{ vlanTrunk: { id: 3 } }, 'vlanTrunk: {"id":3} is not a list'],
+      [{ vlanTrunk: { id: 3 } }, 'vlanTrunk: {"id":3} must be a list; write it as a list like'],
       [{ preserveDefaultVlan: 'no' }, 'preserveDefaultVlan'],
       [{ bridge: 'abcdefghijklm', vlan: 100 }, 'gateway interface named "abcdefghijklm.100"'],
     ] as const) {
@@ -211,7 +215,7 @@ describe('bridge VLANs (memory backend)', () => {
           if ('id' in t) want.add(t.id);
           else for (let v = t.minID; v <= t.maxID; v++) want.add(v);
         }
-        expect(parseVlanConf({ vlanTrunk: trunk }).vlanTrunk).toEqual([...want].sort((a, b) => a - b));
+        expect(vlanConfig.parse({ vlanTrunk: trunk }).vlanTrunk).toEqual([...want].sort((a, b) => a - b));
       }),
     );
     fc.assert(
@@ -223,7 +227,7 @@ describe('bridge VLANs (memory backend)', () => {
         ] as const) {
           const err = (() => {
             try {
-              parseVlanConf(c);
+              vlanConfig.parse(c);
             } catch (e) {
               return e as CniError;
             }

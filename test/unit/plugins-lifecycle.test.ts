@@ -4,21 +4,17 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CniError, ErrorCode, type PluginSpec, runPlugin } from 'cni-kit';
+import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import {
   addSubLinkAttachment,
   addWithRollback,
-  CniError,
   checkAttachment,
   delAttachment,
-  ErrorCode,
   inNetnsIfExists,
   ipamPassthrough,
-  type MemoryNetlink,
-  memoryNetlink,
-  type PluginSpec,
   resolveMaster,
-  runPlugin,
-} from 'cni-kit';
+} from 'cni-kit/netsetup';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createMacvlanPlugin, type MacvlanConf } from '../../examples/macvlan/plugin.js';
 

@@ -2,7 +2,8 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type MemoryNetlink, memoryNetlink, type PluginSpec, runPlugin } from 'cni-kit';
+import { type PluginSpec, runPlugin } from 'cni-kit';
+import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createHostDevicePlugin } from '../../examples/host-device/plugin.js';
 import { createLoopbackPlugin } from '../../examples/loopback/plugin.js';

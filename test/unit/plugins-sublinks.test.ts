@@ -3,7 +3,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type MemoryNetlink, memoryNetlink, type PluginSpec, runPlugin } from 'cni-kit';
+import { type PluginSpec, runPlugin } from 'cni-kit';
+import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createIpvlanPlugin } from '../../examples/ipvlan/plugin.js';
 import { createMacvlanPlugin } from '../../examples/macvlan/plugin.js';

@@ -1,6 +1,6 @@
 // runPlugin in-process: the same code path as a plugin binary, as a pure function.
 
-import { CniError, type GcContext, type PluginSpec, runPlugin } from 'cni-kit';
+import { CniError, conf, type GcContext, type PluginSpec, runPlugin } from 'cni-kit';
 import { describe, expect, it } from 'vitest';
 
 const env = (cmd: string) => ({
@@ -12,20 +12,23 @@ const env = (cmd: string) => ({
 });
 
 describe('runPlugin', () => {
-  it('types plugin fields with parseConfig; its plain errors become code 7', async () => {
-    const spec: PluginSpec<{ mtu: number }> = {
-      parseConfig: (c) => {
-        if (typeof c.mtu !== 'number') throw new Error(`mtu: ${JSON.stringify(c.mtu)} must be a number`);
-        return { mtu: c.mtu };
+  it('types plugin fields with a config schema into ctx.conf, leaving ctx.config as sent; bad fields are code 7', async () => {
+    let wire: unknown;
+    const spec: PluginSpec<{ mtu: number; bridge: string }> = {
+      config: conf.object({ mtu: conf.number(), bridge: conf.string().default('cni0') }),
+      add: (ctx) => {
+        wire = ctx.config;
+        return { cniVersion: '1.1.0', interfaces: [{ name: ctx.conf.bridge, mtu: ctx.conf.mtu }] };
       },
-      add: ({ config }) => ({ cniVersion: '1.1.0', interfaces: [{ name: 'eth0', mtu: config.mtu }] }),
     };
     const ok = await runPlugin(spec, {
       env: env('ADD'),
       stdin: '{"cniVersion":"1.1.0","name":"n","type":"t","mtu":1400}',
     });
     expect(ok.exitCode).toBe(0);
-    expect(JSON.parse(ok.stdout).interfaces[0].mtu).toBe(1400);
+    expect(JSON.parse(ok.stdout).interfaces[0]).toEqual({ name: 'cni0', mtu: 1400 });
+    // The default lives in ctx.conf only: the wire config is what the runtime sent.
+    expect(wire).toEqual({ cniVersion: '1.1.0', name: 'n', type: 't', mtu: 1400 });
     const bad = await runPlugin(spec, {
       env: env('ADD'),
       stdin: '{"cniVersion":"1.1.0","name":"n","type":"t","mtu":"x"}',
@@ -62,7 +65,8 @@ describe('runPlugin', () => {
       });
       expect(out).toEqual({ stdout: '', stderr: '', exitCode: 0 });
     }
-    expect(seen.map((c) => c.validAttachments)).toEqual([atts, atts]);
+    const ours = [{ containerId: 'a', ifname: 'eth0' }];
+    expect(seen.map((c) => c.validAttachments)).toEqual([ours, ours]);
     expect(seen[0]?.path).toEqual(['/opt/cni/bin', '/usr/lib/cni']);
     expect(seen[0]?.containerId).toBe('');
   });

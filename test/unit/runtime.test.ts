@@ -1,16 +1,15 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CniError, ErrorCode } from 'cni-kit';
 import {
   CniAggregateError,
-  CniError,
   CniRuntime,
-  decodeCacheRecord,
-  ErrorCode,
   loadConfList,
   loadConfLists,
   type RuntimeConf,
-} from 'cni-kit';
+} from 'cni-kit/runtime';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { decodeCacheRecord } from '../../src/runtime/cache.js';
 import { makePluginDir, type PluginDir, recorder } from '../fixtures/delegate/plugins.js';
 
 interface Rec {
@@ -295,7 +294,7 @@ describe('CniRuntime GC, STATUS, VERSION', () => {
     await r.addNetworkList(text, rt);
     await r.addNetworkList(text, { ...rt, containerId: 'ctr-2' });
     rmSync(log);
-    const valid = [{ containerID: 'ctr-1', ifname: 'eth0' }];
+    const valid = [{ containerId: 'ctr-1', ifname: 'eth0' }];
     await r.gcNetworkList(text, { validAttachments: valid });
     const c = calls();
     expect(c.map((x) => `${x.type}:${x.cmd}:${x.cid}`)).toEqual([
@@ -307,8 +306,10 @@ describe('CniRuntime GC, STATUS, VERSION', () => {
       'p-c:GC:',
     ]);
     const gc = c[3]?.stdin ?? {};
-    expect(gc['cni.dev/valid-attachments']).toEqual(valid);
-    expect(gc['cni.dev/attachments']).toEqual(valid);
+    // On the wire the attachments keep GC's own casing.
+    const wire = [{ containerID: 'ctr-1', ifname: 'eth0' }];
+    expect(gc['cni.dev/valid-attachments']).toEqual(wire);
+    expect(gc['cni.dev/attachments']).toEqual(wire);
     expect(gc.runtimeConfig).toBeUndefined();
     expect(gc.prevResult).toBeUndefined();
     expect((await r.getCachedAttachments()).map((a) => a.containerId)).toEqual(['ctr-1']);

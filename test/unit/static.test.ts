@@ -1,5 +1,6 @@
 // static IPAM: sources and precedence, validation messages, CHECK against prevResult.
-import { CniError, type IpamNetConf, StaticAllocator } from 'cni-kit';
+import { CniError } from 'cni-kit';
+import { type IpamNetConf, StaticAllocator } from 'cni-kit/ipam';
 import { describe, expect, it } from 'vitest';
 
 function conf(ipam: Record<string, unknown>, extra: Record<string, unknown> = {}): IpamNetConf {

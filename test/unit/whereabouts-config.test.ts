@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatIP } from '../../src/ipam/ip.js';
 import { isAllowed, nextAllowed } from '../../src/ipam/whereabouts/allocator.js';
 import { mergeIntervals, parseWhereaboutsConfig, subtract } from '../../src/ipam/whereabouts/config.js';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
+import { formatIP } from '../../src/spec/addr.js';
 import type { CniError } from '../../src/spec/errors.js';
 import { cniErrorOf } from '../helpers/errors.js';
 

@@ -1,10 +1,12 @@
 // host-local as an in-process allocator. Same files, same lock and same round-robin order as the Go
 // plugin; better where users complain: ADD is idempotent, a failed ADD rolls back, GC and STATUS exist,
 // files are never left empty, and ADD/DEL/CHECK do not read every file (see store.ts).
+
+import { formatCIDR, formatIP, type IP, ipAdd, ipEquals, tryParseIP } from '../../spec/addr.js';
+import type { Attachment } from '../../spec/config.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { IPConfig, Result } from '../../spec/result/types.js';
 import { readResolvConf } from '../dns.js';
-import { formatCIDR, formatIP, type IP, ipAdd, ipEquals, tryParseIP } from '../ip.js';
 import {
   formatRangeSet,
   type IPRange,
@@ -13,14 +15,7 @@ import {
   rangeSetContains,
   rangeSetFor,
 } from '../range.js';
-import type {
-  IpamAllocator,
-  IpamGcReport,
-  IpamNetConf,
-  IpamRequest,
-  IpamStatus,
-  ValidAttachment,
-} from '../types.js';
+import type { IpamAllocator, IpamGcReport, IpamNetConf, IpamRequest, IpamStatus } from '../types.js';
 import { type HostLocalConfig, parseHostLocalConfig, requestedIPs } from './config.js';
 import { type AllocationKey, HostLocalStore, type HostLocalStoreOptions } from './store.js';
 
@@ -108,7 +103,7 @@ export class HostLocalAllocator implements IpamAllocator {
       if (left.length > 0) {
         throw new CniError(
           ErrorCode.InvalidNetworkConfig,
-          `requested IPs ${left.map(formatIP).join(', ')} are not inside any range set (${rangeSets.map(formatRangeSet).join(' | ')}), or two were requested from one set; request at most one address per range set, inside it`,
+          `requested IPs ${left.map((ip) => formatIP(ip)).join(', ')} are not inside any range set (${rangeSets.map(formatRangeSet).join(' | ')}), or two were requested from one set; request at most one address per range set, inside it`,
         );
       }
       if (plan.length === 0) return out as IPConfig[];
@@ -216,16 +211,16 @@ export class HostLocalAllocator implements IpamAllocator {
       if (!held.some((h) => ipEquals(h, ip))) {
         throw new CniError(
           ErrorCode.InvalidNetworkConfig,
-          `host-local: prevResult address ${ipc.address} is not held by container ${req.containerId} interface ${req.ifname} (it holds ${held.map(formatIP).join(', ')})`,
+          `host-local: prevResult address ${ipc.address} is not held by container ${req.containerId} interface ${req.ifname} (it holds ${held.map((ip) => formatIP(ip)).join(', ')})`,
         );
       }
     }
   }
 
   /** GC: frees every address file not owned by a valid attachment (empty files included). */
-  async gc(valid: readonly ValidAttachment[]): Promise<IpamGcReport> {
-    const keep = new Set(valid.map((v) => `${v.containerID.trim()}\r\n${v.ifname}`));
-    const keepIds = new Set(valid.map((v) => v.containerID.trim()));
+  async gc(valid: readonly Attachment[]): Promise<IpamGcReport> {
+    const keep = new Set(valid.map((v) => `${v.containerId.trim()}\r\n${v.ifname}`));
+    const keepIds = new Set(valid.map((v) => v.containerId.trim()));
     return this.store.withLock(() => {
       const released: string[] = [];
       for (const a of this.store.scan()) {
@@ -263,7 +258,7 @@ export class HostLocalAllocator implements IpamAllocator {
         `host-local: no IP addresses left in range set ${full.ranges} (${full.used} of ${full.capacity} used); free addresses (GC) or widen the range`,
       );
     }
-    return { pools };
+    return { pools: pools.map((p) => ({ ...p, capacity: String(p.capacity), free: String(p.free) })) };
   }
 }
 

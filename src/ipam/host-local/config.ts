@@ -1,10 +1,11 @@
 // host-local config: every field of the reference (ranges, the legacy single range, routes, dataDir,
 // resolvConf) plus runtimeConfig.ipRanges, and requested IPs from CNI_ARGS IP=, args.cni.ips and
 // runtimeConfig.ips (concatenated in that order, like the reference).
+
+import type { IP } from '../../spec/addr.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { Route } from '../../spec/result/types.js';
-import { compareVersions } from '../../spec/version.js';
-import { type IP, parseCIDR, parseIP } from '../ip.js';
+import { conf } from '../../spec/schema.js';
 import {
   canonicalizeRange,
   canonicalizeRangeSet,
@@ -12,7 +13,13 @@ import {
   type RangeConfig,
   type RangeSet,
 } from '../range.js';
-import { parseRoutes } from '../routes.js';
+import {
+  checkLegacyAddressCount,
+  ipOfMaybeCidr,
+  requestedFields,
+  requestedIPsSchema,
+  routesSchema,
+} from '../schema.js';
 import type { IpamNetConf } from '../types.js';
 
 /** The reference's default state directory. */
@@ -29,133 +36,98 @@ export interface HostLocalConfig {
   resolvConf?: string;
 }
 
+const rangeFields = {
+  subnet: conf.string().fix('every range needs a subnet such as "10.1.0.0/16"'),
+  rangeStart: conf.string().optional(),
+  rangeEnd: conf.string().optional(),
+  gateway: conf.string().optional(),
+};
+const rangeSetsSchema = conf
+  .array(conf.array(conf.object(rangeFields).fix('use an object like {"subnet": "10.1.0.0/16"}')))
+  .fix('use a list of range sets like [[{"subnet": "10.1.0.0/16"}]]');
+
 function bad(msg: string): CniError {
   return new CniError(ErrorCode.InvalidNetworkConfig, msg);
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function rangeSetsFrom(value: unknown, field: string): RangeConfig[][] {
-  if (value === undefined || value === null) return [];
-  if (!Array.isArray(value) || !value.every(Array.isArray)) {
-    throw bad(
-      `${field}: expected an array of range sets like [[{"subnet": "10.1.0.0/16"}]], got ${JSON.stringify(value)}`,
+/** host-local's config: the network name and the `ipam` block, plus runtimeConfig.ipRanges. */
+const hostLocalSchema = conf
+  .object({
+    cniVersion: conf.string(),
+    name: conf
+      .string()
+      .pattern(/^(?!\.\.?$)[^/]+$/, 'cannot name a state directory')
+      .fix('use a plain network name'),
+    runtimeConfig: conf.object({ ipRanges: rangeSetsSchema.optional() }).optional(),
+    ipam: conf
+      .object({
+        // The legacy single range.
+        subnet: conf.string().optional(),
+        rangeStart: conf.string().optional(),
+        rangeEnd: conf.string().optional(),
+        gateway: conf.string().optional(),
+        ranges: rangeSetsSchema.optional(),
+        routes: routesSchema.default([]),
+        dataDir: conf.string().default(DEFAULT_HOST_LOCAL_DATA_DIR),
+        resolvConf: conf.string().optional(),
+      })
+      .fix('add "ipam": {"type": "host-local", "ranges": [[{"subnet": "..."}]]}'),
+  })
+  .transform((c): HostLocalConfig => {
+    const { ipam } = c;
+    // Name each set by where it came from, so errors point at the line the user wrote.
+    const sets: Array<{ field: string; configs: RangeConfig[] }> = [];
+    (c.runtimeConfig?.ipRanges ?? []).forEach((configs, i) => {
+      sets.push({ field: `runtimeConfig.ipRanges[${i}]`, configs });
+    });
+    if (ipam.subnet !== undefined) {
+      const legacy: RangeConfig = { subnet: ipam.subnet };
+      if (ipam.rangeStart !== undefined) legacy.rangeStart = ipam.rangeStart;
+      if (ipam.rangeEnd !== undefined) legacy.rangeEnd = ipam.rangeEnd;
+      if (ipam.gateway !== undefined) legacy.gateway = ipam.gateway;
+      sets.push({ field: 'ipam', configs: [legacy] });
+    }
+    (ipam.ranges ?? []).forEach((configs, i) => {
+      sets.push({ field: `ipam.ranges[${i}]`, configs });
+    });
+    if (sets.length === 0) {
+      throw bad('ipam.ranges: no IP ranges specified; add "ranges": [[{"subnet": "10.1.0.0/16"}]]');
+    }
+    const rangeSets = sets.map(({ field, configs }) =>
+      field === 'ipam' ? [canonicalizeRange(configs[0]!, 'ipam')] : canonicalizeRangeSet(configs, field),
     );
-  }
-  return value as RangeConfig[][];
-}
+    checkRangeSetsDisjoint(rangeSets, 'ranges');
+    const families = rangeSets.map((s) => s[0]!.start.family);
+    checkLegacyAddressCount(c.cniVersion, families, ', or fewer range sets');
+    const out: HostLocalConfig = {
+      cniVersion: c.cniVersion,
+      name: c.name,
+      dataDir: ipam.dataDir,
+      rangeSets,
+      routes: ipam.routes as Route[],
+    };
+    if (ipam.resolvConf !== undefined) out.resolvConf = ipam.resolvConf;
+    return out;
+  });
 
 /** Parses and validates a host-local config (type check included). */
-export function parseHostLocalConfig(conf: IpamNetConf): HostLocalConfig {
-  const ipam = conf.ipam;
-  if (!isObject(ipam))
-    throw bad(`ipam: missing; add "ipam": {"type": "host-local", "ranges": [[{"subnet": "..."}]]}`);
-  if (
-    typeof conf.name !== 'string' ||
-    conf.name === '' ||
-    conf.name.includes('/') ||
-    conf.name === '.' ||
-    conf.name === '..'
-  ) {
-    throw bad(`name: ${JSON.stringify(conf.name)} cannot name a state directory; use a plain network name`);
-  }
-  const configs: RangeConfig[][] = [];
-  const rc = isObject(conf.runtimeConfig) ? conf.runtimeConfig : {};
-  configs.push(...rangeSetsFrom(rc.ipRanges, 'runtimeConfig.ipRanges'));
-  if (ipam.subnet !== undefined && ipam.subnet !== '') {
-    configs.push([
-      {
-        subnet: ipam.subnet as string,
-        rangeStart: ipam.rangeStart as string | undefined,
-        rangeEnd: ipam.rangeEnd as string | undefined,
-        gateway: ipam.gateway as string | undefined,
-      },
-    ]);
-  }
-  const fromRanges = rangeSetsFrom(ipam.ranges, 'ipam.ranges');
-  configs.push(...fromRanges);
-  if (configs.length === 0) {
-    throw bad(`ipam.ranges: no IP ranges specified; add "ranges": [[{"subnet": "10.1.0.0/16"}]]`);
-  }
-  // Name each set by where it came from, so errors point at the line the user wrote.
-  const nRuntime = rangeSetsFrom(rc.ipRanges, 'runtimeConfig.ipRanges').length;
-  const hasLegacy = configs.length - nRuntime - fromRanges.length === 1;
-  const fieldOf = (i: number): string => {
-    if (i < nRuntime) return `runtimeConfig.ipRanges[${i}]`;
-    if (hasLegacy && i === nRuntime) return 'ipam';
-    return `ipam.ranges[${i - nRuntime - (hasLegacy ? 1 : 0)}]`;
-  };
-  const rangeSets = configs.map((set, i) => {
-    if (fieldOf(i) === 'ipam') return [canonicalizeRange(set[0]!, 'ipam')];
-    return canonicalizeRangeSet(set, fieldOf(i));
-  });
-  checkRangeSetsDisjoint(rangeSets, 'ranges');
-  const cniVersion = conf.cniVersion;
-  if (
-    typeof cniVersion === 'string' &&
-    /^\d+\.\d+\.\d+$/.test(cniVersion) &&
-    compareVersions(cniVersion, '0.3.0') < 0
-  ) {
-    const v4 = rangeSets.filter((s) => s[0]!.start.family === 4).length;
-    const v6 = rangeSets.length - v4;
-    if (v4 > 1 || v6 > 1) {
-      throw bad(
-        `cniVersion: ${cniVersion} does not support more than 1 address per family; use cniVersion 0.3.0 or later, or fewer range sets`,
-      );
-    }
-  }
-  if (ipam.dataDir !== undefined && typeof ipam.dataDir !== 'string') {
-    throw bad(
-      `ipam.dataDir: ${JSON.stringify(ipam.dataDir)} must be a path string such as "/var/lib/cni/networks"`,
-    );
-  }
-  if (ipam.resolvConf !== undefined && typeof ipam.resolvConf !== 'string') {
-    throw bad(
-      `ipam.resolvConf: ${JSON.stringify(ipam.resolvConf)} must be a path string such as "/etc/resolv.conf"`,
-    );
-  }
-  const out: HostLocalConfig = {
-    cniVersion,
-    name: conf.name,
-    dataDir: (ipam.dataDir as string | undefined) || DEFAULT_HOST_LOCAL_DATA_DIR,
-    rangeSets,
-    routes: parseRoutes(ipam.routes),
-  };
-  if (ipam.resolvConf) out.resolvConf = ipam.resolvConf as string;
-  return out;
+export function parseHostLocalConfig(config: IpamNetConf): HostLocalConfig {
+  return hostLocalSchema.parse(config);
 }
 
-function ipOfMaybeCidr(text: unknown, field: string): IP {
-  if (typeof text === 'string' && text.includes('/')) return parseCIDR(text, field).ip;
-  return parseIP(text, field);
-}
+const requestedSchema = conf.object(requestedFields(requestedIPsSchema));
 
 /** Requested IPs: CNI_ARGS `IP=` (one), then `args.cni.ips`, then `runtimeConfig.ips`; a "/prefix" is ignored. */
 export function requestedIPs(
-  conf: IpamNetConf,
+  config: IpamNetConf,
   cniArgs: ReadonlyArray<readonly [string, string]> = [],
 ): IP[] {
-  const out: IP[] = [];
   let ipArg: string | undefined;
   for (const [k, v] of cniArgs) if (k === 'IP') ipArg = v;
-  if (ipArg !== undefined && ipArg !== '') out.push(ipOfMaybeCidr(ipArg, 'CNI_ARGS IP'));
-  const cni = isObject(conf.args) && isObject(conf.args.cni) ? conf.args.cni : undefined;
-  if (cni?.ips !== undefined) {
-    if (!Array.isArray(cni.ips))
-      throw bad(`args.cni.ips: expected an array of IPs, got ${JSON.stringify(cni.ips)}`);
-    cni.ips.forEach((s, i) => {
-      out.push(ipOfMaybeCidr(s, `args.cni.ips[${i}]`));
-    });
-  }
-  const rc = isObject(conf.runtimeConfig) ? conf.runtimeConfig : undefined;
-  if (rc?.ips !== undefined) {
-    if (!Array.isArray(rc.ips))
-      throw bad(`runtimeConfig.ips: expected an array of IPs, got ${JSON.stringify(rc.ips)}`);
-    rc.ips.forEach((s, i) => {
-      out.push(ipOfMaybeCidr(s, `runtimeConfig.ips[${i}]`));
-    });
-  }
-  return out;
+  const sources = requestedSchema.parse(config);
+  return [
+    ...(ipArg ? [ipOfMaybeCidr(ipArg, 'CNI_ARGS IP')] : []),
+    ...(sources.args?.cni?.ips ?? []),
+    ...(sources.runtimeConfig?.ips ?? []),
+  ];
 }

@@ -11,7 +11,6 @@
 // wrote). The Go plugin ignores the index (its content never equals an ID) and may delete IP files,
 // which the check catches. Temp files also live under .cni-kit, so the IP files are created whole
 // (written, fsynced, then hard-linked into place) and a crash never leaves an empty one.
-import { createHash } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -27,9 +26,12 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { createFileExclusiveSync } from '../../plugin/fs.js';
-import { formatIP, type IP, tryParseIP } from '../ip.js';
+import { createFileExclusiveSync } from '../../fs/index.js';
+import { formatIP, type IP, tryParseIP } from '../../spec/addr.js';
 import { type FileLockOptions, withFileLock } from '../lock.js';
+
+// node:crypto costs ~2 ms to load: only calls that hash or draw a random name pay for it.
+const crypto = () => process.getBuiltinModule('node:crypto');
 
 /** (containerID, ifname): the key of every allocation. */
 export interface AllocationKey {
@@ -212,7 +214,10 @@ export class HostLocalStore {
   }
 
   private entryPath(key: AllocationKey): string {
-    return join(this.index, createHash('sha256').update(fileContent(key)).digest('hex').slice(0, 40));
+    return join(
+      this.index,
+      crypto().createHash('sha256').update(fileContent(key)).digest('hex').slice(0, 40),
+    );
   }
 
   /**
@@ -258,7 +263,11 @@ export class HostLocalStore {
       return;
     }
     mkdirSync(this.index, { recursive: true, mode: 0o755 });
-    const e: IndexEntry = { containerID: key.containerId, ifname: key.ifname, ips: ips.map(formatIP) };
+    const e: IndexEntry = {
+      containerID: key.containerId,
+      ifname: key.ifname,
+      ips: ips.map((ip) => formatIP(ip)),
+    };
     if (podRef) e.podRef = podRef;
     writeFileSync(this.entryPath(key), JSON.stringify(e), { mode: 0o644 });
   }

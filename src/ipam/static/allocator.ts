@@ -2,9 +2,6 @@
 // ipam.addresses, then CNI_ARGS IP= (comma-separated CIDRs, appended) and GATEWAY= (set on every
 // address whose subnet holds it), then args.cni.ips (replaces), then runtimeConfig.ips (replaces).
 // No state: DEL and GC are no-ops; CHECK compares against prevResult.
-import { CniError, ErrorCode } from '../../spec/errors.js';
-import type { DNS, IPConfig, Result, Route } from '../../spec/result/types.js';
-import { compareVersions } from '../../spec/version.js';
 import {
   formatCIDR,
   formatIP,
@@ -14,8 +11,12 @@ import {
   parseIP,
   type Subnet,
   subnetContains,
-} from '../ip.js';
-import { parseRoutes } from '../routes.js';
+} from '../../spec/addr.js';
+import { CniError, ErrorCode } from '../../spec/errors.js';
+import { dnsSchema } from '../../spec/result/schema.js';
+import type { DNS, IPConfig, Result, Route } from '../../spec/result/types.js';
+import { conf, type Infer } from '../../spec/schema.js';
+import { checkLegacyAddressCount, requestedFields, routesSchema } from '../schema.js';
 import type { IpamAllocator, IpamGcReport, IpamNetConf, IpamRequest, IpamStatus } from '../types.js';
 
 /** One static address: the host bits are kept. */
@@ -29,50 +30,53 @@ function bad(msg: string): CniError {
   return new CniError(ErrorCode.InvalidNetworkConfig, msg);
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const cidrList = conf
+  .array(conf.cidr().transform((c, path) => parseCIDR(c, path)))
+  .fix('use a list of CIDRs like ["10.1.2.3/24"]');
 
-function cidrList(value: unknown, field: string): StaticAddress[] {
-  if (!Array.isArray(value))
-    throw bad(`${field}: expected an array of CIDRs like ["10.1.2.3/24"], got ${JSON.stringify(value)}`);
-  return value.map((s, i) => {
-    const { ip, subnet } = parseCIDR(s, `${field}[${i}]`);
-    return { ip, subnet };
-  });
-}
+/** static's config: the `ipam` block, and the addresses args.cni and runtimeConfig may request. */
+const staticSchema = conf.object({
+  cniVersion: conf.string(),
+  ipam: conf
+    .object({
+      addresses: conf
+        .array(
+          conf
+            .object({ address: conf.cidr(), gateway: conf.ip().optional() })
+            .fix('use {"address": "10.1.2.3/24", "gateway"?: "10.1.2.1"}')
+            .transform((a, path): StaticAddress => {
+              const { ip, subnet } = parseCIDR(a.address);
+              if (a.gateway === undefined) return { ip, subnet };
+              const gateway = parseIP(a.gateway);
+              if (gateway.family !== ip.family) {
+                throw bad(
+                  `${path}.gateway: ${JSON.stringify(a.gateway)} is not the same family as ${JSON.stringify(a.address)}; use an IPv${ip.family} gateway`,
+                );
+              }
+              return { ip, subnet, gateway };
+            }),
+        )
+        .default([]),
+      routes: routesSchema.default([]),
+      dns: dnsSchema.optional(),
+    })
+    .fix('add "ipam": {"type": "static", "addresses": [{"address": "10.1.2.3/24"}]}'),
+  ...requestedFields(cidrList),
+});
 
 /** Resolves the addresses static hands out for one call, in the reference's precedence. */
 export function staticAddresses(
-  conf: IpamNetConf,
+  config: IpamNetConf,
   cniArgs: ReadonlyArray<readonly [string, string]> = [],
 ): StaticAddress[] {
-  const ipam = conf.ipam;
-  if (!isObject(ipam))
-    throw bad(`ipam: missing; add "ipam": {"type": "static", "addresses": [{"address": "10.1.2.3/24"}]}`);
-  let out: StaticAddress[] = [];
-  if (ipam.addresses !== undefined && ipam.addresses !== null) {
-    if (!Array.isArray(ipam.addresses)) {
-      throw bad(
-        `ipam.addresses: expected [{"address": "10.1.2.3/24", "gateway"?: "10.1.2.1"}], got ${JSON.stringify(ipam.addresses)}`,
-      );
-    }
-    out = ipam.addresses.map((a: unknown, i: number) => {
-      const f = `ipam.addresses[${i}]`;
-      if (!isObject(a)) throw bad(`${f}: expected {"address": "10.1.2.3/24"}, got ${JSON.stringify(a)}`);
-      const { ip, subnet } = parseCIDR(a.address, `${f}.address`);
-      const entry: StaticAddress = { ip, subnet };
-      if (a.gateway !== undefined && a.gateway !== null && a.gateway !== '') {
-        entry.gateway = parseIP(a.gateway, `${f}.gateway`);
-        if (entry.gateway.family !== ip.family) {
-          throw bad(
-            `${f}.gateway: ${JSON.stringify(a.gateway)} is not the same family as ${JSON.stringify(a.address)}; use an IPv${ip.family} gateway`,
-          );
-        }
-      }
-      return entry;
-    });
-  }
+  return resolveAddresses(staticSchema.parse(config), cniArgs);
+}
+
+function resolveAddresses(
+  c: Infer<typeof staticSchema>,
+  cniArgs: ReadonlyArray<readonly [string, string]>,
+): StaticAddress[] {
+  let out: StaticAddress[] = c.ipam.addresses.map((a) => ({ ...a }));
   let ipArg: string | undefined;
   let gwArg: string | undefined;
   for (const [k, v] of cniArgs) {
@@ -91,38 +95,16 @@ export function staticAddresses(
       for (const a of out) if (subnetContains(a.subnet, gw)) a.gateway = gw;
     }
   }
-  const cni = isObject(conf.args) && isObject(conf.args.cni) ? conf.args.cni : undefined;
-  if (cni?.ips !== undefined) out = cidrList(cni.ips, 'args.cni.ips');
-  const rc = isObject(conf.runtimeConfig) ? conf.runtimeConfig : undefined;
-  if (rc?.ips !== undefined) out = cidrList(rc.ips, 'runtimeConfig.ips');
-  const v = conf.cniVersion;
-  if (typeof v === 'string' && /^\d+\.\d+\.\d+$/.test(v) && compareVersions(v, '0.3.0') < 0) {
-    const v4 = out.filter((a) => a.ip.family === 4).length;
-    if (v4 > 1 || out.length - v4 > 1) {
-      throw bad(
-        `cniVersion: ${v} does not support more than 1 address per family; use cniVersion 0.3.0 or later`,
-      );
-    }
-  }
+  const cniIps = c.args?.cni?.ips;
+  if (cniIps !== undefined) out = cniIps.map(({ ip, subnet }) => ({ ip, subnet }));
+  const rcIps = c.runtimeConfig?.ips;
+  if (rcIps !== undefined) out = rcIps.map(({ ip, subnet }) => ({ ip, subnet }));
+  checkLegacyAddressCount(
+    c.cniVersion,
+    out.map((a) => a.ip.family),
+    '',
+  );
   return out;
-}
-
-function parseDns(value: unknown): DNS | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (!isObject(value))
-    throw bad(
-      `ipam.dns: expected {"nameservers": [...], "domain"?, "search"?, "options"?}, got ${JSON.stringify(value)}`,
-    );
-  for (const k of ['nameservers', 'search', 'options'] as const) {
-    const list = value[k];
-    if (list !== undefined && (!Array.isArray(list) || !list.every((s) => typeof s === 'string'))) {
-      throw bad(`ipam.dns.${k}: expected an array of strings, got ${JSON.stringify(list)}`);
-    }
-  }
-  if (value.domain !== undefined && typeof value.domain !== 'string') {
-    throw bad(`ipam.dns.domain: expected a string, got ${JSON.stringify(value.domain)}`);
-  }
-  return value as DNS;
 }
 
 function sameAddress(a: StaticAddress, cidr: string): boolean {
@@ -136,21 +118,21 @@ function sameAddress(a: StaticAddress, cidr: string): boolean {
 
 /** The static allocator for one network config. */
 export class StaticAllocator implements IpamAllocator {
-  private readonly conf: IpamNetConf;
+  private readonly conf: Infer<typeof staticSchema>;
   private readonly routes: Route[];
   private readonly dns: DNS | undefined;
 
-  constructor(conf: IpamNetConf) {
-    this.conf = conf;
-    staticAddresses(conf); // validate the config part early
-    const ipam = conf.ipam as Record<string, unknown>;
-    this.routes = parseRoutes(ipam.routes);
-    this.dns = parseDns(ipam.dns);
+  constructor(config: IpamNetConf) {
+    const c = staticSchema.parse(config);
+    resolveAddresses(c, []); // the config's own addresses are checked early too
+    this.conf = c;
+    this.routes = c.ipam.routes as Route[];
+    this.dns = c.ipam.dns;
   }
 
   /** ADD: the configured (or requested) addresses, routes and DNS. */
   async allocate(req: IpamRequest): Promise<Result> {
-    const ips: IPConfig[] = staticAddresses(this.conf, req.args).map((a) => {
+    const ips: IPConfig[] = resolveAddresses(this.conf, req.args ?? []).map((a) => {
       const c: IPConfig = { address: formatCIDR(a.ip, a.subnet.prefix) };
       if (a.gateway) c.gateway = formatIP(a.gateway);
       return c;
@@ -173,7 +155,7 @@ export class StaticAllocator implements IpamAllocator {
       );
     }
     const prev = req.prevResult.ips ?? [];
-    for (const a of staticAddresses(this.conf, req.args)) {
+    for (const a of resolveAddresses(this.conf, req.args ?? [])) {
       const found = prev.find((p) => sameAddress(a, p.address));
       const addr = formatCIDR(a.ip, a.subnet.prefix);
       if (!found) {

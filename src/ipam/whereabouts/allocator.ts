@@ -7,10 +7,13 @@
 // and a freed address is not handed out again at once (wa#288). Under contention a client that
 // loses a claim picks at random among the next free addresses, so N racing clients do not all
 // chase the same one.
+
+import { formatCIDR, formatIP, parseCIDR } from '../../spec/addr.js';
+import { formatPodRef, podRef } from '../../spec/args.js';
+import type { Attachment } from '../../spec/config.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { IPConfig, Result } from '../../spec/result/types.js';
-import { formatCIDR, formatIP, parseCIDR } from '../ip.js';
-import type { IpamAllocator, IpamGcReport, IpamRequest, IpamStatus, ValidAttachment } from '../types.js';
+import type { IpamAllocator, IpamGcReport, IpamRequest, IpamStatus } from '../types.js';
 import type { WhereaboutsConfig, WhereaboutsRange } from './config.js';
 import type { Allocation, PoolSession, Store } from './store.js';
 
@@ -42,18 +45,6 @@ export function isAllowed(r: WhereaboutsRange, x: bigint): boolean {
 
 /** A source of randomness in [0, 1); tests pass a seeded one. */
 export type Random = () => number;
-
-/** The pod reference from the request or from CNI_ARGS K8S_POD_NAMESPACE / K8S_POD_NAME. */
-export function podRefOf(req: IpamRequest): string | undefined {
-  if (req.podRef) return req.podRef;
-  let ns: string | undefined;
-  let name: string | undefined;
-  for (const [k, v] of req.args ?? []) {
-    if (k === 'K8S_POD_NAMESPACE') ns = v;
-    else if (k === 'K8S_POD_NAME') name = v;
-  }
-  return name ? `${ns ?? 'default'}/${name}` : undefined;
-}
 
 /** Options of a WhereaboutsAllocator. */
 export interface WhereaboutsAllocatorOptions {
@@ -98,11 +89,12 @@ export class WhereaboutsAllocator implements IpamAllocator {
   /** ADD: one address per range; repeated calls for the same attachment or pod return the same ones. */
   async allocate(req: IpamRequest): Promise<Result> {
     return this.use(async (store) => {
-      const podRef = podRefOf(req);
+      const pod = req.podRef === undefined ? podRef(req.args) : undefined;
+      const podRefText = req.podRef ?? (pod ? formatPodRef(pod) : undefined);
       const got: Array<{ range: WhereaboutsRange; alloc: Allocation; fresh: boolean }> = [];
       try {
         for (const range of this.config.ranges) {
-          const r = await store.session(range.ref, (s) => this.allocateIn(s, range, req, podRef));
+          const r = await store.session(range.ref, (s) => this.allocateIn(s, range, req, podRefText));
           got.push({ range, ...r });
         }
       } catch (err) {
@@ -274,8 +266,8 @@ export class WhereaboutsAllocator implements IpamAllocator {
   }
 
   /** GC: frees allocations of attachments not in `valid`, and duplicates a crash left behind. */
-  async gc(valid: readonly ValidAttachment[]): Promise<IpamGcReport> {
-    const keep = new Set(valid.map((v) => `${v.containerID}\n${v.ifname}`));
+  async gc(valid: readonly Attachment[]): Promise<IpamGcReport> {
+    const keep = new Set(valid.map((v) => `${v.containerId}\n${v.ifname}`));
     const released: string[] = [];
     await this.use(async (store) => {
       for (const range of this.config.ranges) {
@@ -315,7 +307,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
             `${range.field}: ${range.ref.range} has no free address`,
           );
         }
-        pools.push({ ranges: range.ref.range, capacity: range.capacity, used, free });
+        pools.push({ ranges: range.ref.range, capacity: String(range.capacity), used, free: String(free) });
       }
       return { pools };
     });

@@ -5,7 +5,7 @@
 //   - `gateway` is never handed out (whereabouts needs it in `exclude`, wa#107), and it is put only
 //     on addresses of its own family in the result;
 //   - a malformed `exclude` entry fails when the config is read, not at allocation time.
-import { CniError, ErrorCode } from '../../spec/errors.js';
+
 import {
   familyBits,
   formatIP,
@@ -18,8 +18,14 @@ import {
   subnetBroadcast,
   subnetContains,
   tryParseIP,
-} from '../ip.js';
+} from '../../spec/addr.js';
+import { CniError, ErrorCode } from '../../spec/errors.js';
+import { dnsSchema } from '../../spec/result/schema.js';
+import { conf, type Infer, type InferShape } from '../../spec/schema.js';
+import { routesSchema } from '../schema.js';
 import type { PoolRef } from './store.js';
+import type { EtcdStoreOptions } from './stores/etcd.js';
+import type { KubernetesStoreOptions } from './stores/kubernetes.js';
 
 /** An inclusive interval of addresses. */
 export interface Interval {
@@ -47,17 +53,8 @@ export interface WhereaboutsRange {
 /** Which backend holds the pools, with its whereabouts-named settings. */
 export type DatastoreConfig =
   | { kind: 'file'; dir: string }
-  | {
-      kind: 'etcd';
-      etcd_host: string;
-      etcd_username?: string;
-      etcd_password?: string;
-      etcd_key_file?: string;
-      etcd_cert_file?: string;
-      etcd_ca_cert_file?: string;
-      etcd_prefix?: string;
-    }
-  | { kind: 'kubernetes'; kubeconfig: string; k8s_api_root?: string };
+  | ({ kind: 'etcd' } & EtcdStoreOptions)
+  | ({ kind: 'kubernetes' } & Pick<KubernetesStoreOptions, 'kubeconfig' | 'k8s_api_root'>);
 
 /** A parsed whereabouts `ipam` block. */
 export interface WhereaboutsConfig {
@@ -78,12 +75,6 @@ export const DEFAULT_FILE_DIR = '/var/lib/cni/whereabouts';
 
 function bad(msg: string): CniError {
   return new CniError(ErrorCode.InvalidNetworkConfig, msg);
-}
-
-function str(v: unknown, field: string): string | undefined {
-  if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v !== 'string') throw bad(`${field}: expected a string, got ${JSON.stringify(v)}`);
-  return v.trim();
 }
 
 /** whereabouts' IPPool name for a range: "/" and ":" become "-", prefixed by network_name. */
@@ -145,18 +136,12 @@ function parseRangeText(text: string, field: string): { subnet: Subnet; start?: 
 }
 
 function parseExclude(
-  entries: unknown,
+  entries: readonly string[],
   field: string,
   family: IPFamily,
 ): { holes: Interval[]; text: string[] } {
-  if (entries === undefined || entries === null) return { holes: [], text: [] };
-  if (!Array.isArray(entries))
-    throw bad(`${field}: expected a list of CIDRs or IPs, got ${JSON.stringify(entries)}`);
   const holes: Interval[] = [];
-  const text: string[] = [];
   entries.forEach((e, i) => {
-    const f = `${field}[${i}]`;
-    if (typeof e !== 'string') throw bad(`${f}: expected a CIDR or IP string, got ${JSON.stringify(e)}`);
     const bare = tryParseIP(e.trim());
     let lo: bigint;
     let hi: bigint;
@@ -165,26 +150,25 @@ function parseExclude(
       lo = hi = bare.value;
       fam = bare.family;
     } else {
-      const { subnet } = parseCIDR(e, f);
+      const { subnet } = parseCIDR(e, `${field}[${i}]`);
       lo = subnet.network;
       hi = subnetBroadcast(subnet).value;
       fam = subnet.family;
     }
     // An entry of the other family cannot exclude anything here; whereabouts ignores it too.
     if (fam === family) holes.push({ lo, hi });
-    text.push(e);
   });
-  return { holes, text };
+  return { holes, text: [...entries] };
 }
 
 function parseOneRange(
-  raw: Record<string, unknown>,
+  raw: RangeText,
   field: string,
   networkName: string,
   overlapping: boolean,
   gateway: IP | undefined,
 ): WhereaboutsRange {
-  const text = str(raw.range, `${field}.range`);
+  const text = raw.range;
   if (!text) throw bad(`${field}.range: missing; give a CIDR such as "10.10.0.0/16"`);
   const { subnet, start: dashStart } = parseRangeText(text, field);
   const bits = familyBits(subnet.family);
@@ -195,8 +179,8 @@ function parseOneRange(
   }
   const usableLo = subnet.network + 1n;
   const usableHi = subnetBroadcast(subnet).value - 1n;
-  const bound = (key: string, fallback: bigint): bigint => {
-    const v = str(raw[key], `${field}.${key}`);
+  const bound = (key: 'range_start' | 'range_end', fallback: bigint): bigint => {
+    const v = raw[key];
     if (v === undefined) return fallback;
     const ip = parseIP(v, `${field}.${key}`);
     if (!subnetContains(subnet, ip)) {
@@ -225,7 +209,7 @@ function parseOneRange(
       `${field}: range_end ${formatIP({ family: subnet.family, value: last })} is before range_start ${formatIP({ family: subnet.family, value: first })}; swap them`,
     );
   }
-  const { holes, text: exclude } = parseExclude(raw.exclude, `${field}.exclude`, subnet.family);
+  const { holes, text: exclude } = parseExclude(raw.exclude ?? [], `${field}.exclude`, subnet.family);
   if (gateway && gateway.family === subnet.family) holes.push({ lo: gateway.value, hi: gateway.value });
   const segments = subtract(first, last, holes);
   let capacity = 0n;
@@ -249,13 +233,11 @@ function parseOneRange(
   };
 }
 
-function parseDatastore(ipam: Record<string, unknown>): DatastoreConfig {
-  const kind = str(ipam.datastore, 'ipam.datastore') ?? 'file';
-  if (kind === 'file') {
-    return { kind, dir: str(ipam.data_dir, 'ipam.data_dir') ?? DEFAULT_FILE_DIR };
-  }
+function parseDatastore(ipam: WhereaboutsIpam): DatastoreConfig {
+  const kind = ipam.datastore;
+  if (kind === 'file') return { kind, dir: ipam.data_dir ?? DEFAULT_FILE_DIR };
   if (kind === 'etcd') {
-    const host = str(ipam.etcd_host, 'ipam.etcd_host');
+    const host = ipam.etcd_host;
     if (!host)
       throw bad(
         'ipam.etcd_host: missing; "datastore": "etcd" needs e.g. "etcd_host": "http://127.0.0.1:2379"',
@@ -269,63 +251,94 @@ function parseDatastore(ipam: Record<string, unknown>): DatastoreConfig {
       'etcd_ca_cert_file',
       'etcd_prefix',
     ] as const) {
-      const v = str(ipam[k], `ipam.${k}`);
+      const v = ipam[k];
       if (v !== undefined) out[k] = v;
     }
     return out;
   }
-  if (kind === 'kubernetes') {
-    const k8s = (ipam.kubernetes ?? {}) as Record<string, unknown>;
-    const kubeconfig = str(k8s.kubeconfig, 'ipam.kubernetes.kubeconfig');
-    if (!kubeconfig) {
-      throw bad(
-        'ipam.kubernetes.kubeconfig: missing; "datastore": "kubernetes" needs the path of a kubeconfig file',
-      );
-    }
-    const root = str(k8s.k8s_api_root, 'ipam.kubernetes.k8s_api_root');
-    return root ? { kind, kubeconfig, k8s_api_root: root } : { kind, kubeconfig };
+  const kubeconfig = ipam.kubernetes?.kubeconfig;
+  if (!kubeconfig) {
+    throw bad(
+      'ipam.kubernetes.kubeconfig: missing; "datastore": "kubernetes" needs the path of a kubeconfig file',
+    );
   }
-  throw bad(`ipam.datastore: ${JSON.stringify(kind)} is not a datastore; use "file", "etcd" or "kubernetes"`);
+  const root = ipam.kubernetes?.k8s_api_root;
+  return root ? { kind, kubeconfig, k8s_api_root: root } : { kind, kubeconfig };
 }
+
+/** An optional string field, trimmed; "" is unset (as whereabouts reads its Go strings). */
+const text = () =>
+  conf
+    .string()
+    .optional()
+    .transform((v) => v?.trim() || undefined);
+
+/** The fields one range has, at the top level or in `ipRanges`. */
+const rangeFields = {
+  range: text(),
+  range_start: text(),
+  range_end: text(),
+  exclude: conf
+    .array(conf.string().fix('use a CIDR or IP string'))
+    .fix('use a list of CIDRs or IPs such as ["10.0.0.0/30", "10.0.0.9"]')
+    .optional(),
+};
+
+type RangeText = InferShape<typeof rangeFields>;
+
+/** whereabouts' `ipam` block, as its Go struct reads it. */
+const whereaboutsIpamSchema = conf
+  .object({
+    ...rangeFields,
+    network_name: text().refine(
+      (v) =>
+        v === undefined || /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(v)
+          ? undefined
+          : 'has characters a pool name cannot hold',
+      "use letters, digits, '_', '.' and '-'",
+    ),
+    enable_overlapping_ranges: conf.bool().default(true),
+    gateway: conf.ip().optional(),
+    ipRanges: conf
+      .array(conf.object(rangeFields).fix('use an object like {"range": "10.0.0.0/24"}'))
+      .fix('use a list like [{"range": "10.0.0.0/24"}]')
+      .default([]),
+    addresses: conf
+      .array(
+        conf
+          .object({ address: conf.cidr(), gateway: conf.ip().optional() })
+          .fix('use {"address": "10.1.2.3/24", "gateway"?: "10.1.2.1"}'),
+      )
+      .default([]),
+    routes: routesSchema.optional(),
+    dns: dnsSchema.optional(),
+    datastore: conf.enum(['file', 'etcd', 'kubernetes']).default('file'),
+    data_dir: text(),
+    etcd_host: text(),
+    etcd_username: text(),
+    etcd_password: text(),
+    etcd_key_file: text(),
+    etcd_cert_file: text(),
+    etcd_ca_cert_file: text(),
+    etcd_prefix: text(),
+    kubernetes: conf.object({ kubeconfig: text(), k8s_api_root: text() }).optional(),
+  })
+  .fix('the config needs an "ipam" object with "type": "whereabouts"');
+
+type WhereaboutsIpam = Infer<typeof whereaboutsIpamSchema>;
 
 /** Parses and validates a whereabouts `ipam` block (throws CniError 7 naming the field). */
 export function parseWhereaboutsConfig(ipamIn: unknown): WhereaboutsConfig {
-  if (typeof ipamIn !== 'object' || ipamIn === null || Array.isArray(ipamIn)) {
-    throw bad('ipam: missing; the config needs an "ipam" object with "type": "whereabouts"');
-  }
-  const ipam = ipamIn as Record<string, unknown>;
-  const networkName = str(ipam.network_name, 'ipam.network_name') ?? '';
-  if (networkName && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(networkName)) {
-    throw bad(
-      `ipam.network_name: ${JSON.stringify(networkName)} has characters a pool name cannot hold; use letters, digits, '_', '.' and '-'`,
-    );
-  }
-  const ov = ipam.enable_overlapping_ranges;
-  if (ov !== undefined && typeof ov !== 'boolean') {
-    throw bad(`ipam.enable_overlapping_ranges: expected true or false, got ${JSON.stringify(ov)}`);
-  }
-  const overlapping = ov ?? true;
-  const gwText = str(ipam.gateway, 'ipam.gateway');
-  const gateway = gwText ? parseIP(gwText, 'ipam.gateway') : undefined;
-
-  const raws: Array<{ raw: Record<string, unknown>; field: string }> = [];
-  if (ipam.range !== undefined && ipam.range !== '') raws.push({ raw: ipam, field: 'ipam' });
-  if (ipam.ipRanges !== undefined) {
-    if (!Array.isArray(ipam.ipRanges)) {
-      throw bad(
-        `ipam.ipRanges: expected a list like [{"range": "10.0.0.0/24"}], got ${JSON.stringify(ipam.ipRanges)}`,
-      );
-    }
-    ipam.ipRanges.forEach((r, i) => {
-      if (typeof r !== 'object' || r === null) {
-        throw bad(
-          `ipam.ipRanges[${i}]: expected an object like {"range": "10.0.0.0/24"}, got ${JSON.stringify(r)}`,
-        );
-      }
-      raws.push({ raw: r as Record<string, unknown>, field: `ipam.ipRanges[${i}]` });
-    });
-  }
-  const addresses = parseAddresses(ipam.addresses);
+  const ipam = whereaboutsIpamSchema.parse(ipamIn, { path: 'ipam' });
+  const networkName = ipam.network_name ?? '';
+  const overlapping = ipam.enable_overlapping_ranges;
+  const gateway = ipam.gateway ? parseIP(ipam.gateway, 'ipam.gateway') : undefined;
+  const raws: Array<{ raw: RangeText; field: string }> = [];
+  if (ipam.range !== undefined) raws.push({ raw: ipam, field: 'ipam' });
+  ipam.ipRanges.forEach((raw, i) => {
+    raws.push({ raw, field: `ipam.ipRanges[${i}]` });
+  });
+  const addresses = ipam.addresses.map((a) => ({ ...a }));
   if (raws.length === 0 && addresses.length === 0) {
     throw bad('ipam.range: missing; give "range": "10.0.0.0/24" or "ipRanges": [{"range": ...}, ...]');
   }
@@ -348,20 +361,7 @@ export function parseWhereaboutsConfig(ipamIn: unknown): WhereaboutsConfig {
     addresses,
   };
   if (gateway) out.gateway = gateway;
-  if (Array.isArray(ipam.routes)) out.routes = ipam.routes as WhereaboutsConfig['routes'];
-  if (typeof ipam.dns === 'object' && ipam.dns !== null) out.dns = ipam.dns as WhereaboutsConfig['dns'];
+  if (ipam.routes) out.routes = ipam.routes;
+  if (ipam.dns) out.dns = ipam.dns;
   return out;
-}
-
-function parseAddresses(v: unknown): Array<{ address: string; gateway?: string }> {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw bad(`ipam.addresses: expected a list of {"address": "10.1.2.3/24"}`);
-  return v.map((a, i) => {
-    const f = `ipam.addresses[${i}]`;
-    const rec = (a ?? {}) as Record<string, unknown>;
-    parseCIDR(rec.address, `${f}.address`);
-    const gw = str(rec.gateway, `${f}.gateway`);
-    if (gw) parseIP(gw, `${f}.gateway`);
-    return gw ? { address: String(rec.address), gateway: gw } : { address: String(rec.address) };
-  });
 }

@@ -1,6 +1,5 @@
+import { isIPv4Address } from '../addr.js';
 import { CniError, ErrorCode } from '../errors.js';
-import { validateResult020, validateResult040, validateResult100 } from '../schemas/generated/validators.js';
-import { assertValid } from '../validate.js';
 import {
   CURRENT_VERSION,
   normalizeVersion,
@@ -8,6 +7,7 @@ import {
   resultFamily,
   type SpecVersion,
 } from '../version.js';
+import { resultSchemas } from './schema.js';
 import type {
   AnyResult,
   DNS,
@@ -25,36 +25,6 @@ import type {
 // going down to 0.1/0.2.
 
 const clone = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
-
-/** The eight 16-bit groups of an IPv6 address (dotted-quad tail allowed), or undefined if malformed. */
-function ipv6Groups(ip: string): number[] | undefined {
-  let s = ip.toLowerCase();
-  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
-  if (quad) {
-    const b = quad.slice(1).map(Number);
-    if (b.some((x) => x > 255)) return undefined;
-    const hex = (hi: number, lo: number) => ((hi << 8) | lo).toString(16);
-    s = `${s.slice(0, quad.index)}${hex(b[0]!, b[1]!)}:${hex(b[2]!, b[3]!)}`;
-  }
-  const halves = s.split('::');
-  if (halves.length > 2) return undefined;
-  const parse = (h: string) => (h === '' ? [] : h.split(':'));
-  const head = parse(halves[0] ?? '');
-  const tail = halves.length === 2 ? parse(halves[1] ?? '') : [];
-  const fill = 8 - head.length - tail.length;
-  if (halves.length === 1 ? fill !== 0 : fill < 1) return undefined;
-  const groups = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill('0'), ...tail];
-  if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined;
-  return groups.map((g) => Number.parseInt(g, 16));
-}
-
-/** True when the address (with or without prefix) is IPv4, v4-mapped IPv6 included (as Go's To4). */
-export function isIPv4Address(addr: string): boolean {
-  const ip = addr.split('/')[0] ?? '';
-  if (!ip.includes(':')) return /^\d+\.\d+\.\d+\.\d+$/.test(ip);
-  const g = ipv6Groups(ip);
-  return !!g && g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff;
-}
 
 function isEmptyDns(d: DNS | undefined): boolean {
   return (
@@ -199,8 +169,6 @@ export function toCurrentResult(result: AnyResult): Result {
   return convertResult(result, CURRENT_VERSION) as Result;
 }
 
-const validators = { '0.2': validateResult020, '0.4': validateResult040, '1.x': validateResult100 } as const;
-
 /**
  * Parses a result from JSON text or a decoded value, validating it against its version's schema.
  * A missing or empty `cniVersion` takes `fallbackVersion` (libcni's rule: the config's version),
@@ -244,12 +212,17 @@ export function parseResult(
     opts.code ?? ErrorCode.IncompatibleCNIVersion,
   );
   obj.cniVersion = version;
-  assertValid(validators[resultFamily(version)], obj, code, label.replace(/: $/, ''), what);
+  const schemaLabel = label.replace(/: $/, '');
+  resultSchemas[resultFamily(version)].parse(obj, {
+    path: what,
+    code,
+    ...(schemaLabel ? { label: schemaLabel } : {}),
+  });
   return obj as unknown as AnyResult;
 }
 
 /** Validates a result against the schema of the version it carries; throws CniError otherwise. */
 export function validateResult(result: AnyResult, what = 'result'): void {
   const version = knownVersion(result.cniVersion, `${what}.cniVersion`);
-  assertValid(validators[resultFamily(version)], result, ErrorCode.DecodingFailure, '', what);
+  resultSchemas[resultFamily(version)].parse(result, { path: what, code: ErrorCode.DecodingFailure });
 }

@@ -13,8 +13,8 @@
 //   pools/<pool>/cursor                         last ip handed out (round-robin hint)
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { createFileExclusiveSync, writeFileAtomicSync } from '../../../plugin/fs.js';
-import { type IPFamily, tryParseIP } from '../../ip.js';
+import { createFileExclusiveSync, writeFileAtomicSync } from '../../../fs/index.js';
+import { type IPFamily, tryParseIP } from '../../../spec/addr.js';
 import { withFileLock } from '../../lock.js';
 import {
   type Allocation,

@@ -6,13 +6,35 @@
 // the resourceVersion check alone is what makes a write safe, and it costs no extra round trips).
 // With overlapping ranges, an OverlappingRangeIPReservation named after the address is created
 // *before* the pool write (whereabouts creates it after, and leaks when that fails, wa#712), so it
-// acts as the cluster-wide per-address lock across pools of one network. API access is the
-// client-node based src/k8s connection (every kubeconfig auth form, bounded request time).
-
-import { type CustomResources, type KubeApi, KubeApiError } from '../../../k8s/client.js';
-import { openKubeApi } from '../../../k8s/connect.js';
+// acts as the cluster-wide per-address lock across pools of one network. API access is injected
+// (`KubeOpener`; plugins pass cni-kit/k8s's openKubeApi, on @kubernetes/client-node): this layer
+// declares only the few calls it makes.
 import { CniError, ErrorCode } from '../../../spec/errors.js';
 import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
+
+/** Namespaced custom resources of one kind, as raw JSON objects (what the store needs of an API client). */
+export interface CustomResources<T extends object> {
+  get(namespace: string, name: string): Promise<T>;
+  list(namespace: string): Promise<T[]>;
+  /** Fails with an error whose `status` is 409 when the name is taken. */
+  create(namespace: string, obj: T): Promise<T>;
+  /** Fails with an error whose `status` is 409 when `obj`'s resourceVersion is stale. */
+  replace(namespace: string, name: string, obj: T): Promise<T>;
+  delete(namespace: string, name: string): Promise<void>;
+}
+
+/** The Kubernetes access the store needs; failed calls throw errors with the HTTP `status` (404, 409). */
+export interface KubeAccess {
+  /** Namespace of the kubeconfig's current context, when it names one. */
+  readonly namespace: string | undefined;
+  customResources<T extends object>(group: string, version: string, plural: string): CustomResources<T>;
+}
+
+/** Opens API access from a kubeconfig file (cni-kit/k8s's `openKubeApi` fits). */
+export type KubeOpener = (
+  kubeconfig: string,
+  opts: { timeoutMs: number; userAgent: string; server?: string },
+) => Promise<KubeAccess>;
 
 /** Settings of the Kubernetes store, named after whereabouts' `kubernetes` block. */
 export interface KubernetesStoreOptions {
@@ -56,7 +78,10 @@ const CURSOR = 'cni-kit.io/cursor';
 /** Lost writes tolerated per operation before giving up with "try again". */
 const RETRIES = 20;
 
-const status = (err: unknown) => (err instanceof KubeApiError ? err.status : -1);
+const status = (err: unknown): number => {
+  const s = (err as { status?: unknown } | undefined)?.status;
+  return typeof s === 'number' ? s : -1;
+};
 
 /** The two whereabouts kinds in the store's namespace. */
 interface Kinds {
@@ -66,21 +91,28 @@ interface Kinds {
 }
 
 /**
- * Opens a Kubernetes-backed store; the kubeconfig is read once per store. `api` replaces the
- * connection the kubeconfig would open (tests, or a caller that already has one).
+ * Opens a Kubernetes-backed store; the kubeconfig is read once per store. `kube` is how to connect
+ * (`openKubeApi` of cni-kit/k8s), or an open connection (tests, or a caller that already has one).
  */
 export async function openKubernetesStore(
   opts: KubernetesStoreOptions,
   format: (a: bigint, family: 4 | 6) => string,
-  api?: Pick<KubeApi, 'customResources' | 'namespace'>,
+  kube: KubeOpener | KubeAccess | undefined,
 ): Promise<Store> {
+  if (kube === undefined) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      'ipam.datastore: "kubernetes" needs Kubernetes access, which this plugin was built without; register whereabouts with a `kube` opener (cni-kit/k8s openKubeApi) or use the whereabouts binary',
+    );
+  }
   const conn =
-    api ??
-    (await openKubeApi(opts.kubeconfig, {
-      timeoutMs: opts.timeoutMs ?? 10_000,
-      userAgent: 'cni-kit-whereabouts',
-      ...(opts.k8s_api_root ? { server: opts.k8s_api_root } : {}),
-    }));
+    typeof kube === 'function'
+      ? await kube(opts.kubeconfig, {
+          timeoutMs: opts.timeoutMs ?? 10_000,
+          userAgent: 'cni-kit-whereabouts',
+          ...(opts.k8s_api_root ? { server: opts.k8s_api_root } : {}),
+        })
+      : kube;
   const kinds: Kinds = {
     pools: conn.customResources<IPPool>(GROUP, VERSION, 'ippools'),
     reservations: conn.customResources<Reservation>(GROUP, VERSION, 'overlappingrangeipreservations'),

@@ -1,6 +1,6 @@
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../plugin/fs.js';
+import { writeFileAtomic } from '../fs/index.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 
 /** The `kind` tag of libcni's cache record. */
@@ -25,13 +25,13 @@ export interface CacheRecordJson {
   result?: Record<string, unknown>;
 }
 
-/** A cache record with its config decoded to bytes. */
+/** A cache record with its config decoded to text (the wire record keeps it base64). */
 export interface CachedAttachment {
   containerId: string;
-  ifName: string;
+  ifname: string;
   networkName: string;
-  /** The network (list) configuration as it was at ADD time. */
-  config: Uint8Array;
+  /** The network (list) configuration as it was at ADD time (JSON text). */
+  config: string;
   netns?: string;
   cniArgs?: Array<[string, string]>;
   capabilityArgs?: Record<string, unknown>;
@@ -43,7 +43,7 @@ export interface CachedAttachment {
 export interface AttachmentKey {
   networkName: string;
   containerId: string;
-  ifName: string;
+  ifname: string;
 }
 
 /** The path libcni uses: `<cacheDir>/results/<network>-<containerID>-<ifname>`. */
@@ -51,7 +51,7 @@ export function cacheFilePath(cacheDir: string, key: AttachmentKey): string {
   for (const [field, v] of [
     ['network name', key.networkName],
     ['container ID', key.containerId],
-    ['interface name', key.ifName],
+    ['interface name', key.ifname],
   ] as const) {
     if (!v) {
       throw new CniError(
@@ -66,7 +66,7 @@ export function cacheFilePath(cacheDir: string, key: AttachmentKey): string {
       );
     }
   }
-  return join(cacheDir, 'results', `${key.networkName}-${key.containerId}-${key.ifName}`);
+  return join(cacheDir, 'results', `${key.networkName}-${key.containerId}-${key.ifname}`);
 }
 
 /** Serialises an attachment as libcni does (Go's field order; empty optional fields omitted). */
@@ -74,8 +74,8 @@ export function encodeCacheRecord(a: CachedAttachment): string {
   const rec: CacheRecordJson = {
     kind: CACHE_KIND_V1,
     containerId: a.containerId,
-    config: Buffer.from(a.config).toString('base64'),
-    ifName: a.ifName,
+    config: Buffer.from(a.config, 'utf8').toString('base64'),
+    ifName: a.ifname,
     networkName: a.networkName,
   };
   if (a.netns) rec.netns = a.netns;
@@ -121,14 +121,14 @@ export function decodeCacheRecord(
   if (containerId === undefined || ifName === undefined || networkName === undefined) {
     return { ok: false, reason: 'containerId, ifName or networkName is missing' };
   }
-  let config: Uint8Array = new Uint8Array();
+  let config = '';
   if (o.config !== undefined && o.config !== null) {
     if (typeof o.config !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(o.config)) {
       return { ok: false, reason: 'config is not base64' };
     }
-    config = new Uint8Array(Buffer.from(o.config, 'base64'));
+    config = Buffer.from(o.config, 'base64').toString('utf8');
   }
-  const record: CachedAttachment = { containerId, ifName, networkName, config };
+  const record: CachedAttachment = { containerId, ifname: ifName, networkName, config };
   if (str('netns')) record.netns = str('netns');
   if (Array.isArray(o.cniArgs)) {
     if (
@@ -228,7 +228,7 @@ export class ResultCache {
       if (!d.ok || !d.record) continue;
       const r = d.record;
       if (containerId && r.containerId !== containerId) continue;
-      if (!r.ifName || !r.networkName) continue;
+      if (!r.ifname || !r.networkName) continue;
       out.push(r);
     }
     return out;

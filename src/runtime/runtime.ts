@@ -2,19 +2,20 @@
 // method per verb; the chain rules (order, injection, cache) follow libcni, see docs/runtime.md.
 // Over the 400-line guideline on purpose: the verbs share private helpers that would otherwise
 // have to be exported.
-import type { NetConf, NetConfList, PluginConf } from '../spec/config.js';
-import { confListFromConf, parseNetConf, parseNetConfList } from '../spec/config.js';
+import { type ExecOptions, execPlugin, execPluginResult, PluginExecError } from '../delegate/exec.js';
+import { findInPath } from '../delegate/find.js';
+import { getVersionInfo, type PluginVersionInfo } from '../delegate/version-info.js';
+import type { CniArgs } from '../spec/args.js';
+import { buildCniEnv, type Command, type Env } from '../spec/call.js';
+import type { Attachment, NetConf, NetConfList, PluginConf } from '../spec/config.js';
+import { attachmentsJson, confListFromConf, parseNetConf, parseNetConfList } from '../spec/config.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import { validateContainerId, validateIfName, validateNetworkName } from '../spec/identifiers.js';
-import { convertResult, parseResult } from '../spec/result/convert.js';
-import type { AnyResult } from '../spec/result/types.js';
+import { convertResult, parseResult, toCurrentResult } from '../spec/result/convert.js';
+import type { AnyResult, Result } from '../spec/result/types.js';
 import { type CapabilityArgs, injectRuntimeConfig } from '../spec/runtime-config.js';
 import { versionAtLeast } from '../spec/version.js';
 import { type AttachmentKey, type CachedAttachment, DEFAULT_CACHE_DIR, ResultCache } from './cache.js';
-import { buildCniEnv, type CniCommand, type EnvMap } from './env.js';
-import { type ExecOptions, execPlugin, execPluginForJson, PluginExecError } from './exec.js';
-import { findInPath } from './find.js';
-import { getVersionInfo, type PluginVersionInfo } from './version-info.js';
 
 /** What a runtime knows about one attachment (libcni's RuntimeConf). */
 export interface RuntimeConf {
@@ -23,7 +24,7 @@ export interface RuntimeConf {
   netns?: string;
   ifname: string;
   /** CNI_ARGS pairs, e.g. [["K8S_POD_NAME","web"]]. */
-  args?: Array<[string, string]>;
+  args?: CniArgs;
   /** Capability values; each plugin receives those it declares in `capabilities`. */
   capabilityArgs?: CapabilityArgs;
 }
@@ -38,7 +39,7 @@ export interface CniRuntimeOptions {
   timeoutMs?: number;
   killGraceMs?: number;
   /** Base environment of plugins; default process.env. CNI_* variables are always overridden. */
-  env?: EnvMap;
+  env?: Env;
   /** Where plugin stderr is copied; default process.stderr, null drops it. */
   stderr?: NodeJS.WritableStream | null;
   busyRetries?: number;
@@ -59,7 +60,7 @@ export type NetworkInput = NetConf | string | Uint8Array;
 
 /** GC arguments: the attachments still in use; everything else of the network is collected. */
 export interface GCArgs {
-  validAttachments: Array<{ containerID: string; ifname: string }>;
+  validAttachments: Attachment[];
 }
 
 /** Several errors of one operation (GC continues on error); `code` is the first error's. */
@@ -78,29 +79,29 @@ interface Net {
   disableCheck: boolean;
   disableGC: boolean;
   plugins: PluginConf[];
-  /** Bytes cached with the result, as libcni keeps `list.Bytes`. */
-  bytes: Uint8Array;
+  /** Config text cached with the result, as libcni keeps `list.Bytes`. */
+  text: string;
   /** Single-plugin config: libcni neither wraps its errors nor honours disableCheck. */
   single: boolean;
 }
 
-const enc = new TextEncoder();
+const dec = new TextDecoder();
 
 function toNetFromList(input: NetworkListInput): Net {
   const list = typeof input === 'string' || input instanceof Uint8Array ? parseNetConfList(input) : input;
-  const bytes =
+  const text =
     typeof input === 'string'
-      ? enc.encode(input)
+      ? input
       : input instanceof Uint8Array
-        ? input
-        : enc.encode(JSON.stringify(list.raw));
+        ? dec.decode(input)
+        : JSON.stringify(list.raw);
   return {
     name: list.name,
     cniVersion: list.cniVersion,
     disableCheck: list.disableCheck,
     disableGC: list.disableGC,
     plugins: list.plugins,
-    bytes,
+    text,
     single: false,
   };
 }
@@ -108,19 +109,19 @@ function toNetFromList(input: NetworkListInput): Net {
 function toNetFromConf(input: NetworkInput): Net {
   const conf = typeof input === 'string' || input instanceof Uint8Array ? parseNetConf(input) : input;
   const list = confListFromConf(conf);
-  const bytes =
+  const text =
     typeof input === 'string'
-      ? enc.encode(input)
+      ? input
       : input instanceof Uint8Array
-        ? input
-        : enc.encode(JSON.stringify(conf));
-  return { ...toNetFromList(list), bytes, single: true, cniVersion: conf.cniVersion ?? '' };
+        ? dec.decode(input)
+        : JSON.stringify(conf);
+  return { ...toNetFromList(list), text, single: true, cniVersion: conf.cniVersion ?? '' };
 }
 
 /** Runs CNI network configurations against containers: ADD/CHECK/DEL/GC/STATUS with libcni's rules and cache. */
 export class CniRuntime {
   readonly pluginDirs: string[];
-  readonly cache: ResultCache;
+  private readonly cache: ResultCache;
   private readonly opts: CniRuntimeOptions;
 
   constructor(opts: CniRuntimeOptions) {
@@ -168,7 +169,7 @@ export class CniRuntime {
   async gcNetworkList(list: NetworkListInput, args: GCArgs, call: CallOptions = {}): Promise<void> {
     const net = toNetFromList(list);
     if (net.disableGC) return;
-    const valid = new Set(args.validAttachments.map((a) => `${a.containerID}\u0000${a.ifname}`));
+    const valid = new Set(args.validAttachments.map((a) => `${a.containerId}\u0000${a.ifname}`));
     const errors: CniError[] = [];
     let cached: CachedAttachment[] = [];
     try {
@@ -179,8 +180,8 @@ export class CniRuntime {
       );
     }
     for (const a of cached) {
-      if (a.networkName !== net.name || valid.has(`${a.containerId}\u0000${a.ifName}`)) continue;
-      const rt: RuntimeConf = { containerId: a.containerId, ifname: a.ifName };
+      if (a.networkName !== net.name || valid.has(`${a.containerId}\u0000${a.ifname}`)) continue;
+      const rt: RuntimeConf = { containerId: a.containerId, ifname: a.ifname };
       if (a.netns) rt.netns = a.netns;
       if (a.cniArgs) rt.args = a.cniArgs;
       if (a.capabilityArgs) rt.capabilityArgs = a.capabilityArgs;
@@ -191,7 +192,7 @@ export class CniRuntime {
         errors.push(
           new CniError(
             e.code,
-            `failed to delete stale attachment ${a.containerId} ${a.ifName}: ${e.message}`,
+            `failed to delete stale attachment ${a.containerId} ${a.ifname}: ${e.message}`,
             e.details,
             {
               cause: err,
@@ -206,8 +207,8 @@ export class CniRuntime {
           ...plugin,
           name: net.name,
           cniVersion: net.cniVersion,
-          'cni.dev/valid-attachments': args.validAttachments,
-          'cni.dev/attachments': args.validAttachments,
+          'cni.dev/valid-attachments': attachmentsJson(args.validAttachments),
+          'cni.dev/attachments': attachmentsJson(args.validAttachments),
         };
         try {
           await this.execNoResult(net, plugin, 'GC', conf, undefined, call);
@@ -240,7 +241,7 @@ export class CniRuntime {
   async getNetworkListCachedConfig(
     list: NetworkListInput,
     rt: RuntimeConf,
-  ): Promise<{ config: Uint8Array; rt: RuntimeConf } | undefined> {
+  ): Promise<{ config: string; rt: RuntimeConf } | undefined> {
     const net = toNetFromList(list);
     const r = await this.cache.read(this.key(net, rt));
     if (r.status === 'missing') return undefined;
@@ -255,6 +256,30 @@ export class CniRuntime {
   /** The cached result of a single-plugin config's attachment, or undefined. */
   async getNetworkCachedResult(conf: NetworkInput, rt: RuntimeConf): Promise<AnyResult | undefined> {
     return this.cachedResult(toNetFromConf(conf), rt, 'strict');
+  }
+
+  /**
+   * Rewrites the cached result of an attachment (a meta plugin that changed the netns after ADD,
+   * e.g. moved a default route): `update` gets the result as the current type and returns the new
+   * one, which is stored in the record's own version, atomically. Throws when nothing is cached.
+   */
+  async updateCachedResult(
+    input: { list: NetworkListInput } | { conf: NetworkInput },
+    rt: RuntimeConf,
+    update: (result: Result) => Result,
+  ): Promise<void> {
+    const net = 'list' in input ? toNetFromList(input.list) : toNetFromConf(input.conf);
+    const key = this.key(net, rt);
+    const r = await this.cache.read(key);
+    if (r.status !== 'ok' || !r.record?.result) {
+      throw new CniError(
+        ErrorCode.IOFailure,
+        `cached result of network "${net.name}" (${this.cache.path(key)}) is ${r.status === 'corrupt' ? `unusable (${r.reason})` : 'missing'}; run ADD first`,
+      );
+    }
+    const prev = parseResult(r.record.result, net.cniVersion, { what: 'cached result' });
+    const next = convertResult(update(toCurrentResult(prev)), prev.cniVersion);
+    await this.cache.write({ ...r.record, result: next as unknown as Record<string, unknown> });
   }
 
   /** Cached attachments (all, or of one container), as libcni's GetCachedAttachments. */
@@ -295,7 +320,7 @@ export class CniRuntime {
       }
       const conf = this.buildConf(net, plugin, result, rt);
       const path = await this.find(net, plugin, 'ADD');
-      const json = await execPluginForJson(
+      result = await execPluginResult(
         {
           path,
           type: plugin.type,
@@ -307,11 +332,6 @@ export class CniRuntime {
         net.cniVersion,
         this.execOpts(call),
       );
-      try {
-        result = parseResult(json, net.cniVersion, { what: `result of plugin "${plugin.type}"` });
-      } catch (err) {
-        throw this.wrap(net, plugin, 'ADD', err);
-      }
     }
     if (!result)
       throw new CniError(ErrorCode.InvalidNetworkConfig, `network "${net.name}": no plugins to run`);
@@ -319,9 +339,9 @@ export class CniRuntime {
     try {
       await this.cache.write({
         containerId: rt.containerId,
-        ifName: rt.ifname,
+        ifname: rt.ifname,
         networkName: net.name,
-        config: net.bytes,
+        config: net.text,
         ...(rt.netns ? { netns: rt.netns } : {}),
         ...(rt.args ? { cniArgs: rt.args } : {}),
         ...(rt.capabilityArgs ? { capabilityArgs: rt.capabilityArgs } : {}),
@@ -471,7 +491,7 @@ export class CniRuntime {
   private async execNoResult(
     net: Net,
     plugin: PluginConf,
-    command: CniCommand,
+    command: Command,
     conf: Record<string, unknown>,
     rt: RuntimeConf | undefined,
     call: CallOptions,
@@ -490,7 +510,7 @@ export class CniRuntime {
     );
   }
 
-  private async find(net: Net, plugin: PluginConf, command: CniCommand): Promise<string> {
+  private async find(net: Net, plugin: PluginConf, command: Command): Promise<string> {
     try {
       return await findInPath(plugin.type, this.pluginDirs);
     } catch (err) {
@@ -499,7 +519,7 @@ export class CniRuntime {
   }
 
   /** libcni's `plugin type="X" name="Y" failed (add): …`, keeping the code; exec errors already read so. */
-  private wrap(net: Net, plugin: PluginConf, command: CniCommand, err: unknown): CniError {
+  private wrap(net: Net, plugin: PluginConf, command: Command, err: unknown): CniError {
     if (err instanceof PluginExecError) return err;
     const e = CniError.from(err);
     return new CniError(
@@ -511,10 +531,10 @@ export class CniRuntime {
   }
 
   private key(net: Net, rt: RuntimeConf): AttachmentKey {
-    return { networkName: net.name, containerId: rt.containerId, ifName: rt.ifname };
+    return { networkName: net.name, containerId: rt.containerId, ifname: rt.ifname };
   }
 
-  private env(command: CniCommand, rt: RuntimeConf | undefined): Record<string, string> {
+  private env(command: Command, rt: RuntimeConf | undefined): Record<string, string> {
     return buildCniEnv(this.opts.env ?? process.env, {
       command,
       path: this.pluginDirs,

@@ -1,13 +1,20 @@
 // Crash-safe file writes shared by every layer that keeps state on disk (IPAM reservations, the
-// runtime's result cache, meta plugins' delegate caches). It lives here, in the lowest layer that
-// may do I/O, so ipam and delegate share it without importing each other.
+// runtime's result cache, meta plugins' delegate caches). A leaf: it imports nothing from src/, so
+// any layer may use it.
 //
 // The rule everywhere: write a temp file in the same directory, fsync it, then make it visible in
 // one step (rename, or link for create-if-absent). A reader sees the old or the whole new content;
 // a crash never leaves an empty file (libcni's plain write does: containernetworking/cni#1055).
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import {
+  closeSync,
+  promises as fsp,
+  fsyncSync,
+  linkSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** Options for the atomic writers. */
@@ -29,7 +36,8 @@ export interface AtomicWriteAsyncOptions extends AtomicWriteOptions {
 function tempPath(path: string, tmpDir?: string): string {
   return join(
     tmpDir ?? dirname(path),
-    `.tmp.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}`,
+    // Not secret, only distinct (the file is created O_EXCL): Math.random spares loading node:crypto.
+    `.tmp.${basename(path)}.${process.pid}.${Math.floor(Math.random() * 2 ** 32).toString(16)}`,
   );
 }
 
@@ -113,22 +121,22 @@ export async function writeFileAtomic(
   opts: AtomicWriteAsyncOptions = {},
 ): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: opts.dirMode ?? 0o700 });
+  await fsp.mkdir(dir, { recursive: true, mode: opts.dirMode ?? 0o700 });
   const tmp = tempPath(path, opts.tmpDir);
-  const fh = await open(tmp, 'wx', opts.mode ?? 0o600);
+  const fh = await fsp.open(tmp, 'wx', opts.mode ?? 0o600);
   try {
     await fh.writeFile(data);
     if (opts.fsync !== false) await fh.sync();
   } catch (err) {
     await fh.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
+    await fsp.unlink(tmp).catch(() => {});
     throw err;
   }
   await fh.close();
   try {
-    await rename(tmp, path);
+    await fsp.rename(tmp, path);
   } catch (err) {
-    await unlink(tmp).catch(() => {});
+    await fsp.unlink(tmp).catch(() => {});
     throw err;
   }
   await fsyncDir(dir);
@@ -136,9 +144,9 @@ export async function writeFileAtomic(
 
 /** Flushes a directory entry change (a rename or unlink) to disk; best effort where unsupported. */
 export async function fsyncDir(dir: string): Promise<void> {
-  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  let fh: Awaited<ReturnType<typeof fsp.open>> | undefined;
   try {
-    fh = await open(dir, 'r');
+    fh = await fsp.open(dir, 'r');
     await fh.sync();
   } catch {
     // some filesystems refuse fsync on a directory; the rename itself is still atomic

@@ -1,18 +1,33 @@
-// Shared IP math for every allocator (host-local, static, whereabouts). Addresses are bigints, so IPv6
-// ranges are as wide as IPv4 ones (a whole /64 is usable, no uint64 offsets).
+// The one IP/CIDR module of the SDK: every layer parses, formats and does arithmetic on addresses
+// here and nowhere else. Addresses are bigints, so IPv6 ranges are as wide as IPv4 ones (a whole
+// /64 is usable, no uint64 offsets). Formatting is Go's net.IP.String() (RFC 5952), so file names
+// on disk and results match the Go plugins byte for byte.
 //
-// API summary (stable; the whereabouts allocator builds on it):
 //   IP = { family: 4 | 6, value: bigint }            Subnet = { family, network: bigint, prefix }
-//   parseIP(text, field) / tryParseIP(text)           strict, Go-compatible (no leading zeros in v4,
-//                                                     ::ffff:a.b.c.d becomes family 4 like Go's To4)
-//   formatIP(ip)                                      exactly Go's net.IP.String() (file names on disk)
+//   tryParseIP / parseIP(text, field)                 strict, Go-compatible (no leading zeros in v4;
+//                                                     ::ffff:a.b.c.d is family 4 like Go's To4, unless
+//                                                     { mapped: 'v6' } as the kernel sees it)
+//   formatIP(ip)                                      Go's net.IP.String()
+//   ipFamily(text)                                    family of an address or CIDR text, no throw
 //   parseCIDR(text, field) -> { ip, subnet }          keeps host bits in ip, masks the subnet
 //   parseSubnet(text, field)                          refuses host bits with the fix in the message
-//   formatSubnet(s), formatCIDR(ip, prefix), subnetContains(s, ip), subnetNetwork/Last/Broadcast(s)
-//   subnetSize(s), ipAdd(ip, n), compareIP(a, b), ipEquals(a, b), familyBits(f), sameFamily(a, b)
-// Every parse error is a CniError(InvalidNetworkConfig) naming the field, the value and the fix.
-import { Address6 } from 'ip-address';
-import { CniError, ErrorCode } from '../spec/errors.js';
+//   formatSubnet, formatCIDR, subnetContains, subnetNetwork/Last/Broadcast, subnetSize, ipAdd, ...
+// Parse errors are CniError(InvalidNetworkConfig) naming the field, the value and the fix.
+import { createRequire } from 'node:module';
+import { CniError, ErrorCode } from './errors.js';
+
+/**
+ * ip-address, loaded on the first IPv6 parse: initialising it costs a plugin ~3 ms of start-up and
+ * most calls never see an IPv6 address. The literal require() lets the plugin bundles keep it
+ * behind a lazy wrapper; where ESM has no require (the package's ESM build, tsx) createRequire does.
+ */
+function ipAddress(): typeof import('ip-address') {
+  try {
+    return require('ip-address');
+  } catch {
+    return createRequire(import.meta.url)('ip-address');
+  }
+}
 
 /** An address family: 4 or 6. */
 export type IPFamily = 4 | 6;
@@ -58,8 +73,14 @@ function parseV4(text: string): bigint | undefined {
   return v;
 }
 
+/** How an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is read and written. */
+export interface MappedOption {
+  /** 'v4' (default): family 4, as Go's To4 and host-local's file names; 'v6': family 6, as the kernel. */
+  mapped?: 'v4' | 'v6';
+}
+
 /** Parses an IP address the way Go's net.ParseIP does; undefined when it is not one. */
-export function tryParseIP(text: string): IP | undefined {
+export function tryParseIP(text: string, opts: MappedOption = {}): IP | undefined {
   if (typeof text !== 'string' || text.length === 0 || text.length > 64) return undefined;
   const v4 = parseV4(text);
   if (v4 !== undefined) return { family: 4, value: v4 };
@@ -68,14 +89,14 @@ export function tryParseIP(text: string): IP | undefined {
   if (!/^[0-9a-fA-F:.]+$/.test(text)) return undefined;
   let value: bigint;
   try {
-    const a = new Address6(text);
+    const a = new (ipAddress().Address6)(text);
     if (text.includes('.') && parseV4(text.slice(text.lastIndexOf(':') + 1)) === undefined) return undefined;
     value = a.bigInt();
   } catch {
     return undefined;
   }
   // Go treats IPv4-mapped IPv6 as IPv4 (To4() != nil), and so do host-local's file names.
-  if (value >> 32n === 0xffffn) return { family: 4, value: value & 0xffffffffn };
+  if (opts.mapped !== 'v6' && value >> 32n === 0xffffn) return { family: 4, value: value & 0xffffffffn };
   return { family: 6, value };
 }
 
@@ -89,13 +110,30 @@ export function parseIP(text: unknown, field = 'ip'): IP {
   return ip;
 }
 
+/**
+ * The family of an address or CIDR text ("10.1.2.3", "2001:db8::1/64"), or undefined when it is
+ * neither. An IPv4-mapped IPv6 address counts as IPv4, as Go's To4 does.
+ */
+export function ipFamily(text: string): IPFamily | undefined {
+  if (typeof text !== 'string') return undefined;
+  const slash = text.indexOf('/');
+  return tryParseIP(slash < 0 ? text : text.slice(0, slash))?.family;
+}
+
+/** True when the address (with or without prefix) is IPv4, v4-mapped IPv6 included (as Go's To4). */
+export function isIPv4Address(text: string): boolean {
+  return ipFamily(text) === 4;
+}
+
 /** Formats an address exactly like Go's net.IP.String() (RFC 5952 for v6), so file names match. */
-export function formatIP(ip: IP): string {
+export function formatIP(ip: IP, opts: MappedOption = {}): string {
   if (ip.family === 4) {
     const v = ip.value;
     return `${(v >> 24n) & 255n}.${(v >> 16n) & 255n}.${(v >> 8n) & 255n}.${v & 255n}`;
   }
-  if (ip.value >> 32n === 0xffffn) return formatIP({ family: 4, value: ip.value & 0xffffffffn });
+  if (opts.mapped !== 'v6' && ip.value >> 32n === 0xffffn) {
+    return formatIP({ family: 4, value: ip.value & 0xffffffffn });
+  }
   const groups: number[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((ip.value >> BigInt(i * 16)) & 0xffffn));
   // The longest run of two or more zero groups is compressed; the first one wins a tie.
