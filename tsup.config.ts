@@ -1,10 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { defineConfig } from 'tsup';
+
+const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
 
 // The library: one entry per public subpath (ESM + CJS + .d.ts). Shared code is split into chunks
 // so every entry uses the same classes (an error thrown by cni-kit/delegate is a CniError of
 // cni-kit). Plugin binaries are bundled separately by scripts/build-bins.mjs.
-export default defineConfig({
-  entry: {
+const library = {
     index: 'src/index.ts',
     spec: 'src/spec/index.ts',
     netlink: 'src/netlink/index.ts',
@@ -13,18 +15,29 @@ export default defineConfig({
     delegate: 'src/delegate/index.ts',
     runtime: 'src/runtime/index.ts',
     k8s: 'src/k8s/index.ts',
-    fs: 'src/fs/index.ts',
-  },
+  fs: 'src/fs/index.ts',
+  conform: 'src/conform/index.ts',
+};
+
+export default defineConfig({
+  // The `cni-kit` command (package.json "bin": dist/cli.cjs) has no types to publish.
+  entry: { ...library, cli: 'src/cli/bin.ts' },
   format: ['esm', 'cjs'],
-  dts: true,
+  dts: { entry: library },
   sourcemap: true,
-  clean: false,
+  // Stale chunks of earlier builds must not ship; dist/bin is rebuilt by onSuccess.
+  clean: true,
   target: 'node20',
   platform: 'node',
   splitting: true,
   // import.meta.url in the CommonJS build (src/spec/addr.ts's createRequire fallback).
   shims: true,
   // Heavy clients stay external so that importing a subpath never loads them until a store needs them.
-  external: ['etcd3', '@kubernetes/client-node'],
+  // esbuild is an optional peer the `cni-kit build` command loads.
+  external: ['etcd3', '@kubernetes/client-node', 'esbuild'],
+  // ip-address is bundled (behind esbuild's lazy CommonJS wrapper, so it still initialises on the
+  // first IPv6 parse only): a plugin bundled from dist/ then needs no node_modules at run time.
+  noExternal: ['ip-address'],
+  define: { CNI_KIT_VERSION: JSON.stringify(version) },
   onSuccess: 'node scripts/build-bins.mjs',
 });

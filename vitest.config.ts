@@ -13,6 +13,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // Builds the binaries, gives the run a private TMPDIR, and fails the run when it leaves
+    // anything behind (namespaces, links, rules, mounts, temp files): see the file.
     globalSetup: ['test/helpers/global-setup.ts'],
     pool: 'forks',
     testTimeout: 30_000,

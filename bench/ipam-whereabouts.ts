@@ -7,15 +7,12 @@
 // 4. exec per call, side by side with the Go reference IPAM binary (host-local; whereabouts' Go
 //    binary is not installed here), both on local files.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-// @ts-expect-error: a plain .mjs build helper without type declarations
-import { cniKitSource } from '../scripts/esbuild-cni-kit.mjs';
-// @ts-expect-error: a plain .mjs build helper without type declarations
-import { etcd3ProtoPlugin } from '../scripts/esbuild-etcd3-proto.mjs';
+import { buildPlugin, etcd3ProtoPlugin } from '../src/cli/build.js';
 import { parseWhereaboutsConfig } from '../src/ipam/whereabouts/config.js';
 import { createWhereaboutsAllocator, openWhereaboutsStore } from '../src/ipam/whereabouts/index.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
@@ -142,24 +139,16 @@ async function main(): Promise<void> {
     target: 'node20',
     format: 'cjs',
     logLevel: 'error',
-    plugins: [etcd3ProtoPlugin],
+    plugins: [etcd3ProtoPlugin()],
   });
-  // Our binary, bundled like scripts/build-bins.mjs does plus two fixes it still lacks: etcd3's
-  // .proto files inlined, and the IPAM registry's dynamic import of whereabouts made static (a
-  // module both imported and dynamically imported is left uninitialised by esbuild's CJS output).
+  // Our binary, built as the repo builds its plugins (cni-kit build, sidecars under lib/).
   const ours = join(tmp, 'whereabouts');
-  await build({
-    entryPoints: [join(root, 'examples/whereabouts/main.ts')],
+  await buildPlugin({
+    entry: join(root, 'examples/whereabouts/main.ts'),
     outfile: ours,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    banner: { js: '#!/usr/bin/env node' },
-    logLevel: 'error',
-    plugins: [cniKitSource, etcd3ProtoPlugin],
+    cniKitSource: join(root, 'src'),
+    resolveDir: root,
   });
-  chmodSync(ours, 0o755);
   let etcd: TestEtcd | undefined;
   if (hasEtcd()) etcd = await startEtcd('wbbench');
   try {

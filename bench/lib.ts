@@ -4,9 +4,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** One measured run of a command: wall time in ms and peak RSS in KiB (from GNU time). */
+/** One measured run of a command: wall time, CPU (user+sys, children included) and peak RSS (GNU time). */
 export interface Sample {
   ms: number;
+  cpuMs: number;
   rssKiB: number;
 }
 
@@ -17,13 +18,13 @@ process.on('exit', () => rmSync(timeDir, { recursive: true, force: true }));
 export function measure(cmd: string, args: string[], env: Record<string, string>, input = ''): Sample {
   const out = join(timeDir, 'time');
   const t0 = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', out, cmd, ...args], { env, input });
+  const r = spawnSync('/usr/bin/time', ['-f', '%M %U %S', '-o', out, cmd, ...args], { env, input });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) {
     throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stdout}${r.stderr}`);
   }
-  const rssKiB = Number(readFileSync(out, 'utf8').trim().split('\n').at(-1));
-  return { ms, rssKiB };
+  const [rss, user, sys] = (readFileSync(out, 'utf8').trim().split('\n').at(-1) ?? '').split(' ');
+  return { ms, cpuMs: (Number(user) + Number(sys)) * 1000, rssKiB: Number(rss) };
 }
 
 /** The median of a list of numbers. */

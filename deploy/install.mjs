@@ -37,6 +37,20 @@ function installBinaries() {
     install(join(HOST_BIN, p), text, 0o755);
     log(`installed ${join(HOST_VIEW_BIN, p)}`);
   }
+  // The heavy clients multus and whereabouts load on first use (cni-kit build's sidecars), and the
+  // package.json that keeps the extensionless bundles CommonJS whatever lies above the bin dir.
+  const srcDir = env.CNI_KIT_SOURCE_DIR ?? '/cni-kit/bin';
+  const lib = join(srcDir, 'lib');
+  if (existsSync(lib)) {
+    for (const dir of readdirSync(lib)) {
+      const file = join(lib, dir, 'index.cjs');
+      if (!existsSync(file)) continue;
+      mkdirSync(join(HOST_BIN, 'lib', dir), { recursive: true });
+      install(join(HOST_BIN, 'lib', dir, 'index.cjs'), readFileSync(file), 0o644);
+    }
+    log(`installed ${join(HOST_VIEW_BIN, 'lib')}`);
+  }
+  install(join(HOST_BIN, 'package.json'), '{ "type": "commonjs" }\n', 0o644);
 }
 
 let lastKubeconfig = '';

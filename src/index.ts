@@ -1,6 +1,10 @@
-// cni-kit: the plugin kit. What a plugin author needs to write, run and test a CNI plugin; every
-// layer has its own subpath for the rest (cni-kit/spec, /netlink, /ipam, /netsetup, /delegate,
-// /runtime, /k8s). Loading this entry loads no runtime, Kubernetes, whereabouts or etcd code.
+/**
+ * The plugin kit. What a plugin author needs to write, run and test a CNI plugin; every layer has
+ * its own subpath for the rest (cni-kit/spec, /netlink, /ipam, /netsetup, /delegate, /runtime,
+ * /k8s). Loading this entry loads no runtime, Kubernetes, whereabouts or etcd code.
+ *
+ * @module cni-kit
+ */
 export { ipamFactory, pluginMain, runPlugin } from './kit.js';
 export type {
   CallInfo,
@@ -19,6 +23,7 @@ export type { Attachment, IpamConf, NetConf, PluginConf } from './spec/config.js
 export { CniError, type CniErrorJson, ErrorCode, type ErrorCodeValue } from './spec/errors.js';
 export { convertResult, parseResult, toCurrentResult, validateResult } from './spec/result/convert.js';
 export type {
+  AddResult,
   AnyResult,
   DNS,
   Interface,

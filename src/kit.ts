@@ -7,7 +7,7 @@ import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } f
 import { builtinIpam, createIpamFactory, type IpamExec, type IpamRegistry } from './ipam/registry.js';
 import type { IpamFactory, PluginOptions, PluginSpec } from './plugin/context.js';
 import { pluginMain as skelMain } from './plugin/main.js';
-import { type PluginInput, type PluginOutcome, runPlugin as skelRun } from './plugin/run.js';
+import { type PluginInput, type PluginOutcome, runPlugin as skelRun, withOptions } from './plugin/run.js';
 
 /** IPAM plugins run the way a delegating plugin runs any other (Go's ipam.ExecAdd & co.). */
 export const delegateIpamExec: IpamExec = {
@@ -40,7 +40,7 @@ export function ipamFactory(registry: IpamRegistry = builtinIpam()): IpamFactory
  * and static in-process.
  */
 export function pluginMain<C>(spec: PluginSpec<C>, options: PluginOptions<C> = {}): void {
-  const merged: PluginSpec<C> = { ...spec, ...options };
+  const merged = withOptions(spec, options);
   skelMain({ ...merged, ipam: merged.ipam ?? ipamFactory() });
 }
 

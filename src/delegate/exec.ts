@@ -17,17 +17,17 @@ export interface ExecOptions {
    * Kill the plugin after this many milliseconds (SIGTERM, then SIGKILL after `killGraceMs`).
    * Default: no timeout, like libcni; runtimes should pass one (or an AbortSignal).
    */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Time between SIGTERM and SIGKILL on timeout or abort. Default 2000 ms. */
-  killGraceMs?: number;
+  killGraceMs?: number | undefined;
   /** Aborting kills the plugin the same way a timeout does. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Where the plugin's stderr is copied as it arrives; default process.stderr, null drops it. */
-  stderr?: NodeJS.WritableStream | null;
+  stderr?: NodeJS.WritableStream | null | undefined;
   /** Extra runs after a "text file busy" (ETXTBSY) spawn failure. Default 5, like libcni. */
-  busyRetries?: number;
+  busyRetries?: number | undefined;
   /** Delay between ETXTBSY retries. Default 1000 ms. */
-  busyRetryDelayMs?: number;
+  busyRetryDelayMs?: number | undefined;
 }
 
 /** One plugin process to run: where it is, what it is called, and what it gets. */
@@ -35,9 +35,9 @@ export interface ExecCall {
   /** Absolute path of the plugin binary. */
   path: string;
   /** Plugin type, for messages; defaults to the file name. */
-  type?: string;
+  type?: string | undefined;
   /** Network name, for messages. */
-  name?: string;
+  name?: string | undefined;
   command: Command;
   stdin: string | Uint8Array;
   /** The complete environment of the plugin (see buildCniEnv / buildDelegateEnv). */
@@ -72,7 +72,13 @@ export class PluginExecError extends CniError {
     code: number,
     reason: string,
     call: ExecCall,
-    facts: { exit?: ExitInfo; stdout?: string; stderr?: string; details?: string; cause?: unknown },
+    facts: {
+      exit?: ExitInfo | undefined;
+      stdout?: string | undefined;
+      stderr?: string | undefined;
+      details?: string | undefined;
+      cause?: unknown;
+    },
   ) {
     const type = call.type ?? baseName(call.path);
     super(code, formatMessage(type, call, reason, facts.exit), facts.details, { cause: facts.cause });

@@ -1,5 +1,9 @@
-// cni-kit/delegate: running other plugins (Go's pkg/invoke): find on CNI_PATH, exec with the
-// reference's error and version rules, and the delegate* calls a meta or main plugin makes.
+/**
+ * Running other plugins (Go's pkg/invoke): find on CNI_PATH, exec with the reference's error and
+ * version rules, and the `delegate*` calls a meta or main plugin makes.
+ *
+ * @module cni-kit/delegate
+ */
 export {
   type ExecCall,
   type ExecOptions,

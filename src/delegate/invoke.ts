@@ -7,16 +7,16 @@ import { findInPath } from './find.js';
 /** How a plugin runs a delegate: its own environment, and exec limits. */
 export interface DelegateOptions extends ExecOptions {
   /** The calling plugin's environment (ctx.env); default process.env. Only CNI_COMMAND is changed. */
-  env?: Env;
+  env?: Env | undefined;
   /** Where to look for the delegate; default CNI_PATH from `env`. */
-  path?: readonly string[];
+  path?: readonly string[] | undefined;
   /** The binary to run, when the caller already found it (no CNI_PATH lookup then). */
-  binary?: string;
+  binary?: string | undefined;
   /**
    * On a failed ADD, run DEL on the delegate so it releases what it may have reserved
    * (the spec asks the caller to clean up). Default true; DEL errors are ignored.
    */
-  cleanupOnFailure?: boolean;
+  cleanupOnFailure?: boolean | undefined;
 }
 
 /** A config to hand to a delegate: the caller's exact stdin text, bytes, or a config object. */

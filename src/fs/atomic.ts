@@ -20,17 +20,17 @@ import { basename, dirname, join } from 'node:path';
 /** Options for the atomic writers. */
 export interface AtomicWriteOptions {
   /** File mode of the new file (default 0o600). */
-  mode?: number;
+  mode?: number | undefined;
   /** fsync the data before it becomes visible (default true). */
-  fsync?: boolean;
+  fsync?: boolean | undefined;
   /** Directory for the temp file; must be on the same filesystem (default: the target's directory). */
-  tmpDir?: string;
+  tmpDir?: string | undefined;
 }
 
 /** Options for the async writer, which also creates the directory and fsyncs it. */
 export interface AtomicWriteAsyncOptions extends AtomicWriteOptions {
   /** Mode of directories it creates (default 0o700). */
-  dirMode?: number;
+  dirMode?: number | undefined;
 }
 
 function tempPath(path: string, tmpDir?: string): string {

@@ -1,10 +1,15 @@
-// cni-kit/ipam: IPAM allocators (host-local, static, whereabouts-style) and how a plugin's ctx.ipam
-// chooses between them and an exec'd IPAM plugin. Allocators depend on a store, never on the
-// delegate or Kubernetes layers: exec and Kubernetes access are passed in.
+/**
+ * IPAM allocators (host-local, static, whereabouts-style) and how a plugin's ctx.ipam chooses
+ * between them and an exec'd IPAM plugin. Allocators depend on a store, never on the delegate or
+ * Kubernetes layers: exec and Kubernetes access are passed in.
+ *
+ * @module cni-kit/ipam
+ */
 export { HostLocalAllocator } from './host-local/allocator.js';
 export { DEFAULT_HOST_LOCAL_DATA_DIR, type HostLocalConfig } from './host-local/config.js';
 export type { HostLocalStoreOptions } from './host-local/store.js';
 export { type FileLock, type FileLockOptions, lockFile, withFileLock } from './lock.js';
+export type { IPRange, RangeSet } from './range.js';
 export {
   builtinIpam,
   createIpamFactory,
@@ -26,8 +31,12 @@ export type {
   IpamRequest,
   IpamStatus,
 } from './types.js';
-export { WhereaboutsAllocator, type WhereaboutsAllocatorOptions } from './whereabouts/allocator.js';
-export type { DatastoreConfig, WhereaboutsConfig, WhereaboutsRange } from './whereabouts/config.js';
+export {
+  type Random,
+  WhereaboutsAllocator,
+  type WhereaboutsAllocatorOptions,
+} from './whereabouts/allocator.js';
+export type { DatastoreConfig, Interval, WhereaboutsConfig, WhereaboutsRange } from './whereabouts/config.js';
 export {
   createWhereaboutsAllocator,
   openWhereaboutsStore,
@@ -36,4 +45,10 @@ export {
   whereaboutsIpam,
 } from './whereabouts/index.js';
 export type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from './whereabouts/store.js';
-export type { CustomResources, KubeAccess, KubeOpener } from './whereabouts/stores/kubernetes.js';
+export type { EtcdStoreOptions } from './whereabouts/stores/etcd.js';
+export type {
+  CustomResources,
+  KubeAccess,
+  KubeOpener,
+  KubernetesStoreOptions,
+} from './whereabouts/stores/kubernetes.js';

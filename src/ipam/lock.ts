@@ -17,9 +17,9 @@ export interface FileLock {
 /** Options for lockFile / withFileLock. */
 export interface FileLockOptions {
   /** Give up after this long with CniError 11 (TryAgainLater); default 60 s. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** flock(1) binary; default the first of /usr/bin/flock, /bin/flock, else `flock` on PATH. */
-  flockBinary?: string;
+  flockBinary?: string | undefined;
 }
 
 function flockBinary(opt?: string): string {

@@ -48,7 +48,7 @@ function bad(msg: string): CniError {
 /** Options that relax host-local's defaults for other allocators. */
 export interface CanonicalizeOptions {
   /** Fill in network+1 when no gateway is given (host-local: true). */
-  defaultGateway?: boolean;
+  defaultGateway?: boolean | undefined;
 }
 
 /** Validates one range and fills in host-local's defaults. */

@@ -75,7 +75,7 @@ export interface IpamExec {
 /** What `createIpamFactory` combines. */
 export interface IpamFactoryOptions {
   /** In-process allocators; default `builtinIpam()`. */
-  registry?: IpamRegistry;
+  registry?: IpamRegistry | undefined;
   exec: IpamExec;
 }
 

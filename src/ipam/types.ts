@@ -64,8 +64,8 @@ export interface IpamAllocator {
 
 /** Process-edge facts an allocator may need (the plugin's environment and CNI_PATH). */
 export interface IpamEnv {
-  env?: Env;
-  path?: readonly string[];
+  env?: Env | undefined;
+  path?: readonly string[] | undefined;
 }
 
 /** Builds an allocator for a config; validate the config here and throw CniError 7 on bad input. */

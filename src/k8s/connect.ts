@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
-import { CniError, ErrorCode } from '../spec/errors.js';
+import { CniError, ErrorCode, importOptionalPeer } from '../spec/errors.js';
 import {
   type CustomResources,
   type KubeApi,
@@ -127,7 +127,11 @@ async function loadConfig(
  * only as `default` when imported, so both shapes are accepted.
  */
 async function loadClientNode(): Promise<ClientNode> {
-  const mod = (await import('@kubernetes/client-node')) as ClientNode & { default?: ClientNode };
+  const mod = (await importOptionalPeer(
+    '@kubernetes/client-node',
+    'Kubernetes access (multus, the whereabouts Kubernetes store)',
+    () => import('@kubernetes/client-node'),
+  )) as ClientNode & { default?: ClientNode };
   return typeof mod.KubeConfig === 'function' ? mod : (mod.default ?? mod);
 }
 

@@ -1,6 +1,10 @@
-// cni-kit/k8s: what a Kubernetes-aware delegator (multus-style) needs: the selection annotation,
-// network-status, NetworkAttachmentDefinition configs and API access on @kubernetes/client-node,
-// which is loaded only when a connection is opened.
+/**
+ * What a Kubernetes-aware delegator (multus-style) needs: the selection annotation, network-status,
+ * NetworkAttachmentDefinition configs and API access on @kubernetes/client-node, which is loaded
+ * only when a connection is opened.
+ *
+ * @module cni-kit/k8s
+ */
 export {
   DEFAULT_NETWORK_ANNOTATION,
   formatNetworkSelection,

@@ -1,5 +1,9 @@
-// cni-kit/netlink: one `Netlink` interface, a Linux backend (iproute2 + nsenter, batched) and an
-// in-memory backend with kernel-like semantics for unit tests.
+/**
+ * One `Netlink` interface, a Linux backend (iproute2 + nsenter, batched) and an in-memory backend
+ * with kernel-like semantics for unit tests.
+ *
+ * @module cni-kit/netlink
+ */
 
 export { type Errno, isExists, isNotFound, NetlinkError } from './errors.js';
 export type { SpawnTrace } from './linux/engine.js';
@@ -30,6 +34,7 @@ export {
   type LinkKind,
   type LinkSettings,
   type LinkSpec,
+  type LinkSpecBase,
   type MacvlanMode,
   type Netlink,
   type NetnsOps,

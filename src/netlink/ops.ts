@@ -50,7 +50,7 @@ export type Op = (
   | { t: 'qdisc-del'; link: string; which: 'root' | 'ingress' }
   | { t: 'vlan-add'; link: string; vid: number; pvid: boolean; untagged: boolean; self: boolean }
   | { t: 'vlan-del'; link: string; vid: number; self: boolean }
-) & { ok?: 'exists' | 'missing' };
+) & { ok?: 'exists' | 'missing' | undefined };
 
 /** One read. */
 export type Read =

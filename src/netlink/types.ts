@@ -29,59 +29,60 @@ export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru' | 'source';
 /** ipvlan modes. */
 export type IpvlanMode = 'l2' | 'l3' | 'l3s';
 
-interface LinkSpecBase {
+/** The fields every {@link LinkSpec} has, whatever its kind. */
+export interface LinkSpecBase {
   /** Interface name, 1–15 characters, no '/', ':' or whitespace. */
   name: string;
-  mtu?: number;
+  mtu?: number | undefined;
   /** MAC address, `aa:bb:cc:dd:ee:ff`. */
-  mac?: string;
+  mac?: string | undefined;
   /** Create the link directly inside this netns (a path); the parent is looked up where the call runs. */
-  netns?: string;
+  netns?: string | undefined;
 }
 
 /** What to create; a discriminated union on `kind`. */
 export type LinkSpec =
-  | (LinkSpecBase & { kind: 'bridge'; vlanFiltering?: boolean })
+  | (LinkSpecBase & { kind: 'bridge'; vlanFiltering?: boolean | undefined })
   | (LinkSpecBase & {
       kind: 'veth';
       peerName: string;
       /** Netns (path) of the peer; default: the same netns as the link. */
-      peerNetns?: string;
-      peerMac?: string;
-      peerMtu?: number;
+      peerNetns?: string | undefined;
+      peerMac?: string | undefined;
+      peerMtu?: number | undefined;
     })
-  | (LinkSpecBase & { kind: 'macvlan'; parent: string; mode?: MacvlanMode })
-  | (LinkSpecBase & { kind: 'ipvlan'; parent: string; mode?: IpvlanMode })
+  | (LinkSpecBase & { kind: 'macvlan'; parent: string; mode?: MacvlanMode | undefined })
+  | (LinkSpecBase & { kind: 'ipvlan'; parent: string; mode?: IpvlanMode | undefined })
   | (LinkSpecBase & { kind: 'vlan'; parent: string; vlanId: number })
   | (LinkSpecBase & {
       kind: 'vxlan';
       vni: number;
-      parent?: string;
-      remote?: string;
-      local?: string;
-      group?: string;
-      port?: number;
-      learning?: boolean;
+      parent?: string | undefined;
+      remote?: string | undefined;
+      local?: string | undefined;
+      group?: string | undefined;
+      port?: number | undefined;
+      learning?: boolean | undefined;
     })
   | (LinkSpecBase & { kind: 'ifb' })
   | (LinkSpecBase & { kind: 'dummy' });
 
 /** Attributes `setLink` can change in one request; omitted fields stay as they are. */
 export interface LinkSettings {
-  up?: boolean;
-  mtu?: number;
-  mac?: string;
+  up?: boolean | undefined;
+  mtu?: number | undefined;
+  mac?: string | undefined;
   /** Enslave to this bridge; `null` releases the link from its master. */
-  master?: string | null;
-  promisc?: boolean;
-  allmulti?: boolean;
-  txqlen?: number;
+  master?: string | null | undefined;
+  promisc?: boolean | undefined;
+  allmulti?: boolean | undefined;
+  txqlen?: number | undefined;
   /** IFLA_IFALIAS; `null` or '' clears it. No whitespace or quotes. */
-  alias?: string | null;
+  alias?: string | null | undefined;
   /** Bridge-port hairpin mode (the link must be a bridge port). */
-  hairpin?: boolean;
+  hairpin?: boolean | undefined;
   /** Bridge-port isolation (the link must be a bridge port). */
-  isolated?: boolean;
+  isolated?: boolean | undefined;
 }
 
 /** A link as read back from a netns. */
@@ -142,25 +143,25 @@ export interface Address {
 /** Options for adding an address. */
 export interface AddressOptions {
   /** Skip IPv6 DAD (IFA_F_NODAD). */
-  noDad?: boolean;
+  noDad?: boolean | undefined;
 }
 
 /** A route to add, replace or delete. `dst` is a CIDR or 'default'; family is inferred from dst/gw. */
 export interface RouteSpec {
   dst: string;
-  gw?: string;
-  dev?: string;
+  gw?: string | undefined;
+  dev?: string | undefined;
   /** Routing table id; default main (254). */
-  table?: number;
-  metric?: number;
+  table?: number | undefined;
+  metric?: number | undefined;
   /** 'global' (default with a gateway), 'link' (default without), 'host'. */
-  scope?: 'global' | 'link' | 'host';
+  scope?: 'global' | 'link' | 'host' | undefined;
   /** Preferred source address. */
-  src?: string;
-  mtu?: number;
-  advmss?: number;
+  src?: string | undefined;
+  mtu?: number | undefined;
+  advmss?: number | undefined;
   /** Force 'default' routes to this family when no gateway tells it. */
-  family?: Family;
+  family?: Family | undefined;
 }
 
 /** A route as read back. */
@@ -183,19 +184,19 @@ export interface RouteEntry {
 
 /** Filter for listing routes. */
 export interface RouteFilter {
-  family?: Family;
+  family?: Family | undefined;
   /** Table id; default main (254). */
-  table?: number;
-  dev?: string;
+  table?: number | undefined;
+  dev?: string | undefined;
 }
 
 /** A policy routing rule. */
 export interface RuleSpec {
   family: Family;
-  priority?: number;
+  priority?: number | undefined;
   /** Source prefix ('10.0.0.5/32'); omitted = all. */
-  src?: string;
-  dst?: string;
+  src?: string | undefined;
+  dst?: string | undefined;
   table: number;
 }
 
@@ -242,8 +243,8 @@ export interface BridgeVlan {
 
 /** Options for waiting on IPv6 DAD. */
 export interface DadWaitOptions {
-  timeoutMs?: number;
-  intervalMs?: number;
+  timeoutMs?: number | undefined;
+  intervalMs?: number | undefined;
 }
 
 /** Operations inside one network namespace. Writes are queued; reads and `flush()` execute the queue. */
@@ -252,37 +253,41 @@ export interface NetnsOps {
   readonly netns: string;
 
   /** Create a link; `existsOk` makes an existing link of that name a no-op (as bridge does for its bridge). */
-  createLink(spec: LinkSpec, opts?: { existsOk?: boolean }): void;
+  createLink(spec: LinkSpec, opts?: { existsOk?: boolean | undefined }): void;
   /** Delete a link; a veth takes its peer with it. `missingOk` makes a missing link a no-op. */
-  deleteLink(name: string, opts?: { missingOk?: boolean }): void;
+  deleteLink(name: string, opts?: { missingOk?: boolean | undefined }): void;
   setLink(name: string, settings: LinkSettings): void;
   renameLink(name: string, newName: string): void;
   /** Move a link into another netns (path). Its addresses are dropped, as the kernel does. */
   moveLink(name: string, netns: string): void;
-  addAddress(link: string, cidr: string, opts?: AddressOptions & { existsOk?: boolean }): void;
-  deleteAddress(link: string, cidr: string, opts?: { missingOk?: boolean }): void;
-  addRoute(route: RouteSpec, opts?: { existsOk?: boolean }): void;
+  addAddress(link: string, cidr: string, opts?: AddressOptions & { existsOk?: boolean | undefined }): void;
+  deleteAddress(link: string, cidr: string, opts?: { missingOk?: boolean | undefined }): void;
+  addRoute(route: RouteSpec, opts?: { existsOk?: boolean | undefined }): void;
   /** Add or overwrite the route with the same dst/table/metric (NLM_F_REPLACE). */
   replaceRoute(route: RouteSpec): void;
-  deleteRoute(route: RouteSpec, opts?: { missingOk?: boolean }): void;
-  addRule(rule: RuleSpec, opts?: { existsOk?: boolean }): void;
-  deleteRule(rule: RuleSpec, opts?: { missingOk?: boolean }): void;
+  deleteRoute(route: RouteSpec, opts?: { missingOk?: boolean | undefined }): void;
+  addRule(rule: RuleSpec, opts?: { existsOk?: boolean | undefined }): void;
+  deleteRule(rule: RuleSpec, opts?: { missingOk?: boolean | undefined }): void;
   /** Install (or replace) a root tbf qdisc with handle 1: on `link`. */
   setTbf(link: string, spec: TbfSpec): void;
   /** Add the ingress qdisc (handle ffff:) to `link`. */
-  addIngressQdisc(link: string, opts?: { existsOk?: boolean }): void;
+  addIngressQdisc(link: string, opts?: { existsOk?: boolean | undefined }): void;
   /** Redirect everything arriving on `link` to `to`'s egress (u32 match-all + mirred), as bandwidth does into an ifb. */
   redirectIngress(link: string, to: string): void;
   /** Delete the root or ingress qdisc of `link`. */
-  deleteQdisc(link: string, which: 'root' | 'ingress', opts?: { missingOk?: boolean }): void;
+  deleteQdisc(link: string, which: 'root' | 'ingress', opts?: { missingOk?: boolean | undefined }): void;
   /** Add a VLAN to a bridge port (`self`: to the bridge device); `pvid` moves the PVID here. */
   addBridgeVlan(
     link: string,
     vid: number,
-    opts?: { pvid?: boolean; untagged?: boolean; self?: boolean },
+    opts?: { pvid?: boolean | undefined; untagged?: boolean | undefined; self?: boolean | undefined },
   ): void;
   /** Remove a VLAN from a bridge port (or the bridge with `self`). */
-  deleteBridgeVlan(link: string, vid: number, opts?: { self?: boolean; missingOk?: boolean }): void;
+  deleteBridgeVlan(
+    link: string,
+    vid: number,
+    opts?: { self?: boolean | undefined; missingOk?: boolean | undefined },
+  ): void;
   /** Write `/proc/sys/<key>` in this netns; key as 'net/ipv4/ip_forward' or 'net.ipv4.ip_forward'. */
   setSysctl(key: string, value: string | number): void;
 
@@ -293,7 +298,7 @@ export interface NetnsOps {
   findLink(nameOrIndex: string | number): Promise<Link | undefined>;
   /** The link by name or index; throws ENODEV naming it when missing. */
   getLink(nameOrIndex: string | number): Promise<Link>;
-  addresses(filter?: { link?: string; family?: Family }): Promise<Address[]>;
+  addresses(filter?: { link?: string | undefined; family?: Family | undefined }): Promise<Address[]>;
   routes(filter?: RouteFilter): Promise<RouteEntry[]>;
   rules(family: Family): Promise<RuleEntry[]>;
   /** Non-default qdiscs of every link (or of `link`). */

@@ -16,7 +16,7 @@ type Obj = Record<string, unknown>;
  * A malformed or multicast MAC is code 7 naming where it came from.
  */
 export function requestedMac(
-  config: Obj,
+  config: Record<string, unknown>,
   args: ReadonlyArray<readonly [string, string]>,
   ownField = 'mac',
 ): string | undefined {

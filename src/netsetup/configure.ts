@@ -41,13 +41,13 @@ export function routeSpec(r: Route, dev: string, ips: readonly IPConfig[]): Rout
 /** Options for configureInterface. */
 export interface ConfigureOptions {
   /** Index of the interface in `result.interfaces`; default: the entry named `ifname`. */
-  index?: number;
+  index?: number | undefined;
   /** Skip the IPv6 DAD wait (the caller disabled DAD). */
-  skipDadWait?: boolean;
+  skipDadWait?: boolean | undefined;
   /** Routes to add instead of `result.routes` (ptp adds its own). */
-  routes?: readonly Route[];
+  routes?: readonly Route[] | undefined;
   /** Announce the addresses (arp_notify, ndisc_notify for IPv6) so neighbours drop stale entries for a reused IP. */
-  announce?: boolean;
+  announce?: boolean | undefined;
 }
 
 /**

@@ -1,7 +1,11 @@
-// cni-kit/netsetup: what main plugins share: configure a container interface from an IPAM result
-// and CHECK it, veth pairs and sub-links (macvlan/ipvlan/vlan), IP masquerade and the MAC spoof
-// check, and the ADD/CHECK/DEL lifecycle with rollback. Built on netlink, ipam (through ctx.ipam)
-// and the plugin context.
+/**
+ * What main plugins share: configure a container interface from an IPAM result and CHECK it, veth
+ * pairs and sub-links (macvlan/ipvlan/vlan), IP masquerade and the MAC spoof check, and the
+ * ADD/CHECK/DEL lifecycle with rollback. Built on netlink, ipam (through ctx.ipam) and the plugin
+ * context.
+ *
+ * @module cni-kit/netsetup
+ */
 export { mtuField, requestedMac } from './conf.js';
 export {
   type ConfigureOptions,

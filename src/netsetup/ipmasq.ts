@@ -82,7 +82,7 @@ function jumpsTo(saved: string, chain: string): string[] {
 
 /** Options shared by setup and teardown. */
 export interface IpMasqOptions {
-  runner?: IptablesRunner;
+  runner?: IptablesRunner | undefined;
 }
 
 /**

@@ -92,9 +92,9 @@ export function requirePrevResult<C>(ctx: PluginContext<C>): Result {
 /** What only the plugin knows about its container interface, for `checkAttachment`. */
 export interface AttachmentCheck {
   /** The link kind the interface must have ('macvlan', 'veth', …); omitted: any kind. */
-  kind?: string;
+  kind?: string | undefined;
   /** Compare the link's MAC with prevResult's; default true (ipvlan and vlan follow the master's MAC). */
-  mac?: boolean;
+  mac?: boolean | undefined;
   /** Link attributes the config fixes (e.g. `{ macvlanMode: 'bridge' }`); one the backend does not report is skipped. */
   expect?: Partial<Pick<Link, 'macvlanMode' | 'ipvlanMode' | 'vlanId'>>;
 }

@@ -18,15 +18,15 @@ export interface VethOptions {
   netns: string;
   /** Container-side interface name. */
   ifname: string;
-  mtu?: number;
+  mtu?: number | undefined;
   /** Container-side MAC. */
-  mac?: string;
+  mac?: string | undefined;
   /** Host-side name; default a random "vethXXXXXXXX" (retried on collision). */
-  hostName?: string;
+  hostName?: string | undefined;
   /** Queues host-side work to run before the veth in the same batch (e.g. creating the bridge). */
-  before?: (ns: NetnsOps) => void;
+  before?: ((ns: NetnsOps) => void) | undefined;
   /** Queues host-side work to run after the veth in the same batch (e.g. enslaving and setting it up). */
-  after?: (ns: NetnsOps, hostName: string) => void;
+  after?: ((ns: NetnsOps, hostName: string) => void) | undefined;
 }
 
 /** The host end of a new veth pair plus the host's links as read right after the batch. */
@@ -149,7 +149,7 @@ export interface SubLinkOptions {
   netns: string;
   ifname: string;
   /** The master lives in the container netns (`linkInContainer`), not in the host. */
-  linkInContainer?: boolean;
+  linkInContainer?: boolean | undefined;
 }
 
 /**

@@ -46,7 +46,7 @@ async function apply(runner: IptablesRunner, script: string[]): Promise<void> {
 
 /** Options for the spoof check (the runner seam lets unit tests avoid touching the host). */
 export interface SpoofCheckOptions {
-  runner?: IptablesRunner;
+  runner?: IptablesRunner | undefined;
 }
 
 /** Drops frames from `hostVeth` whose source MAC is not `mac`. Idempotent per (containerId, ifname). */

@@ -53,11 +53,11 @@ export async function resolveMaster(netlink: Netlink, netns: string, conf: Maste
 /** Options for `addSubLinkAttachment`. */
 export interface SubLinkAttachmentOptions {
   /** The master lives in the container netns. */
-  linkInContainer?: boolean;
+  linkInContainer?: boolean | undefined;
   /** Addresses to use when the config has no `ipam` (ipvlan chained after another plugin). */
-  addresses?: Result;
+  addresses?: Result | undefined;
   /** Announce the addresses (arp_notify/ndisc_notify): the container has a MAC neighbours may not know. */
-  announce?: boolean;
+  announce?: boolean | undefined;
 }
 
 /**

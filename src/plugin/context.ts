@@ -1,7 +1,7 @@
 import type { CniArgs } from '../spec/args.js';
 import type { Env, HandlerCommand } from '../spec/call.js';
 import type { Attachment, NetConf } from '../spec/config.js';
-import type { Result } from '../spec/result/types.js';
+import type { AddResult, Result } from '../spec/result/types.js';
 import type { Schema } from '../spec/schema.js';
 
 /** The facts of one call, as the skel read them: what handlers and the IPAM factory see. */
@@ -72,8 +72,11 @@ export interface GcContext<C = unknown> extends PluginContext<C> {
 
 /** The callbacks of a plugin. Only `add` is required; see docs/getting-started.md for the others. */
 export interface PluginHandlers<C = unknown> {
-  /** Creates the attachment and returns its result (converted by the SDK to the config's version). */
-  add(ctx: PluginContext<C>): Promise<Result> | Result;
+  /**
+   * Creates the attachment and returns its result. `cniVersion` may be left out: the SDK stamps the
+   * current version, validates the result and converts it to the config's version.
+   */
+  add(ctx: PluginContext<C>): Promise<AddResult> | AddResult;
   /** Removes the attachment; must succeed when state is already gone. Missing: DEL succeeds. */
   del?(ctx: PluginContext<C>): Promise<void> | void;
   /** Verifies the attachment against `ctx.config.prevResult`. Missing: CHECK succeeds. */
@@ -87,13 +90,13 @@ export interface PluginHandlers<C = unknown> {
 /** Options that describe a plugin. */
 export interface PluginOptions<C = unknown> {
   /** Spec versions the plugin accepts; default: 0.3.0 through 1.1.0. */
-  supportedVersions?: readonly string[];
+  supportedVersions?: readonly string[] | undefined;
   /** One line printed to stderr when the binary runs without CNI_COMMAND. */
-  about?: string;
+  about?: string | undefined;
   /** The plugin's own config fields (`conf.object({...})`); parsed into `ctx.conf`, errors are code 7. */
-  config?: Schema<C>;
+  config?: Schema<C> | undefined;
   /** Builds `ctx.ipam`; the `cni-kit` entry's pluginMain supplies host-local and static in-process. */
-  ipam?: IpamFactory;
+  ipam?: IpamFactory | undefined;
 }
 
 /** Everything pluginMain needs in one object: handlers plus options. */

@@ -1,6 +1,7 @@
 import { readFileSync, writeSync } from 'node:fs';
-import type { PluginSpec } from './context.js';
-import { runPlugin } from './run.js';
+import type { PluginOptions, PluginSpec } from './context.js';
+import { type PluginOutcome, runPlugin, withOptions } from './run.js';
+import { realStdoutWrite, withStdoutGuard } from './stdout-guard.js';
 
 // The process edge: the only place that reads process.env and stdin and writes stdout and the
 // exit status for a plugin.
@@ -36,39 +37,44 @@ function writeFd(fd: 1 | 2, text: string, done: () => void): void {
       done();
       return;
     }
-    (fd === 1 ? process.stdout : process.stderr).write(buf.subarray(off), () => done());
+    // stdout through the guard's saved reference: plugin code may have replaced process.stdout.write.
+    if (fd === 1) realStdoutWrite(buf.subarray(off), done);
+    else process.stderr.write(buf.subarray(off), () => done());
   }
 }
 
 /**
  * Runs a plugin as a CNI binary: env and stdin in, one JSON document on stdout, exit status 0 or 1.
  * SIGTERM aborts `ctx.signal` so handlers can roll back before the runtime kills the process.
+ * Until the process exits, `console.*` and `process.stdout.write` go to stderr: the result is
+ * written to fd 1 directly, and nothing else reaches stdout.
  */
-export function pluginMain<C>(
-  spec: PluginSpec<C>,
-  options: Omit<PluginSpec<C>, keyof PluginSpec<C> & ('add' | 'del' | 'check' | 'gc' | 'status')> = {},
-): void {
-  const merged: PluginSpec<C> = { ...spec, ...options };
+export function pluginMain<C>(spec: PluginSpec<C>, options: PluginOptions<C> = {}): void {
+  const merged = withOptions(spec, options);
   const abort = new AbortController();
   const onTerm = () => abort.abort(new Error('terminated by SIGTERM'));
   process.once('SIGTERM', onTerm);
-  runPlugin(merged, {
-    env: process.env,
-    stdin: readStdin,
-    signal: abort.signal,
-    log: (line) => writeFd(2, `${line}\n`, () => {}),
-  }).then(
-    (out) => {
-      process.removeListener('SIGTERM', onTerm);
-      const done = () => process.exit(out.exitCode);
-      if (out.stdout) writeFd(1, out.stdout, done);
-      else done();
-    },
-    (err) => {
+  const toStderr = (line: string) => writeFd(2, `${line}\n`, () => {});
+  let exitCode = 1;
+  withStdoutGuard(toStderr, async () => {
+    let out: PluginOutcome;
+    try {
+      out = await runPlugin(merged, {
+        env: process.env,
+        stdin: readStdin,
+        signal: abort.signal,
+        log: toStderr,
+      });
+    } catch (err) {
       // runPlugin turns every error into an outcome; reaching here is a bug in the SDK itself.
-      writeFd(1, JSON.stringify({ code: 999, msg: `cni-kit internal error: ${String(err)}` }), () =>
-        process.exit(1),
-      );
-    },
-  );
+      out = {
+        stdout: JSON.stringify({ code: 999, msg: `cni-kit internal error: ${String(err)}` }),
+        stderr: '',
+        exitCode: 1,
+      };
+    }
+    process.removeListener('SIGTERM', onTerm);
+    exitCode = out.exitCode;
+    if (out.stdout) await new Promise<void>((done) => writeFd(1, out.stdout, done));
+  }).finally(() => process.exit(exitCode));
 }

@@ -4,12 +4,15 @@ import { type NetConf, parseNetConf, validAttachments } from '../spec/config.js'
 import { CniError, ErrorCode } from '../spec/errors.js';
 import { validateContainerId, validateIfName } from '../spec/identifiers.js';
 import { convertResult, validateResult } from '../spec/result/convert.js';
-import type { Result } from '../spec/result/types.js';
+import type { AddResult, Result } from '../spec/result/types.js';
 import { CURRENT_VERSION, normalizeVersion, versionAtLeast, versionsFrom } from '../spec/version.js';
-import type { CallInfo, GcContext, IpamClient, PluginContext, PluginSpec } from './context.js';
+import type { CallInfo, GcContext, IpamClient, PluginContext, PluginOptions, PluginSpec } from './context.js';
+import { withStdoutGuard } from './stdout-guard.js';
 
 // The heart of pluginMain: a function from { env, stdin } to { stdout, exitCode }, with no
 // process-global reads or writes, so one process can serve many calls and tests run in-process.
+// The one exception is the stdout guard while plugin code runs (./stdout-guard.ts): console.* and
+// process.stdout.write are routed to the call's log, by async context, and restored afterwards.
 
 /** Default supported versions: every version with a rich result (0.3.0 and later). */
 export const DEFAULT_SUPPORTED_VERSIONS: readonly string[] = versionsFrom('0.3.0');
@@ -20,9 +23,9 @@ export interface PluginInput {
   /** The request config, or a function that reads it (called at most once, never for VERSION). */
   stdin: string | Uint8Array | (() => Promise<string | Uint8Array>);
   /** Aborted when the call must stop early. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Receives log lines (stderr); default: collected into the outcome's `stderr`. */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
 }
 
 /** The outcome of one plugin call: exactly one JSON document (or nothing) on stdout. */
@@ -43,6 +46,15 @@ const REQUIRED_ENV: Record<HandlerCommand, string[]> = {
 const MIN_VERSION: Partial<Record<HandlerCommand, string>> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
 
 const print = (v: unknown) => JSON.stringify(v, null, 4);
+
+/** A spec with `options` laid over it; an option that is undefined leaves the spec's value. */
+export function withOptions<C>(spec: PluginSpec<C>, options: PluginOptions<C>): PluginSpec<C> {
+  const merged: PluginSpec<C> = { ...spec };
+  for (const [k, v] of Object.entries(options) as Array<[keyof PluginOptions<C>, unknown]>) {
+    if (v !== undefined) Object.assign(merged, { [k]: v });
+  }
+  return merged;
+}
 
 /** Runs one CNI call against a plugin's handlers and returns what the process should emit. */
 export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Promise<PluginOutcome> {
@@ -89,9 +101,6 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
     const config = parseNetConf(stdin);
     cniVersion = config.cniVersion;
     checkVersion(cmd, config, supported);
-    // The plugin's typed fields live apart from the wire config, so what is delegated (IPAM's
-    // stdin included) is exactly what the runtime sent.
-    const conf = (spec.config ? spec.config.parse(config) : config) as C;
     const info: CallInfo = {
       command: cmd,
       config,
@@ -106,29 +115,40 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
       log,
     };
     if (cmd === 'GC') info.validAttachments = validAttachments(config) ?? [];
-    const ctx: PluginContext<C> = { ...info, conf, ipam: spec.ipam ? spec.ipam(info) : noIpam(config) };
-    switch (cmd) {
-      case 'ADD': {
-        const result = await spec.add(ctx);
-        return outcome(print(encodeResult(result, config.cniVersion)), 0);
-      }
-      case 'GC': {
-        const gcCtx: GcContext<C> = { ...ctx, validAttachments: info.validAttachments ?? [] };
-        if (spec.gc) await spec.gc(gcCtx);
-        else log(`${config.type}: no GC handler; nothing to collect`);
-        return outcome('', 0);
-      }
-      default: {
-        const handler = cmd === 'DEL' ? spec.del : cmd === 'CHECK' ? spec.check : spec.status;
-        if (handler) await handler.call(spec, ctx);
-        return outcome('', 0);
-      }
-    }
+    // The plugin's own code runs from here on (its schema, its IPAM factory, its handler): what it
+    // prints with console.* or process.stdout.write goes to the call's log, so that stdout carries
+    // exactly one JSON document.
+    return outcome(await withStdoutGuard(log, () => invoke(spec, info)), 0);
   } catch (err) {
     const e = CniError.from(err);
     if (!(err instanceof CniError) && err instanceof Error && err.stack) log(err.stack);
     const v = (cniVersion !== undefined && normalizeVersion(cniVersion)) || CURRENT_VERSION;
     return outcome(print(e.toJSON(v)), 1);
+  }
+}
+
+/** Runs the plugin's code for one validated call; returns what goes on stdout. */
+async function invoke<C>(spec: PluginSpec<C>, info: CallInfo): Promise<string> {
+  const { config } = info;
+  // The plugin's typed fields live apart from the wire config, so what is delegated (IPAM's
+  // stdin included) is exactly what the runtime sent.
+  const conf = (spec.config ? spec.config.parse(config) : config) as C;
+  const ctx: PluginContext<C> = { ...info, conf, ipam: spec.ipam ? spec.ipam(info) : noIpam(config) };
+  switch (info.command) {
+    case 'ADD':
+      return print(encodeResult(await spec.add(ctx), config.cniVersion));
+    case 'GC': {
+      const gcCtx: GcContext<C> = { ...ctx, validAttachments: info.validAttachments ?? [] };
+      if (spec.gc) await spec.gc(gcCtx);
+      else info.log(`${config.type}: no GC handler; nothing to collect`);
+      return '';
+    }
+    default: {
+      const cmd = info.command;
+      const handler = cmd === 'DEL' ? spec.del : cmd === 'CHECK' ? spec.check : spec.status;
+      if (handler) await handler.call(spec, ctx);
+      return '';
+    }
   }
 }
 
@@ -179,15 +199,16 @@ function checkVersion(cmd: HandlerCommand, config: NetConf, supported: readonly 
   }
 }
 
-function encodeResult(result: Result, toVersion: string): unknown {
+function encodeResult(result: AddResult, toVersion: string): unknown {
   if (!result || typeof result !== 'object') {
     throw new CniError(ErrorCode.Internal, 'plugin returned no result from ADD');
   }
-  const current = { ...result, cniVersion: CURRENT_VERSION };
+  const current: Result = { ...result, cniVersion: CURRENT_VERSION };
   try {
     validateResult(current, 'plugin result');
   } catch (e) {
-    throw new CniError(ErrorCode.Internal, `plugin returned an invalid result: ${(e as CniError).message}`);
+    const err = CniError.from(e);
+    throw new CniError(ErrorCode.Internal, `plugin returned an invalid result: ${err.message}`, err.details);
   }
   return convertResult(current, toVersion);
 }

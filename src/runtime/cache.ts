@@ -129,7 +129,8 @@ export function decodeCacheRecord(
     config = Buffer.from(o.config, 'base64').toString('utf8');
   }
   const record: CachedAttachment = { containerId, ifname: ifName, networkName, config };
-  if (str('netns')) record.netns = str('netns');
+  const netns = str('netns');
+  if (netns) record.netns = netns;
   if (Array.isArray(o.cniArgs)) {
     if (
       !o.cniArgs.every((p) => Array.isArray(p) && p.length === 2 && p.every((s) => typeof s === 'string'))

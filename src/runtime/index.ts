@@ -1,6 +1,10 @@
-// cni-kit/runtime: the libcni equivalent for runtimes and meta plugins: run network configuration
-// lists against containers with libcni's chaining, capability and cache rules, and load config
-// directories. The file I/O lives here; parsing config bytes is cni-kit/spec's.
+/**
+ * The libcni equivalent for runtimes and meta plugins: run network configuration lists against
+ * containers with libcni's chaining, capability and cache rules, and load config directories. The
+ * file I/O lives here; parsing config bytes is cni-kit/spec's.
+ *
+ * @module cni-kit/runtime
+ */
 export { type CachedAttachment, DEFAULT_CACHE_DIR } from './cache.js';
 export {
   CONF_EXTENSIONS,

@@ -21,12 +21,12 @@ import { type AttachmentKey, type CachedAttachment, DEFAULT_CACHE_DIR, ResultCac
 export interface RuntimeConf {
   containerId: string;
   /** Path of the network namespace; may be empty on DEL when it is gone. */
-  netns?: string;
+  netns?: string | undefined;
   ifname: string;
   /** CNI_ARGS pairs, e.g. [["K8S_POD_NAME","web"]]. */
-  args?: CniArgs;
+  args?: CniArgs | undefined;
   /** Capability values; each plugin receives those it declares in `capabilities`. */
-  capabilityArgs?: CapabilityArgs;
+  capabilityArgs?: CapabilityArgs | undefined;
 }
 
 /** Construction options of CniRuntime. */
@@ -34,23 +34,23 @@ export interface CniRuntimeOptions {
   /** Directories searched for plugin binaries, in order (CNI_PATH). */
   pluginDirs: string[];
   /** Cache root shared with libcni; default /var/lib/cni (files under `results/`). */
-  cacheDir?: string;
+  cacheDir?: string | undefined;
   /** Per plugin call; default none (pass an AbortSignal per call or set this). */
-  timeoutMs?: number;
-  killGraceMs?: number;
+  timeoutMs?: number | undefined;
+  killGraceMs?: number | undefined;
   /** Base environment of plugins; default process.env. CNI_* variables are always overridden. */
-  env?: Env;
+  env?: Env | undefined;
   /** Where plugin stderr is copied; default process.stderr, null drops it. */
-  stderr?: NodeJS.WritableStream | null;
-  busyRetries?: number;
-  busyRetryDelayMs?: number;
+  stderr?: NodeJS.WritableStream | null | undefined;
+  busyRetries?: number | undefined;
+  busyRetryDelayMs?: number | undefined;
   /** Receives non-fatal problems, e.g. a corrupt cache file skipped on DEL; default: a line on stderr. */
-  warn?: (message: string) => void;
+  warn?: ((message: string) => void) | undefined;
 }
 
 /** Per-call options. */
 export interface CallOptions {
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** A network configuration list: parsed, or the JSON text/bytes of a .conflist. */

@@ -15,12 +15,12 @@ export type Env = Readonly<Record<string, string | undefined>>;
 /** The per-call parameters a runtime passes to a plugin through CNI_* variables. */
 export interface CallParams {
   command: Command;
-  containerId?: string;
-  netns?: string;
-  ifname?: string;
-  args?: CniArgsInput;
+  containerId?: string | undefined;
+  netns?: string | undefined;
+  ifname?: string | undefined;
+  args?: CniArgsInput | undefined;
   /** Plugin directories, joined with the OS list separator into CNI_PATH. */
-  path?: readonly string[];
+  path?: readonly string[] | undefined;
 }
 
 /** Splits a CNI_PATH value on the OS list separator, dropping empty entries. */

@@ -75,3 +75,30 @@ export function isCniErrorJson(v: unknown): v is CniErrorJson {
     typeof (v as { msg?: unknown }).msg === 'string'
   );
 }
+
+/**
+ * Loads an optional peer dependency (heavy clients only some stores use). When it is not
+ * installed, the CNI error names the package, what needs it, and how to install it; a plugin built
+ * by `cni-kit build` looks for it in the lib/ folder beside its binary.
+ */
+export async function importOptionalPeer<T>(
+  pkg: string,
+  feature: string,
+  load: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    const missing =
+      (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') &&
+      String((err as Error).message).includes(pkg.startsWith('@') ? pkg.split('/')[1]! : pkg);
+    if (!missing) throw err;
+    throw new CniError(
+      ErrorCode.Internal,
+      `${feature} needs ${pkg}, an optional peer dependency of cni-kit that is not installed`,
+      `install it next to cni-kit (npm i ${pkg}); a plugin built with cni-kit build needs the lib/ folder written beside its binary when ${pkg} was installed`,
+      { cause: err },
+    );
+  }
+}

@@ -1,6 +1,10 @@
-// cni-kit/spec: the pure protocol model, no I/O: versions, the config envelope and lists, results
-// and their conversion, errors, CNI_ARGS and the call environment, identifiers, capabilities, the
-// one IP/CIDR module (addr) and the config-schema builder (conf).
+/**
+ * The pure protocol model, no I/O: versions, the config envelope and lists, results and their
+ * conversion, errors, CNI_ARGS and the call environment, identifiers, capabilities, the one IP/CIDR
+ * module (addr) and the config-schema builder (conf).
+ *
+ * @module cni-kit/spec
+ */
 export {
   type CidrAddress,
   compareIP,
@@ -67,6 +71,7 @@ export { CniError, type CniErrorJson, ErrorCode, type ErrorCodeValue, isCniError
 export { isValidIfName, validateContainerId, validateIfName, validateNetworkName } from './identifiers.js';
 export { convertResult, parseResult, toCurrentResult, validateResult } from './result/convert.js';
 export type {
+  AddResult,
   AnyResult,
   DNS,
   Interface,
@@ -100,6 +105,7 @@ export {
   type ParseOptions,
   Schema,
   type SchemaIssue,
+  type Shape,
   StringSchema,
 } from './schema.js';
 export {

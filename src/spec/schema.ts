@@ -27,11 +27,11 @@ export interface SchemaIssue {
 /** What `parse` needs besides the value. */
 export interface ParseOptions {
   /** Path prefix of the value, e.g. "ipam"; default: the top level. */
-  path?: string;
+  path?: string | undefined;
   /** Code of the thrown CniError; default 7 (invalid network config). */
-  code?: ErrorCodeValue;
+  code?: ErrorCodeValue | undefined;
   /** Prepended to the message, e.g. "invalid network config". */
-  label?: string;
+  label?: string | undefined;
 }
 
 class Issues {
@@ -246,7 +246,8 @@ export class StringSchema extends Schema<string> {
   }
 }
 
-type Shape = Record<string, Schema<unknown>>;
+/** The fields of an object schema: `conf.object(shape)`. */
+export type Shape = Record<string, Schema<unknown>>;
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
 type OptionalKeys<S extends Shape> = { [K in keyof S]: undefined extends Infer<S[K]> ? K : never }[keyof S];
 type RequiredKeys<S extends Shape> = Exclude<keyof S, OptionalKeys<S>>;

@@ -22,7 +22,7 @@ type Obj = Record<string, unknown> & {
     name: string;
     namespace?: string;
     resourceVersion?: string;
-    annotations?: Record<string, string>;
+    annotations?: Record<string, string> | undefined;
   };
 };
 

@@ -7,8 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-// @ts-expect-error: a plain .mjs build helper without type declarations
-import { cniKitSource } from '../../scripts/esbuild-cni-kit.mjs';
+import { cniKitSourcePlugin } from '../../src/cli/build.js';
 
 const GO = '/usr/lib/cni';
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -28,7 +27,7 @@ beforeAll(async () => {
     target: 'node20',
     format: 'cjs',
     banner: { js: `#!${process.execPath}` },
-    plugins: [cniKitSource],
+    plugins: [cniKitSourcePlugin(join(root, 'src'))],
     logLevel: 'error',
   });
   chmodSync(`${out}.cjs`, 0o755);

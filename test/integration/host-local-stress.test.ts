@@ -9,8 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { HostLocalAllocator, type IpamNetConf } from 'cni-kit/ipam';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-// @ts-expect-error: a plain .mjs build helper without type declarations
-import { cniKitSource } from '../../scripts/esbuild-cni-kit.mjs';
+import { cniKitSourcePlugin } from '../../src/cli/build.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const OURS = join(repo, 'dist/bin/host-local');
@@ -52,7 +51,7 @@ beforeAll(async () => {
     format: 'esm',
     target: 'node20',
     outfile: worker,
-    plugins: [cniKitSource],
+    plugins: [cniKitSourcePlugin(join(repo, 'src'))],
     logLevel: 'warning',
   });
 });

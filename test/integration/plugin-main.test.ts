@@ -1,8 +1,8 @@
 // pluginMain end to end: the debug example runs as a real process for every path of the skel.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { cniEnv, execPlugin } from '../helpers/plugin.js';
 
 const conf = (o: Record<string, unknown> = {}) =>
@@ -30,6 +30,11 @@ function expectError(r: ReturnType<typeof execPlugin>, code: number, msg: RegExp
   return e;
 }
 
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
 describe('pluginMain as a process', () => {
   it('VERSION answers without reading stdin', () => {
     const r = execPlugin('debug', { CNI_COMMAND: 'VERSION' });
@@ -49,6 +54,7 @@ describe('pluginMain as a process', () => {
 
   it('ADD returns the result converted to the config version, and records its input', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ck-skel-'));
+    dirs.push(dir);
     const rec = join(dir, 'rec.jsonl');
     for (const [v, check] of [
       [

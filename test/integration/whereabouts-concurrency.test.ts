@@ -7,8 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-// @ts-expect-error: a plain .mjs build helper without type declarations
-import { etcd3ProtoPlugin } from '../../scripts/esbuild-etcd3-proto.mjs';
+import { etcd3ProtoPlugin } from '../../src/cli/build.js';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
 import { openKubeApi } from '../../src/k8s/connect.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
@@ -29,7 +28,7 @@ beforeAll(async () => {
     target: 'node20',
     format: 'cjs',
     logLevel: 'error',
-    plugins: [etcd3ProtoPlugin],
+    plugins: [etcd3ProtoPlugin()],
   });
   if (hasEtcd()) etcd = await startEtcd('wbconc');
   // Plain HTTP: the client opens a connection per request, and a TLS handshake for each would

@@ -75,6 +75,13 @@ export function result100(version: '1.0.0' | '1.1.0' = '1.1.0', with11 = true): 
     .map((r) => {
       const out: Result = { cniVersion: version, ...r };
       if (out.dns && Object.keys(out.dns).length === 0) delete out.dns;
+      // `ips[].interface` indexes `interfaces` (validateResult checks it): fold it into range.
+      const count = out.interfaces?.length ?? 0;
+      if (out.ips) {
+        out.ips = out.ips.map(({ interface: i, ...rest }) =>
+          i === undefined || count === 0 ? rest : { interface: i % count, ...rest },
+        );
+      }
       return out;
     });
 }

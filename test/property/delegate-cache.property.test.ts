@@ -6,6 +6,7 @@ import { buildCniEnv, formatCniArgs, parseCniArgs } from 'cni-kit/spec';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeCacheRecord, encodeCacheRecord, ResultCache } from '../../src/runtime/cache.js';
+import { runFence } from '../helpers/bounded-runs.js';
 
 const work = mkdtempSync(join(tmpdir(), `ckdp-${process.pid}-`));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -109,18 +110,21 @@ describe('result cache record', () => {
     );
   });
 
-  it('a record written by the runtime is a file Go would accept, at libcni’s path', async () => {
+  it('a record written by the runtime is a file Go would accept, at libcni’s path', async (ctx) => {
     const cacheDir = join(work, 'rt');
     const cache = new ResultCache(cacheDir);
+    const fence = runFence(ctx);
     await fc.assert(
-      fc.asyncProperty(attachment, async (a) => {
-        await cache.write(a);
-        const file = join(cacheDir, 'results', `${a.networkName}-${a.containerId}-${a.ifname}`);
-        readAsGo(readFileSync(file, 'utf8'));
-        const back = await cache.read(a);
-        expect(back.status === 'ok' && back.record).toEqual(a);
-        await cache.remove(a);
-      }),
+      fc.asyncProperty(attachment, (a) =>
+        fence.run(async () => {
+          await cache.write(a);
+          const file = join(cacheDir, 'results', `${a.networkName}-${a.containerId}-${a.ifname}`);
+          readAsGo(readFileSync(file, 'utf8'));
+          const back = await cache.read(a);
+          expect(back.status === 'ok' && back.record).toEqual(a);
+          await cache.remove(a);
+        }),
+      ),
       { numRuns: 40 },
     );
     // The runtime reads the same place: its cached attachments are the records written above.

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { HostLocalAllocator, type IpamNetConf, StaticAllocator } from 'cni-kit/ipam';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runFence } from '../helpers/bounded-runs.js';
 
 const root = mkdtempSync(join(tmpdir(), `cnikit-ipam-prop-${process.pid}-`));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -105,76 +106,79 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 let netSeq = 0;
 
 describe('host-local properties', () => {
-  it('never hands out an address twice, stays in range, exhausts exactly when full, DEL and GC free', async () => {
+  it('never hands out an address twice, stays in range, exhausts exactly when full, DEL and GC free', async (ctx) => {
+    const fence = runFence(ctx);
     await fc.assert(
-      fc.asyncProperty(configArb, fc.array(opArb, { minLength: 1, maxLength: 30 }), async (sets, ops) => {
-        const name = `p${netSeq++}`;
-        const conf: IpamNetConf = {
-          cniVersion: '1.0.0',
-          name,
-          ipam: { type: 'host-local', dataDir: root, ranges: sets.map((s) => s.map((r) => r.cfg)) },
-        };
-        const alloc = new HostLocalAllocator(conf, { fsync: false });
-        const setAddrs = sets.map((s) => s.flatMap((r) => r.model.addrs));
-        const forbidden = new Set(
-          sets.flatMap((s) =>
-            s.flatMap((r) => [r.model.all.network, r.model.all.broadcast, r.model.all.gateway]),
-          ),
-        );
-        for (const s of sets) for (const r of s) for (const a of r.model.addrs) forbidden.delete(a);
-        const model = new Map<string, string[]>(); // "id/ifname" -> ips
-        const held = () => new Set([...model.values()].flat());
-        for (const op of ops) {
-          if (op.kind === 'add') {
-            const key = `c${op.id}/${op.ifname}`;
-            const before = model.get(key);
-            const used = held();
-            const full = setAddrs.some((addrs) => addrs.every((a) => used.has(a)));
-            let result: string[] | undefined;
-            try {
-              const r = await alloc.allocate({ containerId: `c${op.id}`, ifname: op.ifname });
-              result = r.ips!.map((i) => i.address.split('/')[0]!);
-            } catch (e) {
-              expect(before, `re-ADD of ${key} must not fail`).toBeUndefined();
-              expect(full, `ADD failed without a full set: ${(e as Error).message}`).toBe(true);
-              continue;
+      fc.asyncProperty(configArb, fc.array(opArb, { minLength: 1, maxLength: 30 }), (sets, ops) =>
+        fence.run(async () => {
+          const name = `p${netSeq++}`;
+          const conf: IpamNetConf = {
+            cniVersion: '1.0.0',
+            name,
+            ipam: { type: 'host-local', dataDir: root, ranges: sets.map((s) => s.map((r) => r.cfg)) },
+          };
+          const alloc = new HostLocalAllocator(conf, { fsync: false });
+          const setAddrs = sets.map((s) => s.flatMap((r) => r.model.addrs));
+          const forbidden = new Set(
+            sets.flatMap((s) =>
+              s.flatMap((r) => [r.model.all.network, r.model.all.broadcast, r.model.all.gateway]),
+            ),
+          );
+          for (const s of sets) for (const r of s) for (const a of r.model.addrs) forbidden.delete(a);
+          const model = new Map<string, string[]>(); // "id/ifname" -> ips
+          const held = () => new Set([...model.values()].flat());
+          for (const op of ops) {
+            if (op.kind === 'add') {
+              const key = `c${op.id}/${op.ifname}`;
+              const before = model.get(key);
+              const used = held();
+              const full = setAddrs.some((addrs) => addrs.every((a) => used.has(a)));
+              let result: string[] | undefined;
+              try {
+                const r = await alloc.allocate({ containerId: `c${op.id}`, ifname: op.ifname });
+                result = r.ips!.map((i) => i.address.split('/')[0]!);
+              } catch (e) {
+                expect(before, `re-ADD of ${key} must not fail`).toBeUndefined();
+                expect(full, `ADD failed without a full set: ${(e as Error).message}`).toBe(true);
+                continue;
+              }
+              if (before) {
+                expect(result).toEqual(before);
+                continue;
+              }
+              expect(full, 'ADD succeeded although a set was full').toBe(false);
+              expect(result.length).toBe(sets.length);
+              result.forEach((ip, i) => {
+                expect(setAddrs[i]).toContain(ip);
+                expect(used.has(ip), `${ip} handed out twice`).toBe(false);
+                expect(forbidden.has(ip)).toBe(false);
+              });
+              model.set(key, result);
+            } else if (op.kind === 'del') {
+              await alloc.release({ containerId: `c${op.id}`, ifname: op.ifname });
+              model.delete(`c${op.id}/${op.ifname}`);
+            } else {
+              const valid = op.keep.flatMap((id) => [
+                { containerId: `c${id}`, ifname: 'eth0' },
+                { containerId: `c${id}`, ifname: 'net1' },
+              ]);
+              await alloc.gc(valid);
+              for (const k of [...model.keys()])
+                if (!op.keep.includes(Number(k.slice(1, k.indexOf('/'))))) model.delete(k);
             }
-            if (before) {
-              expect(result).toEqual(before);
-              continue;
-            }
-            expect(full, 'ADD succeeded although a set was full').toBe(false);
-            expect(result.length).toBe(sets.length);
-            result.forEach((ip, i) => {
-              expect(setAddrs[i]).toContain(ip);
-              expect(used.has(ip), `${ip} handed out twice`).toBe(false);
-              expect(forbidden.has(ip)).toBe(false);
-            });
-            model.set(key, result);
-          } else if (op.kind === 'del') {
-            await alloc.release({ containerId: `c${op.id}`, ifname: op.ifname });
-            model.delete(`c${op.id}/${op.ifname}`);
-          } else {
-            const valid = op.keep.flatMap((id) => [
-              { containerId: `c${id}`, ifname: 'eth0' },
-              { containerId: `c${id}`, ifname: 'net1' },
-            ]);
-            await alloc.gc(valid);
-            for (const k of [...model.keys()])
-              if (!op.keep.includes(Number(k.slice(1, k.indexOf('/'))))) model.delete(k);
+            // The directory holds exactly the model, in the reference's format.
+            const dir = join(root, name);
+            const onDisk = readdirSync(dir)
+              .filter((f) => f !== 'lock' && f !== '.cni-kit' && !f.startsWith('last_reserved_ip.'))
+              .map((f) => `${f}=${readFileSync(join(dir, f), 'utf8')}`)
+              .sort();
+            const expected = [...model.entries()]
+              .flatMap(([k, ips]) => ips.map((ip) => `${ip}=${k.replace('/', '\r\n')}`))
+              .sort();
+            expect(onDisk).toEqual(expected);
           }
-          // The directory holds exactly the model, in the reference's format.
-          const dir = join(root, name);
-          const onDisk = readdirSync(dir)
-            .filter((f) => f !== 'lock' && f !== '.cni-kit' && !f.startsWith('last_reserved_ip.'))
-            .map((f) => `${f}=${readFileSync(join(dir, f), 'utf8')}`)
-            .sort();
-          const expected = [...model.entries()]
-            .flatMap(([k, ips]) => ips.map((ip) => `${ip}=${k.replace('/', '\r\n')}`))
-            .sort();
-          expect(onDisk).toEqual(expected);
-        }
-      }),
+        }),
+      ),
       { numRuns: 40 },
     );
   }, 120_000);

@@ -2,9 +2,17 @@
 // (each op's errno, then the visible state of both namespaces) on the in-memory model and on the
 // real kernel. This is what keeps the memory backend honest.
 import { execFileSync } from 'node:child_process';
-import { linuxNetlink, memoryNetlink, type Netlink, NetlinkError, type NetnsOps } from 'cni-kit/netlink';
+import {
+  linuxNetlink,
+  memoryNetlink,
+  type Netlink,
+  NetlinkError,
+  type NetnsOps,
+  type TempNetns,
+} from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runFence } from '../helpers/bounded-runs.js';
 
 const PID = process.pid;
 const NAMES = ['a0', 'a1', 'b0', 'br0', 'br1'] as const;
@@ -20,10 +28,10 @@ type Step =
   | { t: 'rename'; name: string; to: string }
   | { t: 'move'; name: string }
   | { t: 'addr'; name: string; cidr: string; add: boolean }
-  | { t: 'route'; dst: string; gw?: string; dev?: string }
+  | { t: 'route'; dst: string; gw?: string | undefined; dev?: string | undefined }
   | { t: 'sysctl'; name: string }
   | { t: 'hairpin'; name: string; on: boolean }
-  | { t: 'macvlan'; name: string; parent: string; other: boolean; mtu?: number };
+  | { t: 'macvlan'; name: string; parent: string; other: boolean; mtu?: number | undefined };
 
 const name = fc.constantFrom(...NAMES);
 const step: fc.Arbitrary<Step> = fc.oneof(
@@ -148,9 +156,20 @@ async function run(nl: Netlink, a: string, b: string, steps: Step[]) {
 
 const isRoot = process.getuid?.() === 0;
 
+// Each run makes two real namespaces and execs iproute2 for every step: about 0.15 s on an idle
+// machine, several times that on a loaded one. The runs stop at a time budget well inside the
+// test timeout (shrinking a failure included), and the test still demands a minimum that a loaded
+// 2-core machine reaches with room to spare. NETLINK_DIFF_RUNS / NETLINK_DIFF_BUDGET_MS raise both
+// for a longer local soak (pass a test timeout to match).
+const RUNS = Number(process.env.NETLINK_DIFF_RUNS ?? 25);
+const BUDGET_MS = Number(process.env.NETLINK_DIFF_BUDGET_MS ?? 12_000);
+const MIN_RUNS = Math.min(RUNS, 8);
+
 describe('netlink differential: memory model vs real kernel', () => {
-  const made: string[] = [];
+  const made = new Set<string>();
   afterAll(() => {
+    // Each run removes its own namespaces, and the test's fence waits for a run in flight; this
+    // catches a run whose removal failed.
     for (const n of made) {
       try {
         execFileSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
@@ -160,25 +179,39 @@ describe('netlink differential: memory model vs real kernel', () => {
 
   it('gives the same per-op errors and final state for random op sequences', async (ctx) => {
     if (!isRoot) ctx.skip('needs root for real network namespaces');
+    const fence = runFence(ctx);
     const real = linuxNetlink();
     let k = 0;
+    const runOnce = async (steps: Step[]) => {
+      const mem = memoryNetlink({ hostLinks: [] });
+      const [ma, mb] = [(await mem.createNetns('a')).path, (await mem.createNetns('b')).path];
+      const [na, nb] = [`nldf${PID}-${++k}a`, `nldf${PID}-${k}b`];
+      made.add(na).add(nb);
+      const created: TempNetns[] = [];
+      try {
+        const ra = await real.createNetns(na);
+        created.push(ra);
+        const rb = await real.createNetns(nb);
+        created.push(rb);
+        const want = await run(real, ra.path, rb.path, steps);
+        const got = await run(mem, ma, mb, steps);
+        expect(got).toEqual(want);
+      } finally {
+        for (const ns of created) await ns.remove();
+        made.delete(na);
+        made.delete(nb);
+      }
+    };
+    const t0 = performance.now();
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 3, maxLength: 10 }), async (steps) => {
-        const mem = memoryNetlink({ hostLinks: [] });
-        const [ma, mb] = [(await mem.createNetns('a')).path, (await mem.createNetns('b')).path];
-        const ra = await real.createNetns(`nldf${PID}-${++k}a`);
-        const rb = await real.createNetns(`nldf${PID}-${k}b`);
-        made.push(ra.name, rb.name);
-        try {
-          const want = await run(real, ra.path, rb.path, steps);
-          const got = await run(mem, ma, mb, steps);
-          expect(got).toEqual(want);
-        } finally {
-          await ra.remove();
-          await rb.remove();
-        }
-      }),
-      { numRuns: Number(process.env.NETLINK_DIFF_RUNS ?? 25) },
+      fc.asyncProperty(fc.array(step, { minLength: 3, maxLength: 10 }), (steps) =>
+        fence.run(() => runOnce(steps)),
+      ),
+      { numRuns: RUNS, plugins: [fc.interruptAfterTimeLimit(BUDGET_MS)] },
     );
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    const ran = `${fence.passed} of ${RUNS} runs fit in the ${BUDGET_MS} ms budget (${secs} s)`;
+    if (fence.passed < RUNS) console.info(`netlink differential: ${ran}`);
+    expect(fence.passed, ran).toBeGreaterThanOrEqual(MIN_RUNS);
   });
 });

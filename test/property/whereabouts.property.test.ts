@@ -10,6 +10,7 @@ import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js'
 import { openKubeApi } from '../../src/k8s/connect.js';
 import { formatIP, parseIP } from '../../src/spec/addr.js';
 import type { CniError } from '../../src/spec/errors.js';
+import { runFence } from '../helpers/bounded-runs.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
@@ -20,7 +21,7 @@ interface Gen {
   start?: number;
   end?: number;
   gateway?: number;
-  exclude: Array<{ off: number; prefix?: number }>;
+  exclude: Array<{ off: number; prefix?: number | undefined }>;
 }
 
 const genConfig: fc.Arbitrary<Gen> = fc
@@ -104,7 +105,7 @@ function capacity(g: Gen): number {
 }
 
 type Op =
-  | { k: 'add'; c: number; i: number; pod?: number }
+  | { k: 'add'; c: number; i: number; pod?: number | undefined }
   | { k: 'del'; c: number; i: number }
   | { k: 'gc'; keep: number[] };
 
@@ -216,33 +217,40 @@ afterAll(async () => {
 });
 
 describe('whereabouts allocator properties', () => {
-  it('file store: unique, in range, never excluded or gateway, exhausts exactly when full, DEL/GC free', async () => {
+  it('file store: unique, in range, never excluded or gateway, exhausts exactly when full, DEL/GC free', async (ctx) => {
+    const fence = runFence(ctx);
     await fc.assert(
-      fc.asyncProperty(genConfig, genOps, async (g, ops) => {
-        await runModel(g, ops, { datastore: 'file', data_dir: join(tmp, `run${run++}`) });
-      }),
+      fc.asyncProperty(genConfig, genOps, (g, ops) =>
+        fence.run(() => runModel(g, ops, { datastore: 'file', data_dir: join(tmp, `run${run++}`) })),
+      ),
       { numRuns: 60 },
     );
   });
 
   it('etcd store: the same properties against a real etcd', async (ctx) => {
     if (!etcd) ctx.skip('no /usr/bin/etcd on this machine');
+    const fence = runFence(ctx);
     await fc.assert(
-      fc.asyncProperty(genConfig, genOps, async (g, ops) => {
-        await runModel(g, ops, { datastore: 'etcd', etcd_host: etcd!.url, etcd_prefix: `/wbprop/${run++}` });
-      }),
+      fc.asyncProperty(genConfig, genOps, (g, ops) =>
+        fence.run(() =>
+          runModel(g, ops, { datastore: 'etcd', etcd_host: etcd!.url, etcd_prefix: `/wbprop/${run++}` }),
+        ),
+      ),
       { numRuns: 40 },
     );
   });
 
-  it('kubernetes store (IPPool CRs on an in-process API server): the same properties', async () => {
+  it('kubernetes store (IPPool CRs on an in-process API server): the same properties', async (ctx) => {
+    const fence = runFence(ctx);
     await fc.assert(
-      fc.asyncProperty(genConfig, genOps, async (g, ops) => {
-        // One namespace per run keeps runs apart, as distinct clusters would be.
-        const ns = `wbprop${run++}`;
-        const kubeconfig = kube!.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
-        await runModel(g, ops, { datastore: 'kubernetes', kubernetes: { kubeconfig } });
-      }),
+      fc.asyncProperty(genConfig, genOps, (g, ops) =>
+        fence.run(async () => {
+          // One namespace per run keeps runs apart, as distinct clusters would be.
+          const ns = `wbprop${run++}`;
+          const kubeconfig = kube!.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
+          await runModel(g, ops, { datastore: 'kubernetes', kubernetes: { kubeconfig } });
+        }),
+      ),
       { numRuns: 30 },
     );
   });

@@ -344,7 +344,8 @@ describe('host-local allocation', () => {
       { type: 'host-local', binary: '/go/host-local', command: 'DEL', stdin },
       { type: 'dhcp', binary: undefined, command: 'ADD', stdin },
     ]);
-    const none = await rejects(ipam(call({ ...c, ipam: undefined }, [])).add());
+    const { ipam: _ipam, ...noIpam } = c;
+    const none = await rejects(ipam(call(noIpam, [])).add());
     expect(none.message).toMatch(/^ipam: missing/);
   });
 });

@@ -22,6 +22,8 @@ const RANK: Record<string, number> = {
   runtime: 5,
   k8s: 5,
   daemon: 6,
+  // The conformance kit: a library over spec (and processes it starts), under the CLI.
+  conform: 6,
   cli: 7,
   // src/index.ts and src/kit.ts: the package root, which wires layers together.
   root: 8,

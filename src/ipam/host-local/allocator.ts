@@ -61,6 +61,7 @@ function keyOf(req: IpamRequest): AllocationKey {
 /** The host-local allocator for one network config. */
 export class HostLocalAllocator implements IpamAllocator {
   readonly config: HostLocalConfig;
+  /** The on-disk state (tests reach into it). @internal */
   readonly store: HostLocalStore;
   private readonly netconf: IpamNetConf;
 

@@ -59,9 +59,9 @@ interface IndexEntry {
 /** Options for the disk store. */
 export interface HostLocalStoreOptions extends FileLockOptions {
   /** fsync each address file before it appears (default true); off only for benchmarks on tmpfs. */
-  fsync?: boolean;
+  fsync?: boolean | undefined;
   /** Called after each durable step; crash tests kill the process here to prove every step recovers. */
-  onStep?: (step: 'intent' | 'reserved' | 'released') => void;
+  onStep?: ((step: 'intent' | 'reserved' | 'released') => void) | undefined;
 }
 
 const LAST_RESERVED = 'last_reserved_ip.';

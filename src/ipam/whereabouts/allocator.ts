@@ -49,10 +49,10 @@ export type Random = () => number;
 /** Options of a WhereaboutsAllocator. */
 export interface WhereaboutsAllocatorOptions {
   /** cniVersion stamped on results. */
-  cniVersion?: string;
+  cniVersion?: string | undefined;
   /** Close the store after every call (one-shot plugin processes); default false. */
-  closeAfterEachCall?: boolean;
-  random?: Random;
+  closeAfterEachCall?: boolean | undefined;
+  random?: Random | undefined;
 }
 
 /** An IpamAllocator over whereabouts-style pools held in a Store. */

@@ -15,9 +15,9 @@ const fmt = (a: bigint, family: IPFamily): string => formatIP({ family, value: a
 /** How whereabouts stores are opened. */
 export interface WhereaboutsStoreOptions {
   /** fsync file-store records (default true; benches on tmpfs may turn it off). */
-  fsync?: boolean;
+  fsync?: boolean | undefined;
   /** Kubernetes access for `datastore: kubernetes` (cni-kit/k8s `openKubeApi`, or an open connection). */
-  kube?: KubeOpener | KubeAccess;
+  kube?: KubeOpener | KubeAccess | undefined;
 }
 
 // The store modules are imported statically (they are small); each loads its heavy client (etcd3,

@@ -11,9 +11,9 @@ import { LinuxEngine, runProcess, type SpawnTrace } from './engine.js';
 /** Options for the Linux backend. */
 export interface LinuxNetlinkOptions {
   /** Path treated as the host netns; default this process's own. */
-  hostNetns?: string;
+  hostNetns?: string | undefined;
   /** Called after every process the backend runs (command, stdin, duration): for debugging and benches. */
-  onSpawn?: (trace: SpawnTrace) => void;
+  onSpawn?: ((trace: SpawnTrace) => void) | undefined;
 }
 
 /** The Linux backend plus its spawn counter (for benchmarks and tests). */

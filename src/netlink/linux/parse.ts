@@ -68,8 +68,9 @@ export function parseLinks(text: string): Link[] {
     }
     if (kind === 'macvlan') l.macvlanMode = str(data.mode) as MacvlanMode;
     if (kind === 'ipvlan') l.ipvlanMode = str(data.mode) as IpvlanMode;
-    if (kind === 'vlan') l.vlanId = num(data.id);
-    if (kind === 'vxlan') l.vni = num(data.id);
+    const id = num(data.id);
+    if (kind === 'vlan' && id !== undefined) l.vlanId = id;
+    if (kind === 'vxlan' && id !== undefined) l.vni = id;
     if (kind === 'bridge') l.vlanFiltering = data.vlan_filtering === 1;
     return l;
   });
@@ -158,9 +159,12 @@ export function parseQdiscs(text: string): Qdisc[] {
         root: q.root === true,
       };
       if (e.kind === 'tbf') {
-        e.rateBytes = num(o.rate);
-        e.burstBytes = num(o.burst);
-        e.latencyUs = num(o.lat);
+        const rate = num(o.rate);
+        const burst = num(o.burst);
+        const lat = num(o.lat);
+        if (rate !== undefined) e.rateBytes = rate;
+        if (burst !== undefined) e.burstBytes = burst;
+        if (lat !== undefined) e.latencyUs = lat;
       }
       return e;
     });

@@ -55,13 +55,13 @@ import {
 /** Options for the memory backend. */
 export interface MemoryNetlinkOptions {
   /** Link kinds the simulated kernel supports; default all (pass a subset to test skip paths). */
-  kinds?: readonly LinkKind[];
+  kinds?: readonly LinkKind[] | undefined;
   /** Physical links present and up in the host netns; default ['eth0']. */
-  hostLinks?: readonly string[];
+  hostLinks?: readonly string[] | undefined;
   /** Whether the simulated kernel has bridge VLAN filtering; default true. */
-  bridgeVlans?: boolean;
+  bridgeVlans?: boolean | undefined;
   /** Extra global sysctls (relative path → default value) the model should know. */
-  sysctls?: Record<string, string>;
+  sysctls?: Record<string, string> | undefined;
 }
 
 /** A snapshot of one simulated netns, for assertions. */

@@ -8,18 +8,18 @@ export interface MLink {
   ns: MNetns;
   index: number;
   name: string;
-  kind?: string;
+  kind?: string | undefined;
   up: boolean;
   mtu: number;
   mtuByUser: boolean;
   mac: string;
   macByUser: boolean;
-  master?: MLink;
-  alias?: string;
+  master?: MLink | undefined;
+  alias?: string | undefined;
   /** veth peer. */
-  peer?: MLink;
+  peer?: MLink | undefined;
   /** Lower device of macvlan/ipvlan/vlan/vxlan. */
-  lower?: MLink;
+  lower?: MLink | undefined;
   promisc: boolean;
   allmulti: boolean;
   txqlen: number;
@@ -33,7 +33,7 @@ export interface MLink {
   vlans: Map<number, { pvid: boolean; untagged: boolean }>;
   /** Traffic control: root tbf, ingress qdisc and its mirred redirect targets. */
   tc: {
-    tbf?: { rateBytes: number; burstBytes: number; latencyUs: number };
+    tbf?: { rateBytes: number; burstBytes: number; latencyUs: number } | undefined;
     ingress: boolean;
     redirects: MLink[];
   };

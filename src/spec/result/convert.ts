@@ -1,5 +1,6 @@
 import { isIPv4Address } from '../addr.js';
 import { CniError, ErrorCode } from '../errors.js';
+import { type SchemaIssue, schemaError, showValue } from '../schema.js';
 import {
   CURRENT_VERSION,
   normalizeVersion,
@@ -221,8 +222,35 @@ export function parseResult(
   return obj as unknown as AnyResult;
 }
 
-/** Validates a result against the schema of the version it carries; throws CniError otherwise. */
+/**
+ * Validates a result against the schema of the version it carries, and checks that every
+ * `ips[].interface` is an index into `interfaces` (0.3.0 and later); throws CniError (code 6)
+ * naming the field, the value and the fix otherwise. The SDK runs it on every result a handler
+ * returns before printing it.
+ */
 export function validateResult(result: AnyResult, what = 'result'): void {
   const version = knownVersion(result.cniVersion, `${what}.cniVersion`);
-  resultSchemas[resultFamily(version)].parse(result, { path: what, code: ErrorCode.DecodingFailure });
+  const family = resultFamily(version);
+  resultSchemas[family].parse(result, { path: what, code: ErrorCode.DecodingFailure });
+  if (family !== '0.2') checkInterfaceIndexes(result as Result | Result040, what, ErrorCode.DecodingFailure);
+}
+
+/** `ips[i].interface` must name an entry of `interfaces` (the schema already made it an integer >= 0). */
+function checkInterfaceIndexes(result: Result | Result040, what: string, code: number): void {
+  const count = result.interfaces?.length ?? 0;
+  const issues: SchemaIssue[] = [];
+  (result.ips ?? []).forEach((ip, i) => {
+    if (ip.interface === undefined || ip.interface === null || ip.interface < count) return;
+    const path = `${what}.ips[${i}].interface`;
+    const problem =
+      count === 0
+        ? 'is not an index into interfaces: the result lists no interfaces'
+        : `is not an index into interfaces: the result lists ${count} (indexes 0 to ${count - 1})`;
+    const fix =
+      count === 0
+        ? 'add the interface to "interfaces", or leave "interface" out'
+        : `use the index of the interface in "interfaces" (0 to ${count - 1}), or leave "interface" out`;
+    issues.push({ path, message: `${path}: ${showValue(ip.interface)} ${problem}; ${fix}` });
+  });
+  if (issues.length > 0) throw schemaError(issues, code);
 }

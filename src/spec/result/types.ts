@@ -46,6 +46,13 @@ export interface Result {
   dns?: DNS;
 }
 
+/**
+ * What an ADD handler returns: a {@link Result} whose `cniVersion` may be left out. The SDK stamps
+ * the current version on it, validates it and converts it to the config's `cniVersion`, so a
+ * version set here is ignored.
+ */
+export type AddResult = Omit<Result, 'cniVersion'> & { cniVersion?: string | undefined };
+
 /** A 0.3.x / 0.4.0 interface entry. */
 export interface Interface040 {
   name: string;

@@ -10,7 +10,7 @@
 // Fixed-width hex keys sort like the numbers they encode, so a run of candidates is one range read.
 import { readFileSync } from 'node:fs';
 import type { Etcd3, IOptions } from 'etcd3';
-import { CniError, ErrorCode } from '../../../spec/errors.js';
+import { CniError, ErrorCode, importOptionalPeer } from '../../../spec/errors.js';
 import {
   type Allocation,
   ascendingRuns,
@@ -42,7 +42,7 @@ export async function openEtcdStore(
   opts: EtcdStoreOptions,
   format: (a: bigint, family: 4 | 6) => string,
 ): Promise<Store> {
-  const { Etcd3 } = await import('etcd3');
+  const { Etcd3 } = await importOptionalPeer('etcd3', 'the whereabouts etcd store', () => import('etcd3'));
   const hosts = opts.etcd_host
     .split(',')
     .map((h) => h.trim())

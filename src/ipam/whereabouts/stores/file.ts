@@ -30,7 +30,7 @@ import {
 export interface FileStoreOptions {
   dir: string;
   /** fsync records before they become visible (default true; benches on tmpfs may turn it off). */
-  fsync?: boolean;
+  fsync?: boolean | undefined;
 }
 
 function readText(path: string): string | undefined {

@@ -40,11 +40,11 @@ export type KubeOpener = (
 export interface KubernetesStoreOptions {
   kubeconfig: string;
   /** Overrides the kubeconfig's server URL. */
-  k8s_api_root?: string;
+  k8s_api_root?: string | undefined;
   /** Namespace of the objects; default the kubeconfig context's, else kube-system (as whereabouts). */
-  namespace?: string;
+  namespace?: string | undefined;
   /** Per-request time bound; default 10 s. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 interface Entry {

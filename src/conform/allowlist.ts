@@ -1,0 +1,68 @@
+// What may stay behind after DEL by design: the one place the leftover checks consult. Anything
+// not matched here that a flow's snapshots differ in is a failure.
+
+/** A regular expression list, matched against whole names. */
+/** Name patterns of one kind of leftover. */
+export type NamePatterns = readonly RegExp[];
+
+const matches = (list: NamePatterns, name: string): boolean => list.some((re) => re.test(name));
+
+export const BY_DESIGN_LEFTOVERS = {
+  /**
+   * Links a plugin creates once per node and shares between containers, from the config: the
+   * bridge of a `bridge` plugin (`bridge`, default `cni0`) and, with `vlan` and `isGateway`, its
+   * VLAN gateway link `<bridge>.<vlan>`. The link, its attributes and its addresses may change.
+   */
+  sharedLinks(config: Record<string, unknown>): string[] {
+    if (config.type !== 'bridge') return [];
+    const bridge = typeof config.bridge === 'string' && config.bridge !== '' ? config.bridge : 'cni0';
+    const vlan = typeof config.vlan === 'number' && config.vlan > 0 ? config.vlan : 0;
+    const gateway = config.isGateway === true || config.isDefaultGateway === true;
+    return vlan && gateway ? [bridge, `${bridge}.${vlan}`] : [bridge];
+  },
+
+  /** Files in a data dir that host-local keeps between calls (matched on the base name). */
+  dataFiles: [/^last_reserved_ip\.\d+$/, /^lock$/] as NamePatterns,
+
+  /**
+   * iptables chains shared by all containers of a node. The declaration may stay, and so may rules
+   * in them or in built-in chains that jump to a shared chain or a built-in target, as long as the
+   * rule names no address and no container ID of the run (those are per container).
+   */
+  sharedChains: [/^CNI-FORWARD$/, /^CNI-ADMIN$/, /^CNI-HOSTPORT-[A-Z]+$/] as NamePatterns,
+
+  /** Chains whose declaration may stay only while they hold no rule. */
+  emptyChains: [/^CNI-DN-/] as NamePatterns,
+
+  /** Built-in chains: iptables-nft creates them (and their table) on first use and keeps them. */
+  builtinChains: ['INPUT', 'OUTPUT', 'FORWARD', 'PREROUTING', 'POSTROUTING'] as readonly string[],
+
+  /** Route protocols the kernel adds by itself (from addresses, links and router adverts). */
+  kernelRouteProtocols: ['kernel', 'ra'] as readonly string[],
+
+  /**
+   * Addresses the kernel configures by itself when a link goes up, which stay after a plugin sets
+   * it down again: 127.0.0.1/8 and ::1/128 on `lo`, and IPv6 link-local (fe80::/10) addresses.
+   */
+  isKernelAddress(dev: string, family: string, local: string, prefixlen: number): boolean {
+    if (dev === 'lo' && family === 'inet' && local === '127.0.0.1' && prefixlen === 8) return true;
+    if (dev === 'lo' && family === 'inet6' && local === '::1' && prefixlen === 128) return true;
+    return family === 'inet6' && /^fe[89ab][0-9a-f]:/i.test(local);
+  },
+
+  /** State the kit never compares: sysctls (e.g. ip_forward, per-interface settings) and tc qdiscs. */
+  notCompared: ['sysctls', 'tc qdiscs and filters', 'conntrack entries'] as readonly string[],
+
+  isDataFile(base: string): boolean {
+    return matches(BY_DESIGN_LEFTOVERS.dataFiles, base);
+  },
+  isSharedChain(name: string): boolean {
+    return matches(BY_DESIGN_LEFTOVERS.sharedChains, name);
+  },
+  isEmptyOnlyChain(name: string): boolean {
+    return matches(BY_DESIGN_LEFTOVERS.emptyChains, name);
+  },
+  isBuiltinChain(name: string): boolean {
+    return BY_DESIGN_LEFTOVERS.builtinChains.includes(name);
+  },
+};
