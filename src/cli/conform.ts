@@ -28,6 +28,9 @@ options:
   --prev-result FILE    a prevResult fixture (a result of any version) for chained plugins
   --no-node-netns       run the plugin in this netns instead of a node netns of its own
   --node-setup CMD      shell command run in the node netns after creating it
+  --container-setup CMD shell command run in the node netns before each container is created
+                        (CONFORM_CONTAINER_ID and CONFORM_NETNS set), e.g. to make the device a
+                        host-device config takes
   --junit FILE          also write the report as JUnit XML
   --json                print the report as JSON instead of a table
   --timeout-ms N        deadline of one plugin call (default 20000)
@@ -44,6 +47,7 @@ const OPTIONS = {
   'prev-result': { type: 'string' },
   'no-node-netns': { type: 'boolean' },
   'node-setup': { type: 'string' },
+  'container-setup': { type: 'string' },
   junit: { type: 'string' },
   json: { type: 'boolean' },
   'timeout-ms': { type: 'string' },
@@ -109,6 +113,7 @@ export function parseConformArgs(argv: string[]): { options: ConformOptions; jun
   }
   if (values['no-node-netns']) options.nodeNetns = false;
   if (values['node-setup'] !== undefined) options.nodeSetup = values['node-setup'];
+  if (values['container-setup'] !== undefined) options.containerSetup = values['container-setup'];
   return {
     options,
     ...(values.junit !== undefined ? { junit: values.junit } : {}),

@@ -1,8 +1,7 @@
 // What may stay behind after DEL by design: the one place the leftover checks consult. Anything
 // not matched here that a flow's snapshots differ in is a failure.
 
-/** A regular expression list, matched against whole names. */
-/** Name patterns of one kind of leftover. */
+/** Name patterns of one kind of leftover, each matched against a whole name. */
 export type NamePatterns = readonly RegExp[];
 
 const matches = (list: NamePatterns, name: string): boolean => list.some((re) => re.test(name));
@@ -11,9 +10,25 @@ export const BY_DESIGN_LEFTOVERS = {
   /**
    * Links a plugin creates once per node and shares between containers, from the config: the
    * bridge of a `bridge` plugin (`bridge`, default `cni0`) and, with `vlan` and `isGateway`, its
-   * VLAN gateway link `<bridge>.<vlan>`. The link, its attributes and its addresses may change.
+   * VLAN gateway link `<bridge>.<vlan>`; the same for the bridges a `flannel` config (`delegate`,
+   * type bridge by default) or a `multus` config (`delegates`) delegates to. The link, its attributes and its addresses may change.
    */
   sharedLinks(config: Record<string, unknown>): string[] {
+    const obj = (v: unknown): Record<string, unknown> =>
+      typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+    if (config.type === 'flannel') {
+      const delegate = obj(config.delegate);
+      return BY_DESIGN_LEFTOVERS.sharedLinks({ ...delegate, type: delegate.type ?? 'bridge' });
+    }
+    if (config.type === 'multus' && Array.isArray(config.delegates)) {
+      // Each delegate is a network config or a list of them (`plugins`).
+      return config.delegates.flatMap((d) => {
+        const plugins = obj(d).plugins;
+        return (Array.isArray(plugins) ? plugins : [d]).flatMap((p) =>
+          BY_DESIGN_LEFTOVERS.sharedLinks(obj(p)),
+        );
+      });
+    }
     if (config.type !== 'bridge') return [];
     const bridge = typeof config.bridge === 'string' && config.bridge !== '' ? config.bridge : 'cni0';
     const vlan = typeof config.vlan === 'number' && config.vlan > 0 ? config.vlan : 0;
@@ -21,8 +36,12 @@ export const BY_DESIGN_LEFTOVERS = {
     return vlan && gateway ? [bridge, `${bridge}.${vlan}`] : [bridge];
   },
 
-  /** Files in a data dir that host-local keeps between calls (matched on the base name). */
-  dataFiles: [/^last_reserved_ip\.\d+$/, /^lock$/] as NamePatterns,
+  /**
+   * Files in a data dir that allocators keep between calls (matched on the base name): host-local's
+   * `last_reserved_ip.<range>` and `lock`, and the allocation cursor of cni-kit's whereabouts file
+   * store (`pools/<range>/cursor`, the same idea as last_reserved_ip).
+   */
+  dataFiles: [/^last_reserved_ip\.\d+$/, /^lock$/, /^cursor$/] as NamePatterns,
 
   /**
    * iptables chains shared by all containers of a node. The declaration may stay, and so may rules

@@ -72,6 +72,7 @@ export interface RunSettings {
   signal: AbortSignal | undefined;
   tag: string;
   log: ((line: string) => void) | undefined;
+  containerSetup: string | undefined;
 }
 
 export class RunContext {
@@ -141,15 +142,26 @@ export class RunContext {
   }
 
   /** A fresh container netns, with the prevResult scaffolding when the plugin is chained. */
-  async newContainer(scaffold = true): Promise<Container> {
+  /**
+   * A fresh container netns. `forAdd: false` makes one for the error-protocol checks, whose ADDs
+   * never succeed: no prevResult scaffold and no container setup.
+   */
+  async newContainer(forAdd = true): Promise<Container> {
     this.throwIfAborted();
     const n = this.next++;
     const nsName = `${NETNS_PREFIX}${this.s.tag}-${n}`;
     const c: Container = { id: `ck-${this.s.tag}-${n}`, nsName, netns: '', attached: false };
+    const setup = this.s.containerSetup;
+    if (forAdd && setup) {
+      // One at a time, so a setup that checks before it creates never races another.
+      const turn = this.setupQueue.then(() => this.containerSetup(setup, c));
+      this.setupQueue = turn.catch(() => undefined);
+      await turn;
+    }
     c.netns = await addNetns(nsName);
     this.containers.add(c);
     this.all.push(c);
-    if (scaffold && this.s.prevFixture) {
+    if (forAdd && this.s.prevFixture) {
       const hostName = `ckh${this.s.tag.slice(0, 6)}${n}`;
       this.kitLinks.add(hostName);
       c.prev = await buildScaffold(this.s.prevFixture, {
@@ -161,6 +173,17 @@ export class RunContext {
       });
     }
     return c;
+  }
+
+  private setupQueue: Promise<unknown> = Promise.resolve();
+
+  private async containerSetup(setup: string, c: Container): Promise<void> {
+    const [f, a] = inNetns(this.s.nodeNetns, 'sh', ['-c', setup]);
+    const env = { ...process.env, CONFORM_CONTAINER_ID: c.id, CONFORM_NETNS: `/run/netns/${c.nsName}` };
+    const r = await runProc(f, a, { env, timeoutMs: this.s.timeoutMs, signal: this.s.signal });
+    if (r.exitCode !== 0) {
+      throw new StepFailure(`--container-setup failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+    }
   }
 
   /**
@@ -210,8 +233,11 @@ export class RunContext {
     node: [NetSnapshot, NetSnapshot],
     files: [Set<string>, Set<string>],
     container?: [NetSnapshot, NetSnapshot],
+    goneWithNetns: ReadonlySet<string> = new Set(),
   ): string[] {
-    const ctx = { kitLinks: this.kitLinks, sharedLinks: this.sharedLinks, runTag: this.s.tag };
+    // Links the kernel destroyed with a deleted container netns are not the plugin's doing.
+    const kitLinks = goneWithNetns.size ? new Set([...this.kitLinks, ...goneWithNetns]) : this.kitLinks;
+    const ctx = { kitLinks, sharedLinks: this.sharedLinks, runTag: this.s.tag };
     return [
       ...diffNetSnapshots(node[0], node[1], ctx).map((p) => `node: ${p}`),
       ...(container

@@ -142,14 +142,22 @@ export async function delWithoutAdd(run: RunContext, version: string): Promise<v
   });
 }
 
-/** Waits until the links the kernel removes with a deleted netns (veth peers) are gone. */
-async function settleNode(run: RunContext, before: Set<string>): Promise<void> {
+async function nodeLinks(run: RunContext): Promise<Array<{ ifname: string; link_netnsid?: number }>> {
+  const [f, a] = inNetns(run.s.nodeNetns, 'ip', ['-j', 'link', 'show']);
+  const r = await runProc(f, a, { timeoutMs: 5000 });
+  return JSON.parse(r.stdout || '[]') as Array<{ ifname: string; link_netnsid?: number }>;
+}
+
+/** Names of the node links whose peer lives in another netns (veths). */
+async function peeredLinks(run: RunContext): Promise<Set<string>> {
+  return new Set((await nodeLinks(run)).filter((l) => l.link_netnsid !== undefined).map((l) => l.ifname));
+}
+
+/** Waits until the kernel has destroyed those peers (netns teardown is asynchronous). */
+async function settleNode(run: RunContext, peers: ReadonlySet<string>): Promise<void> {
   const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const [f, a] = inNetns(run.s.nodeNetns, 'ip', ['-j', 'link', 'show']);
-    const r = await runProc(f, a, { timeoutMs: 5000 });
-    const links = JSON.parse(r.stdout || '[]') as Array<{ ifname: string; link_netnsid?: number }>;
-    if (!links.some((l) => l.link_netnsid !== undefined && !before.has(l.ifname))) return;
+  while (peers.size && Date.now() < deadline) {
+    if (!(await nodeLinks(run)).some((l) => peers.has(l.ifname))) return;
     await new Promise((res) => setTimeout(res, 50));
   }
 }
@@ -157,7 +165,7 @@ async function settleNode(run: RunContext, before: Set<string>): Promise<void> {
 /** ADD, delete the netns, DEL with the stale CNI_NETNS: exit 0 and nothing left on the node. */
 export async function delNetnsGone(run: RunContext, version: string): Promise<void> {
   const c = await run.newContainer();
-  const [node0, files0] = await Promise.all([run.snapshot(), run.files()]);
+  const [node0, files0, peered0] = await Promise.all([run.snapshot(), run.files(), peeredLinks(run)]);
   const { call, problems } = await doAdd(run, c, version);
   const addFailed = call.exitCode !== 0 || call.jsonError !== undefined;
   if (addFailed) {
@@ -167,15 +175,20 @@ export async function delNetnsGone(run: RunContext, version: string): Promise<vo
     run.skip('leftovers:netns-gone', version, 'ADD failed');
     return;
   }
-  const peers = new Set([...node0.links.keys()].filter((n) => !run.kitLinks.has(n)));
+  // Peered into the container by ADD (a bridge's host veth, the peer of a device moved in).
+  const peers = new Set([...(await peeredLinks(run))].filter((n) => !peered0.has(n)));
   await run.removeContainer(c);
   await settleNode(run, peers);
+  // A device ADD moved into the container (host-device) dies with the netns if it is virtual, and
+  // so does its veth peer on the node: node links gone before DEL runs are the kernel's doing.
+  const beforeDel = await run.snapshot();
+  const goneWithNetns = new Set([...node0.links.keys()].filter((n) => !beforeDel.links.has(n)));
   await run.step('del-netns-gone', version, async () =>
     expectQuietSuccess(await doDel(run, c, version, c.netns), `DEL with CNI_NETNS ${c.netns} gone`),
   );
   await run.step('leftovers:netns-gone', version, async () => {
     const [node1, files1] = await Promise.all([run.snapshot(), run.files()]);
-    const found = run.leftovers([node0, node1], [files0, files1]);
+    const found = run.leftovers([node0, node1], [files0, files1], undefined, goneWithNetns);
     if (existsSync(c.netns)) {
       found.push(
         `a file at CNI_NETNS ${c.netns}: the netns was deleted before DEL and something created it again`,

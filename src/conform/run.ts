@@ -179,6 +179,7 @@ export async function runConformance(options: ConformOptions): Promise<ConformRe
     signal: options.signal,
     tag,
     log: options.log,
+    containerSetup: options.containerSetup,
   });
   let plan: VersionPlan = { tried: [], notTried: [] };
   let aborted = false;

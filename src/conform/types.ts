@@ -22,6 +22,12 @@ export interface ConformOptions {
   nodeNetns?: boolean;
   /** Shell command run (sh -c) inside the node netns right after creating it. */
   nodeSetup?: string;
+  /**
+   * Shell command run (sh -c) inside the node netns before each container is created, with
+   * CONFORM_CONTAINER_ID and CONFORM_NETNS set: for plugins that consume something per container,
+   * such as the device host-device moves in (a virtual device dies with a deleted netns).
+   */
+  containerSetup?: string | undefined;
   /** Deadline of one plugin call in ms (default 20000); the process group is killed after it. */
   timeoutMs?: number;
   /** Aborts the run: running plugins are killed and everything created is removed. */

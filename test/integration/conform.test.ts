@@ -450,6 +450,86 @@ describe.concurrent('our plugins (dist/bin) pass', () => {
     expect(r.checks.find((c) => c.check === 'concurrent-addresses')?.status).toBe('skip');
   }, 120_000);
 
+  it('whereabouts on its file store', async (ctx) => {
+    need(ctx, ours('whereabouts'));
+    const data = freshDir('whereabouts');
+    const ipam = { type: 'whereabouts', range: '10.91.0.0/24', datastore: 'file', data_dir: data };
+    const r = await conform(
+      ours('whereabouts'),
+      { type: 'whereabouts', ipam },
+      { versions: ['0.3.1', '1.1.0'], dataDirs: [data] },
+    );
+    expectAllPass(r, ['0.3.1', '1.1.0']);
+    expect(r.checks.filter((c) => c.check === 'concurrent-addresses').map((c) => c.status)).toEqual([
+      'pass',
+      'pass',
+    ]);
+  }, 120_000);
+
+  it("flannel, delegating to our bridge + host-local from a subnet.env of the test's own", async (ctx) => {
+    need(ctx, ours('flannel'));
+    const dir = freshDir('flannel');
+    writeFileSync(
+      join(dir, 'subnet.env'),
+      // flanneld masquerades (FLANNEL_IPMASQ=true), so the delegate bridge does not.
+      'FLANNEL_NETWORK=10.92.0.0/16\nFLANNEL_SUBNET=10.92.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n',
+    );
+    const config = {
+      type: 'flannel',
+      subnetFile: join(dir, 'subnet.env'),
+      dataDir: join(dir, 'data'),
+      delegate: { bridge: `ckfl${seq}` },
+      // Merged into the host-local IPAM flannel builds: its state stays in the test's directory.
+      ipam: { dataDir: join(dir, 'ipam') },
+    };
+    const r = await conform(ours('flannel'), config, {
+      versions: ['0.3.1', '1.1.0'],
+      cniPath: [BIN_DIR],
+      dataDirs: [join(dir, 'data'), join(dir, 'ipam')],
+    });
+    expectAllPass(r, ['0.3.1', '1.1.0']);
+  }, 120_000);
+
+  it('multus in delegates mode (no Kubernetes), with our bridge + host-local as the cluster network', async (ctx) => {
+    need(ctx, ours('multus'));
+    const dir = freshDir('multus');
+    const config = {
+      type: 'multus',
+      cniDir: join(dir, 'cache'),
+      binDir: BIN_DIR,
+      delegates: [
+        {
+          cniVersion: '1.0.0',
+          name: `${tag}-mucluster`,
+          type: 'bridge',
+          bridge: `ckmu${seq}`,
+          isGateway: true,
+          ipam: hostLocal('10.93.0.0/24'),
+        },
+      ],
+    };
+    const r = await conform(ours('multus'), config, {
+      versions: ['0.3.1', '1.1.0'],
+      cniPath: [BIN_DIR],
+      dataDirs: [join(dir, 'cache')],
+    });
+    expectAllPass(r, ['0.3.1', '1.1.0']);
+  }, 120_000);
+
+  it('host-device, taking a veth that --container-setup makes for each container (one at a time)', async (ctx) => {
+    need(ctx, ours('host-device'));
+    const r = await conform(
+      ours('host-device'),
+      { type: 'host-device', device: 'ckhd0' },
+      {
+        versions: ['0.3.1', '1.1.0'],
+        concurrency: 1,
+        containerSetup: 'ip link show ckhd0 >/dev/null 2>&1 || ip link add ckhd0 type veth peer name ckhd0p',
+      },
+    );
+    expectAllPass(r, ['0.3.1', '1.1.0']);
+  }, 120_000);
+
   it('loopback', async (ctx) => {
     need(ctx, ours('loopback'));
     const r = await conform(
