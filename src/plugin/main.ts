@@ -1,7 +1,7 @@
 import { readFileSync, writeSync } from 'node:fs';
 import type { PluginOptions, PluginSpec } from './context.js';
 import { type PluginOutcome, runPlugin, withOptions } from './run.js';
-import { realStdoutWrite, withStdoutGuard } from './stdout-guard.js';
+import { guardProcess, realStdoutWrite } from './stdout-guard.js';
 
 // The process edge: the only place that reads process.env and stdin and writes stdout and the
 // exit status for a plugin.
@@ -56,7 +56,8 @@ export function pluginMain<C>(spec: PluginSpec<C>, options: PluginOptions<C> = {
   process.once('SIGTERM', onTerm);
   const toStderr = (line: string) => writeFd(2, `${line}\n`, () => {});
   let exitCode = 1;
-  withStdoutGuard(toStderr, async () => {
+  const guard = guardProcess(toStderr);
+  (async () => {
     let out: PluginOutcome;
     try {
       out = await runPlugin(merged, {
@@ -75,6 +76,7 @@ export function pluginMain<C>(spec: PluginSpec<C>, options: PluginOptions<C> = {
     }
     process.removeListener('SIGTERM', onTerm);
     exitCode = out.exitCode;
+    guard.flush();
     if (out.stdout) await new Promise<void>((done) => writeFd(1, out.stdout, done));
-  }).finally(() => process.exit(exitCode));
+  })().finally(() => process.exit(exitCode));
 }

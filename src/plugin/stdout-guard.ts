@@ -1,20 +1,24 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
+import type { AsyncLocalStorage } from 'node:async_hooks';
 import { Console } from 'node:console';
 import { EventEmitter } from 'node:events';
 
 // Stdout is the protocol channel of a plugin: the runtime parses exactly one JSON document from
 // it. A stray console.log in a handler (or in a library it calls) would corrupt it, so while
 // plugin code runs, console.* and process.stdout.write are routed to a line sink (the call's
-// stderr log). The patch is process-wide, installed while at least one guarded call runs; which
-// call a write belongs to comes from the async context, so concurrent in-process calls (tests, a
-// daemon) each get their own output, and code outside any call is left alone.
-
+// stderr log). Two modes:
+//  - a plugin binary (pluginMain) is one call per process: everything printed while the guard is
+//    installed goes to that call's sink, with no per-call bookkeeping;
+//  - in-process calls (runPlugin from tests or a long-lived server) may overlap, so which call a
+//    write belongs to comes from the async context (AsyncLocalStorage), and code outside any call
+//    is left alone. On Node 20 async context tracking costs a few microseconds per promise, so it
+//    is set up only on the first in-process call, never in a plugin binary.
 /** Receives the redirected output, one line at a time (without the newline). */
 export type LineSink = (line: string) => void;
 
 /** Where one guarded call's output goes. */
 interface Route {
-  console: Console;
+  /** Made on the first console call of the route: most calls never print. */
+  console(): Console;
   stream: LineStream;
 }
 
@@ -42,8 +46,22 @@ const METHODS = [
 type Method = (typeof METHODS)[number];
 type Fn = (...args: unknown[]) => unknown;
 
-const routes = new AsyncLocalStorage<Route>();
+/** The in-process mode's context, made on first use. */
+let routes: AsyncLocalStorage<Route> | undefined;
+/** The plugin binary's one call: set by guardProcess, it takes every write while installed. */
+let processRoute: Route | undefined;
 let active = 0;
+
+function contextRoutes(): AsyncLocalStorage<Route> {
+  if (!routes) {
+    const { AsyncLocalStorage: Als } = process.getBuiltinModule('node:async_hooks');
+    routes = new Als<Route>();
+  }
+  return routes;
+}
+
+/** Where a write made now goes: the process's call, the current in-process call, or nowhere. */
+const currentRoute = (): Route | undefined => processRoute ?? routes?.getStore();
 let saved:
   | {
       console: Record<Method, Fn>;
@@ -81,13 +99,24 @@ class LineStream extends EventEmitter {
   }
   /** The sink runs outside the guard, so a sink that itself logs to the console cannot loop. */
   private deliver(line: string): void {
+    if (processRoute || !routes) {
+      // The sink may itself use the console: deliver it with the guard out of the way.
+      const route = processRoute;
+      processRoute = undefined;
+      try {
+        this.sink(line);
+      } finally {
+        processRoute = route;
+      }
+      return;
+    }
     routes.exit(() => this.sink(line));
   }
 }
 
 /** process.stdout.write while guarded: the current call's sink, else the real write. */
 function guardedWrite(stream: NodeJS.WriteStream, realWrite: Fn, args: unknown[]): boolean {
-  const route = routes.getStore();
+  const route = currentRoute();
   if (!route) return realWrite.apply(stream, args) as boolean;
   const [chunk, encodingOrCb, cb] = args;
   const encoding = typeof encodingOrCb === 'string' ? (encodingOrCb as BufferEncoding) : 'utf8';
@@ -109,8 +138,8 @@ function install(): void {
     const real = console[m] as Fn;
     original[m] = real;
     console[m] = function (this: unknown, ...args: unknown[]) {
-      const route = routes.getStore();
-      return route ? (route.console[m] as Fn)(...args) : real.apply(console, args);
+      const route = currentRoute();
+      return route ? (route.console()[m] as Fn)(...args) : real.apply(console, args);
     } as never;
   }
   // process.stdout is built on first access (which costs a plugin start-up time), so the patch of
@@ -161,17 +190,40 @@ function uninstall(): void {
  * is running. A partial last line is flushed when `fn` settles.
  */
 export async function withStdoutGuard<T>(sink: LineSink, fn: () => Promise<T> | T): Promise<T> {
+  // Inside a plugin binary everything already goes to the process's one call.
+  if (processRoute) return await fn();
+  const route = newRoute(sink);
+  if (active++ === 0) install();
+  try {
+    return await contextRoutes().run(route, fn);
+  } finally {
+    route.stream.flush();
+    if (--active === 0) uninstall();
+  }
+}
+
+function newRoute(sink: LineSink): Route {
   const stream = new LineStream(sink);
   // A Console over the same stream keeps console.* and write() output in order.
   const out = stream as unknown as NodeJS.WritableStream;
-  const route: Route = { console: new Console({ stdout: out, stderr: out, colorMode: false }), stream };
+  let made: Console | undefined;
+  const console = () => {
+    made ??= new Console({ stdout: out, stderr: out, colorMode: false });
+    return made;
+  };
+  return { console, stream };
+}
+
+/**
+ * The plugin binary's guard (pluginMain: one call per process): from now until the process exits,
+ * everything printed with console.* or process.stdout.write goes to `sink`. `flush` sends a
+ * partial last line.
+ */
+export function guardProcess(sink: LineSink): { flush(): void } {
+  const route = newRoute(sink);
   if (active++ === 0) install();
-  try {
-    return await routes.run(route, fn);
-  } finally {
-    stream.flush();
-    if (--active === 0) uninstall();
-  }
+  processRoute = route;
+  return { flush: () => route.stream.flush() };
 }
 
 /**
