@@ -21,7 +21,10 @@ const library = {
 
 export default defineConfig({
   // The `cni-kit` command (package.json "bin": dist/cli.cjs) has no types to publish.
-  entry: { ...library, cli: 'src/cli/bin.ts' },
+  // netlink-native: the native engine's core, which cni-kit/netlink imports on its first flush. An
+  // entry of its own so that `cni-kit build` finds it under a stable name and keeps it in a file
+  // beside the plugin (parsing it at every start-up costs about 1 ms).
+  entry: { ...library, cli: 'src/cli/bin.ts', 'netlink-native': 'src/netlink/native/core.ts' },
   format: ['esm', 'cjs'],
   dts: { entry: library },
   sourcemap: true,

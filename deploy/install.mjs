@@ -4,7 +4,17 @@
 // rotate), and writes 00-multus.conf once the cluster network's config exists (multi-net-spec
 // §6.1: no multus config before the default network is ready). Runs until the pod stops.
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 const env = process.env;
@@ -37,20 +47,29 @@ function installBinaries() {
     install(join(HOST_BIN, p), text, 0o755);
     log(`installed ${join(HOST_VIEW_BIN, p)}`);
   }
-  // The heavy clients multus and whereabouts load on first use (cni-kit build's sidecars), and the
-  // package.json that keeps the extensionless bundles CommonJS whatever lies above the bin dir.
-  const srcDir = env.CNI_KIT_SOURCE_DIR ?? '/cni-kit/bin';
-  const lib = join(srcDir, 'lib');
+  // cni-kit build's sidecars: the heavy clients multus and whereabouts load on first use
+  // (lib/<name>/index.cjs) and the FFI package koffi with its native binary (lib/koffi/ and
+  // lib/node_modules/@koromix/...); then the package.json that keeps the extensionless bundles
+  // CommonJS whatever lies above the bin dir.
+  const lib = join(env.CNI_KIT_SOURCE_DIR ?? '/cni-kit/bin', 'lib');
   if (existsSync(lib)) {
-    for (const dir of readdirSync(lib)) {
-      const file = join(lib, dir, 'index.cjs');
-      if (!existsSync(file)) continue;
-      mkdirSync(join(HOST_BIN, 'lib', dir), { recursive: true });
-      install(join(HOST_BIN, 'lib', dir, 'index.cjs'), readFileSync(file), 0o644);
-    }
+    installTree(lib, join(HOST_BIN, 'lib'));
     log(`installed ${join(HOST_VIEW_BIN, 'lib')}`);
   }
   install(join(HOST_BIN, 'package.json'), '{ "type": "commonjs" }\n', 0o644);
+}
+
+/** Copies a folder's files, each by rename (a plugin loading koffi.node keeps the old one). */
+function installTree(src, dst) {
+  for (const e of readdirSync(src, { withFileTypes: true })) {
+    const from = join(src, e.name);
+    if (e.isDirectory()) installTree(from, join(dst, e.name));
+    // The build's stamps and temp files are of no use on the host.
+    else if (e.isFile() && e.name !== 'stamp' && !e.name.endsWith('.tmp')) {
+      mkdirSync(dst, { recursive: true });
+      install(join(dst, e.name), readFileSync(from), statSync(from).mode & 0o111 ? 0o755 : 0o644);
+    }
+  }
 }
 
 let lastKubeconfig = '';

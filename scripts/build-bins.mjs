@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Builds every examples/<type>/main.ts into dist/bin/<type> with `cni-kit build`'s own code
 // (src/cli/build.ts), resolving cni-kit to this checkout's source. The heavy clients become shared
-// sidecars under dist/bin/lib/; installing a plugin means copying dist/bin/<type>, with
-// dist/bin/lib/ for multus and whereabouts. `node scripts/build-bins.mjs bridge ptp` builds some.
+// sidecars under dist/bin/lib/, and so does the FFI package koffi, with its binary for this
+// machine's platform in dist/bin/lib/node_modules/; installing a plugin means copying
+// dist/bin/<type> with dist/bin/lib/. `node scripts/build-bins.mjs bridge ptp` builds some.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,8 +32,12 @@ const reports = await Promise.all(
     }),
   ),
 );
-const missing = reports.flatMap((r) =>
-  r.sidecars.filter((s) => !s.built).map((s) => `${r.type}: ${s.package}`),
-);
+// A sidecar the plugins can do without (koffi on a platform it has no binary for: they fall back
+// to iproute2) is a warning; a heavy client that is not installed is an error.
+const unbuilt = reports.flatMap((r) => r.sidecars.filter((s) => !s.built).map((s) => ({ type: r.type, s })));
+for (const s of new Map(unbuilt.filter((u) => u.s.fallback).map((u) => [u.s.package, u.s])).values()) {
+  console.warn(`sidecar ${s.package} not built (${s.reason}); the plugins fall back to ${s.fallback}`);
+}
+const missing = unbuilt.filter((u) => !u.s.fallback).map((u) => `${u.type}: ${u.s.package}`);
 if (missing.length > 0) throw new Error(`sidecar packages not installed: ${missing.join(', ')}`);
 console.log(`built ${types.length} plugin(s) into dist/bin: ${types.join(', ')}`);

@@ -1,10 +1,12 @@
 /**
- * One `Netlink` interface, a Linux backend (iproute2 + nsenter, batched) and an in-memory backend
- * with kernel-like semantics for unit tests.
+ * One `Netlink` interface, a Linux backend (rtnetlink in-process through the FFI package, or
+ * iproute2 + nsenter where that cannot load) and an in-memory backend with kernel-like semantics
+ * for unit tests.
  *
  * @module cni-kit/netlink
  */
 
+export type { KernelPath } from '../sys/libc.js';
 export { type Errno, isExists, isNotFound, NetlinkError } from './errors.js';
 export type { SpawnTrace } from './linux/engine.js';
 export {
@@ -21,6 +23,7 @@ export {
   type MemoryNetnsState,
   memoryNetlink,
 } from './memory/index.js';
+export { withNetns } from './native/netns.js';
 export { currentNetnsPath, isNetnsPath } from './netns.js';
 export {
   type Address,
@@ -41,6 +44,7 @@ export {
   type Qdisc,
   type RouteEntry,
   type RouteFilter,
+  type RouteNexthop,
   type RouteSpec,
   type RuleEntry,
   type RuleSpec,

@@ -41,7 +41,7 @@ export type Op = (
   | { t: 'link-move'; name: string; netns: string }
   | { t: 'addr-add'; link: string; cidr: string; family: Family; noDad: boolean }
   | { t: 'addr-del'; link: string; cidr: string; family: Family }
-  | { t: 'route-add' | 'route-replace' | 'route-del'; route: NormRoute }
+  | { t: 'route-add' | 'route-replace' | 'route-append' | 'route-del'; route: NormRoute }
   | { t: 'rule-add' | 'rule-del'; rule: RuleSpec }
   | { t: 'sysctl-set'; key: string; value: string }
   | { t: 'tbf'; link: string; spec: TbfSpec }
@@ -103,6 +103,7 @@ export function describeOp(op: Op): string {
       return `delete address ${op.cidr} from ${op.link}`;
     case 'route-add':
     case 'route-replace':
+    case 'route-append':
     case 'route-del':
       return `${op.t.slice(6)} route ${routeText(op.route)}`;
     case 'rule-add':
@@ -192,6 +193,9 @@ export class NetnsHandle implements NetnsOps {
   }
   replaceRoute(route: RouteSpec): void {
     this.push({ t: 'route-replace', route: normRoute(route) });
+  }
+  appendRoute(route: RouteSpec): void {
+    this.push({ t: 'route-append', route: normRoute(route) });
   }
   deleteRoute(route: RouteSpec, opts?: { missingOk?: boolean }): void {
     this.push({ t: 'route-del', route: normRoute(route, true), ok: opts?.missingOk ? 'missing' : undefined });

@@ -180,6 +180,16 @@ export interface RouteEntry {
   protocol?: string;
   /** 'unicast', 'local', 'broadcast', … */
   type: string;
+  /** The nexthops of a multipath route (then `gw` and `dev` are unset), in kernel order. */
+  nexthops?: RouteNexthop[];
+}
+
+/** One nexthop of a multipath route. */
+export interface RouteNexthop {
+  gw?: string;
+  dev?: string;
+  /** Relative weight, 1 by default. */
+  weight: number;
 }
 
 /** Filter for listing routes. */
@@ -265,6 +275,12 @@ export interface NetnsOps {
   addRoute(route: RouteSpec, opts?: { existsOk?: boolean | undefined }): void;
   /** Add or overwrite the route with the same dst/table/metric (NLM_F_REPLACE). */
   replaceRoute(route: RouteSpec): void;
+  /**
+   * Add a route even when one with the same destination, table and metric exists
+   * (NLM_F_APPEND, `ip route append`): an IPv6 route with a gateway joins the existing one as
+   * another nexthop (multipath); an IPv4 route is added after it.
+   */
+  appendRoute(route: RouteSpec): void;
   deleteRoute(route: RouteSpec, opts?: { missingOk?: boolean | undefined }): void;
   addRule(rule: RuleSpec, opts?: { existsOk?: boolean | undefined }): void;
   deleteRule(rule: RuleSpec, opts?: { missingOk?: boolean | undefined }): void;

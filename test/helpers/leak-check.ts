@@ -12,6 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { type Dirent, existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** What one snapshot holds, one normalized line per object. */
 export const LEAK_KINDS = [
@@ -25,6 +26,7 @@ export const LEAK_KINDS = [
   'cni-state', // files under /run/cni and /var/lib/cni
   'tmp', // entries in the run's private temp directory
   'process', // processes that inherited the run's private TMPDIR and are still alive
+  'checkout', // files in this checkout that git neither tracks nor ignores
 ] as const;
 export type LeakKind = (typeof LEAK_KINDS)[number];
 export type Snapshot = Record<LeakKind, string[]>;
@@ -324,7 +326,15 @@ export function takeSnapshot(opts: SnapshotOptions = {}): Snapshot {
     'cni-state': ['/run/cni', '/var/lib/cni'].filter(existsSync).flatMap(filesBelow),
     tmp: opts.tmpDir ? tmpEntries(listDir(opts.tmpDir)) : [],
     process: processesWithTmp(opts.tmpDir, opts.selfPid ?? process.pid),
+    checkout: untrackedFiles(),
   };
+}
+
+/** Files in the checkout git neither tracks nor ignores (a test writing to a relative path). */
+function untrackedFiles(): string[] {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const out = run('git', ['-C', root, 'ls-files', '--others', '--exclude-standard']);
+  return out ? out.split('\n').filter(Boolean).sort() : [];
 }
 
 /**

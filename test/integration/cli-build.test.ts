@@ -1,12 +1,23 @@
 // `cni-kit build` (the built CLI) on plugins in a temp folder, with cni-kit resolved to this
 // checkout's source: the marker line and executable bit, CommonJS whatever the folder's
 // package.json says (or a clear refusal), sidecars only for what a plugin can reach and reused by
-// the next build, and errors that name the file and line. The packed-package path (a new npm
-// project, npx) is in package-tarball.test.ts.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// the next build, the FFI package koffi as a sidecar with its native binary (run where no
+// node_modules exists, and installed by deploy/install.mjs), and errors that name the file and
+// line. The packed-package path (a new npm project, npx) is in package-tarball.test.ts.
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -22,6 +33,24 @@ pluginMain({
   del: () => {},
 });
 `;
+
+/**
+ * Loads koffi as cni-kit's native backend does (a dynamic import; the module or its default) and
+ * calls libc's getpid() through it.
+ */
+const KOFFI = `import('koffi').then(
+  (mod: any) => {
+    const k = typeof mod.load === 'function' ? mod : mod.default;
+    const pid = k.load(null).func('int getpid()')();
+    console.log(JSON.stringify({ pid, errno: typeof k.errno() }));
+  },
+  (e: Error) => {
+    console.log(JSON.stringify({ error: e.message }));
+    process.exitCode = 1;
+  },
+);
+`;
+const nativePkg = `@koromix/koffi-${process.platform}-${process.arch}`;
 
 function build(args: string[], cwd = work) {
   const r = spawnSync(process.execPath, [cli, 'build', '--cni-kit-source', join(root, 'src'), ...args], {
@@ -50,12 +79,14 @@ describe('cni-kit build', () => {
     const r = build(['hello.ts', '-o', 'out/hello', '--json']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const report = JSON.parse(r.stdout) as { type: string; sidecars: unknown[]; packageJson: string };
-    expect(report).toMatchObject({
-      type: 'hello',
-      sidecars: [],
-      packageJson: join(work, 'out/package.json'),
-    });
+    const report = JSON.parse(r.stdout) as {
+      type: string;
+      sidecars: { package: string }[];
+      packageJson: string;
+    };
+    expect(report).toMatchObject({ type: 'hello', packageJson: join(work, 'out/package.json') });
+    // No heavy client; at most koffi (cni-kit's IPAM file locks call flock(2) through it).
+    expect(report.sidecars.map((s) => s.package).filter((p) => p !== 'koffi')).toEqual([]);
     const out = join(work, 'out/hello');
     expect(readFileSync(out, 'utf8').split('\n').slice(0, 2)).toEqual([
       '#!/usr/bin/env node',
@@ -124,9 +155,171 @@ pluginMain({ add: async () => { await openKubeApi('/nonexistent'); return { inte
     const mtime = statSync(sidecar).mtimeMs;
     expect(build(['kube.ts', '-o', 'kube/kube2']).status).toBe(0);
     expect(statSync(sidecar).mtimeMs).toBe(mtime);
-    // The hello plugin in the same kind of folder gets no lib/ at all.
+    // The hello plugin in the same kind of folder gets no heavy client (at most koffi).
     expect(build(['hello.ts', '-o', 'plain/hello']).status).toBe(0);
-    expect(existsSync(join(work, 'plain/lib'))).toBe(false);
+    const lib = join(work, 'plain/lib');
+    expect(
+      (existsSync(lib) ? readdirSync(lib) : []).filter((d) => !/^(koffi|node_modules)$/.test(d)),
+    ).toEqual([]);
+  });
+
+  it('bundles koffi as a sidecar with its platform binary in lib/node_modules, loadable with no node_modules around', (ctx) => {
+    need(ctx);
+    if (!existsSync(join(root, 'node_modules', nativePkg))) ctx.skip(`${nativePkg} is not installed here`);
+    file('ffi.ts', KOFFI);
+    const r = build(['ffi.ts', '-o', 'ffi/ffi', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const nativeDir = join(work, 'ffi/lib/node_modules', nativePkg);
+    const report = JSON.parse(r.stdout) as { sidecars: { bytes: number; native: { bytes: number } }[] };
+    expect(report.sidecars).toEqual([
+      {
+        package: 'koffi',
+        file: join(work, 'ffi/lib/koffi/index.cjs'),
+        bytes: expect.any(Number),
+        built: true,
+        fallback: expect.stringContaining('iproute2'),
+        native: { package: nativePkg, dir: nativeDir, bytes: expect.any(Number) },
+      },
+    ]);
+    // Bundled JS (koffi's loader, no binary) and the platform package's loader, manifest and
+    // binaries only.
+    expect(report.sidecars[0]!.bytes).toBeLessThan(64 * 1024);
+    const copied = (readdirSync(nativeDir, { recursive: true }) as string[]).filter((f) =>
+      statSync(join(nativeDir, f)).isFile(),
+    );
+    expect(copied).toContain('package.json');
+    expect(copied).toContain('index.js');
+    expect(copied.filter((f) => f.endsWith('.node')).length).toBeGreaterThan(0);
+    expect(copied.filter((f) => !/^(package\.json|index\.js)$|\.node$/.test(f))).toEqual([]);
+    expect(report.sidecars[0]!.native.bytes).toBeGreaterThan(100_000);
+    // The next build reuses both.
+    const node = join(nativeDir, copied.find((f) => f.endsWith('.node'))!);
+    const mtimes = [statSync(join(work, 'ffi/lib/koffi/index.cjs')).mtimeMs, statSync(node).mtimeMs];
+    expect(build(['ffi.ts', '-o', 'ffi/ffi']).status).toBe(0);
+    expect([statSync(join(work, 'ffi/lib/koffi/index.cjs')).mtimeMs, statSync(node).mtimeMs]).toEqual(mtimes);
+
+    // Copied where no node_modules exists in any ancestor, it loads koffi and calls libc.
+    const away = mkdtempSync(join(tmpdir(), 'ckffi-'));
+    try {
+      for (let d = away; d !== dirname(d); d = dirname(d))
+        expect(existsSync(join(d, 'node_modules')), d).toBe(false);
+      cpSync(join(work, 'ffi'), away, { recursive: true });
+      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+      const run = spawnSync(join(away, 'ffi'), [], { env, encoding: 'utf8' });
+      expect(run.stderr).toBe('');
+      expect(JSON.parse(run.stdout)).toEqual({ pid: run.pid, errno: 'number' });
+      expect(run.status).toBe(0);
+      // Without the binary the import rejects with an error that says where it should have been.
+      rmSync(join(away, 'lib/node_modules/@koromix'), { recursive: true });
+      const bare = spawnSync(join(away, 'ffi'), [], { env, encoding: 'utf8' });
+      expect(bare.status).toBe(1);
+      const { error } = JSON.parse(bare.stdout) as { error: string };
+      expect(error).toContain('koffi cannot load its native binary');
+      expect(error).toContain(`the build put ${nativePkg} in lib/node_modules/`);
+    } finally {
+      rmSync(away, { recursive: true, force: true });
+    }
+  });
+
+  it('builds a plugin whose koffi has no binary for this platform, reporting the sidecar as not built', (ctx) => {
+    need(ctx);
+    // A koffi of its own next to the plugin, without any platform package: as on a platform koffi
+    // ships no binary for.
+    file('nobin/node_modules/koffi/package.json', '{"name":"koffi","version":"9.9.9","main":"index.cjs"}');
+    file('nobin/node_modules/koffi/index.cjs', 'module.exports = {};\n');
+    file('nobin/ffi.ts', KOFFI);
+    const r = build(['nobin/ffi.ts', '-o', 'nobin/out/ffi', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect((JSON.parse(r.stdout) as { sidecars: unknown[] }).sidecars).toEqual([
+      {
+        package: 'koffi',
+        file: join(work, 'nobin/out/lib/koffi/index.cjs'),
+        bytes: 0,
+        built: false,
+        reason: `no prebuilt binary for ${process.platform}-${process.arch}: ${nativePkg} is not installed`,
+        fallback: expect.stringContaining('iproute2'),
+      },
+    ]);
+    expect(existsSync(join(work, 'nobin/out/lib'))).toBe(false);
+    const text = build(['nobin/ffi.ts', '-o', 'nobin/out/ffi']);
+    expect(text.status).toBe(0);
+    expect(text.stdout).toContain('sidecar koffi: not built (no prebuilt binary');
+    expect(text.stdout).toContain('the plugin falls back to iproute2');
+    // The plugin runs; its import of koffi rejects (cni-kit's backend then uses iproute2).
+    const run = spawnSync(join(work, 'nobin/out/ffi'), [], { encoding: 'utf8' });
+    expect(run.status).toBe(1);
+    expect((JSON.parse(run.stdout) as { error: string }).error).toContain('lib/koffi/index.cjs');
+  });
+
+  it('deploy/install.mjs installs the plugins with lib/ (koffi binary included), and they run from there', async (ctx) => {
+    need(ctx);
+    if (!existsSync(join(root, 'node_modules', nativePkg))) ctx.skip(`${nativePkg} is not installed here`);
+    file('hello.ts', HELLO);
+    file('ffi.ts', KOFFI);
+    const src = join(work, 'image');
+    expect(build(['hello.ts', '-o', 'image/hello']).status).toBe(0);
+    expect(build(['ffi.ts', '-o', 'image/ffi']).status).toBe(0);
+    const host = mkdtempSync(join(tmpdir(), 'ckinstall-'));
+    try {
+      const bin = join(host, 'bin');
+      const sa = join(host, 'sa');
+      mkdirSync(sa);
+      writeFileSync(join(sa, 'ca.crt'), 'not a certificate');
+      writeFileSync(join(sa, 'token'), 'token');
+      // It installs, writes the kubeconfig, then waits for a cluster network's config: stop it there.
+      const child = spawn(process.execPath, [join(root, 'deploy/install.mjs')], {
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          CNI_BIN_DIR: bin,
+          HOST_CNI_BIN_DIR: bin,
+          CNI_CONF_DIR: join(host, 'conf'),
+          HOST_CNI_CONF_DIR: join(host, 'conf'),
+          CNI_KIT_SOURCE_DIR: src,
+          CNI_KIT_PLUGINS: 'hello ffi',
+          SERVICE_ACCOUNT_DIR: sa,
+          KUBERNETES_SERVICE_HOST: '127.0.0.1',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d;
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        out += d;
+      });
+      const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+      const deadline = Date.now() + 20_000;
+      while (
+        !out.includes('waiting for the cluster network') &&
+        child.exitCode === null &&
+        Date.now() < deadline
+      ) {
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      child.kill('SIGTERM');
+      expect(await exited, out).toBe(0);
+      expect(out).toContain(`installed ${join(bin, 'lib')}`);
+      // The plugins, the runtime they point at, lib/ with the binary, and no build stamps.
+      expect(readFileSync(join(bin, 'ffi'), 'utf8').split('\n')[0]).toBe(`#!${join(bin, 'cni-kit-node')}`);
+      expect(existsSync(join(bin, 'lib/koffi/index.cjs'))).toBe(true);
+      expect(existsSync(join(bin, 'lib/koffi/stamp'))).toBe(false);
+      expect(readdirSync(join(bin, 'lib/node_modules', nativePkg))).toContain('package.json');
+      const env = { PATH: '/usr/bin:/bin' };
+      const v = spawnSync(join(bin, 'hello'), [], {
+        env: { ...env, CNI_COMMAND: 'VERSION' },
+        encoding: 'utf8',
+      });
+      expect(v.status).toBe(0);
+      expect(JSON.parse(v.stdout)).toHaveProperty('supportedVersions');
+      const run = spawnSync(join(bin, 'ffi'), [], { env, encoding: 'utf8' });
+      expect(JSON.parse(run.stdout)).toEqual({ pid: run.pid, errno: 'number' });
+      expect(run.status).toBe(0);
+    } finally {
+      rmSync(host, { recursive: true, force: true });
+    }
   });
 
   it('reports a syntax error with file and line, and usage mistakes with exit 2', (ctx) => {

@@ -1,5 +1,7 @@
-// Linux-backend specifics: /proc/<pid>/ns/net paths (Docker style), one spawn per flush, kernel
-// errors that name the object, the link-kind probe, and host-side sysctl reads without a spawn.
+// Linux-backend specifics, for both engines: /proc/<pid>/ns/net paths (Docker style), what a
+// flush costs in child processes (native: none; iproute2: one), kernel errors that name the
+// object, the link-kind probe, and host-side sysctl reads without a spawn.
+import * as childProcess from 'node:child_process';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { type LinuxNetlink, linuxNetlink, NetlinkError, probeLinkKinds } from 'cni-kit/netlink';
@@ -7,18 +9,35 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const PID = process.pid;
 const isRoot = process.getuid?.() === 0;
-const NS = `nlli${PID}`;
 
-describe('linux netlink backend', () => {
+/** Counts every child process started in this process while `fn` runs (all spawns go through here). */
+async function childrenDuring(fn: () => Promise<void>): Promise<number> {
+  const proto = childProcess.ChildProcess.prototype as unknown as { spawn: (...a: unknown[]) => unknown };
+  const orig = proto.spawn;
+  let n = 0;
+  proto.spawn = function (this: unknown, ...a: unknown[]) {
+    n++;
+    return orig.apply(this, a);
+  };
+  try {
+    await fn();
+  } finally {
+    proto.spawn = orig;
+  }
+  return n;
+}
+
+describe.each(['native', 'iproute2'] as const)('linux netlink backend (%s engine)', (kernelPath) => {
   let nl: LinuxNetlink;
   let sleeper: ChildProcess | undefined;
   const made: string[] = [];
 
+  const NS = `nlli${PID}${kernelPath[0]}`;
   beforeAll(() => {
     if (!isRoot) return;
     execFileSync('ip', ['netns', 'add', NS]);
     made.push(NS);
-    nl = linuxNetlink({ hostNetns: `/var/run/netns/${NS}` });
+    nl = linuxNetlink({ hostNetns: `/var/run/netns/${NS}`, kernelPath });
   });
   afterAll(() => {
     sleeper?.kill();
@@ -32,9 +51,9 @@ describe('linux netlink backend', () => {
     if (!isRoot) ctx.skip('needs root for network namespaces');
   };
 
-  it('works on a /proc/<pid>/ns/net path through nsenter', async (ctx) => {
+  it('works on a /proc/<pid>/ns/net path', async (ctx) => {
     need(ctx);
-    const n = `nllp${PID}`;
+    const n = `nllp${PID}${kernelPath[0]}`;
     execFileSync('ip', ['netns', 'add', n]);
     made.push(n);
     sleeper = spawn('ip', ['netns', 'exec', n, 'sleep', '60'], { stdio: 'ignore' });
@@ -52,30 +71,39 @@ describe('linux netlink backend', () => {
     expect(JSON.parse(seen)[0].ifname).toBe('brp');
   });
 
-  it('runs a whole container-side configuration in one process', async (ctx) => {
+  it(`runs a whole container-side configuration in ${kernelPath === 'native' ? 'no child process' : 'one process'}`, async (ctx) => {
     need(ctx);
-    const c = await nl.createNetns(`nllc${PID}`);
+    const c = await nl.createNetns(`nllc${PID}${kernelPath[0]}`);
     made.push(c.name);
     const before = nl.spawnCount();
-    await nl.inNetns(c.path, async (ns) => {
-      ns.createLink({ kind: 'veth', name: 'tmp0', peerName: 'vx0' });
-      ns.setSysctl('net/ipv4/conf/tmp0/arp_notify', 1);
-      ns.renameLink('tmp0', 'eth0');
-      ns.addAddress('eth0', '10.66.0.2/24');
-      ns.setLink('eth0', { up: true });
-      ns.addRoute({ dst: 'default', gw: '10.66.0.1' });
-      const l = await ns.getLink('eth0');
-      expect(l.up).toBe(true);
-    });
-    expect(nl.spawnCount() - before).toBe(1);
+    const per = kernelPath === 'native' ? 0 : 1;
+    const children = await childrenDuring(() =>
+      nl.inNetns(c.path, async (ns) => {
+        ns.createLink({ kind: 'veth', name: 'tmp0', peerName: 'vx0' });
+        ns.setSysctl('net/ipv4/conf/tmp0/arp_notify', 1);
+        ns.renameLink('tmp0', 'eth0');
+        ns.addAddress('eth0', '10.66.0.2/24');
+        ns.setLink('eth0', { up: true });
+        ns.addRoute({ dst: 'default', gw: '10.66.0.1' });
+        const l = await ns.getLink('eth0');
+        expect(l.up).toBe(true);
+      }),
+    );
+    expect(nl.spawnCount() - before).toBe(per);
+    expect(children).toBe(per);
+    expect(await nl.open(c.path).getSysctl('net/ipv4/conf/eth0/arp_notify')).toBe('1');
     const again = nl.spawnCount();
-    await nl.inNetns(c.path, (ns) => {
-      ns.deleteLink('eth0', { missingOk: true });
-      ns.deleteLink('eth0', { missingOk: true });
-      ns.createLink({ kind: 'bridge', name: 'br9' }, { existsOk: true });
-      ns.createLink({ kind: 'bridge', name: 'br9' }, { existsOk: true });
-    });
-    expect(nl.spawnCount() - again).toBe(1);
+    const more = await childrenDuring(() =>
+      nl.inNetns(c.path, (ns) => {
+        ns.deleteLink('eth0', { missingOk: true });
+        ns.deleteLink('eth0', { missingOk: true });
+        ns.createLink({ kind: 'bridge', name: 'br9' }, { existsOk: true });
+        ns.createLink({ kind: 'bridge', name: 'br9' }, { existsOk: true });
+      }),
+    );
+    expect(nl.spawnCount() - again).toBe(per);
+    expect(more).toBe(per);
+    expect(await nl.engine()).toBe(kernelPath);
   });
 
   it('names the operation, the object and the netns in kernel errors', async (ctx) => {
@@ -102,7 +130,7 @@ describe('linux netlink backend', () => {
 
   it('reads sysctls of its own netns in-process, without spawning', async (ctx) => {
     need(ctx);
-    const own = linuxNetlink();
+    const own = linuxNetlink({ kernelPath });
     const v = await own.open().getSysctl('net/ipv4/ip_forward');
     expect(v).toBe(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim());
     expect(own.spawnCount()).toBe(0);

@@ -39,22 +39,24 @@ const backends: Backend[] = [
       return { nl: memoryNetlink({ hostLinks: [] }), cleanup: async () => {} };
     },
   },
-  {
-    name: 'linux',
-    async setup() {
-      const why = rootReason();
-      if (why) return why;
-      const host = `nlsh${PID}`;
-      execFileSync('ip', ['netns', 'add', host]);
-      const nl = linuxNetlink({ hostNetns: `/var/run/netns/${host}` });
-      return {
-        nl,
-        cleanup: async () => {
-          execFileSync('ip', ['netns', 'del', host]);
-        },
-      };
-    },
-  },
+  ...(['native', 'iproute2'] as const).map(
+    (kernelPath): Backend => ({
+      name: `linux ${kernelPath}`,
+      async setup() {
+        const why = rootReason();
+        if (why) return why;
+        const host = `nlsh${PID}${kernelPath[0]}`;
+        execFileSync('ip', ['netns', 'add', host]);
+        const nl = linuxNetlink({ hostNetns: `/var/run/netns/${host}`, kernelPath });
+        return {
+          nl,
+          cleanup: async () => {
+            execFileSync('ip', ['netns', 'del', host]);
+          },
+        };
+      },
+    }),
+  ),
 ];
 
 /** Errno of a rejected promise (fails the test when it resolves). */
@@ -349,6 +351,38 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     ns.addRoute({ dst: '10.60.0.1/32', dev: 'r0', scope: 'link', src: '10.30.0.2' });
     ns.addRoute({ dst: '10.50.0.0/16', gw: '10.60.0.1', src: '10.30.0.2' });
     expect((await ns.routes({ family: 4 })).map((r) => r.dst)).toContain('10.50.0.0/16');
+  });
+
+  it('appends routes: IPv6 gateways become one multipath route, IPv4 a second entry', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'm0', peerName: 'm1' });
+    ns.createLink({ kind: 'veth', name: 'n0', peerName: 'n1' });
+    for (const l of ['m0', 'm1', 'n0', 'n1']) ns.setLink(l, { up: true });
+    ns.addAddress('m0', '10.31.0.2/24');
+    ns.addAddress('n0', '10.32.0.2/24');
+    ns.addAddress('m0', 'fd31::2/64', { noDad: true });
+    ns.addAddress('n0', 'fd32::2/64', { noDad: true });
+    ns.addRoute({ dst: '10.70.0.0/16', gw: '10.31.0.1' });
+    ns.appendRoute({ dst: '10.70.0.0/16', gw: '10.32.0.1' });
+    ns.addRoute({ dst: 'fd70::/64', gw: 'fd31::1' });
+    ns.appendRoute({ dst: 'fd70::/64', gw: 'fd32::1' });
+    await ns.flush();
+    const v4 = (await ns.routes({ family: 4 })).filter((r) => r.dst === '10.70.0.0/16');
+    expect(v4.map((r) => `${r.gw} ${r.dev}`)).toEqual(['10.31.0.1 m0', '10.32.0.1 n0']);
+    const v6 = (await ns.routes({ family: 6 })).filter((r) => r.dst === 'fd70::/64');
+    expect(v6).toHaveLength(1);
+    expect(v6[0]!.gw).toBeUndefined();
+    expect(v6[0]!.nexthops).toEqual([
+      { gw: 'fd31::1', dev: 'm0', weight: 1 },
+      { gw: 'fd32::1', dev: 'n0', weight: 1 },
+    ]);
+    // The same nexthop twice is refused; deleting one gateway leaves a plain route.
+    ns.appendRoute({ dst: '10.70.0.0/16', gw: '10.32.0.1' });
+    expect(await errnoOf(ns.flush())).toBe('EEXIST');
+    ns.deleteRoute({ dst: 'fd70::/64', gw: 'fd31::1' });
+    const left = (await ns.routes({ family: 6 })).filter((r) => r.dst === 'fd70::/64');
+    expect(left.map((r) => `${r.gw} ${r.dev} ${r.nexthops === undefined}`)).toEqual(['fd32::1 n0 true']);
   });
 
   it('adds and deletes policy rules for both families', async (ctx) => {

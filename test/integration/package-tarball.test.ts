@@ -2,8 +2,9 @@
 // "type": "module", where a naive CommonJS bundle breaks) that installs the tarball, the README's
 // plugin built with `npx cni-kit build`, run with `npx cni-kit exec` in network namespaces of the
 // test's own, and held to the spec with `npx cni-kit conform`. Also: what the tarball ships, that
-// its docs' links resolve inside it, and that a plugin without multus or the whereabouts stores
-// installs no Kubernetes client, etcd3, gRPC or protobufjs.
+// its docs' links resolve inside it, that a plugin without multus or the whereabouts stores
+// installs no Kubernetes client, etcd3, gRPC or protobufjs, and that the FFI package koffi comes
+// as a dependency with its prebuilt binary and becomes a plugin's sidecar.
 import { execFileSync, spawnSync } from 'node:child_process';
 import {
   existsSync,
@@ -28,6 +29,8 @@ const tag = `cktgz${process.pid % 10000}`;
 const namespaces: string[] = [];
 let packed: { filename: string; files: { path: string }[] } | undefined;
 let installError: string | undefined;
+
+const nativePkg = `@koromix/koffi-${process.platform}-${process.arch}`;
 
 const esbuildVersion = (
   JSON.parse(readFileSync(join(root, 'node_modules/esbuild/package.json'), 'utf8')) as { version: string }
@@ -148,8 +151,13 @@ describe('the packed package', () => {
     const pkgs = installedPackages();
     expect(pkgs).toContain('cni-kit');
     expect(pkgs.filter((p) => /^(@kubernetes\/|etcd3$|@grpc\/|protobufjs$|netmask$)/.test(p))).toEqual([]);
-    // cni-kit, its two small dependencies (and theirs) and esbuild with its platform binary.
+    // cni-kit, js-yaml (and its one dependency), koffi with its platform binary, and esbuild with its.
     expect(pkgs.length).toBeLessThanOrEqual(8);
+    // koffi's prebuilt binary comes as its optional platform package; its install script (a
+    // compile when no prebuilt binary fits) did not run, so it built nothing.
+    expect(pkgs).toContain('koffi');
+    expect(pkgs).toContain(nativePkg);
+    expect(existsSync(join(proj, 'node_modules/koffi/build'))).toBe(false);
   });
 
   it('npx cni-kit build bundles the README plugin into one CommonJS executable inside a "type": "module" project', async (ctx) => {
@@ -158,9 +166,14 @@ describe('the packed package', () => {
     const r = npx(['cni-kit', 'build', 'hello.ts', '-o', 'bin/hello', '--json']);
     expect(r.stderr + r.stdout).not.toMatch(/error/i);
     expect(r.status).toBe(0);
-    const report = JSON.parse(r.stdout) as { bytes: number; sidecars: unknown[]; type: string };
+    const report = JSON.parse(r.stdout) as {
+      bytes: number;
+      sidecars: { package: string; built: boolean }[];
+      type: string;
+    };
     expect(report.type).toBe('hello');
-    expect(report.sidecars).toEqual([]);
+    // No heavy client; koffi at most (cni-kit's IPAM file locks call flock(2) through it).
+    expect(report.sidecars.filter((s) => s.package !== 'koffi' || !s.built)).toEqual([]);
     const bin = readFileSync(join(proj, 'bin/hello'), 'utf8');
     expect(bin.startsWith('#!/usr/bin/env node\n// cni-kit plugin hello\n')).toBe(true);
     expect(JSON.parse(readFileSync(join(proj, 'bin/package.json'), 'utf8'))).toEqual({ type: 'commonjs' });
@@ -197,6 +210,51 @@ describe('the packed package', () => {
       resolveDir: root,
     });
     expect(Math.abs(report.bytes - inRepo.bytes) / inRepo.bytes).toBeLessThan(0.1);
+  });
+
+  it('npx cni-kit build gives a netlink plugin its koffi sidecar, binary and native engine from the installed packages', (ctx) => {
+    ready(ctx);
+    // The public netlink API: the native engine (koffi + the engine's core) reads this netns.
+    writeFileSync(
+      join(proj, 'ffi.ts'),
+      `import { linuxNetlink, withNetns } from 'cni-kit/netlink';
+async function main() {
+  const nl = linuxNetlink();
+  const links = (await nl.open().links()).map((l) => l.name);
+  const inside = await withNetns(\`/proc/\${process.pid}/ns/net\`, () => 'entered');
+  console.log(JSON.stringify({ links, engine: await nl.engine(), inside }));
+}
+main();
+`,
+    );
+    const r = npx(['cni-kit', 'build', 'ffi.ts', '-o', 'bin/ffi', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { sidecars: unknown[] };
+    expect(report.sidecars).toMatchObject([
+      {
+        package: 'koffi',
+        file: join(proj, 'bin/lib/koffi/index.cjs'),
+        built: true,
+        native: { package: nativePkg, dir: join(proj, 'bin/lib/node_modules', nativePkg) },
+      },
+      {
+        package: 'cni-kit (native netlink engine)',
+        file: join(proj, 'bin/lib/cni-kit/netlink-native.cjs'),
+        built: true,
+      },
+    ]);
+    // The engine's core is not in the binary: start-up never parses it.
+    expect(readFileSync(join(proj, 'bin/ffi'), 'utf8')).not.toContain('short send to the netlink socket');
+    // Copied away from any node_modules, it loads koffi and the core and reads the kernel.
+    const away = join(work, 'alone-ffi');
+    execFileSync('cp', ['-r', join(proj, 'bin'), away]);
+    const run = spawnSync(join(away, 'ffi'), [], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({
+      links: expect.arrayContaining(['lo']),
+      engine: 'native',
+      inside: 'entered',
+    });
   });
 
   it('npx cni-kit build in a project without esbuild names the package to install', (ctx) => {

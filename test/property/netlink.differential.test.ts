@@ -28,7 +28,7 @@ type Step =
   | { t: 'rename'; name: string; to: string }
   | { t: 'move'; name: string }
   | { t: 'addr'; name: string; cidr: string; add: boolean }
-  | { t: 'route'; dst: string; gw?: string | undefined; dev?: string | undefined }
+  | { t: 'route'; dst: string; gw?: string | undefined; dev?: string | undefined; append: boolean }
   | { t: 'sysctl'; name: string }
   | { t: 'hairpin'; name: string; on: boolean }
   | { t: 'macvlan'; name: string; parent: string; other: boolean; mtu?: number | undefined };
@@ -63,6 +63,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     dst: fc.constantFrom('10.50.0.0/16', 'default'),
     gw: fc.option(fc.constantFrom('10.1.0.1', '10.2.0.1', '10.9.0.1'), { nil: undefined }),
     dev: fc.option(name, { nil: undefined }),
+    append: fc.boolean(),
   }),
   fc.record({ t: fc.constant('sysctl' as const), name }),
   fc.record({ t: fc.constant('hairpin' as const), name, on: fc.boolean() }),
@@ -102,6 +103,7 @@ function apply(ns: NetnsOps, s: Step, other: string): unknown {
       return s.add ? ns.addAddress(s.name, s.cidr) : ns.deleteAddress(s.name, s.cidr);
     case 'route':
       if (!s.gw && !s.dev) return ns.addRoute({ dst: s.dst, dev: 'lo' });
+      if (s.append) return ns.appendRoute({ dst: s.dst, gw: s.gw, dev: s.dev });
       return ns.addRoute({ dst: s.dst, gw: s.gw, dev: s.dev });
     case 'sysctl':
       return ns.setSysctl(`net/ipv4/conf/${s.name}/arp_notify`, 1);
@@ -138,7 +140,23 @@ async function snapshot(ns: NetnsOps) {
   return { links, addrs, routes };
 }
 
-async function run(nl: Netlink, a: string, b: string, steps: Step[]) {
+/** Everything both real engines can read back, for the native-vs-iproute2 comparison. */
+async function fullSnapshot(ns: NetnsOps) {
+  const links = (await ns.links()).map(({ mac: _mac, ...l }) => l).sort((a, b) => a.index - b.index);
+  // Link-local IPv6 addresses derive from random MACs; everything else must match exactly.
+  const addrs = (await ns.addresses())
+    .filter((a) => !a.ip.startsWith('fe80:'))
+    .map((a) => JSON.stringify(a))
+    .sort();
+  const routes = [...(await ns.routes({ family: 4 })), ...(await ns.routes({ family: 6 }))]
+    .map((r) => JSON.stringify(r))
+    .sort();
+  const rules = [...(await ns.rules(4)), ...(await ns.rules(6))].map((r) => JSON.stringify(r));
+  const sysctl = await ns.getSysctl('net/ipv4/conf/all/arp_notify');
+  return { links, addrs, routes, rules, sysctl };
+}
+
+async function run<S>(nl: Netlink, a: string, b: string, steps: Step[], snap: (ns: NetnsOps) => Promise<S>) {
   const ns = nl.open(a);
   const outcomes: string[] = [];
   for (const s of steps) {
@@ -151,7 +169,7 @@ async function run(nl: Netlink, a: string, b: string, steps: Step[]) {
       outcomes.push(e.errno);
     }
   }
-  return { outcomes, a: await snapshot(ns), b: await snapshot(nl.open(b)) };
+  return { outcomes, a: await snap(ns), b: await snap(nl.open(b)) };
 }
 
 const isRoot = process.getuid?.() === 0;
@@ -165,7 +183,7 @@ const RUNS = Number(process.env.NETLINK_DIFF_RUNS ?? 25);
 const BUDGET_MS = Number(process.env.NETLINK_DIFF_BUDGET_MS ?? 12_000);
 const MIN_RUNS = Math.min(RUNS, 8);
 
-describe('netlink differential: memory model vs real kernel', () => {
+describe('netlink differential', () => {
   const made = new Set<string>();
   afterAll(() => {
     // Each run removes its own namespaces, and the test's fence waits for a run in flight; this
@@ -193,8 +211,8 @@ describe('netlink differential: memory model vs real kernel', () => {
         created.push(ra);
         const rb = await real.createNetns(nb);
         created.push(rb);
-        const want = await run(real, ra.path, rb.path, steps);
-        const got = await run(mem, ma, mb, steps);
+        const want = await run(real, ra.path, rb.path, steps, snapshot);
+        const got = await run(mem, ma, mb, steps, snapshot);
         expect(got).toEqual(want);
       } finally {
         for (const ns of created) await ns.remove();
@@ -212,6 +230,39 @@ describe('netlink differential: memory model vs real kernel', () => {
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     const ran = `${fence.passed} of ${RUNS} runs fit in the ${BUDGET_MS} ms budget (${secs} s)`;
     if (fence.passed < RUNS) console.info(`netlink differential: ${ran}`);
+    expect(fence.passed, ran).toBeGreaterThanOrEqual(MIN_RUNS);
+  });
+  it('native and iproute2 engines agree on the real kernel: per-op errors and everything read back', async (ctx) => {
+    if (!isRoot) ctx.skip('needs root for real network namespaces');
+    const fence = runFence(ctx);
+    const native = linuxNetlink({ kernelPath: 'native' });
+    const iproute2 = linuxNetlink({ kernelPath: 'iproute2' });
+    let k = 0;
+    const runOnce = async (steps: Step[]) => {
+      const names = [`nldn${PID}-${++k}a`, `nldn${PID}-${k}b`, `nldi${PID}-${k}a`, `nldi${PID}-${k}b`];
+      for (const n of names) made.add(n);
+      const created: TempNetns[] = [];
+      try {
+        for (const n of names) created.push(await iproute2.createNetns(n));
+        const [na, nb, ia, ib] = created.map((c) => c.path) as [string, string, string, string];
+        const want = await run(iproute2, ia, ib, steps, fullSnapshot);
+        const got = await run(native, na, nb, steps, fullSnapshot);
+        expect(got).toEqual(want);
+      } finally {
+        for (const ns of created) await ns.remove();
+        for (const n of names) made.delete(n);
+      }
+    };
+    const t0 = performance.now();
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 3, maxLength: 10 }), (steps) =>
+        fence.run(() => runOnce(steps)),
+      ),
+      { numRuns: RUNS, plugins: [fc.interruptAfterTimeLimit(BUDGET_MS)] },
+    );
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    const ran = `${fence.passed} of ${RUNS} runs fit in the ${BUDGET_MS} ms budget (${secs} s)`;
+    if (fence.passed < RUNS) console.info(`netlink differential native/iproute2: ${ran}`);
     expect(fence.passed, ran).toBeGreaterThanOrEqual(MIN_RUNS);
   });
 });

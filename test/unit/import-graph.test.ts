@@ -14,6 +14,8 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const RANK: Record<string, number> = {
   fs: 0,
   spec: 1,
+  // The libc binding (FFI): netlink sockets, setns, flock. Used by ipam and netlink alike.
+  sys: 2,
   plugin: 2,
   delegate: 3,
   ipam: 3,

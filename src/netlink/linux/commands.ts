@@ -104,6 +104,8 @@ export function ipLines(op: Op): string[] {
       return [route('add', op.route)];
     case 'route-replace':
       return [route('replace', op.route)];
+    case 'route-append':
+      return [route('append', op.route)];
     case 'route-del':
       return [route('del', op.route)];
     case 'rule-add':

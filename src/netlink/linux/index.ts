@@ -1,10 +1,33 @@
-// The real backend: iproute2 (`ip -json`, `ip -batch`) and nsenter, one spawn per flush.
-// Chosen over the npm `netlink` addon because that cannot enter another netns (addresses, routes and
-// sysctls in the container would still need a spawn) and would add a native dependency; see docs/netlink.md.
+// The real backend. Two engines behind one interface: native (rtnetlink over a netlink socket
+// in-process, through the FFI package; no child process) and iproute2 (`ip -json`, `ip -batch`
+// and nsenter, one spawn per flush), the fallback where the FFI package cannot load. The choice is
+// made on the first flush, logged once (NODE_DEBUG=cni-kit), and can be forced with the
+// `kernelPath` option or CNI_KIT_NETLINK; see docs/netlink.md.
+
+import { CniError, ErrorCode } from '../../spec/errors.js';
+import { type KernelPath, kernelPathFromEnv, type Libc, libcFor } from '../../sys/libc.js';
 import { NetlinkError } from '../errors.js';
-import { currentNetnsPath, isNetnsPath, netnsName, sameNetns, tempNetnsName } from '../netns.js';
+import type * as Core from '../native/core.js';
+import { NativeEngine } from '../native/engine.js';
+import { createNetnsSync, removeNetnsSync } from '../native/netns.js';
+import {
+  currentNetnsPath,
+  isNetnsPath,
+  NETNS_RUN_DIR,
+  netnsName,
+  sameNetns,
+  tempNetnsName,
+} from '../netns.js';
+import type { Engine, Op, Read, ReadResult } from '../ops.js';
 import { NetnsHandle } from '../ops.js';
-import { LINK_KINDS, type LinkKind, type Netlink, type NetnsOps, type TempNetns } from '../types.js';
+import {
+  LINK_KINDS,
+  type LinkKind,
+  type LinkSpec,
+  type Netlink,
+  type NetnsOps,
+  type TempNetns,
+} from '../types.js';
 import { checkNetnsName, checkNetnsPath } from '../validate.js';
 import { LinuxEngine, runProcess, type SpawnTrace } from './engine.js';
 
@@ -14,6 +37,67 @@ export interface LinuxNetlinkOptions {
   hostNetns?: string | undefined;
   /** Called after every process the backend runs (command, stdin, duration): for debugging and benches. */
   onSpawn?: ((trace: SpawnTrace) => void) | undefined;
+  /**
+   * `native` (rtnetlink in-process; fails when the FFI package cannot load), `iproute2` (child
+   * processes), or `auto` (native when it loads, else iproute2). Default: CNI_KIT_NETLINK, else auto.
+   */
+  kernelPath?: KernelPath | undefined;
+}
+
+let announced = false;
+
+/** Picks the engine on first use: the FFI package loads only when a flush or read needs the kernel. */
+class ChoosingEngine implements Engine {
+  private chosen: Promise<Engine> | undefined;
+  constructor(
+    private readonly path: KernelPath,
+    private readonly iproute2: LinuxEngine,
+    private readonly own: string,
+  ) {}
+  private libcP: Promise<Libc | undefined> | undefined;
+  /** The libc binding when the native engine serves this instance, else undefined. */
+  libc(): Promise<Libc | undefined> {
+    this.libcP ??= libcFor(this.path);
+    return this.libcP;
+  }
+  engine(): Promise<Engine> {
+    this.chosen ??= this.choose();
+    return this.chosen;
+  }
+  async run(netns: string, ops: readonly Op[], reads: readonly Read[]): Promise<ReadResult[]> {
+    return (await this.engine()).run(netns, ops, reads);
+  }
+  private async choose(): Promise<Engine> {
+    const libc = await this.libc();
+    let core: typeof Core | undefined;
+    let why = 'the FFI package did not load';
+    if (libc) {
+      // The rtnetlink codecs load here, not at import: a call that never reaches the kernel never
+      // parses them (`cni-kit build` puts them in lib/cni-kit/ beside the binary).
+      try {
+        core = await import('../native/core.js');
+      } catch (err) {
+        why = `the native engine's code did not load (${(err as Error).message})`;
+        if (this.path === 'native')
+          throw new CniError(
+            ErrorCode.Internal,
+            `the native netlink backend cannot load: ${why}`,
+            'a plugin built with cni-kit build needs the lib/ folder written beside its binary; or use the iproute2 backend (CNI_KIT_NETLINK=iproute2)',
+            { cause: err },
+          );
+      }
+    }
+    if (!announced) {
+      announced = true;
+      // node:util loads here, once, rather than at start-up.
+      process.getBuiltinModule('node:util').debuglog('cni-kit')(
+        'netlink: %s engine (%s)',
+        core ? 'native' : 'iproute2',
+        this.path === 'auto' ? (core ? 'auto' : `auto: ${why}`) : `forced: ${this.path}`,
+      );
+    }
+    return libc && core ? new NativeEngine(libc, this.own, core) : this.iproute2;
+  }
 }
 
 /** The Linux backend plus its spawn counter (for benchmarks and tests). */
@@ -21,13 +105,17 @@ export interface LinuxNetlink extends Netlink {
   readonly backend: 'linux';
   /** Processes spawned so far by this instance. */
   spawnCount(): number;
+  /** Which engine serves this instance (decided on the first call that needs the kernel). */
+  engine(): Promise<'native' | 'iproute2'>;
 }
 
 /** Creates the real backend (needs root / CAP_NET_ADMIN, iproute2 and util-linux nsenter). */
 export function linuxNetlink(opts: LinuxNetlinkOptions = {}): LinuxNetlink {
   const own = currentNetnsPath();
   const hostNetns = opts.hostNetns ?? own;
-  const engine = new LinuxEngine(own, opts.onSpawn);
+  const iproute2 = new LinuxEngine(own, opts.onSpawn);
+  const engine = iproute2;
+  const chooser = new ChoosingEngine(opts.kernelPath ?? kernelPathFromEnv(), iproute2, own);
   let probe: Promise<KernelProbe> | undefined;
 
   const resolve = (path: string | undefined): string => {
@@ -41,13 +129,14 @@ export function linuxNetlink(opts: LinuxNetlinkOptions = {}): LinuxNetlink {
     backend: 'linux',
     hostNetns,
     spawnCount: () => engine.spawns,
+    engine: async () => ((await chooser.engine()) === iproute2 ? 'iproute2' : 'native'),
     open(path?: string): NetnsOps {
-      return new NetnsHandle(resolve(path), engine);
+      return new NetnsHandle(resolve(path), chooser);
     },
     async inNetns(path, fn) {
       const ns = resolve(path);
       if (ns !== own && !isNetnsPath(ns)) throw new NetlinkError('ENOENT', `open netns ${ns}`, ns);
-      const h = new NetnsHandle(ns, engine);
+      const h = new NetnsHandle(ns, chooser);
       const out = await fn(h);
       await h.flush();
       return out;
@@ -57,9 +146,14 @@ export function linuxNetlink(opts: LinuxNetlinkOptions = {}): LinuxNetlink {
     },
     async createNetns(name?: string): Promise<TempNetns> {
       const n = checkNetnsName(name ?? tempNetnsName());
+      const libc = await chooser.libc();
+      if (libc) {
+        const path = createNetnsSync(libc, NETNS_RUN_DIR, n);
+        return { name: n, path, remove: () => self.removeNetns(path) };
+      }
       engine.spawns++;
       const p = await runProcess(engine.bin('ip'), ['netns', 'add', n]);
-      const path = `/var/run/netns/${n}`;
+      const path = `${NETNS_RUN_DIR}/${n}`;
       if (p.code !== 0)
         throw new NetlinkError(
           p.stderr.includes('exists') ? 'EEXIST' : 'EIO',
@@ -77,21 +171,57 @@ export function linuxNetlink(opts: LinuxNetlinkOptions = {}): LinuxNetlink {
           `remove netns ${path} (only /var/run/netns/<name> can be removed)`,
           path,
         );
+      const libc = await chooser.libc();
+      if (libc) return removeNetnsSync(libc, path);
       engine.spawns++;
       const p = await runProcess(engine.bin('ip'), ['netns', 'del', n]);
       if (p.code !== 0 && !/No such file/.test(p.stderr))
         throw new NetlinkError('EIO', `remove netns ${n}`, path, p.stderr.trim());
     },
     async supportedLinkKinds() {
-      probe ??= probeKernel(engine.bin('ip'));
+      probe ??= probeFor(self, chooser, engine.bin('ip'));
       return (await probe).kinds;
     },
     async supportsBridgeVlans() {
-      probe ??= probeKernel(engine.bin('ip'));
+      probe ??= probeFor(self, chooser, engine.bin('ip'));
       return (await probe).bridgeVlans;
     },
   };
   return self;
+}
+
+/** The probe through the engine in use: natively in a throwaway netns, else with one `ip -batch`. */
+async function probeFor(nl: Netlink, chooser: ChoosingEngine, ip: string): Promise<KernelProbe> {
+  if (!(await chooser.libc())) return probeKernel(ip);
+  const tmp = await nl.createNetns(tempNetnsName('cnikit-probe'));
+  try {
+    const ns = nl.open(tmp.path);
+    ns.createLink({ kind: 'veth', name: 'pp0', peerName: 'pp1' });
+    await ns.flush();
+    const specs: Record<LinkKind, LinkSpec> = {
+      bridge: { kind: 'bridge', name: 'kbr' },
+      veth: { kind: 'veth', name: 'kve0', peerName: 'kve1' },
+      macvlan: { kind: 'macvlan', name: 'kmv', parent: 'pp0', mode: 'bridge' },
+      ipvlan: { kind: 'ipvlan', name: 'kiv', parent: 'pp0', mode: 'l2' },
+      vlan: { kind: 'vlan', name: 'kvl', parent: 'pp0', vlanId: 10 },
+      vxlan: { kind: 'vxlan', name: 'kvx', vni: 42, port: 4789 },
+      ifb: { kind: 'ifb', name: 'kifb' },
+      dummy: { kind: 'dummy', name: 'kdm' },
+    };
+    const works = async (spec: LinkSpec): Promise<boolean> => {
+      ns.createLink(spec);
+      return ns.flush().then(
+        () => true,
+        () => false,
+      );
+    };
+    const kinds = new Set<LinkKind>();
+    for (const k of LINK_KINDS) if (await works(specs[k])) kinds.add(k);
+    const bridgeVlans = await works({ kind: 'bridge', name: 'kbv', vlanFiltering: true });
+    return { kinds, bridgeVlans };
+  } finally {
+    await tmp.remove();
+  }
 }
 
 /** What the running kernel supports, as found by `probeKernel`. */

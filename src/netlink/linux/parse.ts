@@ -129,6 +129,15 @@ export function parseRoutes(text: string, family: Family, table: number): RouteE
     const metrics = Array.isArray(r.metrics) ? (r.metrics as Json[]) : [];
     const mtu = metrics.map((m) => num(m.mtu)).find((m) => m !== undefined);
     if (mtu !== undefined) e.mtu = mtu;
+    if (Array.isArray(r.nexthops))
+      e.nexthops = (r.nexthops as Json[]).map((h) => {
+        const hop: NonNullable<RouteEntry['nexthops']>[number] = { weight: num(h.weight) ?? 1 };
+        const g = str(h.gateway);
+        if (g) hop.gw = parseIp(g).ip;
+        const d = str(h.dev);
+        if (d) hop.dev = d;
+        return hop;
+      });
     return e;
   });
 }

@@ -28,6 +28,7 @@ import {
 import {
   addAddr,
   addRule,
+  appendRoute,
   delAddr,
   delRoute,
   delRule,
@@ -138,6 +139,8 @@ class MemoryEngine implements Engine {
         return putRoute(ns, op.route, false);
       case 'route-replace':
         return putRoute(ns, op.route, true);
+      case 'route-append':
+        return appendRoute(ns, op.route);
       case 'route-del':
         return delRoute(ns, op.route);
       case 'rule-add':

@@ -170,18 +170,64 @@ export function putRoute(ns: MNetns, r: NormRoute, replace: boolean): void {
   else ns.routes.push(e);
 }
 
-/** RTM_DELROUTE: matches dst/table and whichever of gw, dev, metric were given. */
+/** The nexthops of a route entry, multipath or not. */
+const hopsOf = (e: RouteEntry): Array<{ gw?: string; dev?: string; weight: number }> =>
+  e.nexthops ?? [{ ...(e.gw ? { gw: e.gw } : {}), ...(e.dev ? { dev: e.dev } : {}), weight: 1 }];
+
+/** A route with these nexthops: plain with one, multipath (no top-level gw/dev) with several. */
+function withHops(e: RouteEntry, hops: Array<{ gw?: string; dev?: string; weight: number }>): RouteEntry {
+  const { gw: _gw, dev: _dev, nexthops: _n, ...rest } = e;
+  if (hops.length > 1) return { ...rest, nexthops: hops };
+  const [h] = hops;
+  return { ...rest, ...(h?.gw ? { gw: h.gw } : {}), ...(h?.dev ? { dev: h.dev } : {}) };
+}
+
+/**
+ * RTM_NEWROUTE with NLM_F_APPEND. IPv6: a gateway route joins an existing gateway route of the
+ * same key as another nexthop (one multipath route). IPv4: a second entry after the first. The
+ * same nexthop twice is EEXIST on both.
+ */
+export function appendRoute(ns: MNetns, r: NormRoute): void {
+  const e = build(ns, r);
+  const same = ns.routes.filter((a) => sameKey(a, r));
+  const hop = hopsOf(e)[0]!;
+  const dup = same.some((a) => hopsOf(a).some((h) => h.gw === hop.gw && h.dev === hop.dev));
+  if (dup) fail('EEXIST', `route ${r.dst} via ${hop.gw ?? hop.dev} exists`);
+  const ecmp = r.family === 6 ? same.find((a) => hopsOf(a).every((h) => h.gw) && e.gw) : undefined;
+  if (ecmp) {
+    ns.routes[ns.routes.indexOf(ecmp)] = withHops(ecmp, [...hopsOf(ecmp), hop]);
+    return;
+  }
+  const last = same.length ? ns.routes.indexOf(same[same.length - 1]!) : -1;
+  if (last >= 0) ns.routes.splice(last + 1, 0, e);
+  else ns.routes.push(e);
+}
+
+/**
+ * RTM_DELROUTE: matches dst/table and whichever of gw, dev, metric were given; on an IPv6
+ * multipath route a gateway removes just that nexthop.
+ */
 export function delRoute(ns: MNetns, r: NormRoute): void {
   const i = ns.routes.findIndex(
     (a) =>
       a.family === r.family &&
       a.dst === r.dst &&
       a.table === (r.table ?? MAIN) &&
-      (r.gw === undefined || a.gw === r.gw) &&
-      (r.dev === undefined || a.dev === r.dev) &&
+      (r.gw === undefined || hopsOf(a).some((h) => h.gw === r.gw)) &&
+      (r.dev === undefined || hopsOf(a).some((h) => h.dev === r.dev)) &&
       (r.metric === undefined || (a.metric ?? 0) === r.metric),
   );
   if (i < 0) fail('ESRCH', `No such process: route ${r.dst}`);
+  const a = ns.routes[i]!;
+  if (a.nexthops && (r.gw !== undefined || r.dev !== undefined)) {
+    const left = a.nexthops.filter(
+      (h) => !((r.gw === undefined || h.gw === r.gw) && (r.dev === undefined || h.dev === r.dev)),
+    );
+    if (left.length) {
+      ns.routes[i] = withHops(a, left);
+      return;
+    }
+  }
   ns.routes.splice(i, 1);
 }
 
