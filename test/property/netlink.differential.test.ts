@@ -12,7 +12,7 @@ import {
 } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runFence } from '../helpers/bounded-runs.js';
+import { type RunFence, runFence } from '../helpers/bounded-runs.js';
 
 const PID = process.pid;
 const NAMES = ['a0', 'a1', 'b0', 'br0', 'br1'] as const;
@@ -183,6 +183,21 @@ const RUNS = Number(process.env.NETLINK_DIFF_RUNS ?? 25);
 const BUDGET_MS = Number(process.env.NETLINK_DIFF_BUDGET_MS ?? 12_000);
 const MIN_RUNS = Math.min(RUNS, 8);
 
+/** Random step sequences through `runOnce` until RUNS or the time budget; demands MIN_RUNS. */
+async function budgeted(fence: RunFence, label: string, runOnce: (steps: Step[]) => Promise<void>) {
+  const t0 = performance.now();
+  await fc.assert(
+    fc.asyncProperty(fc.array(step, { minLength: 3, maxLength: 10 }), (steps) =>
+      fence.run(() => runOnce(steps)),
+    ),
+    { numRuns: RUNS, plugins: [fc.interruptAfterTimeLimit(BUDGET_MS)] },
+  );
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  const ran = `${fence.passed} of ${RUNS} runs fit in the ${BUDGET_MS} ms budget (${secs} s)`;
+  if (fence.passed < RUNS) console.info(`netlink differential ${label}: ${ran}`);
+  expect(fence.passed, ran).toBeGreaterThanOrEqual(MIN_RUNS);
+}
+
 describe('netlink differential', () => {
   const made = new Set<string>();
   afterAll(() => {
@@ -220,18 +235,9 @@ describe('netlink differential', () => {
         made.delete(nb);
       }
     };
-    const t0 = performance.now();
-    await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 3, maxLength: 10 }), (steps) =>
-        fence.run(() => runOnce(steps)),
-      ),
-      { numRuns: RUNS, plugins: [fc.interruptAfterTimeLimit(BUDGET_MS)] },
-    );
-    const secs = ((performance.now() - t0) / 1000).toFixed(1);
-    const ran = `${fence.passed} of ${RUNS} runs fit in the ${BUDGET_MS} ms budget (${secs} s)`;
-    if (fence.passed < RUNS) console.info(`netlink differential: ${ran}`);
-    expect(fence.passed, ran).toBeGreaterThanOrEqual(MIN_RUNS);
+    await budgeted(fence, 'memory/kernel', runOnce);
   });
+
   it('native and iproute2 engines agree on the real kernel: per-op errors and everything read back', async (ctx) => {
     if (!isRoot) ctx.skip('needs root for real network namespaces');
     const fence = runFence(ctx);
@@ -253,16 +259,6 @@ describe('netlink differential', () => {
         for (const n of names) made.delete(n);
       }
     };
-    const t0 = performance.now();
-    await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 3, maxLength: 10 }), (steps) =>
-        fence.run(() => runOnce(steps)),
-      ),
-      { numRuns: RUNS, plugins: [fc.interruptAfterTimeLimit(BUDGET_MS)] },
-    );
-    const secs = ((performance.now() - t0) / 1000).toFixed(1);
-    const ran = `${fence.passed} of ${RUNS} runs fit in the ${BUDGET_MS} ms budget (${secs} s)`;
-    if (fence.passed < RUNS) console.info(`netlink differential native/iproute2: ${ran}`);
-    expect(fence.passed, ran).toBeGreaterThanOrEqual(MIN_RUNS);
+    await budgeted(fence, 'native/iproute2', runOnce);
   });
 });
