@@ -3,23 +3,27 @@
 // uses it as well as errors.ts.
 
 /** The kernel error names the SDK distinguishes. */
-export type Errno =
-  | 'EEXIST'
-  | 'ENODEV'
-  | 'ENOENT'
-  | 'ESRCH'
-  | 'EADDRNOTAVAIL'
-  | 'EADDRINUSE'
-  | 'EPERM'
-  | 'EACCES'
-  | 'EBUSY'
-  | 'EINVAL'
-  | 'ENETUNREACH'
-  | 'ENETDOWN'
-  | 'EOPNOTSUPP'
-  | 'ERANGE'
-  | 'ETIMEDOUT'
-  | 'EIO';
+export const ERRNOS = [
+  'EEXIST',
+  'ENODEV',
+  'ENOENT',
+  'ESRCH',
+  'EADDRNOTAVAIL',
+  'EADDRINUSE',
+  'EPERM',
+  'EACCES',
+  'EBUSY',
+  'EINVAL',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EOPNOTSUPP',
+  'ERANGE',
+  'ETIMEDOUT',
+  'EIO',
+] as const;
+
+/** One of {@link ERRNOS}. */
+export type Errno = (typeof ERRNOS)[number];
 
 /** Errnos that mean "the thing is not there" (DEL-style operations treat them as success). */
 export const MISSING_ERRNOS: ReadonlySet<Errno> = new Set(['ENODEV', 'ENOENT', 'ESRCH', 'EADDRNOTAVAIL']);
@@ -49,4 +53,14 @@ const TEXT_ERRNO: Array<[RegExp, Errno]> = [
 export function errnoFromText(text: string): Errno {
   for (const [re, errno] of TEXT_ERRNO) if (re.test(text)) return errno;
   return 'EIO';
+}
+
+/**
+ * The errno of a failed /proc/sys read or write (a Node fs error). The kernel answers a sysctl
+ * value it refuses with EIO on some keys; for a write that means the value is invalid.
+ */
+export function fsErrno(e: unknown, sysctlWrite = false): Errno {
+  const code = (e as { code?: string }).code;
+  if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EINVAL') return code;
+  return sysctlWrite && code === 'EIO' ? 'EINVAL' : 'EIO';
 }

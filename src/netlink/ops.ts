@@ -1,6 +1,6 @@
 // The queue both backends share: `NetnsHandle` validates and records writes as plain `Op` data and asks
 // an `Engine` to run them (plus reads) in one go. Backends differ only in how an Engine executes.
-import { NetlinkError } from './errors.js';
+import { type Errno, MISSING_ERRNOS, NetlinkError } from './errors.js';
 import {
   checkEnumError,
   checkSettings,
@@ -77,6 +77,49 @@ export type ReadResult =
 /** Executes a queue of ops then reads in one netns; stops at the first failing op (honouring `ok`). */
 export interface Engine {
   run(netns: string, ops: readonly Op[], reads: readonly Read[]): Promise<ReadResult[]>;
+}
+
+/** A failure inside an engine's run: op `index` of the slice it was given, or read -index-1 when negative. */
+export interface QueueFailure {
+  index: number;
+  errno: Errno;
+  detail: string;
+}
+
+/**
+ * The queue's rules, shared by the engines: `once` runs a slice of ops then the reads and stops at
+ * the first failure, which `failureOf` recognises. An op the caller tolerates (existsOk on
+ * EEXIST, missingOk on a "missing" errno) is stepped over and the rest runs again; any other
+ * failure becomes a NetlinkError naming the op (or read), the object and the netns.
+ */
+export async function runQueue(
+  netns: string,
+  ops: readonly Op[],
+  reads: readonly Read[],
+  once: (slice: readonly Op[]) => ReadResult[] | Promise<ReadResult[]>,
+  failureOf: (e: unknown) => QueueFailure | undefined,
+): Promise<ReadResult[]> {
+  let start = 0;
+  for (;;) {
+    const slice = ops.slice(start);
+    try {
+      return await once(slice);
+    } catch (e) {
+      const f = failureOf(e);
+      if (!f) throw e;
+      if (f.index < 0) throw new NetlinkError(f.errno, describeRead(reads[-f.index - 1]!), netns, f.detail);
+      const op = slice[f.index]!;
+      const tolerated =
+        (op.ok === 'exists' && f.errno === 'EEXIST') || (op.ok === 'missing' && MISSING_ERRNOS.has(f.errno));
+      if (!tolerated) throw new NetlinkError(f.errno, describeOp(op), netns, f.detail);
+      start += f.index + 1;
+    }
+  }
+}
+
+/** Human description of a read for error messages ("list links", "read /proc/sys/…"). */
+export function describeRead(r: Read): string {
+  return r.t === 'sysctl' ? `read /proc/sys/${r.key}` : `list ${r.t}`;
 }
 
 /** Human description of an op for error messages ("add address 10.0.0.2/24 to eth0"). */

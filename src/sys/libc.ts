@@ -23,8 +23,6 @@ export interface Libc {
   flock(fd: number, op: number): number;
   /** errno of the last failed call on this thread. */
   errno(): number;
-  /** Kernel thread id of the calling (main) thread. */
-  gettid(): number;
 }
 
 /** Why the FFI package could not load, once it was tried. */
@@ -43,7 +41,6 @@ interface Koffi {
 function bind(k: Koffi): Libc {
   const lib = k.load(null);
   const f = (d: string) => lib.func(d) as never;
-  const gettid = f('long syscall(long)');
   return {
     socket: f('int socket(int, int, int)'),
     setsockopt: f('int setsockopt(int, int, int, const void *, unsigned int)'),
@@ -56,13 +53,6 @@ function bind(k: Koffi): Libc {
     umount2: f('int umount2(const char *, int)'),
     flock: f('int flock(int, int)'),
     errno: () => k.errno(),
-    // SYS_gettid differs per architecture; x64 186, arm64 178, ia32 224, arm 224, riscv64 178.
-    gettid: () => {
-      const nr = { x64: 186, arm64: 178, riscv64: 178, ia32: 224, arm: 224, loong64: 178 }[
-        process.arch as string
-      ];
-      return nr === undefined ? process.pid : Number((gettid as (n: number) => number)(nr));
-    },
   };
 }
 
@@ -91,11 +81,6 @@ export function loadLibc(): Promise<Libc> {
     }
   })();
   return loading;
-}
-
-/** The bound libc when `loadLibc()` has succeeded, else undefined (never loads). */
-export function libcIfLoaded(): Libc | undefined {
-  return loaded;
 }
 
 /** Which way kernel work goes: the FFI package in-process, or child processes (iproute2, flock(1)). */

@@ -18,7 +18,6 @@ import {
   parseVlans as ipParseVlans,
 } from '../../src/netlink/linux/parse.js';
 import {
-  AF_BRIDGE,
   BRIDGE_VLAN_INFO,
   parseVlans,
   vlanAdd,
@@ -27,6 +26,7 @@ import {
 } from '../../src/netlink/native/bridge-vlan.js';
 import { withNetnsSync } from '../../src/netlink/native/netns.js';
 import { NlAttrs, type NlMessage, NlWriter, splitMessages } from '../../src/netlink/native/nlmsg.js';
+import { AF } from '../../src/netlink/native/rtnl.js';
 import { KernelError, RtnlSocket } from '../../src/netlink/native/socket.js';
 import {
   filterDump,
@@ -337,7 +337,7 @@ describe('tc encoders', () => {
 });
 
 describe('bridge vlan encoders', () => {
-  it('vlanAdd: RTM_SETLINK AF_BRIDGE, IFLA_AF_SPEC { flags SELF, vlan info }', () => {
+  it('vlanAdd: RTM_SETLINK AF.BRIDGE, IFLA_AF_SPEC { flags SELF, vlan info }', () => {
     const m = decode(vlanAdd(5, 10, { pvid: true, untagged: true, self: true }));
     expect([m.type, m.flags]).toEqual([19, 0x5]);
     // ifinfomsg: family, pad, type, index, flags, change.
@@ -376,16 +376,16 @@ describe('bridge vlan encoders', () => {
 
   it('vlanDel: RTM_DELLINK with the same attributes; vids outside 1..4094 are refused', () => {
     const m = decode(vlanDel(5, 20, { self: true }));
-    expect([m.type, m.flags, m.body.readUInt8(0), m.body.readInt32LE(4)]).toEqual([17, 0x5, AF_BRIDGE, 5]);
+    expect([m.type, m.flags, m.body.readUInt8(0), m.body.readInt32LE(4)]).toEqual([17, 0x5, AF.BRIDGE, 5]);
     const spec = new NlAttrs(m.body, IFINFOMSG).nested(26)!;
     expect(spec.u16(0)).toBe(2);
     expect(spec.get(2)!.toString('hex')).toBe('00001400');
     for (const vid of [0, 4095, 1.5]) expect(() => vlanAdd(5, vid, {})).toThrow(RangeError);
   });
 
-  it('vlanDump: RTM_GETLINK dump, AF_BRIDGE, IFLA_EXT_MASK = RTEXT_FILTER_BRVLAN', () => {
+  it('vlanDump: RTM_GETLINK dump, AF.BRIDGE, IFLA_EXT_MASK = RTEXT_FILTER_BRVLAN', () => {
     const m = decode(vlanDump());
-    expect([m.type, m.flags, m.body.readUInt8(0), m.body.readInt32LE(4)]).toEqual([18, 0x301, AF_BRIDGE, 0]);
+    expect([m.type, m.flags, m.body.readUInt8(0), m.body.readInt32LE(4)]).toEqual([18, 0x301, AF.BRIDGE, 0]);
     expect(new NlAttrs(m.body, IFINFOMSG).all).toEqual([{ type: 29, value: Buffer.from([2, 0, 0, 0]) }]);
   });
 
@@ -411,8 +411,8 @@ describe('bridge vlan encoders', () => {
     const { PVID, UNTAGGED, RANGE_BEGIN: B, RANGE_END: E } = BRIDGE_VLAN_INFO;
     const got = parseVlans(
       [
-        link(AF_BRIDGE, 3, [[0, 99]]),
-        link(AF_BRIDGE, 4, [
+        link(AF.BRIDGE, 3, [[0, 99]]),
+        link(AF.BRIDGE, 4, [
           [0, 300],
           [B | UNTAGGED, 20],
           [E | UNTAGGED, 22],

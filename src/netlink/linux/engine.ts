@@ -12,8 +12,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { CniError, ErrorCode } from '../../spec/errors.js';
-import { type Errno, errnoFromText, MISSING_ERRNOS, NetlinkError } from '../errors.js';
-import { describeOp, type Engine, type Op, type Read, type ReadResult } from '../ops.js';
+import { fsErrno } from '../errno.js';
+import { type Errno, errnoFromText } from '../errors.js';
+import { type Engine, type Op, type Read, type ReadResult, runQueue } from '../ops.js';
 import { familyFlag, ipLines, needsTolerance, readArgs, readTool, type Tool, toolOf } from './commands.js';
 import {
   parseAddrs,
@@ -162,10 +163,6 @@ function parseRead(r: Read, text: string): ReadResult {
   }
 }
 
-function readName(r: Read): string {
-  return r.t === 'sysctl' ? `read /proc/sys/${r.key}` : `list ${r.t}`;
-}
-
 /** The Linux engine; `ownNetns` is the path of this process's own netns (no nsenter needed there). */
 export class LinuxEngine implements Engine {
   /** Number of processes spawned so far (the bench and tests read it). */
@@ -195,23 +192,14 @@ export class LinuxEngine implements Engine {
     return p;
   }
 
-  async run(netns: string, ops: readonly Op[], reads: readonly Read[]): Promise<ReadResult[]> {
-    let start = 0;
-    for (;;) {
-      const slice = ops.slice(start);
-      try {
-        return await this.once(netns, slice, reads);
-      } catch (e) {
-        if (!(e instanceof OpFailure)) throw e;
-        if (e.index < 0) throw new NetlinkError(e.errno, readName(reads[-e.index - 1]!), netns, e.text);
-        const op = slice[e.index]!;
-        const tolerated =
-          (op.ok === 'exists' && e.errno === 'EEXIST') ||
-          (op.ok === 'missing' && MISSING_ERRNOS.has(e.errno));
-        if (!tolerated) throw new NetlinkError(e.errno, describeOp(op), netns, e.text);
-        start += e.index + 1;
-      }
-    }
+  run(netns: string, ops: readonly Op[], reads: readonly Read[]): Promise<ReadResult[]> {
+    return runQueue(
+      netns,
+      ops,
+      reads,
+      (slice) => this.once(netns, slice, reads),
+      (e) => (e instanceof OpFailure ? { index: e.index, errno: e.errno, detail: e.text } : undefined),
+    );
   }
 
   private nsPrefix(netns: string, tool: string): { cmd: string; pre: string[]; ipNs: string[] } {
@@ -254,7 +242,7 @@ export class LinuxEngine implements Engine {
       try {
         await writeFile(`/proc/sys/${s.key}`, s.value);
       } catch (e) {
-        throw new OpFailure(s.op, fsErrno(e), (e as Error).message);
+        throw new OpFailure(s.op, fsErrno(e, true), (e as Error).message);
       }
     }
     const out: ReadResult[] = [];
@@ -405,10 +393,4 @@ function cleanText(s: string): string {
     .filter((l) => l.trim() && !/^Command failed/.test(l) && !/^@@/.test(l))
     .join('; ')
     .trim();
-}
-
-function fsErrno(e: unknown): Errno {
-  const code = (e as { code?: string }).code;
-  if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EINVAL') return code;
-  return 'EIO';
 }

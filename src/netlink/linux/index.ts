@@ -109,12 +109,11 @@ export interface LinuxNetlink extends Netlink {
   engine(): Promise<'native' | 'iproute2'>;
 }
 
-/** Creates the real backend (needs root / CAP_NET_ADMIN, iproute2 and util-linux nsenter). */
+/** Creates the real backend (needs root / CAP_NET_ADMIN; the iproute2 engine also iproute2 and util-linux nsenter). */
 export function linuxNetlink(opts: LinuxNetlinkOptions = {}): LinuxNetlink {
   const own = currentNetnsPath();
   const hostNetns = opts.hostNetns ?? own;
   const iproute2 = new LinuxEngine(own, opts.onSpawn);
-  const engine = iproute2;
   const chooser = new ChoosingEngine(opts.kernelPath ?? kernelPathFromEnv(), iproute2, own);
   let probe: Promise<KernelProbe> | undefined;
 
@@ -128,7 +127,7 @@ export function linuxNetlink(opts: LinuxNetlinkOptions = {}): LinuxNetlink {
   const self: LinuxNetlink = {
     backend: 'linux',
     hostNetns,
-    spawnCount: () => engine.spawns,
+    spawnCount: () => iproute2.spawns,
     engine: async () => ((await chooser.engine()) === iproute2 ? 'iproute2' : 'native'),
     open(path?: string): NetnsOps {
       return new NetnsHandle(resolve(path), chooser);
@@ -151,8 +150,8 @@ export function linuxNetlink(opts: LinuxNetlinkOptions = {}): LinuxNetlink {
         const path = createNetnsSync(libc, NETNS_RUN_DIR, n);
         return { name: n, path, remove: () => self.removeNetns(path) };
       }
-      engine.spawns++;
-      const p = await runProcess(engine.bin('ip'), ['netns', 'add', n]);
+      iproute2.spawns++;
+      const p = await runProcess(iproute2.bin('ip'), ['netns', 'add', n]);
       const path = `${NETNS_RUN_DIR}/${n}`;
       if (p.code !== 0)
         throw new NetlinkError(
@@ -173,17 +172,17 @@ export function linuxNetlink(opts: LinuxNetlinkOptions = {}): LinuxNetlink {
         );
       const libc = await chooser.libc();
       if (libc) return removeNetnsSync(libc, path);
-      engine.spawns++;
-      const p = await runProcess(engine.bin('ip'), ['netns', 'del', n]);
+      iproute2.spawns++;
+      const p = await runProcess(iproute2.bin('ip'), ['netns', 'del', n]);
       if (p.code !== 0 && !/No such file/.test(p.stderr))
         throw new NetlinkError('EIO', `remove netns ${n}`, path, p.stderr.trim());
     },
     async supportedLinkKinds() {
-      probe ??= probeFor(self, chooser, engine.bin('ip'));
+      probe ??= probeFor(self, chooser, iproute2.bin('ip'));
       return (await probe).kinds;
     },
     async supportsBridgeVlans() {
-      probe ??= probeFor(self, chooser, engine.bin('ip'));
+      probe ??= probeFor(self, chooser, iproute2.bin('ip'));
       return (await probe).bridgeVlans;
     },
   };

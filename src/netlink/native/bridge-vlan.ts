@@ -1,17 +1,12 @@
-// Bridge VLANs over rtnetlink (the `bridge vlan add/del/show` requests): RTM_SETLINK/RTM_DELLINK
-// with family AF_BRIDGE and an IFLA_AF_SPEC list, and the AF_BRIDGE link dump for reading back.
+// Bridge VLANs over rtnetlink (the `bridge vlan add/del/show` requests): RTM.SETLINK/RTM.DELLINK
+// with family AF_BRIDGE and an IFLA.AF_SPEC list, and the AF_BRIDGE link dump for reading back.
 // Layouts from the kernel uapi (linux/rtnetlink.h, if_link.h, if_bridge.h).
 import type { BridgeVlan } from '../types.js';
+import { IFLA, ifinfomsg } from './link.js';
 import { NLM_F, NlAttrs, type NlMessage, NlWriter } from './nlmsg.js';
+import { AF, RTM } from './rtnl.js';
 
-export const AF_BRIDGE = 7;
-const RTM_NEWLINK = 16;
-const RTM_DELLINK = 17;
-const RTM_GETLINK = 18;
-const RTM_SETLINK = 19;
 const IFINFOMSG_LEN = 16;
-const IFLA_AF_SPEC = 26;
-const IFLA_EXT_MASK = 29;
 const RTEXT_FILTER_BRVLAN = 1 << 1;
 
 const IFLA_BRIDGE_FLAGS = 0;
@@ -35,21 +30,13 @@ export interface BridgeVlanOpts {
   self?: boolean | undefined;
 }
 
-/** struct ifinfomsg for `ifindex` in family AF_BRIDGE (type, flags and change left 0). */
-function ifinfomsg(ifindex: number): Buffer {
-  const b = Buffer.alloc(IFINFOMSG_LEN);
-  b.writeUInt8(AF_BRIDGE, 0);
-  b.writeInt32LE(ifindex, 4);
-  return b;
-}
-
 function vlanRequest(type: number, ifindex: number, vid: number, flags: number, self: boolean): NlWriter {
   // 0 and 4095 are reserved by 802.1Q; the kernel rejects them too, but a clear message is better.
   if (!Number.isInteger(vid) || vid < 1 || vid > 4094)
     throw new RangeError(`bridge vlan: vid ${vid} is not in 1..4094`);
   const w = new NlWriter(type, NLM_F.REQUEST | NLM_F.ACK);
-  w.struct(ifinfomsg(ifindex));
-  w.begin(IFLA_AF_SPEC);
+  w.struct(ifinfomsg(AF.BRIDGE, ifindex));
+  w.begin(IFLA.AF_SPEC);
   // Without the flags attribute the kernel sends the request to the port's master bridge.
   if (self) w.u16(IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_SELF);
   const info = Buffer.alloc(4); // struct bridge_vlan_info { u16 flags; u16 vid; }
@@ -62,19 +49,19 @@ function vlanRequest(type: number, ifindex: number, vid: number, flags: number, 
 /** `bridge vlan add dev X vid V [pvid] [untagged] [self]`. */
 export function vlanAdd(ifindex: number, vid: number, opts: BridgeVlanOpts = {}): NlWriter {
   const flags = (opts.pvid ? BRIDGE_VLAN_INFO.PVID : 0) | (opts.untagged ? BRIDGE_VLAN_INFO.UNTAGGED : 0);
-  return vlanRequest(RTM_SETLINK, ifindex, vid, flags, opts.self === true);
+  return vlanRequest(RTM.SETLINK, ifindex, vid, flags, opts.self === true);
 }
 
 /** `bridge vlan del dev X vid V [self]`. */
 export function vlanDel(ifindex: number, vid: number, opts: Pick<BridgeVlanOpts, 'self'> = {}): NlWriter {
-  return vlanRequest(RTM_DELLINK, ifindex, vid, 0, opts.self === true);
+  return vlanRequest(RTM.DELLINK, ifindex, vid, 0, opts.self === true);
 }
 
 /** Dump of the bridge ports and bridges with their VLAN lists (`bridge vlan show`). */
 export function vlanDump(): NlWriter {
-  const w = new NlWriter(RTM_GETLINK, NLM_F.REQUEST | NLM_F.DUMP);
-  w.struct(ifinfomsg(0));
-  return w.u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN);
+  const w = new NlWriter(RTM.GETLINK, NLM_F.REQUEST | NLM_F.DUMP);
+  w.struct(ifinfomsg(AF.BRIDGE, 0));
+  return w.u32(IFLA.EXT_MASK, RTEXT_FILTER_BRVLAN);
 }
 
 /**
@@ -84,9 +71,9 @@ export function vlanDump(): NlWriter {
 export function parseVlans(msgs: NlMessage[], ifindex: number): BridgeVlan[] {
   const out: BridgeVlan[] = [];
   for (const m of msgs) {
-    if (m.type !== RTM_NEWLINK || m.body.length < IFINFOMSG_LEN) continue;
-    if (m.body.readUInt8(0) !== AF_BRIDGE || m.body.readInt32LE(4) !== ifindex) continue;
-    const spec = new NlAttrs(m.body, IFINFOMSG_LEN).nested(IFLA_AF_SPEC);
+    if (m.type !== RTM.NEWLINK || m.body.length < IFINFOMSG_LEN) continue;
+    if (m.body.readUInt8(0) !== AF.BRIDGE || m.body.readInt32LE(4) !== ifindex) continue;
+    const spec = new NlAttrs(m.body, IFINFOMSG_LEN).nested(IFLA.AF_SPEC);
     if (!spec) continue;
     let start = 0;
     for (const a of spec.all) {

@@ -12,7 +12,7 @@
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { ERRNO_NAMES } from '../../sys/errno.js';
 import type { Libc } from '../../sys/libc.js';
-import { type Errno, errnoFromText } from '../errno.js';
+import { ERRNOS, type Errno, errnoFromText, fsErrno } from '../errno.js';
 import type { Op, Read, ReadResult } from '../ops.js';
 import type { Link } from '../types.js';
 import { type BridgeVlanOpts, parseVlans, vlanAdd, vlanDel, vlanDump } from './bridge-vlan.js';
@@ -53,25 +53,7 @@ import {
   tbfReplace,
 } from './tc.js';
 
-/** errno numbers the SDK names; anything else is reported as EIO with the number in the detail. */
-const KNOWN: ReadonlySet<string> = new Set<Errno>([
-  'EEXIST',
-  'ENODEV',
-  'ENOENT',
-  'ESRCH',
-  'EADDRNOTAVAIL',
-  'EADDRINUSE',
-  'EPERM',
-  'EACCES',
-  'EBUSY',
-  'EINVAL',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EOPNOTSUPP',
-  'ERANGE',
-  'ETIMEDOUT',
-  'EIO',
-]);
+const KNOWN: ReadonlySet<string> = new Set<string>(ERRNOS);
 
 function errnoName(e: KernelError): Errno {
   // tc answers EINVAL for a parent qdisc that is not there; its message says what it means, and
@@ -112,14 +94,7 @@ export function isCoreFailure(e: unknown): e is CoreFailure {
 export type Enter = <T>(path: string, fn: () => T) => T;
 
 function fsFailure(index: number, e: unknown, sysctlWrite: boolean): CoreFailure {
-  const code = (e as { code?: string }).code ?? 'EIO';
-  const errno: Errno =
-    code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EINVAL'
-      ? code
-      : sysctlWrite && code === 'EIO'
-        ? 'EINVAL'
-        : 'EIO';
-  return failure(index, errno, (e as Error).message);
+  return failure(index, fsErrno(e, sysctlWrite), (e as Error).message);
 }
 
 /**
@@ -293,10 +268,6 @@ export class NativeCore {
 
   /** Runs ops then reads; throws a CoreFailure (plain data) at the first failure. */
   flush(netns: string, ops: readonly Op[], reads: readonly Read[]): ReadResult[] {
-    return this.once(netns, ops, reads);
-  }
-
-  private once(netns: string, ops: readonly Op[], reads: readonly Read[]): ReadResult[] {
     if (ops.length === 0 && reads.length === 0) return [];
     const fds = new Map<string, number>();
     try {

@@ -34,7 +34,8 @@ const MACVLAN_MODES: Record<MacvlanMode, number> = {
 const IPVLAN_MODES: Record<IpvlanMode, number> = { l2: 0, l3: 1, l3s: 2 };
 const VXLAN = { ID: 1, GROUP: 2, LINK: 3, LOCAL: 4, LEARNING: 7, PORT: 15, GROUP6: 16, LOCAL6: 17 };
 
-function ifinfomsg(family: number, index: number, flags = 0, change = 0): Buffer {
+/** struct ifinfomsg: family, ifindex, flags and the mask of flags to change. */
+export function ifinfomsg(family: number, index: number, flags = 0, change = 0): Buffer {
   const b = Buffer.alloc(16);
   b.writeUInt8(family, 0);
   b.writeInt32LE(index, 4);

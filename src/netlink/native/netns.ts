@@ -4,7 +4,7 @@
 // A socket opened while switched stays bound to that netns for its whole life, as in Go's
 // netlink.NewHandleAt. libuv's worker threads never move.
 import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
-import { type Libc, libcIfLoaded, loadLibc } from '../../sys/libc.js';
+import { type Libc, loadLibc } from '../../sys/libc.js';
 import { NetlinkError } from '../errors.js';
 import { isNetnsPath } from '../netns.js';
 
@@ -26,11 +26,21 @@ function enter(libc: Libc, fd: number, path: string, what: string): void {
 }
 
 /**
+ * Puts the thread back into its own netns (`own`: a descriptor opened before it left). Failing to
+ * would leave the main thread in a foreign netns where nothing after could be trusted, so the
+ * process stops rather than carry on.
+ */
+function returnHome(libc: Libc, own: number): void {
+  if (libc.setns(own, CLONE_NEWNET) === 0) return;
+  process.stderr.write(`cni-kit: cannot return to the own netns (errno ${libc.errno()}); aborting\n`);
+  process.abort();
+}
+
+/**
  * Runs `fn` synchronously inside the netns at `path` with the FFI already loaded (see
  * `withNetns`). `fn` must not await: the thread goes back to its own netns as soon as `fn` returns.
  */
-export function withNetnsSync<T>(path: string, fn: () => T, libc = libcIfLoaded()): T {
-  if (!libc) throw new Error('withNetnsSync: the FFI package is not loaded yet; use withNetns');
+export function withNetnsSync<T>(path: string, fn: () => T, libc: Libc): T {
   let target: number;
   try {
     target = openSync(path, 'r');
@@ -47,12 +57,7 @@ export function withNetnsSync<T>(path: string, fn: () => T, libc = libcIfLoaded(
     try {
       out = fn();
     } finally {
-      // Failing to go back would leave the main thread in a foreign netns: nothing after that
-      // could be trusted, so the process stops here rather than carry on.
-      if (libc.setns(own, CLONE_NEWNET) !== 0) {
-        process.stderr.write(`cni-kit: cannot return to the own netns (errno ${libc.errno()}); aborting\n`);
-        process.abort();
-      }
+      returnHome(libc, own);
     }
     if (out && typeof (out as { then?: unknown }).then === 'function')
       throw new TypeError('withNetns: fn returned a promise; the callback must be synchronous');
@@ -115,10 +120,7 @@ export function createNetnsSync(libc: Libc, dir: string, name: string): string {
       if (libc.mount(THREAD_NETNS, path, 'none', MS_BIND, null) !== 0)
         throw new NetlinkError('EIO', `create netns ${name}`, path, `bind mount: errno ${libc.errno()}`);
     } finally {
-      if (libc.setns(own, CLONE_NEWNET) !== 0) {
-        process.stderr.write(`cni-kit: cannot return to the own netns (errno ${libc.errno()}); aborting\n`);
-        process.abort();
-      }
+      returnHome(libc, own);
     }
   } catch (e) {
     rmSync(path, { force: true });
