@@ -7,6 +7,7 @@
  */
 
 export type { KernelPath } from '../sys/libc.js';
+export { ERRNOS } from './errno.js';
 export { type Errno, isExists, isNotFound, NetlinkError } from './errors.js';
 export type { SpawnTrace } from './linux/engine.js';
 export {
