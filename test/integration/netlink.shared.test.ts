@@ -543,6 +543,16 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     expect(inC?.parentNetnsId).toBeTypeOf('number');
     h.createLink({ kind: 'macvlan', name: hname('tmv'), parent, mtu: 1600 });
     expect(await errnoOf(h.flush())).toBe('EINVAL');
+    // A macvlan on that macvlan is attached to the real device underneath (in the host).
+    const inside = nl.open(c);
+    inside.createLink({ kind: 'macvlan', name: 'stk0', parent: inC!.name });
+    await inside.flush();
+    const stacked = (await inside.links()).find((l) => l.name === 'stk0');
+    expect(stacked).toMatchObject({ parentIndex: inC?.parentIndex, parentNetnsId: inC?.parentNetnsId });
+    // Lowering the parent's MTU lowers the macvlan above it, in the other netns too.
+    h.setLink(parent, { mtu: 1280 });
+    await h.flush();
+    expect((await nl.open(c).links()).find((l) => l.kind === 'macvlan')?.mtu).toBe(1280);
   });
 
   for (const kind of ['ipvlan', 'vlan'] as const) {

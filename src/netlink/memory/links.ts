@@ -28,7 +28,9 @@ function insert(ns: MNetns, l: MLink): void {
 export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
   if (!st.kinds.has(spec.kind)) fail('EOPNOTSUPP', `Unknown device type ${spec.kind}`);
   const home = spec.netns ? targetNs(st, spec.netns) : ns;
-  const lower = 'parent' in spec && spec.parent ? mustLink(ns, spec.parent) : undefined;
+  const named = 'parent' in spec && spec.parent ? mustLink(ns, spec.parent) : undefined;
+  // A macvlan on a macvlan (an ipvlan on an ipvlan) is attached to the real device underneath.
+  const lower = named?.kind === spec.kind && named.lower ? named.lower : named;
   if (byName(home, spec.name)) fail('EEXIST', `a link named ${spec.name} exists`);
   const mtu = spec.mtu ?? (spec.kind === 'vxlan' ? 1450 : lower ? lower.mtu : 1500);
   if (lower && spec.kind !== 'vxlan' && mtu > lower.mtu)
@@ -134,6 +136,13 @@ export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings)
     l.mtu = set.mtu;
     l.mtuByUser = true;
     if (l.master) recalcBridge(l.master);
+    // The kernel lowers macvlan, ipvlan and vlan links above the new MTU to it, in any netns.
+    for (const n of st.netns.values())
+      for (const o of n.links.values())
+        if (o.lower === l && o.kind !== 'vxlan' && o.mtu > set.mtu) {
+          o.mtu = set.mtu;
+          if (o.master) recalcBridge(o.master);
+        }
   }
   if (set.mac !== undefined) {
     l.mac = set.mac;
