@@ -41,7 +41,7 @@ export type Op = (
   | { t: 'link-move'; name: string; netns: string }
   | { t: 'addr-add'; link: string; cidr: string; family: Family; noDad: boolean }
   | { t: 'addr-del'; link: string; cidr: string; family: Family }
-  | { t: 'route-add' | 'route-replace' | 'route-append' | 'route-del'; route: NormRoute }
+  | { t: 'route-add' | 'route-replace' | 'route-append' | 'route-ecmp' | 'route-del'; route: NormRoute }
   | { t: 'rule-add' | 'rule-del'; rule: RuleSpec }
   | { t: 'sysctl-set'; key: string; value: string }
   | { t: 'tbf'; link: string; spec: TbfSpec }
@@ -149,6 +149,8 @@ export function describeOp(op: Op): string {
     case 'route-append':
     case 'route-del':
       return `${op.t.slice(6)} route ${routeText(op.route)}`;
+    case 'route-ecmp':
+      return `add (ecmp) route ${routeText(op.route)}`;
     case 'rule-add':
     case 'rule-del':
       return `${op.t.slice(5)} rule from ${op.rule.src ?? 'all'} table ${op.rule.table}`;
@@ -239,6 +241,9 @@ export class NetnsHandle implements NetnsOps {
   }
   appendRoute(route: RouteSpec): void {
     this.push({ t: 'route-append', route: normRoute(route) });
+  }
+  addRouteEcmp(route: RouteSpec): void {
+    this.push({ t: 'route-ecmp', route: normRoute(route) });
   }
   deleteRoute(route: RouteSpec, opts?: { missingOk?: boolean }): void {
     this.push({ t: 'route-del', route: normRoute(route, true), ok: opts?.missingOk ? 'missing' : undefined });

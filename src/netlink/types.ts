@@ -281,6 +281,14 @@ export interface NetnsOps {
    * another nexthop (multipath); an IPv4 route is added after it.
    */
   appendRoute(route: RouteSpec): void;
+  /**
+   * Add a route with create-without-exclusive semantics (NLM_F_CREATE alone, Go's
+   * `netlink.RouteAddEcmp`, `ip route prepend`), as the reference installs result routes. IPv4: a
+   * route of the same dst/tos/metric with another nexthop becomes a second entry, placed first; an
+   * identical one is EEXIST. IPv6: a gateway route joins an existing gateway route of the same key
+   * as another nexthop (multipath); the same nexthop again is EEXIST.
+   */
+  addRouteEcmp(route: RouteSpec): void;
   deleteRoute(route: RouteSpec, opts?: { missingOk?: boolean | undefined }): void;
   addRule(rule: RuleSpec, opts?: { existsOk?: boolean | undefined }): void;
   deleteRule(rule: RuleSpec, opts?: { missingOk?: boolean | undefined }): void;

@@ -85,7 +85,9 @@ export async function configureInterface(
   for (const ip of ips) ns.addAddress(ifname, ip.address);
   ns.setLink(ifname, { up: true });
   if (v6 && !opts.skipDadWait) await ns.waitDad(ifname);
-  for (const r of opts.routes ?? result.routes ?? []) ns.addRoute(routeSpec(r, ifname, ips));
+  // Create without exclusive, as the reference (RouteAddEcmp): a second network's default route
+  // installs beside the first instead of failing with EEXIST.
+  for (const r of opts.routes ?? result.routes ?? []) ns.addRouteEcmp(routeSpec(r, ifname, ips));
 }
 
 const sameIp = (a: string | undefined, b: string | undefined): boolean =>

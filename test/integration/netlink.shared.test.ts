@@ -385,6 +385,60 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     expect(left.map((r) => `${r.gw} ${r.dev} ${r.nexthops === undefined}`)).toEqual(['fd32::1 n0 true']);
   });
 
+  it('adds routes without NLM_F_EXCL (RouteAddEcmp): IPv4 a second entry first, IPv6 a nexthop, identical EEXIST', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'e0', peerName: 'e1' });
+    ns.createLink({ kind: 'veth', name: 'f0', peerName: 'f1' });
+    for (const l of ['e0', 'e1', 'f0', 'f1']) ns.setLink(l, { up: true });
+    ns.addAddress('e0', '10.33.0.2/24');
+    ns.addAddress('f0', '10.34.0.2/24');
+    ns.addAddress('e0', 'fd33::2/64', { noDad: true });
+    ns.addAddress('f0', 'fd34::2/64', { noDad: true });
+    // What two bridge ADDs with a default route each do in one container.
+    ns.addRouteEcmp({ dst: '0.0.0.0/0', gw: '10.33.0.1', dev: 'e0' });
+    ns.addRouteEcmp({ dst: '0.0.0.0/0', gw: '10.34.0.1', dev: 'f0' });
+    ns.addRouteEcmp({ dst: '::/0', gw: 'fd33::1', dev: 'e0' });
+    ns.addRouteEcmp({ dst: '::/0', gw: 'fd34::1', dev: 'f0' });
+    await ns.flush();
+    const v4 = (await ns.routes({ family: 4 })).filter((r) => r.dst === '0.0.0.0/0');
+    expect(v4.map((r) => `${r.gw} ${r.dev}`)).toEqual(['10.34.0.1 f0', '10.33.0.1 e0']);
+    const v6 = (await ns.routes({ family: 6 })).filter((r) => r.dst === '::/0');
+    expect(v6).toHaveLength(1);
+    expect(v6[0]!.nexthops).toEqual([
+      { gw: 'fd33::1', dev: 'e0', weight: 1 },
+      { gw: 'fd34::1', dev: 'f0', weight: 1 },
+    ]);
+    // The identical route again is EEXIST, in both families and whichever entry it repeats.
+    for (const r of [
+      { dst: '0.0.0.0/0', gw: '10.33.0.1', dev: 'e0' },
+      { dst: '0.0.0.0/0', gw: '10.34.0.1', dev: 'f0' },
+      { dst: '::/0', gw: 'fd34::1', dev: 'f0' },
+      { dst: '::/0', gw: 'fd33::1', dev: 'e0' },
+    ]) {
+      ns.addRouteEcmp(r);
+      expect(await errnoOf(ns.flush()), JSON.stringify(r)).toBe('EEXIST');
+    }
+    // Another metric is another key: a plain route of its own.
+    ns.addRouteEcmp({ dst: '0.0.0.0/0', gw: '10.33.0.1', dev: 'e0', metric: 100 });
+    await ns.flush();
+    const all4 = (await ns.routes({ family: 4 })).filter((r) => r.dst === '0.0.0.0/0');
+    expect(all4.map((r) => `${r.gw} ${r.metric ?? 0}`)).toEqual([
+      '10.34.0.1 0',
+      '10.33.0.1 0',
+      '10.33.0.1 100',
+    ]);
+    // A same-key IPv4 route that differs only in its source address is a different fib_info.
+    ns.addRouteEcmp({ dst: '10.80.0.0/16', dev: 'e0' });
+    ns.addRouteEcmp({ dst: '10.80.0.0/16', dev: 'e0', src: '10.33.0.2' });
+    await ns.flush();
+    const src = (await ns.routes({ family: 4 })).filter((r) => r.dst === '10.80.0.0/16');
+    expect(src.map((r) => r.src ?? '-')).toEqual(['10.33.0.2', '-']);
+    // A plain add still refuses what an ECMP add made.
+    ns.addRoute({ dst: '0.0.0.0/0', gw: '10.34.0.1', dev: 'f0' });
+    expect(await errnoOf(ns.flush())).toBe('EEXIST');
+  });
+
   it('adds and deletes policy rules for both families', async (ctx) => {
     need(ctx);
     const ns = nl.open(await newNs());

@@ -28,7 +28,13 @@ type Step =
   | { t: 'rename'; name: string; to: string }
   | { t: 'move'; name: string }
   | { t: 'addr'; name: string; cidr: string; add: boolean }
-  | { t: 'route'; dst: string; gw?: string | undefined; dev?: string | undefined; append: boolean }
+  | {
+      t: 'route';
+      dst: string;
+      gw?: string | undefined;
+      dev?: string | undefined;
+      how: 'add' | 'append' | 'ecmp';
+    }
   | { t: 'sysctl'; name: string }
   | { t: 'hairpin'; name: string; on: boolean }
   | { t: 'macvlan'; name: string; parent: string; other: boolean; mtu?: number | undefined };
@@ -63,7 +69,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     dst: fc.constantFrom('10.50.0.0/16', 'default'),
     gw: fc.option(fc.constantFrom('10.1.0.1', '10.2.0.1', '10.9.0.1'), { nil: undefined }),
     dev: fc.option(name, { nil: undefined }),
-    append: fc.boolean(),
+    how: fc.constantFrom('add' as const, 'append' as const, 'ecmp' as const),
   }),
   fc.record({ t: fc.constant('sysctl' as const), name }),
   fc.record({ t: fc.constant('hairpin' as const), name, on: fc.boolean() }),
@@ -103,7 +109,8 @@ function apply(ns: NetnsOps, s: Step, other: string): unknown {
       return s.add ? ns.addAddress(s.name, s.cidr) : ns.deleteAddress(s.name, s.cidr);
     case 'route':
       if (!s.gw && !s.dev) return ns.addRoute({ dst: s.dst, dev: 'lo' });
-      if (s.append) return ns.appendRoute({ dst: s.dst, gw: s.gw, dev: s.dev });
+      if (s.how === 'append') return ns.appendRoute({ dst: s.dst, gw: s.gw, dev: s.dev });
+      if (s.how === 'ecmp') return ns.addRouteEcmp({ dst: s.dst, gw: s.gw, dev: s.dev });
       return ns.addRoute({ dst: s.dst, gw: s.gw, dev: s.dev });
     case 'sysctl':
       return ns.setSysctl(`net/ipv4/conf/${s.name}/arp_notify`, 1);

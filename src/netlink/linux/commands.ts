@@ -106,6 +106,9 @@ export function ipLines(op: Op): string[] {
       return [route('replace', op.route)];
     case 'route-append':
       return [route('append', op.route)];
+    case 'route-ecmp':
+      // `prepend` is iproute2's name for NLM_F_CREATE without NLM_F_EXCL or NLM_F_APPEND.
+      return [route('prepend', op.route)];
     case 'route-del':
       return [route('del', op.route)];
     case 'rule-add':

@@ -32,6 +32,7 @@ import {
   delAddr,
   delRoute,
   delRule,
+  ecmpRoute,
   getSysctl,
   linkUp,
   putRoute,
@@ -141,6 +142,8 @@ class MemoryEngine implements Engine {
         return putRoute(ns, op.route, true);
       case 'route-append':
         return appendRoute(ns, op.route);
+      case 'route-ecmp':
+        return ecmpRoute(ns, op.route);
       case 'route-del':
         return delRoute(ns, op.route);
       case 'rule-add':

@@ -182,25 +182,62 @@ function withHops(e: RouteEntry, hops: Array<{ gw?: string; dev?: string; weight
   return { ...rest, ...(h?.gw ? { gw: h.gw } : {}), ...(h?.dev ? { dev: h.dev } : {}) };
 }
 
+/** Two hops are the same nexthop (rt6_duplicate_nexthop: same device and gateway). */
+const sameHop = (a: { gw?: string; dev?: string }, b: { gw?: string; dev?: string }): boolean =>
+  a.gw === b.gw && a.dev === b.dev;
+
 /**
- * RTM_NEWROUTE with NLM_F_APPEND. IPv6: a gateway route joins an existing gateway route of the
- * same key as another nexthop (one multipath route). IPv4: a second entry after the first. The
- * same nexthop twice is EEXIST on both.
+ * IPv4: the kernel refuses a route only when an alias of the same key has the same type and the
+ * same fib_info (nexthops, scope, prefsrc, protocol, metrics); anything else makes a new alias.
  */
-export function appendRoute(ns: MNetns, r: NormRoute): void {
+function sameFibInfo(a: RouteEntry, e: RouteEntry): boolean {
+  const ha = hopsOf(a);
+  const he = hopsOf(e);
+  return (
+    a.type === e.type &&
+    a.scope === e.scope &&
+    a.protocol === e.protocol &&
+    a.src === e.src &&
+    a.mtu === e.mtu &&
+    ha.length === he.length &&
+    ha.every((h, i) => sameHop(h, he[i]!))
+  );
+}
+
+/**
+ * RTM_NEWROUTE without NLM_F_EXCL: NLM_F_APPEND (`where` 'append') or NLM_F_CREATE alone
+ * ('prepend', Go's RouteAddEcmp). IPv6: a gateway route joins an existing gateway route of the
+ * same key as another nexthop (one multipath route), whichever flag; a route without a gateway is
+ * a separate entry; a nexthop (device and gateway) already there is EEXIST. IPv4: an identical
+ * route is EEXIST, otherwise a second entry after (append) or before (prepend) the existing ones.
+ */
+function addNonExclusive(ns: MNetns, r: NormRoute, where: 'append' | 'prepend'): void {
   const e = build(ns, r);
   const same = ns.routes.filter((a) => sameKey(a, r));
   const hop = hopsOf(e)[0]!;
-  const dup = same.some((a) => hopsOf(a).some((h) => h.gw === hop.gw && h.dev === hop.dev));
+  const dup =
+    r.family === 6
+      ? same.some((a) => hopsOf(a).some((h) => sameHop(h, hop)))
+      : same.some((a) => sameFibInfo(a, e));
   if (dup) fail('EEXIST', `route ${r.dst} via ${hop.gw ?? hop.dev} exists`);
   const ecmp = r.family === 6 ? same.find((a) => hopsOf(a).every((h) => h.gw) && e.gw) : undefined;
   if (ecmp) {
     ns.routes[ns.routes.indexOf(ecmp)] = withHops(ecmp, [...hopsOf(ecmp), hop]);
     return;
   }
-  const last = same.length ? ns.routes.indexOf(same[same.length - 1]!) : -1;
-  if (last >= 0) ns.routes.splice(last + 1, 0, e);
-  else ns.routes.push(e);
+  if (same.length === 0) ns.routes.push(e);
+  else if (where === 'prepend' && r.family === 4) ns.routes.splice(ns.routes.indexOf(same[0]!), 0, e);
+  else ns.routes.splice(ns.routes.indexOf(same[same.length - 1]!) + 1, 0, e);
+}
+
+/** RTM_NEWROUTE with NLM_F_CREATE | NLM_F_APPEND (`ip route append`). */
+export function appendRoute(ns: MNetns, r: NormRoute): void {
+  addNonExclusive(ns, r, 'append');
+}
+
+/** RTM_NEWROUTE with NLM_F_CREATE alone (`ip route prepend`, Go's RouteAddEcmp). */
+export function ecmpRoute(ns: MNetns, r: NormRoute): void {
+  addNonExclusive(ns, r, 'prepend');
 }
 
 /**

@@ -192,9 +192,10 @@ function runOp(s: Session, op: Op): void {
     case 'route-add':
     case 'route-replace':
     case 'route-append':
+    case 'route-ecmp':
     case 'route-del': {
       const oif = op.route.dev ? s.index(op.route.dev) : undefined;
-      const verb = op.t.slice(6) as 'add' | 'replace' | 'append' | 'del';
+      const verb = op.t.slice(6) as 'add' | 'replace' | 'append' | 'ecmp' | 'del';
       s.req(routeMsg(verb, op.route, oif));
       return;
     }

@@ -174,7 +174,7 @@ export function parseAddrs(msgs: readonly NlMessage[], nameOf: (index: number) =
 // ---------------------------------------------------------------- routes
 
 /** How a route request treats an existing route with the same key. */
-export type RouteVerb = 'add' | 'replace' | 'append' | 'del';
+export type RouteVerb = 'add' | 'replace' | 'append' | 'ecmp' | 'del';
 
 /** RTM_NEWROUTE / RTM_DELROUTE for a normalized route; `oif` is the resolved `dev`. */
 export function routeMsg(verb: RouteVerb, r: NormRoute, oif: number | undefined): NlWriter {
@@ -187,7 +187,9 @@ export function routeMsg(verb: RouteVerb, r: NormRoute, oif: number | undefined)
         ? NLM_F.CREATE | NLM_F.REPLACE
         : verb === 'append'
           ? NLM_F.CREATE | NLM_F.APPEND
-          : 0;
+          : verb === 'ecmp'
+            ? NLM_F.CREATE
+            : 0;
   const w = new NlWriter(del ? RTM.DELROUTE : RTM.NEWROUTE, REQ_ACK | flags);
   const table = r.table ?? 254;
   // iproute2's defaults: proto boot, type unicast; scope link for a route without a gateway, and
