@@ -320,7 +320,7 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
     check,
     async del(ctx) {
       const conf = ctx.conf;
-      await delAttachment(ctx, netlink);
+      await delAttachment(ctx, netlink, { kind: 'veth' });
       if (conf.ipMasq) await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
       if (conf.macspoofchk) await teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq);
     },

@@ -71,7 +71,7 @@ export function createIpvlanPlugin({ netlink }: IpvlanDeps): PluginSpec<IpvlanCo
         expect: { ipvlanMode: ctx.conf.mode },
       });
     },
-    del: (ctx) => delAttachment(ctx, netlink),
+    del: (ctx) => delAttachment(ctx, netlink, { kind: 'ipvlan' }),
     ...ipamPassthrough(),
   };
 }

@@ -48,7 +48,7 @@ export function createMacvlanPlugin({ netlink }: MacvlanDeps): PluginSpec<Macvla
     async check(ctx) {
       await checkAttachment(ctx, netlink, { kind: 'macvlan', expect: { macvlanMode: ctx.conf.mode } });
     },
-    del: (ctx) => delAttachment(ctx, netlink),
+    del: (ctx) => delAttachment(ctx, netlink, { kind: 'macvlan' }),
     ...ipamPassthrough(),
   };
 }

@@ -125,7 +125,7 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
       await checkAttachment(ctx, netlink, { kind: 'veth' });
     },
     async del(ctx) {
-      await delAttachment(ctx, netlink);
+      await delAttachment(ctx, netlink, { kind: 'veth' });
       if (ctx.conf.ipMasq) await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
     },
     ...ipamPassthrough(),

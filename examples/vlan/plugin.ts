@@ -47,7 +47,7 @@ export function createVlanPlugin({ netlink }: VlanDeps): PluginSpec<VlanConf> {
         expect: { vlanId: ctx.conf.vlanId },
       });
     },
-    del: (ctx) => delAttachment(ctx, netlink),
+    del: (ctx) => delAttachment(ctx, netlink, { kind: 'vlan' }),
     ...ipamPassthrough(),
   };
 }

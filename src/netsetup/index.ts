@@ -39,6 +39,7 @@ export {
   createSubLink,
   createVethPair,
   defaultRouteInterface,
+  type DeleteLinkOptions,
   deleteLinkInNetns,
   inNetnsIfExists,
   randomVethName,

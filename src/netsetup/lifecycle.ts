@@ -145,11 +145,16 @@ export async function checkAttachment<C>(
 
 /**
  * DEL of an attachment whose container interface the plugin created: IPAM DEL when configured,
- * then CNI_IFNAME deleted in CNI_NETNS. Missing addresses, links or netns are success.
+ * then CNI_IFNAME deleted in CNI_NETNS when it is a link of `kind` (never `lo`, never an interface
+ * the container had before). Missing addresses, links or netns are success.
  */
-export async function delAttachment<C>(ctx: PluginContext<C>, netlink: Netlink): Promise<void> {
+export async function delAttachment<C>(
+  ctx: PluginContext<C>,
+  netlink: Netlink,
+  opts: { kind?: string | undefined } = {},
+): Promise<void> {
   if (ctx.config.ipam) await ctx.ipam.del();
-  await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname);
+  await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname, { kind: opts.kind, log: (m) => ctx.log(m) });
 }
 
 /** GC and STATUS handlers that pass through to the config's IPAM (no-ops without `ipam`); spread them into a PluginSpec. */

@@ -105,12 +105,38 @@ export async function inNetnsIfExists<T>(
   }
 }
 
+/** What `deleteLinkInNetns` may delete. */
+export interface DeleteLinkOptions {
+  /**
+   * The link kind the plugin creates ('veth', 'macvlan', …): a link of any other kind (one the
+   * container had before, e.g. a CNI_IFNAME that an ADD refused because it existed) is left alone.
+   */
+  kind?: string | undefined;
+  /** Logs why a link was left alone. */
+  log?: ((msg: string) => void) | undefined;
+}
+
 /**
- * Deletes `ifname` in `netns` in one batch; a missing netns or link is success, as DEL requires.
- * Returns false when the netns was already gone.
+ * Deletes `ifname` in `netns`; a missing netns or link is success, as DEL requires. Never deletes
+ * `lo`, nor, with `kind`, a link of another kind. Returns false when the netns was already gone.
  */
-export async function deleteLinkInNetns(netlink: Netlink, netns: string, ifname: string): Promise<boolean> {
-  const done = await inNetnsIfExists(netlink, netns, (ns) => {
+export async function deleteLinkInNetns(
+  netlink: Netlink,
+  netns: string,
+  ifname: string,
+  opts: DeleteLinkOptions = {},
+): Promise<boolean> {
+  const done = await inNetnsIfExists(netlink, netns, async (ns) => {
+    if (ifname === 'lo' || opts.kind !== undefined) {
+      const link = await ns.findLink(ifname);
+      if (!link) return true;
+      if (ifname === 'lo' || link.kind !== opts.kind) {
+        opts.log?.(
+          `left ${ifname} in ${netns} alone: it is ${link.kind ? `a ${link.kind}` : 'a physical or loopback'} link, which this plugin does not create`,
+        );
+        return true;
+      }
+    }
     ns.deleteLink(ifname, { missingOk: true });
     return true;
   });
