@@ -24,12 +24,16 @@ import {
   interfaceIndex,
   ipamPassthrough,
   mtuField,
+  nftAvailable,
+  nftMissing,
   requestedMac,
   requirePrevResult,
   setupIpMasq,
   setupMacSpoofCheck,
+  setupNftMasq,
   teardownIpMasq,
   teardownMacSpoofCheck,
+  teardownNftMasq,
 } from 'cni-kit/netsetup';
 import {
   formatCIDR,
@@ -63,6 +67,14 @@ export const bridgeConfig = conf
     hairpinMode: conf.bool().default(false),
     promiscMode: conf.bool().default(false),
     macspoofchk: conf.bool().default(false),
+    /** Which firewall ipMasq writes its rules with, as the reference (plugins 1.5+). */
+    ipMasqBackend: conf.enum(['iptables', 'nftables']).optional(),
+    /** IPv6 duplicate address detection on the container's addresses (off by default, as the reference). */
+    enabledad: conf.bool().default(false),
+    /** Leave the container interface down (L2 only: refused together with ipam). */
+    disableContainerInterface: conf.bool().default(false),
+    /** Isolate the host veth as a bridge port (IFLA_BRPORT_ISOLATED): isolated ports only talk to non-isolated ones. */
+    portIsolation: conf.bool().default(false),
     ...vlanFields,
   })
   .transform((c) => {
@@ -180,7 +192,20 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
     const conf = ctx.conf;
     const vlans = wantsVlanFiltering(conf);
     const mac = requestedMac(ctx.config, ctx.args);
+    if (conf.disableContainerInterface && ctx.config.ipam) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        'disableContainerInterface: true leaves the container interface down, so it cannot carry the addresses of "ipam"',
+        'drop "ipam" (an L2-only attachment) or set "disableContainerInterface": false',
+      );
+    }
+    const nftMasq = conf.ipMasq && conf.ipMasqBackend === 'nftables';
+    if (nftMasq && !(await nftAvailable(masq))) throw nftMissing();
     const host = netlink.open();
+    // Refuse a name held by another kind of link before touching anything: the batch below would
+    // set it up before enslaving into it failed.
+    const existing = await host.findLink(conf.bridge);
+    if (existing && existing.kind !== 'bridge') throw notABridge(conf.bridge, existing.kind);
     return addWithRollback(ctx, 'bridge', async (tx) => {
       const veth = await createVethPair(netlink, {
         netns: ctx.netns,
@@ -202,6 +227,7 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         after: (ns, name) => {
           ns.setLink(name, { master: conf.bridge, up: true });
           if (conf.hairpinMode) ns.setLink(name, { hairpin: true });
+          if (conf.portIsolation) ns.setLink(name, { isolated: true });
           queuePortVlans(ns, name, conf);
         },
       }).catch(async (e) => {
@@ -227,13 +253,18 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
       const result = withGateways(attachmentResult(ctx.config, ipam, interfaces, 2), conf);
       const hasV6 = (result.ips ?? []).some((ip) => ipFamily(ip.address) === 6);
       const ct = await netlink.inNetns(ctx.netns, async (ns) => {
-        // Hairpin and promisc echo our own neighbour solicitations back, which fails DAD.
-        const noDad = hasV6 && (conf.hairpinMode || conf.promiscMode);
-        if (noDad) ns.setSysctl(`net/ipv6/conf/${ctx.ifname}/accept_dad`, 0);
+        // As the reference: DAD only with enabledad, and then enhanced DAD, which tells our own
+        // solicitations echoed back by hairpin or promisc mode from a real duplicate.
+        if (hasV6 && conf.enabledad) {
+          ns.setSysctl(`net/ipv6/conf/${ctx.ifname}/enhanced_dad`, 1);
+          ns.setSysctl(`net/ipv6/conf/${ctx.ifname}/accept_dad`, 1);
+        } else if (hasV6) {
+          ns.setSysctl(`net/ipv6/conf/${ctx.ifname}/accept_dad`, 0);
+        }
         ns.setSysctl(`net/ipv4/conf/${ctx.ifname}/arp_notify`, 1);
         if (ipam) {
-          await configureInterface(ns, ctx.ifname, result, { index: 2, skipDadWait: noDad });
-        } else {
+          await configureInterface(ns, ctx.ifname, result, { index: 2, skipDadWait: !conf.enabledad });
+        } else if (!conf.disableContainerInterface) {
           ns.setLink(ctx.ifname, { up: true });
         }
         return ns.getLink(ctx.ifname);
@@ -251,7 +282,12 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
         queueGatewayAddrs(host, conf, target, result, have, br.mac);
         await host.flush();
       }
-      if (conf.ipMasq) {
+      if (nftMasq) {
+        const network = ctx.config.name;
+        tx.onRollback(() => teardownNftMasq(network, ctx.ifname, ctx.containerId, masq));
+        const addrs = (result.ips ?? []).map((ip) => ip.address);
+        await setupNftMasq(addrs, network, ctx.ifname, ctx.containerId, masq);
+      } else if (conf.ipMasq) {
         const network = ctx.config.name;
         tx.onRollback(() => teardownIpMasq(network, ctx.containerId, masq));
         for (const ip of result.ips ?? []) await setupIpMasq(ip.address, network, ctx.containerId, masq);
@@ -321,7 +357,11 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
     async del(ctx) {
       const conf = ctx.conf;
       await delAttachment(ctx, netlink, { kind: 'veth' });
-      if (conf.ipMasq) await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
+      if (conf.ipMasq) {
+        // Both backends, as the reference: the attachment may have been made under the other one.
+        await teardownIpMasq(ctx.config.name, ctx.containerId, masq);
+        await teardownNftMasq(ctx.config.name, ctx.ifname, ctx.containerId, masq);
+      }
       if (conf.macspoofchk) await teardownMacSpoofCheck(ctx.containerId, ctx.ifname, masq);
     },
     ...ipamPassthrough(),

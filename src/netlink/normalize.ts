@@ -47,6 +47,8 @@ export function checkSpec(spec: LinkSpec): LinkSpec {
         !['bridge', 'private', 'vepa', 'passthru', 'source'].includes(s.mode)
       )
         throw checkEnumError('macvlan mode', s.mode, 'one of bridge, private, vepa, passthru, source');
+      if (s.kind === 'macvlan' && s.bcQueueLen !== undefined)
+        checkInt(s.bcQueueLen, `${s.name}.bcQueueLen`, 0, 0xffffffff);
       if (s.kind === 'ipvlan' && s.mode && !['l2', 'l3', 'l3s'].includes(s.mode))
         throw checkEnumError('ipvlan mode', s.mode, 'one of l2, l3, l3s');
       break;

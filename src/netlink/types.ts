@@ -51,7 +51,13 @@ export type LinkSpec =
       peerMac?: string | undefined;
       peerMtu?: number | undefined;
     })
-  | (LinkSpecBase & { kind: 'macvlan'; parent: string; mode?: MacvlanMode | undefined })
+  | (LinkSpecBase & {
+      kind: 'macvlan';
+      parent: string;
+      mode?: MacvlanMode | undefined;
+      /** Broadcast/multicast queue length requested (IFLA_MACVLAN_BC_QUEUE_LEN); kernel default 1000. */
+      bcQueueLen?: number | undefined;
+    })
   | (LinkSpecBase & { kind: 'ipvlan'; parent: string; mode?: IpvlanMode | undefined })
   | (LinkSpecBase & { kind: 'vlan'; parent: string; vlanId: number })
   | (LinkSpecBase & {
@@ -114,6 +120,8 @@ export interface Link {
   isolated?: boolean;
   /** Kind-specific details the SDK understands. */
   macvlanMode?: MacvlanMode;
+  /** macvlan: the broadcast queue length this link requested (IFLA_MACVLAN_BC_QUEUE_LEN). */
+  bcQueueLen?: number;
   ipvlanMode?: IpvlanMode;
   vlanId?: number;
   vni?: number;

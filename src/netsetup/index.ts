@@ -26,6 +26,16 @@ export {
   teardownIpMasq,
 } from './ipmasq.js';
 export {
+  NFT_MASQ_TABLE,
+  type NftMasqOptions,
+  nftAvailable,
+  nftMasqComment,
+  nftMasqTag,
+  nftMissing,
+  setupNftMasq,
+  teardownNftMasq,
+} from './ipmasq-nft.js';
+export {
   type AddRollback,
   type AttachmentCheck,
   addWithRollback,
@@ -38,8 +48,8 @@ export {
 export {
   createSubLink,
   createVethPair,
-  defaultRouteInterface,
   type DeleteLinkOptions,
+  defaultRouteInterface,
   deleteLinkInNetns,
   inNetnsIfExists,
   randomVethName,

@@ -96,7 +96,7 @@ export interface AttachmentCheck {
   /** Compare the link's MAC with prevResult's; default true (ipvlan and vlan follow the master's MAC). */
   mac?: boolean | undefined;
   /** Link attributes the config fixes (e.g. `{ macvlanMode: 'bridge' }`); one the backend does not report is skipped. */
-  expect?: Partial<Pick<Link, 'macvlanMode' | 'ipvlanMode' | 'vlanId'>>;
+  expect?: Partial<Pick<Link, 'macvlanMode' | 'bcQueueLen' | 'ipvlanMode' | 'vlanId'>>;
 }
 
 const withArticle = (kind: string): string => `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}`;

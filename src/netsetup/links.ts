@@ -179,36 +179,36 @@ export interface SubLinkOptions {
 }
 
 /**
- * Creates a macvlan/ipvlan/vlan link for the container under a temporary name and renames it to
- * `ifname` inside the container: created in the host with the container's ifname, it could clash
- * with a host link of that name. Returns the link as read back in the container.
+ * Creates a macvlan/ipvlan/vlan link for the container directly inside its netns under its final
+ * name `ifname` (IFLA_NET_NS_FD on the create request: the kernel checks the name there, so a host
+ * link of that name cannot clash). One request, no temporary name: a process killed at any point
+ * leaves either nothing or CNI_IFNAME, which DEL removes. Returns the link as read back.
  */
 export async function createSubLink(
   netlink: Netlink,
   spec: Extract<LinkSpec, { kind: 'macvlan' | 'ipvlan' | 'vlan' }>,
   opts: SubLinkOptions,
 ): Promise<Link> {
-  const tmp = `cni${crypto().randomBytes(4).toString('hex')}`;
-  if (opts.linkInContainer) {
-    await netlink.inNetns(opts.netns, (ns) => ns.createLink({ ...spec, name: tmp }));
-  } else {
-    await netlink.inNetns(undefined, (ns) => ns.createLink({ ...spec, name: tmp, netns: opts.netns }));
-  }
-  return netlink.inNetns(opts.netns, async (ns) => {
-    ns.renameLink(tmp, opts.ifname);
-    try {
-      return await ns.getLink(opts.ifname);
-    } catch (e) {
-      // The rename failed (name taken): do not leave the temporary link behind.
-      await netlink.inNetns(opts.netns, (n) => n.deleteLink(tmp, { missingOk: true })).catch(() => {});
-      if (isExists(e)) {
-        throw new CniError(
-          ErrorCode.Internal,
-          `interface "${opts.ifname}" already exists in ${opts.netns}`,
-          'pick another CNI_IFNAME or delete the existing interface',
-        );
-      }
-      throw e;
+  const want = { ...spec, name: opts.ifname };
+  try {
+    if (opts.linkInContainer) {
+      await netlink.inNetns(opts.netns, (ns) => ns.createLink(want));
+    } else {
+      await netlink.inNetns(undefined, (ns) => ns.createLink({ ...want, netns: opts.netns }));
     }
-  });
+  } catch (e) {
+    // EEXIST may also be the master's (a VLAN id already taken): name the interface only if it is that.
+    const taken =
+      isExists(e) &&
+      (await netlink.inNetns(opts.netns, (ns) => ns.findLink(opts.ifname)).catch(() => undefined));
+    if (taken) {
+      throw new CniError(
+        ErrorCode.Internal,
+        `interface "${opts.ifname}" already exists in ${opts.netns}`,
+        'pick another CNI_IFNAME or delete the existing interface',
+      );
+    }
+    throw e;
+  }
+  return netlink.inNetns(opts.netns, (ns) => ns.getLink(opts.ifname));
 }

@@ -289,6 +289,20 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     expect(p1.hairpin).toBeUndefined();
   });
 
+  it('isolates bridge ports (IFLA_BRPORT_ISOLATED) and reads it back; only on a port', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'bridge', name: 'bri' });
+    ns.createLink({ kind: 'veth', name: 'i1', peerName: 'i2' });
+    ns.setLink('i1', { master: 'bri' });
+    ns.setLink('i1', { isolated: true });
+    expect((await ns.getLink('i1')).isolated).toBe(true);
+    ns.setLink('i1', { isolated: false });
+    expect((await ns.getLink('i1')).isolated).toBe(false);
+    ns.setLink('i2', { isolated: true });
+    expect(await errnoOf(ns.flush())).toBe('EOPNOTSUPP');
+  });
+
   it('manages addresses and their connected routes', async (ctx) => {
     need(ctx);
     const ns = nl.open(await newNs());
@@ -607,6 +621,21 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     h.setLink(parent, { mtu: 1280 });
     await h.flush();
     expect((await nl.open(c).links()).find((l) => l.kind === 'macvlan')?.mtu).toBe(1280);
+  });
+
+  it('creates macvlan links with a broadcast queue length and reads it back', async (ctx) => {
+    need(ctx, 'macvlan');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'bq0', peerName: 'bq1' });
+    ns.createLink({ kind: 'macvlan', name: 'mq0', parent: 'bq0', bcQueueLen: 250 });
+    ns.createLink({ kind: 'macvlan', name: 'mq1', parent: 'bq0' });
+    const links = await ns.links();
+    expect(links.find((l) => l.name === 'mq0')?.bcQueueLen).toBe(250);
+    // The kernel's default when none is asked for.
+    expect(links.find((l) => l.name === 'mq1')?.bcQueueLen).toBe(1000);
+    expect(() => ns.createLink({ kind: 'macvlan', name: 'mq2', parent: 'bq0', bcQueueLen: -1 })).toThrow(
+      /bcQueueLen/,
+    );
   });
 
   for (const kind of ['ipvlan', 'vlan'] as const) {

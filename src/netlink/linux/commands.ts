@@ -25,6 +25,7 @@ function linkAdd(s: LinkSpec): string {
       break;
     case 'macvlan':
       w.push('mode', s.mode ?? 'bridge');
+      if (s.bcQueueLen !== undefined) w.push('bcqueuelen', String(s.bcQueueLen));
       break;
     case 'ipvlan':
       w.push('mode', s.mode ?? 'l2');

@@ -67,6 +67,8 @@ export function parseLinks(text: string): Link[] {
       l.isolated = slave.isolated === true;
     }
     if (kind === 'macvlan') l.macvlanMode = str(data.mode) as MacvlanMode;
+    const bc = num(data.bcqueuelen);
+    if (kind === 'macvlan' && bc !== undefined) l.bcQueueLen = bc;
     if (kind === 'ipvlan') l.ipvlanMode = str(data.mode) as IpvlanMode;
     const id = num(data.id);
     if (kind === 'vlan' && id !== undefined) l.vlanId = id;

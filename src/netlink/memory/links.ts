@@ -65,6 +65,7 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
   switch (spec.kind) {
     case 'macvlan':
       l.details.macvlanMode = spec.mode ?? 'bridge';
+      l.details.bcQueueLen = spec.bcQueueLen ?? 1000;
       break;
     case 'ipvlan':
       l.details.ipvlanMode = spec.mode ?? 'l2';

@@ -25,7 +25,7 @@ export interface MLink {
   txqlen: number;
   hairpin: boolean;
   isolated: boolean;
-  details: Pick<Link, 'macvlanMode' | 'ipvlanMode' | 'vlanId' | 'vni' | 'vlanFiltering'>;
+  details: Pick<Link, 'macvlanMode' | 'bcQueueLen' | 'ipvlanMode' | 'vlanId' | 'vni' | 'vlanFiltering'>;
   addrs: MAddr[];
   /** Per-interface sysctl leaves that differ from the netns defaults. */
   sysctl: Map<string, string>;

@@ -24,6 +24,8 @@ const BRPORT = { MODE: 4, ISOLATED: 33 } as const;
 const IFF = { UP: 0x1, PROMISC: 0x100, ALLMULTI: 0x200, LOWER_UP: 0x10000 } as const;
 const OPERSTATES = ['UNKNOWN', 'NOTPRESENT', 'DOWN', 'LOWERLAYERDOWN', 'TESTING', 'DORMANT', 'UP'];
 
+/** IFLA_MACVLAN_* attributes (linux/if_link.h). */
+const MACVLAN_ATTR = { MODE: 1, BC_QUEUE_LEN: 7 } as const;
 const MACVLAN_MODES: Record<MacvlanMode, number> = {
   private: 1,
   vepa: 2,
@@ -84,9 +86,9 @@ export function linkAdd(spec: LinkSpec, refs: LinkAddRefs): NlWriter {
       w.end().end();
       break;
     case 'macvlan':
-      w.begin(INFO.DATA)
-        .u32(1, MACVLAN_MODES[spec.mode ?? 'bridge'])
-        .end();
+      w.begin(INFO.DATA).u32(MACVLAN_ATTR.MODE, MACVLAN_MODES[spec.mode ?? 'bridge']);
+      if (spec.bcQueueLen !== undefined) w.u32(MACVLAN_ATTR.BC_QUEUE_LEN, spec.bcQueueLen);
+      w.end();
       break;
     case 'ipvlan':
       // Mode and flags (0: bridge), as `ip link add ... type ipvlan` sends them.
@@ -254,6 +256,8 @@ export function parseLinks(msgs: readonly NlMessage[]): Link[] {
         const mode = data.u32(1);
         const name = Object.entries(MACVLAN_MODES).find(([, v]) => v === mode)?.[0];
         if (name) l.macvlanMode = name as MacvlanMode;
+        const bc = data.u32(MACVLAN_ATTR.BC_QUEUE_LEN);
+        if (bc !== undefined) l.bcQueueLen = bc;
       }
       if (kind === 'ipvlan') {
         const mode = data.u16(1);
