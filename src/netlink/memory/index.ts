@@ -64,6 +64,12 @@ export interface MemoryNetlinkOptions {
   bridgeVlans?: boolean | undefined;
   /** Extra global sysctls (relative path → default value) the model should know. */
   sysctls?: Record<string, string> | undefined;
+  /**
+   * Awaited before each write the model applies, with the write described ("create veth link …")
+   * and the netns path. Tests simulate a process killed at any point of a call by returning a
+   * promise that never settles.
+   */
+  beforeOp?: ((write: string, netns: string) => void | Promise<void>) | undefined;
 }
 
 /** A snapshot of one simulated netns, for assertions. */
@@ -90,7 +96,10 @@ export interface MemoryNetlink extends Netlink {
 const HOST = '/proc/1/ns/net';
 
 class MemoryEngine implements Engine {
-  constructor(private readonly st: MState) {}
+  constructor(
+    private readonly st: MState,
+    private readonly beforeOp?: MemoryNetlinkOptions['beforeOp'],
+  ) {}
 
   private ns(path: string): MNetns {
     return this.st.netns.get(path) ?? fail('ENOENT', `Cannot open network namespace "${path}"`);
@@ -98,6 +107,7 @@ class MemoryEngine implements Engine {
 
   async run(path: string, ops: readonly Op[], reads: readonly Read[]): Promise<ReadResult[]> {
     for (const op of ops) {
+      if (this.beforeOp) await this.beforeOp(describeOp(op), path);
       try {
         this.apply(this.ns(path), op);
       } catch (e) {
@@ -202,7 +212,7 @@ export function memoryNetlink(opts: MemoryNetlinkOptions = {}): MemoryNetlink {
     bridgeVlans: opts.bridgeVlans ?? true,
     extraSysctls: { ...opts.sysctls },
   };
-  const engine = new MemoryEngine(st);
+  const engine = new MemoryEngine(st, opts.beforeOp);
   const host = newNetns(HOST);
   st.netns.set(HOST, host);
   let counter = 0;
