@@ -138,6 +138,25 @@ describe('bridge: ipMasqBackend', () => {
     expect((await callWith(runner, 'DEL', c)).exitCode).toBe(0);
   });
 
+  it('nftables: an ADD replaces rules a killed earlier ADD of the same attachment left, in the same transaction', async () => {
+    const tag = nftMasqTag('ubr', 'eth0', 'ctr1');
+    const scripts: string[] = [];
+    const listed = JSON.stringify({
+      nftables: [{ rule: { family: 'inet', chain: 'masq_checks', handle: 3, comment: `${tag}, net: ubr` } }],
+    });
+    const runner: IptablesRunner = async (cmd, args, stdin) => {
+      if (stdin) scripts.push(stdin);
+      return { code: 0, stdout: cmd === 'nft' && args.includes('list') ? listed : '', stderr: '' };
+    };
+    const out = await callWith(runner, 'ADD', h.conf({ ipMasq: true, ipMasqBackend: 'nftables' }));
+    expect(out.exitCode, out.stdout).toBe(0);
+    expect(scripts).toHaveLength(1);
+    const lines = scripts[0]!.split('\n');
+    const del = lines.indexOf('delete rule inet cni_plugins_masquerade masq_checks handle 3');
+    expect(del).toBeGreaterThan(0);
+    expect(lines.findIndex((l) => l.includes('masquerade comment'))).toBeGreaterThan(del);
+  });
+
   it('nftables: the reference table, chain and a per-address rule; DEL deletes only its own rules, by handle', async () => {
     const tag = nftMasqTag('ubr', 'eth0', 'ctr1');
     const scripts: string[] = [];
