@@ -93,6 +93,7 @@ const spec: fc.Arbitrary<LinkSpec> = fc.oneof(
     kind: fc.constant('macvlan' as const),
     parent: fc.constant('par0'),
     mode: fc.option(fc.constantFrom('bridge', 'private', 'vepa', 'passthru', 'source'), { nil: undefined }),
+    bcQueueLen: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: undefined }),
   }),
   fc.record({
     ...base,
