@@ -609,6 +609,18 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     const inC = (await nl.open(c).links()).find((l) => l.kind === 'macvlan');
     expect(inC).toMatchObject({ macvlanMode: 'private', mtu: 1400 });
     expect(inC?.parentNetnsId).toBeTypeOf('number');
+    // The name is checked where the link is created: one the host already uses is fine there.
+    h.createLink({ kind: 'macvlan', name: parent, parent, netns: c });
+    await h.flush();
+    expect((await nl.open(c).links()).filter((l) => l.name === parent).map((l) => l.kind)).toEqual([
+      'macvlan',
+    ]);
+    h.createLink({ kind: 'macvlan', name: parent, parent, netns: c });
+    expect(await errnoOf(h.flush())).toBe('EEXIST');
+    const cns = nl.open(c);
+    cns.deleteLink(parent);
+    await cns.flush();
+    expect((await cns.links()).some((l) => l.name === parent)).toBe(false);
     h.createLink({ kind: 'macvlan', name: hname('tmv'), parent, mtu: 1600 });
     expect(await errnoOf(h.flush())).toBe('EINVAL');
     // A macvlan on that macvlan is attached to the real device underneath (in the host).
