@@ -7,7 +7,7 @@
 // record names, so an unrelated interface called CNI_IFNAME is never touched.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import {
   CniError,
   conf,
@@ -18,7 +18,7 @@ import {
   type Result,
 } from 'cni-kit';
 import { writeFileAtomicSync } from 'cni-kit/fs';
-import type { Netlink, NetnsOps, RouteSpec } from 'cni-kit/netlink';
+import { isExists, type Netlink, type NetnsOps, type RouteSpec, type TempNetns } from 'cni-kit/netlink';
 import {
   addWithRollback,
   attachmentResult,
@@ -89,6 +89,18 @@ export function stateFile(dir: string, cid: string, ifname: string): string {
   const name = `${cid}_${ifname}.json`;
   if (Buffer.byteLength(name) <= 255) return join(dir, name);
   return join(dir, `${createHash('sha256').update(cid).digest('hex')}_${ifname}.json`);
+}
+
+/** Removes temp files a killed atomic write of `file` left beside it (`.tmp.<name>.<pid>.<hex>`). */
+export function removeStrayTemps(file: string): void {
+  const prefix = `.tmp.${basename(file)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(file));
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(prefix)) rmSync(join(dirname(file), n), { force: true });
 }
 
 /** Reads `name`'s state in `ns`. */
@@ -207,9 +219,30 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
     return st;
   }
 
-  /** Moves the device from the host into the container as CNI_IFNAME, through a temporary netns. */
+  /**
+   * The temporary netns moves go through. Its name derives from the attachment, so when a killed
+   * ADD or DEL left the device in it, the next DEL finds it there.
+   */
+  const tmpName = (ctx: PluginContext<HostDeviceConf>) =>
+    `cnikit-hd-${createHash('sha256').update(`${ctx.containerId}/${ctx.ifname}`).digest('hex').slice(0, 16)}`;
+
+  async function openTmp(ctx: PluginContext<HostDeviceConf>): Promise<TempNetns> {
+    const name = tmpName(ctx);
+    try {
+      return await netlink.createNetns(name);
+    } catch (e) {
+      if (!isExists(e)) throw e;
+      const path = `/var/run/netns/${name}`;
+      if (await netlink.netnsExists(path)) return { name, path, remove: () => netlink.removeNetns(path) };
+      // A file a kill left half made (created, never mounted, or unmounted, never removed).
+      await netlink.removeNetns(path);
+      return netlink.createNetns(name);
+    }
+  }
+
+  /** Moves the device from the host into the container as CNI_IFNAME, through the temporary netns. */
   async function moveIn(ctx: PluginContext<HostDeviceConf>, st: HostDeviceState): Promise<void> {
-    const tmp = await netlink.createNetns();
+    const tmp = await openTmp(ctx);
     try {
       await netlink.inNetns(undefined, (ns) => ns.moveLink(st.name, tmp.path));
       await netlink.inNetns(tmp.path, (ns) => {
@@ -219,26 +252,30 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
       });
       await netlink.inNetns(ctx.netns, (ns) => ns.setLink(ctx.ifname, { up: true }));
     } catch (e) {
-      await putBack(ctx, st, tmp.path).catch((u) =>
-        ctx.log(`host-device: rollback after failed ADD: ${why(u)}`),
-      );
+      await putBack(ctx, st).catch((u) => ctx.log(`host-device: rollback after failed ADD: ${why(u)}`));
+      await dropTmp(tmp);
       throw e;
-    } finally {
-      await tmp.remove();
     }
+    await tmp.remove();
+  }
+
+  /** Removes the temporary netns unless a device is still in it (kept for DEL to find). */
+  async function dropTmp(tmp: TempNetns): Promise<void> {
+    const left = await inNetnsIfExists(netlink, tmp.path, (ns) => ns.links());
+    if (left?.every((l) => l.name === 'lo')) await tmp.remove();
   }
 
   /**
    * Returns the device to the host wherever a move left it (the container, the temporary netns, or
    * already home), under its name and alias, then restores its MTU, addresses, up state and routes.
+   * False when it is nowhere (its netns is gone, and with it a virtual device).
    */
-  async function putBack(ctx: PluginContext<HostDeviceConf>, st: HostDeviceState, tmpPath?: string) {
+  async function putBack(ctx: PluginContext<HostDeviceConf>, st: HostDeviceState): Promise<boolean> {
     const ours = (l: { name: string; mac: string; alias?: string } | undefined) =>
       l && l.mac === st.mac && (l.name === st.name || l.alias === st.name) ? l : undefined;
     const home = await netlink.inNetns(undefined, async (ns) => ours(await ns.findLink(st.name)));
     if (!home) {
-      const tmp = tmpPath ? undefined : await netlink.createNetns();
-      const via = tmpPath ?? tmp?.path ?? '';
+      const tmp = await openTmp(ctx);
       try {
         const inCtr = await inNetnsIfExists(netlink, ctx.netns, async (ns) =>
           ours(await ns.findLink(ctx.ifname)),
@@ -246,15 +283,13 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
         if (inCtr)
           await netlink.inNetns(ctx.netns, (ns) => {
             ns.setLink(ctx.ifname, { up: false });
-            ns.moveLink(ctx.ifname, via);
+            ns.moveLink(ctx.ifname, tmp.path);
           });
-        await netlink.inNetns(via, async (ns) => {
-          const l = ours(await ns.findLink(ctx.ifname)) ?? ours(await ns.findLink(st.name));
-          if (!l)
-            throw new CniError(
-              ErrorCode.Internal,
-              `host-device: ${st.name} (MAC ${st.mac}) not found to put back`,
-            );
+        const found = await netlink.inNetns(tmp.path, async (ns) => {
+          // Whatever carries the recorded MAC in the attachment's own temp netns is the device, at
+          // whatever step of a rename a kill stopped it.
+          const l = (await ns.links()).find((x) => x.mac === st.mac);
+          if (!l) return false;
           if (l.name !== st.name) ns.renameLink(l.name, st.name);
           ns.setLink(st.name, { alias: st.alias ?? null });
           await ns.flush();
@@ -262,7 +297,7 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
             ns.moveLink(st.name, netlink.hostNetns);
             await ns.flush();
           } catch (e) {
-            // The host has taken the name meanwhile: keep the device where DEL can find it again.
+            // The host has taken the name meanwhile: keep the device where DEL finds it again.
             if (inCtr) {
               ns.renameLink(st.name, ctx.ifname);
               ns.setLink(ctx.ifname, { alias: st.name });
@@ -274,12 +309,15 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
               `host-device: cannot return ${st.name} to the host: ${why(e)}; free the name ${st.name} on the host and retry`,
             );
           }
+          return true;
         });
+        if (!found) return false;
       } finally {
-        await tmp?.remove();
+        await dropTmp(tmp);
       }
     }
     await restoreOnHost(ctx, st);
+    return true;
   }
 
   /** MTU, addresses, up state and routes as recorded; each step on its own so one failure is not all. */
@@ -350,24 +388,25 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
   async function del(ctx: PluginContext<HostDeviceConf>): Promise<void> {
     if (ctx.config.ipam) await ctx.ipam.del();
     const file = stateFile(ctx.conf.dataDir, ctx.containerId, ctx.ifname);
+    removeStrayTemps(file);
     const recorded = readState(file, ctx.log);
     const link = await inNetnsIfExists(netlink, ctx.netns, (ns) => ns.findLink(ctx.ifname));
-    if (!link) {
-      rmSync(file, { force: true });
-      return;
-    }
     if (recorded) {
-      if (link.alias !== recorded.name) {
+      // The device may be in the container (ours only if its alias is the recorded name), or in
+      // the temporary netns, or home already, when an ADD or DEL was killed half way.
+      const mine = link?.alias === recorded.name;
+      if (link && !mine)
         ctx.log(
           `host-device: ${ctx.ifname} in ${ctx.netns} is not the ${recorded.name} this plugin moved in; left in place`,
         );
-        rmSync(file, { force: true });
-        return;
-      }
-      await putBack(ctx, { ...recorded, mac: link.mac });
+      await putBack(ctx, { ...recorded, mac: mine && link ? link.mac : recorded.mac });
+      const tmp = `/var/run/netns/${tmpName(ctx)}`;
+      if (await netlink.netnsExists(tmp))
+        await dropTmp({ name: tmpName(ctx), path: tmp, remove: () => netlink.removeNetns(tmp) });
       rmSync(file, { force: true });
       return;
     }
+    if (!link) return;
     // No record: an ADD of the reference plugin (or of an older cni-kit) moved it in; as the
     // reference, the alias names the device, which goes back down with its alias cleared.
     if (!link.alias || link.name === 'lo') {

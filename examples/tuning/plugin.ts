@@ -4,8 +4,8 @@
 // `args.cni` overrides the config's fields with the reference's precedence, and an ADD that fails
 // puts back every sysctl and attribute it changed and the backup as it found it.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import {
   ALL_VERSIONS,
   CniError,
@@ -178,6 +178,18 @@ export function backupFile(dir: string, cid: string, ifname: string): string {
   const name = `${cid}_${ifname}.json`;
   if (Buffer.byteLength(name) <= 255) return join(dir, name);
   return join(dir, `${createHash('sha256').update(cid).digest('hex')}_${ifname}.json`);
+}
+
+/** Removes temp files a killed atomic write of `file` left beside it (`.tmp.<name>.<pid>.<hex>`). */
+export function removeStrayTemps(file: string): void {
+  const prefix = `.tmp.${basename(file)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(file));
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(prefix)) rmSync(join(dirname(file), n), { force: true });
 }
 
 const isInt = (v: unknown, max: number): v is number =>
@@ -388,6 +400,7 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
     },
     async del(ctx) {
       const file = backupFile(ctx.conf.dataDir, ctx.containerId, ctx.ifname);
+      removeStrayTemps(file);
       if (!existsSync(file)) return;
       const b = safeParse(readFileSync(file, 'utf8'), ctx.log);
       const failed = await inNetnsIfExists(netlink, ctx.netns, async (ns) => {

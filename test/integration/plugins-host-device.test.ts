@@ -2,7 +2,7 @@
 // plugin runs in it under nsenter, so "the host" is that netns, never the machine's) holding the
 // device, a veth whose peer stays in the node. Ours and the Go reference 1.1.1 run the shared
 // assertions; what 1.1.1 does differently (it leaks on F2, leaves the device down on DEL) is ours only.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,8 @@ let work: string;
 const netnses: string[] = [];
 let seq = 0;
 
-const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
+const ip = (...args: string[]) =>
+  execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 interface JLink {
   ifname: string;
   address: string;
@@ -206,6 +207,40 @@ describe('host-device (ours): F2 and the rollback', () => {
     expect(links(s.ctr)).toEqual(['lo:']);
     expect(existsSync(s.dataDir) ? readdirSync(s.dataDir) : []).toEqual([]);
   });
+
+  it('SIGKILL at points spread over ADD, then DEL: the device is home as it was, nothing left', async (ctx) => {
+    need(ctx);
+    for (const delayMs of [0, 80, 150, 190, 220, 250, 280, 310, 350]) {
+      const s = setup();
+      const before = device(s.node);
+      const conf = hdConf(s.dataDir, {
+        ipam: { type: 'host-local', subnet: '10.78.0.0/24', dataDir: join(s.dataDir, 'ipam') },
+      });
+      const child = spawn('nsenter', [`--net=/var/run/netns/${s.node}`, OURS], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          CNI_COMMAND: 'ADD',
+          CNI_CONTAINERID: `${tag}-c`,
+          CNI_NETNS: s.ctrPath,
+          CNI_IFNAME: 'net1',
+          CNI_PATH: '/usr/lib/cni',
+        },
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      child.stdin.end(JSON.stringify(conf));
+      const done = new Promise((r) => child.on('exit', r));
+      await new Promise((r) => setTimeout(r, delayMs));
+      child.kill('SIGKILL');
+      await done;
+      const del = run(OURS, s.node, 'DEL', s.ctrPath, conf);
+      expect(del.status, `after a kill at ${delayMs} ms: ${del.stdout}${del.stderr}`).toBe(0);
+      expect(device(s.node), `after a kill at ${delayMs} ms`).toEqual(before);
+      expect(links(s.ctr)).toEqual(['lo:']);
+      expect(readdirSync(s.dataDir).filter((f) => f !== 'ipam')).toEqual([]);
+      expect(readdirSync('/var/run/netns').filter((n) => n.startsWith('cnikit-hd-'))).toEqual([]);
+      for (const n of netnses.splice(0)) spawnSync('ip', ['netns', 'del', n]);
+    }
+  }, 60_000);
 
   it("DEL after the reference's ADD (no state file) returns the device by its alias", (ctx) => {
     need(ctx);

@@ -2,7 +2,7 @@
 // namespaces with the same assertions: args.cni overrides, a failed ADD leaving nothing (F3), JSON
 // null (F4), lo's MTU of 65536 (F5), and our sysctl allowlist under a private mount namespace.
 // The container interface is a veth whose both ends live in the test's own netns: no host links.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -255,6 +255,38 @@ describe.each(impls)('tuning ($impl)', ({ impl, bin }) => {
 
 describe('tuning (ours only: features Go 1.1.1 lacks)', () => {
   const bin = `${BIN_DIR}tuning`;
+
+  it('SIGKILL at points spread over ADD, then DEL: the link is as before and no file is left', async (ctx) => {
+    need(ctx);
+    for (const delayMs of [0, 100, 150, 180, 200, 220, 240, 260, 290, 330]) {
+      const c = container();
+      const before = linkOf(c.ns);
+      const conf = {
+        cniVersion: '1.0.0',
+        name: `${tag}kill`,
+        type: 'tuning',
+        dataDir: c.dataDir,
+        mtu: 1280,
+        mac: 'c2:00:00:00:00:05',
+        promisc: true,
+        allmulti: true,
+        txQLen: 77,
+        sysctl: { 'net.ipv4.conf.eth0.arp_notify': '1' },
+        prevResult: prev(c.path),
+      };
+      const child = spawn(bin, [], { env: env('ADD', c.path), stdio: ['pipe', 'ignore', 'ignore'] });
+      child.stdin.end(JSON.stringify(conf));
+      const done = new Promise((r) => child.on('exit', r));
+      await new Promise((r) => setTimeout(r, delayMs));
+      child.kill('SIGKILL');
+      await done;
+      const del = execPlugin(bin, env('DEL', c.path), JSON.stringify(conf));
+      expect(del.status, `after a kill at ${delayMs} ms: ${del.stdout}`).toBe(0);
+      expect(linkOf(c.ns), `after a kill at ${delayMs} ms`).toEqual(before);
+      expect(existsSync(c.dataDir) ? readdirSync(c.dataDir) : []).toEqual([]);
+      for (const n of netnses.splice(0)) spawnSync('ip', ['netns', 'del', n]);
+    }
+  }, 60_000);
 
   it('txQLen from the config and from args.cni; DEL restores it', (ctx) => {
     need(ctx);

@@ -1,7 +1,8 @@
 // host-device on the in-memory kernel: validation before anything moves, a failed ADD (at any step)
 // returning the device exactly as it was (F2), DEL restoring it and never touching an interface the
 // plugin did not move in.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPlugin } from 'cni-kit';
@@ -201,6 +202,25 @@ describe('DEL', () => {
     expect((await call('DEL', conf())).exitCode).toBe(0);
     expect(await hostView()).toMatchObject({ name: 'ens5', up: false, alias: '' });
     expect(nl.inspect(NS).links.map((l) => l.name)).toEqual(['lo']);
+  });
+
+  it('finds the device in the temporary netns a killed ADD or DEL left it in, and removes that netns', async () => {
+    await dress();
+    const before = await hostView();
+    const c = conf();
+    expect((await call('ADD', c)).exitCode).toBe(0);
+    // What a SIGKILL between the two moves of a DEL leaves: the device in the attachment's temp netns.
+    const name = `cnikit-hd-${createHash('sha256').update('ctr1/net1').digest('hex').slice(0, 16)}`;
+    const tmp = await nl.createNetns(name);
+    await nl.inNetns(NS, (ns) => ns.moveLink('net1', tmp.path));
+    // Renamed but not yet aliased: where a kill between the two steps of ADD leaves it.
+    await nl.inNetns(tmp.path, (ns) => ns.setLink('net1', { alias: null }));
+    // And the temp file of a killed state write.
+    writeFileSync(join(c.dataDir, '.tmp.ctr1_net1.json.123.abc'), '{');
+    expect((await call('DEL', c)).exitCode).toBe(0);
+    expect(await hostView()).toEqual(before);
+    expect(nl.netnsPaths().sort()).toEqual(['/proc/1/ns/net', NS]);
+    expect(files(c.dataDir)).toEqual([]);
   });
 
   it('when the host has taken the name meanwhile, DEL fails and keeps the device findable', async () => {

@@ -1,6 +1,14 @@
 // tuning on the in-memory kernel: a failed ADD undoes everything (F3), JSON null is "not set" (F4),
 // the backup round-trips every value a link can hold (F5), args.cni overrides and the allowlist.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPlugin } from 'cni-kit';
@@ -347,6 +355,17 @@ describe('sysctl allowlist', () => {
       code: 7,
       msg: expect.stringContaining('not a valid regular expression'),
     });
+  });
+});
+
+describe('DEL after a killed ADD', () => {
+  it('removes the temp file a killed backup write left, with or without the backup', async () => {
+    const conf = base({ mtu: 1300 });
+    mkdirSync(conf.dataDir, { recursive: true });
+    const stray = join(conf.dataDir, '.tmp.ctr1_eth0.json.4242.beef');
+    writeFileSync(stray, '{"mt');
+    expect((await call('DEL', conf)).exitCode).toBe(0);
+    expect(readdirSync(conf.dataDir)).toEqual([]);
   });
 });
 
