@@ -5,6 +5,8 @@
 // in use there) and records the device as it was (name, alias, MTU, up, addresses, routes) in a
 // state file; a failed ADD, and DEL, put it back exactly so. DEL moves out only the device that
 // record names, so an unrelated interface called CNI_IFNAME is never touched.
+// Past ~400 lines on purpose: the moves, the put-back and DEL share the state record and the
+// attachment's temporary netns, which stay private to this file.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';

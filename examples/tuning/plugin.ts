@@ -3,6 +3,8 @@
 // file has the reference's name and format, so either implementation can undo the other's ADD.
 // `args.cni` overrides the config's fields with the reference's precedence, and an ADD that fails
 // puts back every sysctl and attribute it changed and the backup as it found it.
+// Past ~400 lines on purpose: the request merge, the backup format and the undo steps share
+// the reference's layout and are exported for the unit tests; splitting them adds a module per plugin.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
