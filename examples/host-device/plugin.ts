@@ -388,7 +388,14 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
   }
 
   async function del(ctx: PluginContext<HostDeviceConf>): Promise<void> {
-    if (ctx.config.ipam) await ctx.ipam.del();
+    // An IPAM failure must not keep the device from going home: both run, the first error is reported.
+    let ipamError: unknown;
+    if (ctx.config.ipam) await ctx.ipam.del().catch((e: unknown) => (ipamError = e));
+    await returnDevice(ctx);
+    if (ipamError) throw ipamError;
+  }
+
+  async function returnDevice(ctx: PluginContext<HostDeviceConf>): Promise<void> {
     const file = stateFile(ctx.conf.dataDir, ctx.containerId, ctx.ifname);
     removeStrayTemps(file);
     const recorded = readState(file, ctx.log);

@@ -51,11 +51,11 @@ async function hostView() {
 async function call(
   cmd: string,
   conf: object,
-  opts: { ifname?: string; netns?: string; netlink?: Netlink } = {},
+  opts: { ifname?: string; netns?: string; netlink?: Netlink; cid?: string } = {},
 ) {
   const env = {
     CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
+    CNI_CONTAINERID: opts.cid ?? 'ctr1',
     CNI_NETNS: opts.netns ?? NS,
     CNI_IFNAME: opts.ifname ?? 'net1',
     CNI_PATH: '/nonexistent',
@@ -220,6 +220,29 @@ describe('DEL', () => {
     expect((await call('DEL', c)).exitCode).toBe(0);
     expect(await hostView()).toEqual(before);
     expect(nl.netnsPaths().sort()).toEqual(['/proc/1/ns/net', NS]);
+    expect(files(c.dataDir)).toEqual([]);
+  });
+
+  it('an IPAM DEL that fails does not keep the device from going home', async () => {
+    await dress();
+    const before = await hostView();
+    const c = conf({ ipam: { type: 'static', addresses: [{ address: '10.1.2.3/24' }] } });
+    expect((await call('ADD', c)).exitCode).toBe(0);
+    const out = await call('DEL', { ...c, ipam: { type: 'no-such-ipam' } });
+    expect(out.exitCode).toBe(1);
+    expect(await hostView()).toEqual(before);
+    expect(files(c.dataDir)).toEqual([]);
+  });
+
+  it('a 300-character container ID: ADD and DEL work (the state file name is hashed)', async () => {
+    await dress();
+    const before = await hostView();
+    const c = conf();
+    const cid = 'c'.repeat(300);
+    expect((await call('ADD', c, { cid })).exitCode).toBe(0);
+    expect(files(c.dataDir)).toHaveLength(1);
+    expect((await call('DEL', c, { cid })).exitCode).toBe(0);
+    expect(await hostView()).toEqual(before);
     expect(files(c.dataDir)).toEqual([]);
   });
 

@@ -45,11 +45,11 @@ beforeEach(async () => {
 async function call(
   cmd: string,
   conf: object,
-  opts: { ifname?: string; args?: string; allow?: string } = {},
+  opts: { ifname?: string; args?: string; allow?: string; cid?: string } = {},
 ) {
   const env: Record<string, string> = {
     CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
+    CNI_CONTAINERID: opts.cid ?? 'ctr1',
     CNI_NETNS: NS,
     CNI_IFNAME: opts.ifname ?? 'eth0',
     CNI_PATH: '/nonexistent',
@@ -365,6 +365,19 @@ describe('DEL after a killed ADD', () => {
     const stray = join(conf.dataDir, '.tmp.ctr1_eth0.json.4242.beef');
     writeFileSync(stray, '{"mt');
     expect((await call('DEL', conf)).exitCode).toBe(0);
+    expect(readdirSync(conf.dataDir)).toEqual([]);
+  });
+});
+
+describe('a 300-character container ID', () => {
+  it('ADD and DEL work; the backup name is hashed', async () => {
+    const before = link();
+    const conf = base({ mtu: 1300 });
+    const cid = 'c'.repeat(300);
+    expect((await call('ADD', conf, { cid })).exitCode).toBe(0);
+    expect(readdirSync(conf.dataDir)).toEqual([expect.stringMatching(/^[0-9a-f]{64}_eth0\.json$/)]);
+    expect((await call('DEL', conf, { cid })).exitCode).toBe(0);
+    expect(link()).toEqual(before);
     expect(readdirSync(conf.dataDir)).toEqual([]);
   });
 });
