@@ -181,6 +181,7 @@ describe('host-device', () => {
       name: `${tag}hd`,
       type: 'host-device',
       hwaddr: mac,
+      dataDir: join(work, 'host-device'),
       ipam: hostLocal(`${net}.53.0/24`),
     };
     const add = execPlugin('host-device', env('ADD', ns, 'net1'), JSON.stringify(conf));

@@ -222,14 +222,21 @@ describe('host-device', () => {
       { runtimeConfig: { deviceID: '0000:00:05.0' } },
       { kernelpath: '/sys/devices/pci0000:00/0000:00:05.0' },
     ]) {
-      const conf = { cniVersion: '1.0.0', name: 'hd', type: 'host-device', ...sel };
+      const conf = {
+        cniVersion: '1.0.0',
+        name: 'hd',
+        type: 'host-device',
+        dataDir: join(work, 'hd'),
+        ...sel,
+      };
       const out = await call(p, 'ADD', conf, 'net1');
       expect(out.exitCode, out.stdout).toBe(0);
       expect(nl.inspect().links.some((l) => l.name === 'ens5')).toBe(false);
       expect(nl.inspect(NS).links.find((l) => l.name === 'net1')).toMatchObject({ alias: 'ens5', up: true });
       expect((await call(p, 'CHECK', { ...conf, prevResult: out.json }, 'net1')).exitCode).toBe(0);
       expect((await call(p, 'DEL', conf, 'net1')).exitCode).toBe(0);
-      expect(nl.inspect().links.find((l) => l.name === 'ens5')).toMatchObject({ up: false });
+      // Back as it was before ADD (the memory kernel's host links start up).
+      expect(nl.inspect().links.find((l) => l.name === 'ens5')).toMatchObject({ up: true });
       expect((await call(p, 'DEL', conf, 'net1')).exitCode).toBe(0);
     }
     // No temporary netns is left behind.
@@ -238,7 +245,7 @@ describe('host-device', () => {
 
   it('rejects zero or several selectors and a missing device with code 7', async () => {
     const p = createHostDevicePlugin({ netlink: nl, sysfs: join(work, 'nosys') });
-    const base = { cniVersion: '1.0.0', name: 'hd', type: 'host-device' };
+    const base = { cniVersion: '1.0.0', name: 'hd', type: 'host-device', dataDir: join(work, 'hd') };
     expect((await call(p, 'ADD', base)).json).toMatchObject({
       code: 7,
       msg: expect.stringContaining('no device given'),
@@ -263,7 +270,14 @@ describe('host-device', () => {
     const out = await call(
       p,
       'ADD',
-      { cniVersion: '1.0.0', name: 'hd', type: 'host-device', device: 'ens5', ipam: { type: 'host-local' } },
+      {
+        cniVersion: '1.0.0',
+        name: 'hd',
+        type: 'host-device',
+        device: 'ens5',
+        dataDir: join(work, 'hd'),
+        ipam: { type: 'host-local' },
+      },
       'net1',
     );
     expect(out.exitCode).toBe(1);
