@@ -81,7 +81,8 @@ export function checkEnumError(what: string, v: unknown, allowed: string): CniEr
 /** Checks LinkSettings; '' alias becomes null (clear). */
 export function checkSettings(name: string, set: LinkSettings): LinkSettings {
   const out: LinkSettings = { ...set };
-  if (set.mtu !== undefined) checkMtu(set.mtu, `${name}.mtu`);
+  // Any value the kernel's u32 attribute carries; the device checks its own range (lo takes 65536+).
+  if (set.mtu !== undefined) checkInt(set.mtu, `${name}.mtu`, 0, 2 ** 31 - 1);
   if (set.mac !== undefined) out.mac = checkMac(set.mac, `${name}.mac`);
   if (set.master !== undefined && set.master !== null) checkIfName(set.master, `${name}.master`);
   if (set.txqlen !== undefined) checkInt(set.txqlen, `${name}.txqlen`, 0, 0xffffffff);

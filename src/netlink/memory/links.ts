@@ -132,6 +132,9 @@ function recalcBridge(br: MLink): void {
 export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings): void {
   const l = mustLink(ns, name);
   if (set.mtu !== undefined) {
+    // The device's own range: loopback has none, Ethernet-like devices take 68..65535.
+    if (l.name !== 'lo' && set.mtu > 65535) fail('EINVAL', 'mtu greater than device maximum');
+    if (l.name !== 'lo' && set.mtu < 68) fail('EINVAL', 'mtu less than device minimum');
     if (l.lower && l.kind !== 'vxlan' && set.mtu > l.lower.mtu)
       fail('EINVAL', `mtu ${set.mtu} above parent mtu ${l.lower.mtu}`);
     l.mtu = set.mtu;
