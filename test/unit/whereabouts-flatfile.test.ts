@@ -317,6 +317,27 @@ describe('failed ADDs hold nothing (F6, F7)', () => {
     expect(filesUnder(data)).toEqual([]);
   });
 
+  it('F6: GC keeps the hashed indexes of long names and sweeps only dangling ones', async () => {
+    const data = join(tmp, 'f6gc');
+    const a = alloc({ range: '10.12.0.0/24', datastore: 'file', data_dir: data });
+    const id = 'g'.repeat(300);
+    const args: Array<[string, string]> = [
+      ['K8S_POD_NAMESPACE', 'sts'],
+      ['K8S_POD_NAME', 'p'.repeat(253)],
+    ];
+    const r = await a.allocate({ containerId: id, ifname: 'net1', args });
+    // A dangling index a dead writer left (pid above pid_max), pointing at an address nobody holds.
+    const owners = join(data, 'pools', '10.12.0.0-24', 'owners');
+    writeFileSync(join(owners, 'dead%0Anet1'), '10.12.0.200\n4194305');
+    await a.gc([{ containerId: id, ifname: 'net1' }]);
+    expect(readdirSync(owners)).toHaveLength(1);
+    // The pod index survived: the StatefulSet pod re-created under a new container ID keeps its address.
+    const again = await a.allocate({ containerId: `${id}2`, ifname: 'net1', args });
+    expect(again.ips).toEqual(r.ips);
+    await a.release({ containerId: `${id}2`, ifname: 'net1', args });
+    expect(filesUnder(data)).toEqual([]);
+  });
+
   it('boundedFileName: short names unchanged, long ones bounded and distinct (property)', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 400 }), fc.string({ maxLength: 400 }), (x, y) => {

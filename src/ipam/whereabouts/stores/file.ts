@@ -312,19 +312,25 @@ class FileSession implements PoolSession {
           }
         }
       }
+      // Indexes whose record is gone or belongs to another key (names may be hashed, so the key is
+      // taken from the record, not decoded from the name); a live writer's fresh index is kept.
+      const dangling = (p: string, pathOf: (a: Allocation) => string | undefined) => {
+        const idx = readIndex(p);
+        const ip = tryParseIP(idx?.ip ?? '');
+        const rec = ip && ip.family === this.ref.family ? this.readRecord(ip.value) : undefined;
+        const ok = rec !== undefined && rec.pool === this.ref.pool && pathOf(rec) === p;
+        return !ok && writerGone(idx?.pid);
+      };
       for (const name of readdirSync(this.ownersDir)) {
         if (name.startsWith('.tmp.')) continue;
-        const [id, ifname] = decodeURIComponent(name).split('\n');
-        if (id !== undefined && ifname !== undefined && !(await this.byOwner(id, ifname))) {
-          unlinkQuiet(join(this.ownersDir, name));
-        }
+        const p = join(this.ownersDir, name);
+        if (dangling(p, (a) => this.ownerPath(a.containerId, a.ifname))) unlinkQuiet(p);
       }
       for (const name of readdirSync(this.podsDir)) {
         if (name.startsWith('.tmp.')) continue;
-        const key = decodeURIComponent(name);
-        const cut = key.lastIndexOf('\n');
-        if (cut < 0 || !(await this.byPod(key.slice(0, cut), key.slice(cut + 1)))) {
-          unlinkQuiet(join(this.podsDir, name));
+        const p = join(this.podsDir, name);
+        if (dangling(p, (a) => (a.podRef === undefined ? undefined : this.podPath(a.podRef, a.ifname)))) {
+          unlinkQuiet(p);
         }
       }
     });
