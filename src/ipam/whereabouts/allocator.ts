@@ -301,7 +301,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
         // default kept is still freed.
         const legacy = await this.opts.releaseStore?.();
         log?.verbose(
-          `DEL: no store is configured${legacy ? `; releasing from the node-local store ${legacy.kind}` : ''}`,
+          `DEL: no store is configured, so nothing is held${legacy ? '; releasing what the node-local file store of earlier versions holds' : ''}`,
         );
         if (!legacy) return;
         try {
