@@ -204,6 +204,21 @@ describe('whereabouts flat file', () => {
     expect((await rejected(a.status())).message).toContain('ipam.kubernetes.kubeconfig');
   });
 
+  it('DEL without a store frees what the node-local default of earlier versions held', async () => {
+    const old = join(tmp, 'legacy-default');
+    await alloc({ range: '10.13.0.0/24', datastore: 'file', data_dir: old }).allocate({
+      containerId: 'old',
+      ifname: 'net1',
+    });
+    expect(filesUnder(old).length).toBeGreaterThan(0);
+    const now = createWhereaboutsAllocator(netconf({ range: '10.13.0.0/24' }), {
+      flatFilePaths: NOWHERE,
+      legacyFileDir: old,
+    });
+    await now.release({ containerId: 'old', ifname: 'net1' });
+    expect(filesUnder(old)).toEqual([]);
+  });
+
   it('a flat file that is not a JSON object is code 7 naming it', () => {
     for (const bad of ['{"datastore":', '[1]', '"x"']) {
       const p = flatFile(bad);

@@ -26,6 +26,8 @@ export interface WhereaboutsStoreOptions {
   fsync?: boolean | undefined;
   /** Kubernetes access for `datastore: kubernetes` (cni-kit/k8s `openKubeApi`, or an open connection). */
   kube?: KubeOpener | KubeAccess | undefined;
+  /** Where DEL looks when no store resolves (earlier versions' default); default /var/lib/cni/whereabouts. @internal */
+  legacyFileDir?: string | undefined;
   /** Crash tests: called after each durable step of the file store. @internal */
   onFileStoreStep?: FileStoreOptions['onStep'];
 }
@@ -70,7 +72,7 @@ export function createWhereaboutsAllocator(
       `ipam.type: ${JSON.stringify(config.ipam.type)} is not "whereabouts"; this allocator serves only "type": "whereabouts"`,
     );
   }
-  const { fsync, kube, onFileStoreStep, flatFilePaths, ...rest } = opts;
+  const { fsync, kube, onFileStoreStep, flatFilePaths, legacyFileDir, ...rest } = opts;
   const cfg = parseWhereaboutsConfig(config.ipam, { flatFilePaths });
   const log = new WhereaboutsLog(cfg.log);
   log.debug(
@@ -90,7 +92,7 @@ export function createWhereaboutsAllocator(
     ...rest,
     cniVersion: config.cniVersion,
     log,
-    releaseStore: () => legacyReleaseStore(cfg.datastore, storeOpts),
+    releaseStore: () => legacyReleaseStore(cfg.datastore, legacyFileDir ?? DEFAULT_FILE_DIR, storeOpts),
   });
 }
 
@@ -101,10 +103,11 @@ export function createWhereaboutsAllocator(
  */
 async function legacyReleaseStore(
   ds: DatastoreConfig,
+  dir: string,
   opts: WhereaboutsStoreOptions,
 ): Promise<Store | undefined> {
-  if (ds.kind !== 'none' || !existsSync(join(DEFAULT_FILE_DIR, 'spaces'))) return undefined;
-  return openWhereaboutsStore({ kind: 'file', dir: DEFAULT_FILE_DIR }, opts);
+  if (ds.kind !== 'none' || !existsSync(join(dir, 'spaces'))) return undefined;
+  return openWhereaboutsStore({ kind: 'file', dir }, opts);
 }
 
 /**
