@@ -12,8 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { Etcd3 } from 'etcd3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
+import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { BIN_DIR } from '../helpers/plugin.js';
 
 const tmp = mkdtempSync(join(tmpdir(), `wbcrash-${process.pid}-`));
@@ -211,4 +214,50 @@ describe.each([
       { numRuns: 15 },
     );
   }, 120_000);
+});
+
+describe('etcd store: a DEL killed between its transactions', () => {
+  let etcd: TestEtcd | undefined;
+  beforeAll(async () => {
+    if (hasEtcd()) etcd = await startEtcd('wbcrash');
+  }, 60_000);
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it('is finished by the next DEL: no address, owner or pod key is left', async (ctx) => {
+    if (!etcd) ctx.skip('no /usr/bin/etcd on this machine');
+    const prefix = '/wbcrash';
+    const alloc = createWhereaboutsAllocator(
+      {
+        cniVersion: '1.0.0',
+        name: 'wbcrash',
+        ipam: {
+          type: 'whereabouts',
+          range: '10.81.0.0/24',
+          datastore: 'etcd',
+          etcd_host: etcd!.url,
+          etcd_prefix: prefix,
+        },
+      },
+      { closeAfterEachCall: true, flatFilePaths: [] },
+    );
+    const client = new Etcd3({ hosts: etcd!.url });
+    try {
+      const req = { containerId: 'c1', ifname: 'net1', podRef: 'ns/p' };
+      await alloc.allocate(req);
+      const keys = async () =>
+        (await client.getAll().prefix(`${prefix}/`).keys()).filter((k) => !k.endsWith('/cursor'));
+      const held = await keys();
+      expect(held.filter((k) => k.includes('/ips/'))).toHaveLength(1);
+      // The state release() leaves when killed after its first transaction: the address key gone,
+      // its owner and pod keys still there.
+      await client.delete().key(held.find((k) => k.includes('/ips/'))!);
+      expect(await keys()).toHaveLength(2);
+      await alloc.release(req);
+      expect(await keys()).toEqual([]);
+    } finally {
+      client.close();
+    }
+  });
 });
