@@ -10,7 +10,8 @@ import { openKubeApi } from 'cni-kit/k8s';
 
 pluginMain(
   ipamPlugin(whereaboutsIpam({ kube: openKubeApi }), {
-    about: 'whereabouts IPAM (cni-kit): cluster-wide address allocation on a Kubernetes, etcd or (one node) file store',
+    about:
+      'whereabouts IPAM (cni-kit): cluster-wide address allocation on a Kubernetes, etcd or (one node) file store',
     supportedVersions: versionsFrom('0.3.0'),
   }),
 );

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 export function flatMountPoint(): { target: string; nested: boolean } | { skip: string } {
   if (process.getuid?.() !== 0) return { skip: 'needs root for unshare -m and mount --bind' };
   if (spawnSync('unshare', ['-m', 'true']).status !== 0) return { skip: 'unshare -m does not work here' };
-  if (existsSync('/etc/cni/net.d/whereabouts.d')) return { target: '/etc/cni/net.d/whereabouts.d', nested: false };
+  if (existsSync('/etc/cni/net.d/whereabouts.d'))
+    return { target: '/etc/cni/net.d/whereabouts.d', nested: false };
   if (existsSync('/etc/cni/net.d')) return { target: '/etc/cni/net.d', nested: true };
   return { skip: 'no /etc/cni/net.d to mount a whereabouts.d over' };
 }

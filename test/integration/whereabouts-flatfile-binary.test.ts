@@ -103,7 +103,11 @@ describe('dist/bin/whereabouts and the flat file', () => {
     const pool = api.objects('ippools').get(`${ns}/192.168.2.0-24`) as {
       spec: { allocations: Record<string, { id: string; podref: string }> };
     };
-    expect(Object.values(pool.spec.allocations).map((e) => e.id).sort()).toEqual(['node1-pod', 'node2-pod']);
+    expect(
+      Object.values(pool.spec.allocations)
+        .map((e) => e.id)
+        .sort(),
+    ).toEqual(['node1-pod', 'node2-pod']);
     const log = readFileSync(flat.log_file, 'utf8');
     expect(log).toMatch(/\[debug\] ADD: beginning IPAM for ContainerID "node1-pod"/);
     expect(log).toMatch(/\[verbose\] ipam\.reconciler_cron_expression: "30 4 \* \* \*" accepted/);
@@ -124,7 +128,10 @@ describe('dist/bin/whereabouts and the flat file', () => {
     // An inline configuration_path is read first: its node_slice_size is refused by name.
     const own = join(tmp, 'own.conf');
     writeFileSync(own, JSON.stringify({ node_slice_size: '/26' }));
-    const refused = await call('ADD', 'c-own', flat, { ...NAD, ipam: { ...NAD.ipam, configuration_path: own } });
+    const refused = await call('ADD', 'c-own', flat, {
+      ...NAD,
+      ipam: { ...NAD.ipam, configuration_path: own },
+    });
     expect(refused.out.code).toBe(7);
     expect(String(refused.out.msg)).toContain('ipam.node_slice_size');
   });
