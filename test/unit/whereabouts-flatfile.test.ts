@@ -313,6 +313,28 @@ describe('failed ADDs hold nothing (F6, F7)', () => {
     expect(filesUnder(data)).toEqual([]);
   });
 
+  it('a repeated ADD that fails in a later range keeps what the attachment already held', async () => {
+    const data = join(tmp, 'readd');
+    const store = { datastore: 'file', data_dir: data };
+    const pod: Array<[string, string]> = [
+      ['K8S_POD_NAMESPACE', 'ns'],
+      ['K8S_POD_NAME', 'web-0'],
+    ];
+    const first = alloc({ ...store, range: '10.14.0.0/24', ipRanges: [{ range: '10.15.0.0/24' }] });
+    const held = await first.allocate({ containerId: 'c1', ifname: 'net1', args: pod });
+    // A full /30 for the second range of a changed config.
+    const full = alloc({ ...store, range: '10.16.0.0/30' });
+    await full.allocate({ containerId: 'x1', ifname: 'net1' });
+    await full.allocate({ containerId: 'x2', ifname: 'net1' });
+    const changed = alloc({ ...store, range: '10.14.0.0/24', ipRanges: [{ range: '10.16.0.0/30' }] });
+    const e = await rejected(changed.allocate({ containerId: 'c1', ifname: 'net1', args: pod }));
+    expect(e.message).toContain('no free address in 10.16.0.0/30');
+    // The first range's address is still c1's, with its indexes.
+    const again = await first.allocate({ containerId: 'c1', ifname: 'net1', args: pod });
+    expect(again.ips).toEqual(held.ips);
+    await first.check({ containerId: 'c1', ifname: 'net1' });
+  });
+
   it('F6: a 300-character container ID (and pod name) allocates, is found again, and DEL frees everything', async () => {
     const data = join(tmp, 'f6');
     const a = alloc({ range: '10.10.0.0/24', datastore: 'file', data_dir: data });

@@ -246,22 +246,21 @@ class FileSession implements PoolSession {
     const pod = podRef === undefined ? undefined : this.podPath(podRef, ifname);
     if (!existsSync(owner) && (pod === undefined || !existsSync(pod))) return;
     await this.locked(async () => {
-      if (!(await this.byOwner(containerId, ifname)) && writerGone(readIndex(owner)?.pid)) {
-        unlinkQuiet(owner);
-      }
-      if (pod !== undefined && podRef !== undefined) {
-        const held = await this.byPod(podRef, ifname);
-        if (held && held.containerId === containerId) {
-          // A record of this attachment that no owner index names (versions that wrote the record
-          // first and were killed before the index): free it, since DEL is its owner's last call.
-          const ip = this.ipText(held.address);
-          if (readText(this.ipPath(held.address)) === encodeAllocation(held, ip)) {
-            unlinkQuiet(this.ipPath(held.address));
-          }
-          unlinkQuiet(pod);
-        } else if (!held && writerGone(readIndex(pod)?.pid)) {
-          unlinkQuiet(pod);
+      const mine = await this.byOwner(containerId, ifname);
+      if (!mine && writerGone(readIndex(owner)?.pid)) unlinkQuiet(owner);
+      if (pod === undefined || podRef === undefined) return;
+      const held = await this.byPod(podRef, ifname);
+      if (held && held.containerId === containerId) {
+        // A record of this attachment that its owner index does not name (versions that wrote the
+        // record first and were killed before the index): nothing else can find it, free it.
+        if (mine) return;
+        const ip = this.ipText(held.address);
+        if (readText(this.ipPath(held.address)) === encodeAllocation(held, ip)) {
+          unlinkQuiet(this.ipPath(held.address));
         }
+        unlinkQuiet(pod);
+      } else if (!held && writerGone(readIndex(pod)?.pid)) {
+        unlinkQuiet(pod);
       }
     });
   }
