@@ -16,7 +16,9 @@ import { Etcd3 } from 'etcd3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
+import { openKubeApi } from '../../src/k8s/connect.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 import { BIN_DIR } from '../helpers/plugin.js';
 
 const tmp = mkdtempSync(join(tmpdir(), `wbcrash-${process.pid}-`));
@@ -259,5 +261,50 @@ describe('etcd store: a DEL killed between its transactions', () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe('Kubernetes store: killed between the reservation and the pool write', () => {
+  let api: FakeK8s | undefined;
+  beforeAll(async () => {
+    api = await startFakeK8s({ tls: false });
+  });
+  afterAll(async () => {
+    await api?.close();
+  });
+
+  it("DEL of that container deletes the reservation no pool entry backs, and nobody else's", async () => {
+    const ns = 'wbcrash';
+    const kubeconfig = api!.writeKubeconfig(join(tmp, 'kc.json'), 'json', ns);
+    const alloc = createWhereaboutsAllocator(
+      {
+        cniVersion: '1.0.0',
+        name: 'wbcrash',
+        ipam: { type: 'whereabouts', range: '10.82.0.0/24', kubernetes: { kubeconfig } },
+      },
+      { closeAfterEachCall: true, flatFilePaths: [], kube: openKubeApi },
+    );
+    await alloc.allocate({ containerId: 'c1', ifname: 'net1', podRef: 'ns/p1' });
+    const reservations = (await openKubeApi(kubeconfig)).customResources(
+      'whereabouts.cni.cncf.io',
+      'v1alpha1',
+      'overlappingrangeipreservations',
+    );
+    // The state a kill right after the reservation leaves: c2 reserved 10.82.0.9, the pool has no
+    // entry for it. Another network's reservation of c2 must stay.
+    for (const name of ['10.82.0.9', 'other-10.82.0.9']) {
+      await reservations.create(ns, {
+        apiVersion: 'whereabouts.cni.cncf.io/v1alpha1',
+        kind: 'OverlappingRangeIPReservation',
+        metadata: { name },
+        spec: { containerid: 'c2', podref: 'ns/p2', ifname: 'net1' },
+      });
+    }
+    const names = () => [...api!.objects('overlappingrangeipreservations').keys()].sort();
+    expect(names()).toEqual([`${ns}/10.82.0.1`, `${ns}/10.82.0.9`, `${ns}/other-10.82.0.9`]);
+    await alloc.release({ containerId: 'c2', ifname: 'net1', podRef: 'ns/p2' });
+    expect(names()).toEqual([`${ns}/10.82.0.1`, `${ns}/other-10.82.0.9`]);
+    await alloc.release({ containerId: 'c1', ifname: 'net1', podRef: 'ns/p1' });
+    expect(names()).toEqual([`${ns}/other-10.82.0.9`]);
   });
 });
