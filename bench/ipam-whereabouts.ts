@@ -224,7 +224,12 @@ async function main(): Promise<void> {
             cniVersion: '1.0.0',
             name: 'wbbenchts',
             type: 'x',
-            ipam: { type: 'whereabouts', range: '10.103.0.0/16', data_dir: join(tmp, 'ts') },
+            ipam: {
+              type: 'whereabouts',
+              range: '10.103.0.0/16',
+              datastore: 'file',
+              data_dir: join(tmp, 'ts'),
+            },
           },
           n,
           'ts',

@@ -160,6 +160,8 @@ async function inner() {
     ipam: {
       type: 'whereabouts',
       range: '192.168.77.0/24',
+      // One node: the file store, asked for by name (unnamed, whereabouts needs a kubeconfig from
+      // the ipam block or its flat file, and fails naming both when there is none).
       datastore: 'file',
       data_dir: join(work, 'whereabouts'),
     },

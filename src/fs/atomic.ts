@@ -11,7 +11,9 @@ import {
   fsyncSync,
   linkSync,
   openSync,
+  readdirSync,
   renameSync,
+  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -33,12 +35,104 @@ export interface AtomicWriteAsyncOptions extends AtomicWriteOptions {
   dirMode?: number | undefined;
 }
 
+/** Characters of the target's name kept in a temp file's name (the rest is pid and a random tag). */
+const TEMP_NAME_KEEP = 48;
+
 function tempPath(path: string, tmpDir?: string): string {
+  // `.tmp.<start of the target name>.<pid>.<random hex>`: bounded whatever the target's length
+  // (a 255-byte target name must not make its temp name too long), and the writer's pid lets a
+  // later open tell a dead writer's leftover from a live write (removeStaleTempFiles).
   return join(
     tmpDir ?? dirname(path),
     // Not secret, only distinct (the file is created O_EXCL): Math.random spares loading node:crypto.
-    `.tmp.${basename(path)}.${process.pid}.${Math.floor(Math.random() * 2 ** 32).toString(16)}`,
+    `.tmp.${basename(path).slice(0, TEMP_NAME_KEEP)}.${process.pid}.${Math.floor(Math.random() * 2 ** 32).toString(16)}`,
   );
+}
+
+/** True when a process with this pid exists (EPERM means it exists but is not ours to signal). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The pid a temp file name carries (`.tmp.<name>.<pid>.<hex>`), or undefined for other names. */
+export function tempFileWriter(name: string): number | undefined {
+  if (!name.startsWith('.tmp.')) return undefined;
+  const m = /\.(\d+)\.[0-9a-f]+$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Options of removeStaleTempFiles. */
+export interface StaleTempOptions {
+  /** Also remove temp files older than this whatever their writer (pid reuse); default 10 minutes. */
+  maxAgeMs?: number | undefined;
+  /** Remove every temp file (the caller holds the lock every writer of this directory takes). */
+  all?: boolean | undefined;
+}
+
+/**
+ * Removes the temp files the atomic writers left in `dir` when killed between creating the temp
+ * file and renaming or unlinking it: those whose writer process is gone, and any older than
+ * `maxAgeMs`. A live writer's temp file is kept. Returns how many were removed; a missing
+ * directory is fine.
+ */
+export function removeStaleTempFiles(dir: string, opts: StaleTempOptions = {}): number {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  const maxAge = opts.maxAgeMs ?? 10 * 60_000;
+  let n = 0;
+  for (const name of names) {
+    if (!name.startsWith('.tmp.')) continue;
+    const p = join(dir, name);
+    let stale = opts.all === true;
+    if (!stale) {
+      const pid = tempFileWriter(name);
+      stale = pid === undefined || (pid !== process.pid && !processAlive(pid));
+    }
+    if (!stale) {
+      try {
+        stale = Date.now() - statSync(p).mtimeMs > maxAge;
+      } catch {
+        continue;
+      }
+    }
+    if (!stale) continue;
+    try {
+      unlinkSync(p);
+      n++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
+}
+
+/** Longest file name boundedFileName returns, in bytes (Linux allows 255; temp names add to it). */
+export const MAX_FILE_NAME = 200;
+
+/**
+ * A file name for an arbitrary key that fits every Linux filesystem: the key itself when it is
+ * short enough and holds no '/', else its start plus a SHA-256 of the whole key, so distinct keys
+ * keep distinct names (container IDs have no length limit in the spec; a 300-character one must
+ * not make a state file fail with ENAMETOOLONG). Callers that must tell keys apart store the key
+ * in the file too.
+ */
+export function boundedFileName(key: string, max = MAX_FILE_NAME): string {
+  if (Buffer.byteLength(key) <= max && !key.includes('/') && key !== '.' && key !== '..' && key !== '')
+    return key;
+  const hash = process.getBuiltinModule('node:crypto').createHash('sha256').update(key).digest('hex');
+  // Keep a readable ASCII start (the hash alone is unique); 64 hex + '~' + the start stays <= max.
+  const start = key.replace(/[^A-Za-z0-9._%-]/g, '_').slice(0, Math.max(0, max - 65));
+  return `${start}~${hash}`;
 }
 
 function unlinkQuiet(p: string): void {

@@ -6,9 +6,15 @@
 export {
   type AtomicWriteAsyncOptions,
   type AtomicWriteOptions,
+  boundedFileName,
   createFileExclusiveSync,
   fsyncDir,
   fsyncDirSync,
+  MAX_FILE_NAME,
+  processAlive,
+  removeStaleTempFiles,
+  type StaleTempOptions,
+  tempFileWriter,
   writeFileAtomic,
   writeFileAtomicSync,
 } from './atomic.js';

@@ -134,7 +134,7 @@ describe('public values serialise with JSON.stringify', () => {
     serialises('static ADD', await st.allocate(req));
     serialises('static STATUS', await st.status());
     const wb = createWhereaboutsAllocator(
-      netconf({ type: 'whereabouts', range: 'fd05::/64', data_dir: join(work, 'wb') }),
+      netconf({ type: 'whereabouts', range: 'fd05::/64', datastore: 'file', data_dir: join(work, 'wb') }),
       { fsync: false },
     );
     serialises('whereabouts ADD', await wb.allocate(req));

@@ -92,7 +92,8 @@ describe('whereabouts config', () => {
     code7(() => parse({}), /ipam\.range: missing/);
     code7(() => parse({ range: '10.0.0.0/24', datastore: 'redis' }), /ipam\.datastore/, /"redis"/, /"etcd"/);
     code7(() => parse({ range: '10.0.0.0/24', datastore: 'etcd' }), /ipam\.etcd_host: missing/);
-    code7(() => parse({ range: '10.0.0.0/24', datastore: 'kubernetes' }), /ipam\.kubernetes\.kubeconfig/);
+    // Without a kubeconfig the Kubernetes store does not resolve: ADD fails (whereabouts-flatfile.test.ts).
+    expect(parse({ range: '10.0.0.0/24', datastore: 'kubernetes' }).datastore.kind).toBe('none');
     code7(
       () => parse({ range: '10.0.0.0/24', enable_overlapping_ranges: 'yes' }),
       /enable_overlapping_ranges/,

@@ -110,10 +110,21 @@ export class HostLocalStore {
     this.opts = opts;
   }
 
-  /** Runs `fn` under the network's flock, the same lock the Go plugin takes. */
+  /**
+   * Runs `fn` under the network's flock, the same lock the Go plugin takes. Our temp files are only
+   * ever created under this lock, so any found on taking it were left by a writer killed mid-write:
+   * every call removes them first (one readdir of .cni-kit, which is otherwise near empty).
+   */
   async withLock<T>(fn: () => T | Promise<T>): Promise<T> {
     mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-    return withFileLock(join(this.dir, 'lock'), fn, this.opts);
+    return withFileLock(
+      join(this.dir, 'lock'),
+      () => {
+        this.removeTempFiles();
+        return fn();
+      },
+      this.opts,
+    );
   }
 
   private ipPath(ip: IP): string {

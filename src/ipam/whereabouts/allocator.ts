@@ -8,13 +8,14 @@
 // loses a claim picks at random among the next free addresses, so N racing clients do not all
 // chase the same one.
 
-import { formatCIDR, formatIP, parseCIDR } from '../../spec/addr.js';
+import { formatCIDR, formatIP, parseCIDR, parseIP, type Subnet, subnetContains } from '../../spec/addr.js';
 import { formatPodRef, podRef } from '../../spec/args.js';
 import type { Attachment } from '../../spec/config.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { IPConfig, Result } from '../../spec/result/types.js';
 import type { IpamAllocator, IpamGcReport, IpamRequest, IpamStatus } from '../types.js';
 import type { WhereaboutsConfig, WhereaboutsRange } from './config.js';
+import type { WhereaboutsLog } from './log.js';
 import type { Allocation, PoolSession, Store } from './store.js';
 
 /** Candidates checked per store round trip when the cursor's neighbour is taken. */
@@ -43,6 +44,43 @@ export function isAllowed(r: WhereaboutsRange, x: bigint): boolean {
   return r.segments.some((s) => s.lo <= x && x <= s.hi);
 }
 
+/** The pod reference CNI_ARGS carry (K8S_POD_NAMESPACE, K8S_POD_NAME), if any. */
+function podRefOf(req: IpamRequest): string | undefined {
+  const pod = podRef(req.args);
+  return pod ? formatPodRef(pod) : undefined;
+}
+
+/**
+ * whereabouts' static extras from CNI_ARGS, checked before anything is claimed: `IP=` adds
+ * addresses (comma-separated CIDRs), `GATEWAY=` (comma-separated IPs) sets the gateway of those
+ * whose subnet contains it.
+ */
+export function staticFromArgs(args: IpamRequest['args']): IPConfig[] {
+  const out: Array<IPConfig & { subnet: Subnet }> = [];
+  for (const [k, v] of args ?? []) {
+    if (k !== 'IP') continue;
+    for (const c of v.split(',').map((x) => x.trim())) {
+      if (c === '') continue;
+      if (!c.includes('/')) {
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `CNI_ARGS IP: ${JSON.stringify(c)} has no prefix length; whereabouts takes static addresses in CIDR form, e.g. IP=${c}/24`,
+        );
+      }
+      out.push({ address: c, subnet: parseCIDR(c, 'CNI_ARGS IP').subnet });
+    }
+  }
+  for (const [k, v] of args ?? []) {
+    if (k !== 'GATEWAY') continue;
+    for (const g of v.split(',').map((x) => x.trim())) {
+      if (g === '') continue;
+      const gw = parseIP(g, 'CNI_ARGS GATEWAY');
+      for (const a of out) if (subnetContains(a.subnet, gw)) a.gateway = formatIP(gw);
+    }
+  }
+  return out.map(({ subnet: _, ...ip }) => ip);
+}
+
 /** A source of randomness in [0, 1); tests pass a seeded one. */
 export type Random = () => number;
 
@@ -53,6 +91,10 @@ export interface WhereaboutsAllocatorOptions {
   /** Close the store after every call (one-shot plugin processes); default false. */
   closeAfterEachCall?: boolean | undefined;
   random?: Random | undefined;
+  /** whereabouts-format logging (`log_file`, `log_level`). */
+  log?: WhereaboutsLog | undefined;
+  /** DEL's store when the config resolves none (pools an older default left); undefined: nothing held. */
+  releaseStore?: (() => Promise<Store | undefined>) | undefined;
 }
 
 /** An IpamAllocator over whereabouts-style pools held in a Store. */
@@ -86,28 +128,54 @@ export class WhereaboutsAllocator implements IpamAllocator {
     if (s) await (await s).close();
   }
 
-  /** ADD: one address per range; repeated calls for the same attachment or pod return the same ones. */
+  /**
+   * ADD: one address per range; repeated calls for the same attachment or pod return the same ones.
+   * Everything that can be refused is checked before the first claim, and a failure after a claim
+   * releases what this call claimed: a failed ADD holds nothing it did not hold before.
+   */
   async allocate(req: IpamRequest): Promise<Result> {
+    const log = this.opts.log;
+    log?.debug(
+      `ADD: beginning IPAM for ContainerID ${JSON.stringify(req.containerId)}, ifName ${JSON.stringify(req.ifname)}`,
+    );
+    try {
+      const res = await this.allocateAll(req);
+      log?.debug(`ADD: ${req.containerId}/${req.ifname} holds ${res.ips?.map((i) => i.address).join(', ')}`);
+      return res;
+    } catch (err) {
+      log?.error(`ADD: ${req.containerId}/${req.ifname} failed: ${CniError.from(err).message}`);
+      throw err;
+    }
+  }
+
+  private async allocateAll(req: IpamRequest): Promise<Result> {
+    const statics = staticFromArgs(req.args);
     return this.use(async (store) => {
-      const pod = req.podRef === undefined ? podRef(req.args) : undefined;
-      const podRefText = req.podRef ?? (pod ? formatPodRef(pod) : undefined);
+      const podRefText = req.podRef ?? podRefOf(req);
       const got: Array<{ range: WhereaboutsRange; alloc: Allocation; fresh: boolean }> = [];
       try {
         for (const range of this.config.ranges) {
           const r = await store.session(range.ref, (s) => this.allocateIn(s, range, req, podRefText));
           got.push({ range, ...r });
         }
+        return this.result(
+          got.map((g) => ({ range: g.range, address: g.alloc.address })),
+          statics,
+        );
       } catch (err) {
-        // Roll back what this call claimed; addresses that were already held stay held.
-        for (const g of got.filter((x) => x.fresh)) {
-          await store.session(g.range.ref, (s) => s.release(g.alloc)).catch(() => undefined);
+        // Roll back what this call claimed; addresses that were already held stay held. A claim
+        // that failed halfway may have left an index naming nothing: repair drops it.
+        for (const range of this.config.ranges) {
+          const g = got.find((x) => x.range === range);
+          await store
+            .session(range.ref, async (s) => {
+              if (g?.fresh) await s.release(g.alloc);
+              await s.repair?.(req.containerId, req.ifname, podRefText);
+            })
+            .catch(() => undefined);
         }
         throw err;
       }
-      return this.result(
-        got.map((g) => ({ range: g.range, address: g.alloc.address })),
-        req,
-      );
     });
   }
 
@@ -205,7 +273,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
     );
   }
 
-  private result(held: Array<{ range: WhereaboutsRange; address: bigint }>, req: IpamRequest): Result {
+  private result(held: Array<{ range: WhereaboutsRange; address: bigint }>, statics: IPConfig[]): Result {
     const gw = this.config.gateway;
     const ips: IPConfig[] = held.map(({ range, address }) => {
       const ip: IPConfig = {
@@ -216,14 +284,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
     });
     for (const a of this.config.addresses)
       ips.push(a.gateway ? { address: a.address, gateway: a.gateway } : { address: a.address });
-    // whereabouts also takes static addresses from CNI_ARGS IP= (comma-separated CIDRs).
-    for (const [k, v] of req.args ?? []) {
-      if (k !== 'IP') continue;
-      for (const c of v.split(',').filter((x) => x.trim() !== '')) {
-        parseCIDR(c.trim(), 'CNI_ARGS IP');
-        ips.push({ address: c.trim() });
-      }
-    }
+    ips.push(...statics);
     const res: Result = { cniVersion: this.opts.cniVersion ?? '1.1.0', ips };
     if (this.config.routes) res.routes = this.config.routes.map((r) => ({ ...r }));
     if (this.config.dns) res.dns = { ...this.config.dns };
@@ -232,14 +293,39 @@ export class WhereaboutsAllocator implements IpamAllocator {
 
   /** DEL: frees what (containerId, ifname) holds in every range; missing state is success. */
   async release(req: IpamRequest): Promise<void> {
-    await this.use(async (store) => {
-      for (const range of this.config.ranges) {
-        await store.session(range.ref, async (s) => {
-          const mine = await s.byOwner(req.containerId, req.ifname);
-          if (mine) await s.release(mine);
-        });
+    const log = this.opts.log;
+    log?.debug(`DEL: ContainerID ${JSON.stringify(req.containerId)}, ifName ${JSON.stringify(req.ifname)}`);
+    try {
+      if (this.config.datastore.kind === 'none') {
+        // No store resolves, so this config never held anything; a pool the old node-local
+        // default kept is still freed.
+        const legacy = await this.opts.releaseStore?.();
+        log?.verbose(
+          `DEL: no store is configured, so nothing is held${legacy ? '; releasing what the node-local file store of earlier versions holds' : ''}`,
+        );
+        if (!legacy) return;
+        try {
+          await this.releaseIn(legacy, req);
+        } finally {
+          await legacy.close();
+        }
+        return;
       }
-    });
+      await this.use((store) => this.releaseIn(store, req));
+    } catch (err) {
+      log?.error(`DEL: ${req.containerId}/${req.ifname} failed: ${CniError.from(err).message}`);
+      throw err;
+    }
+  }
+
+  private async releaseIn(store: Store, req: IpamRequest): Promise<void> {
+    for (const range of this.config.ranges) {
+      await store.session(range.ref, async (s) => {
+        const mine = await s.byOwner(req.containerId, req.ifname);
+        if (mine) await s.release(mine);
+        await s.repair?.(req.containerId, req.ifname, req.podRef ?? podRefOf(req));
+      });
+    }
   }
 
   /** CHECK: every range holds an address for the attachment, and prevResult (if any) lists it. */

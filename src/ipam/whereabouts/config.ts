@@ -5,7 +5,18 @@
 //   - `gateway` is never handed out (whereabouts needs it in `exclude`, wa#107), and it is put only
 //     on addresses of its own family in the result;
 //   - a malformed `exclude` entry fails when the config is read, not at allocation time.
+//
+// The flat file: like whereabouts, the `ipam` block is completed from the first whereabouts.conf
+// found among `configuration_path` (when set inline), /etc/kubernetes/cni/net.d/whereabouts.d/,
+// /etc/cni/net.d/whereabouts.d/ and /host/etc/cni/net.d/whereabouts.d/. A field set (non-empty)
+// inline wins; an unset, empty, zero or false one takes the flat file's value, objects such as
+// `kubernetes` field by field; `enable_overlapping_ranges` is always the inline value (default
+// true). The store: `datastore` names it (inline or in the flat file); unnamed, it is the
+// Kubernetes one, which needs `kubernetes.kubeconfig` from either side. When nothing resolves a
+// store, ADD fails naming the files searched and the fields to set: never a node-local pool by
+// default (it would hand out the same addresses on every node).
 
+import { readFileSync, statSync } from 'node:fs';
 import {
   familyBits,
   formatIP,
@@ -54,7 +65,24 @@ export interface WhereaboutsRange {
 export type DatastoreConfig =
   | { kind: 'file'; dir: string }
   | ({ kind: 'etcd' } & EtcdStoreOptions)
-  | ({ kind: 'kubernetes' } & Pick<KubernetesStoreOptions, 'kubeconfig' | 'k8s_api_root'>);
+  | ({ kind: 'kubernetes' } & Pick<KubernetesStoreOptions, 'kubeconfig' | 'k8s_api_root'>)
+  /** No store could be resolved: ADD, CHECK, GC and STATUS fail with `message`; DEL holds nothing to free. */
+  | { kind: 'none'; message: string };
+
+/** whereabouts' log levels, least verbose first (a message is written when its level <= the configured one). */
+export const WHEREABOUTS_LOG_LEVELS = ['panic', 'error', 'verbose', 'debug'] as const;
+/** A whereabouts log level. */
+export type WhereaboutsLogLevel = (typeof WHEREABOUTS_LOG_LEVELS)[number];
+
+/** Where the flat file came from and what the config took from it (for logs and messages). */
+export interface FlatFileInfo {
+  /** The files looked for, in order. */
+  searched: string[];
+  /** The one read, if any. */
+  path?: string;
+  /** `configuration_path` set inline but missing. */
+  missingConfigurationPath?: string;
+}
 
 /** A parsed whereabouts `ipam` block. */
 export interface WhereaboutsConfig {
@@ -68,6 +96,111 @@ export interface WhereaboutsConfig {
   dns?: { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] };
   /** Static extras (`addresses[]`), appended after the dynamic addresses. */
   addresses: Array<{ address: string; gateway?: string }>;
+  /** `log_file` (appended to) and `log_level` (default debug, as whereabouts). */
+  log: { file?: string; level: WhereaboutsLogLevel; badLevel?: string };
+  /** Fields accepted for whereabouts' controllers, which this binary does not run (logged). */
+  controllerFields: Record<string, unknown>;
+  /** The flat file search. */
+  flat: FlatFileInfo;
+}
+
+/** The flat file locations whereabouts searches after `configuration_path`, in its order. */
+export const FLAT_FILE_PATHS: readonly string[] = [
+  '/etc/kubernetes/cni/net.d/whereabouts.d/whereabouts.conf',
+  '/etc/cni/net.d/whereabouts.d/whereabouts.conf',
+  '/host/etc/cni/net.d/whereabouts.d/whereabouts.conf',
+];
+
+/** Options of parseWhereaboutsConfig. */
+export interface WhereaboutsConfigOptions {
+  /** Flat file locations searched after `configuration_path`; default FLAT_FILE_PATHS. */
+  flatFilePaths?: readonly string[] | undefined;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Go's zero value test as whereabouts' merge applies it: unset, null, "", 0, false, an empty list. */
+function isZero(v: unknown): boolean {
+  return (
+    v === undefined ||
+    v === null ||
+    v === '' ||
+    v === 0 ||
+    v === false ||
+    (Array.isArray(v) && v.length === 0)
+  );
+}
+
+/**
+ * Completes an inline `ipam` block from the flat file: inline values that are set win, unset or
+ * zero ones take the file's, objects merge key by key. `enable_overlapping_ranges` is never taken
+ * from the file (whereabouts keeps the inline value, default true).
+ */
+export function mergeFlatFile(
+  inline: Record<string, unknown>,
+  flat: Record<string, unknown>,
+): Record<string, unknown> {
+  const merge = (a: Record<string, unknown>, b: Record<string, unknown>, top: boolean) => {
+    const out: Record<string, unknown> = { ...a };
+    for (const [k, v] of Object.entries(b)) {
+      if (top && k === 'enable_overlapping_ranges') continue;
+      const mine = a[k];
+      if (isPlainObject(mine) && isPlainObject(v)) out[k] = merge(mine, v, false);
+      else if (isZero(mine) && !isZero(v)) out[k] = v;
+    }
+    return out;
+  };
+  return merge(inline, flat, true);
+}
+
+function fileExists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== 'ENOENT' && code !== 'ENOTDIR';
+  }
+}
+
+/** Finds and reads the flat file: the first of `configuration_path` and `paths` that exists. */
+export function readFlatFile(
+  configurationPath: string | undefined,
+  paths: readonly string[] = FLAT_FILE_PATHS,
+): { values: Record<string, unknown> | undefined; info: FlatFileInfo } {
+  const searched = configurationPath ? [configurationPath, ...paths] : [...paths];
+  const info: FlatFileInfo = { searched };
+  if (configurationPath && !fileExists(configurationPath)) info.missingConfigurationPath = configurationPath;
+  for (const path of searched) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      throw bad(
+        `whereabouts flat file ${path}: cannot be read (${code ?? String(err)}); make it readable by the plugin or remove it`,
+      );
+    }
+    let values: unknown;
+    try {
+      values = JSON.parse(text);
+    } catch (err) {
+      throw bad(
+        `whereabouts flat file ${path}: not valid JSON (${(err as Error).message}); fix it, e.g. {"datastore": "kubernetes", "kubernetes": {"kubeconfig": "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"}}`,
+      );
+    }
+    if (!isPlainObject(values)) {
+      throw bad(
+        `whereabouts flat file ${path}: holds ${Array.isArray(values) ? 'a list' : JSON.stringify(values)}, not an object; write the ipam fields as one JSON object`,
+      );
+    }
+    info.path = path;
+    return { values, info };
+  }
+  return { values: undefined, info };
 }
 
 /** Default directory of the file datastore. */
@@ -233,7 +366,7 @@ function parseOneRange(
   };
 }
 
-function parseDatastore(ipam: WhereaboutsIpam): DatastoreConfig {
+function parseDatastore(ipam: WhereaboutsIpam, flat: FlatFileInfo): DatastoreConfig {
   const kind = ipam.datastore;
   if (kind === 'file') return { kind, dir: ipam.data_dir ?? DEFAULT_FILE_DIR };
   if (kind === 'etcd') {
@@ -257,13 +390,36 @@ function parseDatastore(ipam: WhereaboutsIpam): DatastoreConfig {
     return out;
   }
   const kubeconfig = ipam.kubernetes?.kubeconfig;
-  if (!kubeconfig) {
-    throw bad(
-      'ipam.kubernetes.kubeconfig: missing; "datastore": "kubernetes" needs the path of a kubeconfig file',
-    );
-  }
+  if (!kubeconfig) return { kind: 'none', message: noStoreMessage(kind, flat) };
   const root = ipam.kubernetes?.k8s_api_root;
-  return root ? { kind, kubeconfig, k8s_api_root: root } : { kind, kubeconfig };
+  return root ? { kind: 'kubernetes', kubeconfig, k8s_api_root: root } : { kind: 'kubernetes', kubeconfig };
+}
+
+/** The message of an ADD that has no store: what was looked at, and what to set. */
+function noStoreMessage(kind: 'kubernetes' | undefined, flat: FlatFileInfo): string {
+  const why =
+    kind === 'kubernetes'
+      ? '"datastore": "kubernetes" needs "kubernetes": {"kubeconfig": ...}'
+      : 'no "datastore" is named, so the store is the Kubernetes one (IPPools, as whereabouts), which needs "kubernetes": {"kubeconfig": ...}';
+  const found = flat.path
+    ? `the flat file ${flat.path} was read but sets no kubernetes.kubeconfig`
+    : `no flat file was found (searched ${flat.searched.join(', ')})`;
+  const missing = flat.missingConfigurationPath
+    ? `; configuration_path ${flat.missingConfigurationPath} does not exist`
+    : '';
+  return `ipam.kubernetes.kubeconfig: missing: ${why}, and it is set neither inline nor in a whereabouts flat file: ${found}${missing}. Set "kubernetes": {"kubeconfig": "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"} in /etc/cni/net.d/whereabouts.d/whereabouts.conf (or the file "configuration_path" names, or the ipam block), or name another store: "datastore": "etcd" with "etcd_host", or "datastore": "file" (this node only: other nodes hand out the same addresses)`;
+}
+
+function parseLog(file: string | undefined, level: string | undefined): WhereaboutsConfig['log'] {
+  const out: WhereaboutsConfig['log'] = { level: 'debug' };
+  if (file) out.file = file;
+  if (level !== undefined) {
+    const l = level.toLowerCase();
+    // whereabouts warns about an unknown level and keeps its default; so do we (the log says so).
+    if ((WHEREABOUTS_LOG_LEVELS as readonly string[]).includes(l)) out.level = l as WhereaboutsLogLevel;
+    else out.badLevel = level;
+  }
+  return out;
 }
 
 /** An optional string field, trimmed; "" is unset (as whereabouts reads its Go strings). */
@@ -312,7 +468,7 @@ const whereaboutsIpamSchema = conf
       .default([]),
     routes: routesSchema.optional(),
     dns: dnsSchema.optional(),
-    datastore: conf.enum(['file', 'etcd', 'kubernetes']).default('file'),
+    datastore: conf.enum(['file', 'etcd', 'kubernetes']).optional(),
     data_dir: text(),
     etcd_host: text(),
     etcd_username: text(),
@@ -322,14 +478,55 @@ const whereaboutsIpamSchema = conf
     etcd_ca_cert_file: text(),
     etcd_prefix: text(),
     kubernetes: conf.object({ kubeconfig: text(), k8s_api_root: text() }).optional(),
+    configuration_path: text(),
+    log_file: text(),
+    log_level: text(),
+    node_slice_size: text().refine(
+      (v) =>
+        v === undefined
+          ? undefined
+          : "is not supported: node slices need whereabouts' node-slice controller, which cni-kit does not run yet",
+      'remove node_slice_size: addresses then come from the whole range, unique across the cluster through the Kubernetes store',
+    ),
+    reconciler_cron_expression: text(),
+    leader_lease_duration: conf.int(0).optional(),
+    leader_renew_deadline: conf.int(0).optional(),
+    leader_retry_period: conf.int(0).optional(),
+    sleep_for_race: conf.int(0).optional(),
   })
   .fix('the config needs an "ipam" object with "type": "whereabouts"');
 
 type WhereaboutsIpam = Infer<typeof whereaboutsIpamSchema>;
 
-/** Parses and validates a whereabouts `ipam` block (throws CniError 7 naming the field). */
-export function parseWhereaboutsConfig(ipamIn: unknown): WhereaboutsConfig {
-  const ipam = whereaboutsIpamSchema.parse(ipamIn, { path: 'ipam' });
+/** Fields whereabouts' controllers read (from the flat file); the IPAM binary only logs them. */
+const CONTROLLER_FIELDS = [
+  'reconciler_cron_expression',
+  'leader_lease_duration',
+  'leader_renew_deadline',
+  'leader_retry_period',
+  'sleep_for_race',
+] as const;
+
+/**
+ * Parses and validates a whereabouts `ipam` block, completed from whereabouts' flat file (throws
+ * CniError 7 naming the field).
+ */
+export function parseWhereaboutsConfig(
+  ipamIn: unknown,
+  opts: WhereaboutsConfigOptions = {},
+): WhereaboutsConfig {
+  let merged = ipamIn;
+  let flat: FlatFileInfo = { searched: [] };
+  if (isPlainObject(ipamIn)) {
+    const cp = ipamIn.configuration_path;
+    const read = readFlatFile(
+      typeof cp === 'string' && cp.trim() !== '' ? cp.trim() : undefined,
+      opts.flatFilePaths ?? FLAT_FILE_PATHS,
+    );
+    flat = read.info;
+    if (read.values) merged = mergeFlatFile(ipamIn, read.values);
+  }
+  const ipam = whereaboutsIpamSchema.parse(merged, { path: 'ipam' });
   const networkName = ipam.network_name ?? '';
   const overlapping = ipam.enable_overlapping_ranges;
   const gateway = ipam.gateway ? parseIP(ipam.gateway, 'ipam.gateway') : undefined;
@@ -357,9 +554,13 @@ export function parseWhereaboutsConfig(ipamIn: unknown): WhereaboutsConfig {
     ranges,
     networkName,
     enableOverlappingRanges: overlapping,
-    datastore: parseDatastore(ipam),
+    datastore: parseDatastore(ipam, flat),
     addresses,
+    log: parseLog(ipam.log_file, ipam.log_level),
+    controllerFields: {},
+    flat,
   };
+  for (const k of CONTROLLER_FIELDS) if (ipam[k] !== undefined) out.controllerFields[k] = ipam[k];
   if (gateway) out.gateway = gateway;
   if (ipam.routes) out.routes = ipam.routes;
   if (ipam.dns) out.dns = ipam.dns;

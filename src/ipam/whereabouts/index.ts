@@ -1,13 +1,21 @@
 // The whereabouts-style allocator's entry points: a factory for an IpamRegistry, and the store
 // opener. Kubernetes access is injected (`kube`), so this module loads no Kubernetes code.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { formatIP, type IPFamily } from '../../spec/addr.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { AllocatorFactory, IpamNetConf } from '../types.js';
 import { WhereaboutsAllocator, type WhereaboutsAllocatorOptions } from './allocator.js';
-import { type DatastoreConfig, parseWhereaboutsConfig } from './config.js';
+import {
+  type DatastoreConfig,
+  DEFAULT_FILE_DIR,
+  parseWhereaboutsConfig,
+  type WhereaboutsConfigOptions,
+} from './config.js';
+import { WhereaboutsLog } from './log.js';
 import type { Store } from './store.js';
 import { openEtcdStore } from './stores/etcd.js';
-import { openFileStore } from './stores/file.js';
+import { type FileStoreOptions, openFileStore } from './stores/file.js';
 import { type KubeAccess, type KubeOpener, openKubernetesStore } from './stores/kubernetes.js';
 
 const fmt = (a: bigint, family: IPFamily): string => formatIP({ family, value: a });
@@ -18,6 +26,10 @@ export interface WhereaboutsStoreOptions {
   fsync?: boolean | undefined;
   /** Kubernetes access for `datastore: kubernetes` (cni-kit/k8s `openKubeApi`, or an open connection). */
   kube?: KubeOpener | KubeAccess | undefined;
+  /** Where DEL looks when no store resolves (earlier versions' default); default /var/lib/cni/whereabouts. @internal */
+  legacyFileDir?: string | undefined;
+  /** Crash tests: called after each durable step of the file store. @internal */
+  onFileStoreStep?: FileStoreOptions['onStep'];
 }
 
 // The store modules are imported statically (they are small); each loads its heavy client (etcd3,
@@ -29,20 +41,25 @@ export async function openWhereaboutsStore(
   opts: WhereaboutsStoreOptions = {},
 ): Promise<Store> {
   switch (ds.kind) {
-    case 'file':
-      return openFileStore(
-        opts.fsync === undefined ? { dir: ds.dir } : { dir: ds.dir, fsync: opts.fsync },
-        fmt,
-      );
+    case 'file': {
+      const o: FileStoreOptions = { dir: ds.dir };
+      if (opts.fsync !== undefined) o.fsync = opts.fsync;
+      if (opts.onFileStoreStep) o.onStep = opts.onFileStoreStep;
+      return openFileStore(o, fmt);
+    }
     case 'etcd':
       return openEtcdStore(ds, fmt);
     case 'kubernetes':
       return openKubernetesStore(ds, fmt, opts.kube);
+    case 'none':
+      throw new CniError(ErrorCode.InvalidNetworkConfig, ds.message);
   }
 }
 
 /** Options of a whereabouts allocator. */
-export type WhereaboutsOptions = Omit<WhereaboutsAllocatorOptions, 'cniVersion'> & WhereaboutsStoreOptions;
+export type WhereaboutsOptions = Omit<WhereaboutsAllocatorOptions, 'cniVersion' | 'log' | 'releaseStore'> &
+  WhereaboutsStoreOptions &
+  WhereaboutsConfigOptions;
 
 /** Builds a whereabouts allocator for a config; call `close()` when done unless `closeAfterEachCall` is set. */
 export function createWhereaboutsAllocator(
@@ -55,16 +72,42 @@ export function createWhereaboutsAllocator(
       `ipam.type: ${JSON.stringify(config.ipam.type)} is not "whereabouts"; this allocator serves only "type": "whereabouts"`,
     );
   }
-  const cfg = parseWhereaboutsConfig(config.ipam);
-  const { fsync, kube, ...rest } = opts;
+  const { fsync, kube, onFileStoreStep, flatFilePaths, legacyFileDir, ...rest } = opts;
+  const cfg = parseWhereaboutsConfig(config.ipam, { flatFilePaths });
+  const log = new WhereaboutsLog(cfg.log);
+  log.debug(
+    `IPAM configuration read for network ${JSON.stringify(config.name)}: store ${cfg.datastore.kind}, flat file ${cfg.flat.path ?? `none (searched ${cfg.flat.searched.join(', ')})`}`,
+  );
+  for (const [k, v] of Object.entries(cfg.controllerFields)) {
+    log.verbose(
+      `ipam.${k}: ${JSON.stringify(v)} accepted; it configures whereabouts' controllers (ip-reconciler, leader election, race testing), which this IPAM binary does not run`,
+    );
+  }
   const storeOpts: WhereaboutsStoreOptions = {
     ...(fsync === undefined ? {} : { fsync }),
     ...(kube === undefined ? {} : { kube }),
+    ...(onFileStoreStep === undefined ? {} : { onFileStoreStep }),
   };
   return new WhereaboutsAllocator(cfg, () => openWhereaboutsStore(cfg.datastore, storeOpts), {
     ...rest,
     cniVersion: config.cniVersion,
+    log,
+    releaseStore: () => legacyReleaseStore(cfg.datastore, legacyFileDir ?? DEFAULT_FILE_DIR, storeOpts),
   });
+}
+
+/**
+ * The store a DEL uses when the config resolves none: the node-local file store at its default
+ * directory, where versions that defaulted to it kept their pools, when it exists; else none
+ * (nothing can be held, DEL succeeds).
+ */
+async function legacyReleaseStore(
+  ds: DatastoreConfig,
+  dir: string,
+  opts: WhereaboutsStoreOptions,
+): Promise<Store | undefined> {
+  if (ds.kind !== 'none' || !existsSync(join(dir, 'spaces'))) return undefined;
+  return openWhereaboutsStore({ kind: 'file', dir }, opts);
 }
 
 /**

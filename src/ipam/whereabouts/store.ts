@@ -55,6 +55,11 @@ export interface PoolSession {
   adopt(prev: Allocation, containerId: string): Promise<boolean>;
   /** Frees `a` and its index entries if they still belong to `a`'s attachment; missing state is fine. */
   release(a: Allocation): Promise<void>;
+  /**
+   * DEL hook for backends whose writes are not one transaction: removes what a process killed
+   * mid-ADD or mid-DEL left for this attachment (an index naming nothing, a record no index names).
+   */
+  repair?(containerId: string, ifname: string, podRef?: string): Promise<void>;
   /** The subset of `addresses` held in this pool's space; addresses come in ascending runs. */
   takenAmong(addresses: readonly bigint[]): Promise<Set<bigint>>;
   /** The last address handed out (a round-robin hint only; stale values are harmless). */

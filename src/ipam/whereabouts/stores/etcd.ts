@@ -211,6 +211,20 @@ class EtcdSession implements PoolSession {
     }
   }
 
+  async repair(containerId: string, ifname: string, podRef?: string): Promise<void> {
+    // release() is three transactions: a process killed between them leaves an index key naming
+    // an address the attachment no longer holds. Drop it unless it changed meanwhile.
+    const checks: Array<[string, () => Promise<Allocation | undefined>]> = [
+      [this.ownerKey(containerId, ifname), () => this.byOwner(containerId, ifname)],
+    ];
+    if (podRef !== undefined) checks.push([this.podKey(podRef, ifname), () => this.byPod(podRef, ifname)]);
+    for (const [key, resolves] of checks) {
+      const kv = (await this.c.get(key).exec()).kvs[0];
+      if (!kv || (await resolves())) continue;
+      await this.c.if(key, 'Mod', '==', Number(kv.mod_revision)).then(this.c.delete().key(key)).commit();
+    }
+  }
+
   async takenAmong(addresses: readonly bigint[]): Promise<Set<bigint>> {
     const wanted = new Set(addresses);
     const out = new Set<bigint>();

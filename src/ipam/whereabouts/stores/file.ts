@@ -1,19 +1,36 @@
 // File backend (one node): a directory of small files, one per held address, like host-local's.
-// ADD takes no lock: an address is claimed by hard-linking a fully written temp file into place
-// (link(2) fails with EEXIST, so two processes can never both win), then the attachment's owner
-// index is claimed the same way. DEL, STS adoption and GC rewrite several files and so hold the
-// space's flock. A crash between two steps leaves either an address without an index (GC frees
-// it) or an index pointing nowhere (ignored on read, removed by GC), never a wrong owner.
+// ADD takes no lock: the attachment's owner index is claimed first by hard-linking a fully written
+// temp file into place (link(2) fails with EEXIST, so two processes can never both win), then the
+// address record the same way. DEL, STS adoption and GC rewrite several files and so hold the
+// space's flock.
+//
+// Crash consistency (a SIGKILL at any point of ADD or DEL): the index is written before the record
+// it names and removed after it, so a kill leaves at most an index naming an address the attachment
+// does not hold. That reads as "nothing held", the attachment's next ADD replaces it and its DEL
+// removes it; a record is never left without the index that lets DEL find it. Every index carries
+// its writer's pid, so a live writer's fresh index is never mistaken for a dead one's. Temp files
+// live in `tmp/` and carry their writer's pid too; each open of the store removes those of dead
+// writers.
 //
 // Layout under `data_dir` (default /var/lib/cni/whereabouts):
-//   spaces/<space>/<4|6>/<ip>                   JSON {ip, pool, id, ifname, podref?}
-//   spaces/<space>/lock                         flock for DEL / adoption / GC
-//   pools/<pool>/owners/<containerId%0Aifname>  the held ip
-//   pools/<pool>/pods/<ns%2Fname%0Aifname>      the held ip
-//   pools/<pool>/cursor                         last ip handed out (round-robin hint)
+//   spaces/<space>/<4|6>/<ip>             JSON {ip, pool, id, ifname, podref?}
+//   spaces/<space>/lock                   flock for DEL / adoption / GC
+//   pools/<pool>/owners/<key(id, ifname)> "<ip>\n<writer pid>"
+//   pools/<pool>/pods/<key(ns/name, if)>  "<ip>\n<writer pid>"
+//   pools/<pool>/cursor                   last ip handed out (round-robin hint)
+//   tmp/                                  temp files of the atomic writers
+// key(a, b) is encodeURIComponent("a\nb"), bounded to 200 bytes by a SHA-256 suffix when longer
+// (a container ID has no length limit): the record the index names holds the full key, and every
+// read checks it.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { createFileExclusiveSync, writeFileAtomicSync } from '../../../fs/index.js';
+import {
+  boundedFileName,
+  createFileExclusiveSync,
+  processAlive,
+  removeStaleTempFiles,
+  writeFileAtomicSync,
+} from '../../../fs/index.js';
 import { type IPFamily, tryParseIP } from '../../../spec/addr.js';
 import { withFileLock } from '../../lock.js';
 import {
@@ -31,7 +48,12 @@ export interface FileStoreOptions {
   dir: string;
   /** fsync records before they become visible (default true; benches on tmpfs may turn it off). */
   fsync?: boolean | undefined;
+  /** Called after each durable step of a claim or release; crash tests kill the process there. */
+  onStep?: ((step: FileStoreStep) => void) | undefined;
 }
+
+/** The durable steps of the file store: owner index written, record written, record removed. */
+export type FileStoreStep = 'indexed' | 'claimed' | 'released';
 
 function readText(path: string): string | undefined {
   try {
@@ -47,6 +69,24 @@ function unlinkQuiet(path: string): void {
   } catch {}
 }
 
+/** An index file's content: the address, then the pid of the process that wrote it. */
+function indexText(ip: string): string {
+  return `${ip}\n${process.pid}`;
+}
+
+/** The address and writer an index file names (files of older versions hold only the address). */
+function readIndex(path: string): { ip: string; pid: number | undefined } | undefined {
+  const t = readText(path);
+  if (t === undefined) return undefined;
+  const [ip = '', pid] = t.trim().split('\n');
+  return { ip: ip.trim(), pid: pid && /^\d+$/.test(pid.trim()) ? Number(pid.trim()) : undefined };
+}
+
+/** True when an index may be replaced: its writer is gone (or is this process, which is not writing it). */
+function writerGone(pid: number | undefined): boolean {
+  return pid === undefined || pid === process.pid || !processAlive(pid);
+}
+
 /** Opens a file-backed store rooted at `opts.dir`. */
 export function openFileStore(
   opts: FileStoreOptions,
@@ -58,11 +98,13 @@ export function openFileStore(
     mkdirSync(d, { recursive: true, mode: 0o755 });
     made.add(d);
   };
+  // Temp files of writers killed mid-write: the directory is empty unless one was.
+  removeStaleTempFiles(join(opts.dir, 'tmp'));
   return {
     kind: 'file',
     async session<T>(ref: PoolRef, fn: (s: PoolSession) => Promise<T>): Promise<T> {
       const s = new FileSession(opts, ref, format);
-      for (const d of [s.ipsDir, s.ownersDir, s.podsDir]) mkdir(d);
+      for (const d of [s.ipsDir, s.ownersDir, s.podsDir, s.tmpDir]) mkdir(d);
       return fn(s);
     },
     async close() {},
@@ -75,7 +117,9 @@ class FileSession implements PoolSession {
   readonly poolDir: string;
   readonly ownersDir: string;
   readonly podsDir: string;
-  private readonly atomic: { fsync: boolean };
+  readonly tmpDir: string;
+  private readonly atomic: { fsync: boolean; tmpDir: string };
+  private readonly onStep: ((step: FileStoreStep) => void) | undefined;
 
   constructor(
     opts: FileStoreOptions,
@@ -87,7 +131,9 @@ class FileSession implements PoolSession {
     this.poolDir = join(opts.dir, 'pools', ref.pool);
     this.ownersDir = join(this.poolDir, 'owners');
     this.podsDir = join(this.poolDir, 'pods');
-    this.atomic = { fsync: opts.fsync !== false };
+    this.tmpDir = join(opts.dir, 'tmp');
+    this.onStep = opts.onStep;
+    this.atomic = { fsync: opts.fsync !== false, tmpDir: this.tmpDir };
   }
 
   private ipText(a: bigint): string {
@@ -97,10 +143,10 @@ class FileSession implements PoolSession {
     return join(this.ipsDir, this.ipText(a));
   }
   private ownerPath(containerId: string, ifname: string): string {
-    return join(this.ownersDir, encodeURIComponent(`${containerId}\n${ifname}`));
+    return join(this.ownersDir, boundedFileName(encodeURIComponent(`${containerId}\n${ifname}`)));
   }
   private podPath(podRef: string, ifname: string): string {
-    return join(this.podsDir, encodeURIComponent(`${podRef}\n${ifname}`));
+    return join(this.podsDir, boundedFileName(encodeURIComponent(`${podRef}\n${ifname}`)));
   }
   private locked<T>(fn: () => T | Promise<T>): Promise<T> {
     return withFileLock(join(this.spaceDir, 'lock'), fn);
@@ -111,7 +157,7 @@ class FileSession implements PoolSession {
   }
 
   private readVia(indexPath: string): Allocation | undefined {
-    const ip = tryParseIP((readText(indexPath) ?? '').trim());
+    const ip = tryParseIP(readIndex(indexPath)?.ip ?? '');
     if (!ip || ip.family !== this.ref.family) return undefined;
     return this.readRecord(ip.value);
   }
@@ -131,26 +177,33 @@ class FileSession implements PoolSession {
   async claim(a: Allocation): Promise<ClaimOutcome> {
     const ip = this.ipText(a.address);
     const ipPath = this.ipPath(a.address);
-    if (!createFileExclusiveSync(ipPath, encodeAllocation(a, ip), this.atomic)) return { kind: 'taken' };
     const ownerPath = this.ownerPath(a.containerId, a.ifname);
-    for (let tries = 0; tries < 2; tries++) {
-      if (createFileExclusiveSync(ownerPath, ip, this.atomic)) {
-        if (a.podRef !== undefined) writeFileAtomicSync(this.podPath(a.podRef, a.ifname), ip, this.atomic);
-        await this.setCursor(a.address);
-        return { kind: 'claimed' };
-      }
+    // 1. The owner index, naming the address before it is held.
+    for (let tries = 0; ; tries++) {
+      if (createFileExclusiveSync(ownerPath, indexText(ip), this.atomic)) break;
       const existing = await this.byOwner(a.containerId, a.ifname);
-      if (existing) {
-        unlinkQuiet(ipPath);
-        return { kind: 'owner-exists', existing };
-      }
-      // The index points at an address the attachment no longer holds (a crash mid-DEL): replace it.
+      if (existing) return { kind: 'owner-exists', existing };
+      // The index names an address the attachment does not hold: left by a writer killed between
+      // the two steps (replace it), or being written right now by a live one (let it finish).
+      if (tries > 0 || !writerGone(readIndex(ownerPath)?.pid)) return { kind: 'taken' };
       await this.locked(async () => {
-        if (!(await this.byOwner(a.containerId, a.ifname))) unlinkQuiet(ownerPath);
+        if (!(await this.byOwner(a.containerId, a.ifname)) && writerGone(readIndex(ownerPath)?.pid)) {
+          unlinkQuiet(ownerPath);
+        }
       });
     }
-    unlinkQuiet(ipPath);
-    return { kind: 'taken' };
+    this.onStep?.('indexed');
+    // 2. The address record.
+    if (!createFileExclusiveSync(ipPath, encodeAllocation(a, ip), this.atomic)) {
+      if (readIndex(ownerPath)?.ip === ip) unlinkQuiet(ownerPath);
+      return { kind: 'taken' };
+    }
+    this.onStep?.('claimed');
+    if (a.podRef !== undefined) {
+      writeFileAtomicSync(this.podPath(a.podRef, a.ifname), indexText(ip), this.atomic);
+    }
+    await this.setCursor(a.address);
+    return { kind: 'claimed' };
   }
 
   async adopt(prev: Allocation, containerId: string): Promise<boolean> {
@@ -160,27 +213,54 @@ class FileSession implements PoolSession {
       if (readText(ipPath) !== encodeAllocation(prev, ip)) return false;
       const next: Allocation = { ...prev, containerId };
       const newOwner = this.ownerPath(containerId, prev.ifname);
-      if (!createFileExclusiveSync(newOwner, ip, this.atomic)) {
+      if (!createFileExclusiveSync(newOwner, indexText(ip), this.atomic)) {
         if (await this.byOwner(containerId, prev.ifname)) return false;
-        writeFileAtomicSync(newOwner, ip, this.atomic);
+        writeFileAtomicSync(newOwner, indexText(ip), this.atomic);
       }
       writeFileAtomicSync(ipPath, encodeAllocation(next, ip), this.atomic);
       const oldOwner = this.ownerPath(prev.containerId, prev.ifname);
-      if (readText(oldOwner) === ip) unlinkQuiet(oldOwner);
+      if (readIndex(oldOwner)?.ip === ip) unlinkQuiet(oldOwner);
       return true;
     });
   }
 
   async release(a: Allocation): Promise<void> {
     await this.locked(() => {
+      // The record first, its indexes after: a kill in between leaves only indexes that name
+      // nothing, which `repair` (the next DEL) and GC remove.
       const ip = this.ipText(a.address);
       const ipPath = this.ipPath(a.address);
       if (readText(ipPath) === encodeAllocation(a, ip)) unlinkQuiet(ipPath);
+      this.onStep?.('released');
       for (const p of [
         this.ownerPath(a.containerId, a.ifname),
         a.podRef !== undefined ? this.podPath(a.podRef, a.ifname) : undefined,
       ]) {
-        if (p && readText(p) === ip) unlinkQuiet(p);
+        if (p && readIndex(p)?.ip === ip) unlinkQuiet(p);
+      }
+    });
+  }
+
+  async repair(containerId: string, ifname: string, podRef?: string): Promise<void> {
+    const owner = this.ownerPath(containerId, ifname);
+    const pod = podRef === undefined ? undefined : this.podPath(podRef, ifname);
+    if (!existsSync(owner) && (pod === undefined || !existsSync(pod))) return;
+    await this.locked(async () => {
+      const mine = await this.byOwner(containerId, ifname);
+      if (!mine && writerGone(readIndex(owner)?.pid)) unlinkQuiet(owner);
+      if (pod === undefined || podRef === undefined) return;
+      const held = await this.byPod(podRef, ifname);
+      if (held && held.containerId === containerId) {
+        // A record of this attachment that its owner index does not name (versions that wrote the
+        // record first and were killed before the index): nothing else can find it, free it.
+        if (mine) return;
+        const ip = this.ipText(held.address);
+        if (readText(this.ipPath(held.address)) === encodeAllocation(held, ip)) {
+          unlinkQuiet(this.ipPath(held.address));
+        }
+        unlinkQuiet(pod);
+      } else if (!held && writerGone(readIndex(pod)?.pid)) {
+        unlinkQuiet(pod);
       }
     });
   }
@@ -198,7 +278,10 @@ class FileSession implements PoolSession {
 
   async setCursor(address: bigint): Promise<void> {
     // Only a hint: a lost update costs one extra claim attempt, so no fsync.
-    writeFileAtomicSync(join(this.poolDir, 'cursor'), this.ipText(address), { fsync: false });
+    writeFileAtomicSync(join(this.poolDir, 'cursor'), this.ipText(address), {
+      fsync: false,
+      tmpDir: this.tmpDir,
+    });
   }
 
   async list(): Promise<Allocation[]> {
@@ -215,6 +298,8 @@ class FileSession implements PoolSession {
   async sweep(): Promise<void> {
     await this.locked(async () => {
       const now = Date.now();
+      removeStaleTempFiles(this.tmpDir);
+      // Versions before tmp/ wrote their temp files next to the targets.
       for (const dir of [this.ipsDir, this.ownersDir, this.podsDir, this.poolDir]) {
         for (const name of readdirSync(dir)) {
           // Temp files of writers that died mid-write; live writers rename theirs within milliseconds.
@@ -226,19 +311,25 @@ class FileSession implements PoolSession {
           }
         }
       }
+      // Indexes whose record is gone or belongs to another key (names may be hashed, so the key is
+      // taken from the record, not decoded from the name); a live writer's fresh index is kept.
+      const dangling = (p: string, pathOf: (a: Allocation) => string | undefined) => {
+        const idx = readIndex(p);
+        const ip = tryParseIP(idx?.ip ?? '');
+        const rec = ip && ip.family === this.ref.family ? this.readRecord(ip.value) : undefined;
+        const ok = rec !== undefined && rec.pool === this.ref.pool && pathOf(rec) === p;
+        return !ok && writerGone(idx?.pid);
+      };
       for (const name of readdirSync(this.ownersDir)) {
         if (name.startsWith('.tmp.')) continue;
-        const [id, ifname] = decodeURIComponent(name).split('\n');
-        if (id !== undefined && ifname !== undefined && !(await this.byOwner(id, ifname))) {
-          unlinkQuiet(join(this.ownersDir, name));
-        }
+        const p = join(this.ownersDir, name);
+        if (dangling(p, (a) => this.ownerPath(a.containerId, a.ifname))) unlinkQuiet(p);
       }
       for (const name of readdirSync(this.podsDir)) {
         if (name.startsWith('.tmp.')) continue;
-        const key = decodeURIComponent(name);
-        const cut = key.lastIndexOf('\n');
-        if (cut < 0 || !(await this.byPod(key.slice(0, cut), key.slice(cut + 1)))) {
-          unlinkQuiet(join(this.podsDir, name));
+        const p = join(this.podsDir, name);
+        if (dangling(p, (a) => (a.podRef === undefined ? undefined : this.podPath(a.podRef, a.ifname)))) {
+          unlinkQuiet(p);
         }
       }
     });

@@ -9,6 +9,7 @@
 // acts as the cluster-wide per-address lock across pools of one network. API access is injected
 // (`KubeOpener`; plugins pass cni-kit/k8s's openKubeApi, on @kubernetes/client-node): this layer
 // declares only the few calls it makes.
+import { parseCIDR, subnetContains, tryParseIP } from '../../../spec/addr.js';
 import { CniError, ErrorCode } from '../../../spec/errors.js';
 import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
 
@@ -138,6 +139,8 @@ export function reservationName(ip: string, networkName: string): string {
 
 class KubernetesSession implements PoolSession {
   private pool!: IPPool;
+  /** Attachments released in this session (their reservations went with them). */
+  private readonly released = new Set<string>();
 
   constructor(
     private readonly kinds: Kinds,
@@ -313,6 +316,7 @@ class KubernetesSession implements PoolSession {
   }
 
   async release(a: Allocation): Promise<void> {
+    this.released.add(`${a.containerId}\n${a.ifname}`);
     for (let i = 0; i < RETRIES; i++) {
       const k = this.key(a.address);
       const e = this.pool.spec.allocations[k];
@@ -339,6 +343,37 @@ class KubernetesSession implements PoolSession {
       ...(this.pool.metadata.annotations ?? {}),
       [CURSOR]: address.toString(),
     };
+  }
+
+  /**
+   * DEL hook: a process killed between taking an address's reservation and writing the pool leaves
+   * a reservation no pool entry explains, which keeps the address from every range of the network.
+   * DEL cannot know the address, so when it released nothing it lists the reservations and deletes
+   * those of this attachment inside this range that the pool does not back (one LIST, as
+   * whereabouts' own DEL lists the pools).
+   */
+  async repair(containerId: string, ifname: string): Promise<void> {
+    if (!this.shared || this.released.has(`${containerId}\n${ifname}`)) return;
+    const held = await this.byOwner(containerId, ifname);
+    for (const r of await this.kinds.reservations.list(this.kinds.ns)) {
+      if (r.spec?.containerid !== containerId || (r.spec.ifname ?? '') !== ifname) continue;
+      const address = this.addressOf(r.metadata.name);
+      if (address === undefined || address === held?.address) continue;
+      await this.kinds.reservations.delete(this.kinds.ns, r.metadata.name).catch((err) => {
+        if (status(err) !== 404) throw err;
+      });
+    }
+  }
+
+  /** The address a reservation of this network names, when it lies in this range. */
+  private addressOf(name: string): bigint | undefined {
+    const net = this.network;
+    if (net && !name.startsWith(`${net}-`)) return undefined;
+    const text = net ? name.slice(net.length + 1) : name;
+    const ip = tryParseIP(this.ref.family === 6 ? text.replace(/-/g, ':') : text);
+    if (!ip || ip.family !== this.ref.family) return undefined;
+    if (reservationName(this.format(ip.value, ip.family), net) !== name) return undefined;
+    return subnetContains(parseCIDR(this.ref.range, 'IPPool spec.range').subnet, ip) ? ip.value : undefined;
   }
 
   async list(): Promise<Allocation[]> {
