@@ -175,7 +175,7 @@ async function invoke<C>(spec: PluginSpec<C>, info: CallInfo): Promise<string> {
   // stdin included) is exactly what the runtime sent.
   const conf = (spec.config ? spec.config.parse(config) : config) as C;
   const ipam = spec.ipam ? spec.ipam(info) : noIpam(config);
-  const ctx: PluginContext<C> = { ...info, conf, ipam: notSelf(ipam, info) };
+  const ctx: PluginContext<C> = { ...info, conf, ipam: guardIpam(ipam, info) };
   switch (info.command) {
     case 'ADD': {
       const result = await spec.add(ctx);
@@ -214,25 +214,31 @@ function noIpam(config: NetConf): IpamClient {
 }
 
 /**
- * ctx.ipam, refusing an IPAM type that is the plugin itself: exec'ing it would run this plugin
- * again with the same config, which would delegate again, without end. DEL has nothing to free
- * there (ADD never got that far), so it passes.
+ * ctx.ipam, refusing what can only fail or loop, before anything is exec'd: an `ipam` block
+ * without a type, and an IPAM type that is the plugin itself (exec'ing it would run this plugin
+ * again with the same config, which would delegate again, without end). ADD never got past
+ * either, so no IPAM state can exist: DEL and GC pass instead of failing on every retry.
  */
-function notSelf(ipam: IpamClient, info: CallInfo): IpamClient {
+function guardIpam(ipam: IpamClient, info: CallInfo): IpamClient {
   const self = info.config.type;
-  if (ipam.type === undefined || ipam.type !== self) return ipam;
+  const block = info.config.ipam;
+  const type = block?.type;
+  let problem: string | undefined;
+  if (block !== undefined && (typeof type !== 'string' || type === '')) {
+    problem =
+      'ipam.type: missing; name the IPAM plugin, e.g. "ipam": {"type": "host-local", ...}, or remove the "ipam" block for an interface without addresses';
+  } else if (type === self) {
+    problem = `ipam.type: ${JSON.stringify(self)} is this plugin itself; a plugin cannot be its own IPAM (it would call itself without end); set ipam.type to an IPAM plugin such as "host-local", "static" or "dhcp"`;
+  }
+  if (problem === undefined) return ipam;
+  const why = problem;
   const refuse = async (): Promise<never> => {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `ipam.type: ${JSON.stringify(self)} is this plugin itself; a plugin cannot be its own IPAM (it would call itself without end); set ipam.type to an IPAM plugin such as "host-local", "static" or "dhcp"`,
-    );
+    throw new CniError(ErrorCode.InvalidNetworkConfig, why);
   };
   const skip = async (): Promise<void> => {
-    info.log(
-      `ipam.type ${JSON.stringify(self)} is this plugin itself; no IPAM state can exist, nothing to free`,
-    );
+    info.log(`${why.slice(0, why.indexOf(';'))}: no IPAM state can exist, nothing to free`);
   };
-  return { type: ipam.type, add: refuse, check: refuse, gc: skip, status: refuse, del: skip };
+  return { type: ipam.type, add: refuse, check: refuse, status: refuse, gc: skip, del: skip };
 }
 
 /** Runs the plugin's DEL after an ADD whose result could not be encoded; DEL errors are logged. */
