@@ -317,7 +317,7 @@ function encodeResult(result: AddResult, toVersion: string): unknown {
     if (v && resultFamily(v) === '0.2') {
       throw new CniError(
         err.code,
-        `the ADD result cannot be given at cniVersion ${JSON.stringify(toVersion || '0.1.0')}: a 0.1.0/0.2.0 result must hold an IP address and this one has none (an attachment without IPAM); the attachment was removed again. Add an "ipam" section, or use cniVersion 0.3.0 or later`,
+        `the ADD result cannot be given at cniVersion ${JSON.stringify(toVersion || '0.1.0')}: it has no valid IP addresses, and a 0.1.0/0.2.0 result must hold one (an attachment without IPAM); the attachment was removed again. Add an "ipam" section, or use cniVersion 0.3.0 or later`,
         err.details,
       );
     }

@@ -287,7 +287,7 @@ describe('an ADD whose result cannot be given at 0.1.0/0.2.0 is undone (F11)', (
     const add = run(type, 'ADD', ns, conf);
     expect(add.status).toBe(1);
     expect(add.json).toMatchObject({ code: 1 });
-    expect(String(add.json?.msg)).toContain('must hold an IP address');
+    expect(String(add.json?.msg)).toContain('no valid IP addresses, and a 0.1.0/0.2.0 result must hold one');
     expect(String(add.json?.msg)).toContain('cniVersion 0.3.0 or later');
     expect(links(ns)).toEqual(['lo']);
     // The bridge device itself is a by-design leftover (the reference keeps it too); no veth is.
