@@ -20,7 +20,6 @@ let seq = 0;
 
 const VERSIONS = [undefined, '0.1.0', '0.2.0'] as const;
 type Legacy = (typeof VERSIONS)[number];
-const label = (v: Legacy) => v ?? 'no cniVersion';
 const withVersion = (v: Legacy, conf: Record<string, unknown>) => (v ? { cniVersion: v, ...conf } : conf);
 
 function need(ctx: TestContext): void {
