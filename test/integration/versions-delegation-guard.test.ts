@@ -189,4 +189,35 @@ describe('delegation loops are refused (F1)', () => {
     }
     expect(ourPluginProcesses()).toBe(0);
   });
+
+  it('multus whose cluster network is the multus config itself: refused at the second round', async (ctx) => {
+    need(ctx);
+    const ns = netns();
+    const dir = join(work, 'multus-loop');
+    mkdirSync(join(dir, 'confdir'), { recursive: true });
+    const self = join(dir, 'confdir', '00-multus.conf');
+    const conf = {
+      cniVersion: '0.3.1',
+      name: 'multus-cni-network',
+      type: 'multus',
+      clusterNetwork: self,
+      confDir: join(dir, 'confdir'),
+      cniDir: join(dir, 'cache'),
+      binDir: BIN_DIR,
+    };
+    writeFileSync(self, JSON.stringify(conf));
+    const add = await run('multus', 'ADD', ns, conf);
+    expect(add.status, add.stdout + add.stderr).toBe(1);
+    expect(add.json?.code).toBe(7);
+    expect(add.json?.msg).toContain(
+      'delegation loop: plugin "multus" runs inside itself (multus ADD > multus ADD)',
+    );
+    expect(add.ms).toBeLessThan(10_000);
+    expect(add.peak).toBeLessThanOrEqual(3);
+    expect(ourPluginProcesses()).toBe(0);
+    expect(links(ns)).toEqual(['lo']);
+    expect(files(join(dir, 'cache'))).toEqual([]);
+    const del = await run('multus', 'DEL', ns, conf);
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+  });
 });
