@@ -123,9 +123,9 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
     const args = parseCniArgs(env.CNI_ARGS);
 
     const stdin = await readStdin(call.stdin);
-    if (cmd === 'DEL' && nameTooLong(stdin)) {
+    if ((cmd === 'DEL' || cmd === 'GC') && nameTooLong(stdin)) {
       log(
-        `DEL: the network name is longer than ${MAX_NETWORK_NAME_BYTES} bytes; ADD refuses such names, so there is nothing to delete`,
+        `${cmd}: the network name is longer than ${MAX_NETWORK_NAME_BYTES} bytes; ADD refuses such names, so there is nothing to ${cmd === 'DEL' ? 'delete' : 'collect'}`,
       );
       return outcome('', 0);
     }

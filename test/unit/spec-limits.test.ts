@@ -85,6 +85,11 @@ describe('network names', () => {
       expect(del.stdout).toBe('');
       expect(del.stderr).toContain(`longer than ${MAX_NETWORK_NAME_BYTES} bytes`);
     }
+    const gc = await runPlugin(b.plugin, {
+      env: env('GC'),
+      stdin: JSON.stringify({ ...JSON.parse(conf), cniVersion: '1.1.0', 'cni.dev/valid-attachments': [] }),
+    });
+    expect(gc).toMatchObject({ exitCode: 0, stdout: '' });
   });
 
   it('property: every name is either accepted by ADD or refused with code 7; DEL always exits 0', async () => {
