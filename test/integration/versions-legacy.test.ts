@@ -43,16 +43,25 @@ interface Run {
   json: Record<string, unknown> | undefined;
 }
 
-/** Runs dist/bin/<type> inside the node namespace, the way a runtime on that node would. */
-function run(type: string, command: string, containerNs: string, conf: unknown, id = `${tag}-id`): Run {
-  const r = spawnSync('nsenter', [`--net=/run/netns/${node}`, join(BIN_DIR, type)], {
+const GO = '/usr/lib/cni';
+
+/** Runs dist/bin/<type> (or a Go plugin) inside the node namespace, as a runtime on that node would. */
+function run(
+  type: string,
+  command: string,
+  containerNs: string,
+  conf: unknown,
+  id = `${tag}-id`,
+  dir = BIN_DIR,
+): Run {
+  const r = spawnSync('nsenter', [`--net=/run/netns/${node}`, join(dir, type)], {
     env: {
       PATH: process.env.PATH ?? '',
       CNI_COMMAND: command,
       CNI_CONTAINERID: id,
       CNI_NETNS: `/run/netns/${containerNs}`,
       CNI_IFNAME: 'eth0',
-      CNI_PATH: BIN_DIR,
+      CNI_PATH: dir,
     },
     input: JSON.stringify(conf),
     encoding: 'utf8',
@@ -246,6 +255,36 @@ describe.each(VERSIONS)('legacy version: %s', (v) => {
     expect(links(node)).toContain(dev);
     expect(links(ns)).not.toContain('eth0');
     expect(run('host-device', 'DEL', ns, conf).status).toBe(0);
+  });
+
+  it('bridge + host-local: the same result as the Go bridge 1.1.1 at this version', (ctx) => {
+    need(ctx);
+    if (!existsSync(join(GO, 'bridge'))) ctx.skip(`Go bridge missing in ${GO}`);
+    const results = [BIN_DIR, GO].map((dir, i) => {
+      const ns = netns();
+      const conf = withVersion(v, {
+        name: `${tag}-cmp${i}`,
+        type: 'bridge',
+        bridge: `${tag}cb${i}`,
+        isGateway: true,
+        ipam: {
+          type: 'host-local',
+          subnet: `10.${o2}.${7 + i}.0/24`,
+          routes: [{ dst: '0.0.0.0/0' }],
+          dataDir: join(work, `cmp-${seq}`),
+        },
+      });
+      const add = run('bridge', 'ADD', ns, conf, `${tag}-cmp`, dir);
+      expect(add.status, `${dir}: ${add.stdout}${add.stderr}`).toBe(0);
+      expect(run('bridge', 'DEL', ns, conf, `${tag}-cmp`, dir).status).toBe(0);
+      return add.stdout.replaceAll(`10.${o2}.${7 + i}.`, '10.X.Y.');
+    });
+    expect(JSON.parse(results[0] ?? '')).toEqual(JSON.parse(results[1] ?? ''));
+    expectLegacyResult(
+      { status: 0, stdout: '', stderr: '', json: JSON.parse(results[0] ?? '') },
+      v,
+      '10.X.Y.',
+    );
   });
 
   it('CHECK is refused as the Go skel refuses it (CHECK needs 0.4.0)', (ctx) => {
