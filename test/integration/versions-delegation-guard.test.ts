@@ -40,13 +40,17 @@ function netns(): string {
   return name;
 }
 
-/** Processes running one of this checkout's plugin binaries (other checkouts have other paths). */
+/** The variable that marks this file's plugin processes: delegates inherit the environment. */
+const MARK = `CNI_KIT_TEST_MARK=${tag}`;
+
+/** Processes running one of our plugin binaries for this file (not for a suite running beside it). */
 function ourPluginProcesses(): number {
   let n = 0;
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(BIN_DIR)) n++;
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(BIN_DIR)) continue;
+      if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(MARK)) n++;
     } catch {
       // gone meanwhile
     }
@@ -75,6 +79,7 @@ async function run(type: string, command: string, ns: string, conf: unknown): Pr
       CNI_NETNS: `/run/netns/${ns}`,
       CNI_IFNAME: 'eth0',
       CNI_PATH: BIN_DIR,
+      CNI_KIT_TEST_MARK: tag,
     },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
