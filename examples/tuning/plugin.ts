@@ -370,7 +370,7 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
 
   return {
     about: 'tuning (cni-kit): sysctls and link attributes for a container interface',
-    supportedVersions: ALL_VERSIONS.filter((v) => !v.startsWith('0.1') && !v.startsWith('0.2')),
+    supportedVersions: ALL_VERSIONS,
     config: tuningConfig,
     add,
     async check(ctx) {

@@ -2,7 +2,7 @@
 // kill the whole process group, ETXTBSY retries that end in an error, and failures that quote
 // stdout, stderr and the exit (execa-style). One file past ~400 lines on purpose: the run, the
 // failure classification and the exec-and-parse path share the process facts they report.
-import type { Command } from '../spec/call.js';
+import { type Command, withDelegationStep } from '../spec/call.js';
 import { CniError, ErrorCode, isCniErrorJson } from '../spec/errors.js';
 import { parseResult } from '../spec/result/convert.js';
 import type { AnyResult } from '../spec/result/types.js';
@@ -14,8 +14,9 @@ const childProcess = () => process.getBuiltinModule('node:child_process');
 /** Options for running one plugin process. */
 export interface ExecOptions {
   /**
-   * Kill the plugin after this many milliseconds (SIGTERM, then SIGKILL after `killGraceMs`).
-   * Default: no timeout, like libcni; runtimes should pass one (or an AbortSignal).
+   * Kill the plugin after this many milliseconds (SIGTERM, then SIGKILL after `killGraceMs`); 0
+   * means no limit. Default: CNI_KIT_EXEC_TIMEOUT_MS from the plugin's environment, else
+   * DEFAULT_EXEC_TIMEOUT_MS (libcni has none, so a hung delegate hangs the pod for ever).
    */
   timeoutMs?: number | undefined;
   /** Time between SIGTERM and SIGKILL on timeout or abort. Default 2000 ms. */
@@ -90,6 +91,20 @@ export class PluginExecError extends CniError {
   }
 }
 
+/** The default limit of one plugin run: above the 60 s an IPAM lock may be waited for. */
+export const DEFAULT_EXEC_TIMEOUT_MS = 120_000;
+
+/** The environment variable that sets the default limit of plugin runs (milliseconds, 0 = none). */
+export const EXEC_TIMEOUT_ENV = 'CNI_KIT_EXEC_TIMEOUT_MS';
+
+/** The limit for one run: the option, else the call's environment, else the default. */
+export function execTimeout(call: Pick<ExecCall, 'env'>, opts: Pick<ExecOptions, 'timeoutMs'>): number {
+  if (opts.timeoutMs !== undefined) return Math.max(0, opts.timeoutMs);
+  const fromEnv = call.env[EXEC_TIMEOUT_ENV];
+  if (fromEnv !== undefined && /^\d+$/.test(fromEnv.trim())) return Number(fromEnv.trim());
+  return DEFAULT_EXEC_TIMEOUT_MS;
+}
+
 const MAX_QUOTE = 1000;
 const MAX_STDERR_KEEP = 64 * 1024;
 const MAX_STDOUT = 64 * 1024 * 1024;
@@ -146,6 +161,10 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  */
 export async function execPlugin(call: ExecCall, opts: ExecOptions = {}): Promise<ExecOutput> {
   const retries = opts.busyRetries ?? 5;
+  // Every plugin cni-kit runs learns the chain of calls above it, so a delegation loop is refused
+  // a few levels down instead of forking until the process table is full.
+  call = { ...call, env: withDelegationStep(call.env, call.type ?? baseName(call.path), call.command) };
+  opts = { ...opts, timeoutMs: execTimeout(call, opts) };
   for (let attempt = 0; ; attempt++) {
     if (opts.signal?.aborted) {
       throw new PluginExecError(ErrorCode.Internal, 'aborted before the plugin was started', call, {
@@ -298,7 +317,7 @@ export function errorFromFailedRun(
   if (exit.timedOut) {
     return new PluginExecError(
       ErrorCode.TryAgainLater,
-      `it did not finish within ${timeoutMs} ms${outputs(stdout, stderr)}; raise the timeout or find out why it hangs`,
+      `it did not finish within ${timeoutMs} ms${outputs(stdout, stderr)}; find out why it hangs, or raise the limit (the timeoutMs exec option, or ${EXEC_TIMEOUT_ENV} in the environment; 0 turns it off)`,
       call,
       facts,
     );

@@ -5,12 +5,15 @@
  * @module cni-kit/delegate
  */
 export {
+  DEFAULT_EXEC_TIMEOUT_MS,
+  EXEC_TIMEOUT_ENV,
   type ExecCall,
   type ExecOptions,
   type ExecOutput,
   type ExitInfo,
   execPlugin,
   execPluginResult,
+  execTimeout,
   PluginExecError,
 } from './exec.js';
 export { cniKitBinaryType, findInPath, lookPath, validatePluginType } from './find.js';

@@ -1,11 +1,24 @@
 import { parseCniArgs } from '../spec/args.js';
-import { type Env, type HandlerCommand, splitCniPath } from '../spec/call.js';
+import { delegationProblem, type Env, type HandlerCommand, splitCniPath } from '../spec/call.js';
 import { type NetConf, parseNetConf, validAttachments } from '../spec/config.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
-import { validateContainerId, validateIfName } from '../spec/identifiers.js';
+import {
+  containerIdTooLong,
+  MAX_CONTAINER_ID_BYTES,
+  MAX_NETWORK_NAME_BYTES,
+  networkNameTooLong,
+  validateContainerId,
+  validateIfName,
+} from '../spec/identifiers.js';
 import { convertResult, validateResult } from '../spec/result/convert.js';
 import type { AddResult, Result } from '../spec/result/types.js';
-import { CURRENT_VERSION, normalizeVersion, versionAtLeast, versionsFrom } from '../spec/version.js';
+import {
+  ALL_VERSIONS,
+  CURRENT_VERSION,
+  normalizeVersion,
+  resultFamily,
+  versionAtLeast,
+} from '../spec/version.js';
 import type { CallInfo, GcContext, IpamClient, PluginContext, PluginOptions, PluginSpec } from './context.js';
 import { withStdoutGuard } from './stdout-guard.js';
 
@@ -14,8 +27,12 @@ import { withStdoutGuard } from './stdout-guard.js';
 // The one exception is the stdout guard while plugin code runs (./stdout-guard.ts): console.* and
 // process.stdout.write are routed to the call's log, by async context, and restored afterwards.
 
-/** Default supported versions: every version with a rich result (0.3.0 and later). */
-export const DEFAULT_SUPPORTED_VERSIONS: readonly string[] = versionsFrom('0.3.0');
+/**
+ * Default supported versions: all of them, as the reference plugins (`version.All`). Results are
+ * converted to the config's version, and an ADD whose result cannot be given at that version (an
+ * L2-only result at 0.1.0/0.2.0) is undone before the error is returned.
+ */
+export const DEFAULT_SUPPORTED_VERSIONS: readonly string[] = ALL_VERSIONS;
 
 /** The input of one plugin call. */
 export interface PluginInput {
@@ -93,14 +110,38 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
     if (missing.length) throw missingEnv(missing, cmd);
     const containerId = env.CNI_CONTAINERID ?? '';
     const ifname = env.CNI_IFNAME ?? '';
+    // ADD refuses IDs and names too long for the file names state is kept under, so nothing can
+    // exist for them: DEL succeeds at once instead of failing on every retry of the runtime.
+    if (cmd === 'DEL' && containerIdTooLong(containerId)) {
+      log(
+        `DEL: CNI_CONTAINERID is longer than ${MAX_CONTAINER_ID_BYTES} bytes; ADD refuses such IDs, so there is nothing to delete`,
+      );
+      return outcome('', 0);
+    }
     if (REQUIRED_ENV[cmd].includes('CNI_CONTAINERID')) validateContainerId(containerId);
     if (REQUIRED_ENV[cmd].includes('CNI_IFNAME')) validateIfName(ifname);
     const args = parseCniArgs(env.CNI_ARGS);
 
     const stdin = await readStdin(call.stdin);
+    if ((cmd === 'DEL' || cmd === 'GC') && nameTooLong(stdin)) {
+      log(
+        `${cmd}: the network name is longer than ${MAX_NETWORK_NAME_BYTES} bytes; ADD refuses such names, so there is nothing to ${cmd === 'DEL' ? 'delete' : 'collect'}`,
+      );
+      return outcome('', 0);
+    }
     const config = parseNetConf(stdin);
     cniVersion = config.cniVersion;
     checkVersion(cmd, config, supported);
+    const problem = delegationProblem(env);
+    if (problem) {
+      // The same call one level up was refused on ADD for the same reason, so it created nothing:
+      // DEL and GC succeed, or the runtime's cleanup of the failed ADD could never finish.
+      if (cmd === 'DEL' || cmd === 'GC') {
+        log(`${cmd}: ${problem}; nothing can exist at this level, so ${cmd} succeeds`);
+        return outcome('', 0);
+      }
+      throw new CniError(ErrorCode.InvalidNetworkConfig, problem);
+    }
     const info: CallInfo = {
       command: cmd,
       config,
@@ -133,10 +174,19 @@ async function invoke<C>(spec: PluginSpec<C>, info: CallInfo): Promise<string> {
   // The plugin's typed fields live apart from the wire config, so what is delegated (IPAM's
   // stdin included) is exactly what the runtime sent.
   const conf = (spec.config ? spec.config.parse(config) : config) as C;
-  const ctx: PluginContext<C> = { ...info, conf, ipam: spec.ipam ? spec.ipam(info) : noIpam(config) };
+  const ipam = spec.ipam ? spec.ipam(info) : noIpam(config);
+  const ctx: PluginContext<C> = { ...info, conf, ipam: guardIpam(ipam, info) };
   switch (info.command) {
-    case 'ADD':
-      return print(encodeResult(await spec.add(ctx), config.cniVersion));
+    case 'ADD': {
+      const result = await spec.add(ctx);
+      try {
+        return print(encodeResult(result, config.cniVersion));
+      } catch (err) {
+        // The attachment exists by now: a result that cannot be printed must not leave it behind.
+        await undoAdd(spec, ctx, err);
+        throw err;
+      }
+    }
     case 'GC': {
       const gcCtx: GcContext<C> = { ...ctx, validAttachments: info.validAttachments ?? [] };
       if (spec.gc) await spec.gc(gcCtx);
@@ -161,6 +211,55 @@ function noIpam(config: NetConf): IpamClient {
     );
   };
   return { type: config.ipam?.type, add: fail, check: fail, del: fail, gc: fail, status: fail };
+}
+
+/**
+ * ctx.ipam, refusing what can only fail or loop, before anything is exec'd: an `ipam` block
+ * without a type, and an IPAM type that is the plugin itself (exec'ing it would run this plugin
+ * again with the same config, which would delegate again, without end). ADD never got past
+ * either, so no IPAM state can exist: DEL and GC pass instead of failing on every retry.
+ */
+function guardIpam(ipam: IpamClient, info: CallInfo): IpamClient {
+  const self = info.config.type;
+  const block = info.config.ipam;
+  const type = block?.type;
+  let problem: string | undefined;
+  if (block !== undefined && (typeof type !== 'string' || type === '')) {
+    problem =
+      'ipam.type: missing; name the IPAM plugin, e.g. "ipam": {"type": "host-local", ...}, or remove the "ipam" block for an interface without addresses';
+  } else if (type === self) {
+    problem = `ipam.type: ${JSON.stringify(self)} is this plugin itself; a plugin cannot be its own IPAM (it would call itself without end); set ipam.type to an IPAM plugin such as "host-local", "static" or "dhcp"`;
+  }
+  if (problem === undefined) return ipam;
+  const why = problem;
+  const refuse = async (): Promise<never> => {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, why);
+  };
+  const skip = async (): Promise<void> => {
+    info.log(`${why.slice(0, why.indexOf(';'))}: no IPAM state can exist, nothing to free`);
+  };
+  return { type: ipam.type, add: refuse, check: refuse, status: refuse, gc: skip, del: skip };
+}
+
+/** Runs the plugin's DEL after an ADD whose result could not be encoded; DEL errors are logged. */
+async function undoAdd<C>(spec: PluginSpec<C>, ctx: PluginContext<C>, why: unknown): Promise<void> {
+  if (!spec.del) return;
+  ctx.log(`ADD: undoing the attachment: ${CniError.from(why).message}`);
+  try {
+    await spec.del({ ...ctx, command: 'DEL' });
+  } catch (err) {
+    ctx.log(`ADD: undoing the attachment failed: ${CniError.from(err).message}`);
+  }
+}
+
+/** True when stdin holds a config whose name is over the limit (bad JSON is parseNetConf's to report). */
+function nameTooLong(stdin: string): boolean {
+  try {
+    const name = (JSON.parse(stdin) as { name?: unknown } | null)?.name;
+    return typeof name === 'string' && networkNameTooLong(name);
+  } catch {
+    return false;
+  }
 }
 
 function missingEnv(names: string[], cmd: string): CniError {
@@ -210,5 +309,18 @@ function encodeResult(result: AddResult, toVersion: string): unknown {
     const err = CniError.from(e);
     throw new CniError(ErrorCode.Internal, `plugin returned an invalid result: ${err.message}`, err.details);
   }
-  return convertResult(current, toVersion);
+  try {
+    return convertResult(current, toVersion);
+  } catch (e) {
+    const err = CniError.from(e);
+    const v = normalizeVersion(toVersion);
+    if (v && resultFamily(v) === '0.2') {
+      throw new CniError(
+        err.code,
+        `the ADD result cannot be given at cniVersion ${JSON.stringify(toVersion || '0.1.0')}: it has no valid IP addresses, and a 0.1.0/0.2.0 result must hold one (an attachment without IPAM); the attachment was removed again. Add an "ipam" section, or use cniVersion 0.3.0 or later`,
+        err.details,
+      );
+    }
+    throw err;
+  }
 }

@@ -1,4 +1,5 @@
 import { CniError, ErrorCode } from './errors.js';
+import { MAX_NETWORK_NAME_BYTES, networkNameTooLong } from './identifiers.js';
 import { parseResult, toCurrentResult } from './result/convert.js';
 import { dnsSchema } from './result/schema.js';
 import type { DNS, Result } from './result/types.js';
@@ -73,7 +74,14 @@ const versionsField = conf
 const nameField = conf
   .string()
   .pattern(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)
-  .fix(ID_FIX);
+  .fix(ID_FIX)
+  .refine(
+    (s) =>
+      networkNameTooLong(s)
+        ? `is ${Buffer.byteLength(s, 'utf8')} bytes long; the limit is ${MAX_NETWORK_NAME_BYTES} bytes (the name becomes part of file names)`
+        : undefined,
+    'use a shorter network name',
+  );
 const pluginFields = {
   type: conf
     .string()

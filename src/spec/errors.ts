@@ -53,12 +53,73 @@ export class CniError extends Error {
     return this.details ? `${this.message}; ${this.details}` : this.message;
   }
 
-  /** Wraps anything thrown into a CniError; non-CniErrors become code 999 with a one-line message. */
-  static from(err: unknown, code: ErrorCodeValue = ErrorCode.Internal): CniError {
+  /**
+   * Wraps anything thrown into a CniError; non-CniErrors become code 999 with a one-line message.
+   * A failed system call (Node's `ENOENT: no such file or directory, open '/x'`) is reworded to
+   * name the operation, the path and a fix, with code 5 (I/O failure) unless `code` is given.
+   */
+  static from(err: unknown, code?: ErrorCodeValue): CniError {
     if (err instanceof CniError) return err;
+    const sys = describeSystemError(err);
+    if (sys) return new CniError(code ?? ErrorCode.IOFailure, sys, undefined, { cause: err });
     const msg = err instanceof Error ? err.message : String(err);
-    return new CniError(code, firstLine(msg) || 'internal error', undefined, { cause: err });
+    return new CniError(code ?? ErrorCode.Internal, firstLine(msg) || 'internal error', undefined, {
+      cause: err,
+    });
   }
+}
+
+const ERRNO_FIX: Record<string, string> = {
+  ENOENT: 'create it or fix the path in the config',
+  EACCES: 'run the plugin as root or fix the permissions',
+  EPERM: 'run the plugin as root (CAP_NET_ADMIN and CAP_SYS_ADMIN are needed)',
+  ENAMETOOLONG: 'a file name part is longer than 255 bytes: use shorter names and IDs',
+  ENOSPC: 'free space on that file system',
+  EROFS: 'the file system is read-only: point the data directory somewhere writable',
+  ENOTDIR: 'a part of the path is a file, not a directory: fix the path',
+  EISDIR: 'the path is a directory: name a file',
+  EEXIST: 'it already exists: remove it or pick another name',
+  EMFILE: 'too many open files: raise the limit (ulimit -n)',
+  ENFILE: 'too many open files on the system',
+};
+
+const SYSCALL_WHAT: Record<string, string> = {
+  open: 'cannot open',
+  mkdir: 'cannot create directory',
+  rmdir: 'cannot remove directory',
+  unlink: 'cannot remove',
+  rename: 'cannot rename',
+  read: 'cannot read',
+  write: 'cannot write',
+  scandir: 'cannot list directory',
+  stat: 'cannot stat',
+  lstat: 'cannot stat',
+  access: 'cannot access',
+  link: 'cannot link',
+  symlink: 'cannot link',
+  spawn: 'cannot run',
+};
+
+/**
+ * A readable sentence for a Node system-call error (`{code: "ENOENT", syscall: "open", path}`),
+ * or undefined for any other value: `cannot open "/x": no such file or directory (ENOENT); <fix>`.
+ */
+export function describeSystemError(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { code?: unknown; syscall?: unknown; path?: unknown; dest?: unknown; message?: unknown };
+  if (typeof e.code !== 'string' || !/^E[A-Z0-9]+$/.test(e.code) || typeof e.syscall !== 'string') {
+    return undefined;
+  }
+  const raw = typeof e.message === 'string' ? e.message : '';
+  // Node's text is "<CODE>: <description>, <syscall> '<path>'": keep the description only.
+  const m = /^E[A-Z0-9]+: ([^,]+)/.exec(raw);
+  const desc = m?.[1]?.trim() || e.code.toLowerCase();
+  const spawn = e.syscall.startsWith('spawn');
+  const verb = SYSCALL_WHAT[spawn ? 'spawn' : e.syscall] ?? `${e.syscall} failed on`;
+  const path = typeof e.path === 'string' ? ` ${JSON.stringify(e.path)}` : '';
+  const dest = typeof e.dest === 'string' ? ` to ${JSON.stringify(e.dest)}` : '';
+  const fix = ERRNO_FIX[e.code];
+  return `${verb}${path}${dest}: ${desc} (${e.code})${fix ? `; ${fix}` : ''}`;
 }
 
 function firstLine(s: string): string {

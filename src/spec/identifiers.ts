@@ -3,6 +3,28 @@ import { CniError, ErrorCode } from './errors.js';
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const ID_FIX = "use letters, digits, '_', '.' and '-', starting with a letter or digit";
 
+// Names and container IDs end up in file names: host-local's `<dataDir>/<name>/`, a meta plugin's
+// `<dir>/<containerID>`, and the runtime's cache file `<name>-<containerID>-<ifname>` (libcni's
+// format). A path component holds at most 255 bytes, so the two limits are chosen to keep that
+// longest one within it: 128 + 1 + 110 + 1 + 15 = 255. Runtimes use far shorter IDs (64 hex digits
+// for Docker, containerd, CRI-O and podman; containerd caps its IDs at 76).
+
+/** The longest network name (`name`) accepted, in bytes. */
+export const MAX_NETWORK_NAME_BYTES = 128;
+
+/** The longest container ID (CNI_CONTAINERID) accepted, in bytes. */
+export const MAX_CONTAINER_ID_BYTES = 110;
+
+/** True when a container ID is longer than MAX_CONTAINER_ID_BYTES: no attachment can exist for it. */
+export function containerIdTooLong(id: string): boolean {
+  return Buffer.byteLength(id, 'utf8') > MAX_CONTAINER_ID_BYTES;
+}
+
+/** True when a network name is longer than MAX_NETWORK_NAME_BYTES: no state can exist for it. */
+export function networkNameTooLong(name: string): boolean {
+  return Buffer.byteLength(name, 'utf8') > MAX_NETWORK_NAME_BYTES;
+}
+
 /** Checks a container ID: empty is code 3 (unknown container), bad characters code 4. */
 export function validateContainerId(id: string): void {
   if (id === '')
@@ -12,6 +34,13 @@ export function validateContainerId(id: string): void {
       ErrorCode.InvalidEnvironmentVariables,
       `invalid characters in containerID ${JSON.stringify(id)}; ${ID_FIX}`,
       id,
+    );
+  }
+  if (containerIdTooLong(id)) {
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      `CNI_CONTAINERID: ${Buffer.byteLength(id, 'utf8')} bytes is too long; the limit is ${MAX_CONTAINER_ID_BYTES} bytes (container IDs become parts of file names); use a shorter ID`,
+      `${id.slice(0, 40)}...`,
     );
   }
 }
@@ -26,6 +55,14 @@ export function validateNetworkName(name: string): void {
       `name: invalid characters found in network name ${JSON.stringify(name)}; ${ID_FIX}`,
     );
   }
+  if (networkNameTooLong(name)) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, networkNameTooLongMessage(name));
+  }
+}
+
+/** The message for a network name over the limit (the config parsers use it too). */
+export function networkNameTooLongMessage(name: string): string {
+  return `name: ${Buffer.byteLength(name, 'utf8')} bytes is too long; the limit is ${MAX_NETWORK_NAME_BYTES} bytes (the name becomes part of file names); use a shorter network name`;
 }
 
 /** Checks an interface name: 1–15 bytes, not "." or "..", no '/', ':' or whitespace (code 4). */

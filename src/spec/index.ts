@@ -48,9 +48,17 @@ export {
   buildDelegateEnv,
   type CallParams,
   type Command,
+  DEFAULT_MAX_DELEGATION_DEPTH,
+  DELEGATION_CHAIN_ENV,
+  delegationChain,
+  delegationProblem,
   type Env,
+  formatDelegationChain,
   type HandlerCommand,
+  MAX_DELEGATION_DEPTH_ENV,
+  maxDelegationDepth,
   splitCniPath,
+  withDelegationStep,
 } from './call.js';
 export {
   type Attachment,
@@ -67,8 +75,24 @@ export {
   parseNetConfList,
   validAttachments,
 } from './config.js';
-export { CniError, type CniErrorJson, ErrorCode, type ErrorCodeValue, isCniErrorJson } from './errors.js';
-export { isValidIfName, validateContainerId, validateIfName, validateNetworkName } from './identifiers.js';
+export {
+  CniError,
+  type CniErrorJson,
+  describeSystemError,
+  ErrorCode,
+  type ErrorCodeValue,
+  isCniErrorJson,
+} from './errors.js';
+export {
+  containerIdTooLong,
+  isValidIfName,
+  MAX_CONTAINER_ID_BYTES,
+  MAX_NETWORK_NAME_BYTES,
+  networkNameTooLong,
+  validateContainerId,
+  validateIfName,
+  validateNetworkName,
+} from './identifiers.js';
 export { convertResult, parseResult, toCurrentResult, validateResult } from './result/convert.js';
 export type {
   AddResult,
