@@ -39,6 +39,7 @@ import {
   formatCIDR,
   formatIP,
   ipAdd,
+  ipamConfigured,
   ipFamily,
   parseCIDR,
   subnetNetwork,
@@ -192,7 +193,7 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
     const conf = ctx.conf;
     const vlans = wantsVlanFiltering(conf);
     const mac = requestedMac(ctx.config, ctx.args);
-    if (conf.disableContainerInterface && ctx.config.ipam) {
+    if (conf.disableContainerInterface && ipamConfigured(ctx.config)) {
       throw new CniError(
         ErrorCode.InvalidNetworkConfig,
         'disableContainerInterface: true leaves the container interface down, so it cannot carry the addresses of "ipam"',

@@ -29,6 +29,7 @@ import {
   inNetnsIfExists,
   ipamPassthrough,
 } from 'cni-kit/netsetup';
+import { ipamConfigured } from 'cni-kit/spec';
 
 const selector = conf
   .string()
@@ -390,7 +391,7 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
   async function del(ctx: PluginContext<HostDeviceConf>): Promise<void> {
     // An IPAM failure must not keep the device from going home: both run, the first error is reported.
     let ipamError: unknown;
-    if (ctx.config.ipam) await ctx.ipam.del().catch((e: unknown) => (ipamError = e));
+    if (ipamConfigured(ctx.config)) await ctx.ipam.del().catch((e: unknown) => (ipamError = e));
     await returnDevice(ctx);
     if (ipamError) throw ipamError;
   }

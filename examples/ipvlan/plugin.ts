@@ -10,6 +10,7 @@ import {
   masterFields,
   resolveMaster,
 } from 'cni-kit/netsetup';
+import { ipamConfigured } from 'cni-kit/spec';
 
 /** The ipvlan plugin's own config fields. */
 export const ipvlanConfig = conf.object({
@@ -47,7 +48,7 @@ export function createIpvlanPlugin({ netlink }: IpvlanDeps): PluginSpec<IpvlanCo
     async add(ctx) {
       const c = ctx.conf;
       const prev = ctx.config.prevResult;
-      if (!ctx.config.ipam && !prev?.ips?.length) {
+      if (!ipamConfigured(ctx.config) && !prev?.ips?.length) {
         throw new CniError(
           ErrorCode.InvalidNetworkConfig,
           'ipam: missing, and there is no prevResult with IPs to use instead',

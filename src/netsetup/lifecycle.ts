@@ -4,6 +4,7 @@
 // A plugin supplies only what is its own: how to make the link, how to undo it, its kind checks.
 import type { Link, Netlink } from '../netlink/types.js';
 import type { PluginContext, PluginHandlers } from '../plugin/context.js';
+import { ipamConfigured } from '../spec/config.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import type { DNS, Interface, Result } from '../spec/result/types.js';
 import { CURRENT_VERSION } from '../spec/version.js';
@@ -34,7 +35,7 @@ export async function addWithRollback<C, T>(
       undo.push(step);
     },
     async ipamAdd() {
-      if (!ctx.config.ipam) return undefined;
+      if (!ipamConfigured(ctx.config)) return undefined;
       const r = await ctx.ipam.add();
       undo.push(() => ctx.ipam.del());
       return r;
@@ -113,7 +114,7 @@ export async function checkAttachment<C>(
   opts: AttachmentCheck = {},
 ): Promise<Link> {
   const prev = requirePrevResult(ctx);
-  if (ctx.config.ipam) await ctx.ipam.check();
+  if (ipamConfigured(ctx.config)) await ctx.ipam.check();
   const { ifname, netns } = ctx;
   const idx = (prev.interfaces ?? []).findIndex((i) => i.name === ifname && i.sandbox === netns);
   if (idx < 0) {
@@ -153,7 +154,7 @@ export async function delAttachment<C>(
   netlink: Netlink,
   opts: { kind?: string | undefined } = {},
 ): Promise<void> {
-  if (ctx.config.ipam) await ctx.ipam.del();
+  if (ipamConfigured(ctx.config)) await ctx.ipam.del();
   await deleteLinkInNetns(netlink, ctx.netns, ctx.ifname, { kind: opts.kind, log: (m) => ctx.log(m) });
 }
 
@@ -161,10 +162,10 @@ export async function delAttachment<C>(
 export function ipamPassthrough<C>(): Required<Pick<PluginHandlers<C>, 'gc' | 'status'>> {
   return {
     async gc(ctx) {
-      if (ctx.config.ipam) await ctx.ipam.gc();
+      if (ipamConfigured(ctx.config)) await ctx.ipam.gc();
     },
     async status(ctx) {
-      if (ctx.config.ipam) await ctx.ipam.status();
+      if (ipamConfigured(ctx.config)) await ctx.ipam.status();
     },
   };
 }

@@ -252,6 +252,15 @@ export function confListFromConf(conf: NetConf | PluginConf): NetConfList {
 }
 
 /**
+ * Whether the config asks for IPAM: an `ipam` block with a type. `"ipam": {}` (or an empty type)
+ * means an interface without addresses, as the reference plugins read it (`IPAM.Type != ""`).
+ */
+export function ipamConfigured(config: { ipam?: { type?: unknown } | undefined }): boolean {
+  const t = config.ipam?.type;
+  return t !== undefined && t !== null && t !== '';
+}
+
+/**
  * The GC attachments of a config (`cni.dev/valid-attachments`, else the older `cni.dev/attachments`),
  * in the SDK's casing; undefined when the config carries neither.
  */

@@ -67,6 +67,7 @@ export {
   confListFromConf,
   decodeJsonObject,
   type IpamConf,
+  ipamConfigured,
   isKnownConfigVersion,
   type NetConf,
   type NetConfList,

@@ -101,6 +101,17 @@ describe('macvlan', () => {
       macvlanMode: 'vepa',
     });
   });
+
+  it('reads "ipam": {} (no type) as no IPAM, as the reference does: an L2 ADD, CHECK and DEL', async () => {
+    const p = createMacvlanPlugin({ netlink: nl });
+    const conf = { cniVersion: '1.0.0', name: 'mv', type: 'macvlan', master: 'eth0', ipam: {} };
+    const add = await call(p, 'ADD', conf);
+    expect(add.exitCode, add.stdout).toBe(0);
+    expect(add.json.ips ?? []).toEqual([]);
+    expect((await call(p, 'CHECK', { ...conf, prevResult: add.json })).exitCode).toBe(0);
+    expect((await call(p, 'DEL', conf)).exitCode).toBe(0);
+    expect(nl.inspect(NS).links.map((l) => l.name)).toEqual(['lo']);
+  });
 });
 
 describe('ipvlan', () => {
