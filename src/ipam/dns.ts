@@ -1,6 +1,6 @@
 // resolv.conf parsing for IPAM results (host-local's `resolvConf` field).
 import { readFileSync } from 'node:fs';
-import { CniError, ErrorCode } from '../spec/errors.js';
+import { CniError, describeSystemError, ErrorCode } from '../spec/errors.js';
 import type { DNS } from '../spec/result/types.js';
 
 /** Parses resolv.conf text: nameserver, domain, search and options lines; comments skipped. */
@@ -28,7 +28,7 @@ export function readResolvConf(path: string, field = 'ipam.resolvConf'): DNS {
   } catch (err) {
     throw new CniError(
       ErrorCode.IOFailure,
-      `${field}: cannot read ${JSON.stringify(path)}: ${(err as Error).message}; point it at a readable resolv.conf or remove it`,
+      `${field}: ${describeSystemError(err) ?? `cannot read ${JSON.stringify(path)}: ${(err as Error).message}`}; point it at a readable resolv.conf or remove it`,
     );
   }
   return parseResolvConf(text);

@@ -127,7 +127,7 @@ function ipamType(call: CallInfo): string {
       ErrorCode.InvalidNetworkConfig,
       call.config.ipam === undefined
         ? 'ipam: missing; add "ipam": {"type": "host-local", ...} to the config'
-        : `ipam.type: ${JSON.stringify(t)} is not a plugin name; set it to an IPAM plugin such as "host-local", "static" or "dhcp"`,
+        : `ipam.type: ${t === undefined ? 'missing' : `${JSON.stringify(t)} is not a plugin name`}; set it to an IPAM plugin such as "host-local", "static" or "dhcp"`,
     );
   }
   return t;

@@ -52,5 +52,6 @@ export function isExists(err: unknown): boolean {
 
 /** Bad input to a netlink call: code 7, the message names the argument, the value and the fix. */
 export function invalidArg(what: string, value: unknown, fix: string): CniError {
-  return new CniError(ErrorCode.InvalidNetworkConfig, `netlink: ${what}: ${JSON.stringify(value)} ${fix}`);
+  const shown = value === undefined ? 'missing, it' : JSON.stringify(value);
+  return new CniError(ErrorCode.InvalidNetworkConfig, `netlink: ${what}: ${shown} ${fix}`);
 }

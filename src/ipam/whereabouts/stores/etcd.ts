@@ -10,7 +10,7 @@
 // Fixed-width hex keys sort like the numbers they encode, so a run of candidates is one range read.
 import { readFileSync } from 'node:fs';
 import type { Etcd3, IOptions } from 'etcd3';
-import { CniError, ErrorCode, importOptionalPeer } from '../../../spec/errors.js';
+import { CniError, describeSystemError, ErrorCode, importOptionalPeer } from '../../../spec/errors.js';
 import {
   type Allocation,
   ascendingRuns,
@@ -65,7 +65,7 @@ export async function openEtcdStore(
       } catch (err) {
         throw new CniError(
           ErrorCode.InvalidNetworkConfig,
-          `ipam.${field}: cannot read '${path}' (${(err as Error).message}); point it at a readable PEM file`,
+          `ipam.${field}: ${describeSystemError(err) ?? `cannot read '${path}' (${(err as Error).message})`}; point it at a readable PEM file`,
         );
       }
     };
