@@ -36,6 +36,8 @@ export interface VectorRun {
 export interface RunOptions {
   tag: string;
   k8s?: FakeK8s | undefined;
+  /** Replaces the plugin command of a type (the harness's own tests run a deliberately leaky one). */
+  command?: ((type: string) => [string, string[]]) | undefined;
   /** Extra assertions after ADD (while the attachment exists); return problems. */
   afterAdd?: (s: Sandbox, result: Json | undefined, impl: Impl) => Promise<string[]> | string[];
   /** Extra assertions after the last DEL; return problems. */
@@ -159,13 +161,21 @@ export async function runVector(v: Vector, impl: Impl, opts: RunOptions): Promis
       CNI_CONTAINERID: s.containerId,
       CNI_NETNS: s.podPath,
       CNI_IFNAME: v.header.ifname ?? 'eth0',
-      CNI_PATH: impl === 'go' ? GO_DIR : BIN_DIR.replace(/\/$/, ''),
+      CNI_PATH: impl === 'go' ? GO_DIR : cniPath,
       ...(cniArgs ? { CNI_ARGS: cniArgs } : {}),
     });
+    // cni-kit's binaries first; a plugin cni-kit lacks (portmap) from a directory that holds only
+    // the Go one, so a delegating plugin cannot pick up any other Go plugin by accident.
+    let cniPath = BIN_DIR.replace(/\/$/, '');
+    if (v.goPlugins.length) {
+      for (const t of v.goPlugins) s.link(`/run/cni-go-plugins/${t}`, join(GO_DIR, t));
+      cniPath += ':/run/cni-go-plugins';
+    }
     const before = await s.snapshot();
     const plugins = steps(v);
     const call = async (command: string, step: PluginStep, prev: Json | undefined) => {
-      const out = await s.exec(binFor(v, impl, step.type), [], env(command), stdinFor(v, step, prev));
+      const [file, args] = opts.command?.(step.type) ?? [binFor(v, impl, step.type), []];
+      const out = await s.exec(file, args, env(command), stdinFor(v, step, prev));
       run.log.push(`${command} ${step.type}: ${said(out)}`);
       return out;
     };

@@ -5,7 +5,7 @@
 // eth0/master the config names; flanneld's subnet.env and whereabouts' flat file are where the
 // plugins look for them), and nothing of the machine's /etc, /run, /tmp or interfaces is touched.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -102,6 +102,13 @@ export class Sandbox {
     const host = this.path(p);
     mkdirSync(dirname(host), { recursive: true });
     writeFileSync(host, text);
+  }
+
+  /** A symlink at a path as the plugins see it. */
+  link(p: string, target: string): void {
+    const host = this.path(p);
+    mkdirSync(dirname(host), { recursive: true });
+    symlinkSync(target, host);
   }
 
   /** Runs a command in the sandbox: private mounts, node netns (unless `node` is false). */

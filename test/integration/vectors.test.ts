@@ -215,6 +215,24 @@ const EXTRA: Record<string, Extra> = {
       ];
     },
   },
+  'multus-daemonset-configmap': {
+    impls: ours,
+    afterAdd: (s, r) => {
+      const status = k8s?.getPod('default', `pod-${s.containerId}`)?.metadata.annotations?.[
+        'k8s.v1.cni.cncf.io/network-status'
+      ];
+      return [
+        ...expectThat(
+          addressesOf(r).some((a) => a.startsWith('10.244.7.')),
+          'no 10.244.7.x address',
+        ),
+        ...expectThat(
+          status?.includes('10.244.7.') ?? false,
+          `network-status ${status} lacks the pod address`,
+        ),
+      ];
+    },
+  },
   'multus-how-to-use-pod': {
     impls: ours,
     afterAdd: (s) => {
