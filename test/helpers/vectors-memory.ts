@@ -1,4 +1,4 @@
-// A child process for the vectors whose link kind this kernel lacks (ipvlan, bridge VLAN
+// A child process for the vectors whose link kind this kernel lacks (ipvlan, vlan, bridge VLAN
 // filtering): runs one vector's ADD, CHECK (>= 0.4.0), DEL and DEL again in-process, through
 // runPlugin with the plugin's factory on the memory netlink backend, and prints what it saw as one
 // JSON document. The test bundles it with esbuild and starts it in the vector's sandbox (private
@@ -6,6 +6,7 @@
 
 import { createBridgePlugin } from '../../examples/bridge/plugin.js';
 import { createIpvlanPlugin } from '../../examples/ipvlan/plugin.js';
+import { createVlanPlugin } from '../../examples/vlan/plugin.js';
 import { runPlugin } from '../../src/index.js';
 import { type MemoryNetlink, memoryNetlink } from '../../src/netlink/index.js';
 import { versionAtLeast } from '../../src/spec/index.js';
@@ -61,12 +62,12 @@ async function main(): Promise<void> {
   const nl = memoryNetlink({ hostLinks: ['eth0'] });
   nl.addNetns(job.pod);
   const noFirewall = async () => ({ code: 0, stdout: '', stderr: '' });
-  const plugin =
-    job.type === 'ipvlan'
-      ? createIpvlanPlugin({ netlink: nl })
-      : job.type === 'bridge'
-        ? createBridgePlugin({ netlink: nl, iptables: noFirewall })
-        : undefined;
+  const factories: Record<string, () => unknown> = {
+    ipvlan: () => createIpvlanPlugin({ netlink: nl }),
+    vlan: () => createVlanPlugin({ netlink: nl }),
+    bridge: () => createBridgePlugin({ netlink: nl, iptables: noFirewall }),
+  };
+  const plugin = factories[job.type]?.();
   if (!plugin) throw new Error(`no in-process factory for ${job.type}`);
   const report: MemoryReport = {
     calls: [],

@@ -369,6 +369,10 @@ function memoryResultState(result: Json, version: string, rep: MemoryReport, job
   if (!isObj(result)) return [];
   const problems: string[] = [];
   const pod = new Map(rep.podAfterAdd.map((l) => [l.name, l]));
+  const kind = ({ ipvlan: 'ipvlan', vlan: 'vlan', bridge: 'veth' } as Record<string, string>)[job.type];
+  const made = pod.get(job.ifname)?.kind;
+  if (kind && made !== undefined && made !== kind)
+    problems.push(`${job.ifname} in the simulated pod is a ${made} link, not ${kind}`);
   if (!versionAtLeast(version, '0.3.0')) {
     for (const k of ['ip4', 'ip6']) {
       const b = result[k];
