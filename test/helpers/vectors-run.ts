@@ -65,7 +65,8 @@ function steps(v: Vector): PluginStep[] {
       conf: {
         ...p,
         name: v.config.name,
-        ...(v.config.cniVersion !== undefined ? { cniVersion: v.config.cniVersion } : {}),
+        // libcni injects the list's cniVersion into every plugin, "" when the list has none.
+        cniVersion: v.config.cniVersion ?? '',
       },
     }));
   }
