@@ -21,6 +21,8 @@ import {
 import type { Sandbox } from '../helpers/vectors-sandbox.js';
 
 const tag = `${process.pid % 100000}`;
+/** A run is a handful of plugin calls (each bounded at 20 s); side by side on 2 busy cores they queue. */
+const RUN_TIMEOUT = 90_000;
 let k8s: FakeK8s | undefined;
 
 function missing(): string | undefined {
@@ -345,37 +347,45 @@ describe.concurrent('upstream doc vectors', () => {
   for (const id of vectorIds()) {
     const v = loadVector(id);
     const where = v.backend === 'memory' ? ` [memory netlink backend: ${v.header.backend}]` : '';
-    it(`${id}: cni-kit${where}`, async (ctx) => {
-      need(ctx);
-      const r =
-        v.backend === 'memory'
-          ? await runMemoryVector(v, options(v, 'cni-kit'))
-          : await runVector(v, 'cni-kit', options(v, 'cni-kit'));
-      record(id, 'cni-kit', r);
-      ctx.expect(r.problems, r.log.join('\n')).toEqual([]);
-    });
+    it(
+      `${id}: cni-kit${where}`,
+      async (ctx) => {
+        need(ctx);
+        const r =
+          v.backend === 'memory'
+            ? await runMemoryVector(v, options(v, 'cni-kit'))
+            : await runVector(v, 'cni-kit', options(v, 'cni-kit'));
+        record(id, 'cni-kit', r);
+        ctx.expect(r.problems, r.log.join('\n')).toEqual([]);
+      },
+      RUN_TIMEOUT,
+    );
     if (!v.go) continue;
-    it(`${id}: Go plugins 1.1.1`, async (ctx) => {
-      need(ctx);
-      const r = await runVector(v, 'go', options(v, 'go'));
-      record(id, 'go', r);
-      // The known deviations are part of the assertion: each must still happen, and nothing else.
-      const flat = (t: string) => t.replace(/\s+/g, ' ');
-      const known = goKnown(v).map(flat);
-      const problems = r.problems.map(flat);
-      ctx
-        .expect(
-          problems.filter((p) => !known.some((k) => p.includes(k))),
-          r.log.join('\n'),
-        )
-        .toEqual([]);
-      for (const k of known)
+    it(
+      `${id}: Go plugins 1.1.1`,
+      async (ctx) => {
+        need(ctx);
+        const r = await runVector(v, 'go', options(v, 'go'));
+        record(id, 'go', r);
+        // The known deviations are part of the assertion: each must still happen, and nothing else.
+        const flat = (t: string) => t.replace(/\s+/g, ' ');
+        const known = goKnown(v).map(flat);
+        const problems = r.problems.map(flat);
         ctx
           .expect(
-            problems.some((p) => p.includes(k)),
-            `Go no longer shows: ${k}`,
+            problems.filter((p) => !known.some((k) => p.includes(k))),
+            r.log.join('\n'),
           )
-          .toBe(true);
-    });
+          .toEqual([]);
+        for (const k of known)
+          ctx
+            .expect(
+              problems.some((p) => p.includes(k)),
+              `Go no longer shows: ${k}`,
+            )
+            .toBe(true);
+      },
+      RUN_TIMEOUT,
+    );
   }
 });
