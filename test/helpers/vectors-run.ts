@@ -147,13 +147,16 @@ export async function runVector(v: Vector, impl: Impl, opts: RunOptions): Promis
     if (v.kubeconfigs.length) {
       if (!opts.k8s) throw new Error(`${v.id}: needs the fake API server`);
       await s.connectK8s(opts.k8s, v.kubeconfigs);
-      const podName = `pod-${s.containerId}`;
+      // The pod and the vector's `default` NADs live in a namespace of the run's own, so runs side
+      // by side on the one fake API server never see each other's NADs of the same name.
+      const ns = s.k8sNamespace;
+      const podName = s.podName;
       const annotations: Record<string, string> = {};
       if (v.header['pod-networks']) annotations['k8s.v1.cni.cncf.io/networks'] = v.header['pod-networks'];
-      opts.k8s.putPod({ metadata: { name: podName, namespace: 'default', annotations } });
-      for (const n of v.nads) opts.k8s.putNad(n.namespace, n.name, n.config);
-      const uid = String(opts.k8s.getPod('default', podName)?.metadata.uid ?? '');
-      cniArgs = `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${podName};K8S_POD_INFRA_CONTAINER_ID=${s.containerId};K8S_POD_UID=${uid}`;
+      opts.k8s.putPod({ metadata: { name: podName, namespace: ns, annotations } });
+      for (const n of v.nads) opts.k8s.putNad(n.namespace === 'default' ? ns : n.namespace, n.name, n.config);
+      const uid = String(opts.k8s.getPod(ns, podName)?.metadata.uid ?? '');
+      cniArgs = `IgnoreUnknown=1;K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${podName};K8S_POD_INFRA_CONTAINER_ID=${s.containerId};K8S_POD_UID=${uid}`;
     }
     const env = (command: string): NodeJS.ProcessEnv => ({
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',

@@ -70,6 +70,14 @@ export class Sandbox {
   get podPath(): string {
     return `/run/netns/${this.pod}`;
   }
+  /** The Kubernetes namespace of the run's pod and of its vector's `default` NADs. */
+  get k8sNamespace(): string {
+    return this.containerId;
+  }
+  /** The name of the run's pod in the fake API server. */
+  get podName(): string {
+    return `pod-${this.containerId}`;
+  }
 
   /** Creates the namespaces and directories, writes the vector's files and runs its setup. */
   static open(v: Vector, tag: string): Sandbox {

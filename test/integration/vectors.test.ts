@@ -202,7 +202,7 @@ const EXTRA: Record<string, Extra> = {
   'multus-00-multus-conf': {
     impls: ours,
     afterAdd: (s, r) => {
-      const status = k8s?.getPod('default', `pod-${s.containerId}`)?.metadata.annotations?.[
+      const status = k8s?.getPod(s.k8sNamespace, s.podName)?.metadata.annotations?.[
         'k8s.v1.cni.cncf.io/network-status'
       ];
       return [
@@ -220,7 +220,7 @@ const EXTRA: Record<string, Extra> = {
   'multus-daemonset-configmap': {
     impls: ours,
     afterAdd: (s, r) => {
-      const status = k8s?.getPod('default', `pod-${s.containerId}`)?.metadata.annotations?.[
+      const status = k8s?.getPod(s.k8sNamespace, s.podName)?.metadata.annotations?.[
         'k8s.v1.cni.cncf.io/network-status'
       ];
       return [
@@ -238,7 +238,7 @@ const EXTRA: Record<string, Extra> = {
   'multus-how-to-use-pod': {
     impls: ours,
     afterAdd: (s) => {
-      const status = k8s?.getPod('default', `pod-${s.containerId}`)?.metadata.annotations?.[
+      const status = k8s?.getPod(s.k8sNamespace, s.podName)?.metadata.annotations?.[
         'k8s.v1.cni.cncf.io/network-status'
       ];
       const entries = status ? (JSON.parse(status) as Obj[]) : [];
@@ -254,6 +254,20 @@ const EXTRA: Record<string, Extra> = {
         ...expectThat(entries.length === 3, `network-status has ${entries.length} entries, not 3`),
       ];
     },
+  },
+  'multus-whereabouts-nad': {
+    ...whereaboutsInK8s,
+    afterAdd: (s, r) => [
+      ...(whereaboutsInK8s.afterAdd?.(s, r) ?? []),
+      ...expectThat(
+        addressesOf(r).some((a) => a.startsWith('10.244.8.')),
+        'no 10.244.8.x address (flannel)',
+      ),
+      ...expectThat(
+        /inet 192\.168\.2\.(22[5-9]|23[0-8])\/28/.test(ipText(s.pod, 'addr', 'show', 'net1')),
+        'net1 has no address of 192.168.2.225/28',
+      ),
+    ],
   },
   'whereabouts-readme-exclude': {
     ...whereaboutsInK8s,
