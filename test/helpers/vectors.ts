@@ -93,15 +93,21 @@ export function loadVector(id: string): Vector {
   }
   const baseId = p.header.base;
   const field = section('field');
-  if (!baseId || !field)
-    throw new Error(`${id}.vector: needs a config section, or a base and a field section`);
+  const envelope = p.header.envelope;
+  if (!baseId || (!field && !envelope))
+    throw new Error(`${id}.vector: needs a config section, or a base and a field section or envelope`);
   const base = loadVector(baseId);
-  const at = field[0]?.split(' ')[1] ?? '';
-  const line = field.slice(1).join('\n').trim();
-  const i = line.indexOf(':');
-  const config = structuredClone(base.config);
-  const target = (at ? config[at] : config) as Obj;
-  target[line.slice(0, i).trim()] = JSON.parse(line.slice(i + 1).trim());
+  // An envelope is the network config a runtime wraps around an ipam section the docs show alone.
+  const config: Obj = envelope
+    ? { ...(JSON.parse(envelope) as Obj), ...base.config }
+    : structuredClone(base.config);
+  if (field) {
+    const at = field[0]?.split(' ')[1] ?? '';
+    const line = field.slice(1).join('\n').trim();
+    const i = line.indexOf(':');
+    const target = (at ? config[at] : config) as Obj;
+    target[line.slice(0, i).trim()] = JSON.parse(line.slice(i + 1).trim());
+  }
   return {
     ...rest,
     files: [...base.files, ...rest.files],

@@ -141,6 +141,23 @@ const EXTRA: Record<string, Extra> = {
       return expectThat(slave.isolated === true, `the bridge port ${String(host?.name)} is not isolated`);
     },
   },
+  'cnidev-host-local-ranges-in-bridge': {
+    impls: both,
+    afterAdd: (s, r) => {
+      const routes = ipText(s.pod, 'route', 'show');
+      return [
+        ...expectThat(
+          JSON.stringify(addressesOf(r).sort()) === '["10.10.1.20/16","3ffe:ffff:0:1ff::10/64"]',
+          `addresses ${addressesOf(r)}: not the first of each range set (rangeStart)`,
+        ),
+        ...expectThat(routes.includes('default via 10.10.0.254'), 'no default route via the range gateway'),
+        ...expectThat(
+          routes.includes('192.168.0.0/16 via 10.10.5.1'),
+          'no route 192.168.0.0/16 via 10.10.5.1',
+        ),
+      ];
+    },
+  },
   'cnidev-ptp': {
     impls: both,
     afterAdd: (_s, r) =>
@@ -370,7 +387,10 @@ describe.concurrent('upstream doc vectors', () => {
             ? await runMemoryVector(v, options(v, 'cni-kit'))
             : await runVector(v, 'cni-kit', options(v, 'cni-kit'));
         record(id, 'cni-kit', r);
-        ctx.expect(r.problems, r.log.join('\n')).toEqual([]);
+        // A failure the Go reference shows too may be tolerated (`kit-tolerated`), never required.
+        const tolerated = v.header['kit-tolerated'];
+        const problems = tolerated ? r.problems.filter((p) => !p.includes(tolerated)) : r.problems;
+        ctx.expect(problems, r.log.join('\n')).toEqual([]);
       },
       RUN_TIMEOUT,
     );
