@@ -253,6 +253,34 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
     expect(e.message).toContain(join(pd.dir, 'nothing-here'));
   });
 
+  it('DEL goes on past a failing and a missing plugin, runs every DEL, reports all and keeps the cache', async () => {
+    const text = (types: string[]) =>
+      JSON.stringify({ cniVersion: '1.0.0', name: 'ckrtnet', plugins: types.map((type) => ({ type })) });
+    const r = runtime();
+    const added = await r.addNetworkList(text(['p-a', 'p-b', 'p-c']), rt);
+    rmSync(log);
+    // p-c is gone from CNI_PATH (the stock flannel list chaining a portmap that is not installed)
+    // and p-b fails: p-a's DEL must still run, with the cached result.
+    extraEnv.FAIL_P_B_DEL = '11';
+    const e = await failure(runtime().delNetworkList(text(['p-a', 'p-b', 'nope']), rt));
+    expect(calls().map((x) => `${x.type}:${x.cmd}`)).toEqual(['p-b:DEL', 'p-a:DEL']);
+    expect(calls().find((x) => x.type === 'p-a')?.stdin.prevResult).toEqual(added);
+    expect(e).toBeInstanceOf(CniAggregateError);
+    expect((e as CniAggregateError).errors).toHaveLength(2);
+    expect(e.message).toContain('plugin type="nope" name="ckrtnet" failed (del)');
+    expect(e.message).toContain('p-b refuses DEL');
+    expect(existsSync(join(cacheDir, 'results', 'ckrtnet-ctr-1-eth0'))).toBe(true);
+    // One failure alone keeps its own error (and code); a clean retry drops the cache.
+    rmSync(log);
+    const one = await failure(runtime().delNetworkList(text(['p-a', 'p-b']), rt));
+    expect(one).not.toBeInstanceOf(CniAggregateError);
+    expect(one.code).toBe(11);
+    expect(calls().map((x) => `${x.type}:${x.cmd}`)).toEqual(['p-b:DEL', 'p-a:DEL']);
+    delete extraEnv.FAIL_P_B_DEL;
+    await runtime().delNetworkList(text(['p-a', 'p-b']), rt);
+    expect(existsSync(join(cacheDir, 'results', 'ckrtnet-ctr-1-eth0'))).toBe(false);
+  });
+
   it('validates identifiers on ADD', async () => {
     const e = await failure(
       runtime().addNetworkList(listText('1.0.0'), { ...rt, ifname: 'way-too-long-ifname' }),
