@@ -25,7 +25,7 @@ import {
 } from 'cni-kit/k8s';
 import { linuxNetlink, type Netlink } from 'cni-kit/netlink';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { ipFamily } from 'cni-kit/spec';
+import { ipFamily, versionAtLeast } from 'cni-kit/spec';
 import { type MultusConf, multusConfig } from './config.js';
 import { type Delegate, loadDelegates, planDelegates, removeDelegates, saveDelegates } from './delegates.js';
 import { applyDefaultRoutes, recordDefaultRoutes } from './routes.js';
@@ -330,6 +330,12 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       const delegates = await delegatesFor(ctx, podRef(ctx.args));
       const rt = runtime(ctx);
       for (const d of delegates) {
+        const version = typeof d.conf.cniVersion === 'string' ? d.conf.cniVersion : '';
+        if (!versionAtLeast(version || '0.1.0', '0.4.0')) {
+          // CHECK came with 0.4.0; an older network cannot answer it, so it is skipped (as multus).
+          say(ctx, `multus: skipping CHECK of network ${d.name}: its cniVersion ${version || '(none)'} predates 0.4.0`);
+          continue;
+        }
         const json = JSON.stringify(d.conf);
         if (isList(d)) await rt.checkNetworkList(json, rtConf(ctx, d), { signal: ctx.signal });
         else await rt.checkNetwork(json, rtConf(ctx, d), { signal: ctx.signal });

@@ -269,6 +269,28 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
     expect(dels.map((l) => JSON.parse(l).command)).toEqual(['DEL', 'DEL']);
   });
 
+  it('CHECK skips a delegate whose cniVersion predates 0.4.0 and checks the others', async (ctx) => {
+    need(ctx);
+    const rec = join(work, 'check-record.jsonl');
+    const dbg = (name: string, cniVersion: string) => ({ cniVersion, name, type: 'debug', recordFile: rec });
+    const conf = multusConf({ delegates: [dbg(`${tag}-new`, '1.0.0'), dbg(`${tag}-old`, '0.3.1')] });
+    const id = `${tag}chk`;
+    const ns = netns('chk');
+    const add = await call('ADD', conf, ns, id);
+    expect(add.exitCode, add.stdout).toBe(0);
+    const check = await call('CHECK', conf, ns, id);
+    expect(check.exitCode, check.stdout).toBe(0);
+    expect(check.stderr).toContain(`skipping CHECK of network ${tag}-old: its cniVersion 0.3.1 predates 0.4.0`);
+    const del = await call('DEL', conf, ns, id);
+    expect(del.exitCode, del.stdout).toBe(0);
+    const seen = readFileSync(rec, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { command: string; config: { name: string } })
+      .map((r) => `${r.config.name.replace(tag, '')}:${r.command}`);
+    expect(seen).toEqual(['-new:ADD', '-old:ADD', '-new:CHECK', '-old:DEL', '-new:DEL']);
+  });
+
   it('our own bridge, macvlan and whereabouts work as delegates too', async (ctx) => {
     need(ctx);
     for (const p of ['bridge', 'macvlan', 'whereabouts', 'host-local']) {
