@@ -44,7 +44,7 @@ export interface PlanInput {
   /** The pod object when the API server answered. */
   podObject?: Pod;
   kube?: KubeClient;
-  /** Only the cluster network and inline delegates (DEL without the API server). */
+  /** Only what the multus config names (cluster network, delegates, defaultNetworks): no pod annotations. */
   configOnly?: boolean;
 }
 
@@ -110,7 +110,9 @@ async function resolveByName(
     const c = await configFromPath(ref);
     return { conf: c, name: c.name as string };
   }
-  if (kube && !input.configOnly) {
+  // Also on a DEL without the delegate cache (configOnly): the cluster network named by a NAD is
+  // still resolved through the API, or its address would leak.
+  if (kube) {
     try {
       const nad = await kube.getNetworkAttachmentDefinition(namespace, ref);
       return {
@@ -118,7 +120,8 @@ async function resolveByName(
         name: `${namespace}/${ref}`,
       };
     } catch (err) {
-      if (!isKubeNotFound(err)) throw err;
+      // On that DEL path any API failure falls back to confDir, as a 404 does.
+      if (!isKubeNotFound(err) && !input.configOnly) throw err;
     }
   }
   try {

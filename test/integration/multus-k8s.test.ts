@@ -233,6 +233,30 @@ describe('multus Kubernetes mode', () => {
     expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
   });
 
+  it('DEL without the cache and with an unresolvable annotation still releases the cluster network named by a NAD', async (ctx) => {
+    need(ctx);
+    const ns = netns('g');
+    api.putNad('default', 'gone-soon', macvlan(5));
+    api.putPod({
+      metadata: {
+        name: 'pg',
+        namespace: 'default',
+        annotations: { 'k8s.v1.cni.cncf.io/networks': 'gone-soon' },
+      },
+    });
+    const add = await call('ADD', conf(), ns, 'pg');
+    expect(add.exitCode, add.stdout).toBe(0);
+    expect(leasesOf(1, `${tag}pg`)).toHaveLength(1);
+    // The attachment's NAD is deleted and the delegate cache lost: only the config and the API
+    // remain to say what the cluster network ("cluster-net", a NAD in kube-system) was.
+    api.objects('network-attachment-definitions').delete('default/gone-soon');
+    unlinkSync(join(work, 'multus', `${tag}pg`));
+    const del = await call('DEL', conf(), ns, 'pg');
+    expect(del.exitCode, del.stdout).toBe(0);
+    expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0/);
+    expect(leasesOf(1, `${tag}pg`)).toEqual([]);
+  });
+
   it('default-route moves the pod default route to the attachment that asks for it', async (ctx) => {
     need(ctx);
     const ns = netns('c');
