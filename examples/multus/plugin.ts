@@ -333,7 +333,10 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
         const version = typeof d.conf.cniVersion === 'string' ? d.conf.cniVersion : '';
         if (!versionAtLeast(version || '0.1.0', '0.4.0')) {
           // CHECK came with 0.4.0; an older network cannot answer it, so it is skipped (as multus).
-          say(ctx, `multus: skipping CHECK of network ${d.name}: its cniVersion ${version || '(none)'} predates 0.4.0`);
+          say(
+            ctx,
+            `multus: skipping CHECK of network ${d.name}: its cniVersion ${version || '(none)'} predates 0.4.0`,
+          );
           continue;
         }
         const json = JSON.stringify(d.conf);

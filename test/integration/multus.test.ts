@@ -280,7 +280,9 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
     expect(add.exitCode, add.stdout).toBe(0);
     const check = await call('CHECK', conf, ns, id);
     expect(check.exitCode, check.stdout).toBe(0);
-    expect(check.stderr).toContain(`skipping CHECK of network ${tag}-old: its cniVersion 0.3.1 predates 0.4.0`);
+    expect(check.stderr).toContain(
+      `skipping CHECK of network ${tag}-old: its cniVersion 0.3.1 predates 0.4.0`,
+    );
     const del = await call('DEL', conf, ns, id);
     expect(del.exitCode, del.stdout).toBe(0);
     const seen = readFileSync(rec, 'utf8')
@@ -289,6 +291,30 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
       .map((l) => JSON.parse(l) as { command: string; config: { name: string } })
       .map((r) => `${r.config.name.replace(tag, '')}:${r.command}`);
     expect(seen).toEqual(['-new:ADD', '-old:ADD', '-new:CHECK', '-old:DEL', '-new:DEL']);
+  });
+
+  it('a 300-character CNI_CONTAINERID: ADD, CHECK and DEL succeed and DEL leaves no cache', async (ctx) => {
+    need(ctx);
+    const rec = join(work, 'long-record.jsonl');
+    const dbg = (name: string) => ({ cniVersion: '1.0.0', name, type: 'debug', recordFile: rec });
+    const conf = multusConf({ delegates: [dbg(`${tag}-l0`), dbg(`${tag}-l1`)] });
+    const id = `${tag}${'f'.repeat(300)}`.slice(0, 300);
+    const ns = netns('long');
+    for (const cmd of ['ADD', 'CHECK', 'DEL', 'DEL']) {
+      const r = await call(cmd, conf, ns, id);
+      expect(r.exitCode, `${cmd}: ${r.stdout}`).toBe(0);
+    }
+    const cmds = readFileSync(rec, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).command);
+    expect(cmds.filter((c: string) => c === 'DEL')).toHaveLength(4);
+    expect(readdirSync(join(work, 'multus')).filter((n) => n.includes(id.slice(0, 20)))).toEqual([]);
+    const results = join(work, 'multus', 'results');
+    const owners = readdirSync(results).map(
+      (n) => JSON.parse(readFileSync(join(results, n), 'utf8')).containerId,
+    );
+    expect(owners).not.toContain(id);
   });
 
   it('our own bridge, macvlan and whereabouts work as delegates too', async (ctx) => {
