@@ -22,10 +22,11 @@ import {
   NETWORK_STATUS_ANNOTATION,
   type NetworkStatus,
   type Pod,
+  podEvent,
 } from 'cni-kit/k8s';
 import { linuxNetlink, type Netlink } from 'cni-kit/netlink';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { ipFamily, versionAtLeast } from 'cni-kit/spec';
+import { formatIP, ipFamily, tryParseIP, versionAtLeast } from 'cni-kit/spec';
 import { type MultusConf, multusConfig } from './config.js';
 import { type Delegate, loadDelegates, planDelegates, removeDelegates, saveDelegates } from './delegates.js';
 import { applyDefaultRoutes, recordDefaultRoutes } from './routes.js';
@@ -57,6 +58,39 @@ function say(ctx: Ctx, message: string): void {
       // a log file we cannot write must not fail the attachment
     }
   }
+}
+
+/** Waits for the event posts; a failed one is logged, never fails the call (events are best effort). */
+async function settle(ctx: Ctx, events: Array<Promise<void>>): Promise<void> {
+  const done = await Promise.allSettled(events.splice(0));
+  for (const r of done) {
+    if (r.status === 'rejected') say(ctx, `multus: cannot post event: ${(r.reason as Error).message}`);
+  }
+}
+
+/** An IP as Go prints a net.IPNet: the address in Go's form and the prefix length. */
+function goCidr(address: string): string {
+  const [ip = '', len] = address.split('/');
+  const parsed = tryParseIP(ip);
+  return `${parsed ? formatIP(parsed) : ip}${len !== undefined ? `/${len}` : ''}`;
+}
+
+/**
+ * multus's `AddedInterface` event for one attached network (Normal, "Add <ifname> [<ips>] from
+ * <network>"), posted in the background; only for a result that lists interfaces or IPs.
+ */
+function addedInterface(ctx: Ctx, kube: KubeClient, pod: Pod, d: Delegate, raw: AnyResult): Promise<void> {
+  const r = toCurrentResult(raw);
+  const listed = raw as { interfaces?: unknown; ips?: unknown; ip4?: unknown; ip6?: unknown };
+  if (listed.interfaces === undefined && listed.ips === undefined && !listed.ip4 && !listed.ip6) {
+    return Promise.resolve();
+  }
+  const ips = (r.ips ?? []).map((ip) => goCidr(ip.address));
+  const message = `Add ${d.ifname} [${ips.join(' ')}]${d.name ? ` from ${d.name}` : ''}`;
+  const ev = podEvent(pod, 'Normal', 'AddedInterface', message, 'multus');
+  return kube.createEvent(ev.metadata.namespace, ev).catch((err) => {
+    throw new Error(`AddedInterface for ${ctx.containerId} ${d.ifname}: ${(err as Error).message}`);
+  });
 }
 
 async function waitReadiness(file: string, timeoutMs: number): Promise<boolean> {
@@ -248,6 +282,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
 
       const rt = runtime(ctx);
       const results: Result[] = [];
+      const events: Array<Promise<void>> = [];
       for (const [i, d] of delegates.entries()) {
         try {
           const json = JSON.stringify(d.conf);
@@ -255,7 +290,9 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
             ? await rt.addNetworkList(json, rtConf(ctx, d), { signal: ctx.signal })
             : await rt.addNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
           results.push(toCurrentResult(r));
+          if (kube && podObject) events.push(addedInterface(ctx, kube, podObject, d, r));
         } catch (err) {
+          await settle(ctx, events);
           // Spec §7.2: stop at the first failure and take down what was attached, this one included.
           await rollback(rt, ctx, delegates.slice(0, i + 1));
           const e = CniError.from(err);
@@ -274,6 +311,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
           const changed = await applyDefaultRoutes(nl, ctx.netns, delegates, results);
           await recordDefaultRoutes(rt, (d) => rtConf(ctx, d), delegates, results, changed);
         } catch (err) {
+          await settle(ctx, events);
           await rollback(rt, ctx, delegates);
           const e = CniError.from(err);
           const owner = delegates.find((d) => d.defaultRoute) as Delegate;
@@ -290,12 +328,25 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
             [NETWORK_STATUS_ANNOTATION]: formatNetworkStatus(statuses),
           });
         } catch (err) {
-          say(
-            ctx,
-            `multus: error setting network status on ${pod.namespace}/${pod.name}: ${(err as Error).message}`,
-          );
+          await settle(ctx, events);
+          if (isKubeNotFound(err)) {
+            // The pod was deleted meanwhile: multus tolerates this, the runtime DELs next.
+            say(ctx, `multus: pod ${pod.namespace}/${pod.name} is gone; network status not written`);
+          } else {
+            // As multus: a pod without its network-status fails ADD (consumers rely on it); here
+            // nothing stays attached.
+            await rollback(rt, ctx, delegates);
+            const e = CniError.from(err);
+            throw new CniError(
+              e.code,
+              `${label(ctx, pod, delegates[0] as Delegate)}: error setting the networks status: ${e.message}`,
+              e.details,
+              { cause: err },
+            );
+          }
         }
       }
+      await settle(ctx, events);
       const masterIdx = delegates.findIndex((d) => d.master);
       return (results[masterIdx] ?? results.find(Boolean)) as Result;
     },

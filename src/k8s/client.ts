@@ -3,6 +3,7 @@
 // resources for IPAM stores, and the error type every call fails with. The implementation on
 // @kubernetes/client-node is in connect.ts; this file loads nothing.
 import { CniError, ErrorCode } from '../spec/errors.js';
+import type { CoreEvent } from './events.js';
 
 /** Object metadata fields the plugin reads or writes. */
 export interface ObjectMeta {
@@ -41,6 +42,8 @@ export interface KubeClient {
    * the pod and retrying when the write loses a race (409 Conflict).
    */
   updatePodAnnotations(namespace: string, name: string, changes: Record<string, string | null>): Promise<Pod>;
+  /** POSTs a core/v1 Event (see `podEvent`) to `/api/v1/namespaces/<namespace>/events`. */
+  createEvent(namespace: string, event: CoreEvent): Promise<void>;
 }
 
 /** Any API object: metadata plus whatever else the server sent. */

@@ -28,6 +28,7 @@ export {
   type Pod,
 } from './client.js';
 export { connectKube, openKubeApi } from './connect.js';
+export { type CoreEvent, type ObjectReference, podEvent } from './events.js';
 export {
   type AttachmentConfig,
   configFromNad,

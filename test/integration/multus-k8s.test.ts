@@ -186,10 +186,13 @@ describe('multus Kubernetes mode', () => {
     ) as NetworkStatus[];
     expect(status.map((s) => [s.name, s.interface, s.default])).toEqual([
       ['kube-system/cluster-net', 'eth0', true],
-      ['default/macvlan-conf', 'mv7', false],
-      ['default/from-disk', 'net2', false],
-      ['default/static-ip', 'net3', false],
+      ['default/macvlan-conf', 'mv7', undefined],
+      ['default/from-disk', 'net2', undefined],
+      ['default/static-ip', 'net3', undefined],
     ]);
+    // multus's shape: "dns" on every entry, "default" only on the cluster network's.
+    for (const s of status) expect(s.dns).toEqual({});
+    expect(status.filter((s) => 'default' in s)).toHaveLength(1);
     expect(status[3]?.ips).toEqual([`10.${o2}.4.9`]);
     // Two writes lost to concurrent writers (409), the third landed; each is a merge patch of the
     // annotations on the status subresource, which is what multus's RBAC (pods/status) allows.
@@ -198,6 +201,48 @@ describe('multus Kubernetes mode', () => {
       Array(3).fill(['PATCH', '/api/v1/namespaces/default/pods/pa/status', 'application/merge-patch+json']),
     );
     expect(status[1]?.mac).toMatch(/^[0-9a-f:]{17}$/);
+
+    // One AddedInterface event per attachment, POSTed as client-go's recorder does for multus.
+    const posts = api.requests.filter((r) => r.path === '/api/v1/namespaces/default/events');
+    expect(posts.map((r) => [r.method, r.contentType, r.code])).toEqual(
+      Array(4).fill(['POST', 'application/json', 201]),
+    );
+    const events = posts.map((r) => r.body as Record<string, unknown>);
+    const messages = events.map((e) => e.message);
+    expect(messages).toEqual([
+      expect.stringMatching(
+        new RegExp(`^Add eth0 \\[10\\.${o2}\\.1\\.\\d+/24\\] from kube-system/cluster-net$`),
+      ),
+      expect.stringMatching(new RegExp(`^Add mv7 \\[10\\.${o2}\\.2\\.\\d+/24\\] from default/macvlan-conf$`)),
+      expect.stringMatching(new RegExp(`^Add net2 \\[10\\.${o2}\\.3\\.\\d+/24\\] from default/from-disk$`)),
+      `Add net3 [10.${o2}.4.9/24] from default/static-ip`,
+    ]);
+    const pod = api.getPod('default', 'pa');
+    const first = events[0] as Record<string, unknown> & { metadata: { name: string } };
+    expect(first).toEqual({
+      kind: 'Event',
+      apiVersion: 'v1',
+      metadata: { name: expect.stringMatching(/^pa\.[0-9a-f]+$/), namespace: 'default' },
+      involvedObject: {
+        kind: 'Pod',
+        namespace: 'default',
+        name: 'pa',
+        uid: pod?.metadata.uid,
+        apiVersion: 'v1',
+        resourceVersion: expect.any(String),
+      },
+      reason: 'AddedInterface',
+      message: messages[0],
+      source: { component: 'multus' },
+      firstTimestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/),
+      lastTimestamp: first.firstTimestamp,
+      count: 1,
+      type: 'Normal',
+      eventTime: null,
+      reportingComponent: 'multus',
+      reportingInstance: '',
+    });
+    expect(api.objects('events').size).toBeGreaterThanOrEqual(4);
 
     // API server gone: DEL reads the delegate cache.
     const down = conf({ kubeconfig: api.writeKubeconfig(join(work, 'dead.json')) });

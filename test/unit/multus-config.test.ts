@@ -112,6 +112,9 @@ function fakeKube(nads: Record<string, string>): KubeClient {
     updatePodAnnotations: async () => {
       throw nf();
     },
+    createEvent: async () => {
+      throw nf();
+    },
   };
 }
 
