@@ -145,13 +145,20 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
     else await rt.delNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
   }
 
-  /** Takes down attached delegates in reverse order; a failure is logged, the next one still runs. */
+  /**
+   * Takes down attached delegates in reverse order; a failure is logged, the next one still runs
+   * (and every plugin of a list runs its DEL, see CniRuntime). The delegate cache goes too, so a
+   * failed ADD leaves no file behind: a later DEL rebuilds the list from the config and the pod.
+   */
   async function rollback(rt: CniRuntime, ctx: Ctx, attached: Delegate[]): Promise<void> {
     for (const done of [...attached].reverse()) {
       await delOne(rt, ctx, done).catch((e) =>
         say(ctx, `multus: rollback DEL of ${done.name} failed: ${(e as Error).message}`),
       );
     }
+    await removeDelegates(ctx.conf.cniDir, ctx.containerId).catch((e) =>
+      say(ctx, `multus: cannot remove the delegate cache after the rollback: ${(e as Error).message}`),
+    );
   }
 
   async function kubeFor(ctx: Ctx, timeoutMs: number): Promise<KubeClient | undefined> {

@@ -317,6 +317,73 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
     expect(owners).not.toContain(id);
   });
 
+  it('the stock flannel conflist chaining a portmap that is not installed: ADD fails and the rollback still takes down flannel, bridge and host-local', (ctx) => {
+    need(ctx);
+    // Everything host-side (the bridge, the veth) lives in a node netns of this test's own.
+    const node = netns('node');
+    const pod = netns('fpod');
+    const dir = join(work, 'stock-flannel');
+    mkdirSync(join(dir, 'net.d'), { recursive: true });
+    writeFileSync(
+      join(dir, 'subnet.env'),
+      `FLANNEL_NETWORK=10.${o2}.0.0/16\nFLANNEL_SUBNET=10.${o2}.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n`,
+    );
+    // kube-flannel.yml's cni-conf.json, with only the host paths moved into the test's directory.
+    const conflist = join(dir, 'net.d', '10-flannel.conflist');
+    writeFileSync(
+      conflist,
+      JSON.stringify({
+        name: 'cbr0',
+        cniVersion: '0.3.1',
+        plugins: [
+          {
+            type: 'flannel',
+            delegate: { hairpinMode: true, isDefaultGateway: true },
+            subnetFile: join(dir, 'subnet.env'),
+            dataDir: join(dir, 'flannel'),
+            ipam: { dataDir: join(dir, 'ipam') },
+          },
+          { type: 'portmap', capabilities: { portMappings: true } },
+        ],
+      }),
+    );
+    const conf = {
+      cniVersion: '0.3.1',
+      name: 'multus-cni-network',
+      type: 'multus',
+      clusterNetwork: conflist,
+      cniDir: join(dir, 'multus'),
+      binDir: BIN_DIR,
+    };
+    const run = (command: string) =>
+      spawnSync('nsenter', [`--net=${node}`, join(BIN_DIR, 'multus')], {
+        input: JSON.stringify(conf),
+        encoding: 'utf8',
+        env: {
+          PATH: process.env.PATH ?? '',
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: `${tag}stock`,
+          CNI_NETNS: pod,
+          CNI_IFNAME: 'eth0',
+          CNI_PATH: BIN_DIR,
+          CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=stock',
+        },
+        timeout: 60_000,
+      });
+    const add = run('ADD');
+    expect(add.status, add.stdout + add.stderr).not.toBe(0);
+    expect(JSON.parse(add.stdout).msg).toMatch(/portmap/);
+    // Nothing of the attempt stays: no eth0 in the pod, no address held, no flannel or multus state.
+    expect(inNs(pod, '-o', 'link', 'show')).not.toMatch(/eth0/);
+    expect(leases(join(dir, 'ipam'))).toEqual([]);
+    expect(existsSync(join(dir, 'flannel', `${tag}stock`))).toBe(false);
+    expect(existsSync(join(dir, 'multus', `${tag}stock`))).toBe(false);
+    // DEL afterwards still reports the missing plugin but takes down nothing twice and leaves nothing.
+    run('DEL');
+    expect(inNs(pod, '-o', 'link', 'show')).not.toMatch(/eth0/);
+    expect(leases(join(dir, 'ipam'))).toEqual([]);
+  });
+
   it('our own bridge, macvlan and whereabouts work as delegates too', async (ctx) => {
     need(ctx);
     for (const p of ['bridge', 'macvlan', 'whereabouts', 'host-local']) {
