@@ -1,7 +1,7 @@
 // multus (thin mode): attaches a pod to its cluster network (eth0) and to the networks its
 // annotation selects (net1, net2 ...), through a libcni-equivalent runtime; writes network-status.
-import { appendFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   type AnyResult,
   CniError,
@@ -29,6 +29,7 @@ import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { formatIP, ipFamily, tryParseIP, versionAtLeast } from 'cni-kit/spec';
 import { type MultusConf, multusConfig } from './config.js';
 import { type Delegate, loadDelegates, planDelegates, removeDelegates, saveDelegates } from './delegates.js';
+import { appendRotated, type LogRotation, MULTUS_LOG_ROTATION } from './log.js';
 import { applyDefaultRoutes, recordDefaultRoutes } from './routes.js';
 
 type Ctx = PluginContext<MultusConf>;
@@ -48,15 +49,55 @@ export interface MultusDeps {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** One log line: to stderr (the runtime's log) unless logToStderr is false, and to logFile if set. */
+/**
+ * One log line: to stderr (the runtime's log) unless logToStderr is false, and to logFile if set,
+ * rotated as multus rotates it (logOptions over multus's defaults).
+ */
 function say(ctx: Ctx, message: string): void {
   if (ctx.conf.logToStderr !== false) ctx.log(message);
   if (ctx.conf.logFile) {
+    const o = ctx.conf.logOptions ?? {};
+    const rot: LogRotation = {
+      maxSize: o.maxSize ?? MULTUS_LOG_ROTATION.maxSize,
+      maxAge: o.maxAge ?? MULTUS_LOG_ROTATION.maxAge,
+      maxBackups: o.maxBackups ?? MULTUS_LOG_ROTATION.maxBackups,
+      compress: o.compress ?? MULTUS_LOG_ROTATION.compress,
+    };
     try {
-      appendFileSync(ctx.conf.logFile, `${new Date().toISOString()} [${ctx.containerId}] ${message}\n`);
+      appendRotated(ctx.conf.logFile, `${new Date().toISOString()} [${ctx.containerId}] ${message}\n`, rot);
     } catch {
       // a log file we cannot write must not fail the attachment
     }
+  }
+}
+
+/**
+ * multus's `auxiliaryCNIChainName`: a chain run after every other network, made of multus's
+ * `passthru` plugin plus the plugin configs in `<dir of clusterNetwork>/<name>/`, added only when
+ * that directory holds any. cni-kit ships no passthru plugin, so such a chain is refused with a
+ * message saying what to do; with an empty or missing directory nothing runs, as in multus.
+ */
+async function checkAuxiliaryChain(c: MultusConf): Promise<void> {
+  const name = c.auxiliaryCNIChainName;
+  if (!name) return;
+  if (!c.clusterNetwork?.includes('/')) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `auxiliaryCNIChainName: auxiliary chain used but clusterNetwork must be a path, and it is not a path: ${JSON.stringify(c.clusterNetwork ?? '')}; set clusterNetwork to the cluster network's config file or remove auxiliaryCNIChainName`,
+    );
+  }
+  const dir = join(dirname(c.clusterNetwork), name);
+  let files: string[] = [];
+  try {
+    files = (await readdir(dir)).filter((f) => /\.(conf|conflist|json)$/.test(f));
+  } catch {
+    return;
+  }
+  if (files.length > 0) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `auxiliaryCNIChainName ${JSON.stringify(name)}: ${dir} holds ${files.join(', ')}, but cni-kit's multus cannot run an auxiliary chain (it needs multus's passthru plugin and subdirectory chain loading); chain these plugins in the cluster network's conflist instead, or remove auxiliaryCNIChainName`,
+    );
   }
 }
 
@@ -240,6 +281,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
           `readiness indicator file ${c.readinessindicatorfile} did not appear; the cluster network is not ready yet`,
         );
       }
+      await checkAuxiliaryChain(c);
       const pod = podRef(ctx.args);
       const kube = await kubeFor(ctx, timeouts.add);
       let podObject: Pod | undefined;
