@@ -1,5 +1,6 @@
 // multus fields that used to be accepted and ignored: logOptions (logFile rotation as multus's
-// lumberjack does it) and auxiliaryCNIChainName (run as multus would, or refused when it cannot be).
+// lumberjack does it) and auxiliaryCNIChainName (run as multus would, or refused when it cannot be);
+// and a refused network-status write, which fails ADD as in multus.
 import {
   chmodSync,
   mkdirSync,
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { type NetConf, runPlugin } from 'cni-kit';
+import { KubeApiError } from 'cni-kit/k8s';
 import { memoryNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { multusConfig } from '../../examples/multus/config.js';
@@ -175,5 +177,70 @@ describe('auxiliaryCNIChainName', () => {
       ),
     });
     expect(readdirSync(join(d, 'c')).filter((n) => n !== 'results')).toEqual([]);
+  });
+});
+
+describe('network-status write failures', () => {
+  const nl = memoryNetlink();
+  nl.addNetns('/var/run/netns/st');
+  const pod = { metadata: { name: 'p', namespace: 'default', uid: 'u1', resourceVersion: '3' } };
+
+  it('a refused network-status write fails ADD as multus does and leaves nothing attached; a deleted pod is tolerated', async () => {
+    const d = fresh();
+    const rec = join(d, 'rec.jsonl');
+    const events: unknown[] = [];
+    const make = (updateStatus: number) =>
+      multusPlugin({
+        netlink: () => nl,
+        kubeClient: async () => ({
+          getPod: async () => pod,
+          getNetworkAttachmentDefinition: async () => {
+            throw new KubeApiError(404, 'none');
+          },
+          listNetworkAttachmentDefinitions: async () => [],
+          updatePodAnnotations: async () => {
+            throw new KubeApiError(updateStatus, `PATCH pod default/p status: ${updateStatus} refused`);
+          },
+          createEvent: async (_ns, ev) => {
+            events.push(ev);
+          },
+        }),
+      });
+    const conf = JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'multus-cni-network',
+      type: 'multus',
+      kubeconfig: '/unused',
+      binDir: BIN_DIR,
+      cniDir: join(d, 'c'),
+      delegates: [{ cniVersion: '1.0.0', name: 'dbg', type: 'debug', recordFile: rec }],
+    });
+    const env = {
+      CNI_COMMAND: 'ADD',
+      CNI_CONTAINERID: 'st1',
+      CNI_NETNS: '/var/run/netns/st',
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: BIN_DIR,
+      CNI_ARGS: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=p',
+    };
+    const add = await runPlugin(make(403), { env, stdin: conf });
+    expect(add.exitCode).toBe(1);
+    expect(JSON.parse(add.stdout)).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining(
+        'error setting the networks status: PATCH pod default/p status: 403 refused',
+      ),
+    });
+    const commands = () =>
+      readFileSync(rec, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).command);
+    expect(commands()).toEqual(['ADD', 'DEL']);
+    expect(readdirSync(join(d, 'c')).filter((n) => n !== 'results')).toEqual([]);
+    const ok = await runPlugin(make(404), { env, stdin: conf });
+    expect(ok.exitCode, ok.stdout).toBe(0);
+    expect(commands()).toEqual(['ADD', 'DEL', 'ADD']);
+    expect(events).toHaveLength(2);
   });
 });
