@@ -99,7 +99,7 @@ export function rbacPolicyFrom(manifest: string): RbacPolicy {
 }
 
 /** What the authoriser sees of a request (Kubernetes' request attributes). */
-interface Attributes {
+export interface Attributes {
   verb: string;
   group: string;
   resource: string;

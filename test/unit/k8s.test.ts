@@ -24,7 +24,14 @@ import {
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configFromConfDir } from '../../examples/multus/delegates.js';
-import { FAKE_K8S_TOKEN, type FakeK8s, SHIPPED_RBAC, startFakeK8s } from '../helpers/fake-k8s.js';
+import {
+  FAKE_K8S_TOKEN,
+  type FakeK8s,
+  rbacAllows,
+  rbacPolicyFrom,
+  SHIPPED_RBAC,
+  startFakeK8s,
+} from '../helpers/fake-k8s.js';
 
 let work = '';
 let api: FakeK8s;
@@ -463,6 +470,65 @@ describe('kubeconfig and client (client-node)', () => {
     } finally {
       await plain.close();
     }
+  });
+
+  it('RBAC rules are read as the authoriser reads them: subresources, wildcards, resourceNames, RoleBinding namespaces', () => {
+    const policy = rbacPolicyFrom(`
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: sa, namespace: ns1}
+---
+kind: ClusterRole
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: cr}
+rules:
+  - {apiGroups: [""], resources: ["pods"], verbs: ["get"]}
+  - {apiGroups: [""], resources: ["pods/*"], verbs: ["patch"]}
+  - {apiGroups: ["x.io"], resources: ["things"], verbs: ["*"], resourceNames: ["one"]}
+---
+kind: Role
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: r, namespace: ns2}
+rules:
+  - {apiGroups: ["*"], resources: ["events"], verbs: ["create"]}
+---
+kind: ClusterRoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: b1}
+roleRef: {kind: ClusterRole, name: cr}
+subjects: [{kind: ServiceAccount, name: sa, namespace: ns1}]
+---
+kind: RoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: b2, namespace: ns2}
+roleRef: {kind: Role, name: r}
+subjects: [{kind: ServiceAccount, name: sa, namespace: ns1}]
+`);
+    expect(policy.user).toBe('system:serviceaccount:ns1:sa');
+    const a = (
+      verb: string,
+      group: string,
+      resource: string,
+      name = '',
+      subresource = '',
+      namespace = 'd',
+    ) => ({
+      verb,
+      group,
+      resource,
+      name,
+      subresource,
+      namespace,
+    });
+    expect(rbacAllows(policy, a('get', '', 'pods', 'p'))).toBe(true);
+    expect(rbacAllows(policy, a('get', '', 'pods', 'p', 'status'))).toBe(false); // "pods" is not "pods/status"
+    expect(rbacAllows(policy, a('patch', '', 'pods', 'p', 'status'))).toBe(true); // pods/*
+    expect(rbacAllows(policy, a('patch', '', 'pods', 'p'))).toBe(false);
+    expect(rbacAllows(policy, a('delete', 'x.io', 'things', 'one'))).toBe(true);
+    expect(rbacAllows(policy, a('delete', 'x.io', 'things', 'two'))).toBe(false);
+    expect(rbacAllows(policy, a('list', 'x.io', 'things'))).toBe(false); // resourceNames never cover a list
+    expect(rbacAllows(policy, a('create', 'events.k8s.io', 'events', '', '', 'ns2'))).toBe(true);
+    expect(rbacAllows(policy, a('create', '', 'events', '', '', 'd'))).toBe(false); // the Role binds in ns2 only
   });
 
   it('RBAC: with the old manifest (pods/status get+update only) the network-status merge patch is refused', async () => {
