@@ -3,7 +3,6 @@
 // resources for IPAM stores, and the error type every call fails with. The implementation on
 // @kubernetes/client-node is in connect.ts; this file loads nothing.
 import { CniError, ErrorCode } from '../spec/errors.js';
-import type { CoreEvent } from './events.js';
 
 /** Object metadata fields the plugin reads or writes. */
 export interface ObjectMeta {
@@ -30,6 +29,35 @@ export interface NetworkAttachmentDefinition {
   metadata: ObjectMeta;
   /** `config` is CNI JSON text; absent or empty means "look it up by name in confDir". */
   spec?: { config?: string };
+}
+
+/** The object an event is about (core/v1 ObjectReference, fields in the API's order). */
+export interface ObjectReference {
+  kind: string;
+  namespace?: string;
+  name: string;
+  uid?: string;
+  apiVersion: string;
+  resourceVersion?: string;
+}
+
+/** A core/v1 Event with the fields client-go's recorder fills in. */
+export interface CoreEvent {
+  kind: 'Event';
+  apiVersion: 'v1';
+  metadata: { name: string; namespace: string };
+  involvedObject: ObjectReference;
+  reason: string;
+  message: string;
+  source: { component: string; host?: string };
+  /** RFC 3339, whole seconds (Kubernetes' metav1.Time). */
+  firstTimestamp: string;
+  lastTimestamp: string;
+  count: number;
+  type: 'Normal' | 'Warning';
+  eventTime: null;
+  reportingComponent: string;
+  reportingInstance: string;
 }
 
 /** The API operations a delegator needs. */

@@ -1,36 +1,7 @@
 // Kubernetes events about a pod, as client-go's event recorder posts them (core/v1 Event, POSTed
 // to /api/v1/namespaces/<ns>/events): the same name scheme, involvedObject, source and
 // timestamps, so `kubectl describe pod` shows cni-kit's events exactly as it shows multus's.
-import type { Pod } from './client.js';
-
-/** The object an event is about (core/v1 ObjectReference, fields in the API's order). */
-export interface ObjectReference {
-  kind: string;
-  namespace?: string;
-  name: string;
-  uid?: string;
-  apiVersion: string;
-  resourceVersion?: string;
-}
-
-/** A core/v1 Event with the fields client-go's recorder fills in. */
-export interface CoreEvent {
-  kind: 'Event';
-  apiVersion: 'v1';
-  metadata: { name: string; namespace: string };
-  involvedObject: ObjectReference;
-  reason: string;
-  message: string;
-  source: { component: string; host?: string };
-  /** RFC 3339, whole seconds (Kubernetes' metav1.Time). */
-  firstTimestamp: string;
-  lastTimestamp: string;
-  count: number;
-  type: 'Normal' | 'Warning';
-  eventTime: null;
-  reportingComponent: string;
-  reportingInstance: string;
-}
+import type { CoreEvent, ObjectReference, Pod } from './client.js';
 
 /** Nanoseconds since the epoch for the event name (client-go: `<object>.<hex UnixNano>`). */
 function unixNanos(now: Date): bigint {
