@@ -16,6 +16,7 @@ import {
   type Pod,
   parseNetworkSelection,
   pluginsOf,
+  podEvent,
   withCniArgs,
 } from 'cni-kit/k8s';
 import { boundedFileName, loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
@@ -148,12 +149,13 @@ async function resolveElement(input: PlanInput, el: NetworkSelectionElement): Pr
     nad = await kube.getNetworkAttachmentDefinition(el.namespace, el.name);
   } catch (err) {
     const e = CniError.from(err);
-    throw new CniError(
-      e.code,
-      `cannot find a network-attachment-definition (${el.name}) in namespace (${el.namespace}): ${e.message}`,
-      e.details,
-      { cause: err },
-    );
+    const message = `cannot find a network-attachment-definition (${el.name}) in namespace (${el.namespace}): ${e.message}`;
+    if (input.podObject) {
+      // multus tells the pod's owner why it cannot start: a Warning event (best effort).
+      const ev = podEvent(input.podObject, 'Warning', 'NoNetworkFound', message, 'multus');
+      await kube.createEvent(ev.metadata.namespace, ev).catch(() => undefined);
+    }
+    throw new CniError(e.code, message, e.details, { cause: err });
   }
   const byName = (n: string) => configFromConfDir(input.conf.confDir, n);
   return withCniArgs(await configFromNad(nad, byName), el['cni-args']);

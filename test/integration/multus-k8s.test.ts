@@ -465,6 +465,16 @@ describe('multus Kubernetes mode', () => {
       expect(JSON.parse(r.stdout).msg).toMatch(re);
       expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
     }
+    // The missing NAD is also told to the pod's owner, as multus does: a Warning event on pd0.
+    const warnings = [...api.objects('events').values()].filter(
+      (e) => (e.involvedObject as { name?: string }).name === 'pd0',
+    );
+    expect(warnings.map((e) => [e.type, e.reason, e.source])).toEqual([
+      ['Warning', 'NoNetworkFound', { component: 'multus' }],
+    ]);
+    expect(warnings[0]?.message).toMatch(
+      /^cannot find a network-attachment-definition \(nope\) in namespace \(default\): /,
+    );
   });
 
   it('a pod the API server does not know gets the empty result and nothing attached', async (ctx) => {
