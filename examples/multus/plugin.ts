@@ -368,10 +368,11 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
         }
       }
 
-      if (kube && pod && podObject) {
-        const statuses: NetworkStatus[] = delegates.flatMap((d, i) =>
-          buildNetworkStatuses(d.name, results[i], { isDefault: d.master }),
-        );
+      const statuses: NetworkStatus[] = delegates.flatMap((d, i) =>
+        buildNetworkStatuses(d.name, results[i], { isDefault: d.master }),
+      );
+      // With no entry at all (no network reported an interface) multus writes nothing either.
+      if (kube && pod && podObject && statuses.length > 0) {
         try {
           await kube.updatePodAnnotations(pod.namespace, pod.name, {
             [NETWORK_STATUS_ANNOTATION]: formatNetworkStatus(statuses),

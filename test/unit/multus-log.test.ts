@@ -242,5 +242,27 @@ describe('network-status write failures', () => {
     expect(ok.exitCode, ok.stdout).toBe(0);
     expect(commands()).toEqual(['ADD', 'DEL', 'ADD']);
     expect(events).toHaveLength(2);
+
+    // A network reporting no interface gives no network-status entry; with no entry at all multus
+    // writes no annotation, so even a refused write cannot fail ADD. Its IPs still make an event.
+    const bin = join(d, 'bin');
+    mkdirSync(bin);
+    writeFileSync(
+      join(bin, 'noif'),
+      '#!/bin/sh\ncat >/dev/null\n[ "$CNI_COMMAND" = ADD ] && echo \'{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.2/24"}]}\'\nexit 0\n',
+      { mode: 0o755 },
+    );
+    const noif = JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'multus-cni-network',
+      type: 'multus',
+      kubeconfig: '/unused',
+      binDir: bin,
+      cniDir: join(d, 'c2'),
+      delegates: [{ cniVersion: '1.0.0', name: 'noif', type: 'noif' }],
+    });
+    const quiet = await runPlugin(make(403), { env: { ...env, CNI_CONTAINERID: 'st2' }, stdin: noif });
+    expect(quiet.exitCode, quiet.stdout).toBe(0);
+    expect((events.at(-1) as { message: string }).message).toBe('Add eth0 [10.0.0.2/24] from noif');
   });
 });
