@@ -1,7 +1,6 @@
 // multus (thin mode): attaches a pod to its cluster network (eth0) and to the networks its
 // annotation selects (net1, net2 ...), through a libcni-equivalent runtime; writes network-status.
-import { readdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import {
   type AnyResult,
   CniError,
@@ -22,11 +21,11 @@ import {
   NETWORK_STATUS_ANNOTATION,
   type NetworkStatus,
   type Pod,
-  podEvent,
 } from 'cni-kit/k8s';
 import { linuxNetlink, type Netlink } from 'cni-kit/netlink';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { formatIP, ipFamily, tryParseIP, versionAtLeast } from 'cni-kit/spec';
+import { ipFamily, versionAtLeast } from 'cni-kit/spec';
+import { addedInterface, checkAuxiliaryChain } from './add-extras.js';
 import { type MultusConf, multusConfig } from './config.js';
 import { type Delegate, loadDelegates, planDelegates, removeDelegates, saveDelegates } from './delegates.js';
 import { appendRotated, type LogRotation, MULTUS_LOG_ROTATION } from './log.js';
@@ -71,67 +70,12 @@ function say(ctx: Ctx, message: string): void {
   }
 }
 
-/**
- * multus's `auxiliaryCNIChainName`: a chain run after every other network, made of multus's
- * `passthru` plugin plus the plugin configs in `<dir of clusterNetwork>/<name>/`, added only when
- * that directory holds any. cni-kit ships no passthru plugin, so such a chain is refused with a
- * message saying what to do; with an empty or missing directory nothing runs, as in multus.
- */
-async function checkAuxiliaryChain(c: MultusConf): Promise<void> {
-  const name = c.auxiliaryCNIChainName;
-  if (!name) return;
-  if (!c.clusterNetwork?.includes('/')) {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `auxiliaryCNIChainName: auxiliary chain used but clusterNetwork must be a path, and it is not a path: ${JSON.stringify(c.clusterNetwork ?? '')}; set clusterNetwork to the cluster network's config file or remove auxiliaryCNIChainName`,
-    );
-  }
-  const dir = join(dirname(c.clusterNetwork), name);
-  let files: string[] = [];
-  try {
-    files = (await readdir(dir)).filter((f) => /\.(conf|conflist|json)$/.test(f));
-  } catch {
-    return;
-  }
-  if (files.length > 0) {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `auxiliaryCNIChainName ${JSON.stringify(name)}: ${dir} holds ${files.join(', ')}, but cni-kit's multus cannot run an auxiliary chain (it needs multus's passthru plugin and subdirectory chain loading); chain these plugins in the cluster network's conflist instead, or remove auxiliaryCNIChainName`,
-    );
-  }
-}
-
 /** Waits for the event posts; a failed one is logged, never fails the call (events are best effort). */
 async function settle(ctx: Ctx, events: Array<Promise<void>>): Promise<void> {
   const done = await Promise.allSettled(events.splice(0));
   for (const r of done) {
     if (r.status === 'rejected') say(ctx, `multus: cannot post event: ${(r.reason as Error).message}`);
   }
-}
-
-/** An IP as Go prints a net.IPNet: the address in Go's form and the prefix length. */
-function goCidr(address: string): string {
-  const [ip = '', len] = address.split('/');
-  const parsed = tryParseIP(ip);
-  return `${parsed ? formatIP(parsed) : ip}${len !== undefined ? `/${len}` : ''}`;
-}
-
-/**
- * multus's `AddedInterface` event for one attached network (Normal, "Add <ifname> [<ips>] from
- * <network>"), posted in the background; only for a result that lists interfaces or IPs.
- */
-function addedInterface(ctx: Ctx, kube: KubeClient, pod: Pod, d: Delegate, raw: AnyResult): Promise<void> {
-  const r = toCurrentResult(raw);
-  const listed = raw as { interfaces?: unknown; ips?: unknown; ip4?: unknown; ip6?: unknown };
-  if (listed.interfaces === undefined && listed.ips === undefined && !listed.ip4 && !listed.ip6) {
-    return Promise.resolve();
-  }
-  const ips = (r.ips ?? []).map((ip) => goCidr(ip.address));
-  const message = `Add ${d.ifname} [${ips.join(' ')}]${d.name ? ` from ${d.name}` : ''}`;
-  const ev = podEvent(pod, 'Normal', 'AddedInterface', message, 'multus');
-  return kube.createEvent(ev.metadata.namespace, ev).catch((err) => {
-    throw new Error(`AddedInterface for ${ctx.containerId} ${d.ifname}: ${(err as Error).message}`);
-  });
 }
 
 async function waitReadiness(file: string, timeoutMs: number): Promise<boolean> {
@@ -339,7 +283,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
             ? await rt.addNetworkList(json, rtConf(ctx, d), { signal: ctx.signal })
             : await rt.addNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
           results.push(toCurrentResult(r));
-          if (kube && podObject) events.push(addedInterface(ctx, kube, podObject, d, r));
+          if (kube && podObject) events.push(addedInterface(ctx.containerId, kube, podObject, d, r));
         } catch (err) {
           await settle(ctx, events);
           // Spec §7.2: stop at the first failure and take down what was attached, this one included.

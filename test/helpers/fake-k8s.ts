@@ -11,6 +11,8 @@
 // the real Status body when denied: a test fails whenever code and manifest disagree.
 // It serves HTTPS with a throwaway certificate (so clients' CA handling is exercised) when openssl
 // is present. Whatever it does not implement fails loudly (404, 405, 501) rather than being faked.
+// Over the 400-line guideline on purpose: the RBAC authoriser and the handlers share one store
+// and one request log, and every test imports this single file.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
