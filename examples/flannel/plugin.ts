@@ -62,6 +62,27 @@ export function buildDelegate(
   return d;
 }
 
+/**
+ * Refuses delegate fields flannel sets itself (`name`, `ipam`) and a non-string `type`, as the
+ * reference does: they would otherwise be overwritten without a word.
+ */
+export function checkDelegate(delegate: Record<string, unknown>): void {
+  if (delegate.type !== undefined && typeof delegate.type !== 'string') {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `delegate.type: ${JSON.stringify(delegate.type)} is not a plugin name; use a string such as "bridge"`,
+    );
+  }
+  for (const key of ['name', 'ipam'] as const) {
+    if (delegate[key] !== undefined) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `delegate.${key}: flannel sets it itself and must not be given it; ${key === 'ipam' ? 'move the IPAM settings to the top-level "ipam" of the flannel config' : "remove it (the delegate runs under the network's name)"}`,
+      );
+    }
+  }
+}
+
 /** The flannel meta plugin. */
 export function flannelPlugin(): PluginSpec<FlannelConf> {
   const scratch = (ctx: Ctx) => join(ctx.conf.dataDir, ctx.containerId);
@@ -90,6 +111,7 @@ export function flannelPlugin(): PluginSpec<FlannelConf> {
     supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: flannelConfig,
     async add(ctx) {
+      checkDelegate(ctx.conf.delegate as Record<string, unknown>);
       const env = await readSubnetEnv(ctx.conf.subnetFile);
       const d = buildDelegate(ctx.config, ctx.conf, env);
       // Kept before the delegate runs: if this process dies mid-ADD, DEL still knows what to free.

@@ -3,6 +3,8 @@ import { CniError, conf, ErrorCode, type Infer } from 'cni-kit';
 
 const strings = (fix: string) => conf.array(conf.string()).fix(fix);
 
+const LOG_OPTIONS = ['maxAge', 'maxSize', 'maxBackups', 'compress'];
+
 /** multus reads "true"/"false" strings as booleans where the Go struct has a bool. */
 const flag = conf.boolish();
 
@@ -21,6 +23,29 @@ export const multusConfig = conf
     cniDir: conf.string().default('/var/lib/cni/multus'),
     binDir: conf.string().default('/opt/cni/bin'),
     logFile: conf.string().optional(),
+    /** Rotation of logFile (lumberjack's settings); multus's defaults apply when logFile is set. */
+    logOptions: conf
+      .object({
+        maxAge: conf.int(0).fix('use a number of days (0 keeps old files regardless of age)').optional(),
+        maxSize: conf.int(0).fix('use a number of megabytes').optional(),
+        maxBackups: conf.int(0).fix('use a number of files (0 keeps them all)').optional(),
+        compress: conf.bool().optional(),
+      })
+      .fix('use an object like {"maxSize": 100, "maxAge": 5, "maxBackups": 5, "compress": true}')
+      .transform((o, path) => {
+        for (const k of Object.keys(o)) {
+          if (!LOG_OPTIONS.includes(k)) {
+            throw new CniError(
+              ErrorCode.InvalidNetworkConfig,
+              `${path}: unknown field ${JSON.stringify(k)}; logOptions takes ${LOG_OPTIONS.join(', ')}`,
+            );
+          }
+        }
+        return o;
+      })
+      .optional(),
+    /** multus's auxiliary chain from `<dir of clusterNetwork>/<name>/` (see plugin.ts). */
+    auxiliaryCNIChainName: conf.string().optional(),
     logLevel: conf.enum(['debug', 'verbose', 'error', 'panic']).default('panic'),
     logToStderr: flag.default(true),
     namespaceIsolation: flag.default(false),

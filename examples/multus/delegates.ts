@@ -16,9 +16,10 @@ import {
   type Pod,
   parseNetworkSelection,
   pluginsOf,
+  podEvent,
   withCniArgs,
 } from 'cni-kit/k8s';
-import { loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
+import { boundedFileName, loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
 import type { MultusConf } from './config.js';
 
 /** One network to attach, fully resolved. */
@@ -44,7 +45,7 @@ export interface PlanInput {
   /** The pod object when the API server answered. */
   podObject?: Pod;
   kube?: KubeClient;
-  /** Only the cluster network and inline delegates (DEL without the API server). */
+  /** Only what the multus config names (cluster network, delegates, defaultNetworks): no pod annotations. */
   configOnly?: boolean;
 }
 
@@ -110,7 +111,9 @@ async function resolveByName(
     const c = await configFromPath(ref);
     return { conf: c, name: c.name as string };
   }
-  if (kube && !input.configOnly) {
+  // Also on a DEL without the delegate cache (configOnly): the cluster network named by a NAD is
+  // still resolved through the API, or its address would leak.
+  if (kube) {
     try {
       const nad = await kube.getNetworkAttachmentDefinition(namespace, ref);
       return {
@@ -118,7 +121,8 @@ async function resolveByName(
         name: `${namespace}/${ref}`,
       };
     } catch (err) {
-      if (!isKubeNotFound(err)) throw err;
+      // On that DEL path any API failure falls back to confDir, as a 404 does.
+      if (!isKubeNotFound(err) && !input.configOnly) throw err;
     }
   }
   try {
@@ -145,12 +149,13 @@ async function resolveElement(input: PlanInput, el: NetworkSelectionElement): Pr
     nad = await kube.getNetworkAttachmentDefinition(el.namespace, el.name);
   } catch (err) {
     const e = CniError.from(err);
-    throw new CniError(
-      e.code,
-      `cannot find a network-attachment-definition (${el.name}) in namespace (${el.namespace}): ${e.message}`,
-      e.details,
-      { cause: err },
-    );
+    const message = `cannot find a network-attachment-definition (${el.name}) in namespace (${el.namespace}): ${e.message}`;
+    if (input.podObject) {
+      // multus tells the pod's owner why it cannot start: a Warning event (best effort).
+      const ev = podEvent(input.podObject, 'Warning', 'NoNetworkFound', message, 'multus');
+      await kube.createEvent(ev.metadata.namespace, ev).catch(() => undefined);
+    }
+    throw new CniError(e.code, message, e.details, { cause: err });
   }
   const byName = (n: string) => configFromConfDir(input.conf.confDir, n);
   return withCniArgs(await configFromNad(nad, byName), el['cni-args']);
@@ -271,9 +276,19 @@ export async function planDelegates(input: PlanInput): Promise<Delegate[]> {
 /** Marker of our cache files; the reference writes a bare list, which is also read. */
 const CACHE_KIND = 'cniKitMultusV1';
 
-/** Path of a container's delegate cache. */
+/**
+ * Path of a container's delegate cache: `<cniDir>/<containerID>` as multus names it, or a hash of
+ * the ID when that name would not fit the file system (an ID of hundreds of characters).
+ */
 export function cachePath(cniDir: string, containerId: string): string {
-  return join(cniDir, containerId);
+  return join(cniDir, boundedFileName(containerId));
+}
+
+/** Where an older version may have kept the cache of a long ID (plain name, <= 255 bytes). */
+function legacyCachePath(cniDir: string, containerId: string): string | undefined {
+  const primary = cachePath(cniDir, containerId);
+  const plain = join(cniDir, containerId);
+  return primary !== plain && Buffer.byteLength(containerId) <= 255 ? plain : undefined;
 }
 
 /** Writes the delegate list atomically (temp file, fsync, rename), mode 0600 in a 0700 dir. */
@@ -299,19 +314,29 @@ export async function loadDelegates(
   | { status: 'missing' }
   | { status: 'corrupt'; path: string; reason: string }
 > {
-  const path = cachePath(cniDir, containerId);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing' };
-    return { status: 'corrupt', path, reason: (err as Error).message };
+  let path = cachePath(cniDir, containerId);
+  let text: string | undefined;
+  for (const p of [path, legacyCachePath(cniDir, containerId)]) {
+    if (p === undefined) continue;
+    try {
+      text = await readFile(p, 'utf8');
+      path = p;
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        return { status: 'corrupt', path: p, reason: (err as Error).message };
+      }
+    }
   }
+  if (text === undefined) return { status: 'missing' };
   try {
     const v = JSON.parse(text) as unknown;
     if (Array.isArray(v)) return { status: 'ok', delegates: fromReferenceCache(v, ifname) };
-    const o = v as { kind?: unknown; delegates?: unknown };
+    const o = v as { kind?: unknown; delegates?: unknown; containerId?: unknown };
     if (o?.kind !== CACHE_KIND || !Array.isArray(o.delegates)) throw new Error('not a multus delegate cache');
+    if (o.containerId !== undefined && o.containerId !== containerId) {
+      throw new Error(`it belongs to container ${String(o.containerId)}`);
+    }
     const delegates = o.delegates as Delegate[];
     delegates.forEach((d, i) => {
       if (typeof d?.ifname !== 'string' || typeof d.name !== 'string')
@@ -346,4 +371,6 @@ function fromReferenceCache(v: unknown[], ifname: string): Delegate[] {
 /** Removes a container's cache; missing is fine. */
 export async function removeDelegates(cniDir: string, containerId: string): Promise<void> {
   await rm(cachePath(cniDir, containerId), { force: true });
+  const legacy = legacyCachePath(cniDir, containerId);
+  if (legacy) await rm(legacy, { force: true });
 }

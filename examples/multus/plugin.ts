@@ -1,6 +1,5 @@
 // multus (thin mode): attaches a pod to its cluster network (eth0) and to the networks its
 // annotation selects (net1, net2 ...), through a libcni-equivalent runtime; writes network-status.
-import { appendFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import {
   type AnyResult,
@@ -25,9 +24,11 @@ import {
 } from 'cni-kit/k8s';
 import { linuxNetlink, type Netlink } from 'cni-kit/netlink';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { ipFamily } from 'cni-kit/spec';
+import { ipFamily, versionAtLeast } from 'cni-kit/spec';
+import { addedInterface, checkAuxiliaryChain } from './add-extras.js';
 import { type MultusConf, multusConfig } from './config.js';
 import { type Delegate, loadDelegates, planDelegates, removeDelegates, saveDelegates } from './delegates.js';
+import { appendRotated, type LogRotation, MULTUS_LOG_ROTATION } from './log.js';
 import { applyDefaultRoutes, recordDefaultRoutes } from './routes.js';
 
 type Ctx = PluginContext<MultusConf>;
@@ -47,15 +48,33 @@ export interface MultusDeps {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** One log line: to stderr (the runtime's log) unless logToStderr is false, and to logFile if set. */
+/**
+ * One log line: to stderr (the runtime's log) unless logToStderr is false, and to logFile if set,
+ * rotated as multus rotates it (logOptions over multus's defaults).
+ */
 function say(ctx: Ctx, message: string): void {
   if (ctx.conf.logToStderr !== false) ctx.log(message);
   if (ctx.conf.logFile) {
+    const o = ctx.conf.logOptions ?? {};
+    const rot: LogRotation = {
+      maxSize: o.maxSize ?? MULTUS_LOG_ROTATION.maxSize,
+      maxAge: o.maxAge ?? MULTUS_LOG_ROTATION.maxAge,
+      maxBackups: o.maxBackups ?? MULTUS_LOG_ROTATION.maxBackups,
+      compress: o.compress ?? MULTUS_LOG_ROTATION.compress,
+    };
     try {
-      appendFileSync(ctx.conf.logFile, `${new Date().toISOString()} [${ctx.containerId}] ${message}\n`);
+      appendRotated(ctx.conf.logFile, `${new Date().toISOString()} [${ctx.containerId}] ${message}\n`, rot);
     } catch {
       // a log file we cannot write must not fail the attachment
     }
+  }
+}
+
+/** Waits for the event posts; a failed one is logged, never fails the call (events are best effort). */
+async function settle(ctx: Ctx, events: Array<Promise<void>>): Promise<void> {
+  const done = await Promise.allSettled(events.splice(0));
+  for (const r of done) {
+    if (r.status === 'rejected') say(ctx, `multus: cannot post event: ${(r.reason as Error).message}`);
   }
 }
 
@@ -111,13 +130,20 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
     else await rt.delNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
   }
 
-  /** Takes down attached delegates in reverse order; a failure is logged, the next one still runs. */
+  /**
+   * Takes down attached delegates in reverse order; a failure is logged, the next one still runs
+   * (and every plugin of a list runs its DEL, see CniRuntime). The delegate cache goes too, so a
+   * failed ADD leaves no file behind: a later DEL rebuilds the list from the config and the pod.
+   */
   async function rollback(rt: CniRuntime, ctx: Ctx, attached: Delegate[]): Promise<void> {
     for (const done of [...attached].reverse()) {
       await delOne(rt, ctx, done).catch((e) =>
         say(ctx, `multus: rollback DEL of ${done.name} failed: ${(e as Error).message}`),
       );
     }
+    await removeDelegates(ctx.conf.cniDir, ctx.containerId).catch((e) =>
+      say(ctx, `multus: cannot remove the delegate cache after the rollback: ${(e as Error).message}`),
+    );
   }
 
   async function kubeFor(ctx: Ctx, timeoutMs: number): Promise<KubeClient | undefined> {
@@ -199,6 +225,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
           `readiness indicator file ${c.readinessindicatorfile} did not appear; the cluster network is not ready yet`,
         );
       }
+      await checkAuxiliaryChain(c);
       const pod = podRef(ctx.args);
       const kube = await kubeFor(ctx, timeouts.add);
       let podObject: Pod | undefined;
@@ -248,6 +275,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
 
       const rt = runtime(ctx);
       const results: Result[] = [];
+      const events: Array<Promise<void>> = [];
       for (const [i, d] of delegates.entries()) {
         try {
           const json = JSON.stringify(d.conf);
@@ -255,7 +283,9 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
             ? await rt.addNetworkList(json, rtConf(ctx, d), { signal: ctx.signal })
             : await rt.addNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
           results.push(toCurrentResult(r));
+          if (kube && podObject) events.push(addedInterface(ctx.containerId, kube, podObject, d, r));
         } catch (err) {
+          await settle(ctx, events);
           // Spec §7.2: stop at the first failure and take down what was attached, this one included.
           await rollback(rt, ctx, delegates.slice(0, i + 1));
           const e = CniError.from(err);
@@ -274,6 +304,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
           const changed = await applyDefaultRoutes(nl, ctx.netns, delegates, results);
           await recordDefaultRoutes(rt, (d) => rtConf(ctx, d), delegates, results, changed);
         } catch (err) {
+          await settle(ctx, events);
           await rollback(rt, ctx, delegates);
           const e = CniError.from(err);
           const owner = delegates.find((d) => d.defaultRoute) as Delegate;
@@ -281,21 +312,35 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
         }
       }
 
-      if (kube && pod && podObject) {
-        const statuses: NetworkStatus[] = delegates.flatMap((d, i) =>
-          buildNetworkStatuses(d.name, results[i], { isDefault: d.master }),
-        );
+      const statuses: NetworkStatus[] = delegates.flatMap((d, i) =>
+        buildNetworkStatuses(d.name, results[i], { isDefault: d.master }),
+      );
+      // With no entry at all (no network reported an interface) multus writes nothing either.
+      if (kube && pod && podObject && statuses.length > 0) {
         try {
           await kube.updatePodAnnotations(pod.namespace, pod.name, {
             [NETWORK_STATUS_ANNOTATION]: formatNetworkStatus(statuses),
           });
         } catch (err) {
-          say(
-            ctx,
-            `multus: error setting network status on ${pod.namespace}/${pod.name}: ${(err as Error).message}`,
-          );
+          await settle(ctx, events);
+          if (isKubeNotFound(err)) {
+            // The pod was deleted meanwhile: multus tolerates this, the runtime DELs next.
+            say(ctx, `multus: pod ${pod.namespace}/${pod.name} is gone; network status not written`);
+          } else {
+            // As multus: a pod without its network-status fails ADD (consumers rely on it); here
+            // nothing stays attached.
+            await rollback(rt, ctx, delegates);
+            const e = CniError.from(err);
+            throw new CniError(
+              e.code,
+              `${label(ctx, pod, delegates[0] as Delegate)}: error setting the networks status: ${e.message}`,
+              e.details,
+              { cause: err },
+            );
+          }
         }
       }
+      await settle(ctx, events);
       const masterIdx = delegates.findIndex((d) => d.master);
       return (results[masterIdx] ?? results.find(Boolean)) as Result;
     },
@@ -330,6 +375,15 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       const delegates = await delegatesFor(ctx, podRef(ctx.args));
       const rt = runtime(ctx);
       for (const d of delegates) {
+        const version = typeof d.conf.cniVersion === 'string' ? d.conf.cniVersion : '';
+        if (!versionAtLeast(version || '0.1.0', '0.4.0')) {
+          // CHECK came with 0.4.0; an older network cannot answer it, so it is skipped (as multus).
+          say(
+            ctx,
+            `multus: skipping CHECK of network ${d.name}: its cniVersion ${version || '(none)'} predates 0.4.0`,
+          );
+          continue;
+        }
         const json = JSON.stringify(d.conf);
         if (isList(d)) await rt.checkNetworkList(json, rtConf(ctx, d), { signal: ctx.signal });
         else await rt.checkNetwork(json, rtConf(ctx, d), { signal: ctx.signal });

@@ -31,6 +31,35 @@ export interface NetworkAttachmentDefinition {
   spec?: { config?: string };
 }
 
+/** The object an event is about (core/v1 ObjectReference, fields in the API's order). */
+export interface ObjectReference {
+  kind: string;
+  namespace?: string;
+  name: string;
+  uid?: string;
+  apiVersion: string;
+  resourceVersion?: string;
+}
+
+/** A core/v1 Event with the fields client-go's recorder fills in. */
+export interface CoreEvent {
+  kind: 'Event';
+  apiVersion: 'v1';
+  metadata: { name: string; namespace: string };
+  involvedObject: ObjectReference;
+  reason: string;
+  message: string;
+  source: { component: string; host?: string };
+  /** RFC 3339, whole seconds (Kubernetes' metav1.Time). */
+  firstTimestamp: string;
+  lastTimestamp: string;
+  count: number;
+  type: 'Normal' | 'Warning';
+  eventTime: null;
+  reportingComponent: string;
+  reportingInstance: string;
+}
+
 /** The API operations a delegator needs. */
 export interface KubeClient {
   getPod(namespace: string, name: string): Promise<Pod>;
@@ -41,6 +70,8 @@ export interface KubeClient {
    * the pod and retrying when the write loses a race (409 Conflict).
    */
   updatePodAnnotations(namespace: string, name: string, changes: Record<string, string | null>): Promise<Pod>;
+  /** POSTs a core/v1 Event (see `podEvent`) to `/api/v1/namespaces/<namespace>/events`. */
+  createEvent(namespace: string, event: CoreEvent): Promise<void>;
 }
 
 /** Any API object: metadata plus whatever else the server sent. */

@@ -237,6 +237,11 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
       run(`GET pod ${namespace}/${name}`, () => core.readNamespacedPod({ namespace, name })) as Promise<Pod>,
     getNetworkAttachmentDefinition: (namespace, name) => nads.get(namespace, name),
     listNetworkAttachmentDefinitions: (namespace) => nads.list(namespace),
+    async createEvent(namespace, event) {
+      // Timestamps stay RFC 3339 strings (the serializer passes strings through), as client-go sends.
+      const body = event as unknown as K8s.CoreV1Event;
+      await run(`CREATE event in ${namespace}`, () => core.createNamespacedEvent({ namespace, body }));
+    },
     async updatePodAnnotations(namespace, name, changes) {
       // A merge patch of the annotations alone: one round trip, no read-modify-write of the whole
       // pod (which would drop status fields this client version does not model), and other

@@ -16,6 +16,7 @@ export {
   RESOURCE_NAME_ANNOTATION,
 } from './annotations.js';
 export {
+  type CoreEvent,
   type CustomResources,
   isKubeNotFound,
   type KubeApi,
@@ -25,9 +26,11 @@ export {
   type KubeObject,
   type NetworkAttachmentDefinition,
   type ObjectMeta,
+  type ObjectReference,
   type Pod,
 } from './client.js';
 export { connectKube, openKubeApi } from './connect.js';
+export { podEvent } from './events.js';
 export {
   type AttachmentConfig,
   configFromNad,

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../fs/index.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 
@@ -46,7 +47,38 @@ export interface AttachmentKey {
   ifname: string;
 }
 
-/** The path libcni uses: `<cacheDir>/results/<network>-<containerID>-<ifname>`. */
+/**
+ * Longest file name kept as it is. NAME_MAX is 255 bytes and the atomic writer's temp file adds
+ * about 30 to the name, so longer names (a 300-character container ID) are hashed instead.
+ */
+export const MAX_PLAIN_FILE_NAME = 200;
+
+/** Prefix of hashed file names: '+' appears in no container ID and the name has no '-'. */
+const HASHED_PREFIX = 'sha256+';
+
+/**
+ * A file name for `plain` that always fits the file system: `plain` itself up to
+ * MAX_PLAIN_FILE_NAME bytes (so files of libcni and older versions are found), else
+ * `sha256+<hex of the parts joined by NUL>`, which no plain name can equal.
+ */
+export function boundedFileName(plain: string, parts: readonly string[] = [plain]): string {
+  if (Buffer.byteLength(plain) <= MAX_PLAIN_FILE_NAME) return plain;
+  return `${HASHED_PREFIX}${createHash('sha256').update(parts.join('\0')).digest('hex')}`;
+}
+
+/** True for a name made by boundedFileName's hash branch. */
+export function isHashedFileName(name: string): boolean {
+  return name.startsWith(HASHED_PREFIX);
+}
+
+function plainCacheName(key: AttachmentKey): string {
+  return `${key.networkName}-${key.containerId}-${key.ifname}`;
+}
+
+/**
+ * The path libcni uses, `<cacheDir>/results/<network>-<containerID>-<ifname>`, unless that name is
+ * too long for the file system (see boundedFileName).
+ */
 export function cacheFilePath(cacheDir: string, key: AttachmentKey): string {
   for (const [field, v] of [
     ['network name', key.networkName],
@@ -66,7 +98,15 @@ export function cacheFilePath(cacheDir: string, key: AttachmentKey): string {
       );
     }
   }
-  return join(cacheDir, 'results', `${key.networkName}-${key.containerId}-${key.ifname}`);
+  const plain = plainCacheName(key);
+  return join(cacheDir, 'results', boundedFileName(plain, [key.networkName, key.containerId, key.ifname]));
+}
+
+/** The libcni name of a key whose file is now hashed, when such a file could exist (<= 255 bytes). */
+function legacyCacheFilePath(cacheDir: string, key: AttachmentKey): string | undefined {
+  const plain = plainCacheName(key);
+  const n = Buffer.byteLength(plain);
+  return n > MAX_PLAIN_FILE_NAME && n <= 255 ? join(cacheDir, 'results', plain) : undefined;
 }
 
 /** Serialises an attachment as libcni does (Go's field order; empty optional fields omitted). */
@@ -171,18 +211,35 @@ export class ResultCache {
 
   /** Reads one attachment's cache file without throwing on damage: the caller decides what a corrupt file means. */
   async read(key: AttachmentKey): Promise<CacheReadOutcome> {
-    const path = this.path(key);
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing', path };
-      return { status: 'corrupt', path, reason: `cannot read it: ${(err as Error).message}` };
+    const primary = this.path(key);
+    const legacy = legacyCacheFilePath(this.dir, key);
+    for (const path of legacy ? [primary, legacy] : [primary]) {
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        return { status: 'corrupt', path, reason: `cannot read it: ${(err as Error).message}` };
+      }
+      const d = decodeCacheRecord(text);
+      if (!d.ok) return { status: 'corrupt', path, reason: d.reason };
+      if (d.record) {
+        const r = d.record;
+        const mismatch =
+          r.containerId !== key.containerId || r.networkName !== key.networkName || r.ifname !== key.ifname;
+        // A hashed name carries no key to eyeball, so the record must prove it is this attachment's.
+        if (mismatch && path === primary && isHashedFileName(basename(path))) {
+          return {
+            status: 'corrupt',
+            path,
+            reason: `it belongs to ${r.networkName}/${r.containerId}/${r.ifname}, not to this attachment`,
+          };
+        }
+        return { status: 'ok', path, record: r, result: r.result };
+      }
+      return { status: 'ok', path, result: d.legacyResult };
     }
-    const d = decodeCacheRecord(text);
-    if (!d.ok) return { status: 'corrupt', path, reason: d.reason };
-    if (d.record) return { status: 'ok', path, record: d.record, result: d.record.result };
-    return { status: 'ok', path, result: d.legacyResult };
+    return { status: 'missing', path: primary };
   }
 
   /**
@@ -190,10 +247,13 @@ export class ResultCache {
    * file that reappears after a crash only hands a later DEL a prevResult, which DEL tolerates.
    */
   async remove(key: AttachmentKey): Promise<void> {
-    try {
-      await unlink(this.path(key));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const legacy = legacyCacheFilePath(this.dir, key);
+    for (const path of legacy ? [this.path(key), legacy] : [this.path(key)]) {
+      try {
+        await unlink(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
     }
   }
 
@@ -214,7 +274,7 @@ export class ResultCache {
     const out: CachedAttachment[] = [];
     for (const name of names) {
       if (name.startsWith('.')) continue; // our in-flight temp files
-      if (containerId) {
+      if (containerId && !isHashedFileName(name)) {
         const part = `-${containerId}-`;
         const pos = name.indexOf(part);
         if (pos <= 0 || pos + part.length >= name.length) continue;

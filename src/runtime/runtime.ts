@@ -63,7 +63,7 @@ export interface GCArgs {
   validAttachments: Attachment[];
 }
 
-/** Several errors of one operation (GC continues on error); `code` is the first error's. */
+/** Several errors of one operation (GC and DEL continue on error); `code` is the first error's. */
 export class CniAggregateError extends CniError {
   /** Every error, in the order they happened. */
   readonly errors: CniError[];
@@ -140,7 +140,11 @@ export class CniRuntime {
     return this.check(toNetFromList(list), rt, call);
   }
 
-  /** Runs DEL through the list in reverse with the cached result as prevResult, then drops the cache. */
+  /**
+   * Runs DEL through the list in reverse with the cached result as prevResult, then drops the
+   * cache. Every plugin's DEL runs even when one fails or is missing; a single failure is thrown
+   * as is, several as a CniAggregateError (code of the first), and the cache is then kept.
+   */
   async delNetworkList(list: NetworkListInput, rt: RuntimeConf, call: CallOptions = {}): Promise<void> {
     return this.del(toNetFromList(list), rt, call);
   }
@@ -376,8 +380,24 @@ export class CniRuntime {
     const prev = versionAtLeast(net.cniVersion, '0.4.0')
       ? await this.cachedResult(net, rt, 'lenient')
       : undefined;
+    // Unlike libcni, which stops at the first failure, every plugin's DEL runs: a missing or
+    // failing plugin late in the list must not keep the interface and address of the ones
+    // before it. The failures are reported together and the cache is kept for a retry.
+    const errors: CniError[] = [];
     for (const plugin of [...net.plugins].reverse()) {
-      await this.execNoResult(net, plugin, 'DEL', this.buildConf(net, plugin, prev, rt), rt, call);
+      try {
+        await this.execNoResult(net, plugin, 'DEL', this.buildConf(net, plugin, prev, rt), rt, call);
+      } catch (err) {
+        if (call.signal?.aborted) throw err;
+        errors.push(CniError.from(err));
+      }
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) {
+      throw new CniAggregateError(
+        `DEL of network "${net.name}": ${errors.length} of ${net.plugins.length} plugins failed`,
+        errors,
+      );
     }
     try {
       await this.cache.remove(this.key(net, rt));

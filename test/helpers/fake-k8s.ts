@@ -4,9 +4,15 @@
 // custom resources cni-kit uses (NetworkAttachmentDefinitions, whereabouts IPPools and
 // OverlappingRangeIPReservations) GET, LIST, POST, PUT and DELETE, where PUT must carry the
 // resourceVersion it read (422 without one, 409 when stale) and POST of an existing name is 409
-// AlreadyExists. Requests need the bearer token; 401 otherwise. It serves HTTPS with a throwaway
-// certificate (so clients' CA handling is exercised) when openssl is present.
-// Whatever it does not implement fails loudly (404, 405, 501) rather than being faked.
+// AlreadyExists; core/v1 Events POSTed to /api/v1/namespaces/<ns>/events, validated and kept.
+// Requests need the bearer token; 401 otherwise. The token is the ServiceAccount of the shipped
+// deploy/rbac.yaml, and every request is authorised against the rules bound to it as the real
+// RBAC authoriser does (verb, API group, resource, subresource, resourceNames), answering 403 with
+// the real Status body when denied: a test fails whenever code and manifest disagree.
+// It serves HTTPS with a throwaway certificate (so clients' CA handling is exercised) when openssl
+// is present. Whatever it does not implement fails loudly (404, 405, 501) rather than being faked.
+// Over the 400-line guideline on purpose: the RBAC authoriser and the handlers share one store
+// and one request log, and every test imports this single file.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -14,7 +20,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dump } from 'js-yaml';
+import { fileURLToPath } from 'node:url';
+import { dump, loadAll } from 'js-yaml';
 
 type Obj = Record<string, unknown> & {
   spec?: unknown;
@@ -35,6 +42,124 @@ export interface SeenRequest {
   path: string;
   contentType?: string;
   body?: unknown;
+  /** The HTTP status it was answered with. */
+  code?: number;
+}
+
+/** One PolicyRule of a (Cluster)Role. */
+export interface RbacRule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+}
+
+/** The identity the token stands for and the rules bound to it (namespace: where a RoleBinding applies). */
+export interface RbacPolicy {
+  user: string;
+  rules: Array<RbacRule & { namespace?: string }>;
+}
+
+/** The manifest shipped with cni-kit; its ServiceAccount is who the fake server's token is. */
+export const SHIPPED_RBAC = fileURLToPath(new URL('../../deploy/rbac.yaml', import.meta.url));
+
+type Doc = {
+  kind?: string;
+  metadata?: { name?: string; namespace?: string };
+  rules?: RbacRule[];
+  roleRef?: { kind?: string; name?: string };
+  subjects?: Array<{ kind?: string; name?: string; namespace?: string }>;
+};
+
+/**
+ * The policy of a manifest's first ServiceAccount: the rules of every ClusterRole or Role that a
+ * ClusterRoleBinding or RoleBinding in the manifest binds to it.
+ */
+export function rbacPolicyFrom(manifest: string): RbacPolicy {
+  const docs = (loadAll(manifest) as Doc[]).filter((d) => d && typeof d === 'object');
+  const sa = docs.find((d) => d.kind === 'ServiceAccount');
+  if (!sa?.metadata?.name) throw new Error('RBAC manifest: no ServiceAccount');
+  const saNs = sa.metadata.namespace ?? 'default';
+  const rules: RbacPolicy['rules'] = [];
+  for (const b of docs.filter((d) => d.kind === 'ClusterRoleBinding' || d.kind === 'RoleBinding')) {
+    const bound = (b.subjects ?? []).some(
+      (x) => x.kind === 'ServiceAccount' && x.name === sa.metadata?.name && (x.namespace ?? saNs) === saNs,
+    );
+    if (!bound) continue;
+    const role = docs.find(
+      (d) =>
+        d.kind === b.roleRef?.kind &&
+        d.metadata?.name === b.roleRef?.name &&
+        (d.kind === 'ClusterRole' || d.metadata?.namespace === b.metadata?.namespace),
+    );
+    if (!role) throw new Error(`RBAC manifest: ${b.kind} ${b.metadata?.name} refers to a missing role`);
+    const ns = b.kind === 'RoleBinding' ? (b.metadata?.namespace ?? 'default') : undefined;
+    for (const r of role.rules ?? []) rules.push(ns ? { ...r, namespace: ns } : { ...r });
+  }
+  return { user: `system:serviceaccount:${saNs}:${sa.metadata.name}`, rules };
+}
+
+/** What the authoriser sees of a request (Kubernetes' request attributes). */
+export interface Attributes {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource: string;
+  name: string;
+  namespace: string;
+}
+
+/** Request attributes of a resource path, or undefined for a non-resource URL. */
+function attributesOf(method: string, url: URL): Attributes | undefined {
+  const parts = url.pathname.split('/').filter(Boolean);
+  let group: string;
+  let rest: string[];
+  if (parts[0] === 'api' && parts.length >= 3) [group, rest] = ['', parts.slice(2)];
+  else if (parts[0] === 'apis' && parts.length >= 4) [group, rest] = [parts[1] ?? '', parts.slice(3)];
+  else return undefined;
+  let namespace = '';
+  if (rest[0] === 'namespaces' && rest.length >= 3) [namespace, rest] = [rest[1] ?? '', rest.slice(2)];
+  const [resource = '', name = '', subresource = ''] = rest;
+  const watch = ['1', 'true'].includes(url.searchParams.get('watch') ?? '');
+  const verb =
+    method === 'GET'
+      ? name
+        ? 'get'
+        : watch
+          ? 'watch'
+          : 'list'
+      : method === 'POST'
+        ? 'create'
+        : method === 'PUT'
+          ? 'update'
+          : method === 'PATCH'
+            ? 'patch'
+            : method === 'DELETE'
+              ? name
+                ? 'delete'
+                : 'deletecollection'
+              : method.toLowerCase();
+  return { verb, group, resource, subresource, name, namespace };
+}
+
+const has = (list: string[] | undefined, v: string) => !!list && (list.includes('*') || list.includes(v));
+
+/** The RBAC authoriser's decision for one request. */
+export function rbacAllows(policy: RbacPolicy, a: Attributes): boolean {
+  const full = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+  return policy.rules.some((r) => {
+    if (r.namespace !== undefined && r.namespace !== a.namespace) return false;
+    if (!has(r.verbs, a.verb) || !has(r.apiGroups, a.group)) return false;
+    const res = r.resources ?? [];
+    const resourceOk =
+      res.includes('*') ||
+      res.includes(full) ||
+      (a.subresource !== '' && (res.includes(`${a.resource}/*`) || res.includes(`*/${a.subresource}`)));
+    if (!resourceOk) return false;
+    if (r.resourceNames?.length) return a.name !== '' && r.resourceNames.includes(a.name);
+    return true;
+  });
 }
 
 /** A running fake API server. */
@@ -101,12 +226,41 @@ function send(res: ServerResponse, obj: unknown, code = 200): void {
   res.end(JSON.stringify(obj));
 }
 
-function status(res: ServerResponse, code: number, reason: string, message: string): void {
+function status(
+  res: ServerResponse,
+  code: number,
+  reason: string,
+  message: string,
+  details?: Record<string, unknown>,
+): void {
   send(
     res,
-    { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code },
+    {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason,
+      ...(details ? { details } : {}),
+      code,
+    },
     code,
   );
+}
+
+/** The API server's 403 for a request RBAC denies, message and details as it writes them. */
+function forbidden(res: ServerResponse, user: string, a: Attributes): void {
+  const qualified = a.group ? `${a.resource}.${a.group}` : a.resource;
+  const what = a.name ? `${qualified} ${JSON.stringify(a.name)}` : qualified;
+  const full = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+  const scope = a.namespace ? ` in the namespace ${JSON.stringify(a.namespace)}` : ' at the cluster scope';
+  const message = `${what} is forbidden: User ${JSON.stringify(user)} cannot ${a.verb} resource ${JSON.stringify(full)} in API group ${JSON.stringify(a.group)}${scope}`;
+  const details: Record<string, unknown> = {};
+  if (a.name) details.name = a.name;
+  if (a.group) details.group = a.group;
+  details.kind = a.resource;
+  status(res, 403, 'Forbidden', message, details);
 }
 
 const conflict = (res: ServerResponse, what: string) =>
@@ -160,8 +314,12 @@ function patchPod(res: ServerResponse, cur: Obj, ct: string, body: unknown, what
   return mergePatch(cur, body) as Obj;
 }
 
-/** Starts the server on 127.0.0.1 with a random port (HTTPS when it can make a certificate). */
-export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8s> {
+/**
+ * Starts the server on 127.0.0.1 with a random port (HTTPS when it can make a certificate).
+ * `rbac`: the manifest (text) whose rules the token gets; default the shipped deploy/rbac.yaml.
+ */
+export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}): Promise<FakeK8s> {
+  const policy = rbacPolicyFrom(opts.rbac ?? readFileSync(SHIPPED_RBAC, 'utf8'));
   const stores = new Map<string, Map<string, Obj>>();
   const objects = (plural: string) => {
     const s = stores.get(plural) ?? new Map<string, Obj>();
@@ -173,24 +331,33 @@ export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8
   let conflictsToInject = 0;
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const path = url.pathname;
     const method = req.method ?? '';
     const contentType = (req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
     const hasBody = method === 'PUT' || method === 'POST' || method === 'PATCH';
     const body = hasBody ? await readBody(req) : undefined;
-    requests.push({
+    const seen: SeenRequest = {
       method,
       path,
       ...(hasBody ? { contentType } : {}),
       ...(body !== undefined ? { body } : {}),
+    };
+    requests.push(seen);
+    res.on('finish', () => {
+      seen.code = res.statusCode;
     });
     if (req.headers.authorization !== `Bearer ${FAKE_K8S_TOKEN}`)
       return status(res, 401, 'Unauthorized', 'Unauthorized');
+    const attrs = attributesOf(method, url);
+    if (attrs && !rbacAllows(policy, attrs)) return forbidden(res, policy.user, attrs);
     if ((method === 'PUT' || method === 'POST') && contentType !== JSON_TYPE) {
       const msg = `the body of the request was in an unknown format: ${contentType}`;
       return status(res, 415, 'UnsupportedMediaType', msg);
     }
     const r: Req = { method, contentType, body, res };
+    const ev = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(path);
+    if (ev && method === 'POST') return handleEvent(r, ev[1] ?? '');
     const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/.exec(path);
     if (pod) return handlePod(r, pod[1] ?? '', pod[2] ?? '', pod[3]);
     const m = /^\/apis\/([^/]+\/[^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(path);
@@ -224,6 +391,46 @@ export async function startFakeK8s(opts: { tls?: boolean } = {}): Promise<FakeK8
     if (next.status !== undefined) stored.status = next.status;
     objects('pods').set(`${ns}/${name}`, stored);
     send(res, stored);
+  };
+
+  /** POST of a core/v1 Event: checked as the API server checks a legacy event, then kept. */
+  const handleEvent = ({ body, res }: Req, ns: string) => {
+    const e = body as Obj & { involvedObject?: { namespace?: string; kind?: string; name?: string } };
+    if (!isObject(e) || (e.kind !== undefined && e.kind !== 'Event') || (e.apiVersion ?? 'v1') !== 'v1')
+      return status(res, 400, 'BadRequest', 'the body is not a v1 Event');
+    const name = e.metadata?.name;
+    if (!name) return status(res, 422, 'Invalid', 'Event "" is invalid: metadata.name: Required value');
+    if (e.metadata.namespace !== undefined && e.metadata.namespace !== ns)
+      return status(
+        res,
+        400,
+        'BadRequest',
+        'the namespace of the provided object does not match the namespace sent on the request',
+      );
+    const inv = e.involvedObject;
+    if (!isObject(inv) || !inv.kind || !inv.name)
+      return status(res, 422, 'Invalid', `Event "${name}" is invalid: involvedObject: Required value`);
+    if ((inv.namespace ?? '') !== ns)
+      return status(
+        res,
+        422,
+        'Invalid',
+        `Event "${name}" is invalid: involvedObject.namespace: Invalid value: "${inv.namespace ?? ''}": does not match event.namespace`,
+      );
+    const store = objects('events');
+    if (store.has(`${ns}/${name}`))
+      return status(res, 409, 'AlreadyExists', `events "${name}" already exists`);
+    const stored: Obj = {
+      ...e,
+      metadata: {
+        ...e.metadata,
+        namespace: ns,
+        uid: `uid-event-${name}`,
+        resourceVersion: String(++version),
+      },
+    };
+    store.set(`${ns}/${name}`, stored);
+    send(res, stored, 201);
   };
 
   const handleCustom = (

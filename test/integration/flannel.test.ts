@@ -54,6 +54,33 @@ describe('subnet.env and the delegate config', () => {
     expect(d).toMatchObject({ hairpinMode: true, isDefaultGateway: false, mtu: 1400, isGateway: true });
   });
 
+  it('refuses delegate fields flannel sets itself (name, ipam) and a non-string type, before writing anything', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), `${tag}-dd-`));
+    try {
+      for (const [delegate, field] of [
+        [{ ipam: { type: 'static' } }, 'delegate.ipam'],
+        [{ name: 'other' }, 'delegate.name'],
+        [{ type: 5 }, 'delegate.type'],
+      ] as const) {
+        const r = await runPlugin(flannelPlugin(), {
+          env: {
+            CNI_COMMAND: 'ADD',
+            CNI_CONTAINERID: 'c1',
+            CNI_NETNS: '/none',
+            CNI_IFNAME: 'eth0',
+            CNI_PATH: '/none',
+          },
+          stdin: JSON.stringify(base({ dataDir, delegate })),
+        });
+        expect(r.exitCode).toBe(1);
+        expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining(field) });
+      }
+      expect(readdirSync(dataDir)).toEqual([]);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('dual stack gives two ranges and two routes; bad files are refused naming the key', () => {
     const env = parseSubnetEnv(
       'FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.5.1/24\nFLANNEL_IPV6_NETWORK=fd00:1::/56\nFLANNEL_IPV6_SUBNET=fd00:1:0:5::1/64\n',

@@ -186,10 +186,13 @@ describe('multus Kubernetes mode', () => {
     ) as NetworkStatus[];
     expect(status.map((s) => [s.name, s.interface, s.default])).toEqual([
       ['kube-system/cluster-net', 'eth0', true],
-      ['default/macvlan-conf', 'mv7', false],
-      ['default/from-disk', 'net2', false],
-      ['default/static-ip', 'net3', false],
+      ['default/macvlan-conf', 'mv7', undefined],
+      ['default/from-disk', 'net2', undefined],
+      ['default/static-ip', 'net3', undefined],
     ]);
+    // multus's shape: "dns" on every entry, "default" only on the cluster network's.
+    for (const s of status) expect(s.dns).toEqual({});
+    expect(status.filter((s) => 'default' in s)).toHaveLength(1);
     expect(status[3]?.ips).toEqual([`10.${o2}.4.9`]);
     // Two writes lost to concurrent writers (409), the third landed; each is a merge patch of the
     // annotations on the status subresource, which is what multus's RBAC (pods/status) allows.
@@ -198,6 +201,48 @@ describe('multus Kubernetes mode', () => {
       Array(3).fill(['PATCH', '/api/v1/namespaces/default/pods/pa/status', 'application/merge-patch+json']),
     );
     expect(status[1]?.mac).toMatch(/^[0-9a-f:]{17}$/);
+
+    // One AddedInterface event per attachment, POSTed as client-go's recorder does for multus.
+    const posts = api.requests.filter((r) => r.path === '/api/v1/namespaces/default/events');
+    expect(posts.map((r) => [r.method, r.contentType, r.code])).toEqual(
+      Array(4).fill(['POST', 'application/json', 201]),
+    );
+    const events = posts.map((r) => r.body as Record<string, unknown>);
+    const messages = events.map((e) => e.message);
+    expect(messages).toEqual([
+      expect.stringMatching(
+        new RegExp(`^Add eth0 \\[10\\.${o2}\\.1\\.\\d+/24\\] from kube-system/cluster-net$`),
+      ),
+      expect.stringMatching(new RegExp(`^Add mv7 \\[10\\.${o2}\\.2\\.\\d+/24\\] from default/macvlan-conf$`)),
+      expect.stringMatching(new RegExp(`^Add net2 \\[10\\.${o2}\\.3\\.\\d+/24\\] from default/from-disk$`)),
+      `Add net3 [10.${o2}.4.9/24] from default/static-ip`,
+    ]);
+    const pod = api.getPod('default', 'pa');
+    const first = events[0] as Record<string, unknown> & { metadata: { name: string } };
+    expect(first).toEqual({
+      kind: 'Event',
+      apiVersion: 'v1',
+      metadata: { name: expect.stringMatching(/^pa\.[0-9a-f]+$/), namespace: 'default' },
+      involvedObject: {
+        kind: 'Pod',
+        namespace: 'default',
+        name: 'pa',
+        uid: pod?.metadata.uid,
+        apiVersion: 'v1',
+        resourceVersion: expect.any(String),
+      },
+      reason: 'AddedInterface',
+      message: messages[0],
+      source: { component: 'multus' },
+      firstTimestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/),
+      lastTimestamp: first.firstTimestamp,
+      count: 1,
+      type: 'Normal',
+      eventTime: null,
+      reportingComponent: 'multus',
+      reportingInstance: '',
+    });
+    expect(api.objects('events').size).toBeGreaterThanOrEqual(4);
 
     // API server gone: DEL reads the delegate cache.
     const down = conf({ kubeconfig: api.writeKubeconfig(join(work, 'dead.json')) });
@@ -231,6 +276,30 @@ describe('multus Kubernetes mode', () => {
     const del = await call('DEL', conf(), ns, 'pb');
     expect(del.exitCode, del.stdout).toBe(0);
     expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
+  });
+
+  it('DEL without the cache and with an unresolvable annotation still releases the cluster network named by a NAD', async (ctx) => {
+    need(ctx);
+    const ns = netns('g');
+    api.putNad('default', 'gone-soon', macvlan(5));
+    api.putPod({
+      metadata: {
+        name: 'pg',
+        namespace: 'default',
+        annotations: { 'k8s.v1.cni.cncf.io/networks': 'gone-soon' },
+      },
+    });
+    const add = await call('ADD', conf(), ns, 'pg');
+    expect(add.exitCode, add.stdout).toBe(0);
+    expect(leasesOf(1, `${tag}pg`)).toHaveLength(1);
+    // The attachment's NAD is deleted and the delegate cache lost: only the config and the API
+    // remain to say what the cluster network ("cluster-net", a NAD in kube-system) was.
+    api.objects('network-attachment-definitions').delete('default/gone-soon');
+    unlinkSync(join(work, 'multus', `${tag}pg`));
+    const del = await call('DEL', conf(), ns, 'pg');
+    expect(del.exitCode, del.stdout).toBe(0);
+    expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0/);
+    expect(leasesOf(1, `${tag}pg`)).toEqual([]);
   });
 
   it('default-route moves the pod default route to the attachment that asks for it', async (ctx) => {
@@ -396,6 +465,16 @@ describe('multus Kubernetes mode', () => {
       expect(JSON.parse(r.stdout).msg).toMatch(re);
       expect(ipIn(ns, '-o', 'link', 'show')).not.toMatch(/eth0|net1/);
     }
+    // The missing NAD is also told to the pod's owner, as multus does: a Warning event on pd0.
+    const warnings = [...api.objects('events').values()].filter(
+      (e) => (e.involvedObject as { name?: string }).name === 'pd0',
+    );
+    expect(warnings.map((e) => [e.type, e.reason, e.source])).toEqual([
+      ['Warning', 'NoNetworkFound', { component: 'multus' }],
+    ]);
+    expect(warnings[0]?.message).toMatch(
+      /^cannot find a network-attachment-definition \(nope\) in namespace \(default\): /,
+    );
   });
 
   it('a pod the API server does not know gets the empty result and nothing attached', async (ctx) => {

@@ -213,7 +213,7 @@ describe('network-status', () => {
     name: ifname,
     sandbox: fc.option(fc.constant('/var/run/netns/x'), { nil: undefined }),
   });
-  it('lists every IP exactly once, bare, and marks exactly one default entry for the default network', () => {
+  it('places IPs as multus does (all on a lone interface, else by sandbox index, host-side ones dropped) and marks one default entry for the default network', () => {
     fc.assert(
       fc.property(
         fc.array(iface, { maxLength: 4 }),
@@ -224,12 +224,20 @@ describe('network-status', () => {
             i.sandbox ? { name: i.name, sandbox: i.sandbox } : { name: i.name },
           );
           const st = buildNetworkStatuses('ns/n', { cniVersion: '1.1.0', interfaces, ips }, { isDefault });
-          expect(st.length).toBe(Math.max(1, interfaces.filter((i) => i.sandbox).length));
-          expect(st.flatMap((s) => s.ips ?? []).sort()).toEqual(
-            ips.map((i) => i.address.split('/')[0]).sort(),
+          const sandboxed = interfaces.flatMap((i, idx) => ('sandbox' in i ? [idx] : []));
+          const lone = interfaces.length === 1;
+          expect(st.length).toBe(lone ? 1 : sandboxed.length);
+          // An IP shows up when its interface is in the sandbox, or it has no index and there is an
+          // entry to put it on; with a lone interface every IP does.
+          const shown = ips.filter((i) =>
+            lone ? true : i.interface === undefined ? sandboxed.length > 0 : sandboxed.includes(i.interface),
           );
-          expect(st.filter((s) => s.default).length).toBe(isDefault ? 1 : 0);
-          expect(st.every((s) => s.name === 'ns/n')).toBe(true);
+          expect(st.flatMap((s) => s.ips ?? []).sort()).toEqual(
+            shown.map((i) => i.address.split('/')[0]).sort(),
+          );
+          expect(st.filter((s) => s.default).length).toBe(isDefault && st.length > 0 ? 1 : 0);
+          expect(st.every((s) => s.name === 'ns/n' && JSON.stringify(s.dns) === '{}')).toBe(true);
+          expect(st.some((s) => 'default' in s && s.default !== true)).toBe(false);
         },
       ),
     );

@@ -1,6 +1,7 @@
 // src/k8s: network-status building, kubeconfig loading and the client-node based API access
 // against the in-process server (HTTPS, 404/401/409, timeouts, merge patches, custom resources)
-// and NAD config resolution.
+// and NAD config resolution; RBAC enforcement and events of the fake API server.
+// Over the 400-line guideline on purpose: one API server is shared by every case of this layer.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,12 +17,22 @@ import {
   KubeApiError,
   type KubeObject,
   openKubeApi,
+  type Pod,
   parseNetworkStatus,
+  podEvent,
   withCniArgs,
 } from 'cni-kit/k8s';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configFromConfDir } from '../../examples/multus/delegates.js';
-import { FAKE_K8S_TOKEN, type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import {
+  FAKE_K8S_TOKEN,
+  type FakeK8s,
+  rbacAllows,
+  rbacPolicyFrom,
+  SHIPPED_RBAC,
+  startFakeK8s,
+} from '../helpers/fake-k8s.js';
 
 let work = '';
 let api: FakeK8s;
@@ -68,10 +79,149 @@ describe('network-status', () => {
     expect(parseNetworkStatus('not json')).toEqual([]);
   });
 
-  it('a result without sandbox interfaces still gives one minimal entry', () => {
-    expect(buildNetworkStatuses('n', undefined, { isDefault: false })).toEqual([
-      { name: 'n', default: false },
+  it('writes the annotation byte for byte as multus: key order, "dns":{} always, default only when true, Go IP form', () => {
+    const cluster = buildNetworkStatuses(
+      'kube-system/cluster',
+      {
+        cniVersion: '1.0.0',
+        interfaces: [
+          { name: 'cni0', mac: '00:00:00:00:00:01' },
+          { name: 'eth0', mac: '0a:58:0a:f4:01:05', sandbox: '/var/run/netns/x' },
+        ],
+        ips: [{ interface: 1, address: '10.244.1.5/24', gateway: '10.244.1.1' }],
+        routes: [{ dst: '0.0.0.0/0', gw: '10.244.1.1' }],
+      },
+      { isDefault: true },
+    );
+    const attachment = buildNetworkStatuses(
+      'default/macvlan-conf',
+      {
+        cniVersion: '1.0.0',
+        interfaces: [{ name: 'net1', mac: 'c2:b0:57:49:47:f1', sandbox: '/var/run/netns/x', mtu: 1500 }],
+        ips: [{ interface: 0, address: '2001:DB8:0::7/64' }],
+      },
+      { isDefault: false },
+    );
+    expect(formatNetworkStatus([...cluster, ...attachment])).toBe(
+      [
+        '[{',
+        '    "name": "kube-system/cluster",',
+        '    "interface": "eth0",',
+        '    "ips": [',
+        '        "10.244.1.5"',
+        '    ],',
+        '    "mac": "0a:58:0a:f4:01:05",',
+        '    "default": true,',
+        '    "dns": {},',
+        '    "gateway": [',
+        '        "10.244.1.1"',
+        '    ]',
+        '},{',
+        '    "name": "default/macvlan-conf",',
+        '    "interface": "net1",',
+        '    "ips": [',
+        '        "2001:db8::7"',
+        '    ],',
+        '    "mac": "c2:b0:57:49:47:f1",',
+        '    "mtu": 1500,',
+        '    "dns": {}',
+        '}]',
+      ].join('\n'),
+    );
+  });
+
+  it('follows multus on the edge cases: one interface outside the sandbox, no interfaces, IPs on host interfaces', () => {
+    // Exactly one interface: one entry with every IP; interface/mac only when it is in the sandbox.
+    expect(
+      buildNetworkStatuses(
+        'n',
+        {
+          cniVersion: '1.0.0',
+          interfaces: [{ name: 'cni0', mac: 'aa:aa:aa:aa:aa:aa' }],
+          ips: [{ address: '10.0.0.2/24' }],
+        },
+        { isDefault: true },
+      ),
+    ).toEqual([{ name: 'n', ips: ['10.0.0.2'], default: true, dns: {} }]);
+    // No interface at all (an IPAM-only or empty result): multus writes no entry for it.
+    expect(
+      buildNetworkStatuses(
+        'n',
+        { cniVersion: '1.0.0', ips: [{ address: '10.0.0.2/24' }] },
+        { isDefault: false },
+      ),
+    ).toEqual([]);
+    expect(buildNetworkStatuses('n', undefined, { isDefault: false })).toEqual([]);
+    // Two sandbox interfaces: an IP pointing at a host-side interface is dropped, one without an
+    // index goes to the last entry, the gateways and DNS go on every entry.
+    const two = buildNetworkStatuses(
+      'n',
+      {
+        cniVersion: '1.0.0',
+        interfaces: [{ name: 'host0' }, { name: 'a', sandbox: '/x' }, { name: 'b', sandbox: '/x' }],
+        ips: [
+          { address: '10.0.0.9/24', interface: 0 },
+          { address: '10.0.0.3/24', interface: 1 },
+          { address: '10.0.0.4/24' },
+        ],
+        routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1' }, { dst: '::/0' }],
+        dns: { nameservers: ['10.96.0.10'], search: [] },
+      },
+      { isDefault: true },
+    );
+    expect(two).toEqual([
+      {
+        name: 'n',
+        interface: 'a',
+        ips: ['10.0.0.3'],
+        default: true,
+        dns: { nameservers: ['10.96.0.10'] },
+        gateway: ['10.0.0.1'],
+      },
+      {
+        name: 'n',
+        interface: 'b',
+        ips: ['10.0.0.4'],
+        dns: { nameservers: ['10.96.0.10'] },
+        gateway: ['10.0.0.1'],
+      },
     ]);
+  });
+
+  it('every entry has dns, "default" is never false, at most one entry of an attachment is default', () => {
+    const iface = fc.record(
+      {
+        name: fc.constantFrom('eth0', 'net1', 'cni0'),
+        sandbox: fc.option(fc.constant('/x'), { nil: undefined }),
+      },
+      { requiredKeys: ['name'] },
+    );
+    const ip = fc.record(
+      {
+        address: fc.constantFrom('10.0.0.2/24', 'fd00::2/64'),
+        gateway: fc.option(fc.constant('10.0.0.1'), { nil: undefined }),
+        interface: fc.option(fc.nat(3), { nil: undefined }),
+      },
+      { requiredKeys: ['address'] },
+    );
+    fc.assert(
+      fc.property(
+        fc.array(iface, { maxLength: 4 }),
+        fc.array(ip, { maxLength: 4 }),
+        fc.boolean(),
+        (interfaces, ips, isDefault) => {
+          const st = buildNetworkStatuses('n', { cniVersion: '1.0.0', interfaces, ips } as never, {
+            isDefault,
+          });
+          for (const e of st) {
+            expect(e.dns).toEqual({});
+            expect('default' in e ? e.default : true).toBe(true);
+          }
+          expect(st.filter((e) => e.default).length).toBeLessThanOrEqual(isDefault ? 1 : 0);
+          expect(parseNetworkStatus(formatNetworkStatus(st))).toEqual(st);
+        },
+      ),
+    );
   });
 });
 
@@ -274,6 +424,153 @@ describe('kubeconfig and client (client-node)', () => {
     expect(api.requests.slice(before + 3)).toHaveLength(3);
     api.conflictNext(0);
     expect(api.getPod('d', 'p')?.metadata.annotations).toEqual({ keep: '1', added: 'x' });
+  });
+
+  it('RBAC: the fake server enforces deploy/rbac.yaml; a request outside its rules is 403 with the real Status', async () => {
+    const plain = await startFakeK8s({ tls: false });
+    try {
+      plain.putPod({ metadata: { name: 'p', namespace: 'd' } });
+      const req = (method: string, path: string, body?: unknown, ct = 'application/json') =>
+        fetch(`${plain.url}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${FAKE_K8S_TOKEN}`, 'content-type': ct },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+      // The pod itself may be read, not patched: only its status subresource is writable.
+      const patch = await req(
+        'PATCH',
+        '/api/v1/namespaces/d/pods/p',
+        { metadata: {} },
+        'application/merge-patch+json',
+      );
+      expect(patch.status).toBe(403);
+      expect(await patch.json()).toEqual({
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message:
+          'pods "p" is forbidden: User "system:serviceaccount:kube-system:cni-kit" cannot patch resource "pods" in API group "" in the namespace "d"',
+        reason: 'Forbidden',
+        details: { name: 'p', kind: 'pods' },
+        code: 403,
+      });
+      const list = await req('GET', '/apis/k8s.cni.cncf.io/v1/namespaces/d/network-attachment-definitions');
+      expect(list.status).toBe(200);
+      const del = await req(
+        'DELETE',
+        '/apis/k8s.cni.cncf.io/v1/namespaces/d/network-attachment-definitions/x',
+      );
+      expect(del.status).toBe(403);
+      expect(((await del.json()) as { message: string }).message).toBe(
+        'network-attachment-definitions.k8s.cni.cncf.io "x" is forbidden: User "system:serviceaccount:kube-system:cni-kit" cannot delete resource "network-attachment-definitions" in API group "k8s.cni.cncf.io" in the namespace "d"',
+      );
+      expect((await req('GET', '/api/v1/namespaces/d/secrets')).status).toBe(403);
+      expect((await req('GET', '/api/v1/namespaces/d/pods/p')).status).toBe(200);
+      expect(plain.requests.map((r) => r.code)).toEqual([403, 200, 403, 403, 200]);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('RBAC rules are read as the authoriser reads them: subresources, wildcards, resourceNames, RoleBinding namespaces', () => {
+    const policy = rbacPolicyFrom(`
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: sa, namespace: ns1}
+---
+kind: ClusterRole
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: cr}
+rules:
+  - {apiGroups: [""], resources: ["pods"], verbs: ["get"]}
+  - {apiGroups: [""], resources: ["pods/*"], verbs: ["patch"]}
+  - {apiGroups: ["x.io"], resources: ["things"], verbs: ["*"], resourceNames: ["one"]}
+---
+kind: Role
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: r, namespace: ns2}
+rules:
+  - {apiGroups: ["*"], resources: ["events"], verbs: ["create"]}
+---
+kind: ClusterRoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: b1}
+roleRef: {kind: ClusterRole, name: cr}
+subjects: [{kind: ServiceAccount, name: sa, namespace: ns1}]
+---
+kind: RoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: b2, namespace: ns2}
+roleRef: {kind: Role, name: r}
+subjects: [{kind: ServiceAccount, name: sa, namespace: ns1}]
+`);
+    expect(policy.user).toBe('system:serviceaccount:ns1:sa');
+    const a = (
+      verb: string,
+      group: string,
+      resource: string,
+      name = '',
+      subresource = '',
+      namespace = 'd',
+    ) => ({
+      verb,
+      group,
+      resource,
+      name,
+      subresource,
+      namespace,
+    });
+    expect(rbacAllows(policy, a('get', '', 'pods', 'p'))).toBe(true);
+    expect(rbacAllows(policy, a('get', '', 'pods', 'p', 'status'))).toBe(false); // "pods" is not "pods/status"
+    expect(rbacAllows(policy, a('patch', '', 'pods', 'p', 'status'))).toBe(true); // pods/*
+    expect(rbacAllows(policy, a('patch', '', 'pods', 'p'))).toBe(false);
+    expect(rbacAllows(policy, a('delete', 'x.io', 'things', 'one'))).toBe(true);
+    expect(rbacAllows(policy, a('delete', 'x.io', 'things', 'two'))).toBe(false);
+    expect(rbacAllows(policy, a('list', 'x.io', 'things'))).toBe(false); // resourceNames never cover a list
+    expect(rbacAllows(policy, a('create', 'events.k8s.io', 'events', '', '', 'ns2'))).toBe(true);
+    expect(rbacAllows(policy, a('create', '', 'events', '', '', 'd'))).toBe(false); // the Role binds in ns2 only
+  });
+
+  it('RBAC: with the old manifest (pods/status get+update only) the network-status merge patch is refused', async () => {
+    const shipped = readFileSync(SHIPPED_RBAC, 'utf8');
+    const old = shipped.replace(
+      /(resources: \["pods\/status"\]\s*\n\s*verbs: )\[[^\]]*\]/,
+      '$1["get", "update"]',
+    );
+    expect(old).not.toBe(shipped);
+    const strict = await startFakeK8s({ tls: false, rbac: old });
+    try {
+      strict.putPod({ metadata: { name: 'p', namespace: 'd' } });
+      const kc = strict.writeKubeconfig(join(work, 'k-old-rbac.json'));
+      const err = await (await connectKube(kc))
+        .updatePodAnnotations('d', 'p', { a: '1' })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KubeApiError);
+      expect((err as KubeApiError).status).toBe(403);
+      expect((err as KubeApiError).message).toContain('cannot patch resource "pods/status"');
+      expect((err as KubeApiError).code).toBe(ErrorCode.InvalidNetworkConfig);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('events: a core/v1 Event is created in the pod namespace and kept; a mismatched one is refused as the API server does', async () => {
+    const kc = api.writeKubeconfig(join(work, 'k-ev.json'));
+    api.putPod({ metadata: { name: 'evp', namespace: 'd' } });
+    const pod = api.getPod('d', 'evp') as unknown as Pod;
+    const ev = podEvent(pod, 'Normal', 'AddedInterface', 'Add eth0 [10.0.0.2/24] from n', 'multus');
+    const client = await connectKube(kc);
+    await client.createEvent('d', ev);
+    const kept = api.objects('events').get(`d/${ev.metadata.name}`);
+    expect(kept).toMatchObject({ ...ev, metadata: { ...ev.metadata, uid: expect.any(String) } });
+    const wrong = {
+      ...ev,
+      metadata: { ...ev.metadata, name: `${ev.metadata.name}x` },
+      involvedObject: { ...ev.involvedObject, namespace: 'other' },
+    };
+    const err = await client.createEvent('d', wrong).catch((e: unknown) => e);
+    expect((err as KubeApiError).status).toBe(422);
   });
 
   it('custom resources: create, get, list, replace guarded by resourceVersion, delete', async () => {

@@ -11,9 +11,11 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { multusConfig } from '../../examples/multus/config.js';
 import {
+  cachePath,
   type Delegate,
   loadDelegates,
   planDelegates,
+  removeDelegates,
   saveDelegates,
 } from '../../examples/multus/delegates.js';
 import { multusPlugin } from '../../examples/multus/plugin.js';
@@ -110,6 +112,9 @@ function fakeKube(nads: Record<string, string>): KubeClient {
     updatePodAnnotations: async () => {
       throw nf();
     },
+    createEvent: async () => {
+      throw nf();
+    },
   };
 }
 
@@ -181,6 +186,45 @@ describe('delegate planning', () => {
       ['cbr0', 'eth0', true],
       ['ns/x', 'data0', false],
     ]);
+  });
+});
+
+describe('delegate cache names', () => {
+  it('a 300-character container ID gets a bounded name; a plain-named cache of an older version is still found and removed', async () => {
+    const plan = await planDelegates({
+      conf: parseMultusConf(base({ confDir: dir, delegates: [{ name: 'c', type: 'bridge' }] })),
+      ifname: 'eth0',
+    });
+    const sub = mkdtempSync(join(dir, 'names-'));
+    const long = `c${'0123456789abcdef'.repeat(19)}`.slice(0, 300);
+    await saveDelegates(sub, long, plan);
+    expect(readdirSync(sub).every((n) => Buffer.byteLength(n) <= 255)).toBe(true);
+    expect(await loadDelegates(sub, long, 'eth0')).toEqual({ status: 'ok', delegates: plan });
+    // Another long ID sharing the first 250 characters has a cache of its own.
+    expect(await loadDelegates(sub, `${long.slice(0, 250)}x`, 'eth0')).toEqual({ status: 'missing' });
+    await removeDelegates(sub, long);
+    expect(await loadDelegates(sub, long, 'eth0')).toEqual({ status: 'missing' });
+    expect(readdirSync(sub)).toEqual([]);
+    // An ID of 230 characters: older versions wrote <cniDir>/<id>; DEL must still find it.
+    const mid = 'd'.repeat(230);
+    writeFileSync(
+      join(sub, mid),
+      JSON.stringify({ kind: 'cniKitMultusV1', containerId: mid, delegates: plan }),
+    );
+    expect(await loadDelegates(sub, mid, 'eth0')).toEqual({ status: 'ok', delegates: plan });
+    await removeDelegates(sub, mid);
+    expect(readdirSync(sub)).toEqual([]);
+  });
+
+  it('distinct container IDs never share a cache file, and every name fits NAME_MAX', () => {
+    const id = fc.stringMatching(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,400}$/);
+    fc.assert(
+      fc.property(id, id, (a, b) => {
+        const [pa, pb] = [cachePath('/d', a), cachePath('/d', b)];
+        expect(Buffer.byteLength(pa.slice(3))).toBeLessThanOrEqual(255);
+        expect(pa === pb).toBe(a === b);
+      }),
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrorCode } from 'cni-kit';
 import {
@@ -251,6 +251,62 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
     expect(e.message).toContain('plugin type="nope" name="ckrtnet" failed (add)');
     expect(e.message).toContain(pd.dir);
     expect(e.message).toContain(join(pd.dir, 'nothing-here'));
+  });
+
+  it('DEL goes on past a failing and a missing plugin, runs every DEL, reports all and keeps the cache', async () => {
+    const text = (types: string[]) =>
+      JSON.stringify({ cniVersion: '1.0.0', name: 'ckrtnet', plugins: types.map((type) => ({ type })) });
+    const r = runtime();
+    const added = await r.addNetworkList(text(['p-a', 'p-b', 'p-c']), rt);
+    rmSync(log);
+    // p-c is gone from CNI_PATH (the stock flannel list chaining a portmap that is not installed)
+    // and p-b fails: p-a's DEL must still run, with the cached result.
+    extraEnv.FAIL_P_B_DEL = '11';
+    const e = await failure(runtime().delNetworkList(text(['p-a', 'p-b', 'nope']), rt));
+    expect(calls().map((x) => `${x.type}:${x.cmd}`)).toEqual(['p-b:DEL', 'p-a:DEL']);
+    expect(calls().find((x) => x.type === 'p-a')?.stdin.prevResult).toEqual(added);
+    expect(e).toBeInstanceOf(CniAggregateError);
+    expect((e as CniAggregateError).errors).toHaveLength(2);
+    expect(e.message).toContain('plugin type="nope" name="ckrtnet" failed (del)');
+    expect(e.message).toContain('p-b refuses DEL');
+    expect(existsSync(join(cacheDir, 'results', 'ckrtnet-ctr-1-eth0'))).toBe(true);
+    // One failure alone keeps its own error (and code); a clean retry drops the cache.
+    rmSync(log);
+    const one = await failure(runtime().delNetworkList(text(['p-a', 'p-b']), rt));
+    expect(one).not.toBeInstanceOf(CniAggregateError);
+    expect(one.code).toBe(11);
+    expect(calls().map((x) => `${x.type}:${x.cmd}`)).toEqual(['p-b:DEL', 'p-a:DEL']);
+    delete extraEnv.FAIL_P_B_DEL;
+    await runtime().delNetworkList(text(['p-a', 'p-b']), rt);
+    expect(existsSync(join(cacheDir, 'results', 'ckrtnet-ctr-1-eth0'))).toBe(false);
+  });
+
+  it('a 300-character container ID gets a bounded cache name; a libcni-named file of up to 255 bytes is still read', async () => {
+    const long = { ...rt, containerId: `c${'9'.repeat(299)}` };
+    const r = runtime();
+    const added = await r.addNetworkList(listText('1.0.0'), long);
+    const names = readdirSync(join(cacheDir, 'results'));
+    expect(names).toHaveLength(1);
+    expect(Buffer.byteLength(names[0] as string)).toBeLessThanOrEqual(255);
+    expect(await r.getNetworkListCachedResult(listText('1.0.0'), long)).toEqual(added);
+    expect((await r.getCachedAttachments(long.containerId)).map((a) => a.containerId)).toEqual([
+      long.containerId,
+    ]);
+    await r.checkNetworkList(listText('1.0.0'), long);
+    await r.delNetworkList(listText('1.0.0'), long);
+    expect(readdirSync(join(cacheDir, 'results'))).toEqual([]);
+    // 230 characters: libcni (and older versions) named the file plainly; it is found and removed.
+    const mid = { ...rt, containerId: 'm'.repeat(230) };
+    await r.addNetworkList(listText('1.0.0'), mid);
+    const [hashed] = readdirSync(join(cacheDir, 'results'));
+    renameSync(
+      join(cacheDir, 'results', hashed as string),
+      join(cacheDir, 'results', `ckrtnet-${mid.containerId}-eth0`),
+    );
+    rmSync(log);
+    await r.delNetworkList(listText('1.0.0'), mid);
+    expect(calls().every((x) => x.stdin.prevResult !== undefined)).toBe(true);
+    expect(readdirSync(join(cacheDir, 'results'))).toEqual([]);
   });
 
   it('validates identifiers on ADD', async () => {
