@@ -234,15 +234,15 @@ describe('DEL', () => {
     expect(files(c.dataDir)).toEqual([]);
   });
 
-  it('a 300-character container ID: ADD and DEL work (the state file name is hashed)', async () => {
+  it('a 300-character container ID is refused with code 4 before anything moves; its DEL exits 0', async () => {
     await dress();
     const before = await hostView();
     const c = conf();
     const cid = 'c'.repeat(300);
-    expect((await call('ADD', c, { cid })).exitCode).toBe(0);
-    expect(files(c.dataDir)).toHaveLength(1);
-    expect((await call('DEL', c, { cid })).exitCode).toBe(0);
+    const add = await call('ADD', c, { cid });
+    expect(add.json).toMatchObject({ code: 4, msg: expect.stringContaining('the limit is 110 bytes') });
     expect(await hostView()).toEqual(before);
+    expect((await call('DEL', c, { cid })).exitCode).toBe(0);
     expect(files(c.dataDir)).toEqual([]);
   });
 

@@ -364,15 +364,19 @@ describe('DEL after a killed ADD', () => {
   });
 });
 
-describe('a 300-character container ID', () => {
-  it('ADD and DEL work; the backup name is hashed', async () => {
+describe('long container IDs', () => {
+  it('the longest ID the SDK takes (110 bytes) works; a 300-character one is refused with code 4 and changes nothing', async () => {
     const before = link();
     const conf = base({ mtu: 1300 });
-    const cid = 'c'.repeat(300);
+    const cid = 'c'.repeat(110);
     expect((await call('ADD', conf, { cid })).exitCode).toBe(0);
-    expect(readdirSync(conf.dataDir)).toEqual([expect.stringMatching(/^[0-9a-f]{64}_eth0\.json$/)]);
     expect((await call('DEL', conf, { cid })).exitCode).toBe(0);
     expect(link()).toEqual(before);
+    const long = 'c'.repeat(300);
+    const add = await call('ADD', conf, { cid: long });
+    expect(add.json).toMatchObject({ code: 4, msg: expect.stringContaining('the limit is 110 bytes') });
+    expect(link()).toEqual(before);
+    expect((await call('DEL', conf, { cid: long })).exitCode).toBe(0);
     expect(readdirSync(conf.dataDir)).toEqual([]);
   });
 });
