@@ -316,7 +316,9 @@ export class CniRuntime {
     let result: AnyResult | undefined;
     for (const plugin of net.plugins) {
       try {
-        validateContainerId(rt.containerId);
+        // No length limit here (libcni has none; the cache names are bounded): plugins built with
+        // the SDK refuse IDs too long for their own file names themselves.
+        validateContainerId(rt.containerId, Number.POSITIVE_INFINITY);
         validateNetworkName(net.name);
         validateIfName(rt.ifname);
       } catch (err) {

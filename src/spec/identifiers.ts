@@ -25,8 +25,12 @@ export function networkNameTooLong(name: string): boolean {
   return Buffer.byteLength(name, 'utf8') > MAX_NETWORK_NAME_BYTES;
 }
 
-/** Checks a container ID: empty is code 3 (unknown container), bad characters code 4. */
-export function validateContainerId(id: string): void {
+/**
+ * Checks a container ID: empty is code 3 (unknown container), bad characters code 4, and longer
+ * than `maxBytes` (default MAX_CONTAINER_ID_BYTES, the plugin side's limit) code 4. A runtime,
+ * whose cache names are bounded whatever the ID, passes `Number.POSITIVE_INFINITY` as libcni does.
+ */
+export function validateContainerId(id: string, maxBytes = MAX_CONTAINER_ID_BYTES): void {
   if (id === '')
     throw new CniError(ErrorCode.UnknownContainer, 'missing containerID: CNI_CONTAINERID is empty');
   if (!ID_RE.test(id)) {
@@ -36,10 +40,10 @@ export function validateContainerId(id: string): void {
       id,
     );
   }
-  if (containerIdTooLong(id)) {
+  if (Buffer.byteLength(id, 'utf8') > maxBytes) {
     throw new CniError(
       ErrorCode.InvalidEnvironmentVariables,
-      `CNI_CONTAINERID: ${Buffer.byteLength(id, 'utf8')} bytes is too long; the limit is ${MAX_CONTAINER_ID_BYTES} bytes (container IDs become parts of file names); use a shorter ID`,
+      `CNI_CONTAINERID: ${Buffer.byteLength(id, 'utf8')} bytes is too long; the limit is ${maxBytes} bytes (container IDs become parts of file names); use a shorter ID`,
       `${id.slice(0, 40)}...`,
     );
   }
