@@ -1,7 +1,7 @@
 // /run/flannel/subnet.env, written by flanneld: the node's pod subnet and the cluster network.
 import { readFile } from 'node:fs/promises';
 import { CniError, ErrorCode } from 'cni-kit';
-import { tryParseIP } from 'cni-kit/spec';
+import { describeSystemError, tryParseIP } from 'cni-kit/spec';
 
 /** What flanneld tells the plugin about this node. */
 export interface FlannelEnv {
@@ -77,7 +77,7 @@ export async function readSubnetEnv(file: string): Promise<FlannelEnv> {
   } catch (e) {
     throw new CniError(
       ErrorCode.TryAgainLater,
-      `cannot read ${file}: ${(e as Error).message}; flanneld writes it once it has a lease, check that it runs on this node`,
+      `${describeSystemError(e) ?? `cannot read ${file}: ${(e as Error).message}`}; flanneld writes it once it has a lease, check that it runs on this node`,
     );
   }
   return parseSubnetEnv(text, file);

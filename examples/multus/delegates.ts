@@ -20,6 +20,7 @@ import {
   withCniArgs,
 } from 'cni-kit/k8s';
 import { boundedFileName, loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
+import { describeSystemError } from 'cni-kit/spec';
 import type { MultusConf } from './config.js';
 
 /** One network to attach, fully resolved. */
@@ -76,7 +77,10 @@ export async function configFromPath(path: string): Promise<AttachmentConfig> {
   try {
     isDir = (await stat(path)).isDirectory();
   } catch (e) {
-    throw new CniError(ErrorCode.IOFailure, `network config ${path}: ${(e as Error).message}`);
+    throw new CniError(
+      ErrorCode.IOFailure,
+      `network config: ${describeSystemError(e) ?? `${path}: ${(e as Error).message}`}`,
+    );
   }
   if (isDir) {
     const files = (await loadConfFiles(path, ['.conf', '.conflist'])).filter(

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
-import { CniError, ErrorCode, importOptionalPeer } from '../spec/errors.js';
+import { CniError, describeSystemError, ErrorCode, importOptionalPeer } from '../spec/errors.js';
 import {
   type CustomResources,
   type KubeApi,
@@ -79,7 +79,7 @@ async function loadConfig(
   } catch (e) {
     throw new CniError(
       ErrorCode.IOFailure,
-      `kubeconfig ${path}: cannot read: ${(e as Error).message}; check the "kubeconfig" field of the plugin config`,
+      `kubeconfig: ${describeSystemError(e) ?? `cannot read ${path}: ${(e as Error).message}`}; check the "kubeconfig" field of the plugin config`,
       undefined,
       { cause: e },
     );
@@ -155,7 +155,7 @@ async function applyTokenFile(kc: K8s.KubeConfig, path: string, text: string): P
     token = (await readFile(abs, 'utf8')).trim();
   } catch (e) {
     throw new Error(
-      `users[${JSON.stringify(user.name)}].tokenFile: cannot read ${abs}: ${(e as Error).message}`,
+      `users[${JSON.stringify(user.name)}].tokenFile: ${describeSystemError(e) ?? `cannot read ${abs}: ${(e as Error).message}`}`,
     );
   }
   kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, token } : u));

@@ -7,7 +7,7 @@ import {
   parseNetConf,
   parseNetConfList,
 } from '../spec/config.js';
-import { CniError, ErrorCode } from '../spec/errors.js';
+import { CniError, describeSystemError, ErrorCode } from '../spec/errors.js';
 
 /** Extensions runtimes read from a config directory. */
 export const CONF_EXTENSIONS = ['.conf', '.conflist', '.json'] as const;
@@ -25,7 +25,10 @@ export async function loadConfFiles(
     names = await readdir(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new CniError(ErrorCode.IOFailure, `cannot read config directory ${dir}: ${(err as Error).message}`);
+    throw new CniError(
+      ErrorCode.IOFailure,
+      `config directory: ${describeSystemError(err) ?? `cannot read ${dir}: ${(err as Error).message}`}`,
+    );
   }
   return names
     .filter((n) => !n.startsWith('.') && extensions.includes(extname(n)))
@@ -44,7 +47,10 @@ export async function loadConfFile(file: string): Promise<NetConfList> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new CniError(ErrorCode.IOFailure, `cannot read ${file}: ${(err as Error).message}`);
+    throw new CniError(
+      ErrorCode.IOFailure,
+      describeSystemError(err) ?? `cannot read ${file}: ${(err as Error).message}`,
+    );
   }
   try {
     if (extname(file) === '.conflist') return parseNetConfList(text);

@@ -9,7 +9,7 @@ import type { CniArgs } from '../spec/args.js';
 import { buildCniEnv, type Command, type Env } from '../spec/call.js';
 import type { Attachment, NetConf, NetConfList, PluginConf } from '../spec/config.js';
 import { attachmentsJson, confListFromConf, parseNetConf, parseNetConfList } from '../spec/config.js';
-import { CniError, ErrorCode } from '../spec/errors.js';
+import { CniError, describeSystemError, ErrorCode } from '../spec/errors.js';
 import { validateContainerId, validateIfName, validateNetworkName } from '../spec/identifiers.js';
 import { convertResult, parseResult, toCurrentResult } from '../spec/result/convert.js';
 import type { AnyResult, Result } from '../spec/result/types.js';
@@ -356,7 +356,7 @@ export class CniRuntime {
     } catch (err) {
       throw new CniError(
         ErrorCode.IOFailure,
-        `failed to set network "${net.name}" cached result in ${this.cache.dir}: ${(err as Error).message}; the attachment exists, call DEL to remove it`,
+        `failed to set network "${net.name}" cached result in ${this.cache.dir}: ${describeSystemError(err) ?? (err as Error).message}; the attachment exists, call DEL to remove it`,
         undefined,
         { cause: err },
       );

@@ -4,11 +4,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type NetConf, runPlugin } from 'cni-kit';
+import { type CniError, type NetConf, runPlugin } from 'cni-kit';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { buildDelegate as build, flannelConfig, flannelPlugin } from '../../examples/flannel/plugin.js';
-import { parseSubnetEnv } from '../../examples/flannel/subnet-env.js';
+import { parseSubnetEnv, readSubnetEnv } from '../../examples/flannel/subnet-env.js';
 
 const GO = '/usr/lib/cni';
 const tag = `fln${process.pid % 100000}`;
@@ -29,6 +29,18 @@ const buildDelegate = (config: NetConf, env: Parameters<typeof build>[2]) =>
   build(config, flannelConfig.parse(config), env);
 
 describe('subnet.env and the delegate config', () => {
+  it('a missing subnet.env is code 11 in words, not raw errno text (F17)', async () => {
+    const missing = join(tmpdir(), `ck-flannel-missing-${process.pid}`, 'subnet.env');
+    const err = await readSubnetEnv(missing).then(
+      () => undefined,
+      (e: unknown) => e as CniError,
+    );
+    expect(err?.code).toBe(11);
+    expect(err?.message).toBe(
+      `cannot open ${JSON.stringify(missing)}: no such file or directory (ENOENT); create it or fix the path in the config; flanneld writes it once it has a lease, check that it runs on this node`,
+    );
+  });
+
   it('builds bridge + host-local with the reference defaults, and delegate overrides win', () => {
     const env = parseSubnetEnv(
       '# written by flanneld\nFLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n',
