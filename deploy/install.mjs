@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Node installer of the cni-kit DaemonSet: copies the Node runtime and the chosen plugins into the
 // host's CNI bin dir, keeps a kubeconfig for the service account up to date (bound tokens
-// rotate), and writes 00-multus.conf once the cluster network's config exists (multi-net-spec
+// rotate), gives whereabouts its flat file (the Kubernetes store with that kubeconfig), and writes 00-multus.conf once the cluster network's config exists (multi-net-spec
 // §6.1: no multus config before the default network is ready). Runs until the pod stops.
 import { createHash } from 'node:crypto';
 import {
@@ -96,8 +96,29 @@ function writeKubeconfig() {
   if (sum === lastKubeconfig) return;
   mkdirSync(join(HOST_CONF, 'multus.d'), { recursive: true, mode: 0o700 });
   install(join(HOST_CONF, 'multus.d', 'multus.kubeconfig'), text, 0o600);
+  if (PLUGINS.includes('whereabouts')) writeWhereaboutsFlatFile(text);
   lastKubeconfig = sum;
   log('kubeconfig written (service-account token refreshed)');
+}
+
+/**
+ * whereabouts' flat file, where whereabouts (ours and upstream's) looks for the settings merged into
+ * every IPAM config: the Kubernetes store with this kubeconfig. Without it a NAD such as
+ * {"type":"whereabouts","range":...} has no store and ADD fails naming this file. An existing
+ * whereabouts.conf is the admin's and is left alone; the kubeconfig beside it is kept fresh.
+ */
+function writeWhereaboutsFlatFile(kubeconfig) {
+  const dir = join(HOST_CONF, 'whereabouts.d');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  install(join(dir, 'whereabouts.kubeconfig'), kubeconfig, 0o600);
+  const flat = join(dir, 'whereabouts.conf');
+  if (existsSync(flat)) return;
+  const conf = {
+    datastore: 'kubernetes',
+    kubernetes: { kubeconfig: join(HOST_VIEW_CONF, 'whereabouts.d', 'whereabouts.kubeconfig') },
+  };
+  install(flat, `${JSON.stringify(conf, null, 2)}\n`, 0o600);
+  log(`${join(HOST_VIEW_CONF, 'whereabouts.d', 'whereabouts.conf')} written (whereabouts: Kubernetes store)`);
 }
 
 function masterConf() {
@@ -154,6 +175,7 @@ process.on('SIGTERM', () => {
   if (env.CLEANUP_ON_EXIT === 'true') {
     rmSync(join(HOST_CONF, '00-multus.conf'), { force: true });
     rmSync(join(HOST_CONF, 'multus.d'), { recursive: true, force: true });
+    rmSync(join(HOST_CONF, 'whereabouts.d', 'whereabouts.kubeconfig'), { force: true });
     log('removed 00-multus.conf and the kubeconfig');
   }
   process.exit(0);

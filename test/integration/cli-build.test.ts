@@ -6,6 +6,7 @@
 // line. The packed-package path (a new npm project, npx) is in package-tarball.test.ts.
 import { spawn, spawnSync } from 'node:child_process';
 import {
+  copyFileSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -261,6 +262,8 @@ pluginMain({ add: async () => { await openKubeApi('/nonexistent'); return { inte
     const src = join(work, 'image');
     expect(build(['hello.ts', '-o', 'image/hello']).status).toBe(0);
     expect(build(['ffi.ts', '-o', 'image/ffi']).status).toBe(0);
+    // Any plugin named whereabouts makes the installer write whereabouts' flat file.
+    copyFileSync(join(src, 'hello'), join(src, 'whereabouts'));
     const host = mkdtempSync(join(tmpdir(), 'ckinstall-'));
     try {
       const bin = join(host, 'bin');
@@ -277,7 +280,7 @@ pluginMain({ add: async () => { await openKubeApi('/nonexistent'); return { inte
           CNI_CONF_DIR: join(host, 'conf'),
           HOST_CNI_CONF_DIR: join(host, 'conf'),
           CNI_KIT_SOURCE_DIR: src,
-          CNI_KIT_PLUGINS: 'hello ffi',
+          CNI_KIT_PLUGINS: 'hello ffi whereabouts',
           SERVICE_ACCOUNT_DIR: sa,
           KUBERNETES_SERVICE_HOST: '127.0.0.1',
         },
@@ -302,6 +305,15 @@ pluginMain({ add: async () => { await openKubeApi('/nonexistent'); return { inte
       child.kill('SIGTERM');
       expect(await exited, out).toBe(0);
       expect(out).toContain(`installed ${join(bin, 'lib')}`);
+      // whereabouts' flat file selects the Kubernetes store with the installer's kubeconfig.
+      const wd = join(host, 'conf', 'whereabouts.d');
+      expect(JSON.parse(readFileSync(join(wd, 'whereabouts.conf'), 'utf8'))).toEqual({
+        datastore: 'kubernetes',
+        kubernetes: { kubeconfig: join(wd, 'whereabouts.kubeconfig') },
+      });
+      expect(JSON.parse(readFileSync(join(wd, 'whereabouts.kubeconfig'), 'utf8')).users[0].user.token).toBe(
+        'token',
+      );
       // The plugins, the runtime they point at, lib/ with the binary, and no build stamps.
       expect(readFileSync(join(bin, 'ffi'), 'utf8').split('\n')[0]).toBe(`#!${join(bin, 'cni-kit-node')}`);
       expect(existsSync(join(bin, 'lib/koffi/index.cjs'))).toBe(true);
