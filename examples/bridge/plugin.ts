@@ -47,7 +47,6 @@ import {
 } from 'cni-kit/spec';
 import {
   checkPortVlans,
-  checkVlanCombination,
   dropDefaultVlans,
   ensureVlanGateway,
   queuePortVlans,
@@ -80,7 +79,7 @@ export const bridgeConfig = conf
   })
   .transform((c) => {
     // A default gateway must be a gateway, as in the reference.
-    const out = checkVlanCombination({ ...c, isGateway: c.isGateway || c.isDefaultGateway });
+    const out = { ...c, isGateway: c.isGateway || c.isDefaultGateway };
     // The reference only finds out when the kernel refuses the gateway link's name mid-ADD.
     if (out.vlan && out.isGateway && vlanGatewayName(out.bridge, out.vlan).length > 15)
       throw new CniError(

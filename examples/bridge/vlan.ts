@@ -1,8 +1,10 @@
-// Bridge VLANs for the bridge plugin. `vlan` makes the container's bridge port an access port (the
-// VLAN is its PVID and leaves untagged), `vlanTrunk` makes it a trunk (the VLANs leave tagged); both
-// need vlan_filtering on the bridge, without which the kernel stores port VLANs but never enforces
-// them. A gateway on a VLAN cannot live on the bridge itself, so, as in the reference, it goes on a
-// host veth "<bridge>.<vlan>" whose peer is an access port of that VLAN.
+// Bridge VLANs for the bridge plugin, with the reference's semantics (plugins 1.8+). `vlan` alone
+// makes the container's bridge port an access port (the VLAN is its PVID and leaves untagged).
+// `vlanTrunk` makes it a trunk: its VLANs leave tagged, and the native VLAN (PVID, untagged) is
+// `vlan` when both are given, else VLAN 1. Either needs vlan_filtering on the bridge, without which
+// the kernel stores port VLANs but never enforces them. A gateway on a VLAN cannot live on the
+// bridge itself, so, as in the reference, it goes on a host veth "<bridge>.<vlan>" whose peer is an
+// access port of that VLAN (never a trunk).
 import { CniError, conf, ErrorCode, type InferShape } from 'cni-kit';
 import { type BridgeVlan, isExists, type Link, type NetnsOps } from 'cni-kit/netlink';
 import { randomVethName } from 'cni-kit/netsetup';
@@ -35,7 +37,7 @@ const trunkEntry = conf
 
 /** The VLAN fields of the bridge config; spread into its `conf.object`. */
 export const vlanFields = {
-  /** Access VLAN of the container's port (PVID, untagged); 0 or absent: none, as in the reference. */
+  /** Access VLAN of the port, or the native VLAN of a trunk (PVID, untagged); 0 or absent: none. */
   vlan: conf
     .int(0, 4094)
     .fix('use a VLAN ID from 1 to 4094, or 0 for none')
@@ -47,25 +49,18 @@ export const vlanFields = {
     .fix(TRUNK_EXAMPLE)
     .default([])
     .transform((lists) => [...new Set(lists.flat())].sort((a, b) => a - b)),
-  /** Keep the VLANs a new port starts with (the bridge's default PVID); default true, as in the reference. */
-  preserveDefaultVlan: conf.bool().default(true),
+  /**
+   * Keep the VLANs a new port starts with (the bridge's default PVID) next to the configured ones;
+   * default false, as in the reference since plugins 1.8 (full isolation unless asked otherwise).
+   */
+  preserveDefaultVlan: conf.bool().default(false),
 };
-
-/** A port is either an access port ("vlan") or a trunk ("vlanTrunk"), never both. */
-export function checkVlanCombination<C extends VlanConf>(c: C): C {
-  if (c.vlan && c.vlanTrunk.length)
-    throw invalid(
-      `vlan: ${c.vlan} cannot be combined with vlanTrunk (VLANs ${c.vlanTrunk.join(',')})`,
-      'a port is either an access port ("vlan") or a trunk ("vlanTrunk"); drop one of them',
-    );
-  return c;
-}
 
 /** The VLAN part of the bridge config, parsed. */
 export type VlanConf = InferShape<typeof vlanFields>;
 
 /** The VLAN part of the bridge config on its own (the bridge config includes it). */
-export const vlanConfig = conf.object(vlanFields).transform(checkVlanCombination);
+export const vlanConfig = conf.object(vlanFields);
 
 /** Whether the config puts the port in any VLAN, so the bridge needs vlan_filtering. */
 export const wantsVlanFiltering = (c: VlanConf): boolean => !!c.vlan || c.vlanTrunk.length > 0;
@@ -73,13 +68,29 @@ export const wantsVlanFiltering = (c: VlanConf): boolean => !!c.vlan || c.vlanTr
 /** The name of the host veth that carries the gateway address of VLAN `vlan` on `bridge`. */
 export const vlanGatewayName = (bridge: string, vlan: number): string => `${bridge}.${vlan}`;
 
-/** The VLANs a port must have for `conf`. */
+/** The native VLAN of a trunk configured without `vlan`, as in the reference. */
+export const DEFAULT_NATIVE_VLAN = 1;
+
+/** The port's untagged PVID VLAN: `vlan`, else VLAN 1 on a trunk, else none. */
+export const nativeVlan = (conf: VlanConf): number | undefined =>
+  conf.vlan || (conf.vlanTrunk.length ? DEFAULT_NATIVE_VLAN : undefined);
+
+/**
+ * The VLANs a port must have for `conf`, ascending: the native VLAN (PVID, untagged) and the trunk's
+ * VLANs (tagged). A trunk range that covers the native VLAN leaves it native: the reference's
+ * documented meaning of `vlan` on a trunk (its own order of kernel calls would retag it when `vlan`
+ * is set, but keep it native when it is the default VLAN 1; one rule here for both).
+ */
 export function wantedPortVlans(conf: VlanConf): BridgeVlan[] {
-  if (conf.vlan) return [{ vid: conf.vlan, pvid: true, untagged: true }];
-  return conf.vlanTrunk.map((v) => ({ vid: v, pvid: false, untagged: false }));
+  const native = nativeVlan(conf);
+  const out: BridgeVlan[] = conf.vlanTrunk
+    .filter((v) => v !== native)
+    .map((v) => ({ vid: v, pvid: false, untagged: false }));
+  if (native !== undefined) out.push({ vid: native, pvid: true, untagged: true });
+  return out.sort((a, b) => a.vid - b.vid);
 }
 
-/** Queues the port's VLANs (the access VLAN takes over the PVID; trunk VLANs are tagged). */
+/** Queues the port's VLANs (the native VLAN takes over the PVID; trunk VLANs are tagged). */
 export function queuePortVlans(ns: NetnsOps, port: string, conf: VlanConf): void {
   for (const v of wantedPortVlans(conf))
     ns.addBridgeVlan(port, v.vid, {
@@ -113,16 +124,18 @@ export async function ensureVlanGateway(
   hostLinks: readonly Link[],
 ): Promise<Link> {
   const name = vlanGatewayName(bridge, conf.vlan);
+  // The gateway's port is an access port of the VLAN, never a trunk, as in the reference.
+  const access: VlanConf = { vlan: conf.vlan, vlanTrunk: [], preserveDefaultVlan: conf.preserveDefaultVlan };
   const found = hostLinks.find((l) => l.name === name);
   if (found) return found;
   const port = randomVethName();
   host.createLink({ kind: 'veth', name: port, peerName: name, ...(conf.mtu ? { mtu: conf.mtu } : {}) });
   host.setLink(port, { master: bridge, up: true });
-  queuePortVlans(host, port, conf);
+  queuePortVlans(host, port, access);
   host.setLink(name, { up: true });
   try {
     const link = await host.getLink(name);
-    await dropDefaultVlans(host, port, conf);
+    await dropDefaultVlans(host, port, access);
     return link;
   } catch (e) {
     // A concurrent ADD on the same VLAN made it first: use theirs.

@@ -72,7 +72,7 @@ export function addSubLinkAttachment<C>(
   spec: SubLinkSpec,
   opts: SubLinkAttachmentOptions = {},
 ): Promise<Result> {
-  const plugin = ctx.config.type;
+  const plugin = ctx.config.type ?? spec.kind;
   return addWithRollback(ctx, plugin, async (tx) => {
     const link = await createSubLink(netlink, { ...spec, name: ctx.ifname } as SubLinkKinds, {
       netns: ctx.netns,

@@ -190,7 +190,7 @@ async function invoke<C>(spec: PluginSpec<C>, info: CallInfo): Promise<string> {
     case 'GC': {
       const gcCtx: GcContext<C> = { ...ctx, validAttachments: info.validAttachments ?? [] };
       if (spec.gc) await spec.gc(gcCtx);
-      else info.log(`${config.type}: no GC handler; nothing to collect`);
+      else info.log(`${config.type ?? 'this plugin'}: no GC handler; nothing to collect`);
       return '';
     }
     default: {

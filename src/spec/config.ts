@@ -13,9 +13,8 @@ export interface IpamConf {
   [key: string]: unknown;
 }
 
-/** One plugin object of a conflist (or a single-plugin config); unknown keys are preserved. */
-export interface PluginConf {
-  type: string;
+/** The fields a plugin object and a plugin's request config share; unknown keys are preserved. */
+export interface PluginConfFields {
   name?: string;
   cniVersion?: string;
   capabilities?: Record<string, boolean>;
@@ -30,8 +29,19 @@ export interface PluginConf {
   [key: string]: unknown;
 }
 
-/** The request config a plugin receives on stdin, with `name` and `cniVersion` always set. */
-export interface NetConf extends PluginConf {
+/** One plugin object of a conflist (or a single-plugin config): a runtime runs it by `type`. */
+export interface PluginConf extends PluginConfFields {
+  type: string;
+}
+
+/**
+ * The request config a plugin receives on stdin, with `name` and `cniVersion` always set. `type`
+ * may be absent, as the Go skel accepts (cni.dev's host-local example pipes `{"cniVersion", "name",
+ * "ipam"}` straight into the binary): the runtime that found the plugin by type has no further use
+ * for it, and code that does (delegation by type) refuses it there with code 7.
+ */
+export interface NetConf extends PluginConfFields {
+  type?: string;
   name: string;
   /** The config's version; "" and a missing value read as "0.1.0" as in the Go library. */
   cniVersion: string;
@@ -111,9 +121,13 @@ const attachments = conf
   .fix('use a list of {"containerID", "ifname"} objects')
   .optional();
 
-/** The request config envelope (what every plugin reads on stdin); plugin fields are the plugin's. */
+/**
+ * The request config envelope (what every plugin reads on stdin); plugin fields are the plugin's.
+ * `type` is optional here, as in the Go skel, which only requires `name`.
+ */
 const netConfSchema = conf.object({
   ...pluginFields,
+  type: pluginFields.type.optional(),
   cniVersion: versionField.optional(),
   cniVersions: versionsField.optional(),
   name: nameField,
@@ -239,14 +253,21 @@ export function parseNetConfList(bytes: string | Uint8Array): NetConfList {
 
 /** Wraps a single-plugin config as a one-plugin list (libcni's ConfListFromConf). */
 export function confListFromConf(conf: NetConf | PluginConf): NetConfList {
-  const { name, cniVersion } = conf;
+  const { name, cniVersion, type } = conf;
+  // A plugin may run without "type" (the Go skel does not read it), but a runtime finds the
+  // plugin by it: refuse here, as libcni's ConfFromBytes does, before anything is exec'd.
+  if (typeof type !== 'string' || type === '')
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `invalid network config: type: ${type === undefined ? 'missing' : `${JSON.stringify(type)} is not a plugin name`}; a runtime runs the plugin that "type" names: set it to the plugin binary's name, e.g. "bridge"`,
+    );
   return {
     cniVersion: typeof cniVersion === 'string' ? cniVersion : '',
     name: typeof name === 'string' ? name : '',
     disableCheck: false,
     disableGC: false,
     loadOnlyInlinedPlugins: false,
-    plugins: [{ ...conf }],
+    plugins: [{ ...conf, type }],
     raw: { cniVersion, name, plugins: [conf] },
   };
 }

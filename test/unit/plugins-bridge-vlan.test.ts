@@ -23,11 +23,8 @@ describe('bridge VLANs (memory backend)', () => {
     const r = JSON.parse(out.stdout);
     expect(hostLink('ubr0')).toMatchObject({ kind: 'bridge', vlanFiltering: true });
     const port = r.interfaces[1].name;
-    // preserveDefaultVlan defaults to true: VLAN 1 stays, but the PVID moves to the access VLAN.
-    expect(await vlansOf(port)).toEqual([
-      { vid: 1, pvid: false, untagged: true },
-      { vid: 100, pvid: true, untagged: true },
-    ]);
+    // preserveDefaultVlan defaults to false (the reference since plugins 1.8): VLAN 1 is gone.
+    expect(await vlansOf(port)).toEqual([{ vid: 100, pvid: true, untagged: true }]);
     // The gateway lives on a host veth named after the VLAN, listed last so ips[].interface stays 2.
     expect(r.interfaces.map((i: { name: string }) => i.name)).toEqual(['ubr0', port, 'eth0', 'ubr0.100']);
     expect(r.ips[0]).toMatchObject({ interface: 2, gateway: '10.55.0.1' });
@@ -85,18 +82,29 @@ describe('bridge VLANs (memory backend)', () => {
     );
   });
 
-  it('vlanTrunk: tagged VLANs from ids and ranges, gateway stays on the bridge', async () => {
-    const c = h.conf({
-      vlanTrunk: [{ id: 5 }, { minID: 10, maxID: 12 }, { id: 11 }],
-      preserveDefaultVlan: false,
-    });
+  it('preserveDefaultVlan: true keeps the default VLAN untagged, the PVID moves to the access VLAN', async () => {
+    const c = h.conf({ vlan: 100, preserveDefaultVlan: true });
+    const out = await h.call('ADD', c);
+    expect(out.exitCode, out.stdout).toBe(0);
+    const r = JSON.parse(out.stdout);
+    expect(await vlansOf(r.interfaces[1].name)).toEqual([
+      { vid: 1, pvid: false, untagged: true },
+      { vid: 100, pvid: true, untagged: true },
+    ]);
+    expect((await h.call('CHECK', { ...c, prevResult: r })).exitCode).toBe(0);
+  });
+
+  it('vlanTrunk: tagged VLANs from ids and ranges, native VLAN 1, gateway stays on the bridge', async () => {
+    const c = h.conf({ vlanTrunk: [{ id: 5 }, { minID: 10, maxID: 12 }, { id: 11 }] });
     const out = await h.call('ADD', c);
     expect(out.exitCode, out.stdout).toBe(0);
     const r = JSON.parse(out.stdout);
     expect(hostLink('ubr0')?.vlanFiltering).toBe(true);
-    expect(await vlansOf(r.interfaces[1].name)).toEqual(
-      [5, 10, 11, 12].map((vid) => ({ vid, pvid: false, untagged: false })),
-    );
+    // Without "vlan" the trunk's native VLAN is 1, as in the reference.
+    expect(await vlansOf(r.interfaces[1].name)).toEqual([
+      { vid: 1, pvid: true, untagged: true },
+      ...[5, 10, 11, 12].map((vid) => ({ vid, pvid: false, untagged: false })),
+    ]);
     expect(r.interfaces).toHaveLength(3);
     const addrs = await h.nl.inNetns(undefined, (ns) => ns.addresses({ link: 'ubr0' }));
     expect(addrs.map((a) => a.cidr)).toEqual(['10.55.0.1/24']);
@@ -104,6 +112,110 @@ describe('bridge VLANs (memory backend)', () => {
     await h.nl.inNetns(undefined, (ns) => ns.deleteBridgeVlan(r.interfaces[1].name, 11));
     expect(JSON.parse((await h.call('CHECK', { ...c, prevResult: r })).stdout).msg).toContain(
       'not in VLAN 11',
+    );
+  });
+
+  it("vlan with vlanTrunk (the docs' trunk example): native VLAN untagged, trunk tagged, access-only gateway port", async () => {
+    const c = h.conf({ vlan: 100, vlanTrunk: [{ id: 101 }, { minID: 200, maxID: 299 }] });
+    const out = await h.call('ADD', c);
+    expect(out.exitCode, out.stdout).toBe(0);
+    const r = JSON.parse(out.stdout);
+    expect(hostLink('ubr0')?.vlanFiltering).toBe(true);
+    const tagged = [101, ...Array.from({ length: 100 }, (_, i) => 200 + i)];
+    expect(await vlansOf(r.interfaces[1].name)).toEqual([
+      { vid: 100, pvid: true, untagged: true },
+      ...tagged.map((vid) => ({ vid, pvid: false, untagged: false })),
+    ]);
+    // The gateway is on <bridge>.<vlan>, whose port is an access port of the native VLAN only.
+    expect(r.interfaces.map((i: { name: string }) => i.name)).toEqual([
+      'ubr0',
+      r.interfaces[1].name,
+      'eth0',
+      'ubr0.100',
+    ]);
+    const gw = hostLink('ubr0.100');
+    const gwPort = h.nl.inspect().links.find((l) => l.index === gw?.parentIndex)?.name ?? '';
+    expect(await vlansOf(gwPort)).toEqual([{ vid: 100, pvid: true, untagged: true }]);
+    expect((await h.call('CHECK', { ...c, prevResult: r })).exitCode).toBe(0);
+    // A trunk VLAN that leaves untagged is drift.
+    await h.nl.inNetns(undefined, (ns) => ns.addBridgeVlan(r.interfaces[1].name, 101, { untagged: true }));
+    expect(JSON.parse((await h.call('CHECK', { ...c, prevResult: r })).stdout).msg).toContain(
+      'has VLAN 101 untagged, config wants 101 tagged',
+    );
+    expect((await h.call('DEL', c)).exitCode).toBe(0);
+    expect(hostLink(r.interfaces[1].name)).toBeUndefined();
+  });
+
+  it('vlan inside a vlanTrunk range stays the native VLAN; the L2 docs example (ipam {}) works', async () => {
+    const c = {
+      cniVersion: '1.0.0',
+      name: 'mynet',
+      type: 'bridge',
+      bridge: 'mynet0',
+      vlan: 150,
+      vlanTrunk: [{ minID: 148, maxID: 152 }],
+      ipam: {},
+    };
+    const out = await h.call('ADD', c);
+    expect(out.exitCode, out.stdout).toBe(0);
+    const r = JSON.parse(out.stdout);
+    expect(await vlansOf(r.interfaces[1].name)).toEqual(
+      [148, 149, 150, 151, 152].map((vid) =>
+        vid === 150 ? { vid, pvid: true, untagged: true } : { vid, pvid: false, untagged: false },
+      ),
+    );
+    // L2 only: no gateway link.
+    expect(hostLink('mynet0.150')).toBeUndefined();
+    expect((await h.call('CHECK', { ...c, prevResult: r })).exitCode).toBe(0);
+    expect((await h.call('DEL', c)).exitCode).toBe(0);
+  });
+
+  it("property: the port's VLAN table for any vlan / vlanTrunk / preserveDefaultVlan", async () => {
+    const vidArb = fc.integer({ min: 1, max: 30 });
+    const trunkArb = fc.array(
+      fc.oneof(
+        vidArb.map((id) => ({ id })),
+        fc.tuple(vidArb, fc.integer({ min: 0, max: 4 })).map(([lo, n]) => ({ minID: lo, maxID: lo + n })),
+      ),
+      { maxLength: 4 },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.option(vidArb, { nil: undefined }),
+        trunkArb,
+        fc.option(fc.boolean(), { nil: undefined }),
+        async (vlan, vlanTrunk, preserve) => {
+          h.reset();
+          const c = h.conf({
+            ...(vlan !== undefined ? { vlan } : {}),
+            ...(vlanTrunk.length ? { vlanTrunk } : {}),
+            ...(preserve !== undefined ? { preserveDefaultVlan: preserve } : {}),
+            isGateway: false,
+            ipam: {},
+          });
+          const out = await h.call('ADD', c);
+          expect(out.exitCode, out.stdout).toBe(0);
+          const port = JSON.parse(out.stdout).interfaces[1].name;
+          // The model: the native VLAN (vlan, else 1 on a trunk) is PVID and untagged, the other
+          // trunk VLANs tagged; with preserveDefaultVlan the port's starting VLAN 1 stays untagged.
+          const trunk = new Set<number>();
+          for (const t of vlanTrunk)
+            if ('id' in t) trunk.add(t.id);
+            else for (let v = t.minID; v <= t.maxID; v++) trunk.add(v);
+          const native = vlan ?? (trunk.size ? 1 : undefined);
+          const want = new Map<number, { pvid: boolean; untagged: boolean }>();
+          if (native === undefined || preserve) want.set(1, { pvid: native === undefined, untagged: true });
+          for (const v of trunk) want.set(v, { pvid: false, untagged: false });
+          if (native !== undefined) want.set(native, { pvid: true, untagged: true });
+          const expected = [...want].sort(([a], [b]) => a - b).map(([vid, f]) => ({ vid, ...f }));
+          const got = await vlansOf(port);
+          // Without any VLAN config the bridge does no filtering and the port's table is not ours.
+          if (native !== undefined) expect(got).toEqual(expected);
+          expect(hostLink('ubr0')?.vlanFiltering ?? false).toBe(native !== undefined);
+          expect((await h.call('DEL', c)).exitCode).toBe(0);
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 
@@ -115,7 +227,6 @@ describe('bridge VLANs (memory backend)', () => {
       ],
       [{ vlan: -1 }, 'vlan: -1'],
       [{ vlan: '10' }, 'vlan: "10"'],
-      [{ vlan: 10, vlanTrunk: [{ id: 20 }] }, 'vlan: 10 cannot be combined with vlanTrunk'],
       [{ vlanTrunk: [{ id: 0 }] }, 'vlanTrunk[0].id: 0'],
       [{ vlanTrunk: [{ id: 3 }, { minID: 9, maxID: 4 }] }, 'vlanTrunk[1]: minID 9 is greater than maxID 4'],
       [{ vlanTrunk: [{ minID: 9 }] }, 'vlanTrunk[0]: minID is set without maxID'],
