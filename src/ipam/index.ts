@@ -36,7 +36,14 @@ export {
   WhereaboutsAllocator,
   type WhereaboutsAllocatorOptions,
 } from './whereabouts/allocator.js';
-export type { DatastoreConfig, Interval, WhereaboutsConfig, WhereaboutsRange } from './whereabouts/config.js';
+export type {
+  DatastoreConfig,
+  FlatFileInfo,
+  Interval,
+  WhereaboutsConfig,
+  WhereaboutsConfigOptions,
+  WhereaboutsRange,
+} from './whereabouts/config.js';
 export {
   createWhereaboutsAllocator,
   openWhereaboutsStore,
@@ -44,6 +51,7 @@ export {
   type WhereaboutsStoreOptions,
   whereaboutsIpam,
 } from './whereabouts/index.js';
+export type { WhereaboutsLog } from './whereabouts/log.js';
 export type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from './whereabouts/store.js';
 export type { EtcdStoreOptions } from './whereabouts/stores/etcd.js';
 export type {

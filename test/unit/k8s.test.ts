@@ -309,7 +309,12 @@ describe('kubeconfig and client (client-node)', () => {
 
   it('refuses broken kubeconfigs with a coded error naming the file and the fix', async () => {
     const cases: Array<[string, string | object, number, RegExp]> = [
-      ['absent', '', ErrorCode.IOFailure, /absent: cannot read/],
+      [
+        'absent',
+        '',
+        ErrorCode.IOFailure,
+        /kubeconfig: cannot open "[^"]*absent": no such file or directory \(ENOENT\)/,
+      ],
       ['yaml-bad', 'clusters: [\n  - {', ErrorCode.InvalidNetworkConfig, /yaml-bad: .*fix the file/],
       [
         'no-server',
