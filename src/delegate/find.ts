@@ -7,7 +7,7 @@ export function validatePluginType(type: unknown, field = 'type'): asserts type 
   if (typeof type !== 'string' || type === '') {
     throw new CniError(
       ErrorCode.InvalidNetworkConfig,
-      `${field}: missing plugin type (got ${JSON.stringify(type)}); set it to the plugin binary's name, e.g. "bridge"`,
+      `${field}: ${type === undefined ? 'missing plugin type' : `${JSON.stringify(type)} is not a plugin type`}; set it to the plugin binary's name, e.g. "bridge"`,
     );
   }
   if (type.includes('/') || type.includes('\\')) {
