@@ -415,3 +415,36 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
     await expectNothingLeft(ours);
   }, 600_000);
 });
+
+describe('the by-design leftovers the podman cases allow', () => {
+  it('are only the shared portmap/firewall chains and jumps: no rule of a container passes', () => {
+    const shared = [
+      'ip4 filter :CNI-ADMIN -',
+      'ip4 filter :CNI-FORWARD -',
+      'ip4 filter -A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD',
+      'ip4 filter -A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN',
+      'ip6 nat :CNI-HOSTPORT-DNAT -',
+      'ip4 nat -A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
+      'ip4 nat -A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
+      'ip4 nat -A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
+      'ip4 nat -A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE',
+      'ip4 nat -A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000',
+    ];
+    const ofContainers = [
+      'ip4 nat :CNI-DN-5ccfda63b3fc2bf1f9386 -',
+      'ip4 nat :CNI-5ccfda63b3fc2bf1f938675f -',
+      'ip4 nat -A CNI-DN-5ccfda63b3fc2bf1f9386 -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.89.4.2:8080',
+      'ip4 nat -A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"n\\" id: \\"3f07\\"" -m multiport --dports 18080 -j CNI-DN-5ccfda63b3fc2bf1f9386',
+      'ip4 nat -A POSTROUTING -s 10.89.4.2/32 -m comment --comment "name: \\"n\\" id: \\"3f07\\"" -j CNI-5ccfda63b3fc2bf1f938675f',
+      'ip4 filter -A CNI-FORWARD -d 10.89.4.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      'ip4 filter -A CNI-FORWARD -s 10.89.4.2/32 -j ACCEPT',
+      'ip4 filter -A FORWARD -j CNI-FORWARD',
+    ];
+    expect(unexpectedRules(shared)).toEqual([]);
+    expect(unexpectedRules(ofContainers)).toEqual(ofContainers);
+    expect(LEFTOVERS.ipamFile.test('last_reserved_ip.0')).toBe(true);
+    expect(LEFTOVERS.ipamFile.test('lock')).toBe(true);
+    for (const f of ['10.89.4.2', 'fd00:89:6::2', '.cni-kit/a/0123abcd', 'last_reserved_ip.0.tmp.1'])
+      expect(LEFTOVERS.ipamFile.test(f), f).toBe(false);
+  });
+});
