@@ -210,9 +210,10 @@ export interface PodmanLab {
   cleanup(): Promise<string[]>;
 }
 
-const CONTROLLERS = (): string[] => {
+/** The cgroup hierarchies podman's cgroupfs manager writes to: each v1 controller, or the v2 root (''). */
+export const cgroupHierarchies = (): string[] => {
   try {
-    return readdirSync(CGROUP_ROOT).filter((c) => !c.includes('.'));
+    return ['', ...readdirSync(CGROUP_ROOT).filter((c) => !c.includes('.') && c !== 'libpod_parent')];
   } catch {
     return [];
   }
@@ -271,11 +272,13 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
   const nsDir = join(dir, 'ns');
   const mntns = join(nsDir, 'mnt');
   mkdirSync(nsDir);
+  let tar: string;
   try {
     must('mount', ['--bind', nsDir, nsDir]);
     must('mount', ['--make-private', nsDir]);
     writeFileSync(mntns, '');
     must('unshare', [`--mount=${mntns}`, '--propagation', 'slave', 'true']);
+    tar = buildRootfsTar(dir);
   } catch (e) {
     spawnSync('umount', [mntns]);
     spawnSync('umount', [nsDir]);
@@ -288,14 +291,13 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
     return r.status === 0 ? r.stdout : '';
   };
   const hadLibpodParent = new Set(
-    CONTROLLERS().filter((c) => existsSync(join(CGROUP_ROOT, c, 'libpod_parent'))),
+    cgroupHierarchies().filter((c) => existsSync(join(CGROUP_ROOT, c, 'libpod_parent'))),
   );
   const sites: PodmanSite[] = [];
   const netnses: string[] = [];
   const containerIds = new Set<string>();
   const sandboxes = new Set<string>();
   const image = `localhost/${tag}-busybox:latest`;
-  const tar = buildRootfsTar(dir);
 
   const newNetns = (suffix: string): string => {
     const netns = `${tag}-${suffix}`;
@@ -478,7 +480,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         forced.push(`process ${pid} in the lab's mount namespace`);
         kill(pid);
       }
-      for (const c of CONTROLLERS()) {
+      for (const c of cgroupHierarchies()) {
         const parent = join(CGROUP_ROOT, c, 'libpod_parent');
         for (const id of containerIds) {
           const cg = join(parent, `libpod-${id}`);

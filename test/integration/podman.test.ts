@@ -7,11 +7,12 @@
 // links, addresses, host-local records, tuning backups, iptables rules in the node namespace,
 // libcni cache entries, podman's network namespaces, mounts, conmon processes and cgroups.
 // The file is skipped, with a message naming what is missing, where podman cannot run.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { BIN_DIR } from '../helpers/plugin.js';
 import {
+  cgroupHierarchies,
   createPodmanLab,
   filesBelow,
   GO_CNI_DIR,
@@ -20,6 +21,7 @@ import {
   type PodmanLab,
   type PodmanNetwork,
   type PodmanSite,
+  type Proc,
   pidsMentioning,
   podmanMissing,
   unexpectedRules,
@@ -30,11 +32,12 @@ const missing = podmanMissing();
 if (missing) console.warn(`podman suite skipped: ${missing}`);
 let lab: PodmanLab | undefined;
 let ours: PodmanSite;
+let ready = false;
 const timings: Array<[string, number]> = [];
 
 function need(ctx: TestContext): PodmanLab {
   if (missing) ctx.skip(missing);
-  if (!lab) throw new Error('the podman lab was not set up (see beforeAll)');
+  if (!lab || !ready) throw new Error('the podman lab was not set up (see the error of beforeAll)');
   return lab;
 }
 
@@ -53,6 +56,7 @@ beforeAll(async () => {
   const l = await createPodmanLab(tag);
   lab = l;
   ours = await timed('set-up (rootfs tarball, podman import)', () => l.site('n', [BIN_DIR, GO_CNI_DIR]));
+  ready = true;
 }, 120_000);
 
 afterAll(async () => {
@@ -165,8 +169,14 @@ async function expectNothingLeft(site: PodmanSite, extraLinks: readonly string[]
   ).toEqual([]);
   expect(l.mountedSandboxes(), 'podman network namespace mounts').toEqual([]);
   expect(l.mounts(), 'mounts under the lab dir').toEqual([]);
-  expect(pidsMentioning(l.dir), 'conmon or podman processes').toEqual([]);
-  const cgroups = readdirSync('/sys/fs/cgroup').flatMap((c) =>
+  // conmon starts `podman container cleanup` as a container exits; podman rm does not wait for it.
+  let pids = pidsMentioning(l.dir);
+  for (let i = 0; i < 100 && pids.length > 0; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    pids = pidsMentioning(l.dir);
+  }
+  expect(pids, 'conmon or podman processes').toEqual([]);
+  const cgroups = cgroupHierarchies().flatMap((c) =>
     [...l.containerIds].map((id) => join('/sys/fs/cgroup', c, 'libpod_parent', `libpod-${id}`)),
   );
   expect(
@@ -248,9 +258,10 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
 
       const a = await ours.createNetwork(`${tag}-a`, [subnets[0]!]);
       const b = await ours.createNetwork(`${tag}-b`, [subnets[1]!]);
+      let run: Proc | undefined;
       await withContainers(ours, ['two'], async () => {
-        const r = await ours.runDetached('two', ['--network', `${a.name},${b.name}`], SLEEP);
-        expect(r.status, r.stderr).toBe(0);
+        run = await ours.runDetached('two', ['--network', `${a.name},${b.name}`], SLEEP);
+        if (run.status !== 0) return; // asserted below, once the failed start is known to leave nothing
         const att = await attachments(ours, 'two');
         expect(Object.keys(att).sort()).toEqual([a.name, b.name].sort());
         // podman sets the networks up in no fixed order, so the two default routes come in either
@@ -260,6 +271,7 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
         for (const gw of [...a.gateways, ...b.gateways]) await expectPing(ours, 'two', gw);
       });
       await expectNothingLeft(ours);
+      expect(run?.status, run?.stderr).toBe(0);
     });
   }, 150_000);
 
@@ -290,6 +302,16 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
         inClient('ip', 'addr', 'add', '192.0.2.2/24', 'dev', 'eth0');
         inClient('ip', 'link', 'set', 'eth0', 'up');
         const fetch = (p: { stdout: string }) => p.stdout.trim();
+        // The server answers one connection, then its loop starts the next nc: a connection that
+        // comes in between (or before the first) is refused, so each path is tried for up to 10 s.
+        const fetchOk = async (run: () => Proc): Promise<string> => {
+          let got = '';
+          for (let i = 0; i < 50 && got !== 'podman-portmap-ok'; i++) {
+            got = fetch(run());
+            if (got !== 'podman-portmap-ok') await new Promise((res) => setTimeout(res, 200));
+          }
+          return got;
+        };
         await withContainers(ours, ['pm'], async () => {
           const serve = 'while true; do echo podman-portmap-ok | nc -l -p 8080; done';
           const r = await ours.runDetached(
@@ -300,16 +322,11 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
           expect(r.status, r.stderr).toBe(0);
           const ip = (await attachments(ours, 'pm'))[net.name]!.IPAddress;
           expect(ours.iptables().join('\n')).toContain(`-j DNAT --to-destination ${ip}:8080`);
-          // The server loop needs a moment to listen; then every connection gets one line.
-          let got = '';
-          for (let i = 0; i < 50 && got !== 'podman-portmap-ok'; i++) {
-            got = fetch(inClient('busybox', 'nc', '-w', '3', '192.0.2.1', '18080'));
-            if (got !== 'podman-portmap-ok') await new Promise((res) => setTimeout(res, 200));
-          }
-          expect(got, 'client -> node:18080').toBe('podman-portmap-ok');
+          const viaClient = () => inClient('busybox', 'nc', '-w', '3', '192.0.2.1', '18080');
+          expect(await fetchOk(viaClient), 'client -> node:18080').toBe('podman-portmap-ok');
           // From the node itself, to its address on the bridge (the OUTPUT path).
-          const local = ours.inNode('busybox', ['nc', '-w', '3', net.gateways[0]!, '18080']);
-          expect(fetch(local), 'node -> gateway:18080').toBe('podman-portmap-ok');
+          const viaNode = () => ours.inNode('busybox', ['nc', '-w', '3', net.gateways[0]!, '18080']);
+          expect(await fetchOk(viaNode), 'node -> gateway:18080').toBe('podman-portmap-ok');
         });
         // The mapping went with the container.
         expect(fetch(inClient('busybox', 'nc', '-w', '2', '192.0.2.1', '18080'))).toBe('');
@@ -394,7 +411,13 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
         Promise.all(names.map((n) => ours.runDetached(n, ['--network', net.name], SLEEP))),
       );
       expect(started.filter((r) => r.status !== 0).map((r) => r.stderr)).toEqual([]);
-      const att = await Promise.all(names.map(async (n) => (await attachments(ours, n))[net.name]!));
+      // One inspect for all (each podman process costs a few hundred ms on a busy machine).
+      const att = (
+        await ours.podmanOk(['inspect', '--format', '{{json .NetworkSettings.Networks}}', ...names])
+      )
+        .split('\n')
+        .map((l) => (JSON.parse(l) as Record<string, Attachment>)[net.name]!);
+      expect(att).toHaveLength(N);
       const ips = att.map((x) => x.IPAddress);
       const macs = att.map((x) => x.MacAddress);
       expect(new Set(ips).size).toBe(N);
