@@ -51,6 +51,7 @@ export const BUSYBOX = '/bin/busybox';
 /** libcni's result cache, where podman 4.3 keeps one file per container and network. */
 export const LIBCNI_CACHE = '/var/lib/cni/results';
 const CGROUP_ROOT = '/sys/fs/cgroup';
+const RUNC_ROOT = '/run/runc';
 
 /** One finished process. */
 export interface Proc {
@@ -290,6 +291,9 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
     const r = spawnSync('nsenter', [`--mount=${mntns}`, 'cat', '/proc/self/mountinfo'], { encoding: 'utf8' });
     return r.status === 0 ? r.stdout : '';
   };
+  // runc keeps its state in /run/runc (podman passes it no other root); the entries go with the
+  // containers, the directory itself goes at the end if the lab made it.
+  const hadRuncRoot = existsSync(RUNC_ROOT);
   const hadLibpodParent = new Set(
     cgroupHierarchies().filter((c) => existsSync(join(CGROUP_ROOT, c, 'libpod_parent'))),
   );
@@ -509,6 +513,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         rmSync(f, { force: true });
       }
       for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+      if (!hadRuncRoot) tryRmdir(RUNC_ROOT);
       rmSync(dir, { recursive: true, force: true });
       return forced;
     },
