@@ -185,7 +185,14 @@ export interface PodmanSite {
   runDetached(name: string, runArgs: readonly string[], cmd: readonly string[]): Promise<Proc>;
   /** Every iptables/ip6tables rule of the node namespace, normalized (see leak-check.ts). */
   iptables(): string[];
+  /** The site's networks (those not removed yet). */
   readonly networks: PodmanNetwork[];
+  /**
+   * `podman network rm` of every network of the site (podman deletes their bridges). podman 4.3
+   * runs VERSION on every plugin of every network in its config dir before each ADD and DEL, so a
+   * case that leaves its networks makes every later container start and removal slower.
+   */
+  removeNetworks(): Promise<void>;
 }
 
 /** The whole lab; see the file comment. */
@@ -205,6 +212,8 @@ export interface PodmanLab {
   netns(suffix: string): string;
   /** Container ids podman reported for every container the lab started (for leak checks). */
   readonly containerIds: Set<string>;
+  /** Every site made so far. */
+  readonly sites: readonly PodmanSite[];
   /** The podman network namespaces seen (inspect's SandboxKey), for leak checks. */
   readonly sandboxes: Set<string>;
   /** Removes everything (see the file comment); returns what had to be forced, for diagnostics. */
@@ -301,6 +310,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
   const netnses: string[] = [];
   const containerIds = new Set<string>();
   const sandboxes = new Set<string>();
+  const networkNames: string[] = [];
   const image = `localhost/${tag}-busybox:latest`;
 
   const newNetns = (suffix: string): string => {
@@ -363,6 +373,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
       CONTAINERS_STORAGE_CONF: p.storageConf,
     };
     const networks: PodmanNetwork[] = [];
+    let bridges = 0;
     const s: PodmanSite = {
       netns,
       netnsPath,
@@ -396,7 +407,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
           plugins: Array<Record<string, unknown>>;
         };
         // The bridge lives in the site's own node namespace, so a short fixed pattern is unique.
-        const bridge = `br-${suffix}${networks.length}`.slice(0, 15);
+        const bridge = `br-${suffix}${bridges++}`.slice(0, 15);
         const ipamDir = join(p.state, 'ipam');
         const tuningDir = join(p.state, 'tuning');
         const gateways: string[] = [];
@@ -412,6 +423,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         writeFileSync(file, JSON.stringify(conflist, null, 2));
         const net = { name, bridge, ipamDir: join(ipamDir, name), tuningDir, gateways };
         networks.push(net);
+        networkNames.push(name);
         return net;
       },
       async runDetached(name, runArgs, cmd) {
@@ -426,6 +438,14 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         if (id) containerIds.add(id);
         if (sandbox) sandboxes.add(sandbox);
         return r;
+      },
+      async removeNetworks() {
+        const failed: string[] = [];
+        for (const n of networks.splice(0)) {
+          const r = await s.podman(['network', 'rm', '-f', n.name], 60_000);
+          if (r.status !== 0) failed.push(`${n.name}: ${r.stderr.trim()}`);
+        }
+        if (failed.length > 0) throw new Error(`podman network rm failed: ${failed.join('; ')}`);
       },
       iptables() {
         return [
@@ -464,6 +484,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
     site,
     netns: newNetns,
     containerIds,
+    sites,
     sandboxes,
     mounts: () => mountsBelow(dir, mountinfo()).filter((m) => m !== nsDir && !m.startsWith(`${nsDir}/`)),
     mountedSandboxes: () => {
@@ -474,7 +495,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
       const forced: string[] = [];
       for (const s of sites) {
         await s.podman(['rm', '-af', '-t', '0'], 60_000);
-        for (const n of s.networks) await s.podman(['network', 'rm', '-f', n.name], 30_000);
+        await s.removeNetworks().catch(() => {});
       }
       for (const pid of pidsMentioning(dir)) {
         forced.push(`process ${pid}`);
@@ -508,7 +529,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         forced.push(`netns file ${sb}`);
         rmSync(sb, { force: true });
       }
-      for (const f of libcniCacheFiles(sites.flatMap((s) => s.networks.map((n) => n.name)))) {
+      for (const f of libcniCacheFiles(networkNames)) {
         forced.push(`libcni cache ${f}`);
         rmSync(f, { force: true });
       }

@@ -9,7 +9,7 @@
 // The file is skipped, with a message naming what is missing, where podman cannot run.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { BIN_DIR } from '../helpers/plugin.js';
 import {
   cgroupHierarchies,
@@ -57,6 +57,13 @@ beforeAll(async () => {
   lab = l;
   ours = await timed('set-up (rootfs tarball, podman import)', () => l.site('n', [BIN_DIR, GO_CNI_DIR]));
   ready = true;
+}, 120_000);
+
+// podman 4.3 runs VERSION on every plugin of every network it knows before each ADD and DEL (four
+// plugin starts per network and command): each case's networks go with it, or every later start
+// and removal would pay for them (20 parallel starts took three times as long behind 7 networks).
+afterEach(async () => {
+  if (lab && ready) for (const s of lab.sites) await s.removeNetworks();
 }, 120_000);
 
 afterAll(async () => {
