@@ -1,0 +1,508 @@
+// The black-box fuzz harness: a node network namespace of the test's own, container namespaces,
+// bounded runs of the built binaries (dist/bin) inside the node namespace, the protocol
+// invariants every run is judged by, and the leftover comparison (src/conform's snapshots plus
+// FUZZ_BY_DESIGN, the one list of what may stay behind by design).
+//
+// Every plugin run is bounded twice: in time (FUZZ_RUN_TIMEOUT_MS, then SIGKILL to its process
+// group and to every process it started) and, where the machine has the cgroup v1 pids controller,
+// in processes (a pids cgroup of the world's own with FUZZ_PIDS_MAX tasks), so a plugin that execs
+// itself without end (issue 11, F1) cannot exhaust the process table.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  type Dirent,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BY_DESIGN_LEFTOVERS } from '../../src/conform/allowlist.js';
+import {
+  diffNetSnapshots,
+  type NetSnapshot,
+  takeFileSnapshot,
+  takeNetSnapshot,
+} from '../../src/conform/snapshot.js';
+import {
+  checkErrorJson,
+  checkResult,
+  isObj,
+  type Json,
+  parseSingleJson,
+} from '../../src/conform/validate.js';
+import { BIN_DIR } from './plugin.js';
+
+/** Every binary of dist/bin the fuzzer drives. */
+export const FUZZ_PLUGINS = [
+  'bridge',
+  'ptp',
+  'macvlan',
+  'ipvlan',
+  'vlan',
+  'host-device',
+  'host-local',
+  'static',
+  'whereabouts',
+  'loopback',
+  'tuning',
+  'flannel',
+  'multus',
+  'debug',
+] as const;
+export type FuzzPlugin = (typeof FUZZ_PLUGINS)[number];
+
+/** The versions the reference accepts for every one of these plugins (Go's `version.All`). */
+export const KNOWN_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+
+/** Wall-clock bound of one plugin run. */
+export const FUZZ_RUN_TIMEOUT_MS = Number(process.env.CNI_KIT_FUZZ_RUN_TIMEOUT_MS ?? 20_000);
+/** Tasks (threads count) one plugin run and everything it starts may have at once. */
+export const FUZZ_PIDS_MAX = 400;
+
+/**
+ * What may stay behind after DEL (or after a failed ADD) by design: the ONE list the fuzz suites
+ * consult. Links, data files and firewall chains come from src/conform's BY_DESIGN_LEFTOVERS (the
+ * bridge device and its VLAN gateway link, host-local's `last_reserved_ip.*` and `lock`, the
+ * whereabouts file store's `cursor`, the shared CNI-FORWARD/CNI-HOSTPORT-* chains and rules that
+ * name no container); sysctls, qdiscs and conntrack are never compared (the reference leaves the
+ * sysctls it sets too). What the fuzz harness adds: nothing the plugins write may stay, and the
+ * runtime-side files the harness itself made (the debug plugin's record file, flannel's
+ * subnet.env, multus' conf dir) live outside the data dir that is compared.
+ */
+export const FUZZ_BY_DESIGN = {
+  sharedLinks: (config: unknown): string[] =>
+    isObj(config as Json) ? BY_DESIGN_LEFTOVERS.sharedLinks(config as Record<string, unknown>) : [],
+  isDataFile: (base: string): boolean => BY_DESIGN_LEFTOVERS.isDataFile(base),
+  notCompared: BY_DESIGN_LEFTOVERS.notCompared,
+};
+
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+/** Why the fuzz suites cannot run here, or undefined when they can. */
+export function fuzzUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root for network namespaces';
+  if (!has('ip') || !has('nsenter')) return 'iproute2 and nsenter are needed';
+  if (spawnSync('ip', ['netns', 'list']).status !== 0) return 'ip netns does not work here';
+  if (!existsSync(join(BIN_DIR, 'bridge'))) return 'dist/bin is not built (node scripts/build-bins.mjs)';
+  return undefined;
+}
+
+/** One plugin run: how it ended and what it printed. */
+export interface FuzzCall {
+  command: string;
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  /** Killed on purpose by the harness (the SIGKILL suite). */
+  killed: boolean;
+  durationMs: number;
+  json?: Json;
+  jsonError?: string;
+}
+
+/** Options of one bounded run. */
+export interface RunOptions {
+  timeoutMs?: number;
+  /** SIGKILL the run's process group after this many ms (a runtime giving up mid-ADD). */
+  killAfterMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A private pids cgroup (v1) for the plugin runs of one world, or undefined where the machine
+ * has none or it cannot be created.
+ */
+function makePidsCgroup(name: string): string | undefined {
+  const root = '/sys/fs/cgroup/pids';
+  if (!existsSync(join(root, 'cgroup.procs'))) return undefined;
+  const dir = join(root, name);
+  try {
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'pids.max'), String(FUZZ_PIDS_MAX));
+    return dir;
+  } catch {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // never made
+    }
+    return undefined;
+  }
+}
+
+function cgroupPids(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** SIGKILLs every process of a cgroup until it is empty (or 5 s pass). */
+async function drainCgroup(dir: string | undefined): Promise<number> {
+  if (!dir) return 0;
+  let killed = 0;
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const pids = cgroupPids(dir);
+    if (pids.length === 0 || Date.now() > deadline) return killed;
+    for (const p of pids) {
+      try {
+        process.kill(p, 'SIGKILL');
+        killed++;
+      } catch {
+        // gone already
+      }
+    }
+    await sleep(20);
+  }
+}
+
+interface JLink {
+  ifname: string;
+  link_netnsid?: number;
+}
+
+/**
+ * A node network namespace of the test's own with what the fuzzed configs expect in it: `lo` up
+ * and an `eth0` (a bridge: this kernel has no dummy links) that macvlan/ipvlan/vlan use as master.
+ * Containers are namespaces `<node>-c<n>`; each fuzz case gets a fresh directory under `dir`.
+ */
+export class FuzzWorld {
+  readonly tag: string;
+  readonly node: string;
+  readonly nodePath: string;
+  readonly dir: string;
+  private readonly cgroup: string | undefined;
+  private readonly containers = new Set<string>();
+  private seq = 0;
+  /** Orphans the harness had to kill after a run had exited (processes a plugin left running). */
+  strays = 0;
+
+  private constructor(tag: string) {
+    this.tag = tag;
+    this.node = `ckfz${tag}`;
+    this.nodePath = `/run/netns/${this.node}`;
+    this.dir = mkdtempSync(join(tmpdir(), `ckfz${tag}-`));
+    this.cgroup = makePidsCgroup(`cni-kit-fuzz-${tag}-${process.pid}`);
+  }
+
+  /** Makes the node namespace; `tag` keeps names of files that run side by side apart. */
+  static async create(): Promise<FuzzWorld> {
+    const w = new FuzzWorld(randomBytes(3).toString('hex'));
+    live.add(w);
+    w.ip('netns', 'add', w.node);
+    w.ipn('link', 'set', 'lo', 'up');
+    w.ipn('link', 'add', 'eth0', 'type', 'bridge');
+    w.ipn('link', 'set', 'eth0', 'up');
+    // A veth pair that configs may name where a bridge or master is expected (F12: a bridge
+    // plugin given an existing veth as its bridge).
+    w.ipn('link', 'add', 'fzveth0', 'type', 'veth', 'peer', 'name', 'fzveth1');
+    return w;
+  }
+
+  /** Whether runs are bounded by a pids cgroup too. */
+  get pidsBounded(): boolean {
+    return this.cgroup !== undefined;
+  }
+
+  ip(...args: string[]): string {
+    const r = spawnSync('ip', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
+    return r.stdout;
+  }
+
+  /** `ip` in the node namespace. */
+  ipn(...args: string[]): string {
+    return this.ip('-n', this.node, ...args);
+  }
+
+  /** A fresh directory for one case. */
+  caseDir(): string {
+    const d = join(this.dir, `case${++this.seq}`);
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+
+  /** A fresh container namespace; returns its name and path. */
+  addContainer(): { name: string; path: string } {
+    const name = `${this.node}-c${++this.seq}`;
+    this.containers.add(name);
+    this.ip('netns', 'add', name);
+    return { name, path: `/run/netns/${name}` };
+  }
+
+  /** Removes a container namespace (gone already is fine). */
+  removeContainer(name: string): void {
+    spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+    this.containers.delete(name);
+  }
+
+  /** Node links whose peer is in another namespace (veths into containers). */
+  peeredLinks(): Set<string> {
+    const r = spawnSync('ip', ['-n', this.node, '-j', 'link', 'show'], { encoding: 'utf8' });
+    const list = JSON.parse(r.stdout || '[]') as JLink[];
+    return new Set(list.filter((l) => l.link_netnsid !== undefined).map((l) => l.ifname));
+  }
+
+  /** Waits until the kernel has destroyed these node links (a deleted netns takes veth peers). */
+  async settle(peers: ReadonlySet<string>): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (peers.size && Date.now() < deadline) {
+      const now = this.peeredLinks();
+      if (![...peers].some((p) => now.has(p))) return;
+      await sleep(50);
+    }
+  }
+
+  /**
+   * Runs `dist/bin/<plugin>` once in the node namespace with exactly `env` (plus PATH) and
+   * `stdin`, bounded as the file comment says.
+   */
+  async run(
+    plugin: string,
+    env: Record<string, string>,
+    stdin: string,
+    opts: RunOptions = {},
+  ): Promise<FuzzCall> {
+    const timeoutMs = opts.timeoutMs ?? FUZZ_RUN_TIMEOUT_MS;
+    const bin = join(BIN_DIR, plugin);
+    const script = this.cgroup
+      ? 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "$2"'
+      : 'exec nsenter --net="$1" -- "$2"';
+    const started = Date.now();
+    const child = spawn('sh', ['-c', script, this.cgroup ?? '-', this.nodePath, bin], {
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdin.on('error', () => {});
+    child.stdin.end(stdin);
+    let timedOut = false;
+    let killed = false;
+    const killGroup = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // the group is gone
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+      void drainCgroup(this.cgroup);
+    }, timeoutMs);
+    const killTimer =
+      opts.killAfterMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            killed = true;
+            killGroup();
+          }, opts.killAfterMs);
+    const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+      child.on('error', () => resolve([null, null]));
+      child.on('close', (code, sig) => resolve([code, sig]));
+    });
+    clearTimeout(timer);
+    if (killTimer) clearTimeout(killTimer);
+    if (killed) {
+      // A runtime that kills a plugin kills that process; what it started may run on (a delegated
+      // call finishing its work) for a moment. Then nothing of it may be left.
+      const deadline = Date.now() + 3000;
+      while (this.cgroup && cgroupPids(this.cgroup).length && Date.now() < deadline) await sleep(25);
+    }
+    this.strays += await drainCgroup(this.cgroup);
+    const call: FuzzCall = {
+      command: env.CNI_COMMAND ?? '',
+      exitCode,
+      signal,
+      stdout: Buffer.concat(out).toString('utf8'),
+      stderr: Buffer.concat(err).toString('utf8'),
+      timedOut,
+      killed,
+      durationMs: Date.now() - started,
+    };
+    const parsed = parseSingleJson(call.stdout);
+    if ('value' in parsed) call.json = parsed.value;
+    else call.jsonError = parsed.why;
+    return call;
+  }
+
+  /** Snapshots of the node, of a container (when given) and of the data dirs. */
+  async snapshot(containerPath: string | undefined, dataDirs: string[]): Promise<WorldSnapshot> {
+    const [node, container, files] = await Promise.all([
+      takeNetSnapshot(this.nodePath),
+      containerPath && existsSync(containerPath) ? takeNetSnapshot(containerPath) : undefined,
+      takeFileSnapshot(dataDirs),
+    ]);
+    return { node, container, files };
+  }
+
+  /** Removes everything of the world: containers, the node namespace, the dir, the cgroup. */
+  async dispose(): Promise<void> {
+    live.delete(this);
+    await drainCgroup(this.cgroup);
+    for (const c of [...this.containers]) this.removeContainer(c);
+    spawnSync('ip', ['netns', 'del', this.node], { stdio: 'ignore' });
+    rmSync(this.dir, { recursive: true, force: true });
+    if (this.cgroup) {
+      try {
+        rmdirSync(this.cgroup);
+      } catch {
+        // a process still in it: it dies with the worker, the kernel frees the empty cgroup
+      }
+    }
+  }
+
+  /** Synchronous last resort for a worker that exits without afterAll. */
+  disposeSync(): void {
+    if (this.cgroup) for (const p of cgroupPids(this.cgroup)) spawnSync('kill', ['-9', String(p)]);
+    for (const c of [...this.containers]) this.removeContainer(c);
+    spawnSync('ip', ['netns', 'del', this.node], { stdio: 'ignore' });
+    rmSync(this.dir, { recursive: true, force: true });
+    if (this.cgroup) spawnSync('rmdir', [this.cgroup]);
+  }
+}
+
+const live = new Set<FuzzWorld>();
+process.once('exit', () => {
+  for (const w of live) w.disposeSync();
+});
+
+/** What one snapshot of a case holds. */
+export interface WorldSnapshot {
+  node: NetSnapshot;
+  container: NetSnapshot | undefined;
+  files: Set<string>;
+}
+
+/** What differs between two snapshots of a case, minus FUZZ_BY_DESIGN. */
+export function leftovers(
+  before: WorldSnapshot,
+  after: WorldSnapshot,
+  opts: { config: unknown; runTag: string; ignoreLinks?: ReadonlySet<string> },
+): string[] {
+  const ctx = {
+    kitLinks: opts.ignoreLinks ?? new Set<string>(),
+    sharedLinks: new Set(FUZZ_BY_DESIGN.sharedLinks(opts.config)),
+    runTag: opts.runTag,
+  };
+  const out = diffNetSnapshots(before.node, after.node, ctx).map((p) => `node: ${p}`);
+  if (before.container && after.container) {
+    out.push(
+      ...diffNetSnapshots(before.container, after.container, { ...ctx, sharedLinks: new Set() }).map(
+        (p) => `container: ${p}`,
+      ),
+    );
+  }
+  for (const f of after.files) {
+    if (before.files.has(f)) continue;
+    if (!FUZZ_BY_DESIGN.isDataFile(f.slice(f.lastIndexOf('/') + 1))) out.push(`file ${f} left behind`);
+  }
+  return out;
+}
+
+/** Files under the machine's CNI state dirs whose path contains one of `needles` (a leak). */
+export function machineStateNaming(needles: string[]): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    if (depth > 4) return;
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (needles.some((n) => n && p.includes(n))) found.push(p);
+      if (e.isDirectory()) walk(p, depth + 1);
+    }
+  };
+  for (const d of ['/var/lib/cni', '/run/cni']) walk(d, 0);
+  return found;
+}
+
+const STACK = /\n\s+at\s+\S|\(\S+\.(?:[cm]?js|ts):\d+:\d+\)|\bat\s+\S+\s+\(\/\S+:\d+:\d+\)/;
+/** Text a message must never show: internals leaking instead of a named field and a fix (F17). */
+const INTERNALS =
+  /\bundefined\b|\[object Object\]|\b(?:TypeError|ReferenceError|RangeError|SyntaxError)\b|is not a function|Cannot read propert/;
+
+/**
+ * The protocol invariants of one run: it finished within its bound, printed exactly one JSON
+ * document (none for a successful DEL/CHECK), no stack trace, exit 0 with a result for ADD or a
+ * non-zero exit with a CNI error (integer code, string msg) whose text names no internals.
+ */
+export function protocolProblems(call: FuzzCall, expectVersion?: string): string[] {
+  const p: string[] = [];
+  const what = call.command;
+  if (call.timedOut) p.push(`${what} ran past its ${FUZZ_RUN_TIMEOUT_MS} ms bound and was killed`);
+  if (STACK.test(call.stdout)) p.push(`${what} printed a stack trace on stdout`);
+  if (call.exitCode === null) {
+    if (!call.timedOut) p.push(`${what} died by ${call.signal ?? 'an unknown cause'}`);
+    return p;
+  }
+  if (call.exitCode === 0) {
+    if (what === 'ADD') {
+      if (call.jsonError !== undefined) p.push(`ADD exit 0: ${call.jsonError}`);
+      else {
+        const own =
+          isObj(call.json ?? null) && typeof (call.json as { cniVersion?: unknown }).cniVersion === 'string'
+            ? String((call.json as { cniVersion: string }).cniVersion)
+            : '';
+        // A config at a version the spec defines gets a result at that version; otherwise (a
+        // version the plugin chose to read leniently) the result must be valid at its own.
+        const known = (x: string | undefined): x is string =>
+          x !== undefined && (KNOWN_VERSIONS as readonly string[]).includes(x);
+        const v = known(expectVersion) ? expectVersion : own;
+        if ((KNOWN_VERSIONS as readonly string[]).includes(v)) {
+          for (const r of checkResult(call.json ?? null, v)) p.push(`ADD result: ${r}`);
+        } else p.push(`ADD result has cniVersion ${JSON.stringify(v)}`);
+      }
+    } else if (call.stdout.trim() !== '') {
+      p.push(`${what} exit 0 but printed ${JSON.stringify(call.stdout.slice(0, 120))}`);
+    }
+    return p;
+  }
+  if (call.jsonError !== undefined) {
+    p.push(`${what} exit ${call.exitCode}: ${call.jsonError}`);
+    return p;
+  }
+  for (const e of checkErrorJson(call.json ?? null)) p.push(`${what} error JSON: ${e}`);
+  const e = call.json as { msg?: unknown; details?: unknown };
+  const text = `${typeof e.msg === 'string' ? e.msg : ''} ${typeof e.details === 'string' ? e.details : ''}`;
+  const bad = INTERNALS.exec(text);
+  if (bad) p.push(`${what} error names internals (${JSON.stringify(bad[0])}): ${text.trim().slice(0, 200)}`);
+  return p;
+}
+
+/** The error code of a failed run, or undefined. */
+export function errorCode(call: FuzzCall): number | undefined {
+  if (call.exitCode === 0 || !isObj(call.json ?? null)) return undefined;
+  const c = (call.json as { code?: unknown }).code;
+  return typeof c === 'number' ? c : undefined;
+}
+
+/** "code N: msg" of a failed run, for messages. */
+export function said(call: FuzzCall): string {
+  if (call.timedOut) return 'timed out';
+  if (call.killed) return 'killed';
+  if (isObj(call.json ?? null)) {
+    const j = call.json as { code?: unknown; msg?: unknown };
+    return `code ${String(j.code)}: ${String(j.msg).slice(0, 160)}`;
+  }
+  return (call.stdout || call.stderr || `exit ${call.exitCode}`).trim().slice(0, 160);
+}
