@@ -10,6 +10,7 @@
 //   CNI_KIT_FUZZ_PLUGINS=a,b   only these plugins
 //   CNI_KIT_FUZZ_VERSIONS=a,b  only these cniVersions (none: no cniVersion)
 //   CNI_KIT_FUZZ_BUDGET_MS=N   per-plugin time budget of the default run
+//   CNI_KIT_FUZZ_MUTATED=0.8   share of cases whose config is mutated
 //   CNI_KIT_FUZZ_LOG=<file>    also append every failing case to this file (JSON lines)
 //   CNI_KIT_FUZZ_SELF_IPAM=1   also generate main plugins as IPAM types (issue 11 F1 fixed)
 import { appendFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';

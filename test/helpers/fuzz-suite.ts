@@ -24,6 +24,8 @@ export function fuzzSuite(title: string, plugins: readonly FuzzPlugin[], s: Suit
   const why = fuzzUnavailable();
   const budgetMs = Number(process.env.CNI_KIT_FUZZ_BUDGET_MS ?? s.budgetMs);
   const runs = Number(process.env.CNI_KIT_FUZZ_RUNS ?? 0);
+  // CNI_KIT_FUZZ_MUTATED=0.8 mutates more configs (to look past the version and env findings).
+  const mutated = process.env.CNI_KIT_FUZZ_MUTATED ? Number(process.env.CNI_KIT_FUZZ_MUTATED) : s.mutated;
   // A long run has no time budget; each of its runs is bounded by the harness (20 s).
   const timeout = runs > 0 ? runs * 120_000 : budgetMs + 120_000;
   describe.skipIf(why !== undefined)(title, () => {
@@ -39,7 +41,7 @@ export function fuzzSuite(title: string, plugins: readonly FuzzPlugin[], s: Suit
       it(`${plugin}: every invariant holds`, { timeout }, async (ctx) => {
         const arb = caseArb(plugin, {
           flows: s.flows,
-          ...(s.mutated !== undefined ? { mutated: s.mutated } : {}),
+          ...(mutated !== undefined ? { mutated } : {}),
           ...(s.envOk !== undefined ? { envOk: s.envOk } : {}),
           ...(s.rawWeight !== undefined ? { rawWeight: s.rawWeight } : {}),
         });

@@ -265,7 +265,7 @@ export class FuzzWorld {
   }
 
   /**
-   * Runs `dist/bin/<plugin>` once in the node namespace with exactly `env` (plus PATH) and
+   * Runs `dist/bin/<plugin>` (or the executable at an absolute path) once in the node namespace with exactly `env` (plus PATH) and
    * `stdin`, bounded as the file comment says.
    */
   async run(
@@ -275,7 +275,7 @@ export class FuzzWorld {
     opts: RunOptions = {},
   ): Promise<FuzzCall> {
     const timeoutMs = opts.timeoutMs ?? FUZZ_RUN_TIMEOUT_MS;
-    const bin = join(BIN_DIR, plugin);
+    const bin = plugin.startsWith('/') ? plugin : join(BIN_DIR, plugin);
     const script = this.cgroup
       ? 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "$2"'
       : 'exec nsenter --net="$1" -- "$2"';
