@@ -32,7 +32,7 @@ const r = spawnSync('npx', ['vitest', 'run', 'test/fuzz'], {
     CNI_KIT_FUZZ_LOG: log,
   },
 });
-const summary = (r.stdout ?? '').split('\n').filter((l) => /^fuzz \S+ \S+: seed/.test(l));
+const summary = (r.stdout ?? '').split('\n').filter((l) => /^fuzz \S+ \S+.*: seed/.test(l));
 console.log(summary.join('\n'));
 
 interface Logged {

@@ -10,6 +10,7 @@ fuzzSuite(
   {
     flows: ['lifecycle', 'lifecycle', 'netns-gone', 'del-only'],
     budgetMs: 7000,
+    etcd: true,
     mutated: 0.4,
   },
 );

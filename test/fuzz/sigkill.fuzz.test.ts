@@ -11,6 +11,7 @@ fuzzSuite(
   {
     flows: ['sigkill'],
     budgetMs: 6000,
+    etcd: true,
     mutated: 0.1,
     envOk: 30,
     rawWeight: 0,

@@ -256,6 +256,10 @@ export interface CaseContext {
   netnsPath: string;
   containerId: string;
   tag: string;
+  /** The world's etcd, when it has one: whereabouts cases then use its etcd store half the time. */
+  etcdUrl?: string | undefined;
+  /** Key prefix of the case in that etcd. */
+  etcdPrefix?: string;
 }
 
 const subnetOf = (c: CaseContext) => `10.${60 + c.index}.0.0/24`;
@@ -348,6 +352,7 @@ export function baseConfig(fc0: FuzzCase, c: CaseContext): Obj {
           exclude: [`${net}.104/30`],
           gateway: `${net}.1`,
         });
+      if (c.etcdUrl && v % 2 === 1) ipam.datastore = 'etcd';
       return { ...head, type: 'macvlan', master: 'eth0', ipam };
     }
     case 'loopback':
@@ -404,6 +409,8 @@ export function baseConfig(fc0: FuzzCase, c: CaseContext): Obj {
 
 /** Keys the harness owns: paths into the case's dirs. Never mutated; set again after mutation. */
 const PINNED = new Set([
+  'etcd_host',
+  'etcd_prefix',
   'dataDir',
   'data_dir',
   'cniDir',
@@ -476,6 +483,8 @@ function pin(v: Json, c: CaseContext, top: boolean): void {
     if (k === 'ipam' && x !== null && typeof x === 'object' && !Array.isArray(x)) {
       // Whatever type the block names, its store is the case's data dir.
       Object.assign(x, { dataDir: `${c.dataDir}/ipam`, data_dir: `${c.dataDir}/whereabouts` });
+      // The etcd store, when a block selects it: the world's etcd, under the case's own prefix.
+      if (c.etcdUrl && c.etcdPrefix) Object.assign(x, { etcd_host: c.etcdUrl, etcd_prefix: c.etcdPrefix });
     }
     pin(x, c, false);
   }

@@ -138,6 +138,8 @@ export async function runCase(
     netnsPath: c.path,
     containerId: containerId ?? '',
     tag: world.tag,
+    etcdUrl: world.etcdUrl,
+    etcdPrefix: `/fz/${world.tag}/case${n}/`,
   };
   const { config, stdin: baseStdin } = materializeConfig(recipe, ctx);
   let stdin = baseStdin;
@@ -197,11 +199,11 @@ export async function runCase(
       j.problems.push(`${label}: must exit 0, got ${said(call)}`);
   };
   try {
-    const before = await world.snapshot(c.path, [dataDir]);
+    const before = await world.snapshot(c.path, [dataDir], ctx.etcdPrefix);
     if (recipe.flow === 'del-only') {
       const del = await world.run(plugin, env('DEL'), stdin);
       mustDel(del, 'DEL without ADD', valid && wellFormed);
-      check(before, await world.snapshot(c.path, [dataDir]), 'after DEL without ADD');
+      check(before, await world.snapshot(c.path, [dataDir], ctx.etcdPrefix), 'after DEL without ADD');
       return { problems: j.problems, stdin, env: env('DEL') };
     }
     const killAfterMs = recipe.flow === 'sigkill' ? recipe.killAfterMs : undefined;
@@ -211,7 +213,8 @@ export async function runCase(
     refusesVersion(add, 'ADD');
     const addOk = add.exitCode === 0 && !add.killed;
     if (addOk) stats.addsOk++;
-    if (!addOk && !add.killed) check(before, await world.snapshot(c.path, [dataDir]), 'after the failed ADD');
+    if (!addOk && !add.killed)
+      check(before, await world.snapshot(c.path, [dataDir], ctx.etcdPrefix), 'after the failed ADD');
     // DEL must succeed after an ADD the plugin accepted, and for any config the docs show with an
     // env a runtime sends; after other failed ADDs it may fail, with a CNI error.
     const delRequired = wellFormed && (valid || addOk);
@@ -219,11 +222,16 @@ export async function runCase(
       const peers0 = world.peeredLinks();
       world.removeContainer(c.name);
       await world.settle(peers0);
-      const mid = await world.snapshot(undefined, [dataDir]);
+      const mid = await world.snapshot(undefined, [dataDir], ctx.etcdPrefix);
       const goneWithNetns = new Set([...before.node.links.keys()].filter((l) => !mid.node.links.has(l)));
       const del = await world.run(plugin, env('DEL'), stdin);
       mustDel(del, 'DEL after the netns is gone', delRequired);
-      check(before, await world.snapshot(undefined, [dataDir]), 'after DEL (netns gone)', goneWithNetns);
+      check(
+        before,
+        await world.snapshot(undefined, [dataDir], ctx.etcdPrefix),
+        'after DEL (netns gone)',
+        goneWithNetns,
+      );
       return { problems: j.problems, stdin, env: env('DEL') };
     }
     if (addOk && atLeast040(version) && recipe.flow === 'lifecycle') {
@@ -251,13 +259,13 @@ export async function runCase(
     mustDel(del, add.killed ? 'DEL after a SIGKILLed ADD' : 'DEL', delRequired);
     check(
       before,
-      await world.snapshot(c.path, [dataDir]),
+      await world.snapshot(c.path, [dataDir], ctx.etcdPrefix),
       add.killed ? `after ADD killed at ${killAfterMs} ms and DEL` : 'after DEL',
     );
     const del2 = await world.run(plugin, env('DEL'), delStdin);
     mustDel(del2, 'second DEL', delRequired);
     if (del.exitCode === 0 && del2.exitCode === 0) {
-      check(before, await world.snapshot(c.path, [dataDir]), 'after the second DEL');
+      check(before, await world.snapshot(c.path, [dataDir], ctx.etcdPrefix), 'after the second DEL');
     }
     return { problems: j.problems, stdin, env: env('ADD') };
   } finally {

@@ -17,6 +17,8 @@ export interface SuiteSettings {
   /** Weight of a runtime-like value in each env variable against 1 for an odd one. */
   envOk?: number;
   rawWeight?: number;
+  /** Start an etcd in the world for whereabouts' etcd store. */
+  etcd?: boolean;
 }
 
 /** Declares a describe block fuzzing `plugins` with `s`. */
@@ -33,6 +35,8 @@ export function fuzzSuite(title: string, plugins: readonly FuzzPlugin[], s: Suit
     beforeAll(async () => {
       world = await FuzzWorld.create();
       checkSelfIpamBound(world.pidsBounded);
+      // whereabouts runs half its cases on its etcd store where etcd is installed.
+      if (s.etcd && selectedPlugins(plugins).includes('whereabouts')) await world.startEtcd();
     });
     afterAll(async () => {
       await world?.dispose();
@@ -51,7 +55,7 @@ export function fuzzSuite(title: string, plugins: readonly FuzzPlugin[], s: Suit
           minRuns: s.minRuns ?? 3,
         });
         console.log(
-          `${title} ${plugin}: seed ${seed}, ${stats.cases} cases, ${stats.runs} plugin runs, ${stats.addsOk}/${stats.adds} ADDs succeeded, longest run ${stats.maxRunMs} ms, ${stats.ms} ms${world.pidsBounded ? '' : ' (no pids cgroup: runs bounded in time only)'}`,
+          `${title} ${plugin}${plugin === 'whereabouts' && world.etcdUrl ? ' (file and etcd stores)' : ''}: seed ${seed}, ${stats.cases} cases, ${stats.runs} plugin runs, ${stats.addsOk}/${stats.adds} ADDs succeeded, longest run ${stats.maxRunMs} ms, ${stats.ms} ms${world.pidsBounded ? '' : ' (no pids cgroup: runs bounded in time only)'}`,
         );
         assertNoFailures(failures);
       });

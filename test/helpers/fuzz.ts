@@ -7,7 +7,7 @@
 // group and to every process it started) and, where the machine has the cgroup v1 pids controller,
 // in processes (a pids cgroup of the world's own with FUZZ_PIDS_MAX tasks), so a plugin that execs
 // itself without end (issue 11, F1) cannot exhaust the process table.
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   type Dirent,
@@ -37,6 +37,8 @@ import {
   parseSingleJson,
 } from '../../src/conform/validate.js';
 import { BIN_DIR } from './plugin.js';
+
+const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
 
 /** Every binary of dist/bin the fuzzer drives. */
 export const FUZZ_PLUGINS = [
@@ -187,6 +189,9 @@ export class FuzzWorld {
   private seq = 0;
   /** Orphans the harness had to kill after a run had exited (processes a plugin left running). */
   strays = 0;
+  /** Client URL of the world's etcd (inside the node netns), once startEtcd succeeded. */
+  etcdUrl: string | undefined;
+  private etcd: ChildProcess | undefined;
 
   private constructor(tag: string) {
     this.tag = tag;
@@ -342,18 +347,103 @@ export class FuzzWorld {
   }
 
   /** Snapshots of the node, of a container (when given) and of the data dirs. */
-  async snapshot(containerPath: string | undefined, dataDirs: string[]): Promise<WorldSnapshot> {
+  async snapshot(
+    containerPath: string | undefined,
+    dataDirs: string[],
+    etcdPrefix?: string,
+  ): Promise<WorldSnapshot> {
     const [node, container, files] = await Promise.all([
       takeNetSnapshot(this.nodePath),
       containerPath && existsSync(containerPath) ? takeNetSnapshot(containerPath) : undefined,
       takeFileSnapshot(dataDirs),
     ]);
-    return { node, container, files };
+    return etcdPrefix && this.etcdUrl
+      ? { node, container, files, keys: this.etcdKeys(etcdPrefix) }
+      : { node, container, files };
+  }
+
+  /**
+   * Starts an etcd inside the node namespace (where the plugins run, so 127.0.0.1 is theirs) for
+   * whereabouts' etcd store; resolves false where /usr/bin/etcd is not installed or it won't start.
+   * A shell guardian kills it when the worker's pipe closes, even if the worker dies.
+   */
+  async startEtcd(): Promise<boolean> {
+    if (!existsSync(ETCD_BIN)) return false;
+    const url = 'http://127.0.0.1:23790';
+    const peer = 'http://127.0.0.1:23800';
+    const name = `fz${this.tag}`;
+    const child = spawn(
+      'nsenter',
+      [
+        `--net=${this.nodePath}`,
+        '--',
+        '/bin/sh',
+        '-c',
+        '"$0" "$@" & pid=$!; read _ignored; kill -9 $pid 2>/dev/null; wait $pid',
+        ETCD_BIN,
+        ...['--name', name, '--data-dir', join(this.dir, 'etcd')],
+        ...['--listen-client-urls', url, '--advertise-client-urls', url],
+        ...['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer],
+        ...['--initial-cluster', `${name}=${peer}`, '--unsafe-no-fsync', '--log-level', 'error'],
+      ],
+      { stdio: ['pipe', 'ignore', 'ignore'] },
+    );
+    this.etcd = child;
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline && child.exitCode === null) {
+      const r = spawnSync('nsenter', [`--net=${this.nodePath}`, '--', 'curl', '-sf', `${url}/health`], {
+        encoding: 'utf8',
+      });
+      if (r.stdout.includes('"true"')) {
+        this.etcdUrl = url;
+        return true;
+      }
+      await sleep(100);
+    }
+    await this.stopEtcd();
+    return false;
+  }
+
+  /** Keys under `prefix` in the world's etcd (through its v3 JSON gateway). */
+  etcdKeys(prefix: string): Set<string> {
+    if (!this.etcdUrl) return new Set();
+    const b64 = (t: string) => Buffer.from(t).toString('base64');
+    const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+    const body = JSON.stringify({ key: b64(prefix), range_end: b64(end), keys_only: true });
+    const r = spawnSync(
+      'nsenter',
+      [
+        `--net=${this.nodePath}`,
+        '--',
+        'curl',
+        '-sf',
+        '-X',
+        'POST',
+        `${this.etcdUrl}/v3/kv/range`,
+        '-d',
+        body,
+      ],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) throw new Error(`etcd range ${prefix}: curl exit ${r.status}`);
+    const kvs = (JSON.parse(r.stdout || '{}') as { kvs?: Array<{ key: string }> }).kvs ?? [];
+    return new Set(kvs.map((kv) => Buffer.from(kv.key, 'base64').toString('utf8')));
+  }
+
+  private async stopEtcd(): Promise<void> {
+    const child = this.etcd;
+    this.etcd = undefined;
+    this.etcdUrl = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const done = new Promise((r) => child.once('exit', r));
+    child.stdin?.end();
+    await Promise.race([done, sleep(5000)]);
   }
 
   /** Removes everything of the world: containers, the node namespace, the dir, the cgroup. */
   async dispose(): Promise<void> {
     live.delete(this);
+    await this.stopEtcd();
     await drainCgroup(this.cgroup);
     for (const c of [...this.containers]) this.removeContainer(c);
     spawnSync('ip', ['netns', 'del', this.node], { stdio: 'ignore' });
@@ -369,6 +459,7 @@ export class FuzzWorld {
 
   /** Synchronous last resort for a worker that exits without afterAll. */
   disposeSync(): void {
+    this.etcd?.kill('SIGKILL');
     if (this.cgroup) for (const p of cgroupPids(this.cgroup)) spawnSync('kill', ['-9', String(p)]);
     for (const c of [...this.containers]) this.removeContainer(c);
     spawnSync('ip', ['netns', 'del', this.node], { stdio: 'ignore' });
@@ -387,6 +478,8 @@ export interface WorldSnapshot {
   node: NetSnapshot;
   container: NetSnapshot | undefined;
   files: Set<string>;
+  /** Keys of the case's prefix in the world's etcd, when the case uses it. */
+  keys?: Set<string>;
 }
 
 /** What differs between two snapshots of a case, minus FUZZ_BY_DESIGN. */
@@ -407,6 +500,12 @@ export function leftovers(
         (p) => `container: ${p}`,
       ),
     );
+  }
+  for (const k of after.keys ?? []) {
+    // The round-robin hint of a pool may stay, like host-local's last_reserved_ip.
+    if (!before.keys?.has(k) && !FUZZ_BY_DESIGN.isDataFile(k.slice(k.lastIndexOf('/') + 1))) {
+      out.push(`etcd key ${k} left behind`);
+    }
   }
   for (const f of after.files) {
     if (before.files.has(f)) continue;
