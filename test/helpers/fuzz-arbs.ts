@@ -472,9 +472,9 @@ function apply(config: Obj, m: Mutation, paths: PathStep[][]): void {
 }
 
 /** Sets the pinned paths of every object that needs one, wherever mutations left it. */
-function pin(v: Json, c: CaseContext, top: boolean): void {
+function pin(v: Json, c: CaseContext, top: FuzzPlugin | undefined): void {
   if (Array.isArray(v)) {
-    for (const x of v) pin(x, c, false);
+    for (const x of v) pin(x, c, undefined);
     return;
   }
   if (v === null || typeof v !== 'object') return;
@@ -486,9 +486,10 @@ function pin(v: Json, c: CaseContext, top: boolean): void {
       // The etcd store, when a block selects it: the world's etcd, under the case's own prefix.
       if (c.etcdUrl && c.etcdPrefix) Object.assign(x, { etcd_host: c.etcdUrl, etcd_prefix: c.etcdPrefix });
     }
-    pin(x, c, false);
+    pin(x, c, undefined);
   }
-  const type = o.type;
+  // The binary that runs reads the top-level object whatever its (possibly mutated) type says.
+  const type = top ?? o.type;
   if (type === 'tuning') o.dataDir = `${c.dataDir}/tuning`;
   if (type === 'debug') o.recordFile = `${c.caseDir}/record.jsonl`;
   if (type === 'flannel') {
@@ -513,7 +514,7 @@ export function materializeConfig(fc0: FuzzCase, c: CaseContext): { config: Json
   if (fc0.raw !== null) return { config: null, stdin: fc0.raw };
   const config = baseConfig(fc0, c);
   for (const m of fc0.mutations) apply(config, { ...m, value: expandHuge(m.value) }, mutablePaths(config));
-  pin(config, c, true);
+  pin(config, c, fc0.plugin);
   return { config, stdin: JSON.stringify(config) };
 }
 
