@@ -13,7 +13,7 @@
 //   CNI_KIT_FUZZ_MUTATED=0.8   share of cases whose config is mutated
 //   CNI_KIT_FUZZ_LOG=<file>    also append every failing case to this file (JSON lines)
 //   CNI_KIT_FUZZ_SELF_IPAM=1   also generate main plugins as IPAM types (issue 11 F1 fixed)
-import { appendFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import type { TestContext } from 'vitest';
@@ -29,6 +29,7 @@ import {
   machineStateNaming,
   protocolProblems,
   said,
+  strayNetns,
   type WorldSnapshot,
 } from './fuzz.js';
 import {
@@ -90,10 +91,13 @@ export function classify(f: Pick<FuzzFailure, 'plugin' | 'problems' | 'recipe'>)
 interface Judge {
   problems: string[];
   stats: FuzzStats;
+  /** Every process of the case's runs. */
+  pids: Set<number>;
 }
 
 function judgeRun(j: Judge, call: FuzzCall, label: string, expectVersion?: string): void {
   j.stats.runs++;
+  for (const p of call.pids) j.pids.add(p);
   j.stats.maxRunMs = Math.max(j.stats.maxRunMs, call.durationMs);
   if (call.killed) return;
   for (const p of protocolProblems(call, expectVersion)) j.problems.push(`${label}: ${p}`);
@@ -109,7 +113,8 @@ export async function runCase(
   index: number,
   stats: FuzzStats,
 ): Promise<{ problems: string[]; stdin: string; env: Record<string, string> }> {
-  const j: Judge = { problems: [], stats };
+  const j: Judge = { problems: [], stats, pids: new Set() };
+  const netnsBefore = new Set(readdirSync('/run/netns'));
   const caseDir = world.caseDir();
   const dataDir = join(caseDir, 'data');
   const n = stats.cases++;
@@ -280,6 +285,7 @@ export async function runCase(
     }
     for (const f of machineStateNaming(needles))
       j.problems.push(`machine state: ${f} (outside the case's dirs)`);
+    for (const p of strayNetns(j.pids, netnsBefore)) j.problems.push(p);
   }
 }
 

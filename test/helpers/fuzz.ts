@@ -105,6 +105,8 @@ export interface FuzzCall {
   timedOut: boolean;
   /** Killed on purpose by the harness (the SIGKILL suite). */
   killed: boolean;
+  /** Process IDs of the run and of everything it started (seen in its pids cgroup). */
+  pids: number[];
   durationMs: number;
   json?: Json;
   jsonError?: string;
@@ -292,6 +294,13 @@ export class FuzzWorld {
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    const pids = new Set<number>(child.pid !== undefined ? [child.pid] : []);
+    // Sampled while it runs: names a plugin derives from its pid (temp netns) can then be traced.
+    const sampler = this.cgroup
+      ? setInterval(() => {
+          for (const p of cgroupPids(this.cgroup as string)) pids.add(p);
+        }, 10)
+      : undefined;
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.stdin.on('error', () => {});
@@ -323,6 +332,7 @@ export class FuzzWorld {
     });
     clearTimeout(timer);
     if (killTimer) clearTimeout(killTimer);
+    if (sampler) clearInterval(sampler);
     if (killed) {
       // A runtime that kills a plugin kills that process; what it started may run on (a delegated
       // call finishing its work) for a moment. Then nothing of it may be left.
@@ -338,6 +348,7 @@ export class FuzzWorld {
       stderr: Buffer.concat(err).toString('utf8'),
       timedOut,
       killed,
+      pids: [...pids],
       durationMs: Date.now() - started,
     };
     const parsed = parseSingleJson(call.stdout);
@@ -512,6 +523,36 @@ export function leftovers(
     if (!FUZZ_BY_DESIGN.isDataFile(f.slice(f.lastIndexOf('/') + 1))) out.push(`file ${f} left behind`);
   }
   return out;
+}
+
+/**
+ * Named network namespaces in /run/netns that runs of a case left: a name carrying one of their
+ * pids (cni-kit's temporary `cnikit-<pid>-<rand>`), or a namespace holding a link the harness made
+ * (`fz*`). Each is listed with its links, then deleted (the harness's own cleanup).
+ */
+export function strayNetns(pids: ReadonlySet<number>, known: ReadonlySet<string>): string[] {
+  const found: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync('/run/netns');
+  } catch {
+    return found;
+  }
+  for (const name of names) {
+    if (known.has(name)) continue;
+    const m = /^[a-z-]*?-(\d+)-/.exec(name);
+    const byPid = m !== null && pids.has(Number(m[1]));
+    if (!byPid && !/^cnikit-/.test(name)) continue;
+    const r = spawnSync('ip', ['-n', name, '-br', 'link'], { encoding: 'utf8' });
+    const links = r.stdout
+      .split('\n')
+      .map((l) => l.split(/\s+/)[0]?.replace(/@.*/, '') ?? '')
+      .filter((l) => l && l !== 'lo');
+    if (!byPid && !links.some((l) => l.startsWith('fz'))) continue;
+    found.push(`netns ${name} left behind${links.length ? ` holding ${links.join(', ')}` : ''}`);
+    spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+  }
+  return found;
 }
 
 /** Files under the machine's CNI state dirs whose path contains one of `needles` (a leak). */
