@@ -465,7 +465,7 @@ function apply(config: Obj, m: Mutation, paths: PathStep[][]): void {
     const target = p[last];
     if (target !== null && typeof target === 'object' && !Array.isArray(target) && !PINNED.has(m.key)) {
       (target as Obj)[m.key] = m.value;
-    } else p[last] = m.value;
+    } else p[last] = last === 'type' ? typeValue(path, m.value, m.at) : m.value;
   } else {
     p[last] = last === 'type' ? typeValue(path, m.value, m.at) : m.value;
   }

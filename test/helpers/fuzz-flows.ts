@@ -184,7 +184,12 @@ export async function runCase(
     when: string,
     ignoreLinks?: ReadonlySet<string>,
   ) => {
-    for (const p of leftovers(before, after, { config, runTag, ...(ignoreLinks ? { ignoreLinks } : {}) })) {
+    for (const p of leftovers(before, after, {
+      config,
+      runTag,
+      plugin,
+      ...(ignoreLinks ? { ignoreLinks } : {}),
+    })) {
       j.problems.push(`${when}: ${p}`);
     }
   };

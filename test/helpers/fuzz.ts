@@ -78,8 +78,14 @@ export const FUZZ_PIDS_MAX = 400;
  * subnet.env, multus' conf dir) live outside the data dir that is compared.
  */
 export const FUZZ_BY_DESIGN = {
-  sharedLinks: (config: unknown): string[] =>
-    isObj(config as Json) ? BY_DESIGN_LEFTOVERS.sharedLinks(config as Record<string, unknown>) : [],
+  /** `plugin` is the binary that ran: it reads its config as its own, whatever `type` says. */
+  sharedLinks: (config: unknown, plugin?: string): string[] =>
+    isObj(config as Json)
+      ? BY_DESIGN_LEFTOVERS.sharedLinks({
+          ...(config as Record<string, unknown>),
+          ...(plugin ? { type: plugin } : {}),
+        })
+      : [],
   isDataFile: (base: string): boolean => BY_DESIGN_LEFTOVERS.isDataFile(base),
   notCompared: BY_DESIGN_LEFTOVERS.notCompared,
 };
@@ -497,11 +503,11 @@ export interface WorldSnapshot {
 export function leftovers(
   before: WorldSnapshot,
   after: WorldSnapshot,
-  opts: { config: unknown; runTag: string; ignoreLinks?: ReadonlySet<string> },
+  opts: { config: unknown; runTag: string; plugin?: string; ignoreLinks?: ReadonlySet<string> },
 ): string[] {
   const ctx = {
     kitLinks: opts.ignoreLinks ?? new Set<string>(),
-    sharedLinks: new Set(FUZZ_BY_DESIGN.sharedLinks(opts.config)),
+    sharedLinks: new Set(FUZZ_BY_DESIGN.sharedLinks(opts.config, opts.plugin)),
     runTag: opts.runTag,
   };
   const out = diffNetSnapshots(before.node, after.node, ctx).map((p) => `node: ${p}`);
