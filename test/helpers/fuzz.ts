@@ -532,9 +532,10 @@ export function leftovers(
 }
 
 /**
- * Named network namespaces in /run/netns that runs of a case left: a name carrying one of their
- * pids (cni-kit's temporary `cnikit-<pid>-<rand>`), or a namespace holding a link the harness made
- * (`fz*`). Each is listed with its links, then deleted (the harness's own cleanup).
+ * Named network namespaces in /run/netns that runs of a case left: cni-kit names its temporary
+ * ones `cnikit-<pid>-<rand>`, so one carrying a pid of the case's runs is theirs (a name match
+ * alone would also catch a namespace another worker's run is using right now). Each is listed with
+ * the links it holds, then deleted (the harness's own cleanup).
  */
 export function strayNetns(pids: ReadonlySet<number>, known: ReadonlySet<string>): string[] {
   const found: string[] = [];
@@ -546,15 +547,13 @@ export function strayNetns(pids: ReadonlySet<number>, known: ReadonlySet<string>
   }
   for (const name of names) {
     if (known.has(name)) continue;
-    const m = /^[a-z-]*?-(\d+)-/.exec(name);
-    const byPid = m !== null && pids.has(Number(m[1]));
-    if (!byPid && !/^cnikit-/.test(name)) continue;
+    const m = /^[a-z]+-(\d+)-[a-z0-9]+$/.exec(name);
+    if (!m || !pids.has(Number(m[1]))) continue;
     const r = spawnSync('ip', ['-n', name, '-br', 'link'], { encoding: 'utf8' });
     const links = r.stdout
       .split('\n')
       .map((l) => l.split(/\s+/)[0]?.replace(/@.*/, '') ?? '')
       .filter((l) => l && l !== 'lo');
-    if (!byPid && !links.some((l) => l.startsWith('fz'))) continue;
     found.push(`netns ${name} left behind${links.length ? ` holding ${links.join(', ')}` : ''}`);
     spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
   }
