@@ -6,7 +6,15 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FuzzWorld, fuzzUnavailable, leftovers, protocolProblems } from '../helpers/fuzz.js';
+import type { NetSnapshot } from '../../src/conform/snapshot.js';
+import {
+  type FuzzCall,
+  FuzzWorld,
+  fuzzUnavailable,
+  leftovers,
+  protocolProblems,
+  type WorldSnapshot,
+} from '../helpers/fuzz.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/conform/', import.meta.url));
 const fixture = (mode?: string) => (mode ? join(FIXTURES, 'broken', mode) : join(FIXTURES, 'plugin.mjs'));
@@ -99,5 +107,51 @@ describe.skipIf(why !== undefined)('fuzz harness', () => {
     const left = spawnSync('pgrep', ['-f', `^sleep ${mark}$`], { encoding: 'utf8' }).stdout.trim();
     if (world.pidsBounded) expect(left).toBe('');
     else spawnSync('pkill', ['-9', '-f', `^sleep ${mark}$`]);
+  });
+});
+
+describe('fuzz harness judgement (no namespaces)', () => {
+  const net = (links: Array<[string, string, string[]]>): NetSnapshot => ({
+    links: new Map(links.map(([name, kind, flags]) => [name, { kind, flags }])),
+    addrs: [],
+    routes: [],
+    rules: [],
+    iptables: null,
+    nft: null,
+  });
+  const snap = (links: Array<[string, string, string[]]>): WorldSnapshot => ({
+    node: net(links),
+    container: undefined,
+    files: new Set(),
+  });
+
+  it('lets the bridge plugin change its own bridge, not another link named as the bridge (F12)', () => {
+    const config = { type: 'bridge', bridge: 'br0' };
+    const opts = { config, runTag: 'tag', plugin: 'bridge' };
+    expect(leftovers(snap([['br0', 'bridge', []]]), snap([['br0', 'bridge', ['UP']]]), opts)).toEqual([]);
+    expect(leftovers(snap([]), snap([['br0', 'bridge', ['UP']]]), opts)).toEqual([]);
+    expect(leftovers(snap([['br0', 'veth', []]]), snap([['br0', 'veth', ['UP']]]), opts)).toEqual([
+      'node: link br0 changed: flags  -> UP',
+    ]);
+  });
+
+  it('flags raw errno text and internals in an error message (F14, F17)', () => {
+    const call = (msg: string): FuzzCall => ({
+      command: 'DEL',
+      exitCode: 1,
+      signal: null,
+      stdout: JSON.stringify({ code: 999, msg }),
+      stderr: '',
+      timedOut: false,
+      killed: false,
+      pids: [],
+      durationMs: 1,
+      json: { code: 999, msg },
+    });
+    expect(protocolProblems(call("ENAMETOOLONG: name too long, mkdir '/x/aaaa'")).join()).toMatch(
+      /raw errno/,
+    );
+    expect(protocolProblems(call('ipam.type: undefined is missing')).join()).toMatch(/internals/);
+    expect(protocolProblems(call('ipam.type: missing; set it to "host-local"'))).toEqual([]);
   });
 });

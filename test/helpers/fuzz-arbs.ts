@@ -450,6 +450,27 @@ function typeValue(path: PathStep[], value: Json, seed: number): Json {
   return list[seed % list.length]!;
 }
 
+/**
+ * Strings for keys whose odd values matter most, so a string mutation of such a key tries them:
+ * link names that exist in the node (an existing veth as a bridge, F12; lo), and network names
+ * past the 255 bytes a file name can hold (F14).
+ */
+const KEY_STRINGS: Record<string, string[]> = {
+  bridge: ['fzveth0', 'lo', 'eth0', 'a'.repeat(16)],
+  master: ['fzveth0', 'lo', 'fzbr0', 'nosuchdev'],
+  device: ['lo', 'eth0', 'fzveth0', 'nosuchdev'],
+  name: ['a'.repeat(256), 'a'.repeat(300), 'a/b', '..', ''],
+};
+
+/** The value a set/add mutation writes at `path`: safe types for `type`, key pools for strings. */
+function valueFor(path: PathStep[], m: Mutation): Json {
+  const last = path[path.length - 1];
+  if (last === 'type') return typeValue(path, m.value, m.at);
+  const pool = typeof last === 'string' ? KEY_STRINGS[last] : undefined;
+  if (pool && typeof m.value === 'string') return pool[Math.floor(m.at / 7) % pool.length]!;
+  return m.value;
+}
+
 function apply(config: Obj, m: Mutation, paths: PathStep[][]): void {
   if (paths.length === 0) return;
   const path = paths[m.at % paths.length]!;
@@ -465,9 +486,9 @@ function apply(config: Obj, m: Mutation, paths: PathStep[][]): void {
     const target = p[last];
     if (target !== null && typeof target === 'object' && !Array.isArray(target) && !PINNED.has(m.key)) {
       (target as Obj)[m.key] = m.value;
-    } else p[last] = last === 'type' ? typeValue(path, m.value, m.at) : m.value;
+    } else p[last] = valueFor(path, m);
   } else {
-    p[last] = last === 'type' ? typeValue(path, m.value, m.at) : m.value;
+    p[last] = valueFor(path, m);
   }
 }
 

@@ -505,9 +505,15 @@ export function leftovers(
   after: WorldSnapshot,
   opts: { config: unknown; runTag: string; plugin?: string; ignoreLinks?: ReadonlySet<string> },
 ): string[] {
+  // A shared link is the plugin's own bridge: one it created, or a bridge that was there. A
+  // config naming some other existing link (a veth as "bridge", F12) gets no pass for changing it.
+  const shared = FUZZ_BY_DESIGN.sharedLinks(opts.config, opts.plugin).filter((name) => {
+    const was = before.node.links.get(name);
+    return was === undefined || was.kind === 'bridge' || name.includes('.');
+  });
   const ctx = {
     kitLinks: opts.ignoreLinks ?? new Set<string>(),
-    sharedLinks: new Set(FUZZ_BY_DESIGN.sharedLinks(opts.config, opts.plugin)),
+    sharedLinks: new Set(shared),
     runTag: opts.runTag,
   };
   const out = diffNetSnapshots(before.node, after.node, ctx).map((p) => `node: ${p}`);
@@ -586,6 +592,9 @@ const STACK = /\n\s+at\s+\S|\(\S+\.(?:[cm]?js|ts):\d+:\d+\)|\bat\s+\S+\s+\(\/\S+
 const INTERNALS =
   /\bundefined\b|\[object Object\]|\b(?:TypeError|ReferenceError|RangeError|SyntaxError)\b|is not a function|Cannot read propert/;
 
+/** A message that is a Node system error as it is: `ECODE: text, syscall 'path'`. */
+const RAW_ERRNO = /^(E[A-Z]{2,}): [^,]+, [a-z_]+(?: '|$)/;
+
 /**
  * The protocol invariants of one run: it finished within its bound, printed exactly one JSON
  * document (none for a successful DEL/CHECK), no stack trace, exit 0 with a result for ADD or a
@@ -631,6 +640,10 @@ export function protocolProblems(call: FuzzCall, expectVersion?: string): string
   const text = `${typeof e.msg === 'string' ? e.msg : ''} ${typeof e.details === 'string' ? e.details : ''}`;
   const bad = INTERNALS.exec(text);
   if (bad) p.push(`${what} error names internals (${JSON.stringify(bad[0])}): ${text.trim().slice(0, 200)}`);
+  // Node's own error text (`ENAMETOOLONG: name too long, mkdir '...'`) instead of a CNI message
+  // naming the field and the limit (F14, F17).
+  const raw = typeof e.msg === 'string' ? RAW_ERRNO.exec(e.msg) : null;
+  if (raw) p.push(`${what} error is raw errno text (${raw[1]}): ${String(e.msg).slice(0, 200)}`);
   return p;
 }
 
