@@ -7,14 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetSnapshot } from '../../src/conform/snapshot.js';
-import {
-  type FuzzCall,
-  FuzzWorld,
-  fuzzUnavailable,
-  leftovers,
-  protocolProblems,
-  type WorldSnapshot,
-} from '../helpers/fuzz.js';
+import { type FuzzCall, FuzzWorld, fuzzUnavailable, type WorldSnapshot } from '../helpers/fuzz.js';
+import { leftovers, protocolProblems } from '../helpers/fuzz-judge.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/conform/', import.meta.url));
 const fixture = (mode?: string) => (mode ? join(FIXTURES, 'broken', mode) : join(FIXTURES, 'plugin.mjs'));

@@ -19,17 +19,11 @@ import fc from 'fast-check';
 import type { TestContext } from 'vitest';
 import { runFence } from './bounded-runs.js';
 import {
-  errorCode,
   FUZZ_PLUGINS,
   type FuzzCall,
   type FuzzPlugin,
   type FuzzWorld,
   KNOWN_VERSIONS,
-  leftovers,
-  machineStateNaming,
-  protocolProblems,
-  said,
-  strayNetns,
   type WorldSnapshot,
 } from './fuzz.js';
 import {
@@ -42,6 +36,14 @@ import {
   IFNAMES,
   materializeConfig,
 } from './fuzz-arbs.js';
+import {
+  errorCode,
+  leftovers,
+  machineStateNaming,
+  protocolProblems,
+  said,
+  strayNetns,
+} from './fuzz-judge.js';
 
 /** One failing case: which invariants broke, and the recipe that replays it. */
 export interface FuzzFailure {
