@@ -8,10 +8,10 @@
 // Over 400 lines: the documented config of each of the 14 plugins sits next to the mutations and
 // the pins that apply to it.
 //
-// IPAM types a plugin runs by exec never include a main plugin (bridge, ptp ...): such a type
-// makes the plugin exec itself (F1 of issue 11: without a depth limit it exhausted the process
-// table). CNI_KIT_FUZZ_SELF_IPAM=1 adds them once the fix is in; the runs stay bounded by the
-// harness's pids cgroup either way.
+// IPAM types a plugin runs by exec include the main plugins (bridge, ptp ...): such a type makes
+// the plugin exec itself (F1 of issue 11: before the SDK's delegation guard it exhausted the
+// process table). The guard refuses it now; CNI_KIT_FUZZ_SELF_IPAM=0 leaves those types out, and
+// =1 insists on the harness's pids cgroup bound as well.
 import fc from 'fast-check';
 import { FUZZ_PLUGINS, type FuzzPlugin, KNOWN_VERSIONS } from './fuzz.js';
 import { BIN_DIR } from './plugin.js';
@@ -20,10 +20,10 @@ type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Obj = { [k: string]: Json };
 
 /** Whether configs may name a main plugin as their IPAM type (see the file comment). */
-export const SELF_IPAM = process.env.CNI_KIT_FUZZ_SELF_IPAM === '1';
-/** The harness refuses SELF_IPAM where runs are bounded in time only (no pids cgroup). */
+export const SELF_IPAM = process.env.CNI_KIT_FUZZ_SELF_IPAM !== '0';
+/** With CNI_KIT_FUZZ_SELF_IPAM=1 the harness refuses to run where runs are bounded in time only. */
 export function checkSelfIpamBound(pidsBounded: boolean): void {
-  if (SELF_IPAM && !pidsBounded)
+  if (process.env.CNI_KIT_FUZZ_SELF_IPAM === '1' && !pidsBounded)
     throw new Error('CNI_KIT_FUZZ_SELF_IPAM=1 needs the pids cgroup bound (cgroup v1 pids controller, root)');
 }
 

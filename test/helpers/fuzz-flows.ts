@@ -198,6 +198,10 @@ export async function runCase(
   const refusesVersion = (call: FuzzCall, label: string) => {
     if (!valid || errorCode(call) !== 1) return;
     const msg = said(call);
+    // A result without IPs (no IPAM) has no 0.1.0/0.2.0 form: the reference refuses that ADD too
+    // ("cannot convert: no valid IP addresses"); ours undoes the attachment, which the leftover
+    // check holds it to.
+    if (label === 'ADD' && /no valid IP addresses/.test(msg)) return;
     if (/version/i.test(msg)) {
       j.problems.push(
         `${label}: refuses cniVersion ${JSON.stringify(recipe.version)} (${msg}); the reference accepts every version`,
