@@ -276,11 +276,19 @@ function sharedFwEntry(e: FwEntry, after: FwEntry[], ctx: DiffContext): boolean 
 /** Everything `after` holds that `before` did not (and the reverse), minus the allowlist. */
 export function diffNetSnapshots(before: NetSnapshot, after: NetSnapshot, ctx: DiffContext): string[] {
   const problems: string[] = [];
+  // A shared link may stay or change only if the plugin made it or it was a bridge before: a link of
+  // that name that existed as something else (a veth named as `bridge`) is the node's, not the
+  // plugin's, and what ADD did to it must be undone (F12 of issue 11 slipped past a name match).
+  const isShared = (name: string) => {
+    if (!ctx.sharedLinks.has(name)) return false;
+    const was = before.links.get(name);
+    return was === undefined || was.kind === 'bridge' || /\.\d+$/.test(name);
+  };
   const ignoredDev = (dev: string | undefined) =>
-    dev !== undefined && (ctx.kitLinks.has(dev) || ctx.sharedLinks.has(dev));
+    dev !== undefined && (ctx.kitLinks.has(dev) || isShared(dev));
   const changedLinks = new Set<string>();
   for (const [name, facts] of after.links) {
-    if (ctx.kitLinks.has(name) || ctx.sharedLinks.has(name)) continue;
+    if (ctx.kitLinks.has(name) || isShared(name)) continue;
     const was = before.links.get(name);
     if (!was) {
       problems.push(`link ${name} (${facts.kind}) left behind`);
@@ -297,7 +305,7 @@ export function diffNetSnapshots(before: NetSnapshot, after: NetSnapshot, ctx: D
     if (diffs.length) problems.push(`link ${name} changed: ${diffs.join('; ')}`);
   }
   for (const name of before.links.keys()) {
-    if (!after.links.has(name) && !ctx.kitLinks.has(name) && !ctx.sharedLinks.has(name)) {
+    if (!after.links.has(name) && !ctx.kitLinks.has(name) && !isShared(name)) {
       problems.push(`link ${name} removed (it was there before ADD)`);
       changedLinks.add(name);
     }

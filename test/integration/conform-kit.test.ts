@@ -126,6 +126,25 @@ describe('the leftover diff and its allowlist, on made-up snapshots', () => {
       'route inet 10.1.0.5 dev lo table 200 proto boot left behind',
       'rule nft bridge t chain prerouting: iifname "veth1" counter jump c-1 left behind',
     ]);
+    // A node veth that a config names as its bridge is not the plugin's: changing it is reported.
+    const veth = { kind: 'veth', mtu: 1500, flags: ['BROADCAST'] };
+    const vBefore = snap({
+      links: new Map([
+        ['lo', lo],
+        ['cni0', veth],
+      ]),
+      nft: parseNftRuleset(''),
+    });
+    const vAfter = snap({
+      links: new Map([
+        ['lo', lo],
+        ['cni0', { ...veth, flags: ['BROADCAST', 'UP'] }],
+      ]),
+      nft: parseNftRuleset(''),
+    });
+    expect(diffNetSnapshots(vBefore, vAfter, { ...ctx, sharedLinks: shared })).toEqual([
+      'link cni0 changed: flags BROADCAST -> BROADCAST,UP',
+    ]);
   });
 
   it("data dirs: host-local's allocator files may stay, a reservation may not", () => {
