@@ -12,7 +12,7 @@ import {
   type PluginSpec,
 } from 'cni-kit';
 import { delegateAdd, delegateCheck, delegateDel } from 'cni-kit/delegate';
-import { writeFileAtomic } from 'cni-kit/fs';
+import { removeStaleTempFiles, writeFileAtomic } from 'cni-kit/fs';
 import { formatSubnet, parseCIDR } from 'cni-kit/spec';
 import { type FlannelEnv, readSubnetEnv } from './subnet-env.js';
 
@@ -137,6 +137,8 @@ export function flannelPlugin(): PluginSpec<FlannelConf> {
       await delegateDel(d.type as string, d, opts(ctx));
       // Only after the delegate succeeded, so a failed DEL can be retried (the reference removes it first).
       await rm(scratch(ctx), { force: true });
+      // A scratch write killed between its temp file and the rename leaves `.tmp.*` behind.
+      removeStaleTempFiles(ctx.conf.dataDir);
     },
     async check(ctx) {
       const d = await stored(ctx);

@@ -3,7 +3,7 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type CapabilityArgs, CniError, ErrorCode, type PodRef } from 'cni-kit';
-import { writeFileAtomic } from 'cni-kit/fs';
+import { removeStaleTempFiles, writeFileAtomic } from 'cni-kit/fs';
 import {
   type AttachmentConfig,
   configFromNad,
@@ -375,6 +375,8 @@ function fromReferenceCache(v: unknown[], ifname: string): Delegate[] {
 /** Removes a container's cache; missing is fine. */
 export async function removeDelegates(cniDir: string, containerId: string): Promise<void> {
   await rm(cachePath(cniDir, containerId), { force: true });
+  // A cache write killed between its temp file and the rename leaves `.tmp.*` (its writer is gone).
+  removeStaleTempFiles(cniDir);
   const legacy = legacyCachePath(cniDir, containerId);
   if (legacy) await rm(legacy, { force: true });
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, unlink } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { writeFileAtomic } from '../fs/index.js';
+import { basename, dirname, join } from 'node:path';
+import { removeStaleTempFiles, writeFileAtomic } from '../fs/index.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 
 /** The `kind` tag of libcni's cache record. */
@@ -255,6 +255,8 @@ export class ResultCache {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     }
+    // A cache write killed between its temp file and the rename leaves `.tmp.*` (writer gone).
+    removeStaleTempFiles(dirname(this.path(key)));
   }
 
   /**

@@ -197,11 +197,14 @@ interface NftBlock {
   children: NftBlock[];
 }
 
+const IPTABLES_NFT_TABLE = /^table (ip|ip6) (filter|nat|mangle|raw|security)$/;
+
 /**
  * `nft list ruleset` as one line per table, chain, set and statement, each statement prefixed
  * with its table and chain or set, counters without their numbers. As for iptables, a base chain
  * with nothing in it but an accept policy is left out, and so is a table that held only such
- * chains (iptables-nft makes them the first time a table is used).
+ * chains (iptables-nft makes them the first time a table is used) or, for iptables' own tables,
+ * nothing at all (iptables-nft keeps the table once its chains are deleted).
  */
 export function normalizeNftRuleset(text: string): string[] {
   const root: NftBlock = { header: '', statements: [], children: [] };
@@ -228,7 +231,10 @@ export function normalizeNftRuleset(text: string): string[] {
     const inner = [...statements.map((st) => `${path}: ${st}`), ...children.flat()];
     const defaultBaseChain = statements.length < b.statements.length && inner.length === 0;
     const onlyDefaultChains = b.children.length > 0 && inner.length === 0 && b.statements.length === 0;
-    return defaultBaseChain || onlyDefaultChains ? [] : [path, ...inner];
+    // iptables-nft keeps a table it once made after its chains are deleted (ip6tables -X).
+    const emptyIptablesTable =
+      prefix === '' && inner.length === 0 && b.statements.length === 0 && IPTABLES_NFT_TABLE.test(b.header);
+    return defaultBaseChain || onlyDefaultChains || emptyIptablesTable ? [] : [path, ...inner];
   };
   return root.children.flatMap((c) => emit(c, ''));
 }

@@ -126,7 +126,7 @@ describe('leak check: normalization', () => {
     ]);
   });
 
-  it('nft: tables holding only empty accept-policy base chains (made by iptables-nft) are left out', () => {
+  it('nft: tables holding only empty accept-policy base chains (made by iptables-nft) are left out, and so are empty iptables tables (iptables-nft keeps them after -X), but not other empty tables', () => {
     const text = [
       'table ip6 nat {',
       '\tchain PREROUTING {',
@@ -134,6 +134,8 @@ describe('leak check: normalization', () => {
       '\t}',
       '}',
       'table inet leftover {',
+      '}',
+      'table ip6 nat {',
       '}',
       'table ip filter {',
       '\tchain FORWARD {',

@@ -1,5 +1,6 @@
 // multus config fields (defaults, the comma-separated globalNamespaces, load errors) and delegate
 // planning without any network: order, interface naming, defaultNetworks and system namespaces.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -382,5 +383,18 @@ describe('default-route move (simulated kernel)', () => {
     expect(err).toBeInstanceOf(CniError);
     expect(err.code).toBe(5);
     expect(err.message).toContain(join(dir, 'dr-missing', 'results', 'gone-c1-net1'));
+  });
+});
+
+describe('temp files of killed cache writes (F10)', () => {
+  it('DEL removes a dead writer temp file from the cni dir and keeps a live one', async () => {
+    const cniDir = mkdtempSync(join(dir, 'tmpfiles-'));
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    const stale = `.tmp.ctr-x.${dead}.fc02ab5e`;
+    const live = `.tmp.ctr-y.${process.pid}.0a0b0c0d`;
+    writeFileSync(join(cniDir, stale), '{');
+    writeFileSync(join(cniDir, live), '{');
+    await removeDelegates(cniDir, 'ctr-x');
+    expect(readdirSync(cniDir)).toEqual([live]);
   });
 });
