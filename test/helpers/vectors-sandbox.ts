@@ -5,10 +5,11 @@
 // eth0/master the config names; flanneld's subnet.env and whereabouts' flat file are where the
 // plugins look for them), and nothing of the machine's /etc, /run, /tmp or interfaces is touched.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type ProcOutcome, runProc } from '../../src/conform/proc.js';
 import { type NetSnapshot, takeFileSnapshot, takeNetSnapshot } from '../../src/conform/snapshot.js';
 import type { FakeK8s } from './fake-k8s.js';
@@ -22,19 +23,25 @@ const MOUNTS: Array<[string, string]> = [
   ['/tmp', 'tmp'],
 ];
 
-// $1 sandbox root, $2 node netns path ("-" for none), then the command. /run/netns is carried into
-// the private /run so CNI_NETNS paths keep working; /tmp goes last, as the root lives under it.
+// $1 sandbox root, $2 node netns path ("-" for none), $3 the checkout's path below /tmp ("-" when it
+// is elsewhere), then the command. /run/netns is carried into the private /run so CNI_NETNS paths
+// keep working; a checkout under /tmp (a CI clone) is carried into the private /tmp so dist/bin
+// stays where it was; /tmp goes last, as the root lives under it.
 const ENTER = [
   'set -e',
-  'R="$1"; NODE="$2"; shift 2',
+  'R="$1"; NODE="$2"; KEEP="$3"; shift 3',
   'mount --rbind /run/netns "$R/run/netns"',
   'mount --rbind "$R/run" /run',
   'mount --bind "$R/etc-cni" /etc/cni',
   'mount --bind "$R/var-lib-cni" /var/lib/cni',
-  'mount --bind "$R/tmp" /tmp',
+  'if [ "$KEEP" != - ]; then mkdir -p "$R/tmp$KEEP"; mount --bind "/tmp$KEEP" "$R/tmp$KEEP"; fi',
+  'mount --rbind "$R/tmp" /tmp',
   'if [ "$NODE" = - ]; then exec "$@"; fi',
   'exec nsenter --net="$NODE" -- "$@"',
 ].join('\n');
+
+const CHECKOUT = realpathSync(fileURLToPath(new URL('../..', import.meta.url))).replace(/\/$/, '');
+const KEEP = CHECKOUT.startsWith('/tmp/') ? CHECKOUT.slice('/tmp'.length) : '-';
 
 const netnsLive = new Set<string>();
 process.once('exit', () => {
@@ -139,6 +146,7 @@ export class Sandbox {
         'enter',
         this.root,
         node ? this.nodePath : '-',
+        KEEP,
         file,
         ...args,
       ],
