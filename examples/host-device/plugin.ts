@@ -9,7 +9,7 @@
 // attachment's temporary netns, which stay private to this file.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   CniError,
   conf,
@@ -19,7 +19,7 @@ import {
   type PluginSpec,
   type Result,
 } from 'cni-kit';
-import { writeFileAtomicSync } from 'cni-kit/fs';
+import { boundedFileName, removeStaleTempFiles, writeFileAtomicSync } from 'cni-kit/fs';
 import { isExists, type Netlink, type NetnsOps, type RouteSpec, type TempNetns } from 'cni-kit/netlink';
 import {
   addWithRollback,
@@ -87,23 +87,9 @@ export interface HostDeviceState {
   routes: RouteSpec[];
 }
 
-/** The state file of one attachment: `<containerID>_<ifname>.json`, hashed when too long for a file name. */
+/** The state file of one attachment: `<containerID>_<ifname>.json`, bounded to a file name's length. */
 export function stateFile(dir: string, cid: string, ifname: string): string {
-  const name = `${cid}_${ifname}.json`;
-  if (Buffer.byteLength(name) <= 255) return join(dir, name);
-  return join(dir, `${createHash('sha256').update(cid).digest('hex')}_${ifname}.json`);
-}
-
-/** Removes temp files a killed atomic write of `file` left beside it (`.tmp.<name>.<pid>.<hex>`). */
-export function removeStrayTemps(file: string): void {
-  const prefix = `.tmp.${basename(file)}.`;
-  let names: string[];
-  try {
-    names = readdirSync(dirname(file));
-  } catch {
-    return;
-  }
-  for (const n of names) if (n.startsWith(prefix)) rmSync(join(dirname(file), n), { force: true });
+  return join(dir, boundedFileName(`${cid}_${ifname}.json`));
 }
 
 /** Reads `name`'s state in `ns`. */
@@ -398,7 +384,8 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
 
   async function returnDevice(ctx: PluginContext<HostDeviceConf>): Promise<void> {
     const file = stateFile(ctx.conf.dataDir, ctx.containerId, ctx.ifname);
-    removeStrayTemps(file);
+    // A state write killed between its temp file and the rename leaves `.tmp.*` (writer gone).
+    removeStaleTempFiles(dirname(file));
     const recorded = readState(file, ctx.log);
     const link = await inNetnsIfExists(netlink, ctx.netns, (ns) => ns.findLink(ctx.ifname));
     if (recorded) {

@@ -19,7 +19,7 @@ import {
   podEvent,
   withCniArgs,
 } from 'cni-kit/k8s';
-import { boundedFileName, loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
+import { cacheFileName, loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
 import { describeSystemError } from 'cni-kit/spec';
 import type { MultusConf } from './config.js';
 
@@ -285,7 +285,7 @@ const CACHE_KIND = 'cniKitMultusV1';
  * the ID when that name would not fit the file system (an ID of hundreds of characters).
  */
 export function cachePath(cniDir: string, containerId: string): string {
-  return join(cniDir, boundedFileName(containerId));
+  return join(cniDir, cacheFileName(containerId));
 }
 
 /** Where an older version may have kept the cache of a long ID (plain name, <= 255 bytes). */

@@ -1,13 +1,5 @@
-// tuning (chained): sets sysctls under net. and link attributes (mac, promisc, mtu, txQLen,
-// allmulti) of the container interface, backs the originals up and restores them on DEL. The backup
-// file has the reference's name and format, so either implementation can undo the other's ADD.
-// `args.cni` overrides the config's fields with the reference's precedence, and an ADD that fails
-// puts back every sysctl and attribute it changed and the backup as it found it.
-// Past ~400 lines on purpose: the request merge, the backup format and the undo steps share
-// the reference's layout and are exported for the unit tests; splitting them adds a module per plugin.
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   ALL_VERSIONS,
   CniError,
@@ -18,7 +10,7 @@ import {
   type PluginSpec,
   type Result,
 } from 'cni-kit';
-import { writeFileAtomicSync } from 'cni-kit/fs';
+import { boundedFileName, removeStaleTempFiles, writeFileAtomicSync } from 'cni-kit/fs';
 import type { Link, LinkSettings, Netlink, NetnsOps } from 'cni-kit/netlink';
 import { inNetnsIfExists, mtuField } from 'cni-kit/netsetup';
 
@@ -175,23 +167,9 @@ export function checkAllowlist(file: string, keys: string[]): void {
   }
 }
 
-/** The backup's path: the reference's `<containerID>_<ifname>.json`, hashed when too long for a file name. */
+/** The backup's path: the reference's `<containerID>_<ifname>.json`, bounded to a file name's length. */
 export function backupFile(dir: string, cid: string, ifname: string): string {
-  const name = `${cid}_${ifname}.json`;
-  if (Buffer.byteLength(name) <= 255) return join(dir, name);
-  return join(dir, `${createHash('sha256').update(cid).digest('hex')}_${ifname}.json`);
-}
-
-/** Removes temp files a killed atomic write of `file` left beside it (`.tmp.<name>.<pid>.<hex>`). */
-export function removeStrayTemps(file: string): void {
-  const prefix = `.tmp.${basename(file)}.`;
-  let names: string[];
-  try {
-    names = readdirSync(dirname(file));
-  } catch {
-    return;
-  }
-  for (const n of names) if (n.startsWith(prefix)) rmSync(join(dirname(file), n), { force: true });
+  return join(dir, boundedFileName(`${cid}_${ifname}.json`));
 }
 
 const isInt = (v: unknown, max: number): v is number =>
@@ -402,7 +380,8 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
     },
     async del(ctx) {
       const file = backupFile(ctx.conf.dataDir, ctx.containerId, ctx.ifname);
-      removeStrayTemps(file);
+      // A backup write killed between its temp file and the rename leaves `.tmp.*` (writer gone).
+      removeStaleTempFiles(dirname(file));
       if (!existsSync(file)) return;
       const b = safeParse(readFileSync(file, 'utf8'), ctx.log);
       const failed = await inNetnsIfExists(netlink, ctx.netns, async (ns) => {

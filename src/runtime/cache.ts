@@ -61,12 +61,12 @@ const HASHED_PREFIX = 'sha256+';
  * MAX_PLAIN_FILE_NAME bytes (so files of libcni and older versions are found), else
  * `sha256+<hex of the parts joined by NUL>`, which no plain name can equal.
  */
-export function boundedFileName(plain: string, parts: readonly string[] = [plain]): string {
+export function cacheFileName(plain: string, parts: readonly string[] = [plain]): string {
   if (Buffer.byteLength(plain) <= MAX_PLAIN_FILE_NAME) return plain;
   return `${HASHED_PREFIX}${createHash('sha256').update(parts.join('\0')).digest('hex')}`;
 }
 
-/** True for a name made by boundedFileName's hash branch. */
+/** True for a name made by cacheFileName's hash branch. */
 export function isHashedFileName(name: string): boolean {
   return name.startsWith(HASHED_PREFIX);
 }
@@ -77,7 +77,7 @@ function plainCacheName(key: AttachmentKey): string {
 
 /**
  * The path libcni uses, `<cacheDir>/results/<network>-<containerID>-<ifname>`, unless that name is
- * too long for the file system (see boundedFileName).
+ * too long for the file system (see cacheFileName).
  */
 export function cacheFilePath(cacheDir: string, key: AttachmentKey): string {
   for (const [field, v] of [
@@ -99,7 +99,7 @@ export function cacheFilePath(cacheDir: string, key: AttachmentKey): string {
     }
   }
   const plain = plainCacheName(key);
-  return join(cacheDir, 'results', boundedFileName(plain, [key.networkName, key.containerId, key.ifname]));
+  return join(cacheDir, 'results', cacheFileName(plain, [key.networkName, key.containerId, key.ifname]));
 }
 
 /** The libcni name of a key whose file is now hashed, when such a file could exist (<= 255 bytes). */
