@@ -5,7 +5,8 @@
 //
 // Knobs (all optional):
 //   CNI_KIT_FUZZ_RUNS=N        run N cases per plugin and suite instead of the time budget (bench)
-//   CNI_KIT_FUZZ_SEED=S        fast-check seed (printed with every failure)
+//   CNI_KIT_FUZZ_SEED=S        fast-check seed (printed with every failure); `random` for a fresh
+//                              draw (the default of CNI_KIT_FUZZ_RUNS; npm test uses fixed seeds)
 //   CNI_KIT_FUZZ_CASE=<json>   replay exactly this recipe, once
 //   CNI_KIT_FUZZ_PLUGINS=a,b   only these plugins
 //   CNI_KIT_FUZZ_VERSIONS=a,b  only these cniVersions (none: no cniVersion)
@@ -331,6 +332,18 @@ export function selectedPlugins(list: readonly FuzzPlugin[]): FuzzPlugin[] {
  * CNI_KIT_FUZZ_RUNS cases); every failing case is collected, then all are reported at once with
  * the seed and the recipe, so one run shows every defect it met.
  */
+/**
+ * The fast-check seed: CNI_KIT_FUZZ_SEED when it is a number, a random one when it says `random`
+ * or when a long run (CNI_KIT_FUZZ_RUNS) explores; otherwise, in `npm test`, a fixed seed per
+ * plugin, so the suite replays the cases already judged instead of failing CI on a fresh draw
+ * (exploring is the long run's job, and every failure prints its seed and recipe either way).
+ */
+export function fuzzSeed(env: string | undefined, exploring: boolean, pluginIndex: number): number {
+  if (env !== undefined && env !== '' && env !== 'random') return Number(env);
+  if (env === 'random' || exploring) return Math.floor(Math.random() * 2 ** 31);
+  return 1_100_000 + pluginIndex * 7_919;
+}
+
 export async function fuzzPlugin(
   tctx: Pick<TestContext, 'signal' | 'onTestFinished'>,
   world: FuzzWorld,
@@ -338,10 +351,10 @@ export async function fuzzPlugin(
   arb: fc.Arbitrary<FuzzCase>,
   opts: FuzzSuiteOptions,
 ): Promise<{ failures: FuzzFailure[]; stats: FuzzStats; seed: number }> {
-  const seed = Number(process.env.CNI_KIT_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   const runs = Number(process.env.CNI_KIT_FUZZ_RUNS ?? 0);
   const replay = process.env.CNI_KIT_FUZZ_CASE;
   const index = FUZZ_PLUGINS.indexOf(plugin);
+  const seed = fuzzSeed(process.env.CNI_KIT_FUZZ_SEED, runs > 0, index);
   const stats: FuzzStats = { cases: 0, runs: 0, adds: 0, addsOk: 0, maxRunMs: 0, ms: 0 };
   const failures: FuzzFailure[] = [];
   const started = Date.now();
