@@ -283,6 +283,12 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
     const file = backupFile(dir, ctx.containerId, ctx.ifname);
     const link = await netlink.inNetns(ctx.netns, async (ns) => {
       const before = await ns.getLink(ctx.ifname);
+      // The kernel takes no all-zero MAC back (lo has one): DEL could never restore it.
+      if (set.mac !== undefined && /^(00:){5}00$/.test(before.mac ?? '') && set.mac !== before.mac)
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `mac: ${ctx.ifname} has the MAC address 00:00:00:00:00:00, which the kernel refuses to set again, so DEL could not put it back; remove "mac" for this interface`,
+        );
       // Read every sysctl first: a key this kernel lacks fails here, before anything changed.
       const old: string[] = [];
       for (const [i, p] of paths.entries()) {

@@ -238,6 +238,31 @@ describe.each(impls)('tuning ($impl)', ({ bin }) => {
 describe('tuning (ours only: features Go 1.1.1 lacks)', () => {
   const bin = `${BIN_DIR}tuning`;
 
+  it("a MAC for lo is refused with code 7 before anything changes: the kernel takes lo's all-zero MAC back from nobody", (ctx) => {
+    need(ctx);
+    const c = container();
+    const before = linkOf(c.ns, 'lo');
+    const conf = {
+      cniVersion: '1.0.0',
+      name: `${tag}lomac`,
+      type: 'tuning',
+      dataDir: c.dataDir,
+      mac: '02:00:00:00:1a:03',
+      promisc: true,
+      prevResult: prev(c.path, 'lo'),
+    };
+    const add = execPlugin(bin, env('ADD', c.path, 'lo'), JSON.stringify(conf));
+    expect(add.status).not.toBe(0);
+    expect(JSON.parse(add.stdout)).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining('mac: lo has the MAC address'),
+    });
+    expect(linkOf(c.ns, 'lo')).toEqual(before);
+    expect(existsSync(c.dataDir) ? readdirSync(c.dataDir) : []).toEqual([]);
+    expect(execPlugin(bin, env('DEL', c.path, 'lo'), JSON.stringify(conf)).status).toBe(0);
+    expect(linkOf(c.ns, 'lo')).toEqual(before);
+  });
+
   it('SIGKILL at points spread over ADD, then DEL: the link is as before and no file is left', async (ctx) => {
     need(ctx);
     for (const delayMs of [0, 100, 150, 180, 200, 220, 240, 260, 290, 330]) {
