@@ -74,10 +74,15 @@ export function leftovers(
 /**
  * Named network namespaces in /run/netns that runs of a case left: cni-kit names its temporary
  * ones `cnikit-<pid>-<rand>`, so one carrying a pid of the case's runs is theirs (a name match
- * alone would also catch a namespace another worker's run is using right now). Each is listed with
+ * alone would also catch a namespace another worker's run is using right now), and host-device
+ * names its one per attachment (`expected`: `cnikit-hd-<sha256 of containerID/ifname>`). Each is listed with
  * the links it holds, then deleted (the harness's own cleanup).
  */
-export function strayNetns(pids: ReadonlySet<number>, known: ReadonlySet<string>): string[] {
+export function strayNetns(
+  pids: ReadonlySet<number>,
+  known: ReadonlySet<string>,
+  expected: ReadonlySet<string> = new Set(),
+): string[] {
   const found: string[] = [];
   let names: string[];
   try {
@@ -88,7 +93,7 @@ export function strayNetns(pids: ReadonlySet<number>, known: ReadonlySet<string>
   for (const name of names) {
     if (known.has(name)) continue;
     const m = /^[a-z]+-(\d+)-[a-z0-9]+$/.exec(name);
-    if (!m || !pids.has(Number(m[1]))) continue;
+    if (!expected.has(name) && (!m || !pids.has(Number(m[1])))) continue;
     const r = spawnSync('ip', ['-n', name, '-br', 'link'], { encoding: 'utf8' });
     const links = r.stdout
       .split('\n')

@@ -2,7 +2,9 @@
 // plugin runs in it under nsenter, so "the host" is that netns, never the machine's) holding the
 // device, a veth whose peer stays in the node. Ours and the Go reference 1.1.1 run the shared
 // assertions; what 1.1.1 does differently (it leaks on F2, leaves the device down on DEL) is ours only.
+
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -237,7 +239,9 @@ describe('host-device (ours): F2 and the rollback', () => {
       expect(device(s.node), `after a kill at ${delayMs} ms`).toEqual(before);
       expect(links(s.ctr)).toEqual(['lo:']);
       expect(readdirSync(s.dataDir).filter((f) => f !== 'ipam')).toEqual([]);
-      expect(readdirSync('/var/run/netns').filter((n) => n.startsWith('cnikit-hd-'))).toEqual([]);
+      // This attachment's temporary netns only: other files (the fuzzer) run host-device meanwhile.
+      const tempNetns = `cnikit-hd-${createHash('sha256').update(`${tag}-c/net1`).digest('hex').slice(0, 16)}`;
+      expect(readdirSync('/var/run/netns')).not.toContain(tempNetns);
       for (const n of netnses.splice(0)) spawnSync('ip', ['netns', 'del', n]);
     }
   }, 60_000);
