@@ -3,7 +3,7 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type CapabilityArgs, CniError, ErrorCode, type PodRef } from 'cni-kit';
-import { removeStaleTempFiles, writeFileAtomic } from 'cni-kit/fs';
+import { boundedFileName, removeStaleTempFiles, writeFileAtomic } from 'cni-kit/fs';
 import {
   type AttachmentConfig,
   configFromNad,
@@ -19,7 +19,7 @@ import {
   podEvent,
   withCniArgs,
 } from 'cni-kit/k8s';
-import { cacheFileName, loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
+import { loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
 import { describeSystemError } from 'cni-kit/spec';
 import type { MultusConf } from './config.js';
 
@@ -285,14 +285,7 @@ const CACHE_KIND = 'cniKitMultusV1';
  * the ID when that name would not fit the file system (an ID of hundreds of characters).
  */
 export function cachePath(cniDir: string, containerId: string): string {
-  return join(cniDir, cacheFileName(containerId));
-}
-
-/** Where an older version may have kept the cache of a long ID (plain name, <= 255 bytes). */
-function legacyCachePath(cniDir: string, containerId: string): string | undefined {
-  const primary = cachePath(cniDir, containerId);
-  const plain = join(cniDir, containerId);
-  return primary !== plain && Buffer.byteLength(containerId) <= 255 ? plain : undefined;
+  return join(cniDir, boundedFileName(containerId));
 }
 
 /** Writes the delegate list atomically (temp file, fsync, rename), mode 0600 in a 0700 dir. */
@@ -318,21 +311,14 @@ export async function loadDelegates(
   | { status: 'missing' }
   | { status: 'corrupt'; path: string; reason: string }
 > {
-  let path = cachePath(cniDir, containerId);
-  let text: string | undefined;
-  for (const p of [path, legacyCachePath(cniDir, containerId)]) {
-    if (p === undefined) continue;
-    try {
-      text = await readFile(p, 'utf8');
-      path = p;
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        return { status: 'corrupt', path: p, reason: (err as Error).message };
-      }
-    }
+  const path = cachePath(cniDir, containerId);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing' };
+    return { status: 'corrupt', path, reason: (err as Error).message };
   }
-  if (text === undefined) return { status: 'missing' };
   try {
     const v = JSON.parse(text) as unknown;
     if (Array.isArray(v)) return { status: 'ok', delegates: fromReferenceCache(v, ifname) };
@@ -377,6 +363,4 @@ export async function removeDelegates(cniDir: string, containerId: string): Prom
   await rm(cachePath(cniDir, containerId), { force: true });
   // A cache write killed between its temp file and the rename leaves `.tmp.*` (its writer is gone).
   removeStaleTempFiles(cniDir);
-  const legacy = legacyCachePath(cniDir, containerId);
-  if (legacy) await rm(legacy, { force: true });
 }

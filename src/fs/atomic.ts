@@ -116,8 +116,8 @@ export function removeStaleTempFiles(dir: string, opts: StaleTempOptions = {}): 
   return n;
 }
 
-/** Longest file name boundedFileName returns, in bytes (Linux allows 255; temp names add to it). */
-export const MAX_FILE_NAME = 200;
+/** Longest file name boundedFileName returns, in bytes: Linux's NAME_MAX (temp names are capped apart). */
+export const MAX_FILE_NAME = 255;
 
 /**
  * A file name for an arbitrary key that fits every Linux filesystem: the key itself when it is

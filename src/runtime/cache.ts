@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { removeStaleTempFiles, writeFileAtomic } from '../fs/index.js';
+import { boundedFileName, removeStaleTempFiles, writeFileAtomic } from '../fs/index.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 
 /** The `kind` tag of libcni's cache record. */
@@ -47,28 +46,9 @@ export interface AttachmentKey {
   ifname: string;
 }
 
-/**
- * Longest file name kept as it is. NAME_MAX is 255 bytes and the atomic writer's temp file adds
- * about 30 to the name, so longer names (a 300-character container ID) are hashed instead.
- */
-export const MAX_PLAIN_FILE_NAME = 200;
-
-/** Prefix of hashed file names: '+' appears in no container ID and the name has no '-'. */
-const HASHED_PREFIX = 'sha256+';
-
-/**
- * A file name for `plain` that always fits the file system: `plain` itself up to
- * MAX_PLAIN_FILE_NAME bytes (so files of libcni and older versions are found), else
- * `sha256+<hex of the parts joined by NUL>`, which no plain name can equal.
- */
-export function cacheFileName(plain: string, parts: readonly string[] = [plain]): string {
-  if (Buffer.byteLength(plain) <= MAX_PLAIN_FILE_NAME) return plain;
-  return `${HASHED_PREFIX}${createHash('sha256').update(parts.join('\0')).digest('hex')}`;
-}
-
-/** True for a name made by cacheFileName's hash branch. */
-export function isHashedFileName(name: string): boolean {
-  return name.startsWith(HASHED_PREFIX);
+/** True for a name boundedFileName hashed (`<start>~<64 hex>`): names, IDs and ifnames have no '~'+hash. */
+function isHashedFileName(name: string): boolean {
+  return /~[0-9a-f]{64}$/.test(name);
 }
 
 function plainCacheName(key: AttachmentKey): string {
@@ -77,7 +57,8 @@ function plainCacheName(key: AttachmentKey): string {
 
 /**
  * The path libcni uses, `<cacheDir>/results/<network>-<containerID>-<ifname>`, unless that name is
- * too long for the file system (see cacheFileName).
+ * too long for a file name (over 255 bytes, where libcni fails with ENAMETOOLONG): then
+ * boundedFileName's `<start>~<sha256>`, and the record inside names the attachment.
  */
 export function cacheFilePath(cacheDir: string, key: AttachmentKey): string {
   for (const [field, v] of [
@@ -99,14 +80,7 @@ export function cacheFilePath(cacheDir: string, key: AttachmentKey): string {
     }
   }
   const plain = plainCacheName(key);
-  return join(cacheDir, 'results', cacheFileName(plain, [key.networkName, key.containerId, key.ifname]));
-}
-
-/** The libcni name of a key whose file is now hashed, when such a file could exist (<= 255 bytes). */
-function legacyCacheFilePath(cacheDir: string, key: AttachmentKey): string | undefined {
-  const plain = plainCacheName(key);
-  const n = Buffer.byteLength(plain);
-  return n > MAX_PLAIN_FILE_NAME && n <= 255 ? join(cacheDir, 'results', plain) : undefined;
+  return join(cacheDir, 'results', boundedFileName(plain));
 }
 
 /** Serialises an attachment as libcni does (Go's field order; empty optional fields omitted). */
@@ -211,35 +185,31 @@ export class ResultCache {
 
   /** Reads one attachment's cache file without throwing on damage: the caller decides what a corrupt file means. */
   async read(key: AttachmentKey): Promise<CacheReadOutcome> {
-    const primary = this.path(key);
-    const legacy = legacyCacheFilePath(this.dir, key);
-    for (const path of legacy ? [primary, legacy] : [primary]) {
-      let text: string;
-      try {
-        text = await readFile(path, 'utf8');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        return { status: 'corrupt', path, reason: `cannot read it: ${(err as Error).message}` };
-      }
-      const d = decodeCacheRecord(text);
-      if (!d.ok) return { status: 'corrupt', path, reason: d.reason };
-      if (d.record) {
-        const r = d.record;
-        const mismatch =
-          r.containerId !== key.containerId || r.networkName !== key.networkName || r.ifname !== key.ifname;
-        // A hashed name carries no key to eyeball, so the record must prove it is this attachment's.
-        if (mismatch && path === primary && isHashedFileName(basename(path))) {
-          return {
-            status: 'corrupt',
-            path,
-            reason: `it belongs to ${r.networkName}/${r.containerId}/${r.ifname}, not to this attachment`,
-          };
-        }
-        return { status: 'ok', path, record: r, result: r.result };
-      }
-      return { status: 'ok', path, result: d.legacyResult };
+    const path = this.path(key);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing', path };
+      return { status: 'corrupt', path, reason: `cannot read it: ${(err as Error).message}` };
     }
-    return { status: 'missing', path: primary };
+    const d = decodeCacheRecord(text);
+    if (!d.ok) return { status: 'corrupt', path, reason: d.reason };
+    if (d.record) {
+      const r = d.record;
+      const mismatch =
+        r.containerId !== key.containerId || r.networkName !== key.networkName || r.ifname !== key.ifname;
+      // A hashed name carries no key to eyeball, so the record must prove it is this attachment's.
+      if (mismatch && isHashedFileName(basename(path))) {
+        return {
+          status: 'corrupt',
+          path,
+          reason: `it belongs to ${r.networkName}/${r.containerId}/${r.ifname}, not to this attachment`,
+        };
+      }
+      return { status: 'ok', path, record: r, result: r.result };
+    }
+    return { status: 'ok', path, result: d.legacyResult };
   }
 
   /**
@@ -247,13 +217,10 @@ export class ResultCache {
    * file that reappears after a crash only hands a later DEL a prevResult, which DEL tolerates.
    */
   async remove(key: AttachmentKey): Promise<void> {
-    const legacy = legacyCacheFilePath(this.dir, key);
-    for (const path of legacy ? [this.path(key), legacy] : [this.path(key)]) {
-      try {
-        await unlink(path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+    try {
+      await unlink(this.path(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     // A cache write killed between its temp file and the rename leaves `.tmp.*` (writer gone).
     removeStaleTempFiles(dirname(this.path(key)));

@@ -5,7 +5,7 @@
  *
  * @module cni-kit/runtime
  */
-export { type CachedAttachment, cacheFileName, DEFAULT_CACHE_DIR, MAX_PLAIN_FILE_NAME } from './cache.js';
+export { type CachedAttachment, DEFAULT_CACHE_DIR } from './cache.js';
 export {
   CONF_EXTENSIONS,
   DEFAULT_CONF_DIR,
