@@ -350,7 +350,6 @@ export function createBridgePlugin(deps: BridgeDeps): PluginSpec<BridgeConf> {
 
   return {
     about: 'bridge (cni-kit): connects containers to a host bridge through veth pairs',
-    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: bridgeConfig,
     add,
     check,

@@ -10,7 +10,6 @@
 import { appendFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import {
-  ALL_VERSIONS,
   CniError,
   conf,
   ErrorCode,
@@ -60,7 +59,6 @@ function record(ctx: PluginContext<DebugConf>): void {
 export function debugPlugin(): PluginSpec<DebugConf> {
   return {
     about: 'debug: records its input and returns a result built from its config',
-    supportedVersions: ALL_VERSIONS,
     config: debugConfig,
     add(ctx) {
       record(ctx);

@@ -108,7 +108,6 @@ export function flannelPlugin(): PluginSpec<FlannelConf> {
 
   return {
     about: 'flannel: bridge + host-local over the node subnet flanneld leased (subnet.env)',
-    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: flannelConfig,
     async add(ctx) {
       checkDelegate(ctx.conf.delegate as Record<string, unknown>);

@@ -436,7 +436,6 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
 
   return {
     about: 'host-device (cni-kit): moves a host interface into the container and back',
-    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: hostDeviceConfig,
     add,
     async check(ctx) {

@@ -43,7 +43,6 @@ function masterFromPrev(prev: Result): string {
 export function createIpvlanPlugin({ netlink }: IpvlanDeps): PluginSpec<IpvlanConf> {
   return {
     about: 'ipvlan (cni-kit): an ipvlan sub-interface per container',
-    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: ipvlanConfig,
     async add(ctx) {
       const c = ctx.conf;

@@ -1,6 +1,6 @@
 // loopback: brings `lo` up in the container (ADD) and down again (DEL). Chained, it passes the
 // previous result through unchanged, like the reference.
-import { ALL_VERSIONS, CniError, ErrorCode, type PluginSpec, type Result } from 'cni-kit';
+import { CniError, ErrorCode, type PluginSpec, type Result } from 'cni-kit';
 import type { Netlink } from 'cni-kit/netlink';
 import { inNetnsIfExists } from 'cni-kit/netsetup';
 
@@ -13,7 +13,6 @@ export interface LoopbackDeps {
 export function createLoopbackPlugin({ netlink }: LoopbackDeps): PluginSpec {
   return {
     about: 'loopback (cni-kit): sets up the loopback interface of a container',
-    supportedVersions: ALL_VERSIONS,
     async add(ctx) {
       const addrs = await netlink.inNetns(ctx.netns, async (ns) => {
         ns.setLink('lo', { up: true });

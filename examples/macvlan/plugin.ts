@@ -33,7 +33,6 @@ export interface MacvlanDeps {
 export function createMacvlanPlugin({ netlink }: MacvlanDeps): PluginSpec<MacvlanConf> {
   return {
     about: 'macvlan (cni-kit): a macvlan sub-interface per container',
-    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: macvlanConfig,
     async add(ctx) {
       const c = ctx.conf;

@@ -211,7 +211,6 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
 
   return {
     about: 'multus: attaches pods to a cluster network and to NetworkAttachmentDefinitions (thin mode)',
-    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: multusConfig,
 
     async add(ctx) {

@@ -118,7 +118,6 @@ export function createPtpPlugin(deps: PtpDeps): PluginSpec<PtpConf> {
 
   return {
     about: 'ptp (cni-kit): a routed veth pair per container',
-    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: ptpConfig,
     add,
     async check(ctx) {

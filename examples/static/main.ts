@@ -1,10 +1,9 @@
 // static IPAM as a binary: echoes configured or requested addresses; CHECK compares with prevResult.
-import { ALL_VERSIONS, pluginMain } from 'cni-kit';
+import { pluginMain } from 'cni-kit';
 import { ipamPlugin, StaticAllocator } from 'cni-kit/ipam';
 
 pluginMain(
   ipamPlugin((config) => new StaticAllocator(config), {
     about: 'static IPAM (cni-kit): returns the configured addresses',
-    supportedVersions: ALL_VERSIONS,
   }),
 );

@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
-  ALL_VERSIONS,
   CniError,
   conf,
   ErrorCode,
@@ -354,7 +353,6 @@ export function createTuningPlugin(deps: TuningDeps): PluginSpec<TuningConf> {
 
   return {
     about: 'tuning (cni-kit): sysctls and link attributes for a container interface',
-    supportedVersions: ALL_VERSIONS,
     config: tuningConfig,
     add,
     async check(ctx) {

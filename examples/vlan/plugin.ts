@@ -31,7 +31,6 @@ export interface VlanDeps {
 export function createVlanPlugin({ netlink }: VlanDeps): PluginSpec<VlanConf> {
   return {
     about: 'vlan (cni-kit): an 802.1q VLAN sub-interface per container',
-    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     config: vlanConfig,
     async add(ctx) {
       const c = ctx.conf;

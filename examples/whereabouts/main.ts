@@ -4,7 +4,7 @@
 // store by default, an etcd store, and a file store for one node when asked for by name;
 // idempotent ADD per attachment and per pod, GC and STATUS. One call per process: each call closes
 // its store connection when done.
-import { ALL_VERSIONS, pluginMain } from 'cni-kit';
+import { pluginMain } from 'cni-kit';
 import { ipamPlugin, whereaboutsIpam } from 'cni-kit/ipam';
 import { openKubeApi } from 'cni-kit/k8s';
 
@@ -12,6 +12,5 @@ pluginMain(
   ipamPlugin(whereaboutsIpam({ kube: openKubeApi }), {
     about:
       'whereabouts IPAM (cni-kit): cluster-wide address allocation on a Kubernetes, etcd or (one node) file store',
-    supportedVersions: ALL_VERSIONS,
   }),
 );
