@@ -17,6 +17,7 @@ const library = {
     k8s: 'src/k8s/index.ts',
   fs: 'src/fs/index.ts',
   conform: 'src/conform/index.ts',
+  daemon: 'src/daemon/index.ts',
 };
 
 export default defineConfig({

@@ -5,7 +5,7 @@
  *
  * @module cni-kit
  */
-export { ipamFactory, pluginMain, runPlugin } from './kit.js';
+export { hostedPlugin, ipamFactory, pluginMain, runPlugin } from './kit.js';
 export type {
   CallInfo,
   GcContext,
@@ -16,6 +16,7 @@ export type {
   PluginOptions,
   PluginSpec,
 } from './plugin/context.js';
+export type { HostedPlugin } from './plugin/host.js';
 export { DEFAULT_SUPPORTED_VERSIONS, type PluginInput, type PluginOutcome } from './plugin/run.js';
 export { type CniArgs, cniArgsGet, formatPodRef, type PodRef, podRef } from './spec/args.js';
 export type { Command, Env, HandlerCommand } from './spec/call.js';

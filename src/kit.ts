@@ -6,8 +6,15 @@ import { cniKitBinaryType, lookPath } from './delegate/find.js';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from './delegate/invoke.js';
 import { builtinIpam, createIpamFactory, type IpamExec, type IpamRegistry } from './ipam/registry.js';
 import type { IpamFactory, PluginOptions, PluginSpec } from './plugin/context.js';
+import { type HostedPlugin, PLUGIN_HOST_PROTOCOL } from './plugin/host.js';
 import { pluginMain as skelMain } from './plugin/main.js';
-import { type PluginInput, type PluginOutcome, runPlugin as skelRun, withOptions } from './plugin/run.js';
+import {
+  DEFAULT_SUPPORTED_VERSIONS,
+  type PluginInput,
+  type PluginOutcome,
+  runPlugin as skelRun,
+  withOptions,
+} from './plugin/run.js';
 
 /** IPAM plugins run the way a delegating plugin runs any other (Go's ipam.ExecAdd & co.). */
 export const delegateIpamExec: IpamExec = {
@@ -47,4 +54,18 @@ export function pluginMain<C>(spec: PluginSpec<C>, options: PluginOptions<C> = {
 /** Runs one CNI call in-process (tests, a daemon): the pure core of pluginMain, with the default IPAM. */
 export function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Promise<PluginOutcome> {
   return skelRun({ ...spec, ipam: spec.ipam ?? ipamFactory() }, call);
+}
+
+/**
+ * A plugin as the daemon (cni-kit/daemon `startDaemon`) serves it, with the default IPAM wired in as
+ * pluginMain does: `startDaemon({ plugins: { mine: hostedPlugin(createMyPlugin(deps)) } })`.
+ */
+export function hostedPlugin<C>(spec: PluginSpec<C>, options: PluginOptions<C> = {}): HostedPlugin {
+  const merged = withOptions(spec, options);
+  const full = { ...merged, ipam: merged.ipam ?? ipamFactory() };
+  return {
+    protocol: PLUGIN_HOST_PROTOCOL,
+    supportedVersions: full.supportedVersions ?? DEFAULT_SUPPORTED_VERSIONS,
+    run: (input) => skelRun(full, input),
+  };
 }

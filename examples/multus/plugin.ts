@@ -14,6 +14,7 @@ import {
 } from 'cni-kit';
 import {
   buildNetworkStatuses,
+  cachedKubeConnect,
   connectKube,
   formatNetworkStatus,
   isKubeNotFound,
@@ -94,7 +95,10 @@ async function waitReadiness(file: string, timeoutMs: number): Promise<boolean> 
 /** The multus plugin: handlers plus options for pluginMain/runPlugin. */
 export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
   const timeouts = deps.apiTimeoutMs ?? { add: 10_000, del: 2_500 };
-  const makeKube = deps.kubeClient ?? ((path: string, timeoutMs: number) => connectKube(path, { timeoutMs }));
+  // One client per kubeconfig for the life of the process: a daemon reuses it (and its keep-alive
+  // connections) for every call; a plugin process makes one call anyway.
+  const sharedKube = cachedKubeConnect(connectKube);
+  const makeKube = deps.kubeClient ?? ((path: string, timeoutMs: number) => sharedKube(path, { timeoutMs }));
   const netlink = deps.netlink ?? (() => linuxNetlink());
 
   function runtime(ctx: Ctx): CniRuntime {

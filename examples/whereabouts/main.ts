@@ -6,10 +6,10 @@
 // its store connection when done.
 import { pluginMain } from 'cni-kit';
 import { ipamPlugin, whereaboutsIpam } from 'cni-kit/ipam';
-import { openKubeApi } from 'cni-kit/k8s';
+import { cachedKubeConnect, openKubeApi } from 'cni-kit/k8s';
 
 pluginMain(
-  ipamPlugin(whereaboutsIpam({ kube: openKubeApi }), {
+  ipamPlugin(whereaboutsIpam({ kube: cachedKubeConnect(openKubeApi) }), {
     about:
       'whereabouts IPAM (cni-kit): cluster-wide address allocation on a Kubernetes, etcd or (one node) file store',
   }),

@@ -12,6 +12,10 @@ const VERBS: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: 'run a network (conf or conflist) through the CNI runtime, as cnitool does',
     load: async () => (await import('./exec.js')).execVerb,
   },
+  daemon: {
+    summary: 'serve every plugin of a folder from one long-lived process (daemon mode)',
+    load: async () => (await import('./daemon.js')).daemonVerb,
+  },
   conform: {
     summary: 'hold any CNI plugin binary to the spec: the conformance kit',
     load: async () => (await import('./conform.js')).conformVerb,

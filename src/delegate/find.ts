@@ -1,4 +1,13 @@
-import { accessSync, closeSync, constants, openSync, readSync, type Stats, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrorCode } from '../spec/errors.js';
 
@@ -80,21 +89,36 @@ const BINARY_MARKER = /^#![^\n]*\n\/\/ cni-kit plugin ([^\s/\\]+)\n/;
 const MARKER_WINDOW = 256;
 
 /**
- * The plugin type a cni-kit binary says it is, from the marker in its first bytes; undefined for
- * any other program (a Go plugin, a script) or an unreadable file.
+ * A cni-kit shim (daemon mode) carries its plugin type in a trailer after its ELF image, written
+ * by `cni-kit build --shim`: `\n--cni-kit-shim--\ntype=<type>\n...`. It sits in the file's last 4 KiB.
+ */
+const SHIM_MARKER = /\n--cni-kit-shim--\ntype=([^\s/\\]+)\n/g;
+const SHIM_WINDOW = 4096;
+
+/**
+ * The plugin type a cni-kit binary says it is: a bundle by the marker in its first bytes, a shim by
+ * its trailer; undefined for any other program (a Go plugin, a script) or an unreadable file.
+ * Either way the type runs in-process where the caller has it built in, as it would behind the shim.
  */
 export async function cniKitBinaryType(path: string): Promise<string | undefined> {
-  let text: string;
   try {
     const fd = openSync(path, 'r');
     try {
       const buf = Buffer.alloc(MARKER_WINDOW);
-      text = buf.subarray(0, readSync(fd, buf, 0, MARKER_WINDOW, 0)).toString('latin1');
+      const text = buf.subarray(0, readSync(fd, buf, 0, MARKER_WINDOW, 0)).toString('latin1');
+      const bundle = BINARY_MARKER.exec(text)?.[1];
+      if (bundle !== undefined || !text.startsWith('\x7fELF')) return bundle;
+      const size = fstatSync(fd).size;
+      const tail = Buffer.alloc(Math.min(SHIM_WINDOW, size));
+      const start = size - tail.length;
+      const end = tail.subarray(0, readSync(fd, tail, 0, tail.length, start)).toString('latin1');
+      let type: string | undefined;
+      for (const m of end.matchAll(SHIM_MARKER)) type = m[1];
+      return type;
     } finally {
       closeSync(fd);
     }
   } catch {
     return undefined;
   }
-  return BINARY_MARKER.exec(text)?.[1];
 }

@@ -4,7 +4,7 @@
 // at module top level: a plugin without a kubeconfig never pays for it. Every request is bounded
 // in time, because a CNI call hanging on an unreachable API server blocks the sandbox (multus
 // PR#1372), and every failure becomes a KubeApiError (code 11 when retrying can help).
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
 import { CniError, describeSystemError, ErrorCode, importOptionalPeer } from '../spec/errors.js';
@@ -271,4 +271,38 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
 /** Loads a kubeconfig and returns the delegator's API client for its current context. */
 export async function connectKube(kubeconfig: string, opts: KubeClientOptions = {}): Promise<KubeClient> {
   return (await openKubeApi(kubeconfig, { userAgent: 'cni-kit-multus', ...opts })).client;
+}
+
+/** A function opening a connection for a kubeconfig (openKubeApi, connectKube, or a test's own). */
+export type KubeConnect<T> = (kubeconfig: string, opts: KubeClientOptions) => Promise<T>;
+
+/**
+ * `open` with its connections kept for reuse: a long-lived process (the daemon) then opens one
+ * client per kubeconfig and options instead of one per call, and its HTTP keep-alive connections
+ * serve the next call. An entry is reopened after `ttlMs` (default 5 min: service-account tokens
+ * and kubeconfig edits are picked up) or when the kubeconfig file changes; a failed open is not
+ * kept. In a plugin process (one call) it costs nothing.
+ */
+export function cachedKubeConnect<T>(open: KubeConnect<T>, ttlMs = 300_000): KubeConnect<T> {
+  const entries = new Map<string, { at: number; conn: Promise<T> }>();
+  return async (kubeconfig, opts = {}) => {
+    let stamp = '';
+    try {
+      const st = await stat(kubeconfig);
+      stamp = `${st.mtimeMs}:${st.size}`;
+    } catch {
+      // open reports an unreadable kubeconfig in its own words.
+    }
+    const key = JSON.stringify([kubeconfig, stamp, opts]);
+    const now = Date.now();
+    const hit = entries.get(key);
+    if (hit && now - hit.at < ttlMs) return hit.conn;
+    for (const [k, e] of entries) if (now - e.at >= ttlMs) entries.delete(k);
+    const conn = open(kubeconfig, opts);
+    entries.set(key, { at: now, conn });
+    conn.catch(() => {
+      if (entries.get(key)?.conn === conn) entries.delete(key);
+    });
+    return conn;
+  };
 }

@@ -29,7 +29,7 @@ export {
   type ObjectReference,
   type Pod,
 } from './client.js';
-export { connectKube, openKubeApi } from './connect.js';
+export { cachedKubeConnect, connectKube, type KubeConnect, openKubeApi } from './connect.js';
 export { podEvent } from './events.js';
 export {
   type AttachmentConfig,

@@ -89,7 +89,7 @@ export interface PluginHandlers<C = unknown> {
 
 /** Options that describe a plugin. */
 export interface PluginOptions<C = unknown> {
-  /** Spec versions the plugin accepts; default: 0.3.0 through 1.1.0. */
+  /** Spec versions the plugin accepts; default: every version, 0.1.0 through 1.1.0. */
   supportedVersions?: readonly string[] | undefined;
   /** One line printed to stderr when the binary runs without CNI_COMMAND. */
   about?: string | undefined;

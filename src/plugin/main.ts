@@ -1,6 +1,7 @@
 import { readFileSync, writeSync } from 'node:fs';
 import type { PluginOptions, PluginSpec } from './context.js';
-import { type PluginOutcome, runPlugin, withOptions } from './run.js';
+import { currentPluginHost, PLUGIN_HOST_PROTOCOL } from './host.js';
+import { DEFAULT_SUPPORTED_VERSIONS, type PluginOutcome, runPlugin, withOptions } from './run.js';
 import { guardProcess, realStdoutWrite } from './stdout-guard.js';
 
 // The process edge: the only place that reads process.env and stdin and writes stdout and the
@@ -47,10 +48,21 @@ function writeFd(fd: 1 | 2, text: string, done: () => void): void {
  * Runs a plugin as a CNI binary: env and stdin in, one JSON document on stdout, exit status 0 or 1.
  * SIGTERM aborts `ctx.signal` so handlers can roll back before the runtime kills the process.
  * Until the process exits, `console.*` and `process.stdout.write` go to stderr: the result is
- * written to fd 1 directly, and nothing else reaches stdout.
+ * written to fd 1 directly, and nothing else reaches stdout. Loaded by a plugin host (the cni-kit
+ * daemon, see ./host.ts), it registers the plugin with the host instead and returns.
  */
 export function pluginMain<C>(spec: PluginSpec<C>, options: PluginOptions<C> = {}): void {
   const merged = withOptions(spec, options);
+  // Loaded by a long-lived host (the cni-kit daemon): hand the plugin over; the process is not ours.
+  const host = currentPluginHost();
+  if (host) {
+    host.register({
+      protocol: PLUGIN_HOST_PROTOCOL,
+      supportedVersions: merged.supportedVersions ?? DEFAULT_SUPPORTED_VERSIONS,
+      run: (input) => runPlugin(merged, input),
+    });
+    return;
+  }
   const abort = new AbortController();
   const onTerm = () => abort.abort(new Error('terminated by SIGTERM'));
   process.once('SIGTERM', onTerm);

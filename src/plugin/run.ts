@@ -43,6 +43,12 @@ export interface PluginInput {
   signal?: AbortSignal | undefined;
   /** Receives log lines (stderr); default: collected into the outcome's `stderr`. */
   log?: ((line: string) => void) | undefined;
+  /**
+   * The version an ADD result is printed in; default: the config's `cniVersion`, as a runtime
+   * expects. A daemon answering an unmodified multus-shim asks for 1.0.0, which that shim converts
+   * to the config's version itself.
+   */
+  resultVersion?: string | undefined;
 }
 
 /** The outcome of one plugin call: exactly one JSON document (or nothing) on stdout. */
@@ -159,7 +165,7 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
     // The plugin's own code runs from here on (its schema, its IPAM factory, its handler): what it
     // prints with console.* or process.stdout.write goes to the call's log, so that stdout carries
     // exactly one JSON document.
-    return outcome(await withStdoutGuard(log, () => invoke(spec, info)), 0);
+    return outcome(await withStdoutGuard(log, () => invoke(spec, info, call.resultVersion)), 0);
   } catch (err) {
     const e = CniError.from(err);
     if (!(err instanceof CniError) && err instanceof Error && err.stack) log(err.stack);
@@ -169,7 +175,7 @@ export async function runPlugin<C>(spec: PluginSpec<C>, call: PluginInput): Prom
 }
 
 /** Runs the plugin's code for one validated call; returns what goes on stdout. */
-async function invoke<C>(spec: PluginSpec<C>, info: CallInfo): Promise<string> {
+async function invoke<C>(spec: PluginSpec<C>, info: CallInfo, resultVersion?: string): Promise<string> {
   const { config } = info;
   // The plugin's typed fields live apart from the wire config, so what is delegated (IPAM's
   // stdin included) is exactly what the runtime sent.
@@ -180,7 +186,7 @@ async function invoke<C>(spec: PluginSpec<C>, info: CallInfo): Promise<string> {
     case 'ADD': {
       const result = await spec.add(ctx);
       try {
-        return print(encodeResult(result, config.cniVersion));
+        return print(encodeResult(result, resultVersion ?? config.cniVersion));
       } catch (err) {
         // The attachment exists by now: a result that cannot be printed must not leave it behind.
         await undoAdd(spec, ctx, err);

@@ -46,30 +46,43 @@ const METHODS = [
 type Method = (typeof METHODS)[number];
 type Fn = (...args: unknown[]) => unknown;
 
-/** The in-process mode's context, made on first use. */
-let routes: AsyncLocalStorage<Route> | undefined;
-/** The plugin binary's one call: set by guardProcess, it takes every write while installed. */
-let processRoute: Route | undefined;
-let active = 0;
+interface SavedState {
+  console: Record<Method, Fn>;
+  stdoutDescriptor: PropertyDescriptor | undefined;
+  /** The stream whose `write` was replaced, and what it had as an own `write` before. */
+  patched?: { stream: NodeJS.WriteStream; own: PropertyDescriptor | undefined; write: Fn };
+}
+
+/**
+ * The guard's state. It lives on a registered global symbol rather than in module variables: a
+ * daemon loads several plugin bundles, each with its own copy of the SDK, and their guards must
+ * patch and restore console.* as one, or one copy would restore what another still needs.
+ */
+interface GuardState {
+  /** The in-process mode's context, made on first use. */
+  routes: AsyncLocalStorage<Route> | undefined;
+  /** The plugin binary's one call: set by guardProcess, it takes every write while installed. */
+  processRoute: Route | undefined;
+  active: number;
+  saved: SavedState | undefined;
+}
+const G: GuardState = (() => {
+  const key = Symbol.for('cni-kit.stdout-guard.v1');
+  const slot = globalThis as Record<symbol, GuardState | undefined>;
+  slot[key] ??= { routes: undefined, processRoute: undefined, active: 0, saved: undefined };
+  return slot[key];
+})();
 
 function contextRoutes(): AsyncLocalStorage<Route> {
-  if (!routes) {
+  if (!G.routes) {
     const { AsyncLocalStorage: Als } = process.getBuiltinModule('node:async_hooks');
-    routes = new Als<Route>();
+    G.routes = new Als<Route>();
   }
-  return routes;
+  return G.routes;
 }
 
 /** Where a write made now goes: the process's call, the current in-process call, or nowhere. */
-const currentRoute = (): Route | undefined => processRoute ?? routes?.getStore();
-let saved:
-  | {
-      console: Record<Method, Fn>;
-      stdoutDescriptor: PropertyDescriptor | undefined;
-      /** The stream whose `write` was replaced, and what it had as an own `write` before. */
-      patched?: { stream: NodeJS.WriteStream; own: PropertyDescriptor | undefined; write: Fn };
-    }
-  | undefined;
+const currentRoute = (): Route | undefined => G.processRoute ?? G.routes?.getStore();
 
 /**
  * A line-buffering stream for a Console: complete lines go to `sink` as they are written
@@ -99,18 +112,18 @@ class LineStream extends EventEmitter {
   }
   /** The sink runs outside the guard, so a sink that itself logs to the console cannot loop. */
   private deliver(line: string): void {
-    if (processRoute || !routes) {
+    if (G.processRoute || !G.routes) {
       // The sink may itself use the console: deliver it with the guard out of the way.
-      const route = processRoute;
-      processRoute = undefined;
+      const route = G.processRoute;
+      G.processRoute = undefined;
       try {
         this.sink(line);
       } finally {
-        processRoute = route;
+        G.processRoute = route;
       }
       return;
     }
-    routes.exit(() => this.sink(line));
+    G.routes.exit(() => this.sink(line));
   }
 }
 
@@ -145,8 +158,8 @@ function install(): void {
   // process.stdout is built on first access (which costs a plugin start-up time), so the patch of
   // its write() happens inside the getter, only if something asks for the stream.
   const stdoutDescriptor = Object.getOwnPropertyDescriptor(process, 'stdout');
-  const state: NonNullable<typeof saved> = { console: original, stdoutDescriptor };
-  saved = state;
+  const state: SavedState = { console: original, stdoutDescriptor };
+  G.saved = state;
   const getReal = stdoutDescriptor?.get;
   if (!getReal) return;
   Object.defineProperty(process, 'stdout', {
@@ -154,7 +167,7 @@ function install(): void {
     enumerable: stdoutDescriptor.enumerable ?? true,
     get() {
       const stream = getReal.call(process) as NodeJS.WriteStream;
-      if (!state.patched && saved === state) {
+      if (!state.patched && G.saved === state) {
         const own = Object.getOwnPropertyDescriptor(stream, 'write');
         const realWrite = stream.write as Fn;
         state.patched = { stream, own, write: realWrite };
@@ -172,9 +185,9 @@ function install(): void {
 }
 
 function uninstall(): void {
-  const state = saved;
+  const state = G.saved;
   if (!state) return;
-  saved = undefined;
+  G.saved = undefined;
   for (const m of METHODS) console[m] = state.console[m] as never;
   if (state.stdoutDescriptor) Object.defineProperty(process, 'stdout', state.stdoutDescriptor);
   if (state.patched) {
@@ -191,14 +204,14 @@ function uninstall(): void {
  */
 export async function withStdoutGuard<T>(sink: LineSink, fn: () => Promise<T> | T): Promise<T> {
   // Inside a plugin binary everything already goes to the process's one call.
-  if (processRoute) return await fn();
+  if (G.processRoute) return await fn();
   const route = newRoute(sink);
-  if (active++ === 0) install();
+  if (G.active++ === 0) install();
   try {
     return await contextRoutes().run(route, fn);
   } finally {
     route.stream.flush();
-    if (--active === 0) uninstall();
+    if (--G.active === 0) uninstall();
   }
 }
 
@@ -221,8 +234,8 @@ function newRoute(sink: LineSink): Route {
  */
 export function guardProcess(sink: LineSink): { flush(): void } {
   const route = newRoute(sink);
-  if (active++ === 0) install();
-  processRoute = route;
+  if (G.active++ === 0) install();
+  G.processRoute = route;
   return { flush: () => route.stream.flush() };
 }
 
@@ -231,7 +244,7 @@ export function guardProcess(sink: LineSink): { flush(): void } {
  * error JSON) goes through here.
  */
 export function realStdoutWrite(chunk: Uint8Array, done: () => void): void {
-  const state = saved;
+  const state = G.saved;
   const stream = (state?.stdoutDescriptor?.get?.call(process) ?? process.stdout) as NodeJS.WriteStream;
   const patched = state?.patched;
   if (patched && patched.stream === stream) {

@@ -30,6 +30,37 @@ export interface WhereaboutsStoreOptions {
   legacyFileDir?: string | undefined;
   /** Crash tests: called after each durable step of the file store. @internal */
   onFileStoreStep?: FileStoreOptions['onStep'];
+  /** Where etcd stores are kept between calls (whereaboutsIpam shares one per factory). @internal */
+  sharedStores?: SharedStores | undefined;
+}
+
+/**
+ * etcd stores kept open between calls of one factory: a long-lived process (the daemon) then holds
+ * one etcd connection per datastore config instead of dialling etcd for every call. A store is
+ * replaced after `ttlMs` (certificates and endpoints edited on disk are picked up); the one it
+ * replaces is closed a minute later, once the calls using it are done.
+ */
+export class SharedStores {
+  private readonly entries = new Map<string, { at: number; store: Promise<Store> }>();
+  constructor(private readonly ttlMs = 300_000) {}
+
+  /** The open store for `ds`, opening it with `open` when there is none (or it is too old). */
+  get(ds: DatastoreConfig, open: () => Promise<Store>): Promise<Store> {
+    const key = JSON.stringify(ds);
+    const now = Date.now();
+    const hit = this.entries.get(key);
+    if (hit && now - hit.at < this.ttlMs) return hit.store;
+    if (hit) {
+      const old = hit.store;
+      setTimeout(() => old.then((s) => s.close()).catch(() => {}), 60_000).unref();
+    }
+    const store = open().then((s) => ({ ...s, close: async () => {} }));
+    this.entries.set(key, { at: now, store });
+    store.catch(() => {
+      if (this.entries.get(key)?.store === store) this.entries.delete(key);
+    });
+    return store;
+  }
 }
 
 // The store modules are imported statically (they are small); each loads its heavy client (etcd3,
@@ -72,7 +103,7 @@ export function createWhereaboutsAllocator(
       `ipam.type: ${JSON.stringify(config.ipam.type)} is not "whereabouts"; this allocator serves only "type": "whereabouts"`,
     );
   }
-  const { fsync, kube, onFileStoreStep, flatFilePaths, legacyFileDir, ...rest } = opts;
+  const { fsync, kube, onFileStoreStep, flatFilePaths, legacyFileDir, sharedStores, ...rest } = opts;
   const cfg = parseWhereaboutsConfig(config.ipam, { flatFilePaths });
   const log = new WhereaboutsLog(cfg.log);
   log.debug(
@@ -88,7 +119,10 @@ export function createWhereaboutsAllocator(
     ...(kube === undefined ? {} : { kube }),
     ...(onFileStoreStep === undefined ? {} : { onFileStoreStep }),
   };
-  return new WhereaboutsAllocator(cfg, () => openWhereaboutsStore(cfg.datastore, storeOpts), {
+  const open = () => openWhereaboutsStore(cfg.datastore, storeOpts);
+  const openStore =
+    sharedStores && cfg.datastore.kind === 'etcd' ? () => sharedStores.get(cfg.datastore, open) : open;
+  return new WhereaboutsAllocator(cfg, openStore, {
     ...rest,
     cniVersion: config.cniVersion,
     log,
@@ -111,9 +145,11 @@ async function legacyReleaseStore(
 }
 
 /**
- * The registry factory for `whereabouts`, one allocator per call that closes its store after the
- * call: `builtinIpam().register('whereabouts', whereaboutsIpam({ kube: openKubeApi }))`.
+ * The registry factory for `whereabouts`: one allocator per call, which closes its store after the
+ * call, except etcd connections, which the factory keeps for its next calls (SharedStores):
+ * `builtinIpam().register('whereabouts', whereaboutsIpam({ kube: cachedKubeConnect(openKubeApi) }))`.
  */
 export function whereaboutsIpam(opts: Omit<WhereaboutsOptions, 'closeAfterEachCall'> = {}): AllocatorFactory {
-  return (config) => createWhereaboutsAllocator(config, { ...opts, closeAfterEachCall: true });
+  const sharedStores = opts.sharedStores ?? new SharedStores();
+  return (config) => createWhereaboutsAllocator(config, { ...opts, sharedStores, closeAfterEachCall: true });
 }

@@ -1,0 +1,127 @@
+// `cni-kit daemon`: serve every plugin bundle of a folder from one process (daemon mode), or probe a
+// running daemon's /healthz or /readyz (the DaemonSet's exec probes).
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { DEFAULT_SOCKET, isLogLevel, jsonLogger, loadPluginBundles, startDaemon } from '../daemon/index.js';
+import { CliUsageError, parseVerbArgs, type Verb } from './args.js';
+
+const HELP = `usage: cni-kit daemon [options]
+
+Serves CNI calls for every cni-kit plugin bundle in the --plugins folders from one long-lived
+process, over a Unix socket. The runtime execs the shim installed under each plugin's name
+(cni-kit build --shim); the shim forwards the call here, and runs the plugin's bundle itself
+(exec mode) whenever no daemon listens. Logs are JSON lines on stderr. SIGTERM stops accepting
+calls, lets running ones finish and exits 0.
+
+options:
+      --plugins <dir>            a folder of plugin bundles (repeatable; default /opt/cni/bin/cni-kit)
+      --socket <path>            the socket (default $CNI_KIT_DAEMON_SOCKET or ${DEFAULT_SOCKET})
+      --multus                   also serve unmodified multus-shim: <multus-socket-dir>/multus.sock,
+                                 and "type": "multus-shim" runs multus
+      --multus-socket-dir <dir>  multus-shim's daemonSocketDir (default /run/multus/)
+      --metrics-port <n>         serve Prometheus metrics on this TCP port (/metrics)
+      --metrics-address <addr>   the metrics listener's address (default 127.0.0.1)
+      --call-timeout-ms <n>      cancel a call after this long (default 110000)
+      --max-concurrent-calls <n> calls running at once (default 64)
+      --max-queued-calls <n>     calls waiting beyond that before refusing with code 11 (default 1024)
+      --max-request-bytes <n>    largest request (default 4194304)
+      --shutdown-timeout-ms <n>  how long SIGTERM waits for running calls (default 60000)
+      --log-level <level>        error, warn, info (default) or debug (plugin log lines too)
+      --probe <healthz|readyz>   ask a running daemon instead; exit 0 when it answers 200
+  -h, --help                     this help`;
+
+const int = (name: string, v: string | undefined, min = 0): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min)
+    throw new CliUsageError(`--${name}: ${JSON.stringify(v)} is not an integer >= ${min}`);
+  return n;
+};
+
+/** GETs /<what> over the socket; resolves with the HTTP status (0 when nothing answers). */
+export function probeDaemon(socket: string, what: 'healthz' | 'readyz', timeoutMs = 5_000): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(
+      { socketPath: socket, path: `/${what}`, method: 'GET', timeout: timeoutMs },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+export const daemonVerb: Verb = {
+  help: HELP,
+  async run(argv) {
+    const { values, positionals } = parseVerbArgs(argv, {
+      plugins: { type: 'string', multiple: true },
+      socket: { type: 'string' },
+      multus: { type: 'boolean' },
+      'multus-socket-dir': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'metrics-address': { type: 'string' },
+      'call-timeout-ms': { type: 'string' },
+      'max-concurrent-calls': { type: 'string' },
+      'max-queued-calls': { type: 'string' },
+      'max-request-bytes': { type: 'string' },
+      'shutdown-timeout-ms': { type: 'string' },
+      'log-level': { type: 'string' },
+      probe: { type: 'string' },
+    });
+    if (positionals.length > 0)
+      throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    const socket = values.socket ?? (process.env.CNI_KIT_DAEMON_SOCKET || DEFAULT_SOCKET);
+    if (values.probe !== undefined) {
+      if (values.probe !== 'healthz' && values.probe !== 'readyz') {
+        throw new CliUsageError(`--probe: ${JSON.stringify(values.probe)} is not healthz or readyz`);
+      }
+      const status = await probeDaemon(socket, values.probe);
+      process.stdout.write(`${values.probe}: ${status === 0 ? `no daemon answers at ${socket}` : status}\n`);
+      return status === 200 ? 0 : 1;
+    }
+    const level = values['log-level'] ?? 'info';
+    if (!isLogLevel(level))
+      throw new CliUsageError(`--log-level: ${JSON.stringify(level)} is not error, warn, info or debug`);
+    const logger = jsonLogger(level);
+    const dirs = values.plugins?.length ? values.plugins : ['/opt/cni/bin/cni-kit'];
+    const { plugins, skipped } = loadPluginBundles(dirs);
+    for (const s of skipped) logger.log('warn', { msg: 'bundle not served', file: s.file, reason: s.reason });
+    if (plugins.length === 0) {
+      throw new Error(`no cni-kit plugin bundles in ${dirs.join(', ')}; build them with cni-kit build`);
+    }
+    const served = Object.fromEntries(plugins.map((p) => [p.type, p.plugin]));
+    const multus = values.multus === true;
+    if (multus && !served.multus) throw new Error('--multus: no multus bundle in the --plugins folders');
+    const daemon = await startDaemon({
+      plugins: served,
+      aliases: multus ? { 'multus-shim': 'multus' } : {},
+      socket,
+      extraSockets: multus ? [join(values['multus-socket-dir'] ?? '/run/multus/', 'multus.sock')] : [],
+      callTimeoutMs: int('call-timeout-ms', values['call-timeout-ms'], 1),
+      maxConcurrentCalls: int('max-concurrent-calls', values['max-concurrent-calls'], 1),
+      maxQueuedCalls: int('max-queued-calls', values['max-queued-calls']),
+      maxRequestBytes: int('max-request-bytes', values['max-request-bytes'], 1024),
+      shutdownTimeoutMs: int('shutdown-timeout-ms', values['shutdown-timeout-ms']),
+      metricsPort: int('metrics-port', values['metrics-port']),
+      metricsAddress: values['metrics-address'],
+      logger,
+    });
+    // A plugin's stray rejected promise must not take every other call down with it.
+    process.on('unhandledRejection', (e) =>
+      logger.log('error', { msg: 'unhandled rejection', error: String(e) }),
+    );
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        logger.log('info', { msg: `${sig} received` });
+        daemon.close().then(resolve, resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  },
+};

@@ -1,0 +1,485 @@
+// The daemon: one long-lived process serving CNI calls for many plugin types over a Unix socket
+// (protocol.ts). What it adds over exec mode is ordering and bounds, not behaviour: a call runs
+// exactly as the plugin binary would run it (runPlugin), while the daemon serialises calls for one
+// container and interface, bounds how many run at once, times them out, and drains on shutdown.
+import { randomBytes } from 'node:crypto';
+import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
+import type { HostedPlugin } from '../plugin/host.js';
+import { delegationChain } from '../spec/call.js';
+import { CniError, ErrorCode } from '../spec/errors.js';
+import { KeyedMutex, Limiter } from './lock.js';
+import { type DaemonLogger, jsonLogger } from './log.js';
+import { DaemonMetrics } from './metrics.js';
+import {
+  CALL_ID_HEADER,
+  type CniRequest,
+  errorBody,
+  MULTUS_RESULT_VERSION,
+  parseCniRequest,
+  type Reply,
+  RequestError,
+  replyFor,
+} from './protocol.js';
+
+/** Where cni-kit's shim looks for the daemon unless told otherwise. */
+export const DEFAULT_SOCKET = '/run/cni-kit/daemon.sock';
+
+/** Options of startDaemon. */
+export interface DaemonOptions {
+  /** The plugins served, by type (loadPluginBundles, or hostedPlugin(spec) from `cni-kit`). */
+  plugins: Record<string, HostedPlugin>;
+  /** Other names a config's `type` may use for a served plugin, e.g. `{"multus-shim": "multus"}`. */
+  aliases?: Record<string, string> | undefined;
+  /** The Unix socket (default /run/cni-kit/daemon.sock); its folder is made 0700, the socket 0600. */
+  socket?: string | undefined;
+  /** More sockets served alike (multus compatibility: `<daemonSocketDir>/multus.sock`). */
+  extraSockets?: readonly string[] | undefined;
+  /** A call's time limit; it is cancelled (ctx.signal) and answered with code 11 (default 110 s). */
+  callTimeoutMs?: number | undefined;
+  /** Calls running at once, nested calls not counted (default 64). */
+  maxConcurrentCalls?: number | undefined;
+  /** Calls waiting for a slot; past that a call is refused with code 11 (default 1024). */
+  maxQueuedCalls?: number | undefined;
+  /** Largest request body (default 4 MiB); larger ones are refused with 413. */
+  maxRequestBytes?: number | undefined;
+  /** How long close() waits for in-flight calls before cancelling them (default 60 s). */
+  shutdownTimeoutMs?: number | undefined;
+  /** Serve Prometheus metrics at http://<metricsAddress>:<metricsPort>/metrics. */
+  metricsPort?: number | undefined;
+  /** The metrics listener's address (default 127.0.0.1). */
+  metricsAddress?: string | undefined;
+  /** The structured logger (default: JSON lines on stderr at level info). */
+  logger?: DaemonLogger | undefined;
+}
+
+/** A running daemon. */
+export interface Daemon {
+  /** The sockets listened on. */
+  readonly sockets: readonly string[];
+  /** The metrics listener's port, when one was asked for (port 0 picks a free one). */
+  readonly metricsPort: number | undefined;
+  readonly metrics: DaemonMetrics;
+  /** Calls running now. */
+  inflight(): number;
+  /**
+   * Stops accepting calls (the sockets go away, so shims fall back to exec mode), lets in-flight
+   * calls finish for up to shutdownTimeoutMs, cancels what is left, and resolves when all is done.
+   */
+  close(): Promise<void>;
+}
+
+/** Grace after a call's signal is aborted before the reply stops waiting for it. */
+const CANCEL_GRACE_MS = 5_000;
+const COMMANDS = new Set(['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION', '']);
+
+/** Starts serving; resolves once every socket listens. */
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const logger = opts.logger ?? jsonLogger();
+  const metrics = new DaemonMetrics();
+  const callTimeoutMs = opts.callTimeoutMs ?? 110_000;
+  const maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
+  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 60_000;
+  const limiter = new Limiter(opts.maxConcurrentCalls ?? 64, opts.maxQueuedCalls ?? 1024);
+  const mutex = new KeyedMutex();
+  const plugins = new Map(Object.entries(opts.plugins));
+  const aliases = new Map(Object.entries(opts.aliases ?? {}));
+  const boot = randomBytes(3).toString('hex');
+  let seq = 0;
+  let draining = false;
+  const running = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
+
+  const send = (res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}) => {
+    if (res.headersSent || res.destroyed) return;
+    const bytes = Buffer.from(body);
+    res.writeHead(status, {
+      'Content-Type': 'application/json',
+      'Content-Length': String(bytes.length),
+      Connection: 'close',
+      ...headers,
+    });
+    res.end(bytes);
+  };
+
+  const refuse = (res: ServerResponse, e: RequestError, cniVersion?: string) => {
+    metrics.refuse(e.reason);
+    logger.log('warn', {
+      msg: 'request refused',
+      reason: e.reason,
+      status: e.status,
+      error: e.error.message,
+    });
+    send(res, e.status, errorBody(e.error, cniVersion));
+  };
+
+  const readBody = (req: IncomingMessage): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const declared = Number(req.headers['content-length'] ?? '0');
+      const tooBig = () =>
+        new RequestError(
+          413,
+          new CniError(
+            ErrorCode.DecodingFailure,
+            `request body: over ${maxRequestBytes} bytes`,
+            'the daemon takes configs up to its --max-request-bytes; raise it or shorten the config',
+          ),
+          'too-large',
+        );
+      if (declared > maxRequestBytes) {
+        reject(tooBig());
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > maxRequestBytes) {
+          req.removeAllListeners('data');
+          req.pause();
+          reject(tooBig());
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks)));
+      req.on('error', reject);
+    });
+
+  const pick = (r: CniRequest): { type: string; plugin: HostedPlugin } | RequestError => {
+    const named = r.type ?? r.pluginHint;
+    const type = named === undefined ? undefined : (aliases.get(named) ?? named);
+    const plugin = type === undefined ? undefined : plugins.get(type);
+    if (type !== undefined && plugin) return { type, plugin };
+    const served = [...plugins.keys(), ...aliases.keys()].sort().join(', ');
+    return new RequestError(
+      400,
+      new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        named === undefined
+          ? 'type: missing in the config, and the request does not name a plugin (X-Cni-Kit-Plugin)'
+          : `type: ${JSON.stringify(named)} is not served by this daemon (it serves ${served || 'nothing'})`,
+        'put the plugin bundle in the daemon’s --plugins folder and restart it, or stop the daemon to run plugins in exec mode',
+      ),
+      'unknown-type',
+    );
+  };
+
+  async function serveCni(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (draining) {
+      refuse(
+        res,
+        new RequestError(
+          503,
+          new CniError(
+            ErrorCode.TryAgainLater,
+            'the cni-kit daemon is shutting down',
+            'try again; a restarted daemon or exec mode serves the call',
+          ),
+          'shutting-down',
+        ),
+      );
+      return;
+    }
+    let body: Buffer;
+    let r: CniRequest;
+    try {
+      body = await readBody(req);
+      r = parseCniRequest(body, req.headers);
+    } catch (e) {
+      if (e instanceof RequestError) refuse(res, e);
+      else res.destroy();
+      return;
+    }
+    const picked = pick(r);
+    if (picked instanceof RequestError) {
+      refuse(res, picked, r.cniVersion);
+      return;
+    }
+    const command = r.env.CNI_COMMAND ?? '';
+    const depth = delegationChain(r.env).length;
+    const containerId = r.env.CNI_CONTAINERID ?? '';
+    const ifname = r.env.CNI_IFNAME ?? '';
+    // Nested calls (a meta plugin's delegate, a plugin's IPAM through a shim) run while their
+    // parent holds its slot and its lock: making them wait for either would deadlock.
+    let release: (() => void) | undefined;
+    if (depth === 0) {
+      const slot = limiter.acquire();
+      if (!slot) {
+        refuse(
+          res,
+          new RequestError(
+            503,
+            new CniError(
+              ErrorCode.TryAgainLater,
+              `the cni-kit daemon is busy: ${limiter.inFlight} calls running and ${limiter.queued} waiting`,
+              'try again later; raise --max-concurrent-calls or --max-queued-calls if bursts are expected',
+            ),
+            'busy',
+          ),
+          r.cniVersion,
+        );
+        return;
+      }
+      release = await slot;
+    }
+    const callId = `${boot}-${(++seq).toString(36)}`;
+    const abort = new AbortController();
+    const gone = () => {
+      if (!res.writableFinished) abort.abort(new Error('the caller closed the connection'));
+    };
+    res.on('close', gone);
+    const started = process.hrtime.bigint();
+    const lines: string[] = [];
+    const logLine = (line: string) => {
+      if (lines.length < 200) lines.push(line);
+      if (logger.enabled('debug'))
+        logger.log('debug', { msg: line, callId, plugin: picked.type, source: 'plugin' });
+    };
+    const serialise = depth === 0 && containerId !== '' && ['ADD', 'DEL', 'CHECK'].includes(command);
+    const exec = () =>
+      picked.plugin.run({
+        env: r.env,
+        stdin: r.stdin,
+        signal: abort.signal,
+        log: logLine,
+        ...(r.fromShim || command !== 'ADD' ? {} : { resultVersion: MULTUS_RESULT_VERSION }),
+      });
+    metrics.inflight += 1;
+    const done = (serialise ? mutex.run(`${containerId}\0${ifname}`, exec) : exec()).finally(() => {
+      metrics.inflight -= 1;
+      release?.();
+      running.delete(callId);
+    });
+    running.set(callId, { abort, done });
+    let timer: NodeJS.Timeout | undefined;
+    let grace: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<{ stdout: string; exitCode: number; timedOut: true }>((resolve) => {
+      timer = setTimeout(() => {
+        abort.abort(new Error(`the call took longer than ${callTimeoutMs} ms`));
+        grace = setTimeout(
+          () =>
+            resolve({
+              stdout: errorBody(
+                new CniError(
+                  ErrorCode.TryAgainLater,
+                  `${picked.type} ${command}: no answer within ${callTimeoutMs} ms; the call was cancelled`,
+                  `call ${callId} in the daemon log; raise --call-timeout-ms if the plugin needs longer`,
+                ),
+                r.cniVersion,
+              ),
+              exitCode: 1,
+              timedOut: true,
+            }),
+          CANCEL_GRACE_MS,
+        );
+      }, callTimeoutMs);
+    });
+    let outcome: { stdout: string; exitCode: number };
+    try {
+      outcome = await Promise.race([done, timedOut]);
+    } catch (e) {
+      // HostedPlugin.run never throws; a plugin built with a broken SDK could.
+      outcome = {
+        stdout: errorBody(new CniError(ErrorCode.Internal, `cni-kit daemon: ${String(e)}`), r.cniVersion),
+        exitCode: 1,
+      };
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(grace);
+      res.off('close', gone);
+    }
+    let reply: Reply;
+    try {
+      reply = replyFor(r, command, outcome);
+    } catch (e) {
+      reply = {
+        status: 400,
+        body: errorBody(
+          new CniError(ErrorCode.Internal, `cni-kit daemon: unreadable result: ${String(e)}`),
+          r.cniVersion,
+        ),
+      };
+    }
+    send(res, reply.status, reply.body, { [CALL_ID_HEADER]: callId });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const code = outcome.exitCode === 0 ? undefined : errorCode(outcome.stdout);
+    metrics.observe(picked.type, COMMANDS.has(command) ? command || 'none' : 'other', seconds, code);
+    logger.log(outcome.exitCode === 0 ? 'info' : 'error', {
+      msg: outcome.exitCode === 0 ? 'call done' : 'call failed',
+      callId,
+      plugin: picked.type,
+      command,
+      containerId,
+      ifname,
+      ...(depth > 0 ? { depth } : {}),
+      durationMs: Math.round(seconds * 1e6) / 1e3,
+      ...(code === undefined
+        ? {}
+        : { code, error: errorMessage(outcome.stdout), pluginLog: lines.slice(-50) }),
+      ...(r.fromShim ? {} : { client: 'multus-shim' }),
+    });
+  }
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz' || path === '/readyz') {
+      if (req.method !== 'GET' && req.method !== 'POST') {
+        send(res, 405, '{"error":"method not allowed"}');
+        return;
+      }
+      const ok = path === '/healthz' || !draining;
+      send(res, ok ? 200 : 500, JSON.stringify({ status: ok ? 'ok' : 'shutting down' }));
+      return;
+    }
+    if (path !== '/cni') {
+      send(res, 404, '{"error":"not found: the daemon serves POST /cni, GET /healthz, GET /readyz"}');
+      return;
+    }
+    if (req.method !== 'POST') {
+      send(res, 405, '{"error":"method not allowed: POST /cni"}');
+      return;
+    }
+    serveCni(req, res).catch((e) => {
+      logger.log('error', { msg: 'request handler failed', error: String(e) });
+      send(res, 500, errorBody(new CniError(ErrorCode.Internal, `cni-kit daemon: ${String(e)}`), undefined));
+    });
+  };
+
+  const socketPaths = [opts.socket ?? DEFAULT_SOCKET, ...(opts.extraSockets ?? [])];
+  const servers: Server[] = [];
+  try {
+    for (const path of socketPaths) {
+      prepareSocketPath(path, logger);
+      const server = createServer({ requestTimeout: 0, headersTimeout: 10_000 }, handler);
+      // A connection limit beyond what the limiter queues: a burst of clients past it is refused by
+      // the kernel's backlog instead of costing memory here.
+      server.maxConnections = limiter.max + limiter.maxQueued + 256;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      chmodSync(path, 0o600);
+      servers.push(server);
+    }
+  } catch (e) {
+    for (const s of servers) s.close();
+    throw e;
+  }
+  let metricsServer: Server | undefined;
+  let metricsPort: number | undefined;
+  if (opts.metricsPort !== undefined) {
+    const ms = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        const body = metrics.render();
+        res.writeHead(200, {
+          'Content-Type': 'text/plain; version=0.0.4; charset=utf-8',
+          'Content-Length': String(Buffer.byteLength(body)),
+        });
+        res.end(body);
+        return;
+      }
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve, reject) => {
+      ms.once('error', reject);
+      ms.listen(opts.metricsPort, opts.metricsAddress ?? '127.0.0.1', () => resolve());
+    });
+    metricsServer = ms;
+    metricsPort = (ms.address() as AddressInfo).port;
+  }
+  logger.log('info', {
+    msg: 'serving',
+    sockets: socketPaths,
+    plugins: [...plugins.keys()].sort(),
+    ...(metricsPort === undefined ? {} : { metricsPort }),
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    sockets: socketPaths,
+    metricsPort,
+    metrics,
+    inflight: () => running.size,
+    close() {
+      closing ??= (async () => {
+        draining = true;
+        logger.log('info', { msg: 'shutting down', inflight: running.size });
+        // Closing a listening Unix socket removes its file: new shims fall back to exec mode.
+        const stopped = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+        const all = () => Promise.allSettled([...running.values()].map((c) => c.done));
+        const deadline = new Promise<'timeout'>((r) =>
+          setTimeout(() => r('timeout'), shutdownTimeoutMs).unref(),
+        );
+        if ((await Promise.race([all(), deadline])) === 'timeout') {
+          logger.log('warn', {
+            msg: 'cancelling calls still running at the shutdown deadline',
+            inflight: running.size,
+          });
+          for (const c of running.values()) c.abort.abort(new Error('the daemon is shutting down'));
+          await Promise.race([all(), new Promise((r) => setTimeout(r, CANCEL_GRACE_MS).unref())]);
+        }
+        for (const s of servers) s.closeAllConnections();
+        await stopped;
+        if (metricsServer) await new Promise<void>((r) => (metricsServer as Server).close(() => r()));
+        logger.log('info', { msg: 'stopped' });
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Makes the socket's folder private (0700, ours) and clears a stale socket file. A shared folder
+ * (other owner, or writable by others, as /tmp) is refused rather than tightened.
+ */
+function prepareSocketPath(path: string, logger: DaemonLogger): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  const uid = process.getuid?.() ?? 0;
+  if (st.uid !== uid || (st.mode & 0o022) !== 0) {
+    throw new Error(
+      `socket folder ${dir} is ${st.uid !== uid ? `owned by uid ${st.uid}` : 'writable by others'}; the daemon needs a folder of its own (mode 0700) so that only its owner can call it: choose a socket path in a private folder such as /run/cni-kit/`,
+    );
+  }
+  if ((st.mode & 0o777) !== 0o700) {
+    chmodSync(dir, 0o700);
+    logger.log('info', { msg: 'socket folder made private', dir, mode: '0700' });
+  }
+  let existing: ReturnType<typeof lstatSync> | undefined;
+  try {
+    existing = lstatSync(path);
+  } catch {
+    existing = undefined;
+  }
+  if (!existing) return;
+  if (!existing.isSocket()) {
+    throw new Error(`${path} exists and is not a socket; remove it or choose another --socket path`);
+  }
+  unlinkSync(path);
+  logger.log('info', { msg: 'replaced a socket file left by an earlier daemon', socket: path });
+}
+
+function errorCode(stdout: string): number {
+  try {
+    const code = (JSON.parse(stdout) as { code?: unknown }).code;
+    return typeof code === 'number' ? code : ErrorCode.Internal;
+  } catch {
+    return ErrorCode.Internal;
+  }
+}
+
+function errorMessage(stdout: string): string | undefined {
+  try {
+    const e = JSON.parse(stdout) as { msg?: unknown; details?: unknown };
+    return [e.msg, e.details].filter((x) => typeof x === 'string' && x !== '').join('; ');
+  } catch {
+    return stdout.slice(0, 500);
+  }
+}
