@@ -9,7 +9,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   closeSync,
-  copyFileSync,
   mkdirSync,
   mkdtempSync,
   openSync,
