@@ -57,12 +57,14 @@ const netnsPath = (node: string) => (node.startsWith('/') ? node : `/run/netns/$
 /**
  * The folder (with a trailing slash) a runtime on `node` execs plugins from: dist/bin in exec
  * mode, shims bound to that netns's daemon in daemon mode. `node` is a netns name or path;
- * undefined means the test process's own netns.
+ * undefined means the test process's own netns. `mountNs` runs the daemon in that mount
+ * namespace too (a runtime that lives in one, such as the podman lab's).
  */
-export function pluginDir(node?: string): string {
+export function pluginDir(node?: string, opts: { mountNs?: string } = {}): string {
   if (!DAEMON_MODE) return BIN_DIR;
   const path = node === undefined ? '/proc/self/ns/net' : netnsPath(node);
-  const key = `${statSync(path).dev}:${statSync(path).ino}`;
+  const mnt = opts.mountNs;
+  const key = `${statSync(path).dev}:${statSync(path).ino}${mnt ? `:${statSync(mnt).ino}` : ''}`;
   const hit = daemons.get(key);
   if (hit && hit.proc.exitCode === null && hit.proc.signalCode === null) return hit.dir;
   const work = mkdtempSync(join(tmpdir(), 'cni-kit-node-daemon-'));
@@ -84,10 +86,12 @@ export function pluginDir(node?: string): string {
   const logFile = join(work, 'daemon.log');
   const out = openSync(logFile, 'a');
   const args = [CLI, 'daemon', '--plugins', BUNDLES, '--socket', socket, '--log-level', 'info'];
+  // With a mount namespace (a podman lab's), the daemon sees what the runtime there sees.
+  const ns = [...(mnt ? [`--mount=${mnt}`] : []), ...(node === undefined ? [] : [`--net=${path}`])];
   const proc =
-    node === undefined
+    ns.length === 0
       ? spawn(process.execPath, args, { stdio: ['ignore', out, out] })
-      : spawn('nsenter', [`--net=${path}`, process.execPath, ...args], { stdio: ['ignore', out, out] });
+      : spawn('nsenter', [...ns, process.execPath, ...args], { stdio: ['ignore', out, out] });
   closeSync(out);
   const d: NodeDaemon = { dir, proc, logFile };
   daemons.set(key, d);
