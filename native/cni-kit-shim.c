@@ -39,8 +39,13 @@ static char cni_version_buf[32];
 static long long deadline;
 static int timeout_ms = 120000;
 
-#define RETRY "the call reached the cni-kit daemon, which may have done part of it: retry it (a DEL cleans up) and see the daemon's log"
-#define EXEC "the cni-kit daemon could not be reached, so the plugin ran in exec mode (its Node bundle); start the daemon or repair the bundle"
+#define RETRY \
+  "the call reached the cni-kit daemon, which may have done part of it: retry it (a DEL cleans up) " \
+  "and see the daemon's log"
+#define EXEC \
+  "the cni-kit daemon could not be reached, so the plugin ran in exec mode (its Node bundle); " \
+  "start the daemon or repair the bundle"
+#define TIMEOUT "cni-kit daemon at %s: no reply within %d ms"
 
 static void write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
@@ -57,7 +62,8 @@ static void put(struct buf *b, const void *s, size_t n) {
     while (cap < b->n + n + 1) cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) {  // Nothing can be formatted any more; a fixed error is still an answer.
-      static const char oom[] = "{\"cniVersion\":\"1.1.0\",\"code\":11,\"msg\":\"cni-kit shim: out of memory\"}\n";
+      static const char oom[] =
+          "{\"cniVersion\":\"1.1.0\",\"code\":11,\"msg\":\"cni-kit shim: out of memory\"}\n";
       write_all(1, oom, sizeof oom - 1);
       _exit(1);
     }
@@ -122,13 +128,14 @@ static void scan_cni_version(const char *s, size_t n) {
   for (p += 12; p < end && strchr(" \t\r\n:", *p); p++) {}
   if (p >= end || *p++ != '"') return;
   size_t i = 0;
-  while (p < end && i < sizeof cni_version_buf - 1 && *p && strchr("0123456789.abcdefghijklmnopqrstuvwxyz-", *p))
+  while (p < end && i < sizeof cni_version_buf - 1 && *p && strchr("0123456789.-abcdefghijklmnopqrstuvwxyz", *p))
     cni_version_buf[i++] = *p++;
   if (i > 0 && p < end && *p == '"') cni_version_buf[i] = 0, cni_version = cni_version_buf;
 }
 
 // Every failure of the shim itself is answered like this; `details` says what to do about it.
-__attribute__((format(printf, 3, 4), noreturn)) static void die(int code, const char *details, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4), noreturn)) static void die(int code, const char *details, const char *fmt,
+                                                                 ...) {
   char msg[2048], head[48];
   va_list ap;
   va_start(ap, fmt);
@@ -260,23 +267,26 @@ static void call_daemon(int fd, const char *sock) {
     ssize_t w = send(fd, req.p + off, req.n - off, MSG_NOSIGNAL);
     if (w > 0) off += (size_t)w;
     else if (w < 0 && errno == EAGAIN) {
-      if (!wait_fd(fd, POLLOUT)) die(11, RETRY, "cni-kit daemon at %s: no reply within %d ms", sock, timeout_ms);
+      if (!wait_fd(fd, POLLOUT)) die(11, RETRY, TIMEOUT, sock, timeout_ms);
     } else if (errno != EINTR) werr = errno;
   }
-  char *hdr_end = NULL;
+  // Offsets, not pointers: the reply buffer moves as it grows.
+  size_t body_at = 0;  // 0 until the header is complete
   long long clen = -1;
   for (;;) {
-    if (!hdr_end && (hdr_end = memmem(rep.p ? rep.p : "", rep.n, "\r\n\r\n", 4))) {
+    char *end = body_at ? NULL : memmem(rep.p ? rep.p : "", rep.n, "\r\n\r\n", 4);
+    if (end) {
       int minor;
-      if (sscanf(rep.p, "HTTP/1.%d %3d", &minor, &status) != 2 || status < 100) break;
-      for (char *h = strstr(rep.p, "\r\n"); h && h < hdr_end; h = strstr(h + 2, "\r\n")) {
+      body_at = (size_t)(end - rep.p) + 4;
+      if (sscanf(rep.p, "HTTP/1.%d %3d", &minor, &status) != 2 || status < 100) status = -1;
+      for (char *h = strstr(rep.p, "\r\n"); h && h < end; h = strstr(h + 2, "\r\n")) {
         if (!strncasecmp(h + 2, "content-length:", 15)) clen = strtoll(h + 17, NULL, 10);
-        if (!strncasecmp(h + 2, "transfer-encoding:", 18)) status = -1;
+        if (!strncasecmp(h + 2, "transfer-encoding:", 18)) status = -1;  // chunked: not spoken
       }
-      hdr_end += 4;
+      if (status < 0) break;
     }
-    if (hdr_end && clen >= 0 && rep.p + rep.n - hdr_end >= clen) break;
-    if (!wait_fd(fd, POLLIN)) die(11, RETRY, "cni-kit daemon at %s: no reply within %d ms", sock, timeout_ms);
+    if (body_at && clen >= 0 && rep.n - body_at >= (size_t)clen) break;
+    if (!wait_fd(fd, POLLIN)) die(11, RETRY, TIMEOUT, sock, timeout_ms);
     ssize_t r = read(fd, tmp, sizeof tmp);
     if (r > 0) put(&rep, tmp, (size_t)r);
     else if (r == 0) break;
@@ -285,18 +295,17 @@ static void call_daemon(int fd, const char *sock) {
       break;
     }
   }
-  size_t got = hdr_end ? (size_t)(rep.p + rep.n - hdr_end) : 0;
-  if (!hdr_end || status <= 0 || (clen >= 0 && got < (size_t)clen) || (clen < 0 && rerr)) {
-    int e = rerr ? rerr : werr;
-    if (hdr_end && status > 0)
-      die(11, RETRY, "cni-kit daemon at %s: the connection ended after %zu of %lld reply bytes%s%s", sock, got, clen, e ? ": " : "", e ? strerror(e) : "");
-    if (hdr_end)
-      die(11, RETRY, "cni-kit daemon at %s: unusable reply (bad status line or chunked body)", sock);
-    die(11, RETRY, "cni-kit daemon at %s: the connection ended before a reply%s%s", sock, e ? ": " : "", e ? strerror(e) : "");
-  }
-  size_t n = clen >= 0 ? (size_t)clen : got;
-  if (status == 200 || status == 400 || (n > 0 && hdr_end[0] == '{')) {
-    write_all(1, hdr_end, n);
+  int e = rerr ? rerr : werr;
+  const char *sep = e ? ": " : "", *why = e ? strerror(e) : "";
+  if (status < 0) die(11, RETRY, "cni-kit daemon at %s: unusable reply (bad status line or chunked)", sock);
+  if (!body_at) die(11, RETRY, "cni-kit daemon at %s: the connection ended before a reply%s%s", sock, sep, why);
+  size_t got = rep.n - body_at, n = clen >= 0 ? (size_t)clen : got;
+  if (got < n || (clen < 0 && rerr))
+    die(11, RETRY, "cni-kit daemon at %s: the connection ended after %zu bytes of the reply body%s%s", sock, got,
+        sep, why);
+  const char *body_p = rep.p + body_at;
+  if (status == 200 || status == 400 || (n > 0 && body_p[0] == '{')) {
+    write_all(1, body_p, n);
     exit(status == 200 ? 0 : 1);
   }
   die(11, RETRY, "cni-kit daemon at %s: answered HTTP %d without a CNI result", sock, status);
@@ -336,7 +345,8 @@ static void fallback(const char *sock, int dial_errno) {
   while ((r = read(ep[0], &e, sizeof e)) < 0 && errno == EINTR) {}
   if (r == sizeof e) {
     waitpid(pid, &st, 0);
-    die(11, EXEC, "cni-kit shim: cannot run the exec-mode plugin %s (%s), and the cni-kit daemon at %s was unreachable too (%s)", path, strerror(e), sock, strerror(dial_errno));
+    die(11, EXEC, "cni-kit shim: cannot run the exec-mode plugin %s (%s), and the cni-kit daemon at %s was "
+        "unreachable too (%s)", path, strerror(e), sock, strerror(dial_errno));
   }
   struct buf res = {0};
   char tmp[65536];
@@ -349,11 +359,13 @@ static void fallback(const char *sock, int dial_errno) {
         exited = waitpid(pid, &st, WNOHANG) == pid;
       kill(-pid, SIGKILL);
       if (!exited) waitpid(pid, &st, 0);
-      die(11, EXEC, "cni-kit shim: %s did not finish within %d ms; killed (the cni-kit daemon at %s was unreachable)", path, timeout_ms, sock);
+      die(11, EXEC, "cni-kit shim: %s did not finish within %d ms; killed (the cni-kit daemon at %s was "
+          "unreachable)", path, timeout_ms, sock);
     }
     if (open_) {
       struct pollfd p = {out[0], POLLIN, 0};
-      poll(&p, 1, left() < 100 ? left() : 100);  // wakes at output or EOF; checks the child at least every 100 ms
+      // Wakes at output or EOF, and looks at the child at least every 100 ms.
+      poll(&p, 1, left() < 100 ? left() : 100);
       while ((r = read(out[0], tmp, sizeof tmp)) > 0 || (r < 0 && errno == EINTR))
         if (r > 0) put(&res, tmp, (size_t)r);
       if (r == 0) open_ = 0;
@@ -365,17 +377,21 @@ static void fallback(const char *sock, int dial_errno) {
   // Once the plugin has exited, a grandchild still holding the pipe is not waited for.
   while (open_ && (r = read(out[0], tmp, sizeof tmp)) > 0) put(&res, tmp, (size_t)r);
   if (WIFSIGNALED(st))
-    die(11, EXEC, "cni-kit shim: %s was killed by signal %d (%s)", path, WTERMSIG(st), strsignal(WTERMSIG(st)));
+    die(11, EXEC, "cni-kit shim: %s was killed by signal %d (%s)", path, WTERMSIG(st),
+        strsignal(WTERMSIG(st)));
   if (res.n > 0) write_all(1, res.p, res.n);
   if (WEXITSTATUS(st) == 0) exit(0);
-  if (res.n == 0) die(999, EXEC, "cni-kit shim: %s exited with status %d and printed nothing", path, WEXITSTATUS(st));
+  if (res.n == 0)
+    die(999, EXEC, "cni-kit shim: %s exited with status %d and printed nothing", path, WEXITSTATUS(st));
   exit(1);
 }
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   if (!load_trailer())
-    die(999, "a runtime execs one shim per plugin type, each carrying its trailer", "%s is the cni-kit shim without its plugin trailer (type, fallback, version): install it for a plugin with `cni-kit build <entry> -o <bundle> --shim <file>`", exe[0] ? exe : "this program");
+    die(999, "a runtime execs one shim per plugin type, each carrying its trailer",
+        "%s is the cni-kit shim without its plugin trailer (type, fallback, version): install it for a "
+        "plugin with `cni-kit build <entry> -o <bundle> --shim <file>`", exe[0] ? exe : "this program");
   const char *cmd = getenv("CNI_COMMAND");
   if (cmd && !strcmp(cmd, "VERSION")) {
     struct buf b = {0};

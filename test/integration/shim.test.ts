@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  compileShim,
   formatShimTrailer,
   installShim,
   parseShimTrailer,
@@ -609,6 +610,27 @@ describe('shim trailer (src/cli/shim.ts)', () => {
     expect(() => formatShimTrailer({ type: 'a', fallback: 'x\ny', version: '{}' })).toThrow(/fallback/);
     expect(() => formatShimTrailer({ type: 'a/b', fallback: 'x', version: '{}' })).toThrow(/type/);
     expect(() => formatShimTrailer({ type: 'a', fallback: 'x', version: 'v'.repeat(5000) })).toThrow(/4096/);
+  });
+});
+
+describe('compiling the shim', () => {
+  it('falls back to a dynamic link with a warning when static linking fails', async () => {
+    const cc = script(
+      'cc-nostatic',
+      'for a in "$@"; do [ "$a" = -static ] && { echo "cannot find -lc" >&2; exit 1; }; done\nexec cc "$@"',
+    );
+    const built = compileShim({ cc });
+    expect(built.static).toBe(false);
+    expect(built.warning).toMatch(/statically \(cannot find -lc\).*dynamically/);
+    const file = shim('dyn', '/nonexistent');
+    installShim({ base: built.bytes, outfile: file, type: 'dyn', fallback: '/x', versionLine: '{"dyn":1}' });
+    expect(await run(file, { CNI_COMMAND: 'VERSION' })).toMatchObject({ status: 0, stdout: '{"dyn":1}\n' });
+  });
+
+  it('names the compiler and what to install when there is none', () => {
+    expect(() => compileShim({ cc: '/nonexistent/cc' })).toThrow(
+      /\/nonexistent\/cc.*install a C compiler.*set CC/,
+    );
   });
 });
 
