@@ -503,6 +503,20 @@ describe('shim exec-mode fallback', () => {
     expect(cniError(r, 11)).toContain('signal 9');
   });
 
+  it('a shim killed by the runtime takes its exec-mode bundle with it (SIGTERM via the parent-death signal)', async () => {
+    const pidFile = join(work, `orphan-${++seq}.pid`);
+    groupFiles.push(pidFile);
+    const file = shim('debug', script('orphan', `echo $$ > ${pidFile}; exec sleep 1000`));
+    const p = run(file, env('ADD', { CNI_KIT_DAEMON_SOCKET: '/nonexistent.sock' }), '{}');
+    for (let i = 0; i < 100 && !existsSync(pidFile); i++) await new Promise((ok) => setTimeout(ok, 20));
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    for (const c of running) c.kill('SIGKILL');
+    expect((await p).signal).toBe('SIGKILL');
+    const alive = () => procGroup(String(pid)) !== -1 && !isZombie(String(pid));
+    for (let i = 0; i < 100 && alive(); i++) await new Promise((ok) => setTimeout(ok, 20));
+    expect(alive()).toBe(false);
+  });
+
   it("a bundle that cannot be exec'd: code 11 naming the bundle and the unreachable socket", async () => {
     const missing = join(work, 'missing-bundle');
     const r = await run(
