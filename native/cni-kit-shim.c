@@ -179,7 +179,8 @@ static int load_trailer(void) {
   exe[l] = 0;
   int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0) return 0;
+  if (fd < 0) return 0;
+  if (fstat(fd, &st) < 0) return close(fd), 0;
   off_t off = st.st_size > TAIL ? st.st_size - TAIL : 0;
   size_t n = 0;
   while (n < (size_t)(st.st_size - off)) {
