@@ -148,7 +148,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
 
   const pick = (r: CniRequest): { type: string; plugin: HostedPlugin } | RequestError => {
-    const named = r.type ?? r.pluginHint;
+    // The plugin the runtime exec'd, as its shim names it: an IPAM plugin's stdin is its parent's
+    // config, whose type is the parent's (bridge → host-local). multus-shim names none: its
+    // config's type says (multus-shim, an alias of multus).
+    const named = r.pluginHint ?? r.type;
     const type = named === undefined ? undefined : (aliases.get(named) ?? named);
     const plugin = type === undefined ? undefined : plugins.get(type);
     if (type !== undefined && plugin) return { type, plugin };
