@@ -6,33 +6,41 @@
 // Custom resources are checked against the openAPIV3Schema of a CRD given by the caller.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { Pod } from 'kubernetes-models/v1/Pod';
-import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition';
+import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
+import { Pod } from 'kubernetes-models/v1/Pod';
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 
 type Doc = Record<string, unknown>;
+// biome-ignore lint/suspicious/noExplicitAny: the document's shape is what validate() checks.
+type Loose = any;
 interface Validating {
   validate(): void;
 }
 
 /** The kinds deploy/ ships, with their model (schema) and the module that declares its fields. */
 const MODELS: Record<string, { make: (d: Doc) => Validating; module: string }> = {
-  'v1/ServiceAccount': { make: (d) => new ServiceAccount(d), module: 'kubernetes-models/v1/ServiceAccount' },
-  'v1/Pod': { make: (d) => new Pod(d), module: 'kubernetes-models/v1/Pod' },
-  'apps/v1/DaemonSet': { make: (d) => new DaemonSet(d), module: 'kubernetes-models/apps/v1/DaemonSet' },
+  'v1/ServiceAccount': {
+    make: (d) => new ServiceAccount(d as Loose),
+    module: 'kubernetes-models/v1/ServiceAccount',
+  },
+  'v1/Pod': { make: (d) => new Pod(d as Loose), module: 'kubernetes-models/v1/Pod' },
+  'apps/v1/DaemonSet': {
+    make: (d) => new DaemonSet(d as Loose),
+    module: 'kubernetes-models/apps/v1/DaemonSet',
+  },
   'apiextensions.k8s.io/v1/CustomResourceDefinition': {
-    make: (d) => new CustomResourceDefinition(d),
+    make: (d) => new CustomResourceDefinition(d as Loose),
     module: 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition',
   },
   'rbac.authorization.k8s.io/v1/ClusterRole': {
-    make: (d) => new ClusterRole(d),
+    make: (d) => new ClusterRole(d as Loose),
     module: 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole',
   },
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
-    make: (d) => new ClusterRoleBinding(d),
+    make: (d) => new ClusterRoleBinding(d as Loose),
     module: 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding',
   },
 };
@@ -49,17 +57,19 @@ function declOf(file: string): Decl | null {
   if (decls.has(file)) return decls.get(file)!;
   const text = readFileSync(file.replace(/\.js$/, '.d.ts'), 'utf8');
   const imports = new Map<string, string>();
-  for (const m of text.matchAll(/import \{ (\w+) \} from "([^"]+)";/g)) imports.set(m[1], m[2]);
+  for (const m of text.matchAll(/import \{ (\w+) \} from "([^"]+)";/g)) imports.set(m[1]!, m[2]!);
   const head = /export interface (\w+)(?: extends ([\w, ]+))? \{\n/.exec(text);
   let decl: Decl | null = null;
   if (head) {
     // A type that refers to itself (JSONSchemaProps.properties) names its own interface.
-    imports.set(head[1], '.');
+    imports.set(head[1]!, '.');
     const body = text.slice(head.index + head[0].length, text.indexOf('\n}', head.index));
     const fields = new Map<string, string>();
     // One line per field; a map type spans three: {\n [key: string]: T;\n }.
-    for (const m of body.matchAll(/^ {4}"([^"]+)"\??: (\{\n\s+\[key: string\]: [^\n]+;\n {4}\}|[^\n]+);$/gm)) {
-      fields.set(m[1], m[2].replace(/\s+/g, ' '));
+    for (const m of body.matchAll(
+      /^ {4}"([^"]+)"\??: (\{\n\s+\[key: string\]: [^\n]+;\n {4}\}|[^\n]+);$/gm,
+    )) {
+      fields.set(m[1]!, m[2]!.replace(/\s+/g, ' '));
     }
     if (head[2]?.includes('TypeMeta')) {
       fields.set('apiVersion', 'string');
@@ -76,13 +86,15 @@ function declOf(file: string): Decl | null {
 function unknownUnder(value: unknown, type: string, from: Decl, path: string, out: string[]): void {
   const array = /^Array<(.+)>$/.exec(type);
   if (array) {
-    if (Array.isArray(value)) value.forEach((v, i) => unknownUnder(v, array[1], from, `${path}/${i}`, out));
+    if (Array.isArray(value)) {
+      for (const [i, v] of value.entries()) unknownUnder(v, array[1]!, from, `${path}/${i}`, out);
+    }
     return;
   }
   const map = /^\{\s*\[key: string\]: (.+?);?\s*\}$/.exec(type);
   if (map) {
     if (value && typeof value === 'object') {
-      for (const [k, v] of Object.entries(value)) unknownUnder(v, map[1], from, `${path}/${k}`, out);
+      for (const [k, v] of Object.entries(value)) unknownUnder(v, map[1]!, from, `${path}/${k}`, out);
     }
     return;
   }
@@ -112,10 +124,12 @@ function checkSchema(value: unknown, schema: Doc, path: string, out: string[]): 
   const props = schema.properties as Record<string, Doc> | undefined;
   const extra = schema.additionalProperties as Doc | undefined;
   for (const [k, v] of Object.entries(obj)) {
-    if (props?.[k]) checkSchema(v, props[k], `${path}/${k}`, out);
+    const prop = props?.[k];
+    if (prop) checkSchema(v, prop, `${path}/${k}`, out);
     else if (extra) checkSchema(v, extra, `${path}/${k}`, out);
     // metadata and other fields a CRD leaves open stay open (x-kubernetes-preserve-unknown-fields).
-    else if (props && path !== '' && !schema['x-kubernetes-preserve-unknown-fields']) out.push(`${path}/${k} is unknown`);
+    else if (props && path !== '' && !schema['x-kubernetes-preserve-unknown-fields'])
+      out.push(`${path}/${k} is unknown`);
   }
 }
 
@@ -145,8 +159,7 @@ export function manifestProblems(doc: Doc, crds: Doc[] = []): string[] {
   }
   const [group, version] = String(doc.apiVersion).split('/');
   const crd = crds.find(
-    (c) =>
-      (c.spec as Doc).group === group && ((c.spec as Doc).names as Doc).kind === doc.kind,
+    (c) => (c.spec as Doc).group === group && ((c.spec as Doc).names as Doc).kind === doc.kind,
   );
   const v = ((crd?.spec as Doc | undefined)?.versions as Doc[] | undefined)?.find((x) => x.name === version);
   if (!v) return [`no schema for ${id}: neither kubernetes-models nor a CRD in deploy/ defines it`];

@@ -250,7 +250,7 @@ describe('the systemd unit', () => {
     ]) {
       expect(directive(key), key).toEqual([]);
     }
-    expect(directive('RestrictAddressFamilies')[0].split(' ')).toEqual(
+    expect(directive('RestrictAddressFamilies')[0]?.split(' ')).toEqual(
       expect.arrayContaining(['AF_UNIX', 'AF_NETLINK', 'AF_INET', 'AF_INET6', 'AF_PACKET']),
     );
   });
@@ -275,7 +275,8 @@ describe('the systemd unit', () => {
   }
 
   it('passes systemd-analyze verify with no warning, which a broken copy does not', async (ctx) => {
-    if (!analyze) ctx.skip('systemd-analyze is not installed (Debian package systemd; see scripts/debian-packages)');
+    if (!analyze)
+      ctx.skip('systemd-analyze is not installed (Debian package systemd; see scripts/debian-packages)');
     const good = await verify(unit, 'cni-kit-daemon.service');
     expect(good, good.out).toEqual({ code: 0, out: '' });
     // verify reports a bad value as a warning: an empty output is the test.

@@ -36,7 +36,7 @@ afterEach(() => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const VERSION = '{"cniVersion":"1.1.0","supportedVersions":["0.3.1","0.4.0","1.0.0","1.1.0"]}';
-const trailer = (f: { type: string; fallback: string; version?: string; socket?: string }) =>
+const trailer = (f: { type: string; fallback: string; version?: string; socket?: string | undefined }) =>
   `\n--cni-kit-shim--\ntype=${f.type}\nfallback=${f.fallback}\nversion=${f.version ?? VERSION}\n` +
   `${f.socket ? `socket=${f.socket}\n` : ''}--end--\n`;
 const bundle = (type: string) => `#!/usr/bin/env node\n// cni-kit plugin ${type}\nconsole.log('${type}');\n`;
@@ -52,7 +52,10 @@ function setup(types: string[], shimBase = '/bin/true') {
   writeFileSync(join(image, 'bin/lib/heavy/stamp'), 'build stamp');
   for (const t of types) {
     writeFileSync(join(image, 'bin', t), bundle(t), { mode: 0o755 });
-    const shim = Buffer.concat([readFileSync(shimBase), Buffer.from(trailer({ type: t, fallback: `../bin/${t}` }))]);
+    const shim = Buffer.concat([
+      readFileSync(shimBase),
+      Buffer.from(trailer({ type: t, fallback: `../bin/${t}` })),
+    ]);
     writeFileSync(join(image, 'shim', t), shim, { mode: 0o755 });
   }
   const host = join(dir, 'host');
@@ -84,7 +87,9 @@ function trailerOf(file: string) {
   expect(lines.at(-2)).toBe('--end--');
   return {
     base: bytes.subarray(0, bytes.length - (tail.length - at)),
-    fields: Object.fromEntries(lines.slice(0, -2).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])),
+    fields: Object.fromEntries(
+      lines.slice(0, -2).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    ),
   };
 }
 
@@ -120,7 +125,7 @@ describe('install.mjs --mode=thick', () => {
       expect(statSync(shim).mode & 0o777).toBe(0o755);
       expect(spawnSync(shim).status).toBe(0);
       // fallback= resolves, against the shim's directory, to the installed bundle.
-      const fallback = resolve(dirname(shim), fields.fallback);
+      const fallback = resolve(dirname(shim), String(fields.fallback));
       const lines = readFileSync(fallback, 'utf8').split('\n');
       expect(lines[0]).toBe(`#!${join(c.host, 'cni-kit-node')}`);
       expect(lines[1]).toBe(`// cni-kit plugin ${t}`);
@@ -131,7 +136,9 @@ describe('install.mjs --mode=thick', () => {
     expect(existsSync(join(c.host, 'cni-kit/bridge'))).toBe(false);
     expect(readFileSync(join(c.host, 'cni-kit/lib/heavy/index.cjs'), 'utf8')).toBe('module.exports = 1;\n');
     expect(existsSync(join(c.host, 'cni-kit/lib/heavy/stamp'))).toBe(false);
-    expect(JSON.parse(readFileSync(join(c.host, 'cni-kit/package.json'), 'utf8'))).toEqual({ type: 'commonjs' });
+    expect(JSON.parse(readFileSync(join(c.host, 'cni-kit/package.json'), 'utf8'))).toEqual({
+      type: 'commonjs',
+    });
     // No temp file is left, and the exec-mode layout is not written.
     expect(readdirSync(c.host).sort()).toEqual(['cni-kit', 'cni-kit-node', 'multus', 'whereabouts']);
   });
@@ -140,7 +147,10 @@ describe('install.mjs --mode=thick', () => {
     const c = setup(['multus']);
     // The old shim on the host: a real program (sleep) with a trailer, running while we install.
     const old = join(c.host, 'multus');
-    const oldBytes = Buffer.concat([readFileSync('/bin/sleep'), Buffer.from(trailer({ type: 'multus', fallback: 'x' }))]);
+    const oldBytes = Buffer.concat([
+      readFileSync('/bin/sleep'),
+      Buffer.from(trailer({ type: 'multus', fallback: 'x' })),
+    ]);
     writeFileSync(old, oldBytes, { mode: 0o755 });
     const before = statSync(old).ino;
     const running = spawn(old, ['30'], { stdio: 'ignore' });
@@ -178,16 +188,25 @@ describe('install.mjs --mode=thick', () => {
     expect(again.stdout).not.toMatch(/ installed .*(multus|whereabouts)/);
     // A new image (another shim build) is installed over it.
     const shim = join(c.image, 'shim/multus');
-    writeFileSync(shim, Buffer.concat([readFileSync('/bin/sleep'), Buffer.from(trailer({ type: 'multus', fallback: '../bin/multus' }))]));
+    writeFileSync(
+      shim,
+      Buffer.concat([
+        readFileSync('/bin/sleep'),
+        Buffer.from(trailer({ type: 'multus', fallback: '../bin/multus' })),
+      ]),
+    );
     expect(run(c, ['--mode=thick', '--once'], env).status).toBe(0);
     expect(trailerOf(join(c.host, 'multus')).base.equals(readFileSync('/bin/sleep'))).toBe(true);
-    expect(statSync(join(c.host, 'whereabouts')).ino).toBe(first['/whereabouts'].split(':').map(Number)[0]);
+    expect(`${statSync(join(c.host, 'whereabouts')).ino}`).toBe(first['/whereabouts']?.split(':')[0]);
   });
 
   it('CNI_KIT_SHIM_SOCKET bakes socket= into every shim; "all" installs every bundle of the image', () => {
     const c = setup(['bridge', 'macvlan']);
     writeFileSync(join(c.image, 'bin/README'), 'not a plugin\n');
-    const r = run(c, ['--mode=thick', '--once'], { CNI_KIT_PLUGINS: 'all', CNI_KIT_SHIM_SOCKET: '/run/x/d.sock' });
+    const r = run(c, ['--mode=thick', '--once'], {
+      CNI_KIT_PLUGINS: 'all',
+      CNI_KIT_SHIM_SOCKET: '/run/x/d.sock',
+    });
     expect(r.status, r.stderr).toBe(0);
     for (const t of ['bridge', 'macvlan']) {
       expect(trailerOf(join(c.host, t)).fields).toEqual({
@@ -210,10 +229,16 @@ describe('install.mjs --mode=thick', () => {
     const bare = run(c, ['--mode=thick', '--once'], { CNI_KIT_PLUGINS: 'multus' });
     expect(bare.status).toBe(2);
     expect(bare.stderr).toContain(`${join(c.image, 'shim/multus')} has no cni-kit shim trailer`);
-    writeFileSync(join(c.image, 'shim/multus'), Buffer.concat([readFileSync('/bin/true'), Buffer.from(trailer({ type: 'tuning', fallback: 'x' }))]));
+    writeFileSync(
+      join(c.image, 'shim/multus'),
+      Buffer.concat([readFileSync('/bin/true'), Buffer.from(trailer({ type: 'tuning', fallback: 'x' }))]),
+    );
     const wrong = run(c, ['--mode=thick', '--once'], { CNI_KIT_PLUGINS: 'multus' });
     expect(wrong.stderr).toContain('its trailer says type=tuning, not multus');
-    const relative = run(c, ['--mode=thick', '--once'], { CNI_KIT_PLUGINS: 'multus', CNI_KIT_SHIM_SOCKET: 'd.sock' });
+    const relative = run(c, ['--mode=thick', '--once'], {
+      CNI_KIT_PLUGINS: 'multus',
+      CNI_KIT_SHIM_SOCKET: 'd.sock',
+    });
     expect(relative.stderr).toContain('CNI_KIT_SHIM_SOCKET is "d.sock"');
     expect(run(c, ['--mode=fat']).stderr).toContain('--mode (or CNI_KIT_MODE) is "fat"');
     expect(run(c, ['--once', '--config-only']).status).toBe(2);
@@ -222,23 +247,37 @@ describe('install.mjs --mode=thick', () => {
   });
 
   it('property: any version line, socket and program bytes come through the rewrite exactly', () => {
-    const line = fc.string({ unit: fc.constantFrom(...'{}[]":,.-_ abcXYZ019\\/='.split('')), maxLength: 300 });
+    const line = fc.string({
+      unit: fc.constantFrom(...'{}[]":,.-_ abcXYZ019\\/='.split('')),
+      maxLength: 300,
+    });
     fc.assert(
       fc.property(
         fc.uint8Array({ maxLength: 5000 }),
         line,
-        fc.option(line.map((s) => `/run/${s.replace(/\s/g, '')}.sock`), { nil: undefined }),
+        fc.option(
+          line.map((s) => `/run/${s.replace(/\s/g, '')}.sock`),
+          { nil: undefined },
+        ),
         (program, version, socket) => {
           const c = setup([]);
           writeFileSync(join(c.image, 'bin/p'), bundle('p'));
           // The program may itself contain the marker: the trailer is the last one.
           const base = Buffer.concat([Buffer.from(program), Buffer.from('\n--cni-kit-shim--\ntype=p\n')]);
-          writeFileSync(join(c.image, 'shim/p'), Buffer.concat([base, Buffer.from(trailer({ type: 'p', fallback: 'f', version, socket }))]));
+          writeFileSync(
+            join(c.image, 'shim/p'),
+            Buffer.concat([base, Buffer.from(trailer({ type: 'p', fallback: 'f', version, socket }))]),
+          );
           const r = run(c, ['--mode=thick', '--once'], { CNI_KIT_PLUGINS: 'p' });
           expect(r.status, r.stderr).toBe(0);
           const got = trailerOf(join(c.host, 'p'));
           expect(got.base.equals(base)).toBe(true);
-          expect(got.fields).toEqual({ type: 'p', fallback: 'cni-kit/p', version, ...(socket ? { socket } : {}) });
+          expect(got.fields).toEqual({
+            type: 'p',
+            fallback: 'cni-kit/p',
+            version,
+            ...(socket ? { socket } : {}),
+          });
         },
       ),
       { numRuns: 12 },
@@ -249,9 +288,17 @@ describe('install.mjs --mode=thick', () => {
     const c = setup(['multus']);
     const rss = join(c.host, '..', 'rss');
     const hook = join(c.host, '..', 'rss.cjs');
-    writeFileSync(hook, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(rss)}, String(process.resourceUsage().maxRSS)));\n`);
+    writeFileSync(
+      hook,
+      `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(rss)}, String(process.resourceUsage().maxRSS)));\n`,
+    );
     const r = spawnSync(process.execPath, ['--require', hook, installer, '--mode=thick', '--once'], {
-      env: { PATH: '/usr/bin:/bin', CNI_BIN_DIR: c.host, CNI_KIT_SOURCE_DIR: join(c.image, 'bin'), CNI_KIT_PLUGINS: 'multus' },
+      env: {
+        PATH: '/usr/bin:/bin',
+        CNI_BIN_DIR: c.host,
+        CNI_KIT_SOURCE_DIR: join(c.image, 'bin'),
+        CNI_KIT_PLUGINS: 'multus',
+      },
       encoding: 'utf8',
     });
     expect(r.status, r.stderr).toBe(0);
@@ -266,7 +313,9 @@ describe('install.mjs in exec mode (deploy/daemonset.yaml) is unchanged', () => 
     const c = setup(['multus']);
     const r = run(c, ['--once'], { CNI_KIT_PLUGINS: 'multus' });
     expect(r.status, r.stderr).toBe(0);
-    expect(readFileSync(join(c.host, 'multus'), 'utf8')).toBe(bundle('multus').replace('/usr/bin/env node', join(c.host, 'cni-kit-node')));
+    expect(readFileSync(join(c.host, 'multus'), 'utf8')).toBe(
+      bundle('multus').replace('/usr/bin/env node', join(c.host, 'cni-kit-node')),
+    );
     expect(existsSync(join(c.host, 'lib/heavy/index.cjs'))).toBe(true);
     expect(readdirSync(c.host).sort()).toEqual(['cni-kit-node', 'lib', 'multus', 'package.json']);
     // Switching to thick mode later replaces the bundle with the shim, by rename.
