@@ -339,3 +339,38 @@ describe('install.mjs in exec mode (deploy/daemonset.yaml) is unchanged', () => 
     expect(readdirSync(join(c.host, 'lib/heavy')).filter((f) => f.includes('cni-kit-tmp'))).toEqual([]);
   });
 });
+
+describe('install.mjs --mode=thick with the real build (dist/bin, dist/shim)', () => {
+  const shimBase = join(root, 'dist/shim/.cni-kit-shim');
+
+  it('the installed shim answers VERSION itself and, with no daemon, runs the installed bundle through the installed node', (ctx) => {
+    if (!existsSync(shimBase) || !existsSync(join(root, 'dist/shim/debug'))) {
+      ctx.skip('dist/shim/ is not built (npm run build compiles the native shim)');
+    }
+    const host = join(work, 'real-host');
+    mkdirSync(host);
+    const r = run({ image: join(root, 'dist'), host }, ['--mode=thick', '--once'], {
+      CNI_KIT_PLUGINS: 'debug',
+      CNI_KIT_SOURCE_DIR: join(root, 'dist/bin'),
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const env = { PATH: '/usr/bin:/bin', CNI_KIT_DAEMON_SOCKET: join(work, 'no-daemon.sock') };
+    const direct = spawnSync(join(host, 'cni-kit/debug'), {
+      env: { ...env, CNI_COMMAND: 'VERSION' },
+      encoding: 'utf8',
+    });
+    const viaShim = spawnSync(join(host, 'debug'), {
+      env: { ...env, CNI_COMMAND: 'VERSION' },
+      encoding: 'utf8',
+    });
+    expect(viaShim.status).toBe(0);
+    expect(viaShim.stdout).toBe(direct.stdout);
+    // ADD without its variables: the bundle's own error, by exec-mode fallback (no daemon listens).
+    const add = { ...env, CNI_COMMAND: 'ADD' };
+    const fallback = spawnSync(join(host, 'debug'), { env: add, input: '{}', encoding: 'utf8' });
+    const bundleRun = spawnSync(join(host, 'cni-kit/debug'), { env: add, input: '{}', encoding: 'utf8' });
+    expect(fallback.status).toBe(1);
+    expect(JSON.parse(fallback.stdout)).toEqual(JSON.parse(bundleRun.stdout));
+    expect(JSON.parse(fallback.stdout).code).toBe(4);
+  });
+});
