@@ -334,7 +334,7 @@ function writeKubeconfig() {
   if (sum === lastKubeconfig) return;
   mkdirSync(join(HOST_CONF, 'multus.d'), { recursive: true, mode: 0o700 });
   install(join(HOST_CONF, 'multus.d', 'multus.kubeconfig'), text, 0o600);
-  if (PLUGINS.includes('whereabouts')) writeWhereaboutsFlatFile(text);
+  if (PLUGINS.includes('whereabouts') || PLUGINS.includes('all')) writeWhereaboutsFlatFile(text);
   lastKubeconfig = sum;
   log('kubeconfig written (service-account token refreshed)');
 }

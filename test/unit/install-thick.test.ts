@@ -374,3 +374,53 @@ describe('install.mjs --mode=thick with the real build (dist/bin, dist/shim)', (
     expect(JSON.parse(fallback.stdout).code).toBe(4);
   });
 });
+
+describe("install.mjs --config-only (the thick DaemonSet's config sidecar)", () => {
+  it("installs no file in the bin dir, writes the kubeconfigs and whereabouts' flat file, and stops on SIGTERM", async () => {
+    const c = setup(['whereabouts']);
+    const sa = join(c.host, '..', 'sa');
+    const conf = join(c.host, '..', 'conf');
+    mkdirSync(sa);
+    writeFileSync(join(sa, 'ca.crt'), 'not a certificate');
+    writeFileSync(join(sa, 'token'), 'token');
+    const child = spawn(process.execPath, [installer, '--config-only'], {
+      env: {
+        PATH: '/usr/bin:/bin',
+        CNI_BIN_DIR: c.host,
+        CNI_CONF_DIR: conf,
+        HOST_CNI_CONF_DIR: conf,
+        CNI_KIT_SOURCE_DIR: join(c.image, 'bin'),
+        CNI_KIT_PLUGINS: 'all',
+        SERVICE_ACCOUNT_DIR: sa,
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d;
+    });
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const deadline = Date.now() + 20_000;
+    while (
+      !out.includes('waiting for the cluster network') &&
+      child.exitCode === null &&
+      Date.now() < deadline
+    ) {
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    child.kill('SIGTERM');
+    expect(await exited, out).toBe(0);
+    expect(readdirSync(c.host)).toEqual([]);
+    expect(
+      JSON.parse(readFileSync(join(conf, 'multus.d/multus.kubeconfig'), 'utf8')).users[0].user.token,
+    ).toBe('token');
+    expect(JSON.parse(readFileSync(join(conf, 'whereabouts.d/whereabouts.conf'), 'utf8')).datastore).toBe(
+      'kubernetes',
+    );
+  });
+});
