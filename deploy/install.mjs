@@ -319,10 +319,7 @@ function writeKubeconfig() {
     clusters: [
       {
         name: 'local',
-        cluster: {
-          server,
-          'certificate-authority-data': readFileSync(join(SA, 'ca.crt')).toString('base64'),
-        },
+        cluster: { server, 'certificate-authority-data': readFileSync(join(SA, 'ca.crt')).toString('base64') },
       },
     ],
     users: [{ name: 'cni-kit', user: { token: readFileSync(join(SA, 'token'), 'utf8').trim() } }],
@@ -373,8 +370,7 @@ function writeMultusConf() {
   const master = JSON.parse(readFileSync(join(HOST_CONF, file), 'utf8'));
   const plugins = Array.isArray(master.plugins) ? master.plugins : [master];
   const capabilities = {};
-  for (const p of plugins)
-    for (const [k, v] of Object.entries(p.capabilities ?? {})) if (v) capabilities[k] = true;
+  for (const p of plugins) for (const [k, v] of Object.entries(p.capabilities ?? {})) if (v) capabilities[k] = true;
   const conf = {
     cniVersion: master.cniVersion ?? '1.0.0',
     name: 'multus-cni-network',
@@ -384,9 +380,7 @@ function writeMultusConf() {
     ...(Object.keys(capabilities).length ? { capabilities } : {}),
     ...(env.MULTUS_NAMESPACE_ISOLATION === 'true' ? { namespaceIsolation: true } : {}),
     ...(env.MULTUS_GLOBAL_NAMESPACES ? { globalNamespaces: env.MULTUS_GLOBAL_NAMESPACES } : {}),
-    ...(env.MULTUS_READINESS_INDICATOR_FILE
-      ? { readinessindicatorfile: env.MULTUS_READINESS_INDICATOR_FILE }
-      : {}),
+    ...(env.MULTUS_READINESS_INDICATOR_FILE ? { readinessindicatorfile: env.MULTUS_READINESS_INDICATOR_FILE } : {}),
     ...(env.MULTUS_LOG_LEVEL ? { logLevel: env.MULTUS_LOG_LEVEL } : {}),
   };
   const text = JSON.stringify(conf, null, 2);
