@@ -45,7 +45,7 @@ export interface DaemonOptions {
   maxQueuedCalls?: number | undefined;
   /** Largest request body (default 4 MiB); larger ones are refused with 413. */
   maxRequestBytes?: number | undefined;
-  /** How long close() waits for in-flight calls before cancelling them (default 60 s). */
+  /** How long close() waits for in-flight calls before cancelling them (default: the call timeout plus 5 s, so every call ends on its own terms). */
   shutdownTimeoutMs?: number | undefined;
   /** Serve Prometheus metrics at http://<metricsAddress>:<metricsPort>/metrics. */
   metricsPort?: number | undefined;
@@ -81,7 +81,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const metrics = new DaemonMetrics();
   const callTimeoutMs = opts.callTimeoutMs ?? 110_000;
   const maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
-  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 60_000;
+  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? callTimeoutMs + CANCEL_GRACE_MS;
   const limiter = new Limiter(opts.maxConcurrentCalls ?? 64, opts.maxQueuedCalls ?? 1024);
   const mutex = new KeyedMutex();
   const plugins = new Map(Object.entries(opts.plugins));

@@ -49,6 +49,7 @@ interface NodeDaemon {
   dir: string;
   proc: ChildProcess;
   logFile: string;
+  mountNs: string | undefined;
 }
 const daemons = new Map<string, NodeDaemon>();
 
@@ -93,7 +94,7 @@ export function pluginDir(node?: string, opts: { mountNs?: string } = {}): strin
       ? spawn(process.execPath, args, { stdio: ['ignore', out, out] })
       : spawn('nsenter', [...ns, process.execPath, ...args], { stdio: ['ignore', out, out] });
   closeSync(out);
-  const d: NodeDaemon = { dir, proc, logFile };
+  const d: NodeDaemon = { dir, proc, logFile, mountNs: mnt };
   daemons.set(key, d);
   // Synchronous wait, so that tests with synchronous helpers can ask for the folder anywhere.
   const deadline = Date.now() + 20_000;
@@ -118,11 +119,15 @@ export function daemonLog(node?: string): string {
   return d ? readFileSync(d.logFile, 'utf8') : '';
 }
 
-async function stopAll(): Promise<void> {
-  const all = [...daemons.values()];
-  daemons.clear();
+/**
+ * Stops the daemons (SIGTERM, then SIGKILL after 10 s) and removes their folders; `mountNs` limits
+ * it to the daemons of that mount namespace (a podman lab stops its own before its clean-up).
+ */
+export async function stopPluginDaemons(mountNs?: string): Promise<void> {
+  const all = [...daemons.entries()].filter(([, d]) => mountNs === undefined || d.mountNs === mountNs);
+  for (const [k] of all) daemons.delete(k);
   await Promise.all(
-    all.map(async (d) => {
+    all.map(async ([, d]) => {
       if (d.proc.exitCode === null && d.proc.signalCode === null) {
         const exited = new Promise((r) => d.proc.once('exit', r));
         d.proc.kill('SIGTERM');
@@ -135,4 +140,4 @@ async function stopAll(): Promise<void> {
   );
 }
 
-if (DAEMON_MODE) afterAll(stopAll, 30_000);
+if (DAEMON_MODE) afterAll(() => stopPluginDaemons(), 30_000);

@@ -42,7 +42,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { normalizeIptablesSave } from './leak-check.js';
-import { DAEMON_MODE, pluginDir } from './mode.js';
+import { DAEMON_MODE, pluginDir, stopPluginDaemons } from './mode.js';
 import { BIN_DIR } from './plugin.js';
 
 /** Where Debian installs the Go reference plugins (portmap and firewall come from there). */
@@ -505,6 +505,8 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         await s.podman(['rm', '-af', '-t', '0'], 60_000);
         await s.removeNetworks().catch(() => {});
       }
+      // Daemon mode: the sites' daemons live in the lab's mount namespace; they stop first, by design.
+      await stopPluginDaemons(mntns);
       for (const pid of pidsMentioning(dir)) {
         forced.push(`process ${pid}`);
         kill(pid);

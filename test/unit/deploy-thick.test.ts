@@ -109,6 +109,8 @@ describe('the thick DaemonSet', () => {
       '/run/cni-kit/daemon.sock',
       '--metrics-port',
       '9464',
+      '--metrics-address',
+      '0.0.0.0',
     ]);
     expect(daemon.ports).toEqual([{ name: 'metrics', containerPort: 9464, protocol: 'TCP' }]);
     const init = pod.initContainers;
