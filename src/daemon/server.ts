@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { dirname } from 'node:path';
 import type { HostedPlugin } from '../plugin/host.js';
 import { delegationChain } from '../spec/call.js';
@@ -351,6 +351,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const servers: Server[] = [];
   try {
     for (const path of socketPaths) {
+      await refuseLiveSocket(path);
       prepareSocketPath(path, logger);
       const server = createServer({ requestTimeout: 0, headersTimeout: 10_000 }, handler);
       // A connection limit beyond what the limiter queues: a burst of clients past it is refused by
@@ -464,6 +465,36 @@ function prepareSocketPath(path: string, logger: DaemonLogger): void {
   }
   unlinkSync(path);
   logger.log('info', { msg: 'replaced a socket file left by an earlier daemon', socket: path });
+}
+
+/**
+ * Refuses a socket path another process still serves: replacing its file would not stop it, and
+ * when it shut down later, closing its listener would unlink the file, which by then is ours.
+ */
+async function refuseLiveSocket(path: string): Promise<void> {
+  try {
+    if (!lstatSync(path).isSocket()) return;
+  } catch {
+    return;
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.setTimeout(2_000, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    // ECONNREFUSED: nothing listens, the file is stale.
+    s.once('error', () => resolve(false));
+  });
+  if (live) {
+    throw new Error(
+      `${path}: a daemon is listening there; stop it first (SIGTERM lets it finish its calls) or choose another --socket path`,
+    );
+  }
 }
 
 function errorCode(stdout: string): number {

@@ -86,7 +86,7 @@ describe('cachedKubeConnect', () => {
 });
 
 describe('SharedStores', () => {
-  const ds: DatastoreConfig = { kind: 'etcd', endpoints: ['https://127.0.0.1:2379'] } as DatastoreConfig;
+  const ds: DatastoreConfig = { kind: 'etcd', etcd_host: 'https://127.0.0.1:2379' };
   const fakeStore = (log: string[], name: string): Store => ({
     kind: 'etcd',
     session: async (_ref, fn) => fn({} as never),
@@ -106,7 +106,7 @@ describe('SharedStores', () => {
     expect(await shared.get(ds, open)).toBe(a);
     expect(opened).toBe(1);
     expect(log).toEqual([]);
-    const other = await shared.get({ ...ds, endpoints: ['https://10.0.0.9:2379'] } as DatastoreConfig, open);
+    const other = await shared.get({ kind: 'etcd', etcd_host: 'https://10.0.0.9:2379' }, open);
     expect(other).not.toBe(a);
     expect(opened).toBe(2);
   });
