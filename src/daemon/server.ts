@@ -203,6 +203,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const ifname = r.env.CNI_IFNAME ?? '';
     // Nested calls (a meta plugin's delegate, a plugin's IPAM through a shim) run while their
     // parent holds its slot and its lock: making them wait for either would deadlock.
+    // The caller may leave (the runtime's timeout) at any point from here: a call that has not
+    // started by then is not started at all, a running one sees ctx.signal aborted.
+    const abort = new AbortController();
+    const gone = () => {
+      if (!res.writableFinished) abort.abort(new Error('the caller closed the connection'));
+    };
+    res.on('close', gone);
     let release: (() => void) | undefined;
     if (depth === 0) {
       const slot = limiter.acquire();
@@ -220,16 +227,31 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
           ),
           r.cniVersion,
         );
+        res.off('close', gone);
         return;
       }
       release = await slot;
+      // Waited for a slot while the daemon began shutting down, or while the caller left.
+      if (draining || abort.signal.aborted || res.destroyed) {
+        release();
+        res.off('close', gone);
+        refuse(
+          res,
+          new RequestError(
+            503,
+            new CniError(
+              ErrorCode.TryAgainLater,
+              draining ? 'the cni-kit daemon is shutting down' : 'the caller left before the call started',
+              'try again; a restarted daemon or exec mode serves the call',
+            ),
+            draining ? 'shutting-down' : 'caller-left',
+          ),
+          r.cniVersion,
+        );
+        return;
+      }
     }
     const callId = `${boot}-${(++seq).toString(36)}`;
-    const abort = new AbortController();
-    const gone = () => {
-      if (!res.writableFinished) abort.abort(new Error('the caller closed the connection'));
-    };
-    res.on('close', gone);
     const started = process.hrtime.bigint();
     const lines: string[] = [];
     const logLine = (line: string) => {
@@ -238,14 +260,30 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         logger.log('debug', { msg: line, callId, plugin: picked.type, source: 'plugin' });
     };
     const serialise = depth === 0 && containerId !== '' && ['ADD', 'DEL', 'CHECK'].includes(command);
-    const exec = () =>
-      picked.plugin.run({
+    const exec = async () => {
+      // Cancelled (caller gone, timed out) while it waited for the lock: the plugin never starts.
+      if (abort.signal.aborted) {
+        return {
+          stdout: errorBody(
+            new CniError(
+              ErrorCode.TryAgainLater,
+              `${picked.type} ${command}: cancelled before it started (${(abort.signal.reason as Error)?.message ?? 'aborted'})`,
+              'an earlier call for the same container and interface was still running; try again',
+            ),
+            r.cniVersion,
+          ),
+          stderr: '',
+          exitCode: 1,
+        };
+      }
+      return picked.plugin.run({
         env: r.env,
         stdin: r.stdin,
         signal: abort.signal,
         log: logLine,
         ...(r.fromShim || command !== 'ADD' ? {} : { resultVersion: MULTUS_RESULT_VERSION }),
       });
+    };
     metrics.inflight += 1;
     const done = (serialise ? mutex.run(`${containerId}\0${ifname}`, exec) : exec()).finally(() => {
       metrics.inflight -= 1;

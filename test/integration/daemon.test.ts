@@ -196,6 +196,25 @@ function cni(
 
 const started = (id: string) => events.includes(`start ${id}`);
 
+/** An ADD whose caller can leave (close the connection) at a moment of the test's choosing. */
+function leaving(socket: string, id: string, ifname: string) {
+  let client: ReturnType<typeof request> | undefined;
+  const p = http(
+    socket,
+    {
+      body: JSON.stringify({
+        env: baseEnv('ADD', id, ifname),
+        config: Buffer.from(JSON.stringify(netconf())).toString('base64'),
+      }),
+      headers: { 'X-Cni-Kit-Shim': '1' },
+    },
+    (req) => {
+      client = req;
+    },
+  ).catch((e: Error) => e);
+  return { p, leave: () => client?.destroy() };
+}
+
 // --- the tests -------------------------------------------------------------------------------
 
 describe('daemon ordering', () => {
@@ -311,6 +330,24 @@ describe('daemon bounds', () => {
     expect(events.indexOf('start del')).toBeGreaterThan(events.indexOf('end slow'));
   }, 20_000);
 
+  it('callTimeoutMs: a call that times out while waiting for the lock is answered code 11 and never started', async () => {
+    const { socket } = await start({ callTimeoutMs: 300 });
+    onAbort.set('hold', 'ignore');
+    const hold = cni(socket, baseEnv('ADD', 'hold'));
+    await waitFor(() => started('hold'), 'hold');
+    const late = cni(socket, baseEnv('DEL', 'late'));
+    open('late');
+    await sleep(600);
+    open('hold');
+    // The holder settled within the grace: its own answer.
+    expect((await hold).status).toBe(200);
+    const r = await late;
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body)).toMatchObject({ code: 11 });
+    expect(JSON.parse(r.body).msg).toMatch(/^test DEL: cancelled before it started/);
+    expect(started('late')).toBe(false);
+  });
+
   it('a client that disconnects mid-call aborts ctx.signal', async () => {
     const { socket, d } = await start();
     let client: ReturnType<typeof request> | undefined;
@@ -332,6 +369,37 @@ describe('daemon bounds', () => {
     await waitFor(() => events.includes('abort gone'), 'the signal to abort');
     expect(await p).toBeInstanceOf(Error);
     await waitFor(() => d.inflight() === 0, 'the call to end');
+  });
+
+  it('a caller that leaves while its call waits for a slot or for the lock: the plugin never runs it', async () => {
+    const { socket, d } = await start({ maxConcurrentCalls: 1, maxQueuedCalls: 4 });
+    const a = cni(socket, baseEnv('ADD', 'a'));
+    await waitFor(() => started('a'), 'a');
+    // Queued for the only slot (another interface, so only the limiter holds it back).
+    const q = leaving(socket, 'queued', 'net1');
+    await sleep(50);
+    expect(d.metrics.inflight).toBe(1);
+    q.leave();
+    expect(await q.p).toBeInstanceOf(Error);
+    open('a');
+    expect((await a).status).toBe(200);
+    await sleep(100);
+    expect(started('queued')).toBe(false);
+    await waitFor(() => d.inflight() === 0, 'nothing running');
+    // Waiting for the lock of c1/eth0 (slots are free) and leaving: the plugin never runs it.
+    await d.close();
+    const { socket: s2 } = await start();
+    const c = cni(s2, baseEnv('ADD', 'c'));
+    await waitFor(() => started('c'), 'c');
+    const locked = leaving(s2, 'locked', 'eth0');
+    await sleep(50);
+    locked.leave();
+    expect(await locked.p).toBeInstanceOf(Error);
+    await sleep(50);
+    open('c');
+    expect((await c).status).toBe(200);
+    await sleep(100);
+    expect(started('locked')).toBe(false);
   });
 
   it('maxRequestBytes: a larger body is refused with 413 and a CNI error JSON (declared or streamed)', async () => {
@@ -437,6 +505,24 @@ describe('daemon shutdown', () => {
     expect(JSON.parse(r.body).interfaces).toEqual([{ name: 'eth0' }]);
     await closed;
     expect(events).not.toContain('abort inflight');
+  });
+
+  it('close() refuses a call still waiting for a slot (503, code 11) instead of starting it while the daemon goes away', async () => {
+    const { socket, d } = await start({ maxConcurrentCalls: 1, maxQueuedCalls: 4 });
+    const a = cni(socket, baseEnv('ADD', 'a'));
+    await waitFor(() => started('a'), 'a');
+    const b = cni(socket, baseEnv('ADD', 'b', 'net1'));
+    await sleep(50);
+    const closed = d.close();
+    await waitFor(() => !existsSync(socket), 'the socket file to go');
+    open('a');
+    open('b');
+    expect((await a).status).toBe(200);
+    const rb = await b;
+    expect(rb.status).toBe(503);
+    expect(JSON.parse(rb.body)).toMatchObject({ code: 11, msg: 'the cni-kit daemon is shutting down' });
+    await closed;
+    expect(started('b')).toBe(false);
   });
 
   it('calls still running at shutdownTimeoutMs get their signal aborted', async () => {
