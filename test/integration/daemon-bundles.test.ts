@@ -289,6 +289,49 @@ describe.runIf(canRun)('cni-kit daemon process over the built bundles', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('a second daemon on the live socket exits 1 naming it; the first keeps serving', () => {
+    const r = spawnSync(process.execPath, [CLI, 'daemon', '--plugins', plugins, '--socket', socket], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stdout + r.stderr).toContain(`${socket}: a daemon is listening there`);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const live = spawnSync(process.execPath, [CLI, 'daemon', '--probe', 'healthz', '--socket', socket], {
+      encoding: 'utf8',
+    });
+    expect(live.status).toBe(0);
+  });
+
+  it('killed (SIGKILL), a daemon leaves its socket file; a restarted one replaces it and serves, also multus-shim on multus.sock', async () => {
+    const run = join(work, 'restart');
+    const multusDir = join(work, 'multus-run');
+    const sock = join(run, 'daemon.sock');
+    const args = ['--multus', '--multus-socket-dir', multusDir];
+    const first = await startDaemon({ netns: nodePath, plugins, socket: sock, extraArgs: args });
+    await first.kill();
+    expect(statSync(sock).isSocket()).toBe(true);
+    const second = await startDaemon({ netns: nodePath, plugins, socket: sock, extraArgs: args });
+    try {
+      expect(second.log()).toMatch(/replaced a socket file left by an earlier daemon/);
+      const multusSock = join(multusDir, 'multus.sock');
+      expect(statSync(multusDir).mode & 0o777).toBe(0o700);
+      expect(statSync(multusSock).mode & 0o777).toBe(0o600);
+      // An unknown type through multus.sock lists what is served, multus-shim among it.
+      const r = await post(
+        multusSock,
+        cniEnv('ADD', 'c-m', '/var/run/netns/none'),
+        '{"cniVersion":"1.0.0","name":"n","type":"nope"}',
+        'x',
+      );
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.body).msg).toMatch(/it serves .*multus, multus-shim/);
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
+    expect(existsSync(sock)).toBe(false);
+  });
+
   // Last: it stops the daemon.
   it('SIGTERM with a call in flight: the call is answered 200, the daemon exits 0, the socket file is gone', async () => {
     const d = daemon as TestDaemon;
