@@ -355,3 +355,89 @@ describe.runIf(canRun)('cni-kit daemon process over the built bundles', () => {
     expect(d.log()).toMatch(/"msg":"SIGTERM received"/);
   });
 });
+
+// Two bundles, each with its own copy of the SDK (and so of the stdout guard), served by one
+// daemon in this process: their calls overlap, print, and finish in any order; the guard's state
+// is shared through a global, so console.* and process.stdout.write are the originals again at
+// the end and every line reached the right call's log.
+const NOISY = (name: string) => `import { pluginMain } from 'cni-kit';
+pluginMain({
+  add: async (ctx) => {
+    console.log('${name} says ' + ctx.containerId);
+    const gate = (globalThis as any).__daemonTestGate;
+    if (gate) await gate(ctx.containerId);
+    process.stdout.write('${name} wrote ' + ctx.containerId + '\\n');
+    return { interfaces: [{ name: ctx.ifname }] };
+  },
+});
+`;
+
+describe.runIf(built)('two SDK copies in one daemon process', () => {
+  it('overlapping calls of two bundles that print: clean replies, lines in the right call’s log, console restored', async () => {
+    const { loadPluginBundles, startDaemon: startInProcess, jsonLogger } = await import('cni-kit/daemon');
+    const dir = mkdtempSync(join(tmpdir(), `${tag}-noisy-`));
+    const gates = new Map<string, () => void>();
+    const g = globalThis as { __daemonTestGate?: (id: string) => Promise<void> };
+    g.__daemonTestGate = (id) => new Promise<void>((r) => gates.set(id, r));
+    const lines: Array<Record<string, unknown>> = [];
+    const origLog = console.log;
+    const origWrite = process.stdout.write;
+    let d: Awaited<ReturnType<typeof startInProcess>> | undefined;
+    try {
+      for (const name of ['noisya', 'noisyb']) {
+        writeFileSync(join(dir, `${name}.ts`), NOISY(name));
+        const b = spawnSync(
+          process.execPath,
+          [CLI, 'build', '--cni-kit-source', join(root, 'src'), `${name}.ts`, '-o', join('out', name)],
+          { cwd: dir, encoding: 'utf8', timeout: 120_000 },
+        );
+        expect(b.status, b.stdout + b.stderr).toBe(0);
+      }
+      const { plugins: loaded, skipped } = loadPluginBundles([join(dir, 'out')]);
+      expect(skipped).toEqual([]);
+      expect(loaded.map((p) => p.type).sort()).toEqual(['noisya', 'noisyb']);
+      const sock = join(dir, 'run', 'd.sock');
+      d = await startInProcess({
+        plugins: Object.fromEntries(loaded.map((p) => [p.type, p.plugin])),
+        socket: sock,
+        logger: jsonLogger('debug', (l) => lines.push(JSON.parse(l))),
+      });
+      const ids = ['a1', 'b1', 'a2', 'b2', 'a3', 'b3'];
+      const calls = ids.map((id) =>
+        post(
+          sock,
+          { CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_NETNS: '/var/run/netns/none', CNI_IFNAME: 'eth0' },
+          JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: id.startsWith('a') ? 'noisya' : 'noisyb' }),
+          'x',
+        ),
+      );
+      const end = Date.now() + 10_000;
+      while (gates.size < ids.length && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+      expect([...gates.keys()].sort()).toEqual([...ids].sort());
+      expect(console.log).not.toBe(origLog);
+      // Finish interleaved, the copy that installed its guard first (noisya) done first: with a
+      // guard per copy it would restore the console under noisyb's running call.
+      for (const id of ['b2', 'a1', 'a3', 'b3', 'a2', 'b1']) {
+        gates.get(id)?.();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const replies = await Promise.all(calls);
+      replies.forEach((r, i) => {
+        expect(r.status, r.body).toBe(200);
+        expect(JSON.parse(r.body)).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0' }] });
+        const id = ids[i] as string;
+        const done = lines.find((l) => l.msg === 'call done' && l.containerId === id);
+        const own = lines.filter((l) => l.source === 'plugin' && l.callId === done?.callId).map((l) => l.msg);
+        const name = id.startsWith('a') ? 'noisya' : 'noisyb';
+        expect(own).toEqual([`${name} says ${id}`, `${name} wrote ${id}`]);
+      });
+      expect(console.log).toBe(origLog);
+      expect(process.stdout.write).toBe(origWrite);
+    } finally {
+      for (const r of gates.values()) r();
+      await d?.close();
+      delete g.__daemonTestGate;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
