@@ -73,7 +73,8 @@ export function parseCniRequest(
     if (typeof v !== 'string') {
       throw bad(`request env.${k}: ${JSON.stringify(v)} is not a string`, 'environment values are strings');
     }
-    vars[k] = v;
+    // A plain assignment would drop a variable named __proto__ (it sets the prototype instead).
+    Object.defineProperty(vars, k, { value: v, enumerable: true, writable: true, configurable: true });
   }
   if (typeof config !== 'string' || !BASE64.test(config) || config.length % 4 !== 0) {
     throw bad(

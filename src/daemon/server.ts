@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { dirname } from 'node:path';
 import type { HostedPlugin } from '../plugin/host.js';
 import { delegationChain } from '../spec/call.js';
@@ -206,6 +206,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const ifname = r.env.CNI_IFNAME ?? '';
     // Nested calls (a meta plugin's delegate, a plugin's IPAM through a shim) run while their
     // parent holds its slot and its lock: making them wait for either would deadlock.
+    // The caller may leave (the runtime's timeout) at any point from here: a call that has not
+    // started by then is not started at all, a running one sees ctx.signal aborted.
+    const abort = new AbortController();
+    const gone = () => {
+      if (!res.writableFinished) abort.abort(new Error('the caller closed the connection'));
+    };
+    res.on('close', gone);
     let release: (() => void) | undefined;
     if (depth === 0) {
       const slot = limiter.acquire();
@@ -223,16 +230,31 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
           ),
           r.cniVersion,
         );
+        res.off('close', gone);
         return;
       }
       release = await slot;
+      // Waited for a slot while the daemon began shutting down, or while the caller left.
+      if (draining || abort.signal.aborted || res.destroyed) {
+        release();
+        res.off('close', gone);
+        refuse(
+          res,
+          new RequestError(
+            503,
+            new CniError(
+              ErrorCode.TryAgainLater,
+              draining ? 'the cni-kit daemon is shutting down' : 'the caller left before the call started',
+              'try again; a restarted daemon or exec mode serves the call',
+            ),
+            draining ? 'shutting-down' : 'caller-left',
+          ),
+          r.cniVersion,
+        );
+        return;
+      }
     }
     const callId = `${boot}-${(++seq).toString(36)}`;
-    const abort = new AbortController();
-    const gone = () => {
-      if (!res.writableFinished) abort.abort(new Error('the caller closed the connection'));
-    };
-    res.on('close', gone);
     const started = process.hrtime.bigint();
     const lines: string[] = [];
     const logLine = (line: string) => {
@@ -241,14 +263,30 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         logger.log('debug', { msg: line, callId, plugin: picked.type, source: 'plugin' });
     };
     const serialise = depth === 0 && containerId !== '' && ['ADD', 'DEL', 'CHECK'].includes(command);
-    const exec = () =>
-      picked.plugin.run({
+    const exec = async () => {
+      // Cancelled (caller gone, timed out) while it waited for the lock: the plugin never starts.
+      if (abort.signal.aborted) {
+        return {
+          stdout: errorBody(
+            new CniError(
+              ErrorCode.TryAgainLater,
+              `${picked.type} ${command}: cancelled before it started (${(abort.signal.reason as Error)?.message ?? 'aborted'})`,
+              'an earlier call for the same container and interface was still running; try again',
+            ),
+            r.cniVersion,
+          ),
+          stderr: '',
+          exitCode: 1,
+        };
+      }
+      return picked.plugin.run({
         env: r.env,
         stdin: r.stdin,
         signal: abort.signal,
         log: logLine,
         ...(r.fromShim || command !== 'ADD' ? {} : { resultVersion: MULTUS_RESULT_VERSION }),
       });
+    };
     metrics.inflight += 1;
     const done = (serialise ? mutex.run(`${containerId}\0${ifname}`, exec) : exec()).finally(() => {
       metrics.inflight -= 1;
@@ -354,6 +392,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const servers: Server[] = [];
   try {
     for (const path of socketPaths) {
+      await refuseLiveSocket(path);
       prepareSocketPath(path, logger);
       const server = createServer({ requestTimeout: 0, headersTimeout: 10_000 }, handler);
       // A connection limit beyond what the limiter queues: a burst of clients past it is refused by
@@ -467,6 +506,36 @@ function prepareSocketPath(path: string, logger: DaemonLogger): void {
   }
   unlinkSync(path);
   logger.log('info', { msg: 'replaced a socket file left by an earlier daemon', socket: path });
+}
+
+/**
+ * Refuses a socket path another process still serves: replacing its file would not stop it, and
+ * when it shut down later, closing its listener would unlink the file, which by then is ours.
+ */
+async function refuseLiveSocket(path: string): Promise<void> {
+  try {
+    if (!lstatSync(path).isSocket()) return;
+  } catch {
+    return;
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.setTimeout(2_000, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    // ECONNREFUSED: nothing listens, the file is stale.
+    s.once('error', () => resolve(false));
+  });
+  if (live) {
+    throw new Error(
+      `${path}: a daemon is listening there; stop it first (SIGTERM lets it finish its calls) or choose another --socket path`,
+    );
+  }
 }
 
 function errorCode(stdout: string): number {
