@@ -408,7 +408,7 @@ describe.runIf(built)('two SDK copies in one daemon process', () => {
           sock,
           { CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_NETNS: '/var/run/netns/none', CNI_IFNAME: 'eth0' },
           JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: id.startsWith('a') ? 'noisya' : 'noisyb' }),
-          'x',
+          id.startsWith('a') ? 'noisya' : 'noisyb',
         ),
       );
       const end = Date.now() + 10_000;

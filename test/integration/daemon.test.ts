@@ -466,6 +466,17 @@ describe('daemon bounds', () => {
     );
     expect(hinted.status).toBe(200);
     expect(events).toEqual(['start hinted', 'end hinted']);
+    // The shim's plugin wins over the config's type: an IPAM plugin's stdin is its parent's config,
+    // whose type names the parent (bridge → host-local).
+    open('parent');
+    const ipam = await cni(
+      socket,
+      baseEnv('ADD', 'parent'),
+      { cniVersion: '1.1.0', name: 'n', type: 'bridge' },
+      { 'X-Cni-Kit-Shim': '1', 'X-Cni-Kit-Plugin': 'test' },
+    );
+    expect(ipam.status, ipam.body).toBe(200);
+    expect(events).toEqual(['start hinted', 'end hinted', 'start parent', 'end parent']);
   });
 
   it('GET /cni is 405, /nope 404, /healthz and /readyz 200', async () => {
