@@ -101,6 +101,7 @@ describe('the thick DaemonSet', () => {
   it('the image runs `daemon` on the socket with the bundles the init container installs, and a metrics port', () => {
     expect(daemon.command).toEqual([
       'node',
+      '--max-semi-space-size=2',
       '/cni-kit/cli.cjs',
       'daemon',
       '--plugins',
@@ -220,7 +221,7 @@ describe('the image', () => {
 describe('the systemd unit', () => {
   it('starts the daemon as the DaemonSet does, restarts it always, and drains on SIGTERM', () => {
     expect(directive('ExecStart')).toEqual([
-      '/usr/bin/node /usr/lib/cni-kit/cli.cjs daemon --plugins /opt/cni/bin/cni-kit --socket /run/cni-kit/daemon.sock',
+      '/usr/bin/node --max-semi-space-size=2 /usr/lib/cni-kit/cli.cjs daemon --plugins /opt/cni/bin/cni-kit --socket /run/cni-kit/daemon.sock',
     ]);
     expect(directive('Type')).toEqual(['simple']);
     expect(directive('Restart')).toEqual(['always']);
