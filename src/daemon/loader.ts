@@ -2,7 +2,7 @@
 // program whose top level calls pluginMain; with a plugin host set (src/plugin/host.ts), that call
 // registers the plugin instead of running it. Bundles are CommonJS files required in place, so
 // their sidecars in lib/ beside them load as they do in exec mode, once for all bundles of a folder.
-import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { type HostedPlugin, PLUGIN_HOST_KEY, PLUGIN_HOST_PROTOCOL, type PluginHost } from '../plugin/host.js';
@@ -118,4 +118,44 @@ export function loadPluginBundles(dirs: readonly string[]): LoadReport {
     }
   }
   return { plugins, skipped };
+}
+
+const TRAILER = '\n--cni-kit-shim--\n';
+
+/** What a shim's trailer says about where it sends calls (see native/cni-kit-shim.c). */
+export interface ShimTarget {
+  type: string;
+  /** The trailer's `socket=`, when it has one. */
+  socket: string | undefined;
+}
+
+/** The plugin type and socket a cni-kit shim's trailer names; undefined for any other file. */
+export function readShimTarget(path: string): ShimTarget | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const magic = Buffer.alloc(4);
+    if (readSync(fd, magic, 0, 4, 0) !== 4 || magic.toString('latin1') !== '\x7fELF') return undefined;
+    const size = fstatSync(fd).size;
+    const tail = Buffer.alloc(Math.min(4096, size));
+    const text = tail.subarray(0, readSync(fd, tail, 0, tail.length, size - tail.length)).toString('utf8');
+    const at = text.lastIndexOf(TRAILER);
+    if (at < 0) return undefined;
+    const fields = new Map<string, string>();
+    for (const line of text.slice(at + TRAILER.length).split('\n')) {
+      if (line === '--end--') break;
+      const eq = line.indexOf('=');
+      if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
+    }
+    const type = fields.get('type');
+    return type ? { type, socket: fields.get('socket') || undefined } : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -5,9 +5,11 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { HostedPlugin } from '../plugin/host.js';
+import { resolve } from 'node:path';
+import { addLocalPluginLookup, type HostedPlugin } from '../plugin/host.js';
 import { delegationChain } from '../spec/call.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
+import { readShimTarget } from './loader.js';
 import { KeyedMutex, Limiter } from './lock.js';
 import { type DaemonLogger, jsonLogger } from './log.js';
 import { DaemonMetrics, serveMetrics } from './metrics.js';
@@ -53,6 +55,11 @@ export interface DaemonOptions {
   metricsPort?: number | undefined;
   /** The metrics listener's address (default 127.0.0.1). */
   metricsAddress?: string | undefined;
+  /**
+   * Run a delegate in-process when its binary is a shim that would forward to this daemon (default
+   * true); false makes every nested call go through the shim and the socket.
+   */
+  inProcessDelegates?: boolean | undefined;
   /** The structured logger (default: JSON lines on stderr at level info). */
   logger?: DaemonLogger | undefined;
 }
@@ -379,6 +386,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ...(metricsPort === undefined ? {} : { metricsPort }),
   });
 
+  // A delegate whose binary is a shim that would call this daemon runs in-process (no exec, no
+  // socket round trip), as the nested call it is: past the lock and the limit its parent holds.
+  // The shim's own choice of socket decides: CNI_KIT_DAEMON_SOCKET, its trailer's, the default.
+  const ours = new Set(socketPaths.map((p) => resolve(p)));
+  const removeLookup =
+    opts.inProcessDelegates === false
+      ? () => {}
+      : addLocalPluginLookup((path, env) => {
+          const shim = readShimTarget(path);
+          if (!shim) return undefined;
+          const socket = env.CNI_KIT_DAEMON_SOCKET || shim.socket || DEFAULT_SOCKET;
+          if (!ours.has(resolve(socket))) return undefined;
+          const type = aliases.get(shim.type) ?? shim.type;
+          return plugins.get(type)?.run;
+        });
+
   let closing: Promise<void> | undefined;
   return {
     sockets: socketPaths,
@@ -406,6 +429,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         for (const s of servers) s.closeAllConnections();
         await stopped;
         await metricsServer?.close();
+        removeLookup();
         logger.log('info', { msg: 'stopped' });
       })();
       return closing;

@@ -2,6 +2,7 @@
 // kill the whole process group, ETXTBSY retries that end in an error, and failures that quote
 // stdout, stderr and the exit (execa-style). One file past ~400 lines on purpose: the run, the
 // failure classification and the exec-and-parse path share the process facts they report.
+import { type LocalRun, localPluginLookups } from '../plugin/host.js';
 import { type Command, withDelegationStep } from '../spec/call.js';
 import { CniError, ErrorCode, isCniErrorJson } from '../spec/errors.js';
 import { parseResult } from '../spec/result/convert.js';
@@ -165,6 +166,11 @@ export async function execPlugin(call: ExecCall, opts: ExecOptions = {}): Promis
   // a few levels down instead of forking until the process table is full.
   call = { ...call, env: withDelegationStep(call.env, call.type ?? baseName(call.path), call.command) };
   opts = { ...opts, timeoutMs: execTimeout(call, opts) };
+  // Inside the daemon, a shim that would forward to this very daemon runs in-process instead.
+  for (const lookup of localPluginLookups()) {
+    const local = lookup(call.path, call.env);
+    if (local) return runInProcess(local, call, opts);
+  }
   for (let attempt = 0; ; attempt++) {
     if (opts.signal?.aborted) {
       throw new PluginExecError(ErrorCode.Internal, 'aborted before the plugin was started', call, {
@@ -190,6 +196,59 @@ export async function execPlugin(call: ExecCall, opts: ExecOptions = {}): Promis
         { cause: err },
       );
     }
+  }
+}
+
+/**
+ * A delegate run in this process (see LOCAL_PLUGINS_KEY): the same outcome as its exec, with the
+ * same timeout and abort semantics, except that a call past its time is abandoned (its signal
+ * aborted) rather than killed.
+ */
+async function runInProcess(run: LocalRun, call: ExecCall, opts: ExecOptions): Promise<ExecOutput> {
+  const ac = new AbortController();
+  let timedOut = false;
+  let aborted = false;
+  const onAbort = () => {
+    aborted = true;
+    ac.abort(opts.signal?.reason);
+  };
+  if (opts.signal?.aborted) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  const forward = opts.stderr === undefined ? process.stderr : opts.stderr;
+  const lines: string[] = [];
+  try {
+    const running = run({
+      env: { ...call.env },
+      stdin: call.stdin,
+      signal: ac.signal,
+      log: (line) => {
+        lines.push(line);
+        forward?.write(`${line}\n`);
+      },
+    });
+    const limit = opts.timeoutMs ?? 0;
+    const out =
+      limit > 0
+        ? await Promise.race([
+            running,
+            new Promise<undefined>((resolve) => {
+              timer = setTimeout(() => {
+                timedOut = true;
+                ac.abort(new Error(`timed out after ${limit} ms`));
+                resolve(undefined);
+              }, limit);
+            }),
+          ])
+        : await running;
+    const stdout = out?.stdout ?? '';
+    const stderr = lines.length ? `${lines.join('\n')}\n` : '';
+    if (out && out.exitCode === 0 && !timedOut && !aborted) return { stdout, stderr };
+    const exit: ExitInfo = { exitCode: out?.exitCode ?? null, signal: null, timedOut, aborted };
+    throw errorFromFailedRun(call, exit, stdout, stderr, opts.timeoutMs);
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -31,3 +31,33 @@ export function currentPluginHost(): PluginHost | undefined {
   const host = (globalThis as Record<symbol, unknown>)[PLUGIN_HOST_KEY];
   return host && typeof (host as PluginHost).register === 'function' ? (host as PluginHost) : undefined;
 }
+
+/**
+ * Delegates a host can run in its own process. A meta plugin served by the daemon execs its
+ * delegates from CNI_PATH; when the binary found is a shim that would forward the call to this
+ * very daemon, running the plugin in-process gives the same result without the exec, the socket
+ * round trip and the HTTP parsing. Hosts add a lookup here; src/delegate asks before it spawns.
+ */
+export const LOCAL_PLUGINS_KEY: unique symbol = Symbol.for('cni-kit.local-plugins') as never;
+
+/** A plugin call run in-process, as HostedPlugin.run. */
+export type LocalRun = HostedPlugin['run'];
+
+/** Given the binary exec would run and its environment: the in-process run, if a host has one. */
+export type LocalLookup = (path: string, env: Readonly<Record<string, string>>) => LocalRun | undefined;
+
+const lookupSlot = () => globalThis as Record<symbol, Set<LocalLookup> | undefined>;
+
+/** The lookups hosts of this process registered (none in a plugin process). */
+export function localPluginLookups(): ReadonlySet<LocalLookup> {
+  return lookupSlot()[LOCAL_PLUGINS_KEY] ?? new Set();
+}
+
+/** Adds a host's lookup (a Set under a registered symbol, shared by SDK copies); returns its removal. */
+export function addLocalPluginLookup(lookup: LocalLookup): () => void {
+  const slot = lookupSlot();
+  slot[LOCAL_PLUGINS_KEY] ??= new Set();
+  const set = slot[LOCAL_PLUGINS_KEY];
+  set.add(lookup);
+  return () => set.delete(lookup);
+}
