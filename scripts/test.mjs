@@ -49,43 +49,97 @@ step('build', 'npm', ['run', '--silent', 'build']);
 step('typecheck', 'npx', ['tsc', '--noEmit']);
 step('lint', 'npx', ['biome', 'check', 'src', 'test', 'examples', 'bench', 'scripts']);
 
-const out = '.vitest-results.json';
-const leaksOut = join(tmpdir(), `cni-kit-leaks-${process.pid}.json`);
-rmSync(out, { force: true });
-rmSync(leaksOut, { force: true });
-const netns = privateNetns();
-console.log(`\n== vitest${netns ? ` (in network namespace ${netns.name})` : ''}`);
-const vitest = [
-  'vitest',
-  'run',
-  '--reporter=default',
-  '--reporter=json',
-  `--outputFile.json=${out}`,
-  ...process.argv.slice(2),
+/**
+ * The plugin integration suites run twice: in exec mode (a Node process per call) with everything
+ * else, then in daemon mode (CNI_KIT_PLUGIN_MODE=daemon: the native shim per call, forwarding to a
+ * cni-kit daemon in the node's netns; test/helpers/mode.ts). Suites that need the plugin process
+ * itself (private mount namespaces, process trees, the conformance kit's own namespaces) run once.
+ */
+const DAEMON_MATRIX = [
+  'test/integration/plugins-bridge-fields.test.ts',
+  'test/integration/plugins-bridge-routes.test.ts',
+  'test/integration/plugins-host-device.test.ts',
+  'test/integration/plugins-sublinks-kill.test.ts',
+  'test/integration/plugins-tuning.test.ts',
+  'test/integration/versions-legacy.test.ts',
+  'test/integration/multus.test.ts',
+  'test/integration/multus-k8s.test.ts',
+  'test/integration/whereabouts-plugin.test.ts',
+  'test/integration/k8s-whereabouts-store.test.ts',
+  'test/integration/ipam-passthrough.test.ts',
+  'test/integration/host-local-binary.test.ts',
+  'test/integration/bundle-delegation.test.ts',
+  'test/integration/podman.test.ts',
+  'test/interop/plugins-chaining.test.ts',
+  'test/fuzz/links.fuzz.test.ts',
+  'test/fuzz/ipam-meta.fuzz.test.ts',
+  'test/fuzz/sigkill.fuzz.test.ts',
 ];
-const code = run(...(netns ? netns.wrap('npx', vitest) : ['npx', vitest]), { CNI_KIT_LEAK_REPORT: leaksOut });
+
+const netns = privateNetns();
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-try {
-  const r = JSON.parse(readFileSync(out, 'utf8'));
-  passed = r.numPassedTests;
-  failed = r.numFailedTests + (r.numRuntimeErrorTestSuites ?? 0);
-  skipped = r.numPendingTests + (r.numTodoTests ?? 0);
-} catch {
-  failed = Math.max(1, failed);
+let exitCode = 0;
+const args = process.argv.slice(2);
+// Arguments narrow the run to some files (as vitest's own filters do); the daemon-mode pass then
+// runs only the matrix files among them.
+const phases = [
+  { name: 'exec mode', env: {}, files: args },
+  {
+    name: 'daemon mode',
+    env: { CNI_KIT_PLUGIN_MODE: 'daemon' },
+    files: args.length ? DAEMON_MATRIX.filter((f) => args.some((a) => f.includes(a))) : DAEMON_MATRIX,
+  },
+];
+for (const phase of phases) {
+  if (phase.name === 'daemon mode' && phase.files.length === 0) continue;
+  const out = '.vitest-results.json';
+  const leaksOut = join(tmpdir(), `cni-kit-leaks-${process.pid}.json`);
+  rmSync(out, { force: true });
+  rmSync(leaksOut, { force: true });
+  console.log(`\n== vitest, plugins in ${phase.name}${netns ? ` (in network namespace ${netns.name})` : ''}`);
+  const vitest = [
+    'vitest',
+    'run',
+    '--reporter=default',
+    '--reporter=json',
+    `--outputFile.json=${out}`,
+    ...phase.files,
+  ];
+  const code = run(...(netns ? netns.wrap('npx', vitest) : ['npx', vitest]), {
+    CNI_KIT_LEAK_REPORT: leaksOut,
+    ...phase.env,
+  });
+  let p = 0;
+  let f = 0;
+  let s = 0;
+  try {
+    const r = JSON.parse(readFileSync(out, 'utf8'));
+    p = r.numPassedTests;
+    f = r.numFailedTests + (r.numRuntimeErrorTestSuites ?? 0);
+    s = r.numPendingTests + (r.numTodoTests ?? 0);
+  } catch {
+    f = Math.max(1, f);
+  }
+  rmSync(out, { force: true });
+  let leaked = 0;
+  try {
+    leaked = JSON.parse(readFileSync(leaksOut, 'utf8')).length;
+  } catch {
+    // no report: the check did not run (CNI_KIT_LEAK_CHECK=0, or vitest stopped before teardown)
+  }
+  rmSync(leaksOut, { force: true });
+  if (leaked > 0) {
+    console.log(`\nleak check failed (${phase.name}): ${leaked} thing(s) left behind, listed above`);
+    f += 1;
+  }
+  if (code !== 0 && f === 0) f = 1;
+  console.log(`\n${phase.name}: ${p} passed, ${f} failed, ${s} skipped`);
+  passed += p;
+  failed += f;
+  skipped += s;
+  if (code !== 0) exitCode = code;
 }
-let leaked = 0;
-try {
-  leaked = JSON.parse(readFileSync(leaksOut, 'utf8')).length;
-} catch {
-  // no report: the check did not run (CNI_KIT_LEAK_CHECK=0, or vitest stopped before teardown)
-}
-rmSync(leaksOut, { force: true });
-if (leaked > 0) {
-  console.log(`\nleak check failed: ${leaked} thing(s) left behind, listed above`);
-  failed += 1;
-}
-if (code !== 0 && failed === 0) failed = 1;
 console.log(`\n${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(code);
+process.exit(failed > 0 && exitCode === 0 ? 1 : exitCode);

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as Esbuild from 'esbuild';
 import { CliUsageError, parseVerbArgs, type Verb } from './args.js';
+import { type ShimReport, shimForBundle } from './shim.js';
 import {
   buildNativeCore,
   buildSidecar,
@@ -160,6 +161,9 @@ options:
       --type <type>       the plugin type for the marker line (default: the output's name)
       --no-minify         keep the output readable
       --cni-kit-source <dir>  resolve cni-kit to a source checkout (developing cni-kit itself)
+      --shim <file>       also write the daemon-mode shim for this plugin: a small native program
+                          (compiled with the system C compiler, cc or $CC) that forwards each call
+                          to the cni-kit daemon and runs the bundle itself when no daemon answers
       --json              print the build report as JSON
   -h, --help              this help`;
 
@@ -171,6 +175,7 @@ export const buildVerb: Verb = {
       type: { type: 'string' },
       'no-minify': { type: 'boolean' },
       'cni-kit-source': { type: 'string' },
+      shim: { type: 'string' },
       json: { type: 'boolean' },
     });
     if (positionals.length !== 1) throw new CliUsageError('give exactly one entry file');
@@ -182,12 +187,21 @@ export const buildVerb: Verb = {
       minify: !values['no-minify'],
       cniKitSource: values['cni-kit-source'],
     });
+    let shim: ShimReport | undefined;
+    if (values.shim) {
+      shim = shimForBundle({ bundle: report.outfile, outfile: values.shim, type: report.type });
+      if (shim.warning) process.stderr.write(`warning: ${shim.warning}\n`);
+    }
     if (values.json) {
-      process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(shim ? { ...report, shim } : report, null, 2)}\n`);
       return 0;
     }
     const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
     process.stdout.write(`built ${report.outfile} (${report.type}, ${kb(report.bytes)})\n`);
+    if (shim)
+      process.stdout.write(
+        `  shim ${shim.file} (fallback=${shim.fallback}${shim.static ? '' : ', dynamic'})\n`,
+      );
     for (const s of report.sidecars) {
       if (s.built) {
         process.stdout.write(`  sidecar ${s.package}: ${s.file} (${kb(s.bytes)})\n`);

@@ -25,7 +25,8 @@ options:
       --max-concurrent-calls <n> calls running at once (default 64)
       --max-queued-calls <n>     calls waiting beyond that before refusing with code 11 (default 1024)
       --max-request-bytes <n>    largest request (default 4194304)
-      --shutdown-timeout-ms <n>  how long SIGTERM waits for running calls (default 60000)
+      --shutdown-timeout-ms <n>  how long SIGTERM waits for running calls (default: the call
+                                 timeout + 5000, so that every call ends on its own)
       --log-level <level>        error, warn, info (default) or debug (plugin log lines too)
       --probe <healthz|readyz>   ask a running daemon instead; exit 0 when it answers 200
   -h, --help                     this help`;

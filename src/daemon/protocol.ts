@@ -7,7 +7,7 @@ import { CURRENT_VERSION, normalizeVersion } from '../spec/version.js';
 
 /** The header cni-kit's shim sets on every request. */
 export const SHIM_HEADER = 'x-cni-kit-shim';
-/** The plugin the shim was installed as (a fallback when the config names no type). */
+/** The plugin the shim was installed as: the one the runtime exec'd, which the daemon runs. */
 export const PLUGIN_HEADER = 'x-cni-kit-plugin';
 /** The reply header naming the call in the daemon's log. */
 export const CALL_ID_HEADER = 'x-cni-kit-call-id';

@@ -45,7 +45,7 @@ export interface DaemonOptions {
   maxQueuedCalls?: number | undefined;
   /** Largest request body (default 4 MiB); larger ones are refused with 413. */
   maxRequestBytes?: number | undefined;
-  /** How long close() waits for in-flight calls before cancelling them (default 60 s). */
+  /** How long close() waits for in-flight calls before cancelling them (default: the call timeout plus 5 s, so every call ends on its own terms). */
   shutdownTimeoutMs?: number | undefined;
   /** Serve Prometheus metrics at http://<metricsAddress>:<metricsPort>/metrics. */
   metricsPort?: number | undefined;
@@ -81,7 +81,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const metrics = new DaemonMetrics();
   const callTimeoutMs = opts.callTimeoutMs ?? 110_000;
   const maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
-  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 60_000;
+  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? callTimeoutMs + CANCEL_GRACE_MS;
   const limiter = new Limiter(opts.maxConcurrentCalls ?? 64, opts.maxQueuedCalls ?? 1024);
   const mutex = new KeyedMutex();
   const plugins = new Map(Object.entries(opts.plugins));
@@ -148,7 +148,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
 
   const pick = (r: CniRequest): { type: string; plugin: HostedPlugin } | RequestError => {
-    const named = r.type ?? r.pluginHint;
+    // The plugin the runtime exec'd, as its shim names it: an IPAM plugin's stdin is its parent's
+    // config, whose type is the parent's (bridge → host-local). multus-shim names none: its
+    // config's type says (multus-shim, an alias of multus).
+    const named = r.pluginHint ?? r.type;
     const type = named === undefined ? undefined : (aliases.get(named) ?? named);
     const plugin = type === undefined ? undefined : plugins.get(type);
     if (type !== undefined && plugin) return { type, plugin };

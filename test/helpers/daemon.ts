@@ -65,7 +65,15 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDa
     dir = mkdtempSync(join(tmpdir(), 'cni-kit-daemon-'));
     socket = join(dir, 'daemon.sock');
   }
-  const args = [CLI, 'daemon', '--plugins', opts.plugins ?? BUNDLES, '--socket', socket, ...(opts.extraArgs ?? [])];
+  const args = [
+    CLI,
+    'daemon',
+    '--plugins',
+    opts.plugins ?? BUNDLES,
+    '--socket',
+    socket,
+    ...(opts.extraArgs ?? []),
+  ];
   const [cmd, argv] = opts.netns
     ? ['nsenter', [`--net=${opts.netns}`, process.execPath, ...args]]
     : [process.execPath, args];

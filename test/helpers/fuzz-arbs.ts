@@ -14,7 +14,6 @@
 // =1 insists on the harness's pids cgroup bound as well.
 import fc from 'fast-check';
 import { FUZZ_PLUGINS, type FuzzPlugin, KNOWN_VERSIONS } from './fuzz.js';
-import { BIN_DIR } from './plugin.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Obj = { [k: string]: Json };
@@ -253,6 +252,8 @@ export interface CaseContext {
   caseDir: string;
   /** Index of the plugin, for a subnet of its own. */
   index: number;
+  /** The folder the node's runtime execs plugins from (dist/bin, or shims in daemon mode). */
+  binDir: string;
   /** A device the node has for host-device to take. */
   hostDevice: string;
   /** The container's netns path and name, when there is one. */
@@ -521,7 +522,7 @@ function pin(v: Json, c: CaseContext, top: FuzzPlugin | undefined): void {
     o.subnetFile = `${c.caseDir}/subnet.env`;
   }
   if (type === 'multus') {
-    Object.assign(o, { cniDir: `${c.dataDir}/multus`, confDir: `${c.caseDir}/multus.d`, binDir: BIN_DIR });
+    Object.assign(o, { cniDir: `${c.dataDir}/multus`, confDir: `${c.caseDir}/multus.d`, binDir: c.binDir });
     delete o.logFile;
     delete o.kubeconfig;
   }
@@ -575,7 +576,14 @@ export const IFNAMES: Record<EnvRecipe['ifname'], string | undefined> = {
 export function envFor(
   command: string,
   r: EnvRecipe,
-  c: { containerId: string | undefined; netnsPath: string; notNetns: string; gone: string; dir: string },
+  c: {
+    containerId: string | undefined;
+    netnsPath: string;
+    notNetns: string;
+    gone: string;
+    dir: string;
+    binDir: string;
+  },
 ): Record<string, string> {
   const env: Record<string, string> = { CNI_COMMAND: command };
   if (c.containerId !== undefined) env.CNI_CONTAINERID = c.containerId;
@@ -604,7 +612,7 @@ export function envFor(
   };
   const a = args[r.args];
   if (a !== undefined) env.CNI_ARGS = a;
-  if (r.path === 'ok') env.CNI_PATH = BIN_DIR;
+  if (r.path === 'ok') env.CNI_PATH = c.binDir;
   else if (r.path === 'empty') env.CNI_PATH = '';
   return env;
 }

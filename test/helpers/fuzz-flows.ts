@@ -149,6 +149,7 @@ export async function runCase(
     tag: world.tag,
     etcdUrl: world.etcdUrl,
     etcdPrefix: `/fz/${world.tag}/case${n}/`,
+    binDir: world.binDir,
   };
   const { config, stdin: baseStdin } = materializeConfig(recipe, ctx);
   let stdin = baseStdin;
@@ -176,7 +177,7 @@ export async function runCase(
       stdin = JSON.stringify({ ...config, prevResult: prev });
     }
   }
-  const paths = { containerId, netnsPath: c.path, notNetns, gone, dir: caseDir };
+  const paths = { containerId, netnsPath: c.path, notNetns, gone, dir: caseDir, binDir: world.binDir };
   const env = (cmd: string) => envFor(cmd, recipe.env, paths);
   const valid = configValid(recipe);
   const wellFormed = envWellFormed(recipe.env);

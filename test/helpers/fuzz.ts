@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type NetSnapshot, takeFileSnapshot, takeNetSnapshot } from '../../src/conform/snapshot.js';
 import { type Json, parseSingleJson } from '../../src/conform/validate.js';
+import { pluginDir } from './mode.js';
 import { BIN_DIR } from './plugin.js';
 
 const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
@@ -153,6 +154,10 @@ export class FuzzWorld {
   private seq = 0;
   /** Orphans the harness had to kill after a run had exited (processes a plugin left running). */
   strays = 0;
+  /** The folder the node's runtime execs plugins from: dist/bin, or (daemon mode) shims bound to a daemon in the node. */
+  get binDir(): string {
+    return pluginDir(this.nodePath);
+  }
   /** Client URL of the world's etcd (inside the node netns), once startEtcd succeeded. */
   etcdUrl: string | undefined;
   private etcd: ChildProcess | undefined;
@@ -244,7 +249,7 @@ export class FuzzWorld {
     opts: RunOptions = {},
   ): Promise<FuzzCall> {
     const timeoutMs = opts.timeoutMs ?? FUZZ_RUN_TIMEOUT_MS;
-    const bin = plugin.startsWith('/') ? plugin : join(BIN_DIR, plugin);
+    const bin = plugin.startsWith('/') ? plugin : join(this.binDir, plugin);
     const script = this.cgroup
       ? 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "$2"'
       : 'exec nsenter --net="$1" -- "$2"';

@@ -42,6 +42,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { normalizeIptablesSave } from './leak-check.js';
+import { DAEMON_MODE, pluginDir, stopPluginDaemons } from './mode.js';
 import { BIN_DIR } from './plugin.js';
 
 /** Where Debian installs the Go reference plugins (portmap and firewall come from there). */
@@ -325,8 +326,15 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
 
   // Each site is a podman installation of its own (storage, state, network configs), so that
   // nothing one site does (podman rm -a, say) reaches the other's containers.
-  const site = async (suffix: string, pluginDirs: readonly string[]): Promise<PodmanSite> => {
+  const site = async (suffix: string, givenDirs: readonly string[]): Promise<PodmanSite> => {
     const netnsPath = newNetns(suffix);
+    // Daemon mode: podman execs shims bound to a daemon in this site's node netns and the lab's
+    // mount namespace, where podman makes its network namespaces.
+    const pluginDirs = givenDirs.map((d) =>
+      DAEMON_MODE && d.replace(/\/$/, '') === BIN_DIR.replace(/\/$/, '')
+        ? pluginDir(netnsPath, { mountNs: mntns })
+        : d,
+    );
     const netns = `${tag}-${suffix}`;
     const home = join(dir, suffix);
     const p = {
@@ -497,6 +505,8 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         await s.podman(['rm', '-af', '-t', '0'], 60_000);
         await s.removeNetworks().catch(() => {});
       }
+      // Daemon mode: the sites' daemons live in the lab's mount namespace; they stop first, by design.
+      await stopPluginDaemons(mntns);
       for (const pid of pidsMentioning(dir)) {
         forced.push(`process ${pid}`);
         kill(pid);

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 
 const tag = `ckbd${process.pid % 100000}`;
 const nodeNs = `${tag}n`;
@@ -35,7 +35,7 @@ function run(cmd: 'ADD' | 'DEL', ipamType: string, cniPath: string) {
     ipam: { type: ipamType, subnet: '10.251.7.0/24', dataDir: join(work, 'ipam') },
   };
   // the plugin runs inside a "node" netns so the bridge never touches the real host
-  return spawnSync('ip', ['netns', 'exec', nodeNs, join(BIN_DIR, 'bridge')], {
+  return spawnSync('ip', ['netns', 'exec', nodeNs, join(pluginDir(nodeNs), 'bridge')], {
     input: JSON.stringify(conf),
     encoding: 'utf8',
     env: {

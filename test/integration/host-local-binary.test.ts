@@ -4,10 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { pluginDir } from '../helpers/mode.js';
 
-const BIN = fileURLToPath(new URL('../../dist/bin/', import.meta.url));
+const BIN = pluginDir();
 const root = mkdtempSync(join(tmpdir(), `cnikit-hl-bin-${process.pid}-`));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 

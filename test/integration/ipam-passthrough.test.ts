@@ -26,6 +26,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext 
 import { createBridgePlugin } from '../../examples/bridge/plugin.js';
 import { createIpvlanPlugin } from '../../examples/ipvlan/plugin.js';
 import { createVlanPlugin } from '../../examples/vlan/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 import { BIN_DIR } from '../helpers/plugin.js';
 
 const tag = `ckip${process.pid % 100000}`;
@@ -180,7 +181,7 @@ describe('real binaries in network namespaces: IPAM gets the runtime stdin byte 
   /** Runs dist/bin/<type> inside the node netns, as a runtime would exec it. */
   function binary(type: string, node: string, pod: string, cniPath: string): Runner {
     return (command, stdin) => {
-      const r = spawnSync('ip', ['netns', 'exec', node, join(BIN_DIR, type)], {
+      const r = spawnSync('ip', ['netns', 'exec', node, join(pluginDir(node), type)], {
         input: stdin,
         encoding: 'utf8',
         env: {
@@ -241,7 +242,7 @@ describe('real binaries in network namespaces: IPAM gets the runtime stdin byte 
       ...(vlans ? ['  "vlanTrunk":[{"id":100},{"minID":200,"maxID":201}],'] : []),
     ];
     const text = confText('bridge', own.join('\n'), '"type": "fakeipam"');
-    const run = binary('bridge', node, pod, `${ipam.dir}:${BIN_DIR}`);
+    const run = binary('bridge', node, pod, `${ipam.dir}:${pluginDir(node)}`);
     await expectPassThrough(run, text, pod, ipam, 2);
   });
 
@@ -258,7 +259,7 @@ describe('real binaries in network namespaces: IPAM gets the runtime stdin byte 
       `  "mode": "bridge",\n    "master" : "${master}",`,
       '"type": "fakeipam"',
     );
-    const run = binary('macvlan', node, pod, `${ipam.dir}:${BIN_DIR}`);
+    const run = binary('macvlan', node, pod, `${ipam.dir}:${pluginDir(node)}`);
     await expectPassThrough(run, text, pod, ipam, 0);
   });
 
@@ -267,7 +268,7 @@ describe('real binaries in network namespaces: IPAM gets the runtime stdin byte 
     const { node, pod } = nodeAndPod('ptp');
     const ipam = fakeIpam('fakeipam', 3);
     const text = confText('ptp', '  "mtu": 1400,', '"type": "fakeipam"');
-    const run = binary('ptp', node, pod, `${ipam.dir}:${BIN_DIR}`);
+    const run = binary('ptp', node, pod, `${ipam.dir}:${pluginDir(node)}`);
     await expectPassThrough(run, text, pod, ipam, 1);
   });
 
@@ -278,7 +279,7 @@ describe('real binaries in network namespaces: IPAM gets the runtime stdin byte 
     execFileSync('ip', ['-n', node, 'link', 'add', device, 'type', 'veth', 'peer', 'name', `${tag}h1`]);
     const ipam = fakeIpam('fakeipam', 4);
     const text = confText('host-device', `  "device":"${device}",`, '"type": "fakeipam"');
-    const run = binary('host-device', node, pod, `${ipam.dir}:${BIN_DIR}`);
+    const run = binary('host-device', node, pod, `${ipam.dir}:${pluginDir(node)}`);
     await expectPassThrough(run, text, pod, ipam, 0);
     // DEL gave the device back to the node under its own name.
     expect(spawnSync('ip', ['-n', node, 'link', 'show', device]).status).toBe(0);

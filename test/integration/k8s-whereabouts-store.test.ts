@@ -9,6 +9,7 @@ import { createWhereaboutsAllocator } from 'cni-kit/ipam';
 import { openKubeApi } from 'cni-kit/k8s';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { pluginDir } from '../helpers/mode.js';
 import { BIN_DIR } from '../helpers/plugin.js';
 
 let api: FakeK8s;
@@ -110,14 +111,14 @@ describe('bundled whereabouts binary, Kubernetes datastore', () => {
   // spawn, not spawnSync: the API server runs in this process and must keep answering.
   const run = (command: string, stdin: string) =>
     new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(join(BIN_DIR, 'whereabouts'), [], {
+      const child = spawn(join(pluginDir(), 'whereabouts'), [], {
         env: {
           PATH: process.env.PATH ?? '',
           CNI_COMMAND: command,
           CNI_CONTAINERID: `k8swb${process.pid}`,
           CNI_NETNS: '/var/run/netns/none',
           CNI_IFNAME: 'net1',
-          CNI_PATH: BIN_DIR,
+          CNI_PATH: pluginDir(),
           CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bin',
         },
       });

@@ -20,7 +20,7 @@ import { NETWORK_STATUS_ANNOTATION, type NetworkStatus } from 'cni-kit/k8s';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { multusPlugin } from '../../examples/multus/plugin.js';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 
 const GO = '/usr/lib/cni';
 const tag = `mlk${process.pid % 100000}`;
@@ -331,7 +331,7 @@ describe('multus Kubernetes mode', () => {
   // so a stale cached result shows with ours and the blame shows with both.
   for (const [variant, binDir, o3] of [
     ['Go', GO, 7],
-    ['cni-kit', BIN_DIR, 8],
+    ['cni-kit', pluginDir(), 8],
   ] as const) {
     it(`after a default-route move (${variant} plugins) CHECK passes against what is configured, fails when the moved route is gone, and DEL leaves nothing`, async (ctx) => {
       need(ctx);
@@ -519,7 +519,7 @@ describe('multus Kubernetes mode', () => {
     });
     const run = (command: string) =>
       new Promise<{ code: number | null; out: string }>((resolve) => {
-        const child = spawn(join(BIN_DIR, 'multus'), [], {
+        const child = spawn(join(pluginDir(), 'multus'), [], {
           env: {
             PATH: process.env.PATH ?? '',
             CNI_COMMAND: command,

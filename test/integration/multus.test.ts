@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { runPlugin } from 'cni-kit';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { multusPlugin } from '../../examples/multus/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 import { BIN_DIR } from '../helpers/plugin.js';
 
 const GO = '/usr/lib/cni';
@@ -204,7 +205,7 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
     const ns = netns('e');
     const conf = multusConf({ delegates: [clusterNet(), macvlanNet()] });
     const run = (command: string) =>
-      spawnSync(join(BIN_DIR, 'multus'), [], {
+      spawnSync(join(pluginDir(), 'multus'), [], {
         input: JSON.stringify(conf),
         encoding: 'utf8',
         env: {
@@ -351,10 +352,10 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
       type: 'multus',
       clusterNetwork: conflist,
       cniDir: join(dir, 'multus'),
-      binDir: BIN_DIR,
+      binDir: pluginDir(node),
     };
     const run = (command: string) =>
-      spawnSync('nsenter', [`--net=${node}`, join(BIN_DIR, 'multus')], {
+      spawnSync('nsenter', [`--net=${node}`, join(pluginDir(node), 'multus')], {
         input: JSON.stringify(conf),
         encoding: 'utf8',
         env: {
@@ -363,7 +364,7 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
           CNI_CONTAINERID: `${tag}stock`,
           CNI_NETNS: pod,
           CNI_IFNAME: 'eth0',
-          CNI_PATH: BIN_DIR,
+          CNI_PATH: pluginDir(node),
           CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=stock',
         },
         timeout: 60_000,

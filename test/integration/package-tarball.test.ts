@@ -117,6 +117,7 @@ describe('the packed package', () => {
       'dist/index.cjs',
       'dist/index.d.ts',
       'dist/cli.cjs',
+      'native/cni-kit-shim.c',
       'LICENSE',
       'README.md',
     ]) {
@@ -124,7 +125,7 @@ describe('the packed package', () => {
     }
     expect(files.some((f) => f.startsWith('examples/bridge/'))).toBe(true);
     expect(
-      files.filter((f) => /^(test|src|bench|scripts|\.ci)\//.test(f) || f.startsWith('dist/bin/')),
+      files.filter((f) => /^(test|src|bench|scripts|\.ci)\//.test(f) || /^dist\/(bin|shim)\//.test(f)),
     ).toEqual([]);
     expect(readFileSync(join(root, 'LICENSE'), 'utf8')).toContain('Apache License');
   });
@@ -255,6 +256,32 @@ main();
       engine: 'native',
       inside: 'entered',
     });
+  });
+
+  it('npx cni-kit build --shim compiles the daemon-mode shim from the installed package; it falls back to the bundle', (ctx) => {
+    ready(ctx);
+    writeFileSync(join(proj, 'shimmed.ts'), readmePlugin());
+    const r = npx(['cni-kit', 'build', 'shimmed.ts', '-o', 'bin/shimmed', '--shim', 'shims/shimmed']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const env = { CNI_COMMAND: 'VERSION' };
+    const viaShim = spawnSync(join(proj, 'shims/shimmed'), [], { env, encoding: 'utf8' });
+    const viaNode = spawnSync(join(proj, 'bin/shimmed'), [], { env, encoding: 'utf8' });
+    expect(viaShim.stdout).toBe(viaNode.stdout);
+    const add = spawnSync(join(proj, 'shims/shimmed'), [], {
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        CNI_COMMAND: 'ADD',
+        CNI_CONTAINERID: 'c1',
+        CNI_NETNS: '/proc/self/ns/net',
+        CNI_IFNAME: 'eth0',
+        CNI_KIT_DAEMON_SOCKET: join(proj, 'no-daemon.sock'),
+      },
+      input: JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'shimmed', address: 'fd00::6/64' }),
+      encoding: 'utf8',
+    });
+    expect(add.status, add.stdout + add.stderr).toBe(0);
+    expect(add.stdout).toContain('fd00::6/64');
   });
 
   it('npx cni-kit build in a project without esbuild names the package to install', (ctx) => {

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, type TestContext } from 'vitest';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 
 const tag = `pbf${process.pid % 100000}`;
 const netnses: string[] = [];
@@ -62,15 +62,16 @@ function setup(type: string, extra: Record<string, unknown>, ipam: Record<string
     ...extra,
     ...(ipam ? { ipam: { type: 'host-local', subnet: '10.95.0.0/24', dataDir, ...ipam } } : {}),
   });
+  const bin = pluginDir(node);
   const call = (cmd: string, ifname = 'eth0', stdin = conf) => {
-    const r = spawnSync('nsenter', [`--net=/run/netns/${node}`, join(BIN_DIR, type)], {
+    const r = spawnSync('nsenter', [`--net=/run/netns/${node}`, join(bin, type)], {
       env: {
         PATH: process.env.PATH ?? '',
         CNI_COMMAND: cmd,
         CNI_CONTAINERID: `${tag}c`,
         CNI_NETNS: `/var/run/netns/${ctr}`,
         CNI_IFNAME: ifname,
-        CNI_PATH: BIN_DIR,
+        CNI_PATH: bin,
       },
       input: stdin,
       encoding: 'utf8',

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, type TestContext } from 'vitest';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 
 const tag = `pbe${process.pid % 100000}`;
 const GO_DIR = '/usr/lib/cni';
@@ -56,14 +56,16 @@ interface Impl {
   dir: string;
 }
 const IMPLS: Impl[] = [
-  { name: 'cni-kit', dir: BIN_DIR.replace(/\/$/, '') },
+  { name: 'cni-kit', dir: '' },
   { name: 'go', dir: GO_DIR },
 ];
 
 /** ADD of two dual-stack bridge networks with default routes into one container; returns its routes. */
-function twoNetworks(impl: Impl, i: number) {
+function twoNetworks(given: Impl, i: number) {
   const node = `${tag}n${i}`;
   netns(node);
+  // Ours: dist/bin, or (daemon mode) shims bound to a daemon in this node's netns.
+  const impl = given.dir === '' ? { ...given, dir: pluginDir(node).replace(/\/$/, '') } : given;
   const ctr = `${tag}c${i}`;
   const ctrPath = netns(ctr);
   const work = mkdtempSync(join(tmpdir(), `${tag}-`));

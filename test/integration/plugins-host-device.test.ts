@@ -9,11 +9,13 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 
 const tag = `phd${process.pid % 100000}`;
 const GO = '/usr/lib/cni/host-device';
-const OURS = `${BIN_DIR}host-device`;
+/** Ours, as the runtime of `node` execs it: dist/bin, or (daemon mode) a shim bound to its daemon. */
+const OURS = 'ours:host-device';
+const binIn = (bin: string, node: string) => (bin === OURS ? `${pluginDir(node)}host-device` : bin);
 const impls = [{ impl: 'ours', bin: OURS }, ...(existsSync(GO) ? [{ impl: 'go', bin: GO }] : [])];
 let work: string;
 const netnses: string[] = [];
@@ -86,7 +88,7 @@ interface Run {
 }
 /** Runs a plugin binary inside the node netns, as the runtime of that node would. */
 function run(bin: string, node: string, cmd: string, ctrPath: string, conf: object, ifname = 'net1'): Run {
-  const r = spawnSync('nsenter', [`--net=/var/run/netns/${node}`, bin], {
+  const r = spawnSync('nsenter', [`--net=/var/run/netns/${node}`, binIn(bin, node)], {
     env: {
       PATH: process.env.PATH ?? '',
       CNI_COMMAND: cmd,
@@ -218,7 +220,7 @@ describe('host-device (ours): F2 and the rollback', () => {
       const conf = hdConf(s.dataDir, {
         ipam: { type: 'host-local', subnet: '10.78.0.0/24', dataDir: join(s.dataDir, 'ipam') },
       });
-      const child = spawn('nsenter', [`--net=/var/run/netns/${s.node}`, OURS], {
+      const child = spawn('nsenter', [`--net=/var/run/netns/${s.node}`, binIn(OURS, s.node)], {
         env: {
           PATH: process.env.PATH ?? '',
           CNI_COMMAND: 'ADD',

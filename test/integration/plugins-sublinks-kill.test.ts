@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { runFence } from '../helpers/bounded-runs.js';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 
 const tag = `pk${process.pid % 100000}`;
 const netnses = new Set<string>();
@@ -62,7 +62,7 @@ const CASES: Case[] = [
 /** Runs the binary in the node netns; with `killAfterMs`, SIGKILLs its process group then. */
 function run(node: string, type: string, env: Record<string, string>, stdin: string, killAfterMs?: number) {
   return new Promise<{ status: number | null; out: string }>((resolve) => {
-    const p = spawn('nsenter', [`--net=/run/netns/${node}`, join(BIN_DIR, type)], {
+    const p = spawn('nsenter', [`--net=/run/netns/${node}`, join(pluginDir(node), type)], {
       env: { PATH: process.env.PATH ?? '', ...env },
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -112,7 +112,7 @@ describe.each(CASES)('$type binary: SIGKILL at a random point of ADD, then DEL, 
         CNI_CONTAINERID: `${tag}-${i}`,
         CNI_NETNS: `/var/run/netns/${ctr}`,
         CNI_IFNAME: 'eth0',
-        CNI_PATH: BIN_DIR,
+        CNI_PATH: pluginDir(node),
       });
       const t0 = performance.now();
       const add = await run(node, c.type, env('ADD'), conf, killAfterMs);

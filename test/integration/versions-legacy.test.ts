@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { pluginDir } from '../helpers/mode.js';
 
 const tag = `vl${process.pid % 100000}`;
 const o2 = 60 + (process.pid % 60);
@@ -52,7 +52,7 @@ function run(
   containerNs: string,
   conf: unknown,
   id = `${tag}-id`,
-  dir = BIN_DIR,
+  dir = pluginDir(node),
 ): Run {
   const r = spawnSync('nsenter', [`--net=/run/netns/${node}`, join(dir, type)], {
     env: {
@@ -129,7 +129,7 @@ describe.each(VERSIONS)('legacy version: %s', (v) => {
       name: 'multus-cni-network',
       type: 'multus',
       cniDir: join(dir, 'cache'),
-      binDir: BIN_DIR,
+      binDir: pluginDir(node),
       confDir: join(dir, 'confdir'),
       delegates: [
         {
@@ -260,7 +260,7 @@ describe.each(VERSIONS)('legacy version: %s', (v) => {
   it('bridge + host-local: the same result as the Go bridge 1.1.1 at this version', (ctx) => {
     need(ctx);
     if (!existsSync(join(GO, 'bridge'))) ctx.skip(`Go bridge missing in ${GO}`);
-    const results = [BIN_DIR, GO].map((dir, i) => {
+    const results = [pluginDir(node), GO].map((dir, i) => {
       const ns = netns();
       const conf = withVersion(v, {
         name: `${tag}-cmp${i}`,

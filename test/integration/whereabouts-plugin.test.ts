@@ -7,10 +7,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { DAEMON_MODE, pluginDir } from '../helpers/mode.js';
 
 // WHEREABOUTS_BIN lets the same checks run against another build of the plugin.
 const bin =
-  process.env.WHEREABOUTS_BIN ?? fileURLToPath(new URL('../../dist/bin/whereabouts', import.meta.url));
+  process.env.WHEREABOUTS_BIN ??
+  (DAEMON_MODE
+    ? join(pluginDir(), 'whereabouts')
+    : fileURLToPath(new URL('../../dist/bin/whereabouts', import.meta.url)));
 const tmp = mkdtempSync(join(tmpdir(), `wbplugin-${process.pid}-`));
 let etcd: TestEtcd | undefined;
 

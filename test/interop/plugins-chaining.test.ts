@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { pluginDir as oursDir } from '../helpers/mode.js';
 
 const GO = '/usr/lib/cni';
 const tag = `pch${process.pid % 100000}`;
@@ -37,7 +37,7 @@ function pluginDir(name: string, links: Record<string, 'ours' | 'go'>): string {
   const dir = join(work, name);
   mkdirSync(dir, { recursive: true });
   for (const [type, who] of Object.entries(links))
-    symlinkSync(join(who === 'ours' ? BIN_DIR : GO, type), join(dir, type));
+    symlinkSync(join(who === 'ours' ? oursDir() : GO, type), join(dir, type));
   return dir;
 }
 
