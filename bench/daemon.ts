@@ -127,6 +127,21 @@ function daemonCalls(d: BenchDaemon): { done: number; failed: number } {
     failed: lines.filter((l) => l.includes('"msg":"call failed"')).length,
   };
 }
+/** Median time the daemon took per plugin, command and nesting depth, from its log lines after the first `skip`. */
+function daemonDurations(d: BenchDaemon, skip: number): Array<[string, number, number]> {
+  const by = new Map<string, number[]>();
+  let seen = 0;
+  for (const line of readFileSync(d.logFile, 'utf8').split('\n')) {
+    if (!line.includes('"msg":"call done"')) continue;
+    if (seen++ < skip) continue;
+    const e = JSON.parse(line) as { plugin: string; command: string; depth?: number; durationMs: number };
+    const key = `${e.plugin} ${e.command}${e.depth ? ' (nested)' : ''}`;
+    by.set(key, [...(by.get(key) ?? []), e.durationMs]);
+  }
+  return [...by.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, xs]) => [k, median(xs), xs.length]);
+}
 const nodeName = (path: string) => path.split('/').pop()!;
 function veth(node: string, name: string): void {
   execFileSync('ip', ['-n', nodeName(node), 'link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
@@ -204,14 +219,13 @@ const cniEnv = (col: Column, command: string, cid: string, netns: string, ifname
   CNI_PATH: col.dir,
 });
 
-// Configs. host-local is called with a config whose `type` is host-local: the daemon picks the plugin
-// by the config's type before the shim's X-Cni-Kit-Plugin header, so an IPAM call through a shim with
-// the parent's config (type bridge) would run the parent (see docs/benchmarks.md).
+// Configs. host-local gets its parent's config, as a main plugin execs it (type bridge): the daemon
+// runs the plugin the shim names, not the config's type.
 const hostLocalConf = (col: Column) =>
   JSON.stringify({
     cniVersion: '1.0.0',
     name: 'dbn-hl',
-    type: 'host-local',
+    type: 'bridge',
     ipam: { type: 'host-local', subnet: '10.252.0.0/16', dataDir: join(work, col.key, 'hl') },
   });
 const bridgeConf = (col: Column, bridge = 'cni0', subnet = '10.253.1.0/24', dataDir = 'br') => ({
@@ -515,6 +529,11 @@ async function mainTable(): Promise<void> {
     `\ndaemon over the whole timed run: ${served} calls served (${calls1.failed - calls0.failed} failed; expected ≥ ${perIter * N} top-level calls plus multus' nested delegate calls), ` +
       `CPU ${f1(t1.own + t1.children - t0.own - t0.children)} ms in ticks, ${f1(fine1 - fine0)} ms schedstat (threads only); ` +
       `${f2((t1.own + t1.children - t0.own - t0.children) / Math.max(1, served))} ms per served call (ticks), RSS now ${mib(procRssKiB(daemon.pid))} MiB`,
+  );
+  console.log('\ntime inside the daemon per call (its log’s durationMs, median over the timed run):');
+  table(
+    ['plugin command', 'median ms', 'calls'],
+    daemonDurations(daemon, calls0.done).map(([k, m, n]) => [k, f2(m), n]),
   );
   await stopDaemon(daemon);
   for (const c of cols) {
