@@ -23,7 +23,7 @@
 // at the end, on failure and on SIGINT/SIGTERM too.
 //
 // Usage (root, after npm run build; dist/bin and dist/shim are used as built):
-//   npx tsx bench/daemon.ts [iterations=15] [--rss-calls N=10000] [--etcd-calls N=1000]
+//   npx tsx bench/daemon.ts [iterations=15] [--rss-calls N=10000] [--rss-concurrency C=1] [--etcd-calls N=1000]
 //                           [--stress] [--stress-rounds R=1000] [--stress-minutes M] [--stress-only]
 // --rss-calls 0 / --etcd-calls 0 skip those sections; --stress-only runs the stress alone.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -38,6 +38,7 @@ import {
   Namespaces,
   procCpuFineMs,
   procCpuTicksMs,
+  procMemKiB,
   procRssKiB,
   runAsync,
   startBenchDaemon,
@@ -57,6 +58,7 @@ function option(name: string, fallback: number): number {
 const positional = argv.filter((a, i) => !a.startsWith('--') && !(argv[i - 1] ?? '').startsWith('--'));
 const N = Number(positional[0] ?? 15);
 const RSS_CALLS = option('rss-calls', 10_000);
+const RSS_CONCURRENCY = Math.max(1, option('rss-concurrency', 1));
 const ETCD_CALLS = option('etcd-calls', 1_000);
 const STRESS_ONLY = argv.includes('--stress-only');
 const STRESS = STRESS_ONLY || argv.includes('--stress');
@@ -519,7 +521,7 @@ async function mainTable(): Promise<void> {
         f2(med('daemon', r, (x) => x.daemonFine)),
         n === 0
           ? 'no daemon call (answered by the shim)'
-          : `${f2(ticks / (recs.length * n))} ms per daemon call (${n} per row)`,
+          : `${f2(ticks / (recs.length * n))} ms per top-level call (${n} per row)`,
       ];
     }),
   );
@@ -601,7 +603,7 @@ async function drivePairs(opts: {
 async function rssSection(): Promise<void> {
   const node = ns.add('rss-node');
   const d = await daemonIn('rss', node);
-  const ctrs = [0, 1, 2, 3].map((i) => ns.add(`rss-ctr${i}`));
+  const ctrs = Array.from({ length: RSS_CONCURRENCY }, (_, i) => ns.add(`rss-ctr${i}`));
   const conf = JSON.stringify({
     cniVersion: '1.0.0',
     name: 'dbn-rss',
@@ -610,33 +612,46 @@ async function rssSection(): Promise<void> {
     isGateway: true,
     ipam: { type: 'host-local', subnet: '10.254.0.0/24', dataDir: join(work, 'rss-ipam') },
   });
-  const every = RSS_CALLS >= 10_000 ? 2_000 : Math.max(2, Math.round(RSS_CALLS / 10) * 2);
-  const points: Array<[number, number]> = [[0, procRssKiB(d.pid)]];
+  const calls = Math.ceil(RSS_CALLS / 2) * 2;
+  // Checkpoints every 2,000 calls (every fifth of the run when shorter), samples 4 times as often
+  // so each window's low and high show whether it grows or only saw-tooths with the GC.
+  const every = calls >= 10_000 ? 2_000 : Math.max(8, Math.round(calls / 5 / 8) * 8);
+  const samples: Array<[number, { rss: number; anon: number; hwm: number }]> = [[0, procMemKiB(d.pid)]];
   const t0 = Date.now();
   const c0 = procCpuTicksMs(d.pid);
   const r = await drivePairs({
     shim: join(d.shimDir, 'bridge'),
     conf,
     ctrs,
-    pairs: Math.ceil(RSS_CALLS / 2),
+    pairs: calls / 2,
     prefix: 'rss',
-    every,
-    at: (n) => points.push([n, procRssKiB(d.pid)]),
+    every: every / 4,
+    at: (n) => samples.push([n, procMemKiB(d.pid)]),
   });
   const secs = (Date.now() - t0) / 1000;
   const c1 = procCpuTicksMs(d.pid);
-  const calls = Math.ceil(RSS_CALLS / 2) * 2;
   console.log(
-    `\n## daemon RSS over ${calls} bridge + host-local calls through the shim (${calls / 2} ADD+DEL pairs, 4 at a time; no Kubernetes or etcd client loaded; ${new Date().toISOString()}, load ${loadavg()})\n`,
+    `\n## daemon RSS over ${calls} bridge + host-local calls through the shim (${calls / 2} ADD+DEL pairs, ${RSS_CONCURRENCY} at a time; no Kubernetes or etcd client loaded; ${new Date().toISOString()}, load ${loadavg()})\n`,
   );
-  table(
-    ['calls', 'RSS MiB'],
-    points.map(([n, kib]) => [n, mib(kib)]),
-  );
-  const after = points.filter(([n]) => n >= every).map(([, k]) => k);
+  const rows: Array<Array<string | number>> = [];
+  for (let at = 0; at <= calls; at += every) {
+    const m = samples.find(([n]) => n === at)?.[1];
+    const win = samples.filter(([n]) => n > at - every && n <= at).map(([, x]) => x.rss);
+    if (!m) continue;
+    rows.push([
+      at,
+      mib(m.rss),
+      mib(m.anon),
+      at === 0 ? '' : `${mib(Math.min(...win))}–${mib(Math.max(...win))}`,
+    ]);
+  }
+  table([`calls`, 'RSS MiB', 'of which anonymous', `RSS low–high over the ${every} calls before`], rows);
+  const after = samples.filter(([n]) => n >= every).map(([, x]) => x.rss);
+  const last = samples.at(-1)![1];
   console.log(
-    `\nafter the first ${every}: min ${mib(Math.min(...after))}, max ${mib(Math.max(...after))} MiB (spread ${mib(Math.max(...after) - Math.min(...after))} MiB); ` +
-      `failed calls: ${r.failed}${r.first ? ` (first: ${r.first})` : ''}; ${f1(calls / secs)} calls/s; daemon CPU ${f2((c1.own + c1.children - c0.own - c0.children) / calls)} ms per call (ticks)`,
+    `\nafter the first ${every}: RSS between ${mib(Math.min(...after))} and ${mib(Math.max(...after))} MiB (${after.length} samples); ` +
+      `peak RSS ${mib(last.hwm)} MiB; failed calls: ${r.failed}${r.first ? ` (first: ${r.first})` : ''}; ` +
+      `${f1(calls / secs)} calls/s; daemon CPU ${f2((c1.own + c1.children - c0.own - c0.children) / calls)} ms per call (ticks)`,
   );
   await stopDaemon(d);
   for (const p of [node, ...ctrs]) ns.remove(p);
@@ -722,14 +737,14 @@ async function etcdSection(): Promise<void> {
         etcd_prefix: `/dbn/${prefix}`,
       },
     });
-  // RSS: 0, then after ETCD_CALLS whereabouts calls (ADD+DEL pairs, 4 at a time) through the shim.
+  // RSS: 0, then after ETCD_CALLS whereabouts calls (ADD+DEL pairs, --rss-concurrency at a time) through the shim.
   const rss0 = procRssKiB(d.pid);
   const points: Array<[number, number]> = [];
   const every = Math.max(2, Math.round(ETCD_CALLS / 5 / 2) * 2);
   const rr = await drivePairs({
     shim: join(d.shimDir, 'whereabouts'),
     conf: wb('rss'),
-    ctrs: ctrs.slice(0, 4),
+    ctrs: ctrs.slice(0, RSS_CONCURRENCY),
     pairs: Math.ceil(ETCD_CALLS / 2),
     prefix: 'wrss',
     every,
@@ -791,7 +806,7 @@ async function etcdSection(): Promise<void> {
     `\n## with the etcd client loaded (whereabouts on a real etcd in the daemon's netns; ${new Date().toISOString()}, load ${loadavg()})\n`,
   );
   table(
-    ['whereabouts calls through the shim', 'RSS MiB'],
+    [`whereabouts calls through the shim (${RSS_CONCURRENCY} at a time)`, 'RSS MiB'],
     [
       [0, mib(rss0)],
       ...points.map(([n, k]) => [n, mib(k)] as [number, string]),

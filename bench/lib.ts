@@ -264,8 +264,17 @@ export function procCpuFineMs(pid: number): number {
 
 /** Resident set size of a live process, KiB (VmRSS of /proc/<pid>/status). */
 export function procRssKiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : Number.NaN;
+  return procMemKiB(pid).rss;
+}
+
+/** Memory of a live process from /proc/<pid>/status, KiB: RSS, its anonymous part (heaps), peak RSS. */
+export function procMemKiB(pid: number): { rss: number; anon: number; hwm: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status);
+    return m ? Number(m[1]) : Number.NaN;
+  };
+  return { rss: field('VmRSS'), anon: field('RssAnon'), hwm: field('VmHWM') };
 }
 
 /** A `cni-kit daemon` the bench started, and shims bound to it. */
