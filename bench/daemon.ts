@@ -25,7 +25,8 @@
 // Usage (root, after npm run build; dist/bin and dist/shim are used as built):
 //   npx tsx bench/daemon.ts [iterations=15] [--rss-calls N=10000] [--rss-concurrency C=1] [--etcd-calls N=1000]
 //                           [--stress] [--stress-rounds R=1000] [--stress-minutes M] [--stress-only]
-// --rss-calls 0 / --etcd-calls 0 skip those sections; --stress-only runs the stress alone.
+// --rss-calls 0 / --etcd-calls 0 skip those sections; --stress-only and --rss-only run that section
+// alone; --daemon-node-options '<flags>' starts every daemon with NODE_OPTIONS (e.g. V8 heap flags).
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,6 +62,9 @@ const RSS_CALLS = option('rss-calls', 10_000);
 const RSS_CONCURRENCY = Math.max(1, option('rss-concurrency', 1));
 const ETCD_CALLS = option('etcd-calls', 1_000);
 const STRESS_ONLY = argv.includes('--stress-only');
+const RSS_ONLY = argv.includes('--rss-only');
+const nodeOptionsAt = argv.indexOf('--daemon-node-options');
+const DAEMON_NODE_OPTIONS = nodeOptionsAt < 0 ? undefined : argv[nodeOptionsAt + 1];
 const STRESS = STRESS_ONLY || argv.includes('--stress');
 const STRESS_ROUNDS = option('stress-rounds', 1_000);
 const STRESS_MINUTES = option('stress-minutes', Number.POSITIVE_INFINITY);
@@ -113,6 +117,7 @@ async function daemonIn(label: string, node: string, extraArgs: string[] = []): 
     netns: node,
     root: ROOT,
     extraArgs,
+    ...(DAEMON_NODE_OPTIONS ? { nodeOptions: DAEMON_NODE_OPTIONS } : {}),
   });
   daemons.add(d);
   return d;
@@ -951,7 +956,9 @@ async function stressSection(): Promise<void> {
 }
 
 try {
-  if (!STRESS_ONLY) {
+  if (RSS_ONLY) {
+    await rssSection();
+  } else if (!STRESS_ONLY) {
     await mainTable();
     if (RSS_CALLS > 0) await rssSection();
     if (ETCD_CALLS > 0) await etcdSection();

@@ -315,6 +315,8 @@ export async function startBenchDaemon(opts: {
   netns: string;
   root: string;
   extraArgs?: string[];
+  /** NODE_OPTIONS for the daemon's node (e.g. V8 heap flags to compare memory). */
+  nodeOptions?: string;
 }): Promise<BenchDaemon> {
   const shims = join(opts.root, 'dist', 'shim');
   const bundles = join(opts.root, 'dist', 'bin');
@@ -347,7 +349,13 @@ export async function startBenchDaemon(opts: {
       socket,
       ...(opts.extraArgs ?? []),
     ],
-    { stdio: ['ignore', out, out], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' } },
+    {
+      stdio: ['ignore', out, out],
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        ...(opts.nodeOptions ? { NODE_OPTIONS: opts.nodeOptions } : {}),
+      },
+    },
   );
   closeSync(out);
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
