@@ -1,6 +1,9 @@
 // Prometheus metrics of the daemon, in the text exposition format (version 0.0.4). Three metric
 // families need no client library: a counter map, a histogram with fixed buckets and a gauge.
 
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
@@ -101,4 +104,32 @@ function bump(
   const e = m.get(key);
   if (e) e.n += 1;
   else m.set(key, { labels: l, n: 1 });
+}
+
+/** Serves `/metrics` over TCP; resolves with the port bound (0 picks a free one) and a closer. */
+export async function serveMetrics(
+  metrics: DaemonMetrics,
+  port: number,
+  address = '127.0.0.1',
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    if ((req.url ?? '/').split('?')[0] !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    const body = metrics.render();
+    res.writeHead(200, {
+      'Content-Type': 'text/plain; version=0.0.4; charset=utf-8',
+      'Content-Length': String(Buffer.byteLength(body)),
+    });
+    res.end(body);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, address, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }

@@ -2,6 +2,7 @@
 // `POST /cni` with `{"env": {...}, "config": "<stdin, base64>"}`. cni-kit's shim marks its
 // requests (X-Cni-Kit-Shim) and gets the plugin's stdout back verbatim, already in the config's
 // version; an unmodified multus-shim gets multus' own envelope, `{"Result": <1.0.0 result>}`.
+import type { IncomingMessage } from 'node:http';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import { CURRENT_VERSION, normalizeVersion } from '../spec/version.js';
 
@@ -73,7 +74,8 @@ export function parseCniRequest(
     if (typeof v !== 'string') {
       throw bad(`request env.${k}: ${JSON.stringify(v)} is not a string`, 'environment values are strings');
     }
-    vars[k] = v;
+    // A plain assignment would drop a variable named __proto__ (it sets the prototype instead).
+    Object.defineProperty(vars, k, { value: v, enumerable: true, writable: true, configurable: true });
   }
   if (typeof config !== 'string' || !BASE64.test(config) || config.length % 4 !== 0) {
     throw bad(
@@ -104,6 +106,40 @@ export function parseCniRequest(
   };
 }
 
+/** Reads a request body of at most `max` bytes; past it, a RequestError 413 (code 6). */
+export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tooBig = () =>
+      new RequestError(
+        413,
+        new CniError(
+          ErrorCode.DecodingFailure,
+          `request body: over ${max} bytes`,
+          'the daemon takes configs up to its --max-request-bytes; raise it or shorten the config',
+        ),
+        'too-large',
+      );
+    if (Number(req.headers['content-length'] ?? '0') > max) {
+      reject(tooBig());
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        req.removeAllListeners('data');
+        req.pause();
+        reject(tooBig());
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
 /** The HTTP reply to a call that ran: status and body. */
 export interface Reply {
   status: number;
@@ -126,4 +162,24 @@ export function replyFor(
 export function errorBody(err: CniError, cniVersion: string | undefined): string {
   const v = (cniVersion !== undefined && normalizeVersion(cniVersion)) || CURRENT_VERSION;
   return JSON.stringify(err.toJSON(v));
+}
+
+/** The code of a CNI error JSON (999 when it is not one). */
+export function errorCode(stdout: string): number {
+  try {
+    const code = (JSON.parse(stdout) as { code?: unknown }).code;
+    return typeof code === 'number' ? code : ErrorCode.Internal;
+  } catch {
+    return ErrorCode.Internal;
+  }
+}
+
+/** The msg and details of a CNI error JSON, for the log. */
+export function errorMessage(stdout: string): string | undefined {
+  try {
+    const e = JSON.parse(stdout) as { msg?: unknown; details?: unknown };
+    return [e.msg, e.details].filter((x) => typeof x === 'string' && x !== '').join('; ');
+  } catch {
+    return stdout.slice(0, 500);
+  }
 }

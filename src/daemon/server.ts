@@ -3,26 +3,28 @@
 // exactly as the plugin binary would run it (runPlugin), while the daemon serialises calls for one
 // container and interface, bounds how many run at once, times them out, and drains on shutdown.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { dirname } from 'node:path';
 import type { HostedPlugin } from '../plugin/host.js';
 import { delegationChain } from '../spec/call.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 import { KeyedMutex, Limiter } from './lock.js';
 import { type DaemonLogger, jsonLogger } from './log.js';
-import { DaemonMetrics } from './metrics.js';
+import { DaemonMetrics, serveMetrics } from './metrics.js';
 import {
   CALL_ID_HEADER,
   type CniRequest,
   errorBody,
+  errorCode,
+  errorMessage,
   MULTUS_RESULT_VERSION,
   parseCniRequest,
   type Reply,
   RequestError,
+  readBody,
   replyFor,
 } from './protocol.js';
+import { prepareSocketPath, refuseLiveSocket } from './socket.js';
 
 /** Where cni-kit's shim looks for the daemon unless told otherwise. */
 export const DEFAULT_SOCKET = '/run/cni-kit/daemon.sock';
@@ -114,39 +116,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     send(res, e.status, errorBody(e.error, cniVersion));
   };
 
-  const readBody = (req: IncomingMessage): Promise<Buffer> =>
-    new Promise((resolve, reject) => {
-      const declared = Number(req.headers['content-length'] ?? '0');
-      const tooBig = () =>
-        new RequestError(
-          413,
-          new CniError(
-            ErrorCode.DecodingFailure,
-            `request body: over ${maxRequestBytes} bytes`,
-            'the daemon takes configs up to its --max-request-bytes; raise it or shorten the config',
-          ),
-          'too-large',
-        );
-      if (declared > maxRequestBytes) {
-        reject(tooBig());
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > maxRequestBytes) {
-          req.removeAllListeners('data');
-          req.pause();
-          reject(tooBig());
-          return;
-        }
-        chunks.push(c);
-      });
-      req.on('end', () => resolve(Buffer.concat(chunks)));
-      req.on('error', reject);
-    });
-
   const pick = (r: CniRequest): { type: string; plugin: HostedPlugin } | RequestError => {
     // The plugin the runtime exec'd, as its shim names it: an IPAM plugin's stdin is its parent's
     // config, whose type is the parent's (bridge → host-local). multus-shim names none: its
@@ -169,26 +138,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     );
   };
 
+  /** A 503 with CNI error 11: the call may succeed when tried again. */
+  const tryAgain = (
+    reason: string,
+    msg: string,
+    fix = 'try again; a restarted daemon or exec mode serves the call',
+  ) => new RequestError(503, new CniError(ErrorCode.TryAgainLater, msg, fix), reason);
+
   async function serveCni(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (draining) {
-      refuse(
-        res,
-        new RequestError(
-          503,
-          new CniError(
-            ErrorCode.TryAgainLater,
-            'the cni-kit daemon is shutting down',
-            'try again; a restarted daemon or exec mode serves the call',
-          ),
-          'shutting-down',
-        ),
-      );
+      refuse(res, tryAgain('shutting-down', 'the cni-kit daemon is shutting down'));
       return;
     }
     let body: Buffer;
     let r: CniRequest;
     try {
-      body = await readBody(req);
+      body = await readBody(req, maxRequestBytes);
       r = parseCniRequest(body, req.headers);
     } catch (e) {
       if (e instanceof RequestError) refuse(res, e);
@@ -206,33 +171,45 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const ifname = r.env.CNI_IFNAME ?? '';
     // Nested calls (a meta plugin's delegate, a plugin's IPAM through a shim) run while their
     // parent holds its slot and its lock: making them wait for either would deadlock.
+    // The caller may leave (the runtime's timeout) at any point from here: a call that has not
+    // started by then is not started at all, a running one sees ctx.signal aborted.
+    const abort = new AbortController();
+    const gone = () => {
+      if (!res.writableFinished) abort.abort(new Error('the caller closed the connection'));
+    };
+    res.on('close', gone);
     let release: (() => void) | undefined;
     if (depth === 0) {
       const slot = limiter.acquire();
       if (!slot) {
         refuse(
           res,
-          new RequestError(
-            503,
-            new CniError(
-              ErrorCode.TryAgainLater,
-              `the cni-kit daemon is busy: ${limiter.inFlight} calls running and ${limiter.queued} waiting`,
-              'try again later; raise --max-concurrent-calls or --max-queued-calls if bursts are expected',
-            ),
+          tryAgain(
             'busy',
+            `the cni-kit daemon is busy: ${limiter.inFlight} calls running and ${limiter.queued} waiting`,
+            'try again later; raise --max-concurrent-calls or --max-queued-calls if bursts are expected',
           ),
+          r.cniVersion,
+        );
+        res.off('close', gone);
+        return;
+      }
+      release = await slot;
+      // Waited for a slot while the daemon began shutting down, or while the caller left.
+      if (draining || abort.signal.aborted || res.destroyed) {
+        release();
+        res.off('close', gone);
+        refuse(
+          res,
+          draining
+            ? tryAgain('shutting-down', 'the cni-kit daemon is shutting down')
+            : tryAgain('caller-left', 'the caller left before the call started'),
           r.cniVersion,
         );
         return;
       }
-      release = await slot;
     }
     const callId = `${boot}-${(++seq).toString(36)}`;
-    const abort = new AbortController();
-    const gone = () => {
-      if (!res.writableFinished) abort.abort(new Error('the caller closed the connection'));
-    };
-    res.on('close', gone);
     const started = process.hrtime.bigint();
     const lines: string[] = [];
     const logLine = (line: string) => {
@@ -241,14 +218,30 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         logger.log('debug', { msg: line, callId, plugin: picked.type, source: 'plugin' });
     };
     const serialise = depth === 0 && containerId !== '' && ['ADD', 'DEL', 'CHECK'].includes(command);
-    const exec = () =>
-      picked.plugin.run({
+    const exec = async () => {
+      // Cancelled (caller gone, timed out) while it waited for the lock: the plugin never starts.
+      if (abort.signal.aborted) {
+        return {
+          stdout: errorBody(
+            new CniError(
+              ErrorCode.TryAgainLater,
+              `${picked.type} ${command}: cancelled before it started (${(abort.signal.reason as Error)?.message ?? 'aborted'})`,
+              'an earlier call for the same container and interface was still running; try again',
+            ),
+            r.cniVersion,
+          ),
+          stderr: '',
+          exitCode: 1,
+        };
+      }
+      return picked.plugin.run({
         env: r.env,
         stdin: r.stdin,
         signal: abort.signal,
         log: logLine,
         ...(r.fromShim || command !== 'ADD' ? {} : { resultVersion: MULTUS_RESULT_VERSION }),
       });
+    };
     metrics.inflight += 1;
     const done = (serialise ? mutex.run(`${containerId}\0${ifname}`, exec) : exec()).finally(() => {
       metrics.inflight -= 1;
@@ -354,6 +347,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const servers: Server[] = [];
   try {
     for (const path of socketPaths) {
+      await refuseLiveSocket(path);
       prepareSocketPath(path, logger);
       const server = createServer({ requestTimeout: 0, headersTimeout: 10_000 }, handler);
       // A connection limit beyond what the limiter queues: a burst of clients past it is refused by
@@ -373,29 +367,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     for (const s of servers) s.close();
     throw e;
   }
-  let metricsServer: Server | undefined;
-  let metricsPort: number | undefined;
-  if (opts.metricsPort !== undefined) {
-    const ms = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (path === '/metrics') {
-        const body = metrics.render();
-        res.writeHead(200, {
-          'Content-Type': 'text/plain; version=0.0.4; charset=utf-8',
-          'Content-Length': String(Buffer.byteLength(body)),
-        });
-        res.end(body);
-        return;
-      }
-      res.writeHead(404).end();
-    });
-    await new Promise<void>((resolve, reject) => {
-      ms.once('error', reject);
-      ms.listen(opts.metricsPort, opts.metricsAddress ?? '127.0.0.1', () => resolve());
-    });
-    metricsServer = ms;
-    metricsPort = (ms.address() as AddressInfo).port;
-  }
+  const metricsServer =
+    opts.metricsPort === undefined
+      ? undefined
+      : await serveMetrics(metrics, opts.metricsPort, opts.metricsAddress);
+  const metricsPort = metricsServer?.port;
   logger.log('info', {
     msg: 'serving',
     sockets: socketPaths,
@@ -429,60 +405,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         }
         for (const s of servers) s.closeAllConnections();
         await stopped;
-        if (metricsServer) await new Promise<void>((r) => (metricsServer as Server).close(() => r()));
+        await metricsServer?.close();
         logger.log('info', { msg: 'stopped' });
       })();
       return closing;
     },
   };
-}
-
-/**
- * Makes the socket's folder private (0700, ours) and clears a stale socket file. A shared folder
- * (other owner, or writable by others, as /tmp) is refused rather than tightened.
- */
-function prepareSocketPath(path: string, logger: DaemonLogger): void {
-  const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = statSync(dir);
-  const uid = process.getuid?.() ?? 0;
-  if (st.uid !== uid || (st.mode & 0o022) !== 0) {
-    throw new Error(
-      `socket folder ${dir} is ${st.uid !== uid ? `owned by uid ${st.uid}` : 'writable by others'}; the daemon needs a folder of its own (mode 0700) so that only its owner can call it: choose a socket path in a private folder such as /run/cni-kit/`,
-    );
-  }
-  if ((st.mode & 0o777) !== 0o700) {
-    chmodSync(dir, 0o700);
-    logger.log('info', { msg: 'socket folder made private', dir, mode: '0700' });
-  }
-  let existing: ReturnType<typeof lstatSync> | undefined;
-  try {
-    existing = lstatSync(path);
-  } catch {
-    existing = undefined;
-  }
-  if (!existing) return;
-  if (!existing.isSocket()) {
-    throw new Error(`${path} exists and is not a socket; remove it or choose another --socket path`);
-  }
-  unlinkSync(path);
-  logger.log('info', { msg: 'replaced a socket file left by an earlier daemon', socket: path });
-}
-
-function errorCode(stdout: string): number {
-  try {
-    const code = (JSON.parse(stdout) as { code?: unknown }).code;
-    return typeof code === 'number' ? code : ErrorCode.Internal;
-  } catch {
-    return ErrorCode.Internal;
-  }
-}
-
-function errorMessage(stdout: string): string | undefined {
-  try {
-    const e = JSON.parse(stdout) as { msg?: unknown; details?: unknown };
-    return [e.msg, e.details].filter((x) => typeof x === 'string' && x !== '').join('; ');
-  } catch {
-    return stdout.slice(0, 500);
-  }
 }

@@ -5,6 +5,7 @@
 // in time, because a CNI call hanging on an unreachable API server blocks the sandbox (multus
 // PR#1372), and every failure becomes a KubeApiError (code 11 when retrying can help).
 import { readFile, stat } from 'node:fs/promises';
+import type { Agent as HttpAgent } from 'node:http';
 import { dirname, resolve } from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
 import { CniError, describeSystemError, ErrorCode, importOptionalPeer } from '../spec/errors.js';
@@ -170,6 +171,7 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
   const kc = await loadConfig(k8s, kubeconfig, opts.server);
   const cluster = kc.getCurrentCluster() as K8s.Cluster;
   const timeoutMs = opts.timeoutMs ?? 10_000;
+  let kept: HttpAgent | undefined;
   const userAgent = opts.userAgent ?? 'cni-kit';
   const config = k8s.createConfiguration({
     baseServer: new k8s.ServerConfiguration(cluster.server, {}),
@@ -179,6 +181,13 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
         async pre(ctx) {
           ctx.setSignal(AbortSignal.timeout(timeoutMs));
           ctx.setHeaderParam('User-Agent', userAgent);
+          // The client builds a new agent (and so a new TLS connection) for every request; one
+          // keep-alive agent with the same TLS settings serves every request of this connection.
+          const agent = ctx.getAgent();
+          if (agent) {
+            kept ??= keepAliveLike(agent);
+            ctx.setAgent(kept);
+          }
           return ctx;
         },
         post: async (res) => res,
@@ -271,6 +280,24 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
 /** Loads a kubeconfig and returns the delegator's API client for its current context. */
 export async function connectKube(kubeconfig: string, opts: KubeClientOptions = {}): Promise<KubeClient> {
   return (await openKubeApi(kubeconfig, { userAgent: 'cni-kit-multus', ...opts })).client;
+}
+
+/**
+ * A keep-alive agent with the TLS settings of `agent` (CA, client certificate, server name); a
+ * proxy agent is kept as it is.
+ */
+function keepAliveLike(agent: HttpAgent): HttpAgent {
+  // Loaded here, not at the top: a plugin that never connects (VERSION) never pays for node:https.
+  const http = process.getBuiltinModule('node:http');
+  const https = process.getBuiltinModule('node:https');
+  const options = {
+    ...((agent as HttpAgent & { options?: object }).options ?? {}),
+    keepAlive: true,
+    maxSockets: 8,
+  };
+  if (agent instanceof https.Agent) return new https.Agent(options);
+  if (agent.constructor === http.Agent) return new http.Agent(options);
+  return agent;
 }
 
 /** A function opening a connection for a kubeconfig (openKubeApi, connectKube, or a test's own). */

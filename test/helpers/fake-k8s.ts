@@ -180,6 +180,8 @@ export interface FakeK8s {
   objects(plural: string): Map<string, Obj>;
   /** The next N pod status writes fail with 409 as if someone else wrote first. */
   conflictNext(n: number): void;
+  /** TCP connections accepted so far (a keep-alive client makes one for many requests). */
+  connections(): number;
   /** Writes a kubeconfig for this server (context namespace optional) and returns its path. */
   writeKubeconfig(path: string, form?: 'json' | 'yaml', namespace?: string): string;
   close(): Promise<void>;
@@ -499,6 +501,10 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
     handle(req, res).catch((e) => status(res, 500, 'InternalError', String(e)));
   };
   const server: Server = tls ? createHttpsServer(tls, listener) : createServer(listener);
+  let connections = 0;
+  server.on('connection', () => {
+    connections += 1;
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const caData = tls ? Buffer.from(tls.cert).toString('base64') : undefined;
@@ -507,6 +513,7 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
     url,
     ca: tls?.cert,
     requests,
+    connections: () => connections,
     putPod(pod) {
       const ns = pod.metadata.namespace;
       objects('pods').set(`${ns}/${pod.metadata.name}`, {

@@ -204,6 +204,8 @@ export interface PodmanLab {
   mountedSandboxes(): string[];
   readonly dir: string;
   readonly image: string;
+  /** The lab's mount namespace (a bind-mounted nsfs file): podman and its network namespaces live in it. */
+  readonly mountNs: string;
   /**
    * A new site: a node namespace `<tag>-<suffix>`, a podman configuration and storage of its own
    * with these plugin dirs, and the image imported into it.
@@ -489,6 +491,7 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
   const lab: PodmanLab = {
     dir,
     image,
+    mountNs: mntns,
     site,
     netns: newNetns,
     containerIds,

@@ -41,7 +41,7 @@ export interface WhereaboutsStoreOptions {
  * replaces is closed a minute later, once the calls using it are done.
  */
 export class SharedStores {
-  private readonly entries = new Map<string, { at: number; store: Promise<Store> }>();
+  private readonly entries = new Map<string, { at: number; store: Promise<Store>; real: Promise<Store> }>();
   constructor(private readonly ttlMs = 300_000) {}
 
   /** The open store for `ds`, opening it with `open` when there is none (or it is too old). */
@@ -51,11 +51,13 @@ export class SharedStores {
     const hit = this.entries.get(key);
     if (hit && now - hit.at < this.ttlMs) return hit.store;
     if (hit) {
-      const old = hit.store;
+      // The real store: the one handed to calls has a close that does nothing.
+      const old = hit.real;
       setTimeout(() => old.then((s) => s.close()).catch(() => {}), 60_000).unref();
     }
-    const store = open().then((s) => ({ ...s, close: async () => {} }));
-    this.entries.set(key, { at: now, store });
+    const real = open();
+    const store = real.then((s) => ({ ...s, close: async () => {} }));
+    this.entries.set(key, { at: now, store, real });
     store.catch(() => {
       if (this.entries.get(key)?.store === store) this.entries.delete(key);
     });
