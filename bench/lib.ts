@@ -1,6 +1,17 @@
 // Shared helpers for the bench scripts: timing child processes and printing tables.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -201,4 +212,206 @@ export function countChildren(
 export function childrenText(c: Children | undefined): string {
   if (!c) return 'n/a (no strace)';
   return c.procs === c.execs ? String(c.execs) : `${c.execs} (${c.procs} proc)`;
+}
+
+// ---- daemon mode (bench/daemon.ts) ----
+
+const SHIM_TRAILER = '\n--cni-kit-shim--\n';
+
+/**
+ * Writes a copy of a cni-kit shim whose trailer names another daemon socket and exec-mode fallback
+ * (cut at the last trailer marker, new trailer appended, as `cni-kit build --shim` writes it).
+ */
+export function rebindShim(from: string, to: string, socket: string, fallback: string): void {
+  const bytes = readFileSync(from);
+  const at = bytes.lastIndexOf(SHIM_TRAILER);
+  if (at < 0) throw new Error(`${from} has no cni-kit shim trailer: build first (npm run build)`);
+  const kept = bytes
+    .subarray(at + SHIM_TRAILER.length)
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l !== '' && l !== '--end--' && !l.startsWith('socket=') && !l.startsWith('fallback='));
+  const trailer = `${SHIM_TRAILER}${kept.join('\n')}\nfallback=${fallback}\nsocket=${socket}\n--end--\n`;
+  writeFileSync(to, Buffer.concat([bytes.subarray(0, at), Buffer.from(trailer)]), { mode: 0o755 });
+}
+
+/** CPU of a live process from /proc/<pid>/stat: own (utime+stime) and reaped children's, in ms (10 ms ticks). */
+export function procCpuTicksMs(pid: number): { own: number; children: number } {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  return {
+    own: (Number(f[11]) + Number(f[12])) * tick,
+    children: (Number(f[13]) + Number(f[14])) * tick,
+  };
+}
+
+/**
+ * CPU time of every live thread of a process at ns resolution (the first field of each
+ * /proc/<pid>/task/<tid>/schedstat: time spent running), in ms. Threads that exited and reaped
+ * children are not in it; a long-lived Node process keeps its threads.
+ */
+export function procCpuFineMs(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread exited meanwhile
+    }
+  }
+  return ns / 1e6;
+}
+
+/** Resident set size of a live process, KiB (VmRSS of /proc/<pid>/status). */
+export function procRssKiB(pid: number): number {
+  return procMemKiB(pid).rss;
+}
+
+/** Memory of a live process from /proc/<pid>/status, KiB: RSS, its anonymous part (heaps), peak RSS. */
+export function procMemKiB(pid: number): { rss: number; anon: number; hwm: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status);
+    return m ? Number(m[1]) : Number.NaN;
+  };
+  return { rss: field('VmRSS'), anon: field('RssAnon'), hwm: field('VmHWM') };
+}
+
+/** A `cni-kit daemon` the bench started, and shims bound to it. */
+export interface BenchDaemon {
+  pid: number;
+  socket: string;
+  /** Shims of every built type, bound to this daemon; their fallback points nowhere. */
+  shimDir: string;
+  logFile: string;
+  /** SIGTERM, wait (SIGKILL after 10 s). */
+  stop(): Promise<void>;
+  /** SIGKILL now, synchronously (for exit and signal handlers). */
+  killNow(): void;
+}
+
+/** GET /<path> over a Unix socket: the HTTP status, 0 when nothing answers. */
+export function socketStatus(socket: string, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ socketPath: socket, path, method: 'GET', timeout: 2000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+/**
+ * Starts `cni-kit daemon` (dist/cli.cjs over the dist/bin bundles) inside the network namespace
+ * `netns` (its netns is the host side of every call, as on a node with hostNetwork), with its
+ * socket and logs under `dir`, and writes shims bound to it into `<dir>/shim/`, each with a
+ * fallback that does not exist, so a call that misses the daemon fails instead of silently
+ * running in exec mode. Resolves once /readyz answers 200.
+ */
+export async function startBenchDaemon(opts: {
+  dir: string;
+  netns: string;
+  root: string;
+  extraArgs?: string[];
+  /** NODE_OPTIONS for the daemon's node (e.g. V8 heap flags to compare memory). */
+  nodeOptions?: string;
+}): Promise<BenchDaemon> {
+  const shims = join(opts.root, 'dist', 'shim');
+  const bundles = join(opts.root, 'dist', 'bin');
+  const cli = join(opts.root, 'dist', 'cli.cjs');
+  if (!existsSync(join(shims, '.cni-kit-shim')))
+    throw new Error('dist/shim is missing: build first (npm run build compiles the shim)');
+  mkdirSync(opts.dir, { recursive: true });
+  const run = join(opts.dir, 'run');
+  mkdirSync(run, { mode: 0o700 });
+  const socket = join(run, 'daemon.sock');
+  const shimDir = join(opts.dir, 'shim');
+  mkdirSync(shimDir);
+  for (const type of readdirSync(shims)) {
+    if (type.startsWith('.')) continue;
+    rebindShim(join(shims, type), join(shimDir, type), socket, join(opts.dir, 'no-fallback', type));
+  }
+  const logFile = join(opts.dir, 'daemon.log');
+  const out = openSync(logFile, 'a');
+  // nsenter without --fork execs node in place: the pid is the daemon's own.
+  const proc = spawn(
+    'nsenter',
+    [
+      `--net=${opts.netns}`,
+      process.execPath,
+      cli,
+      'daemon',
+      '--plugins',
+      bundles,
+      '--socket',
+      socket,
+      ...(opts.extraArgs ?? []),
+    ],
+    {
+      stdio: ['ignore', out, out],
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        ...(opts.nodeOptions ? { NODE_OPTIONS: opts.nodeOptions } : {}),
+      },
+    },
+  );
+  closeSync(out);
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const alive = () => proc.exitCode === null && proc.signalCode === null;
+  const killNow = () => {
+    if (alive()) proc.kill('SIGKILL');
+  };
+  const d: BenchDaemon = {
+    pid: proc.pid ?? 0,
+    socket,
+    shimDir,
+    logFile,
+    killNow,
+    async stop() {
+      if (alive()) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(killNow, 10_000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+  const deadline = Date.now() + 30_000;
+  while ((await socketStatus(socket, '/readyz')) !== 200) {
+    if (!alive() || Date.now() > deadline) {
+      killNow();
+      throw new Error(`cni-kit daemon did not become ready:\n${readFileSync(logFile, 'utf8')}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return d;
+}
+
+/** One asynchronous run of a command: exit status, stdout, wall ms. */
+export function runAsync(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+  input = '',
+): Promise<{ status: number | null; stdout: string; stderr: string; ms: number }> {
+  return new Promise((resolve) => {
+    const t0 = process.hrtime.bigint();
+    const c = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (b: Buffer) => {
+      stdout += b;
+    });
+    c.stderr.on('data', (b: Buffer) => {
+      stderr = (stderr + b).slice(-4000);
+    });
+    c.on('error', (e) => resolve({ status: -1, stdout, stderr: String(e), ms: 0 }));
+    c.on('close', (status) =>
+      resolve({ status, stdout, stderr, ms: Number(process.hrtime.bigint() - t0) / 1e6 }),
+    );
+    c.stdin.on('error', () => {});
+    c.stdin.end(input);
+  });
 }
