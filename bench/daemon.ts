@@ -18,6 +18,9 @@
 // through the shim vs exec mode; with --stress, 32 bridge + host-local ADD/DEL pairs at once through
 // the shim, R times, counting failed calls and anything left behind.
 //
+// One file past ~400 lines on purpose: its sections share the columns, the daemon start-up and the
+// measurement helpers, and each prints its own table.
+//
 // Every plugin and the daemon run in private network namespaces (dbn<pid>-…: one "node" per column
 // and section, containers in others); all of them, the daemons, etcd and the temp folder are removed
 // at the end, on failure and on SIGINT/SIGTERM too.
