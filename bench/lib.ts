@@ -9,12 +9,12 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
-  writeFileSync,
 } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { rebindShim } from '../test/helpers/daemon.js';
 
 /** One measured run of a command: wall time, CPU (user+sys, children included) and peak RSS (GNU time). */
 export interface Sample {
@@ -215,25 +215,6 @@ export function childrenText(c: Children | undefined): string {
 }
 
 // ---- daemon mode (bench/daemon.ts) ----
-
-const SHIM_TRAILER = '\n--cni-kit-shim--\n';
-
-/**
- * Writes a copy of a cni-kit shim whose trailer names another daemon socket and exec-mode fallback
- * (cut at the last trailer marker, new trailer appended, as `cni-kit build --shim` writes it).
- */
-export function rebindShim(from: string, to: string, socket: string, fallback: string): void {
-  const bytes = readFileSync(from);
-  const at = bytes.lastIndexOf(SHIM_TRAILER);
-  if (at < 0) throw new Error(`${from} has no cni-kit shim trailer: build first (npm run build)`);
-  const kept = bytes
-    .subarray(at + SHIM_TRAILER.length)
-    .toString('utf8')
-    .split('\n')
-    .filter((l) => l !== '' && l !== '--end--' && !l.startsWith('socket=') && !l.startsWith('fallback='));
-  const trailer = `${SHIM_TRAILER}${kept.join('\n')}\nfallback=${fallback}\nsocket=${socket}\n--end--\n`;
-  writeFileSync(to, Buffer.concat([bytes.subarray(0, at), Buffer.from(trailer)]), { mode: 0o755 });
-}
 
 /** CPU of a live process from /proc/<pid>/stat: own (utime+stime) and reaped children's, in ms (10 ms ticks). */
 export function procCpuTicksMs(pid: number): { own: number; children: number } {

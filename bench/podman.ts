@@ -11,9 +11,9 @@
 // ratios to the Go site.
 // Usage: npx tsx bench/podman.ts [iterations] [networks]   (root; build first: npm run build)
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUNDLES, CLI, getStatus, SHIMS } from '../test/helpers/daemon.js';
+import { BUNDLES, CLI, getStatus, rebindShim, SHIMS } from '../test/helpers/daemon.js';
 import {
   createPodmanLab,
   GO_CNI_DIR,
@@ -21,11 +21,10 @@ import {
   type PodmanSite,
   podmanMissing,
 } from '../test/helpers/podman.js';
-import { childCpuMs, median, table } from './lib.js';
+import { childCpuMs, median, procCpuTicksMs, table } from './lib.js';
 
 const N = Number(process.argv[2] ?? 8);
 const NETWORKS = Number(process.argv[3] ?? 8);
-const TRAILER = '\n--cni-kit-shim--\n';
 
 if (process.getuid?.() !== 0) {
   console.log('bench/podman.ts needs root (network and mount namespaces)');
@@ -38,29 +37,16 @@ if (why) {
 }
 if (!existsSync(join(SHIMS, 'bridge'))) throw new Error('dist/shim is not built: npm run build');
 
-/** A shim copy whose trailer points at `socket`, with no usable exec fallback. */
+/** Shim copies bound to `socket`, with no usable exec fallback. */
 function boundShims(dir: string, socket: string): void {
   mkdirSync(dir, { recursive: true });
   for (const type of ['bridge', 'host-local', 'tuning', 'loopback']) {
-    const bytes = readFileSync(join(SHIMS, type));
-    const at = bytes.lastIndexOf(TRAILER);
-    const keep = bytes
-      .subarray(at + TRAILER.length)
-      .toString('utf8')
-      .split('\n')
-      .filter((l) => l !== '' && l !== '--end--' && !l.startsWith('socket=') && !l.startsWith('fallback='));
-    const trailer = `${TRAILER}${keep.join('\n')}\nfallback=/nonexistent/${type}\nsocket=${socket}\n--end--\n`;
-    writeFileSync(join(dir, type), Buffer.concat([bytes.subarray(0, at), Buffer.from(trailer)]), {
-      mode: 0o755,
-    });
+    rebindShim(join(SHIMS, type), join(dir, type), socket, `/nonexistent/${type}`);
   }
 }
 
-/** CPU ms (user+sys) a process has used so far, from /proc (10 ms ticks). */
-function procCpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
+/** CPU ms (user+sys) a process has used so far (10 ms ticks). */
+const procCpuMs = (pid: number): number => procCpuTicksMs(pid).own;
 
 interface Column {
   name: string;

@@ -3,7 +3,7 @@
 // serves, as on a node where it runs with hostNetwork. Its socket lives in a private temp folder;
 // the env it returns points shims at it. stop() drains it with SIGTERM, kill() is SIGKILL.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,22 @@ import { fileURLToPath } from 'node:url';
 export const CLI = fileURLToPath(new URL('../../dist/cli.cjs', import.meta.url));
 export const BUNDLES = fileURLToPath(new URL('../../dist/bin/', import.meta.url));
 export const SHIMS = fileURLToPath(new URL('../../dist/shim/', import.meta.url));
+
+const TRAILER = '\n--cni-kit-shim--\n';
+
+/** Writes a copy of a shim with its trailer's `socket=` and `fallback=` replaced. */
+export function rebindShim(from: string, to: string, socket: string, fallback: string): void {
+  const bytes = readFileSync(from);
+  const at = bytes.lastIndexOf(TRAILER);
+  if (at < 0) throw new Error(`${from} has no cni-kit shim trailer`);
+  const fields = bytes
+    .subarray(at + TRAILER.length)
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l !== '' && l !== '--end--' && !l.startsWith('socket=') && !l.startsWith('fallback='));
+  const trailer = `${TRAILER}${fields.join('\n')}\nfallback=${fallback}\nsocket=${socket}\n--end--\n`;
+  writeFileSync(to, Buffer.concat([bytes.subarray(0, at), Buffer.from(trailer)]), { mode: 0o755 });
+}
 
 /** A running daemon process. */
 export interface TestDaemon {

@@ -16,34 +16,20 @@ import {
   readFileSync,
   rmSync,
   statSync,
-  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { BUNDLES, CLI, SHIMS } from './daemon.js';
+import { BUNDLES, CLI, rebindShim, SHIMS } from './daemon.js';
+
+export { rebindShim };
+
 import { BIN_DIR } from './plugin.js';
 
 /** Which way plugins run in this test process. */
 export const PLUGIN_MODE: 'exec' | 'daemon' =
   process.env.CNI_KIT_PLUGIN_MODE === 'daemon' ? 'daemon' : 'exec';
 export const DAEMON_MODE = PLUGIN_MODE === 'daemon';
-
-const TRAILER = '\n--cni-kit-shim--\n';
-
-/** Writes a copy of a shim with its trailer's `socket=` and `fallback=` replaced. */
-export function rebindShim(from: string, to: string, socket: string, fallback: string): void {
-  const bytes = readFileSync(from);
-  const at = bytes.lastIndexOf(TRAILER);
-  if (at < 0) throw new Error(`${from} has no cni-kit shim trailer`);
-  const fields = bytes
-    .subarray(at + TRAILER.length)
-    .toString('utf8')
-    .split('\n')
-    .filter((l) => l !== '' && l !== '--end--' && !l.startsWith('socket=') && !l.startsWith('fallback='));
-  const trailer = `${TRAILER}${fields.join('\n')}\nfallback=${fallback}\nsocket=${socket}\n--end--\n`;
-  writeFileSync(to, Buffer.concat([bytes.subarray(0, at), Buffer.from(trailer)]), { mode: 0o755 });
-}
 
 interface NodeDaemon {
   dir: string;
