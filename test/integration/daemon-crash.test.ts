@@ -7,13 +7,14 @@
 //  - with no daemon (stopped: no socket file; killed: a stale socket file) the shim runs the
 //    plugin's Node bundle itself (exec mode) and the call succeeds.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { runFence } from '../helpers/bounded-runs.js';
 import { BUNDLES, CLI, getStatus, SHIMS, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { expectNothingLeft, links } from '../helpers/leftovers.js';
 import { rebindShim } from '../helpers/mode.js';
 
 const tag = `dk${process.pid % 100000}`;
@@ -39,20 +40,6 @@ function netns(name: string): string {
   netnses.add(name);
   return name;
 }
-
-const links = (ns: string): string[] =>
-  (
-    JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{
-      ifname: string;
-    }>
-  )
-    .map((l) => l.ifname)
-    .sort();
-
-const natChains = (node: string): string[] =>
-  spawnSync('nsenter', [`--net=/run/netns/${node}`, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' })
-    .stdout.split('\n')
-    .filter((l) => /CNI-/.test(l));
 
 /** A folder of shims bound to `socket`, falling back to the real bundles (exec mode). */
 function shimDir(name: string, socket: string): string {
@@ -164,15 +151,10 @@ describe.each(CASES)('$type through the shim: the daemon SIGKILLed during ADD', 
         const del = await runShim(node, join(bin, c.type), env('DEL'), conf);
         expect(del.status, `${at}: DEL ${round}: ${del.stdout}${del.stderr}`).toBe(0);
       }
-      expect(links(ctr), `${at}: container`).toEqual(['lo']);
-      expect(
-        links(node).filter((l) => !c.byDesign.includes(l)),
-        `${at}: node`,
-      ).toEqual(baseline);
-      expect(natChains(node), `${at}: iptables`).toEqual([]);
-      const pool = join(dataDir, `${tag}${c.type}`);
-      const held = existsSync(pool) ? readdirSync(pool).filter((f) => /^\d/.test(f)) : [];
-      expect(held, `${at}: IPAM`).toEqual([]);
+      expectNothingLeft(
+        { node, ctr, nodeLinks: baseline, byDesign: c.byDesign, dataDir, network: `${tag}${c.type}` },
+        at,
+      );
       spawnSync('ip', ['netns', 'del', ctr]);
       netnses.delete(ctr);
       return { add, took };

@@ -5,12 +5,13 @@
 // kernel cannot create them; the in-memory version (test/unit/plugins-sublinks-kill.test.ts) covers
 // every kill point of all five.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { runFence } from '../helpers/bounded-runs.js';
+import { expectNothingLeft, links } from '../helpers/leftovers.js';
 import { pluginDir } from '../helpers/mode.js';
 
 const tag = `pk${process.pid % 100000}`;
@@ -33,20 +34,6 @@ function netns(name: string): string {
   netnses.add(name);
   return name;
 }
-
-const links = (ns: string): string[] =>
-  (
-    JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{
-      ifname: string;
-    }>
-  )
-    .map((l) => l.ifname)
-    .sort();
-
-const natChains = (node: string): string[] =>
-  spawnSync('nsenter', [`--net=/run/netns/${node}`, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' })
-    .stdout.split('\n')
-    .filter((l) => /CNI-/.test(l));
 
 interface Case {
   type: string;
@@ -122,15 +109,10 @@ describe.each(CASES)('$type binary: SIGKILL at a random point of ADD, then DEL, 
         expect(del.status, `DEL ${round} after a kill at ${killAfterMs} ms: ${del.out}`).toBe(0);
       }
       const at = `killed at ${killAfterMs ?? 'never'} ms (ADD exit ${add.status})`;
-      expect(links(ctr), `${at}: container`).toEqual(['lo']);
-      expect(
-        links(node).filter((l) => !c.byDesign.includes(l)),
-        `${at}: node`,
-      ).toEqual(baseline);
-      expect(natChains(node), `${at}: iptables`).toEqual([]);
-      const pool = join(dataDir, `${tag}${c.type}`);
-      const held = existsSync(pool) ? readdirSync(pool).filter((f) => /^\d/.test(f)) : [];
-      expect(held, `${at}: IPAM`).toEqual([]);
+      expectNothingLeft(
+        { node, ctr, nodeLinks: baseline, byDesign: c.byDesign, dataDir, network: `${tag}${c.type}` },
+        at,
+      );
       spawnSync('ip', ['netns', 'del', ctr]);
       netnses.delete(ctr);
       return { add, took };
