@@ -13,7 +13,8 @@
 //   daemon answers.
 // --once: install the files and exit (an init container). --config-only: only the kubeconfig and
 // 00-multus.conf loop (a sidecar next to the daemon). Plain Node with no imports from cni-kit:
-// it runs from the image.
+// it runs from the image, which is also why it is one file past ~400 lines (the two layouts share
+// the atomic copy, the trailer rewrite and the config loop).
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
