@@ -4,7 +4,7 @@
 // the next build, the FFI package koffi as a sidecar with its native binary (run where no
 // node_modules exists, and installed by deploy/install.mjs), and errors that name the file and
 // line. The packed-package path (a new npm project, npx) is in package-tarball.test.ts.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   copyFileSync,
   cpSync,
@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runInstallerUntilWaiting } from '../helpers/installer.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const cli = join(root, 'dist/cli.cjs');
@@ -272,38 +273,18 @@ pluginMain({ add: async () => { await openKubeApi('/nonexistent'); return { inte
       writeFileSync(join(sa, 'ca.crt'), 'not a certificate');
       writeFileSync(join(sa, 'token'), 'token');
       // It installs, writes the kubeconfig, then waits for a cluster network's config: stop it there.
-      const child = spawn(process.execPath, [join(root, 'deploy/install.mjs')], {
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          CNI_BIN_DIR: bin,
-          HOST_CNI_BIN_DIR: bin,
-          CNI_CONF_DIR: join(host, 'conf'),
-          HOST_CNI_CONF_DIR: join(host, 'conf'),
-          CNI_KIT_SOURCE_DIR: src,
-          CNI_KIT_PLUGINS: 'hello ffi whereabouts',
-          SERVICE_ACCOUNT_DIR: sa,
-          KUBERNETES_SERVICE_HOST: '127.0.0.1',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
+      const { code, out } = await runInstallerUntilWaiting([], {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        CNI_BIN_DIR: bin,
+        HOST_CNI_BIN_DIR: bin,
+        CNI_CONF_DIR: join(host, 'conf'),
+        HOST_CNI_CONF_DIR: join(host, 'conf'),
+        CNI_KIT_SOURCE_DIR: src,
+        CNI_KIT_PLUGINS: 'hello ffi whereabouts',
+        SERVICE_ACCOUNT_DIR: sa,
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
       });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d;
-      });
-      child.stderr.on('data', (d: Buffer) => {
-        out += d;
-      });
-      const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-      const deadline = Date.now() + 20_000;
-      while (
-        !out.includes('waiting for the cluster network') &&
-        child.exitCode === null &&
-        Date.now() < deadline
-      ) {
-        await new Promise((res) => setTimeout(res, 50));
-      }
-      child.kill('SIGTERM');
-      expect(await exited, out).toBe(0);
+      expect(code, out).toBe(0);
       expect(out).toContain(`installed ${join(bin, 'lib')}`);
       // whereabouts' flat file selects the Kubernetes store with the installer's kubeconfig.
       const wd = join(host, 'conf', 'whereabouts.d');

@@ -25,6 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { runInstallerUntilWaiting } from '../helpers/installer.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const installer = join(root, 'deploy/install.mjs');
@@ -383,38 +384,17 @@ describe("install.mjs --config-only (the thick DaemonSet's config sidecar)", () 
     mkdirSync(sa);
     writeFileSync(join(sa, 'ca.crt'), 'not a certificate');
     writeFileSync(join(sa, 'token'), 'token');
-    const child = spawn(process.execPath, [installer, '--config-only'], {
-      env: {
-        PATH: '/usr/bin:/bin',
-        CNI_BIN_DIR: c.host,
-        CNI_CONF_DIR: conf,
-        HOST_CNI_CONF_DIR: conf,
-        CNI_KIT_SOURCE_DIR: join(c.image, 'bin'),
-        CNI_KIT_PLUGINS: 'all',
-        SERVICE_ACCOUNT_DIR: sa,
-        KUBERNETES_SERVICE_HOST: '127.0.0.1',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const { code, out } = await runInstallerUntilWaiting(['--config-only'], {
+      PATH: '/usr/bin:/bin',
+      CNI_BIN_DIR: c.host,
+      CNI_CONF_DIR: conf,
+      HOST_CNI_CONF_DIR: conf,
+      CNI_KIT_SOURCE_DIR: join(c.image, 'bin'),
+      CNI_KIT_PLUGINS: 'all',
+      SERVICE_ACCOUNT_DIR: sa,
+      KUBERNETES_SERVICE_HOST: '127.0.0.1',
     });
-    children.push(child);
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d;
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d;
-    });
-    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-    const deadline = Date.now() + 20_000;
-    while (
-      !out.includes('waiting for the cluster network') &&
-      child.exitCode === null &&
-      Date.now() < deadline
-    ) {
-      await new Promise((res) => setTimeout(res, 50));
-    }
-    child.kill('SIGTERM');
-    expect(await exited, out).toBe(0);
+    expect(code, out).toBe(0);
     expect(readdirSync(c.host)).toEqual([]);
     expect(
       JSON.parse(readFileSync(join(conf, 'multus.d/multus.kubeconfig'), 'utf8')).users[0].user.token,
