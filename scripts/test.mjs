@@ -35,6 +35,7 @@ function privateNetns() {
   for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
   return { name, wrap: (cmd, args) => ['nsenter', [`--net=/run/netns/${name}`, cmd, ...args]] };
 }
+const firstLine = (text) => String(text ?? '').split('\n').find((l) => l.trim()) ?? '(no message)';
 const step = (name, cmd, args) => {
   console.log(`\n== ${name}`);
   const code = run(cmd, args);
@@ -81,6 +82,9 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 let exitCode = 0;
+// What failed, repeated after the totals: CI shows the tail of the output, and the reporter's own
+// failure list can be thousands of lines above it.
+const failures = [];
 const args = process.argv.slice(2);
 // Arguments narrow the run to some files (as vitest's own filters do); the daemon-mode pass then
 // runs only the matrix files among them.
@@ -119,6 +123,16 @@ for (const phase of phases) {
     p = r.numPassedTests;
     f = r.numFailedTests + (r.numRuntimeErrorTestSuites ?? 0);
     s = r.numPendingTests + (r.numTodoTests ?? 0);
+    for (const file of r.testResults ?? []) {
+      const name = file.name?.replace(`${process.cwd()}/`, '') ?? '?';
+      const failedTests = (file.assertionResults ?? []).filter((t) => t.status === 'failed');
+      for (const t of failedTests) {
+        failures.push(`${phase.name}: ${name} > ${t.fullName}\n    ${firstLine(t.failureMessages?.[0])}`);
+      }
+      if (file.status === 'failed' && failedTests.length === 0) {
+        failures.push(`${phase.name}: ${name} (the file itself)\n    ${firstLine(file.message)}`);
+      }
+    }
   } catch {
     f = Math.max(1, f);
   }
@@ -132,14 +146,19 @@ for (const phase of phases) {
   rmSync(leaksOut, { force: true });
   if (leaked > 0) {
     console.log(`\nleak check failed (${phase.name}): ${leaked} thing(s) left behind, listed above`);
+    failures.push(`${phase.name}: the leak check (${leaked} thing(s) left behind)`);
     f += 1;
   }
-  if (code !== 0 && f === 0) f = 1;
+  if (code !== 0 && f === 0) {
+    f = 1;
+    failures.push(`${phase.name}: vitest exited ${code} with no failed test recorded`);
+  }
   console.log(`\n${phase.name}: ${p} passed, ${f} failed, ${s} skipped`);
   passed += p;
   failed += f;
   skipped += s;
   if (code !== 0) exitCode = code;
 }
+if (failures.length) console.log(`\nfailed:\n${failures.map((l) => `  ${l}`).join('\n')}`);
 console.log(`\n${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed > 0 && exitCode === 0 ? 1 : exitCode);
