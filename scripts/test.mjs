@@ -35,7 +35,10 @@ function privateNetns() {
   for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
   return { name, wrap: (cmd, args) => ['nsenter', [`--net=/run/netns/${name}`, cmd, ...args]] };
 }
-const firstLine = (text) => String(text ?? '').split('\n').find((l) => l.trim()) ?? '(no message)';
+const firstLine = (text) =>
+  String(text ?? '')
+    .split('\n')
+    .find((l) => l.trim()) ?? '(no message)';
 const step = (name, cmd, args) => {
   console.log(`\n== ${name}`);
   const code = run(cmd, args);
