@@ -411,9 +411,22 @@ describe.runIf(built)('two SDK copies in one daemon process', () => {
           id.startsWith('a') ? 'noisya' : 'noisyb',
         ),
       );
-      const end = Date.now() + 10_000;
-      while (gates.size < ids.length && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
-      expect([...gates.keys()].sort()).toEqual([...ids].sort());
+      // A call that settles before its gate opens is the reason a gate is missing: show its reply.
+      const early: string[] = [];
+      calls.forEach((c, i) => {
+        c.then(
+          (r) => gates.has(ids[i] as string) || early.push(`${ids[i]}: ${r.status} ${r.body}`),
+          (e: Error) => early.push(`${ids[i]}: ${e.message}`),
+        );
+      });
+      const end = Date.now() + 20_000;
+      while (gates.size < ids.length && early.length === 0 && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(
+        [...gates.keys()].sort(),
+        `calls that ended without reaching the plugin: ${early.join('; ')}`,
+      ).toEqual([...ids].sort());
       expect(console.log).not.toBe(origLog);
       // Finish interleaved, the copy that installed its guard first (noisya) done first: with a
       // guard per copy it would restore the console under noisyb's running call.
@@ -439,5 +452,6 @@ describe.runIf(built)('two SDK copies in one daemon process', () => {
       delete g.__daemonTestGate;
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+    // Two bundles are built first (esbuild, a few seconds on a loaded machine).
+  }, 120_000);
 });
