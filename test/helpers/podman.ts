@@ -79,6 +79,9 @@ export function runProc(
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
     });
+    // A command that exits before reading its input (podman refusing its arguments) must not
+    // surface as an unhandled EPIPE in whichever test runs next.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
     const timer = setTimeout(() => {
       stderr += `\n(killed after ${opts.timeoutMs} ms)`;

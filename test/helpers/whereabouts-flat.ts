@@ -75,6 +75,7 @@ export function runWithFlatFile(
       clearTimeout(timer);
       resolve({ status, stdout, stderr });
     });
+    p.stdin.on('error', () => {}); // a plugin killed before it read its config
     p.stdin.end(stdin);
   });
 }

@@ -72,6 +72,7 @@ function runShim(node: string, bin: string, env: Record<string, string>, stdin: 
       resolve({ status, stdout, stderr });
     });
     p.stdin.on('error', () => {});
+    p.stdin.on('error', () => {}); // a plugin killed before it read its config
     p.stdin.end(stdin);
   });
 }

@@ -61,6 +61,7 @@ function call(bin: string, command: string, conf: object) {
       stdout += b.toString();
     });
     p.on('close', (status) => resolve({ status, stdout }));
+    p.stdin.on('error', () => {}); // a plugin killed before it read its config
     p.stdin.end(JSON.stringify(conf));
   });
 }

@@ -87,6 +87,7 @@ function runBinary(c: IpamNetConf, id: string): Promise<{ code: number | null; s
     });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout }));
+    child.stdin.on('error', () => {}); // a plugin killed before it read its config
     child.stdin.end(JSON.stringify(c));
   });
 }

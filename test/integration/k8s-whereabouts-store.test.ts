@@ -127,6 +127,7 @@ describe('bundled whereabouts binary, Kubernetes datastore', () => {
         out += b;
       });
       child.on('close', (code) => resolve({ code, out }));
+      child.stdin.on('error', () => {}); // a plugin killed before it read its config
       child.stdin.end(stdin);
     });
 

@@ -535,6 +535,7 @@ describe('multus Kubernetes mode', () => {
           out += b;
         });
         child.on('close', (code) => resolve({ code, out }));
+        child.stdin.on('error', () => {}); // a plugin killed before it read its config
         child.stdin.end(JSON.stringify(conf()));
       });
     const add = await run('ADD');

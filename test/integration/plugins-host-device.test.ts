@@ -231,6 +231,7 @@ describe('host-device (ours): F2 and the rollback', () => {
         },
         stdio: ['pipe', 'ignore', 'ignore'],
       });
+      child.stdin.on('error', () => {}); // a plugin killed before it read its config
       child.stdin.end(JSON.stringify(conf));
       const done = new Promise((r) => child.on('exit', r));
       await new Promise((r) => setTimeout(r, delayMs));

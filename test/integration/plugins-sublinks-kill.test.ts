@@ -72,6 +72,7 @@ function run(node: string, type: string, env: Record<string, string>, stdin: str
       resolve({ status, out });
     });
     p.stdin.on('error', () => {});
+    p.stdin.on('error', () => {}); // a plugin killed before it read its config
     p.stdin.end(stdin);
   });
 }

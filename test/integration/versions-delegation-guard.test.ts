@@ -91,6 +91,7 @@ async function run(type: string, command: string, ns: string, conf: unknown): Pr
   child.stderr.on('data', (b: Buffer) => {
     stderr += b.toString();
   });
+  child.stdin.on('error', () => {}); // a plugin killed before it read its config
   child.stdin.end(JSON.stringify(conf));
   let peak = 0;
   const sampler = setInterval(() => {

@@ -160,6 +160,7 @@ function addKilledAfter(
       clearTimeout(timer);
       resolve();
     });
+    p.stdin.on('error', () => {}); // a plugin killed before it read its config
     p.stdin.end(stdin);
   });
 }
