@@ -19,7 +19,7 @@ import {
   type Pod,
 } from './client.js';
 
-type ClientNode = typeof K8s;
+export type ClientNode = typeof K8s;
 
 const NAD = { group: 'k8s.cni.cncf.io', version: 'v1', plural: 'network-attachment-definitions' };
 
@@ -69,7 +69,7 @@ function toKubeError(k8s: ClientNode, err: unknown, what: string, kubeconfig: st
 }
 
 /** Reads the kubeconfig with client-node's own loader, turning its failures into CNI errors. */
-async function loadConfig(
+export async function loadConfig(
   k8s: ClientNode,
   path: string,
   server: string | undefined,
@@ -127,7 +127,7 @@ async function loadConfig(
  * The client-node namespace. A CommonJS bundle of it (the binaries' sidecar) may expose its exports
  * only as `default` when imported, so both shapes are accepted.
  */
-async function loadClientNode(): Promise<ClientNode> {
+export async function loadClientNode(): Promise<ClientNode> {
   const mod = (await importOptionalPeer(
     '@kubernetes/client-node',
     'Kubernetes access (multus, the whereabouts Kubernetes store)',
@@ -286,7 +286,7 @@ export async function connectKube(kubeconfig: string, opts: KubeClientOptions = 
  * A keep-alive agent with the TLS settings of `agent` (CA, client certificate, server name); a
  * proxy agent is kept as it is.
  */
-function keepAliveLike(agent: HttpAgent): HttpAgent {
+export function keepAliveLike(agent: HttpAgent): HttpAgent {
   // Loaded here, not at the top: a plugin that never connects (VERSION) never pays for node:https.
   const http = process.getBuiltinModule('node:http');
   const https = process.getBuiltinModule('node:https');

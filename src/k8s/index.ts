@@ -47,3 +47,21 @@ export {
   type NetworkStatus,
   parseNetworkStatus,
 } from './network-status.js';
+export {
+  cachedKubeClient,
+  Informer,
+  type InformerOptions,
+  type InformerStats,
+  type KubeTransport,
+  type NodeCacheOptions,
+  type NodeCaches,
+  openKubeTransport,
+  registerSharedKubeCache,
+  SHARED_CACHE_PROTOCOL,
+  SHARED_CACHES_KEY,
+  type SharedKubeCache,
+  sharedCacheOf,
+  sharedKubeCache,
+  startNodeCaches,
+  type WatchEvent,
+} from './informer.js';

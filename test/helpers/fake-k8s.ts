@@ -5,6 +5,10 @@
 // OverlappingRangeIPReservations) GET, LIST, POST, PUT and DELETE, where PUT must carry the
 // resourceVersion it read (422 without one, 409 when stale) and POST of an existing name is 409
 // AlreadyExists; core/v1 Events POSTed to /api/v1/namespaces/<ns>/events, validated and kept.
+// Collections (pods on every path a client uses, NADs namespaced and cluster-wide) LIST with a
+// resourceVersion and `fieldSelector=spec.nodeName=` and WATCH (`?watch=true`): a stream of
+// ADDED/MODIFIED/DELETED events from the requested resourceVersion, BOOKMARKs when asked for, and an
+// ERROR event carrying a 410 Expired Status for a resourceVersion older than the kept history.
 // Requests need the bearer token; 401 otherwise. The token is the ServiceAccount of the shipped
 // deploy/rbac.yaml, and every request is authorised against the rules bound to it as the real
 // RBAC authoriser does (verb, API group, resource, subresource, resourceNames), answering 403 with
@@ -32,6 +36,17 @@ type Obj = Record<string, unknown> & {
     annotations?: Record<string, string> | undefined;
   };
 };
+
+/** One change of a store, as watches see it. */
+type WatchEvent = {
+  rv: number;
+  plural: string;
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  obj: Obj;
+  old?: Obj | undefined;
+};
+/** An open watch stream. */
+type Watcher = { offer(ev: WatchEvent): void; bookmarks: boolean; bookmark(): void; res: ServerResponse };
 
 /** What the handlers need of one request. */
 type Req = { method: string; contentType: string; body: unknown; res: ServerResponse };
@@ -169,7 +184,10 @@ export interface FakeK8s {
   ca: string | undefined;
   requests: SeenRequest[];
   /** Adds or replaces a pod; metadata.uid and resourceVersion are filled in. */
-  putPod(pod: { metadata: { name: string; namespace: string; annotations?: Record<string, string> } }): void;
+  putPod(pod: {
+    metadata: { name: string; namespace: string; annotations?: Record<string, string> };
+    spec?: Record<string, unknown>;
+  }): void;
   getPod(namespace: string, name: string): Obj | undefined;
   /** Adds a NAD with `config` (JSON object or text; undefined = no spec). */
   putNad(namespace: string, name: string, config?: unknown, annotations?: Record<string, string>): void;
@@ -182,6 +200,14 @@ export interface FakeK8s {
   conflictNext(n: number): void;
   /** TCP connections accepted so far (a keep-alive client makes one for many requests). */
   connections(): number;
+  /** Forgets the event history: a watch from an older resourceVersion then gets 410 Expired. */
+  compact(): void;
+  /** Sends a BOOKMARK to every watch that asked for them (allowWatchBookmarks=true). */
+  bookmark(): void;
+  /** Cuts every open watch stream, as a restarted API server or a dropped connection would. */
+  dropWatches(): void;
+  /** Open watch streams. */
+  watches(): number;
   /** Writes a kubeconfig for this server (context namespace optional) and returns its path. */
   writeKubeconfig(path: string, form?: 'json' | 'yaml', namespace?: string): string;
   close(): Promise<void>;
@@ -323,14 +349,120 @@ function patchPod(res: ServerResponse, cur: Obj, ct: string, body: unknown, what
 export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}): Promise<FakeK8s> {
   const policy = rbacPolicyFrom(opts.rbac ?? readFileSync(SHIPPED_RBAC, 'utf8'));
   const stores = new Map<string, Map<string, Obj>>();
-  const objects = (plural: string) => {
-    const s = stores.get(plural) ?? new Map<string, Obj>();
-    stores.set(plural, s);
-    return s;
-  };
   const requests: SeenRequest[] = [];
   let version = 1;
   let conflictsToInject = 0;
+  // Every change of every store, in resourceVersion order, for watches that start in the past.
+  const history: WatchEvent[] = [];
+  let floor = 0;
+  const watchers = new Set<Watcher>();
+  const emit = (plural: string, type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: Obj, old?: Obj) => {
+    // Each event has a resourceVersion of its own, as on the real server (a DELETE gets a new one).
+    if (type === 'DELETED' || !(Number(obj.metadata.resourceVersion) > (history.at(-1)?.rv ?? 0)))
+      obj = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++version) } };
+    const ev: WatchEvent = { rv: Number(obj.metadata.resourceVersion), plural, type, obj, old };
+    history.push(ev);
+    for (const w of watchers) w.offer(ev);
+    return obj;
+  };
+  /** A store whose every set and delete becomes a watch event. */
+  class WatchedStore extends Map<string, Obj> {
+    constructor(private readonly plural: string) {
+      super();
+    }
+    override set(key: string, value: Obj): this {
+      const old = super.get(key);
+      super.set(key, value);
+      const sent = emit(this.plural, old ? 'MODIFIED' : 'ADDED', value, old);
+      if (sent !== value) super.set(key, sent);
+      return this;
+    }
+    override delete(key: string): boolean {
+      const old = super.get(key);
+      if (!old || !super.delete(key)) return false;
+      emit(this.plural, 'DELETED', old, old);
+      return true;
+    }
+  }
+  const objects = (plural: string) => {
+    const s = stores.get(plural) ?? new WatchedStore(plural);
+    stores.set(plural, s);
+    return s;
+  };
+
+  /** LIST or WATCH of a collection (`ns` undefined: every namespace). */
+  const collection = (
+    res: ServerResponse,
+    url: URL,
+    plural: string,
+    apiVersion: string,
+    kind: string,
+    ns?: string,
+  ) => {
+    const sel = url.searchParams.get('fieldSelector') ?? '';
+    const node = /^spec\.nodeName=(.*)$/.exec(sel);
+    if (sel && !node)
+      return status(
+        res,
+        400,
+        'BadRequest',
+        `fake-k8s: field selector ${JSON.stringify(sel)} is not supported`,
+      );
+    const matches = (o: Obj | undefined) =>
+      !!o &&
+      (ns === undefined || o.metadata.namespace === ns) &&
+      (!node || (o.spec as { nodeName?: string } | undefined)?.nodeName === node[1]);
+    const items = () => [...objects(plural).values()].filter(matches);
+    if (!['1', 'true'].includes(url.searchParams.get('watch') ?? '')) {
+      return send(res, {
+        apiVersion,
+        kind: `${kind}List`,
+        metadata: { resourceVersion: String(version) },
+        items: items(),
+      });
+    }
+    const from = url.searchParams.get('resourceVersion') ?? '';
+    res.writeHead(200, { 'Content-Type': JSON_TYPE, 'Transfer-Encoding': 'chunked' });
+    const write = (type: string, object: unknown) => res.write(`${JSON.stringify({ type, object })}\n`);
+    if (from !== '' && from !== '0' && Number(from) < floor) {
+      // The real server answers 200 and one ERROR event; the client must list again.
+      write('ERROR', {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message: `too old resource version: ${from} (${floor})`,
+        reason: 'Expired',
+        code: 410,
+      });
+      return void res.end();
+    }
+    const deliver = (ev: WatchEvent) => {
+      if (ev.plural !== plural) return;
+      const now = matches(ev.obj);
+      const before = matches(ev.old);
+      // An object leaving a field selector is DELETED for this watch, one entering it ADDED.
+      if (ev.type === 'DELETED') {
+        if (before) write('DELETED', ev.obj);
+      } else if (now) write(before ? 'MODIFIED' : 'ADDED', ev.obj);
+      else if (before) write('DELETED', ev.obj);
+    };
+    if (from === '' || from === '0') for (const o of items()) write('ADDED', o);
+    else for (const ev of history) if (ev.rv > Number(from)) deliver(ev);
+    const w: Watcher = {
+      offer: deliver,
+      bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true',
+      bookmark: () => write('BOOKMARK', { kind, apiVersion, metadata: { resourceVersion: String(version) } }),
+      res,
+    };
+    watchers.add(w);
+    const t = Number(url.searchParams.get('timeoutSeconds') ?? 0);
+    const timer = t > 0 ? setTimeout(() => res.end(), t * 1000) : undefined;
+    res.on('close', () => {
+      clearTimeout(timer);
+      watchers.delete(w);
+    });
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -360,11 +492,21 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
     const r: Req = { method, contentType, body, res };
     const ev = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(path);
     if (ev && method === 'POST') return handleEvent(r, ev[1] ?? '');
+    const pods = /^\/api\/v1(?:\/namespaces\/([^/]+))?\/pods$/.exec(path);
+    if (pods && method === 'GET') return collection(res, url, 'pods', 'v1', 'Pod', pods[1]);
+    if (path === '/apis/k8s.cni.cncf.io/v1/network-attachment-definitions' && method === 'GET')
+      return collection(
+        res,
+        url,
+        'network-attachment-definitions',
+        'k8s.cni.cncf.io/v1',
+        'NetworkAttachmentDefinition',
+      );
     const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/.exec(path);
     if (pod) return handlePod(r, pod[1] ?? '', pod[2] ?? '', pod[3]);
     const m = /^\/apis\/([^/]+\/[^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(path);
     const kind = m && CUSTOM[`${m[1]}/${m[3]}`];
-    if (m && kind) return handleCustom(r, m[1] ?? '', kind, m[2] ?? '', m[3] ?? '', m[4]);
+    if (m && kind) return handleCustom(r, url, m[1] ?? '', kind, m[2] ?? '', m[3] ?? '', m[4]);
     status(res, 404, 'NotFound', 'the server could not find the requested resource');
   };
 
@@ -437,6 +579,7 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
 
   const handleCustom = (
     { method, body, res }: Req,
+    url: URL,
     apiVersion: string,
     kind: string,
     ns: string,
@@ -445,15 +588,7 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
   ) => {
     const store = objects(plural);
     const full = `${plural}.${apiVersion.split('/')[0]}`;
-    if (name === undefined && method === 'GET') {
-      const items = [...store.entries()].filter(([k]) => k.startsWith(`${ns}/`)).map(([, v]) => v);
-      return send(res, {
-        apiVersion,
-        kind: `${kind}List`,
-        metadata: { resourceVersion: String(version) },
-        items,
-      });
-    }
+    if (name === undefined && method === 'GET') return collection(res, url, plural, apiVersion, kind, ns);
     if (name === undefined && method === 'POST') {
       const obj = body as Obj;
       const n = obj?.metadata?.name;
@@ -542,6 +677,17 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
       objects('network-attachment-definitions').set(`${ns}/${name}`, nad);
     },
     objects,
+    compact() {
+      floor = version;
+      history.length = 0;
+    },
+    bookmark() {
+      for (const w of watchers) if (w.bookmarks) w.bookmark();
+    },
+    dropWatches() {
+      for (const w of watchers) w.res.destroy();
+    },
+    watches: () => watchers.size,
     conflictNext(n) {
       conflictsToInject = n;
     },
@@ -569,6 +715,7 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
     },
     close: () =>
       new Promise<void>((r) => {
+        for (const w of watchers) w.res.destroy();
         server.closeAllConnections();
         server.close(() => r());
       }),

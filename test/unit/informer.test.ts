@@ -1,0 +1,187 @@
+// Shared informers against the fake API server: LIST then WATCH of the pods of one node and of the
+// NADs, resumed from the last resourceVersion, a LIST again on 410 Expired, backoff after a broken
+// stream; and the cache-backed client: a hit makes no request, a miss is one GET.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  cachedKubeClient,
+  connectKube,
+  Informer,
+  type KubeTransport,
+  openKubeTransport,
+  type Pod,
+  registerSharedKubeCache,
+  sharedCacheOf,
+  sharedKubeCache,
+  startNodeCaches,
+} from 'cni-kit/k8s';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+
+let api: FakeK8s;
+let dir: string;
+let kubeconfig: string;
+let transport: KubeTransport;
+const closers: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  api = await startFakeK8s();
+  dir = mkdtempSync(join(tmpdir(), 'informer-'));
+  kubeconfig = api.writeKubeconfig(join(dir, 'kubeconfig'));
+  transport = await openKubeTransport(kubeconfig);
+});
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+afterAll(async () => {
+  transport.close();
+  await api.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const until = async (what: string, ok: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+const pod = (ns: string, name: string, node: string) => ({
+  metadata: { name, namespace: ns },
+  spec: { nodeName: node, containers: [] },
+});
+
+function podInformer(node: string, extra = {}) {
+  const inf = new Informer<Pod>(transport, {
+    path: '/api/v1/pods',
+    fieldSelector: `spec.nodeName=${node}`,
+    backoff: { initialMs: 5, maxMs: 50 },
+    ...extra,
+  }).start();
+  closers.push(() => inf.close());
+  return inf;
+}
+
+describe('Informer', () => {
+  it('lists, then follows the watch: only the pods of its node, deletes included', async () => {
+    api.putPod(pod('a', 'here-1', 'n1'));
+    api.putPod(pod('a', 'there-1', 'n2'));
+    const inf = podInformer('n1');
+    expect(await inf.waitForSync(5000)).toBe(true);
+    expect(inf.list().map((p) => p.metadata.name)).toEqual(['here-1']);
+    api.putPod(pod('b', 'here-2', 'n1'));
+    api.putPod(pod('b', 'there-2', 'n2'));
+    await until('here-2', () => inf.get('b', 'here-2') !== undefined);
+    api.objects('pods').delete('a/here-1');
+    await until('here-1 gone', () => inf.get('a', 'here-1') === undefined);
+    expect(inf.get('b', 'there-2')).toBeUndefined();
+    expect(inf.stats.lists).toBe(1);
+  });
+
+  it('resumes a broken watch from its resourceVersion without listing again', async () => {
+    const inf = podInformer('n3');
+    await inf.waitForSync(5000);
+    await until('watch open', () => inf.stats.watches === 1 && api.watches() > 0);
+    api.dropWatches();
+    api.putPod(pod('c', 'during-gap', 'n3'));
+    await until('gap event replayed', () => inf.get('c', 'during-gap') !== undefined);
+    expect(inf.stats.lists).toBe(1);
+    expect(inf.stats.watches).toBeGreaterThanOrEqual(2);
+  });
+
+  it('lists again when the server answers 410 Expired, and misses nothing', async () => {
+    api.putPod(pod('d', 'old', 'n4'));
+    const inf = podInformer('n4');
+    await inf.waitForSync(5000);
+    await until('watch open', () => api.watches() > 0);
+    api.dropWatches();
+    api.putPod(pod('d', 'while-compacted', 'n4'));
+    api.objects('pods').delete('d/old');
+    api.compact();
+    await until('relisted', () => inf.stats.expired >= 1 && inf.get('d', 'while-compacted') !== undefined);
+    expect(inf.get('d', 'old')).toBeUndefined();
+    expect(inf.stats.lists).toBe(2);
+  });
+
+  it('takes the resourceVersion of a BOOKMARK, so a later watch is not expired', async () => {
+    const inf = podInformer('n5');
+    await inf.waitForSync(5000);
+    await until('watch open', () => api.watches() > 0);
+    // Changes elsewhere move the server's resourceVersion past the informer's last event.
+    api.putPod(pod('e', 'elsewhere', 'n6'));
+    api.bookmark();
+    await new Promise((r) => setTimeout(r, 50));
+    api.compact();
+    api.dropWatches();
+    await until('rewatch', () => inf.stats.watches >= 2 && api.watches() > 0);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(inf.stats.expired).toBe(0);
+    expect(inf.stats.lists).toBe(1);
+  });
+
+  it('keeps trying, with growing delays, while the API server refuses', async () => {
+    const at: number[] = [];
+    const errors: string[] = [];
+    // A collection RBAC does not allow: every LIST fails until the informer is closed.
+    const inf = new Informer(transport, {
+      path: '/api/v1/namespaces/x/secrets',
+      backoff: { initialMs: 40, maxMs: 2000 },
+      onError: (e) => {
+        at.push(Date.now());
+        errors.push(e.message);
+      },
+    }).start();
+    closers.push(() => inf.close());
+    await until('failures', () => inf.stats.failures >= 5);
+    expect(inf.synced()).toBe(false);
+    expect(errors[0]).toMatch(/403/);
+    const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
+    // 40, 80, 160, 320 ms (±20%): the fourth wait is clearly longer than the first.
+    expect(gaps[3]).toBeGreaterThan((gaps[0] as number) * 2);
+  });
+});
+
+describe('cachedKubeClient', () => {
+  it('answers from the cache without a request; a miss is one GET', async () => {
+    api.putPod(pod('f', 'cached', 'n7'));
+    api.putNad('f', 'net-a', { cniVersion: '1.0.0', type: 'bridge' });
+    const caches = startNodeCaches(transport, { nodeName: 'n7', backoff: { initialMs: 5, maxMs: 50 } });
+    closers.push(() => caches.close());
+    expect(await caches.waitForSync(5000)).toBe(true);
+    const shared = sharedCacheOf(caches);
+    closers.push(registerSharedKubeCache(kubeconfig, shared));
+    expect(sharedKubeCache(kubeconfig)).toBe(shared);
+    const kube = cachedKubeClient(await connectKube(kubeconfig), shared);
+    const gets = () => api.requests.filter((r) => r.method === 'GET' && !r.path.endsWith('s')).length;
+    const before = gets();
+    expect((await kube.getPod('f', 'cached')).metadata.name).toBe('cached');
+    expect((await kube.getNetworkAttachmentDefinition('f', 'net-a')).metadata.name).toBe('net-a');
+    expect(gets()).toBe(before);
+    // Created on the API but not delivered yet as far as the caller knows: a GET.
+    api.putPod(pod('f', 'brand-new', 'n8'));
+    expect((await kube.getPod('f', 'brand-new')).metadata.name).toBe('brand-new');
+    expect(gets()).toBe(before + 1);
+    // A 404 for a NAD is remembered until the NAD store changes.
+    await expect(kube.getNetworkAttachmentDefinition('f', 'absent')).rejects.toMatchObject({ status: 404 });
+    await expect(kube.getNetworkAttachmentDefinition('f', 'absent')).rejects.toMatchObject({ status: 404 });
+    expect(gets()).toBe(before + 2);
+    api.putNad('f', 'absent', { cniVersion: '1.0.0', type: 'bridge' });
+    await until('nad delivered', () => caches.nads.get('f', 'absent') !== undefined);
+    expect((await kube.getNetworkAttachmentDefinition('f', 'absent')).metadata.name).toBe('absent');
+    expect(gets()).toBe(before + 2);
+    expect(shared.counts).toMatchObject({ podHits: 1, podMisses: 1 });
+  });
+
+  it('treats a cached pod with another uid (re-created under its name) as a miss', async () => {
+    api.putPod(pod('g', 'again', 'n9'));
+    const caches = startNodeCaches(transport, { nodeName: 'n9' });
+    closers.push(() => caches.close());
+    await caches.waitForSync(5000);
+    const kube = cachedKubeClient(await connectKube(kubeconfig), sharedCacheOf(caches), 'another-uid');
+    const before = api.requests.length;
+    await kube.getPod('g', 'again');
+    expect(api.requests.slice(before).map((r) => r.path)).toEqual(['/api/v1/namespaces/g/pods/again']);
+  });
+});
