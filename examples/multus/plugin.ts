@@ -14,6 +14,7 @@ import {
 } from 'cni-kit';
 import {
   buildNetworkStatuses,
+  cachedKubeClient,
   cachedKubeConnect,
   connectKube,
   formatNetworkStatus,
@@ -22,6 +23,8 @@ import {
   NETWORK_STATUS_ANNOTATION,
   type NetworkStatus,
   type Pod,
+  type SharedKubeCache,
+  sharedKubeCache,
 } from 'cni-kit/k8s';
 import { linuxNetlink, type Netlink } from 'cni-kit/netlink';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
@@ -45,6 +48,11 @@ export interface MultusDeps {
   apiTimeoutMs?: { add: number; del: number };
   /** Delay between GETs of a pod the API does not know yet; default 250 ms, 10 tries. */
   podRetry?: { delayMs: number; tries: number };
+  /**
+   * The informer caches for a kubeconfig; default: what the daemon this plugin runs in offers
+   * (`cni-kit daemon --multus-config`), none in a plugin process of its own (thin mode).
+   */
+  sharedCache?: (kubeconfig: string) => SharedKubeCache | undefined;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -150,8 +158,16 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
     );
   }
 
-  async function kubeFor(ctx: Ctx, timeoutMs: number): Promise<KubeClient | undefined> {
-    return ctx.conf.kubeconfig ? makeKube(ctx.conf.kubeconfig, timeoutMs) : undefined;
+  /**
+   * The API client of the config's kubeconfig. Inside a daemon that keeps informer caches, pods
+   * and NADs are read from them first and a miss is a GET (thick mode); otherwise every read is a GET.
+   */
+  async function kubeFor(ctx: Ctx, timeoutMs: number, pod?: PodRef): Promise<KubeClient | undefined> {
+    const path = ctx.conf.kubeconfig;
+    if (!path) return undefined;
+    const base = await makeKube(path, timeoutMs);
+    const cache = (deps.sharedCache ?? sharedKubeCache)(path);
+    return cache ? cachedKubeClient(base, cache, pod?.uid) : base;
   }
 
   /** GETs the pod, retrying a 404 briefly (the API may lag the kubelet); undefined when it is gone. */
@@ -182,7 +198,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
     let kube: KubeClient | undefined;
     let podObject: Pod | undefined;
     try {
-      kube = await kubeFor(ctx, timeouts.del);
+      kube = await kubeFor(ctx, timeouts.del, pod);
       if (kube && pod) podObject = await getPod(kube, pod, 1);
     } catch (err) {
       say(
@@ -230,7 +246,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       }
       await checkAuxiliaryChain(c);
       const pod = podRef(ctx.args);
-      const kube = await kubeFor(ctx, timeouts.add);
+      const kube = await kubeFor(ctx, timeouts.add, pod);
       let podObject: Pod | undefined;
       if (kube && pod) {
         podObject = await getPod(kube, pod, Number.POSITIVE_INFINITY);

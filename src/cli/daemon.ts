@@ -1,8 +1,18 @@
 // `cni-kit daemon`: serve every plugin bundle of a folder from one process (daemon mode), or probe a
 // running daemon's /healthz or /readyz (the DaemonSet's exec probes).
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { DEFAULT_SOCKET, isLogLevel, jsonLogger, loadPluginBundles, startDaemon } from '../daemon/index.js';
+import {
+  DEFAULT_SOCKET,
+  isLogLevel,
+  jsonLogger,
+  loadPluginBundles,
+  parseThickConfig,
+  startDaemon,
+  startThickMultus,
+  type ThickMultus,
+} from '../daemon/index.js';
 import { CliUsageError, parseVerbArgs, type Verb } from './args.js';
 
 const HELP = `usage: cni-kit daemon [options]
@@ -19,6 +29,15 @@ options:
       --multus                   also serve unmodified multus-shim: <multus-socket-dir>/multus.sock,
                                  and "type": "multus-shim" runs multus
       --multus-socket-dir <dir>  multus-shim's daemonSocketDir (default /run/multus/)
+      --multus-config <file>     multus thick mode from upstream's daemon config (implies --multus):
+                                 socketDir, chrootDir, metricsPort, multusConfigFile ("auto"
+                                 writes <cniConfigDir>/00-multus.conf from the cluster network's
+                                 config), cniVersion, forceCNIVersion, overrideNetworkName,
+                                 readinessindicatorfile, kubeconfig (pod and NAD caches: /readyz
+                                 is 500 until they have synced and the indicator file exists);
+                                 every key is written over each multus call's config
+      --memory-limit-mib <n>     refuse calls with code 11 while the resident set is above this
+                                 (default 256)
       --metrics-port <n>         serve Prometheus metrics on this TCP port (/metrics)
       --metrics-address <addr>   the metrics listener's address (default 127.0.0.1)
       --call-timeout-ms <n>      cancel a call after this long (default 110000)
@@ -63,6 +82,8 @@ export const daemonVerb: Verb = {
       socket: { type: 'string' },
       multus: { type: 'boolean' },
       'multus-socket-dir': { type: 'string' },
+      'multus-config': { type: 'string' },
+      'memory-limit-mib': { type: 'string' },
       'metrics-port': { type: 'string' },
       'metrics-address': { type: 'string' },
       'call-timeout-ms': { type: 'string' },
@@ -95,19 +116,42 @@ export const daemonVerb: Verb = {
       throw new Error(`no cni-kit plugin bundles in ${dirs.join(', ')}; build them with cni-kit build`);
     }
     const served = Object.fromEntries(plugins.map((p) => [p.type, p.plugin]));
-    const multus = values.multus === true;
-    if (multus && !served.multus) throw new Error('--multus: no multus bundle in the --plugins folders');
+    let thick: ThickMultus | undefined;
+    if (values['multus-config'] !== undefined) {
+      const file = values['multus-config'];
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (e) {
+        throw new CliUsageError(`--multus-config: cannot read ${file}: ${(e as Error).message}`);
+      }
+      const cfg = parseThickConfig(text);
+      if (values['multus-socket-dir'] !== undefined) cfg.socketDir = values['multus-socket-dir'];
+      thick = await startThickMultus(cfg, { logger });
+    }
+    const multus = values.multus === true || thick !== undefined;
+    if (multus && !served.multus) {
+      await thick?.close();
+      throw new Error('--multus: no multus bundle in the --plugins folders');
+    }
+    const memoryMib = int('memory-limit-mib', values['memory-limit-mib'], 16);
     const daemon = await startDaemon({
       plugins: served,
       aliases: multus ? { 'multus-shim': 'multus' } : {},
       socket,
-      extraSockets: multus ? [join(values['multus-socket-dir'] ?? '/run/multus/', 'multus.sock')] : [],
+      extraSockets: thick
+        ? [thick.socket]
+        : multus
+          ? [join(values['multus-socket-dir'] ?? '/run/multus/', 'multus.sock')]
+          : [],
+      ...(thick ? { configOverrides: { multus: thick.overrides }, notReady: () => thick.notReady() } : {}),
+      ...(memoryMib === undefined ? {} : { memoryLimitBytes: memoryMib * 1024 * 1024 }),
       callTimeoutMs: int('call-timeout-ms', values['call-timeout-ms'], 1),
       maxConcurrentCalls: int('max-concurrent-calls', values['max-concurrent-calls'], 1),
       maxQueuedCalls: int('max-queued-calls', values['max-queued-calls']),
       maxRequestBytes: int('max-request-bytes', values['max-request-bytes'], 1024),
       shutdownTimeoutMs: int('shutdown-timeout-ms', values['shutdown-timeout-ms']),
-      metricsPort: int('metrics-port', values['metrics-port']),
+      metricsPort: int('metrics-port', values['metrics-port']) ?? thick?.config.metricsPort,
       metricsAddress: values['metrics-address'],
       logger,
     });
@@ -118,7 +162,10 @@ export const daemonVerb: Verb = {
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         logger.log('info', { msg: `${sig} received` });
-        daemon.close().then(resolve, resolve);
+        daemon
+          .close()
+          .then(() => thick?.close())
+          .then(resolve, resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));

@@ -13,4 +13,20 @@ export { KeyedMutex, Limiter } from './lock.js';
 export { type DaemonLogger, isLogLevel, jsonLogger, type LogLevel, type LogRecord } from './log.js';
 export { DaemonMetrics } from './metrics.js';
 export { CALL_ID_HEADER, MULTUS_RESULT_VERSION, PLUGIN_HEADER, SHIM_HEADER } from './protocol.js';
-export { type Daemon, type DaemonOptions, DEFAULT_SOCKET, startDaemon } from './server.js';
+export {
+  type Daemon,
+  type DaemonOptions,
+  DEFAULT_MEMORY_LIMIT,
+  DEFAULT_SOCKET,
+  startDaemon,
+} from './server.js';
+export {
+  findClusterNetworkFile,
+  generateMultusConfig,
+  MULTUS_DEFAULT_NETWORK_NAME,
+  parseThickConfig,
+  startThickMultus,
+  type ThickConfig,
+  type ThickMultus,
+  type ThickMultusOptions,
+} from './thick.js';

@@ -62,7 +62,28 @@ export interface DaemonOptions {
   inProcessDelegates?: boolean | undefined;
   /** The structured logger (default: JSON lines on stderr at level info). */
   logger?: DaemonLogger | undefined;
+  /**
+   * What still keeps the daemon from being ready (a sentence), or undefined once it is: `/readyz`
+   * answers 500 with the sentence until then (thick multus: informer caches synced and the
+   * readiness-indicator file present). Calls are served meanwhile.
+   */
+  notReady?: (() => string | undefined) | undefined;
+  /**
+   * The memory the daemon may use (resident set, bytes; default 256 MiB). A call arriving while
+   * the daemon is above it is refused with code 11 and a message saying so, never dropped.
+   */
+  memoryLimitBytes?: number | undefined;
+  /** Measures the resident set (default process.memoryUsage.rss); tests stand in their own. */
+  rss?: (() => number) | undefined;
+  /**
+   * Keys written over the config of every top-level call of a plugin type (thick multus: the
+   * daemon config's keys win over the shim's, as upstream's daemon does).
+   */
+  configOverrides?: Record<string, Record<string, unknown>> | undefined;
 }
+
+/** The default of DaemonOptions.memoryLimitBytes. */
+export const DEFAULT_MEMORY_LIMIT = 256 * 1024 * 1024;
 
 /** A running daemon. */
 export interface Daemon {
@@ -92,6 +113,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
   const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? callTimeoutMs + CANCEL_GRACE_MS;
   const limiter = new Limiter(opts.maxConcurrentCalls ?? 64, opts.maxQueuedCalls ?? 1024);
+  const memoryLimit = opts.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
+  const rss = opts.rss ?? (() => process.memoryUsage.rss());
   const mutex = new KeyedMutex();
   const plugins = new Map(Object.entries(opts.plugins));
   const aliases = new Map(Object.entries(opts.aliases ?? {}));
@@ -174,6 +197,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
     const command = r.env.CNI_COMMAND ?? '';
     const depth = delegationChain(r.env).length;
+    const overrides = depth === 0 ? opts.configOverrides?.[picked.type] : undefined;
+    if (overrides) {
+      try {
+        const conf = JSON.parse(Buffer.from(r.stdin).toString('utf8')) as Record<string, unknown>;
+        r = { ...r, stdin: Buffer.from(JSON.stringify({ ...conf, ...overrides })) };
+      } catch {
+        // Not a JSON object: the plugin reports it in its own words.
+      }
+    }
     const containerId = r.env.CNI_CONTAINERID ?? '';
     const ifname = r.env.CNI_IFNAME ?? '';
     // Nested calls (a meta plugin's delegate, a plugin's IPAM through a shim) run while their
@@ -187,6 +219,24 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     res.on('close', gone);
     let release: (() => void) | undefined;
     if (depth === 0) {
+      // The bound on memory is the bound on admission: a call that would queue while the daemon is
+      // over its limit is refused (code 11, the runtime retries), so a burst cannot grow the heap
+      // without limit (upstream's OOM kills under bursts of pod creation).
+      const used = rss();
+      if (used > memoryLimit) {
+        const mib = (n: number) => `${Math.round(n / 1048576)} MiB`;
+        refuse(
+          res,
+          tryAgain(
+            'memory',
+            `the cni-kit daemon is over its memory limit: ${mib(used)} resident, limit ${mib(memoryLimit)} (${limiter.inFlight} calls running, ${limiter.queued} waiting)`,
+            'try again shortly; raise --memory-limit-mib (and the container limit) if bursts this large are expected',
+          ),
+          r.cniVersion,
+        );
+        res.off('close', gone);
+        return;
+      }
       const slot = limiter.acquire();
       if (!slot) {
         refuse(
@@ -332,8 +382,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         send(res, 405, '{"error":"method not allowed"}');
         return;
       }
-      const ok = path === '/healthz' || !draining;
-      send(res, ok ? 200 : 500, JSON.stringify({ status: ok ? 'ok' : 'shutting down' }));
+      const why = path === '/healthz' ? undefined : draining ? 'shutting down' : opts.notReady?.();
+      send(res, why ? 500 : 200, JSON.stringify({ status: why ?? 'ok' }));
       return;
     }
     if (path !== '/cni') {
