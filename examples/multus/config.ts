@@ -64,6 +64,8 @@ export const multusConfig = conf
     systemNamespaces: strings('use a list of strings, e.g. ["kube-system"]').default(['kube-system']),
     multusNamespace: conf.string().default('kube-system'),
     readinessindicatorfile: conf.string().default(''),
+    /** Thick mode (from the daemon config): delegates are found and exec'd chrooted into this root. */
+    chrootDir: conf.string().optional(),
     retryDeleteOnError: flag.default(false),
   })
   .transform((c) => {

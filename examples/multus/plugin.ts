@@ -114,6 +114,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       pluginDirs: [ctx.conf.binDir, ...ctx.path],
       cacheDir: ctx.conf.cniDir,
       env: ctx.env,
+      ...(ctx.conf.chrootDir ? { chroot: ctx.conf.chrootDir } : {}),
       warn: (m) => say(ctx, `multus: ${m}`),
     });
   }

@@ -30,6 +30,11 @@ export interface ExecOptions {
   busyRetries?: number | undefined;
   /** Delay between ETXTBSY retries. Default 1000 ms. */
   busyRetryDelayMs?: number | undefined;
+  /**
+   * Run the plugin chrooted into this directory (multus thick mode's `chrootDir`: the host's root
+   * mounted in the daemon's container), through chroot(8); `call.path` is then the path inside it.
+   */
+  chroot?: string | undefined;
 }
 
 /** One plugin process to run: where it is, what it is called, and what it gets. */
@@ -168,7 +173,10 @@ export async function execPlugin(call: ExecCall, opts: ExecOptions = {}): Promis
   opts = { ...opts, timeoutMs: execTimeout(call, opts) };
   // Inside the daemon, a shim that would forward to this very daemon runs in-process instead.
   for (const lookup of localPluginLookups()) {
-    const local = lookup(call.path, call.env);
+    const local = lookup(
+      opts.chroot ? `${opts.chroot.replace(/\/+$/, '')}${call.path}` : call.path,
+      call.env,
+    );
     if (local) return runInProcess(local, call, opts);
   }
   for (let attempt = 0; ; attempt++) {
@@ -264,7 +272,7 @@ function runOnce(call: ExecCall, opts: ExecOptions): Promise<ExecOutput> {
     // Only then: a new session costs a few ms per call under load (scheduler autogroups).
     const killable = (opts.timeoutMs !== undefined && opts.timeoutMs > 0) || opts.signal !== undefined;
     const { spawn } = childProcess();
-    const child = spawn(call.path, [], {
+    const child = spawn(opts.chroot ? 'chroot' : call.path, opts.chroot ? [opts.chroot, call.path] : [], {
       env: call.env as NodeJS.ProcessEnv,
       stdio: ['pipe', 'pipe', 'pipe'],
       detached: killable,

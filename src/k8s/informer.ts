@@ -328,11 +328,13 @@ export class Informer<T extends { metadata: ObjectMeta } = KubeObject> {
         }
         this.opts.onError?.(err as Error);
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, delay * (0.8 + Math.random() * 0.4));
-          signal.addEventListener('abort', () => {
+          const wake = () => {
             clearTimeout(t);
+            signal.removeEventListener('abort', wake);
             resolve();
-          });
+          };
+          const t = setTimeout(wake, delay * (0.8 + Math.random() * 0.4));
+          signal.addEventListener('abort', wake, { once: true });
         });
         delay = Math.min(backoff.maxMs, delay * 2);
       }

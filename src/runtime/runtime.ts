@@ -46,6 +46,11 @@ export interface CniRuntimeOptions {
   busyRetryDelayMs?: number | undefined;
   /** Receives non-fatal problems, e.g. a corrupt cache file skipped on DEL; default: a line on stderr. */
   warn?: ((message: string) => void) | undefined;
+  /**
+   * Find and run plugins inside this root (multus thick mode's `chrootDir`): pluginDirs are paths
+   * inside it, and each plugin is exec'd chrooted there (see ExecOptions.chroot).
+   */
+  chroot?: string | undefined;
 }
 
 /** Per-call options. */
@@ -293,7 +298,7 @@ export class CniRuntime {
 
   /** What a plugin binary answers to VERSION. */
   async getVersionInfo(type: string, call: CallOptions = {}): Promise<PluginVersionInfo> {
-    const path = await findInPath(type, this.pluginDirs);
+    const path = await this.locate(type);
     return getVersionInfo(path, { ...this.execOpts(call), env: this.opts.env ?? process.env, type });
   }
 
@@ -532,9 +537,21 @@ export class CniRuntime {
     );
   }
 
+  /** The plugin's path: on pluginDirs, or, with a chroot, on them inside it (as seen from inside). */
+  private async locate(type: string): Promise<string> {
+    const root = this.opts.chroot?.replace(/\/+$/, '');
+    if (!root) return findInPath(type, this.pluginDirs);
+    return (
+      await findInPath(
+        type,
+        this.pluginDirs.map((d) => `${root}${d}`),
+      )
+    ).slice(root.length);
+  }
+
   private async find(net: Net, plugin: PluginConf, command: Command): Promise<string> {
     try {
-      return await findInPath(plugin.type, this.pluginDirs);
+      return await this.locate(plugin.type);
     } catch (err) {
       throw this.wrap(net, plugin, command, err);
     }
@@ -575,6 +592,7 @@ export class CniRuntime {
       ...(o.busyRetries !== undefined ? { busyRetries: o.busyRetries } : {}),
       ...(o.busyRetryDelayMs !== undefined ? { busyRetryDelayMs: o.busyRetryDelayMs } : {}),
       ...(call.signal ? { signal: call.signal } : {}),
+      ...(o.chroot ? { chroot: o.chroot } : {}),
     };
   }
 

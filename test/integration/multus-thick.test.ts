@@ -5,11 +5,20 @@
 // the node's multus config is generated from the cluster network's, and a daemon over its memory
 // limit refuses with code 11 instead of dropping calls. Delegates are a small script (no links).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hostedPlugin } from 'cni-kit';
+import { hostedPlugin, runPlugin } from 'cni-kit';
 import {
   generateMultusConfig,
   jsonLogger,
@@ -278,6 +287,55 @@ describe('multus served by the daemon from informer caches', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(objectGets(from)).toEqual(['/api/v1/namespaces/default/pods/fresh']);
     await shimCall(socket, 'DEL', 'fresh', nodeConf());
+  });
+});
+
+describe('chrootDir', () => {
+  it('finds and execs delegates inside the chroot (the host root of the daemon container)', async (ctx) => {
+    if (!netnsPath || !existsSync('/usr/bin/busybox') || !existsSync('/usr/sbin/chroot')) ctx.skip();
+    const root = mkdtempSync(join(work, 'hostroot-'));
+    for (const d of ['bin', 'opt/cni/bin']) mkdirSync(join(root, d), { recursive: true });
+    copyFileSync('/usr/bin/busybox', join(root, 'bin', 'busybox'));
+    chmodSync(join(root, 'bin', 'busybox'), 0o755);
+    // /marker exists only inside the chroot: the MAC the delegate reports proves where it ran.
+    writeFileSync(join(root, 'marker'), '02:00:00:00:00:42\n');
+    writeFileSync(
+      join(root, 'opt/cni/bin/rootnet'),
+      `#!/bin/busybox sh
+while read -r l; do :; done
+read -r mac < /marker
+[ "$CNI_COMMAND" = ADD ] && printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","mac":"%s","sandbox":"%s"}],"ips":[]}' "$CNI_IFNAME" "$mac" "$CNI_NETNS"
+exit 0
+`,
+    );
+    chmodSync(join(root, 'opt/cni/bin/rootnet'), 0o755);
+    const config = {
+      cniVersion: '1.0.0',
+      name: 'multus-cni-network',
+      type: 'multus',
+      chrootDir: root,
+      binDir: '/opt/cni/bin',
+      cniDir: join(root, 'cache'),
+      delegates: [{ cniVersion: '1.0.0', name: 'chrooted', type: 'rootnet' }],
+    };
+    const env = {
+      PATH: process.env.PATH ?? '',
+      CNI_CONTAINERID: `${tag}-chroot`,
+      CNI_NETNS: netnsPath,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: '/opt/cni/bin',
+    };
+    const out = await runPlugin(multusPlugin(), {
+      env: { ...env, CNI_COMMAND: 'ADD' },
+      stdin: JSON.stringify(config),
+    });
+    expect(out.exitCode, out.stdout + out.stderr).toBe(0);
+    expect(JSON.parse(out.stdout).interfaces[0].mac).toBe('02:00:00:00:00:42');
+    const del = await runPlugin(multusPlugin(), {
+      env: { ...env, CNI_COMMAND: 'DEL' },
+      stdin: JSON.stringify(config),
+    });
+    expect(del.exitCode, del.stdout).toBe(0);
   });
 });
 
