@@ -32,22 +32,6 @@ export {
 export { cachedKubeConnect, connectKube, type KubeConnect, openKubeApi } from './connect.js';
 export { podEvent } from './events.js';
 export {
-  type AttachmentConfig,
-  configFromNad,
-  isConfList,
-  type NetworkByName,
-  normalizeDelegateConfig,
-  pluginsOf,
-  withCniArgs,
-} from './nad.js';
-export {
-  buildNetworkStatuses,
-  type DeviceInfo,
-  formatNetworkStatus,
-  type NetworkStatus,
-  parseNetworkStatus,
-} from './network-status.js';
-export {
   cachedKubeClient,
   Informer,
   type InformerOptions,
@@ -65,3 +49,19 @@ export {
   startNodeCaches,
   type WatchEvent,
 } from './informer.js';
+export {
+  type AttachmentConfig,
+  configFromNad,
+  isConfList,
+  type NetworkByName,
+  normalizeDelegateConfig,
+  pluginsOf,
+  withCniArgs,
+} from './nad.js';
+export {
+  buildNetworkStatuses,
+  type DeviceInfo,
+  formatNetworkStatus,
+  type NetworkStatus,
+  parseNetworkStatus,
+} from './network-status.js';
