@@ -287,6 +287,13 @@ describe('multus served by the daemon from informer caches', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(objectGets(from)).toEqual(['/api/v1/namespaces/default/pods/fresh']);
     await shimCall(socket, 'DEL', 'fresh', nodeConf());
+    // Later calls reuse the daemon's keep-alive connection: no new connection per call.
+    const conns = api.connections();
+    for (let i = 0; i < 3; i++) {
+      expect((await shimCall(socket, 'ADD', 'fresh', nodeConf(), `${tag}-again${i}`)).status).toBe(200);
+      await shimCall(socket, 'DEL', 'fresh', nodeConf(), `${tag}-again${i}`);
+    }
+    expect(api.connections()).toBe(conns);
   });
 });
 

@@ -16,6 +16,7 @@ import {
   sharedKubeCache,
   startNodeCaches,
 } from 'cni-kit/k8s';
+import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
@@ -143,6 +144,57 @@ describe('Informer', () => {
   });
 });
 
+describe('Informer convergence (property)', () => {
+  it('after any mix of changes, dropped watches and compactions, the store matches the server', async () => {
+    type Op =
+      | { op: 'put'; name: number; node: number }
+      | { op: 'del'; name: number }
+      | { op: 'drop' }
+      | { op: 'compact' };
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ op: fc.constant('put' as const), name: fc.nat(5), node: fc.nat(1) }),
+      fc.record({ op: fc.constant('del' as const), name: fc.nat(5) }),
+      fc.record({ op: fc.constant('drop' as const) }),
+      fc.record({ op: fc.constant('compact' as const) }),
+    );
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { maxLength: 25 }), async (ops) => {
+        const ns = `prop${run++}`;
+        const inf = podInformer('p0');
+        try {
+          await inf.waitForSync(5000);
+          for (const o of ops) {
+            if (o.op === 'put') api.putPod(pod(ns, `p${o.name}`, `p${o.node}`));
+            else if (o.op === 'del') api.objects('pods').delete(`${ns}/p${o.name}`);
+            else if (o.op === 'drop') api.dropWatches();
+            else api.compact();
+            await new Promise((r) => setTimeout(r, 1));
+          }
+          const want = () =>
+            [...api.objects('pods').values()]
+              .filter(
+                (p) => p.metadata.namespace === ns && (p.spec as { nodeName?: string }).nodeName === 'p0',
+              )
+              .map((p) => `${p.metadata.name}@${p.metadata.resourceVersion}`)
+              .sort()
+              .join(',');
+          const have = () =>
+            inf
+              .list(ns)
+              .map((p) => `${p.metadata.name}@${p.metadata.resourceVersion}`)
+              .sort()
+              .join(',');
+          await until(`convergence: want ${want()}`, () => have() === want());
+        } finally {
+          await inf.close();
+        }
+      }),
+      { numRuns: 15 },
+    );
+  });
+});
+
 describe('cachedKubeClient', () => {
   it('answers from the cache without a request; a miss is one GET', async () => {
     api.putPod(pod('f', 'cached', 'n7'));
@@ -183,5 +235,17 @@ describe('cachedKubeClient', () => {
     const before = api.requests.length;
     await kube.getPod('g', 'again');
     expect(api.requests.slice(before).map((r) => r.path)).toEqual(['/api/v1/namespaces/g/pods/again']);
+  });
+});
+
+describe('the per-call client under a burst', () => {
+  it('more concurrent requests than kept sockets all succeed (none fails with Premature close)', async () => {
+    for (let i = 0; i < 40; i++) api.putPod(pod('burst', `b${i}`, 'nb'));
+    const kube = await connectKube(kubeconfig);
+    const all = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) => kube.updatePodAnnotations('burst', `b${i}`, { a: 'b' })),
+    );
+    const failed = all.filter((r) => r.status === 'rejected').map((r) => String(r.reason));
+    expect(failed).toEqual([]);
   });
 });
