@@ -9,6 +9,8 @@
 // The caches are offered to plugin bundles through a registered-symbol global (like the plugin
 // host in src/plugin/host.ts): a bundle carries its own copy of this SDK, so what crosses is a plain
 // object with a protocol number, never a class instance.
+// Over the 400-line guideline on purpose: the transport, the reflector, the node's two caches, the
+// cross-copy registry and the cache-backed client are one mechanism, read and changed together.
 import type { Agent, IncomingMessage } from 'node:http';
 import type { RequestOptions } from 'node:https';
 import {
