@@ -122,6 +122,21 @@ describe('Informer', () => {
     expect(inf.stats.lists).toBe(1);
   });
 
+  it('a resync LIST repairs a change whose event was lost', async () => {
+    api.putPod(pod('r', 'kept', 'nr'));
+    const inf = podInformer('nr', { resyncMs: 300 });
+    await inf.waitForSync(5000);
+    // Changed on the server without any watch event (as if the event had been lost).
+    const store = api.objects('pods');
+    const cur = store.get('r/kept');
+    Map.prototype.set.call(store, 'r/kept', {
+      ...cur,
+      metadata: { ...cur?.metadata, annotations: { changed: 'yes' } },
+    });
+    await until('resync', () => inf.get('r', 'kept')?.metadata.annotations?.changed === 'yes', 3000);
+    expect(inf.stats.lists).toBeGreaterThanOrEqual(2);
+  });
+
   it('keeps trying, with growing delays, while the API server refuses', async () => {
     const at: number[] = [];
     const errors: string[] = [];
