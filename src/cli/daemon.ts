@@ -155,6 +155,7 @@ export const daemonVerb: Verb = {
       metricsAddress: values['metrics-address'],
       logger,
     });
+    if (thick) daemon.metrics.extra.push(() => thick.metricsText());
     // A plugin's stray rejected promise must not take every other call down with it.
     process.on('unhandledRejection', (e) =>
       logger.log('error', { msg: 'unhandled rejection', error: String(e) }),

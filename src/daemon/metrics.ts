@@ -26,6 +26,8 @@ export class DaemonMetrics {
   private readonly durations = new Map<string, Histogram>();
   private readonly refused = new Map<string, { labels: Record<string, string>; n: number }>();
   inflight = 0;
+  /** More metric families in the exposition format (thick multus: its caches), appended to render(). */
+  readonly extra: Array<() => string> = [];
 
   /** Records one finished call; `code` is the CNI error code of a failed call. */
   observe(plugin: string, command: string, seconds: number, code?: number): void {
@@ -92,6 +94,7 @@ export class DaemonMetrics {
       '# TYPE process_resident_memory_bytes gauge',
       `process_resident_memory_bytes ${mem.rss}`,
     );
+    for (const more of this.extra) out.push(more().trimEnd());
     return `${out.join('\n')}\n`;
   }
 }

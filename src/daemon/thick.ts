@@ -207,6 +207,8 @@ export interface ThickMultus {
   /** Why the daemon is not ready yet, or undefined. */
   notReady(): string | undefined;
   readonly caches: NodeCaches | undefined;
+  /** Prometheus text: cache lookups of multus calls, informer sync, lists, watch restarts. */
+  metricsText(): string;
   close(): Promise<void>;
 }
 
@@ -270,6 +272,7 @@ export async function startThickMultus(
   }
   let caches: NodeCaches | undefined;
   let unregister = () => {};
+  let shared: ReturnType<typeof sharedCacheOf> | undefined;
   let transport: Awaited<ReturnType<typeof openKubeTransport>> | undefined;
   if (cfg.kubeconfig) {
     transport = await openKubeTransport(cfg.kubeconfig, { userAgent: 'cni-kit-daemon' });
@@ -280,7 +283,8 @@ export async function startThickMultus(
       resyncMs: opts.resyncMs,
       onError: (e) => log?.log('warn', { msg: 'informer', error: e.message }),
     });
-    unregister = registerSharedKubeCache(cfg.kubeconfig, sharedCacheOf(caches, cfg.nadNamespaces));
+    shared = sharedCacheOf(caches, cfg.nadNamespaces);
+    unregister = registerSharedKubeCache(cfg.kubeconfig, shared);
   } else {
     log?.log('warn', {
       msg: 'daemon config has no kubeconfig: no pod or NAD caches, multus reads the API per call',
@@ -298,6 +302,54 @@ export async function startThickMultus(
       const f = cfg.readinessindicatorfile;
       if (f && !existsSync(f)) return `readiness indicator file ${f} is missing`;
       return configProblem;
+    },
+    metricsText() {
+      if (!caches || !shared) return '';
+      const c = shared.counts;
+      const lookups = 'cni_kit_multus_cache_lookups_total';
+      const out = [
+        `# HELP ${lookups} Pod and NAD reads of multus calls: from the informer caches (hit) or a GET (miss).`,
+        `# TYPE ${lookups} counter`,
+        `${lookups}{kind="pod",result="hit"} ${c.podHits}`,
+        `${lookups}{kind="pod",result="miss"} ${c.podMisses}`,
+        `${lookups}{kind="nad",result="hit"} ${c.nadHits}`,
+        `${lookups}{kind="nad",result="miss"} ${c.nadMisses}`,
+      ];
+      const inf = [
+        ['pods', caches.pods],
+        ['network-attachment-definitions', caches.nads],
+      ] as const;
+      const family = (
+        name: string,
+        type: string,
+        help: string,
+        value: (i: (typeof inf)[number][1]) => number,
+      ) => {
+        out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+        for (const [resource, i] of inf) out.push(`${name}{resource="${resource}"} ${value(i)}`);
+      };
+      family('cni_kit_informer_synced', 'gauge', '1 once the informer has listed.', (i) =>
+        i.synced() ? 1 : 0,
+      );
+      family(
+        'cni_kit_informer_lists_total',
+        'counter',
+        'LISTs: the first, resyncs, and after 410 Expired.',
+        (i) => i.stats.lists,
+      );
+      family(
+        'cni_kit_informer_expired_total',
+        'counter',
+        'Watches answered 410 Expired (each followed by a LIST).',
+        (i) => i.stats.expired,
+      );
+      family(
+        'cni_kit_informer_failures_total',
+        'counter',
+        'Failed LISTs and broken watches (each followed by a backoff).',
+        (i) => i.stats.failures,
+      );
+      return `${out.join('\n')}\n`;
     },
     async close() {
       clearTimeout(timer);

@@ -218,6 +218,11 @@ describe('readiness', () => {
     expect(await getStatus(thick.socket, '/readyz')).toBe(200);
     expect(await getStatus(thick.socket, '/healthz')).toBe(200);
     expect(existsSync(join(work, 'net.d', '00-multus.conf'))).toBe(true);
+    daemon.metrics.extra.push(() => thick.metricsText());
+    expect(daemon.metrics.render()).toContain('cni_kit_informer_synced{resource="pods"} 1');
+    expect(daemon.metrics.render()).toContain(
+      'cni_kit_multus_cache_lookups_total{kind="pod",result="hit"} 0',
+    );
   });
 
   it('stays not ready while the caches cannot sync (no RBAC to list pods)', async () => {
