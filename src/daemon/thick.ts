@@ -233,6 +233,7 @@ export async function startThickMultus(
   const log = opts.logger;
   const target = join(cfg.cniConfigDir, '00-multus.conf');
   let generated: string | undefined;
+  let written: string | undefined;
   let configProblem: string | undefined;
   let timer: NodeJS.Timeout | undefined;
   const write = (): boolean => {
@@ -249,10 +250,14 @@ export async function startThickMultus(
       } else {
         text = readFileSync(cfg.multusConfigFile, 'utf8');
       }
-      writeFileAtomicSync(target, text);
+      // Rewritten only when it changes: the runtime watches the folder and reloads on every write.
+      if (text !== written) {
+        writeFileAtomicSync(target, text);
+        written = text;
+        log?.log('info', { msg: 'multus config written', file: target });
+      }
       generated = target;
       configProblem = undefined;
-      log?.log('info', { msg: 'multus config written', file: target });
       return true;
     } catch (e) {
       configProblem = `cannot write the multus config ${target}: ${(e as Error).message}`;
@@ -260,11 +265,14 @@ export async function startThickMultus(
       return false;
     }
   };
-  if (!write()) {
-    // The cluster network's DaemonSet may write its config after this one starts.
+  write();
+  // Looked at again every second: the cluster network's DaemonSet may write (or rewrite) its config
+  // after this one starts, and the node's multus config follows it (upstream watches the folder).
+  if (cfg.multusConfigFile !== undefined) {
     const poll = () => {
       timer = setTimeout(() => {
-        if (!write()) poll();
+        write();
+        poll();
       }, opts.pollMs ?? 1000);
       timer.unref();
     };

@@ -192,6 +192,46 @@ describe('daemon config (upstream keys)', () => {
   });
 });
 
+describe('the generated multus config', () => {
+  it('follows the cluster network config: written once it appears, rewritten when it changes', async () => {
+    const dir = mkdtempSync(join(work, 'gen-'));
+    const netd = join(dir, 'net.d');
+    mkdirSync(netd);
+    const thick = await startThickMultus(
+      parseThickConfig(
+        JSON.stringify({ multusConfigFile: 'auto', cniConfigDir: netd, overrideNetworkName: true }),
+      ),
+      { pollMs: 20 },
+    );
+    cleanups.push(() => thick.close());
+    expect(thick.notReady()).toMatch(/no cluster network config .* yet/);
+    writeFileSync(
+      join(netd, '20-late.conf'),
+      JSON.stringify({ cniVersion: '1.0.0', name: 'late', type: 'fakenet' }),
+    );
+    const generated = () => {
+      try {
+        return JSON.parse(readFileSync(join(netd, '00-multus.conf'), 'utf8')).name;
+      } catch {
+        return undefined;
+      }
+    };
+    const until = async (want: string) => {
+      const end = Date.now() + 5000;
+      while (generated() !== want && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      expect(generated()).toBe(want);
+    };
+    await until('late');
+    expect(thick.notReady()).toBeUndefined();
+    // A config sorting first takes over, as on upstream.
+    writeFileSync(
+      join(netd, '10-early.conflist'),
+      JSON.stringify({ cniVersion: '1.0.0', name: 'early', plugins: [{ type: 'fakenet' }] }),
+    );
+    await until('early');
+  });
+});
+
 describe('readiness', () => {
   it('/readyz is 500 until the caches have synced and the indicator file exists', async () => {
     const dir = mkdtempSync(join(work, 'ready-'));
