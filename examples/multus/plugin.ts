@@ -1,5 +1,7 @@
-// multus (thin mode): attaches a pod to its cluster network (eth0) and to the networks its
-// annotation selects (net1, net2 ...), through a libcni-equivalent runtime; writes network-status.
+// multus: attaches a pod to its cluster network (eth0) and to the networks its annotation selects
+// (net1, net2 ...), through a libcni-equivalent runtime; writes network-status. As a binary (thin
+// mode) every read is a GET; inside `cni-kit daemon --multus-config` (thick mode) pods and NADs come
+// from the daemon's informer caches first, and `chrootDir` runs delegates inside the host's root.
 import { stat } from 'node:fs/promises';
 import {
   type AnyResult,

@@ -469,7 +469,8 @@ export function cachedKubeClient(base: KubeClient, cache: SharedKubeCache, podUi
       const hit = cache.pod(ns, name);
       if (hit && (!podUid || hit.metadata.uid === podUid)) {
         cache.counts.podHits += 1;
-        return hit;
+        // A copy: the caller may change what it got; the store is shared by every call.
+        return structuredClone(hit);
       }
       cache.counts.podMisses += 1;
       return base.getPod(ns, name);
@@ -478,7 +479,7 @@ export function cachedKubeClient(base: KubeClient, cache: SharedKubeCache, podUi
       const hit = cache.nad(ns, name);
       if (hit) {
         cache.counts.nadHits += 1;
-        return hit;
+        return structuredClone(hit);
       }
       if (cache.knownMissingNad(ns, name)) {
         cache.counts.nadHits += 1;
