@@ -2,6 +2,8 @@
 // (protocol.ts). What it adds over exec mode is ordering and bounds, not behaviour: a call runs
 // exactly as the plugin binary would run it (runPlugin), while the daemon serialises calls for one
 // container and interface, bounds how many run at once, times them out, and drains on shutdown.
+// Over the 400-line guideline on purpose: admission (slots, queue, memory), per-container order,
+// timeouts and the drain all act on the same per-call state inside one handler.
 import { randomBytes } from 'node:crypto';
 import { chmodSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
