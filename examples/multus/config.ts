@@ -65,10 +65,10 @@ export const multusConfig = conf
     multusNamespace: conf.string().default('kube-system'),
     readinessindicatorfile: conf.string().default(''),
     retryDeleteOnError: flag.default(false),
-    /** kubelet's PodResources socket, for NADs with a resourceName (cni-kit's own field). */
-    kubeletSocket: conf.string().default('/var/lib/kubelet/pod-resources/kubelet.sock'),
-    /** The device-info spec's directory (cni-kit's own field; tests point it elsewhere). */
-    deviceInfoDir: conf.string().default('/var/run/k8s.cni.cncf.io/devinfo'),
+    /** kubelet's PodResources socket, for NADs with a resourceName (cni-kit's own; default kubelet's). */
+    kubeletSocket: conf.string().optional(),
+    /** The device-info spec's directory (cni-kit's own; default the spec's). */
+    deviceInfoDir: conf.string().optional(),
   })
   .transform((c) => {
     if (!c.clusterNetwork && c.delegates.length === 0) {

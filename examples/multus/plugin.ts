@@ -16,9 +16,11 @@ import {
   buildNetworkStatuses,
   cachedKubeConnect,
   connectKube,
+  DEVICE_INFO_DIR,
   type DeviceInformation,
   formatNetworkStatus,
   isKubeNotFound,
+  KUBELET_POD_RESOURCES_SOCKET,
   type KubeClient,
   NETWORK_STATUS_ANNOTATION,
   type NetworkStatus,
@@ -42,6 +44,8 @@ import { appendRotated, type LogRotation, MULTUS_LOG_ROTATION } from './log.js';
 import { applyDefaultRoutes, recordDefaultRoutes } from './routes.js';
 
 type Ctx = PluginContext<MultusConf>;
+
+const devInfoDir = (c: MultusConf) => c.deviceInfoDir ?? DEVICE_INFO_DIR;
 
 /** Injectable edges, so the plugin runs in-process in tests. */
 export interface MultusDeps {
@@ -155,7 +159,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       await delOne(rt, ctx, done).catch((e) =>
         say(ctx, `multus: rollback DEL of ${done.name} failed: ${(e as Error).message}`),
       );
-      await dropDeviceInfo(done, ctx.containerId, ctx.conf.deviceInfoDir, (m) => say(ctx, m));
+      await dropDeviceInfo(done, ctx.containerId, devInfoDir(ctx.conf), (m) => say(ctx, m));
     }
     await removeDelegates(ctx.conf.cniDir, ctx.containerId).catch((e) =>
       say(ctx, `multus: cannot remove the delegate cache after the rollback: ${(e as Error).message}`),
@@ -267,10 +271,10 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
         ...(podObject ? { podObject } : {}),
       });
       await assignDevices(delegates, pod, {
-        socket: c.kubeletSocket,
+        socket: c.kubeletSocket ?? KUBELET_POD_RESOURCES_SOCKET,
         connect: deps.podResources ?? defaultPodResources,
         containerId: ctx.containerId,
-        deviceInfoDir: c.deviceInfoDir,
+        deviceInfoDir: devInfoDir(c),
       });
       const gws = delegates.flatMap((d) => d.defaultRoute ?? []);
       if (
@@ -300,7 +304,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       const events: Array<Promise<void>> = [];
       for (const [i, d] of delegates.entries()) {
         try {
-          await prepareDeviceInfo(d, c.deviceInfoDir, (m) => say(ctx, m));
+          await prepareDeviceInfo(d, devInfoDir(c), (m) => say(ctx, m));
           const json = JSON.stringify(d.conf);
           const r: AnyResult = isList(d)
             ? await rt.addNetworkList(json, rtConf(ctx, d), { signal: ctx.signal })
@@ -382,7 +386,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       for (const d of [...delegates].reverse()) {
         try {
           await delOne(rt, ctx, d);
-          await dropDeviceInfo(d, ctx.containerId, c.deviceInfoDir, (m) => say(ctx, m));
+          await dropDeviceInfo(d, ctx.containerId, devInfoDir(c), (m) => say(ctx, m));
         } catch (err) {
           const e = CniError.from(err);
           codes ||= e.code;
