@@ -38,7 +38,7 @@ export default defineConfig({
   shims: true,
   // Heavy clients stay external so that importing a subpath never loads them until a store needs them.
   // esbuild is an optional peer the `cni-kit build` command loads.
-  external: ['etcd3', '@kubernetes/client-node', 'esbuild'],
+  external: ['etcd3', '@kubernetes/client-node', '@grpc/grpc-js', 'esbuild'],
   // ip-address is bundled (behind esbuild's lazy CommonJS wrapper, so it still initialises on the
   // first IPv6 parse only): a plugin bundled from dist/ then needs no node_modules at run time.
   noExternal: ['ip-address'],

@@ -8,8 +8,8 @@
 // Past ~400 lines on purpose: the moves, the put-back and DEL share the state record and the
 // attachment's temporary netns, which stay private to this file.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import {
   CniError,
   conf,
@@ -51,17 +51,22 @@ export const hostDeviceConfig = conf
     dataDir: conf.string().default('/run/cni/host-device'),
   })
   .transform((c) => {
-    const pciBusID = c.pciBusID ?? c.runtimeConfig?.deviceID;
-    const picked = { device: c.device, hwaddr: c.hwaddr, kernelpath: c.kernelpath, pciBusID };
-    const n = Object.values(picked).filter(Boolean).length;
-    if (n !== 1) {
+    // device, hwaddr and kernelpath are what a user writes: exactly one of them, or none. pciBusID
+    // and runtimeConfig.deviceID are also what a meta plugin injects (multus sets both from the
+    // device kubelet allocated): they count only when the user named no device, and deviceID, the
+    // runtime's, wins over pciBusID, as in the reference plugin.
+    const user = { device: c.device, hwaddr: c.hwaddr, kernelpath: c.kernelpath };
+    const n = Object.values(user).filter(Boolean).length;
+    const deviceID = n === 0 ? c.runtimeConfig?.deviceID : undefined;
+    const pciBusID = n === 0 && !deviceID ? c.pciBusID : undefined;
+    if (n > 1 || (n === 0 && !deviceID && !pciBusID)) {
       throw new CniError(
         ErrorCode.InvalidNetworkConfig,
         `host-device: ${n === 0 ? 'no device given' : 'more than one device selector given'}`,
         'set exactly one of "device", "hwaddr", "kernelpath", "pciBusID" (or runtimeConfig.deviceID)',
       );
     }
-    return { ...picked, dataDir: c.dataDir };
+    return { ...user, pciBusID, deviceID, dataDir: c.dataDir };
   });
 
 /** The host-device plugin's config, parsed. */
@@ -132,6 +137,9 @@ function sameFile(a: string, b: string): boolean {
 
 const why = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
+/** Drivers that bind a PCI function for DPDK: it has no netdev, so there is nothing to move. */
+const USERSPACE_DRIVERS = ['vfio-pci', 'uio_pci_generic', 'igb_uio'];
+
 /** Builds the host-device plugin over a netlink backend. */
 export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDeviceConf> {
   const { netlink } = deps;
@@ -150,21 +158,57 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
     );
   }
 
+  /**
+   * The bus device the config names: runtimeConfig.deviceID (a PCI function, else an auxiliary
+   * device such as a Mellanox sub-function), else pciBusID.
+   */
+  function busDevice(c: HostDeviceConf): { bus: 'pci' | 'auxiliary'; id: string; field: string } | undefined {
+    if (c.deviceID) {
+      const field = 'runtimeConfig.deviceID';
+      if (existsSync(join(sysfs, 'bus/pci/devices', c.deviceID)))
+        return { bus: 'pci', id: c.deviceID, field };
+      if (existsSync(join(sysfs, 'bus/auxiliary/devices', c.deviceID)))
+        return { bus: 'auxiliary', id: c.deviceID, field };
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `${field}: ${JSON.stringify(c.deviceID)} is neither a PCI device (${join(sysfs, 'bus/pci/devices', c.deviceID)}) nor an auxiliary device (${join(sysfs, 'bus/auxiliary/devices', c.deviceID)})`,
+        "the device ID comes from the device plugin's allocation: check that its resource lists devices of this node",
+      );
+    }
+    return c.pciBusID ? { bus: 'pci', id: c.pciBusID, field: 'pciBusID' } : undefined;
+  }
+
+  /** The userspace (DPDK) driver the selected PCI function is bound to, if it is. */
+  function dpdkDriver(c: HostDeviceConf): string | undefined {
+    const dev = busDevice(c);
+    if (dev?.bus !== 'pci') return undefined;
+    try {
+      const driver = basename(realpathSync(join(sysfs, 'bus/pci/devices', dev.id, 'driver')));
+      return USERSPACE_DRIVERS.includes(driver) ? driver : undefined;
+    } catch {
+      return undefined; // no driver bound: an ordinary lookup reports the missing netdev
+    }
+  }
+
   /** The host name of the selected device. */
   async function findDevice(c: HostDeviceConf): Promise<string> {
     if (c.device) return c.device;
     if (c.kernelpath)
       return netDirEntry(join(sysfs, c.kernelpath.slice('/sys/'.length), 'net'), 'kernelpath', c.kernelpath);
-    if (c.pciBusID) {
-      const base = join(sysfs, 'bus/pci/devices', c.pciBusID);
+    const dev = busDevice(c);
+    if (dev?.bus === 'auxiliary')
+      return netDirEntry(join(sysfs, 'bus/auxiliary/devices', dev.id, 'net'), dev.field, dev.id);
+    if (dev) {
+      const base = join(sysfs, 'bus/pci/devices', dev.id);
       let dir = join(base, 'net');
       try {
+        // virtio-net functions keep their netdev one level down, under virtio<N>/.
         const virtio = readdirSync(base).find((n) => n.startsWith('virtio'));
         if (virtio && !readdirSync(base).includes('net')) dir = join(base, virtio, 'net');
       } catch {
         // a missing PCI device is reported by netDirEntry
       }
-      return netDirEntry(dir, 'pciBusID', c.pciBusID);
+      return netDirEntry(dir, dev.field, dev.id);
     }
     const links = await netlink.inNetns(undefined, (ns) => ns.links());
     const hit = links.find((l) => l.mac.toLowerCase() === c.hwaddr);
@@ -332,6 +376,18 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
   }
 
   async function add(ctx: PluginContext<HostDeviceConf>): Promise<Result> {
+    const dpdk = dpdkDriver(ctx.conf);
+    if (dpdk) {
+      // As the reference: a function bound to a DPDK driver stays where it is (the pod's DPDK
+      // application opens it through the device plugin's mounts); only IPAM runs, for an
+      // application that wants the addresses.
+      ctx.log(`host-device: ${busDevice(ctx.conf)?.id} is bound to ${dpdk} (DPDK); no netdev to move`);
+      return addWithRollback(ctx, 'host-device', async (tx) => {
+        const r = attachmentResult(ctx.config, await tx.ipamAdd(), [], 0);
+        if (r.ips) r.ips = r.ips.map(({ interface: _i, ...ip }) => ip);
+        return r;
+      });
+    }
     const dev = await findDevice(ctx.conf);
     const st = await validate(ctx, dev);
     const file = stateFile(ctx.conf.dataDir, ctx.containerId, ctx.ifname);
@@ -378,7 +434,13 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
     // An IPAM failure must not keep the device from going home: both run, the first error is reported.
     let ipamError: unknown;
     if (ipamConfigured(ctx.config)) await ctx.ipam.del().catch((e: unknown) => (ipamError = e));
-    await returnDevice(ctx);
+    let dpdk: string | undefined;
+    try {
+      dpdk = dpdkDriver(ctx.conf);
+    } catch {
+      // the device is gone from this node: whatever ADD moved comes back through its state file
+    }
+    if (!dpdk) await returnDevice(ctx);
     if (ipamError) throw ipamError;
   }
 
@@ -439,6 +501,7 @@ export function createHostDevicePlugin(deps: HostDeviceDeps): PluginSpec<HostDev
     config: hostDeviceConfig,
     add,
     async check(ctx) {
+      if (dpdkDriver(ctx.conf)) return;
       await checkAttachment(ctx, netlink);
     },
     del,

@@ -67,6 +67,10 @@ export const multusConfig = conf
     /** Thick mode (from the daemon config): delegates are found and exec'd chrooted into this root. */
     chrootDir: conf.string().optional(),
     retryDeleteOnError: flag.default(false),
+    /** kubelet's PodResources socket, for NADs with a resourceName (cni-kit's own; default kubelet's). */
+    kubeletSocket: conf.string().optional(),
+    /** The device-info spec's directory (cni-kit's own; default the spec's). */
+    deviceInfoDir: conf.string().optional(),
   })
   .transform((c) => {
     if (!c.clusterNetwork && c.delegates.length === 0) {

@@ -22,6 +22,7 @@ import {
 import { loadConfFile, loadConfFiles, loadConfList } from 'cni-kit/runtime';
 import { describeSystemError } from 'cni-kit/spec';
 import type { MultusConf } from './config.js';
+import { resourceNameOf } from './devices.js';
 
 /** One network to attach, fully resolved. */
 export interface Delegate {
@@ -36,6 +37,10 @@ export interface Delegate {
   capabilityArgs?: CapabilityArgs;
   /** Gateways this attachment takes the pod's default route(s) to. */
   defaultRoute?: string[];
+  /** The device-plugin resource the NAD names (k8s.v1.cni.cncf.io/resourceName). */
+  resourceName?: string;
+  /** The device of that resource kubelet allocated to the pod, given to this attachment. */
+  deviceID?: string;
 }
 
 /** Where the delegates come from. */
@@ -109,7 +114,7 @@ async function resolveByName(
   input: PlanInput,
   ref: string,
   namespace: string,
-): Promise<{ conf: AttachmentConfig; name: string }> {
+): Promise<{ conf: AttachmentConfig; name: string; resourceName?: string }> {
   const { conf, kube } = input;
   if (ref.includes('/')) {
     const c = await configFromPath(ref);
@@ -120,9 +125,11 @@ async function resolveByName(
   if (kube) {
     try {
       const nad = await kube.getNetworkAttachmentDefinition(namespace, ref);
+      const resourceName = resourceNameOf(nad.metadata.annotations);
       return {
         conf: await configFromNad(nad, (n) => configFromConfDir(conf.confDir, n)),
         name: `${namespace}/${ref}`,
+        ...(resourceName ? { resourceName } : {}),
       };
     } catch (err) {
       // On that DEL path any API failure falls back to confDir, as a 404 does.
@@ -140,7 +147,10 @@ async function resolveByName(
   }
 }
 
-async function resolveElement(input: PlanInput, el: NetworkSelectionElement): Promise<AttachmentConfig> {
+async function resolveElement(
+  input: PlanInput,
+  el: NetworkSelectionElement,
+): Promise<{ conf: AttachmentConfig; resourceName?: string }> {
   const kube = input.kube;
   if (!kube) {
     throw new CniError(
@@ -162,7 +172,11 @@ async function resolveElement(input: PlanInput, el: NetworkSelectionElement): Pr
     throw new CniError(e.code, message, e.details, { cause: err });
   }
   const byName = (n: string) => configFromConfDir(input.conf.confDir, n);
-  return withCniArgs(await configFromNad(nad, byName), el['cni-args']);
+  const resourceName = resourceNameOf(nad.metadata.annotations);
+  return {
+    conf: withCniArgs(await configFromNad(nad, byName), el['cni-args']),
+    ...(resourceName ? { resourceName } : {}),
+  };
 }
 
 function requestsOf(el: NetworkSelectionElement): CapabilityArgs | undefined {
@@ -197,7 +211,7 @@ export async function planDelegates(input: PlanInput): Promise<Delegate[]> {
   const list: Array<Omit<Delegate, 'ifname'> & { want?: string }> = [];
 
   const defaultNet = annotations[DEFAULT_NETWORK_ANNOTATION];
-  let master: { conf: AttachmentConfig; name: string };
+  let master: { conf: AttachmentConfig; name: string; resourceName?: string };
   if (defaultNet && input.kube) {
     const els = parseNetworkSelection(defaultNet, conf.multusNamespace);
     if (els.length !== 1) {
@@ -207,7 +221,7 @@ export async function planDelegates(input: PlanInput): Promise<Delegate[]> {
       );
     }
     const el = els[0] as NetworkSelectionElement;
-    master = { conf: await resolveElement(input, el), name: `${el.namespace}/${el.name}` };
+    master = { ...(await resolveElement(input, el)), name: `${el.namespace}/${el.name}` };
   } else if (conf.clusterNetwork) {
     master = await resolveByName(input, conf.clusterNetwork, conf.multusNamespace);
   } else {
@@ -247,7 +261,7 @@ export async function planDelegates(input: PlanInput): Promise<Delegate[]> {
       }
       const caps = requestsOf(el);
       list.push({
-        conf: await resolveElement(input, el),
+        ...(await resolveElement(input, el)),
         name: `${el.namespace}/${el.name}`,
         master: false,
         ...(el.interface ? { want: el.interface } : {}),

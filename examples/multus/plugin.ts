@@ -19,8 +19,11 @@ import {
   cachedKubeClient,
   cachedKubeConnect,
   connectKube,
+  DEVICE_INFO_DIR,
+  type DeviceInformation,
   formatNetworkStatus,
   isKubeNotFound,
+  KUBELET_POD_RESOURCES_SOCKET,
   type KubeClient,
   NETWORK_STATUS_ANNOTATION,
   type NetworkStatus,
@@ -34,10 +37,20 @@ import { ipFamily, versionAtLeast } from 'cni-kit/spec';
 import { addedInterface, checkAuxiliaryChain } from './add-extras.js';
 import { type MultusConf, multusConfig } from './config.js';
 import { type Delegate, loadDelegates, planDelegates, removeDelegates, saveDelegates } from './delegates.js';
+import {
+  assignDevices,
+  collectDeviceInfo,
+  defaultPodResources,
+  dropDeviceInfo,
+  type PodResourcesConnect,
+  prepareDeviceInfo,
+} from './devices.js';
 import { appendRotated, type LogRotation, MULTUS_LOG_ROTATION } from './log.js';
 import { applyDefaultRoutes, recordDefaultRoutes } from './routes.js';
 
 type Ctx = PluginContext<MultusConf>;
+
+const devInfoDir = (c: MultusConf) => c.deviceInfoDir ?? DEVICE_INFO_DIR;
 
 /** Injectable edges, so the plugin runs in-process in tests. */
 export interface MultusDeps {
@@ -55,6 +68,8 @@ export interface MultusDeps {
    * (`cni-kit daemon --multus-config`), none in a plugin process of its own (thin mode).
    */
   sharedCache?: (kubeconfig: string) => SharedKubeCache | undefined;
+  /** Opens kubelet's PodResources API (NADs with a resourceName); default gRPC on the socket. */
+  podResources?: PodResourcesConnect;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -155,6 +170,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       await delOne(rt, ctx, done).catch((e) =>
         say(ctx, `multus: rollback DEL of ${done.name} failed: ${(e as Error).message}`),
       );
+      await dropDeviceInfo(done, ctx.containerId, devInfoDir(ctx.conf), (m) => say(ctx, m));
     }
     await removeDelegates(ctx.conf.cniDir, ctx.containerId).catch((e) =>
       say(ctx, `multus: cannot remove the delegate cache after the rollback: ${(e as Error).message}`),
@@ -273,6 +289,12 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
         ...(kube ? { kube } : {}),
         ...(podObject ? { podObject } : {}),
       });
+      await assignDevices(delegates, pod, {
+        socket: c.kubeletSocket ?? KUBELET_POD_RESOURCES_SOCKET,
+        connect: deps.podResources ?? defaultPodResources,
+        containerId: ctx.containerId,
+        deviceInfoDir: devInfoDir(c),
+      });
       const gws = delegates.flatMap((d) => d.defaultRoute ?? []);
       if (
         gws.filter((g) => ipFamily(g) === 4).length > 1 ||
@@ -297,14 +319,17 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
 
       const rt = runtime(ctx);
       const results: Result[] = [];
+      const deviceInfos: Array<DeviceInformation | undefined> = [];
       const events: Array<Promise<void>> = [];
       for (const [i, d] of delegates.entries()) {
         try {
+          await prepareDeviceInfo(d, devInfoDir(c), (m) => say(ctx, m));
           const json = JSON.stringify(d.conf);
           const r: AnyResult = isList(d)
             ? await rt.addNetworkList(json, rtConf(ctx, d), { signal: ctx.signal })
             : await rt.addNetwork(json, rtConf(ctx, d), { signal: ctx.signal });
           results.push(toCurrentResult(r));
+          deviceInfos.push(await collectDeviceInfo(d, (m) => say(ctx, m)));
           if (kube && podObject) events.push(addedInterface(ctx.containerId, kube, podObject, d, r));
         } catch (err) {
           await settle(ctx, events);
@@ -335,7 +360,10 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       }
 
       const statuses: NetworkStatus[] = delegates.flatMap((d, i) =>
-        buildNetworkStatuses(d.name, results[i], { isDefault: d.master }),
+        buildNetworkStatuses(d.name, results[i], {
+          isDefault: d.master,
+          ...(deviceInfos[i] ? { deviceInfo: deviceInfos[i] } : {}),
+        }),
       );
       // With no entry at all (no network reported an interface) multus writes nothing either.
       if (kube && pod && podObject && statuses.length > 0) {
@@ -377,6 +405,7 @@ export function multusPlugin(deps: MultusDeps = {}): PluginSpec<MultusConf> {
       for (const d of [...delegates].reverse()) {
         try {
           await delOne(rt, ctx, d);
+          await dropDeviceInfo(d, ctx.containerId, devInfoDir(c), (m) => say(ctx, m));
         } catch (err) {
           const e = CniError.from(err);
           codes ||= e.code;

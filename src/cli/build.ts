@@ -18,6 +18,7 @@ import {
   common,
   loadEsbuild,
   nativeCorePlugin,
+  SIDECARS,
   type SidecarReport,
   sidecarPlugin,
   writeAtomic,
@@ -113,6 +114,9 @@ export async function buildPlugin(opts: BuildOptions): Promise<BuildReport> {
       plugins,
       // import() of a sidecar becomes require(), so CommonJS sidecars expose their named exports.
       supported: { 'dynamic-import': false },
+      // Which sidecar imports survive tree shaking (a module re-exported by a cni-kit layer is
+      // resolved even when the plugin never calls into it).
+      metafile: true,
     });
   } catch (e) {
     const errors = (e as { errors?: Esbuild.Message[] }).errors;
@@ -127,8 +131,14 @@ export async function buildPlugin(opts: BuildOptions): Promise<BuildReport> {
   const packageJson = ensureCommonJsScope(outfile);
   writeAtomic(outfile, out.contents, 0o755);
   const libDir = join(dirname(outfile), 'lib');
+  const kept = new Set(
+    Object.values(result.metafile?.outputs ?? {}).flatMap((o) => o.imports.map((i) => i.path)),
+  );
+  const reached = [...hits].filter(
+    ([pkg]) => !result.metafile || kept.has(`./lib/${SIDECARS[pkg]?.dir}/index.cjs`),
+  );
   const sidecars: SidecarReport[] = [];
-  for (const [pkg, importers] of [...hits].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  for (const [pkg, importers] of reached.sort(([a], [b]) => (a < b ? -1 : 1))) {
     // Parallel builds into one folder share one build of each sidecar.
     const key = `${libDir}\0${pkg}`;
     let pending = sidecarBuilds.get(key);

@@ -35,7 +35,7 @@ export interface SidecarSpec {
 /**
  * Package → sidecar folder under <outdir>/lib and the names the sidecar exports. Exporting only what
  * cni-kit uses lets esbuild drop the rest (client-node shrinks from ~15 MB to ~5 MB). Keep the list
- * in step with src/k8s/connect.ts, src/ipam/whereabouts/stores/etcd.ts and the FFI loader
+ * in step with src/k8s/connect.ts, src/k8s/podresources.ts, src/ipam/whereabouts/stores/etcd.ts and the FFI loader
  * (src/sys/libc.ts).
  */
 export const SIDECARS: Readonly<Record<string, SidecarSpec>> = {
@@ -55,6 +55,7 @@ export const SIDECARS: Readonly<Record<string, SidecarSpec>> = {
       'AbortError',
     ],
   },
+  '@grpc/grpc-js': { dir: 'grpc-js', exports: ['Client', 'credentials', 'Metadata', 'status'] },
   'js-yaml': { dir: 'js-yaml', exports: ['load'] },
   // The library takes the module or its default and calls load() and errno(); the whole module is
   // small (~8 KB minified), so it is kept as koffi's CommonJS entry exports it.

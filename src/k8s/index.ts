@@ -1,7 +1,8 @@
 /**
  * What a Kubernetes-aware delegator (multus-style) needs: the selection annotation, network-status,
  * NetworkAttachmentDefinition configs and API access on @kubernetes/client-node, which is loaded
- * only when a connection is opened.
+ * only when a connection is opened; device IDs from kubelet's PodResources API (on @grpc/grpc-js,
+ * loaded likewise) and the device-info files of SR-IOV and other device plugins.
  *
  * @module cni-kit/k8s
  */
@@ -30,6 +31,24 @@ export {
   type Pod,
 } from './client.js';
 export { cachedKubeConnect, connectKube, type KubeConnect, openKubeApi } from './connect.js';
+export {
+  cniDeviceInfoPath,
+  copyDpDeviceInfo,
+  DEVICE_INFO_DIR,
+  DEVICE_INFO_VERSION,
+  type DeviceInformation,
+  dpDeviceInfoPath,
+  isPciAddress,
+  type MemifDeviceInfo,
+  type PciDeviceInfo,
+  parseDeviceInfo,
+  pciDeviceInfo,
+  readDeviceInfo,
+  removeDeviceInfo,
+  type VdpaDeviceInfo,
+  type VhostUserDeviceInfo,
+  writeDeviceInfo,
+} from './device-info.js';
 export { podEvent } from './events.js';
 export {
   cachedKubeClient,
@@ -65,3 +84,19 @@ export {
   type NetworkStatus,
   parseNetworkStatus,
 } from './network-status.js';
+export {
+  type ContainerDevices,
+  type ContainerMemory,
+  type ContainerResources,
+  connectPodResources,
+  type DynamicResource,
+  decodeGetResponse,
+  decodeListResponse,
+  encodeGetRequest,
+  KUBELET_POD_RESOURCES_SOCKET,
+  type PodResources,
+  type PodResourcesClient,
+  type PodResourcesOptions,
+  podDeviceIds,
+  type TopologyInfo,
+} from './podresources.js';

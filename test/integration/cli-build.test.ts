@@ -149,6 +149,8 @@ pluginMain({ add: async () => { await openKubeApi('/nonexistent'); return { inte
     const pkgs = report.sidecars.map((s) => s.package);
     expect(pkgs).toContain('@kubernetes/client-node');
     expect(pkgs).not.toContain('etcd3');
+    // cni-kit/k8s also holds the kubelet PodResources client: this plugin never calls it.
+    expect(pkgs).not.toContain('@grpc/grpc-js');
     const sidecar = join(work, 'kube/lib/kubernetes-client-node/index.cjs');
     expect(report.sidecars.find((s) => s.package === '@kubernetes/client-node')).toMatchObject({
       file: sidecar,
