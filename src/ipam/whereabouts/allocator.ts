@@ -4,9 +4,10 @@
 // Unlike whereabouts (lowest free address, found by scanning the whole pool on every ADD under one
 // cluster-wide lease), this walks round-robin from a per-pool cursor and claims addresses one by
 // one with the store's atomic `claim`: an ADD touches a handful of keys whatever the pool's fill,
-// and a freed address is not handed out again at once (wa#288). Under contention a client that
-// loses a claim picks at random among the next free addresses, so N racing clients do not all
-// chase the same one.
+// and a freed address is not handed out again at once (wa#288). Under contention clients spread
+// at random over the next free addresses instead of all chasing the cursor's neighbour: from the
+// first try when other ADDs on the pool are in flight in this process (a daemon serving many
+// calls), after the first lost claim otherwise (other processes or nodes).
 
 import { formatCIDR, formatIP, parseCIDR, parseIP, type Subnet, subnetContains } from '../../spec/addr.js';
 import { formatPodRef, podRef } from '../../spec/args.js';
@@ -18,8 +19,10 @@ import type { WhereaboutsConfig, WhereaboutsRange } from './config.js';
 import type { WhereaboutsLog } from './log.js';
 import type { Allocation, PoolSession, Store } from './store.js';
 
-/** Candidates checked per store round trip when the cursor's neighbour is taken. */
-const PAGE = 64;
+/** Free candidates a contended claim picks among at random. */
+export const SPREAD = 64;
+/** Largest page of candidates read in one store round trip (pages double up to it past held runs). */
+const MAX_PAGE = 4096;
 /** Lost claims tolerated in one ADD before asking the runtime to retry. */
 const MAX_COLLISIONS = 256;
 
@@ -95,11 +98,17 @@ export interface WhereaboutsAllocatorOptions {
   log?: WhereaboutsLog | undefined;
   /** DEL's store when the config resolves none (pools an older default left); undefined: nothing held. */
   releaseStore?: (() => Promise<Store | undefined>) | undefined;
+  /**
+   * ADDs in flight per pool, shared by the allocators of one process (whereaboutsIpam shares one
+   * per factory) so that concurrent ADDs spread their first try; default one per allocator.
+   */
+  inflight?: Map<string, number> | undefined;
 }
 
 /** An IpamAllocator over whereabouts-style pools held in a Store. */
 export class WhereaboutsAllocator implements IpamAllocator {
   private readonly random: Random;
+  private readonly inflight: Map<string, number>;
 
   constructor(
     readonly config: WhereaboutsConfig,
@@ -107,6 +116,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
     private readonly opts: WhereaboutsAllocatorOptions = {},
   ) {
     this.random = opts.random ?? Math.random;
+    this.inflight = opts.inflight ?? new Map();
   }
 
   private store: Promise<Store> | undefined;
@@ -185,6 +195,23 @@ export class WhereaboutsAllocator implements IpamAllocator {
     req: IpamRequest,
     podRef: string | undefined,
   ): Promise<{ alloc: Allocation; fresh: boolean }> {
+    const key = r.ref.pool;
+    this.inflight.set(key, (this.inflight.get(key) ?? 0) + 1);
+    try {
+      return await this.allocateInPool(s, r, req, podRef);
+    } finally {
+      const n = (this.inflight.get(key) ?? 1) - 1;
+      if (n > 0) this.inflight.set(key, n);
+      else this.inflight.delete(key);
+    }
+  }
+
+  private async allocateInPool(
+    s: PoolSession,
+    r: WhereaboutsRange,
+    req: IpamRequest,
+    podRef: string | undefined,
+  ): Promise<{ alloc: Allocation; fresh: boolean }> {
     for (let attempt = 0; attempt < 8; attempt++) {
       // Three independent reads: one round trip of latency on a remote store.
       const [mine, prev, cur] = await Promise.all([
@@ -220,12 +247,15 @@ export class WhereaboutsAllocator implements IpamAllocator {
   ): Promise<{ alloc: Allocation; fresh: boolean } | undefined> {
     if (r.capacity === 0n) throw this.exhausted(r);
     let cand = nextAllowed(r, cur !== undefined && cur >= r.first && cur <= r.last ? cur + 1n : r.first);
+    // Other ADDs on this pool in flight here would read the same cursor: spread from the first try.
+    const crowded = (this.inflight.get(r.ref.pool) ?? 0) > 1;
     for (let collisions = 0; collisions <= MAX_COLLISIONS; collisions++) {
-      if (collisions > 0) {
+      if (collisions > 0 || crowded) {
         const free = await this.freeAfter(s, r, cand);
         if (free.length === 0) throw this.exhausted(r);
-        // Spread racing clients over the next free addresses instead of all taking the first.
-        cand = free[Math.floor(this.random() * Math.min(free.length, 1 + collisions))]!;
+        // Racing clients pick at random among the next free addresses instead of all taking the
+        // first one: with k clients and SPREAD candidates a claim is lost with odds ~k/SPREAD.
+        cand = free[Math.floor(this.random() * Math.min(free.length, SPREAD))]!;
       }
       const alloc: Allocation = {
         address: cand,
@@ -246,20 +276,26 @@ export class WhereaboutsAllocator implements IpamAllocator {
     );
   }
 
-  /** Up to PAGE free addresses from `from` on (wrapping); empty only when the whole range is held. */
+  /**
+   * Up to SPREAD free addresses from `from` on (wrapping); empty only when the whole range is held.
+   * Pages double while they come back fully held, so a run of n held addresses past the cursor
+   * costs O(log n) round trips, not n / SPREAD.
+   */
   private async freeAfter(s: PoolSession, r: WhereaboutsRange, from: bigint): Promise<bigint[]> {
     let walked = 0n;
     let x = nextAllowed(r, from);
+    let size = SPREAD;
     while (walked < r.capacity) {
       const page: bigint[] = [];
-      while (page.length < PAGE && walked < r.capacity) {
+      while (page.length < size && walked < r.capacity) {
         page.push(x);
         walked++;
         x = nextAllowed(r, x + 1n);
       }
       const taken = await s.takenAmong(page);
       const free = page.filter((a) => !taken.has(a));
-      if (free.length > 0) return free;
+      if (free.length > 0) return free.slice(0, SPREAD);
+      size = Math.min(size * 2, MAX_PAGE);
     }
     return [];
   }

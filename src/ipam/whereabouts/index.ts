@@ -153,5 +153,8 @@ async function legacyReleaseStore(
  */
 export function whereaboutsIpam(opts: Omit<WhereaboutsOptions, 'closeAfterEachCall'> = {}): AllocatorFactory {
   const sharedStores = opts.sharedStores ?? new SharedStores();
-  return (config) => createWhereaboutsAllocator(config, { ...opts, sharedStores, closeAfterEachCall: true });
+  // Calls served at once by one process (the daemon) see each other's ADDs and spread their first try.
+  const inflight = opts.inflight ?? new Map<string, number>();
+  return (config) =>
+    createWhereaboutsAllocator(config, { ...opts, sharedStores, inflight, closeAfterEachCall: true });
 }
