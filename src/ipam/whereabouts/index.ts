@@ -30,13 +30,14 @@ export interface WhereaboutsStoreOptions {
   legacyFileDir?: string | undefined;
   /** Crash tests: called after each durable step of the file store. @internal */
   onFileStoreStep?: FileStoreOptions['onStep'];
-  /** Where etcd stores are kept between calls (whereaboutsIpam shares one per factory). @internal */
+  /** Where etcd and Kubernetes stores are kept between calls (whereaboutsIpam shares one per factory). @internal */
   sharedStores?: SharedStores | undefined;
 }
 
 /**
- * etcd stores kept open between calls of one factory: a long-lived process (the daemon) then holds
- * one etcd connection per datastore config instead of dialling etcd for every call. A store is
+ * etcd and Kubernetes stores kept open between calls of one factory: a long-lived process (the
+ * daemon) then holds one etcd connection per datastore config instead of dialling etcd for every
+ * call, and one IPPool writer per pool, which batches concurrent calls' claims. A store is
  * replaced after `ttlMs` (certificates and endpoints edited on disk are picked up); the one it
  * replaces is closed a minute later, once the calls using it are done.
  */
@@ -122,8 +123,10 @@ export function createWhereaboutsAllocator(
     ...(onFileStoreStep === undefined ? {} : { onFileStoreStep }),
   };
   const open = () => openWhereaboutsStore(cfg.datastore, storeOpts);
-  const openStore =
-    sharedStores && cfg.datastore.kind === 'etcd' ? () => sharedStores.get(cfg.datastore, open) : open;
+  // etcd: one connection per datastore; Kubernetes: one writer per pool, so that concurrent calls'
+  // claims share PUTs (the connection itself is shared by the `kube` opener, cachedKubeConnect).
+  const shared = cfg.datastore.kind === 'etcd' || cfg.datastore.kind === 'kubernetes';
+  const openStore = sharedStores && shared ? () => sharedStores.get(cfg.datastore, open) : open;
   return new WhereaboutsAllocator(cfg, openStore, {
     ...rest,
     cniVersion: config.cniVersion,
@@ -148,7 +151,7 @@ async function legacyReleaseStore(
 
 /**
  * The registry factory for `whereabouts`: one allocator per call, which closes its store after the
- * call, except etcd connections, which the factory keeps for its next calls (SharedStores):
+ * call, except etcd and Kubernetes stores, which the factory keeps for its next calls (SharedStores):
  * `builtinIpam().register('whereabouts', whereaboutsIpam({ kube: cachedKubeConnect(openKubeApi) }))`.
  */
 export function whereaboutsIpam(opts: Omit<WhereaboutsOptions, 'closeAfterEachCall'> = {}): AllocatorFactory {
