@@ -293,7 +293,10 @@ function keepAliveLike(agent: HttpAgent): HttpAgent {
   const options = {
     ...((agent as HttpAgent & { options?: object }).options ?? {}),
     keepAlive: true,
-    maxSockets: 8,
+    // No per-host socket limit: a request queued behind a busy socket gets that socket the moment
+    // the previous response ends, and node-fetch 2 then fails a chunked response with a spurious
+    // "Premature close" (40 of 48 concurrent GETs did with a limit of 8). Callers bound their own
+    // concurrency (the daemon's queue); idle sockets are still kept and reused.
   };
   if (agent instanceof https.Agent) return new https.Agent(options);
   if (agent.constructor === http.Agent) return new http.Agent(options);

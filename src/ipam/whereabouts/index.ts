@@ -64,6 +64,13 @@ export class SharedStores {
     });
     return store;
   }
+
+  /** Closes every store held (a process shutting down, tests). */
+  async close(): Promise<void> {
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    await Promise.all(all.map((e) => e.real.then((s) => s.close()).catch(() => {})));
+  }
 }
 
 // The store modules are imported statically (they are small); each loads its heavy client (etcd3,

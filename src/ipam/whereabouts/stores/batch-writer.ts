@@ -59,6 +59,38 @@ export class BatchWriter<T extends Versioned> {
     return this.latest;
   }
 
+  private reading: Promise<T> | undefined;
+  private nextRead: Promise<T> | undefined;
+
+  /**
+   * A read that starts after this call (so it sees every write that ended before it), shared by
+   * all callers that arrive while another read is in flight: N concurrent sessions cost two GETs,
+   * not N. Resolves with the newest copy known, which may be this process's own later write.
+   */
+  read(): Promise<T> {
+    if (!this.reading) {
+      const r = this.io.get().then((obj) => {
+        this.saw(obj);
+        return this.latest ?? obj;
+      });
+      this.reading = r;
+      const clear = () => {
+        if (this.reading === r) this.reading = undefined;
+      };
+      r.then(clear, clear);
+      return r;
+    }
+    // The read in flight may have been answered before this caller's view must start: wait for it
+    // to end, then share the next one with everyone else who arrived meanwhile.
+    this.nextRead ??= this.reading
+      .catch(() => undefined)
+      .then(() => {
+        this.nextRead = undefined;
+        return this.read();
+      });
+    return this.nextRead;
+  }
+
   /** Offers a copy read elsewhere; kept when it is newer than the one held. */
   saw(obj: T): void {
     if (!this.latest || newer(obj.metadata.resourceVersion, this.latest.metadata.resourceVersion))

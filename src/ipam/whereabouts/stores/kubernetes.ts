@@ -191,8 +191,7 @@ class KubernetesSession implements PoolSession {
   async load(): Promise<void> {
     for (let i = 0; i < RETRIES; i++) {
       try {
-        this.pool = withAllocations(await this.kinds.pools.get(this.kinds.ns, this.ref.pool));
-        this.writer.saw(this.pool);
+        this.pool = await this.writer.read();
         return;
       } catch (err) {
         if (status(err) !== 404) throw err;
