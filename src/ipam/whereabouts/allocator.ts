@@ -9,7 +9,15 @@
 // first try when other ADDs on the pool are in flight in this process (a daemon serving many
 // calls), after the first lost claim otherwise (other processes or nodes).
 
-import { formatCIDR, formatIP, parseCIDR, parseIP, type Subnet, subnetContains } from '../../spec/addr.js';
+import {
+  formatCIDR,
+  formatIP,
+  formatSubnet,
+  parseCIDR,
+  parseIP,
+  type Subnet,
+  subnetContains,
+} from '../../spec/addr.js';
 import { formatPodRef, podRef } from '../../spec/args.js';
 import type { Attachment } from '../../spec/config.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
@@ -17,6 +25,7 @@ import type { IPConfig, Result } from '../../spec/result/types.js';
 import type { IpamAllocator, IpamGcReport, IpamRequest, IpamStatus } from '../types.js';
 import type { WhereaboutsConfig, WhereaboutsRange } from './config.js';
 import type { WhereaboutsLog } from './log.js';
+import { sliceRange } from './node-slice.js';
 import type { Allocation, PoolSession, Store } from './store.js';
 
 /** Free candidates a contended claim picks among at random. */
@@ -45,6 +54,15 @@ export function nextAllowed(r: WhereaboutsRange, x: bigint): bigint {
 /** True when `x` is one of the range's allowed addresses. */
 export function isAllowed(r: WhereaboutsRange, x: bigint): boolean {
   return r.segments.some((s) => s.lo <= x && x <= s.hi);
+}
+
+/** A CIDR, or undefined when the text is not one (objects written by others are not trusted). */
+function tryParseCIDR(text: string): ReturnType<typeof parseCIDR> | undefined {
+  try {
+    return parseCIDR(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The pod reference CNI_ARGS carry (K8S_POD_NAMESPACE, K8S_POD_NAME), if any. */
@@ -103,6 +121,10 @@ export interface WhereaboutsAllocatorOptions {
    * per factory) so that concurrent ADDs spread their first try; default one per allocator.
    */
   inflight?: Map<string, number> | undefined;
+  /** Node slices: this node's name (NODENAME, the nodename file, the host name), read when first needed. */
+  nodeName?: (() => string) | undefined;
+  /** Node slices: the NodeSlicePool's name (`network_name`, else the network's `name`). */
+  sliceSetName?: string | undefined;
 }
 
 /** An IpamAllocator over whereabouts-style pools held in a Store. */
@@ -158,13 +180,55 @@ export class WhereaboutsAllocator implements IpamAllocator {
     }
   }
 
+  /**
+   * The ranges this node allocates from: the configured ones, or with node slices the node's slice
+   * of the range as its NodeSlicePool says. ADD fails with code 11 while the node has no slice yet
+   * (the controller has not caught up); DEL, CHECK, GC and STATUS then see nothing held.
+   */
+  private async rangesFor(store: Store, forAdd: boolean): Promise<WhereaboutsRange[]> {
+    const size = this.config.nodeSliceSize;
+    if (size === undefined) return this.config.ranges;
+    const parent = this.config.ranges[0]!;
+    const name = this.opts.sliceSetName ?? this.config.networkName;
+    const node = this.opts.nodeName?.() ?? '';
+    const notYet = (why: string): WhereaboutsRange[] => {
+      if (!forAdd) return [];
+      throw new CniError(
+        ErrorCode.TryAgainLater,
+        `ipam.node_slice_size: ${why}; the node-slice controller (startNodeSliceController, or whereabouts' own) hands nodes their slices: retry once it has run`,
+      );
+    };
+    if (!node) {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        'ipam.node_slice_size: this node has no name: set NODENAME in the environment or write it to the nodename file beside the whereabouts flat file',
+      );
+    }
+    const pool = await store.nodeSlicePool?.(name);
+    if (!pool) return notYet(`NodeSlicePool ${JSON.stringify(name)} does not exist`);
+    const spec = tryParseCIDR(pool.spec?.range ?? '');
+    const specSize = Number(String(pool.spec?.sliceSize ?? '').replace(/^\//, ''));
+    if (!spec || formatSubnet(spec.subnet) !== formatSubnet(parent.subnet) || specSize !== size) {
+      return notYet(
+        `NodeSlicePool ${JSON.stringify(name)} slices ${pool.spec?.range} by ${pool.spec?.sliceSize}, not ${formatSubnet(parent.subnet)} by /${size} as this config says`,
+      );
+    }
+    const mine = pool.status?.allocations?.find((a) => a.nodeName === node)?.sliceRange;
+    const slice = mine ? tryParseCIDR(mine) : undefined;
+    if (!slice || slice.subnet.prefix !== size || !subnetContains(parent.subnet, slice.ip)) {
+      return notYet(`NodeSlicePool ${JSON.stringify(name)} gives node ${JSON.stringify(node)} no slice`);
+    }
+    return [sliceRange(parent, slice.subnet, node, this.config.networkName)];
+  }
+
   private async allocateAll(req: IpamRequest): Promise<Result> {
     const statics = staticFromArgs(req.args);
     return this.use(async (store) => {
       const podRefText = req.podRef ?? podRefOf(req);
       const got: Array<{ range: WhereaboutsRange; alloc: Allocation; fresh: boolean }> = [];
+      const ranges = await this.rangesFor(store, true);
       try {
-        for (const range of this.config.ranges) {
+        for (const range of ranges) {
           const r = await store.session(range.ref, (s) => this.allocateIn(s, range, req, podRefText));
           got.push({ range, ...r });
         }
@@ -175,7 +239,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
       } catch (err) {
         // Roll back what this call claimed; addresses that were already held stay held. A claim
         // that failed halfway may have left an index naming nothing: repair drops it.
-        for (const range of this.config.ranges) {
+        for (const range of ranges) {
           const g = got.find((x) => x.range === range);
           await store
             .session(range.ref, async (s) => {
@@ -355,7 +419,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
   }
 
   private async releaseIn(store: Store, req: IpamRequest): Promise<void> {
-    for (const range of this.config.ranges) {
+    for (const range of await this.rangesFor(store, false)) {
       await store.session(range.ref, async (s) => {
         const mine = await s.byOwner(req.containerId, req.ifname);
         if (mine) await s.release(mine);
@@ -367,7 +431,14 @@ export class WhereaboutsAllocator implements IpamAllocator {
   /** CHECK: every range holds an address for the attachment, and prevResult (if any) lists it. */
   async check(req: IpamRequest): Promise<void> {
     await this.use(async (store) => {
-      for (const range of this.config.ranges) {
+      const ranges = await this.rangesFor(store, false);
+      if (ranges.length === 0 && this.config.ranges.length > 0) {
+        throw new CniError(
+          ErrorCode.Internal,
+          `ipam.node_slice_size: this node has no slice, so ${req.containerId}/${req.ifname} holds no address; run ADD again`,
+        );
+      }
+      for (const range of ranges) {
         const mine = await store.session(range.ref, (s) => s.byOwner(req.containerId, req.ifname));
         if (!mine) {
           throw new CniError(
@@ -392,7 +463,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
     const keep = new Set(valid.map((v) => `${v.containerId}\n${v.ifname}`));
     const released: string[] = [];
     await this.use(async (store) => {
-      for (const range of this.config.ranges) {
+      for (const range of await this.rangesFor(store, false)) {
         await store.session(range.ref, async (s) => {
           await s.sweep?.();
           for (const a of await s.list()) {
@@ -413,7 +484,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
   async status(): Promise<IpamStatus> {
     return this.use(async (store) => {
       const pools = [];
-      for (const range of this.config.ranges) {
+      for (const range of await this.rangesFor(store, true)) {
         let used: number;
         try {
           used = (await store.session(range.ref, (s) => s.list())).length;

@@ -1,8 +1,9 @@
 // The whereabouts-style allocator's entry points: a factory for an IpamRegistry, and the store
 // opener. Kubernetes access is injected (`kube`), so this module loads no Kubernetes code.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { formatIP, type IPFamily } from '../../spec/addr.js';
+import type { Env } from '../../spec/call.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { AllocatorFactory, IpamNetConf } from '../types.js';
 import { WhereaboutsAllocator, type WhereaboutsAllocatorOptions } from './allocator.js';
@@ -98,9 +99,40 @@ export async function openWhereaboutsStore(
 }
 
 /** Options of a whereabouts allocator. */
-export type WhereaboutsOptions = Omit<WhereaboutsAllocatorOptions, 'cniVersion' | 'log' | 'releaseStore'> &
+export type WhereaboutsOptions = Omit<
+  WhereaboutsAllocatorOptions,
+  'cniVersion' | 'log' | 'releaseStore' | 'nodeName' | 'sliceSetName'
+> &
   WhereaboutsStoreOptions &
-  WhereaboutsConfigOptions;
+  WhereaboutsConfigOptions & {
+    /** The call's environment: node slices read NODENAME from it. */
+    env?: Env | undefined;
+    /** Node slices: the host-name file read last (default /etc/hostname). @internal */
+    hostnameFile?: string | undefined;
+  };
+
+/**
+ * This node's name as whereabouts finds it: NODENAME, else the `nodename` file beside the flat
+ * file (the installer writes it), else the host name file.
+ */
+export function resolveNodeName(
+  env: Env | undefined,
+  flatFile: string | undefined,
+  hostnameFile = '/etc/hostname',
+): string {
+  const fromEnv = env?.NODENAME?.trim();
+  if (fromEnv) return fromEnv;
+  for (const f of [flatFile ? join(dirname(flatFile), 'nodename') : undefined, hostnameFile]) {
+    if (!f) continue;
+    try {
+      const name = readFileSync(f, 'utf8').trim();
+      if (name) return name;
+    } catch {
+      // next source
+    }
+  }
+  return '';
+}
 
 /** Builds a whereabouts allocator for a config; call `close()` when done unless `closeAfterEachCall` is set. */
 export function createWhereaboutsAllocator(
@@ -113,7 +145,17 @@ export function createWhereaboutsAllocator(
       `ipam.type: ${JSON.stringify(config.ipam.type)} is not "whereabouts"; this allocator serves only "type": "whereabouts"`,
     );
   }
-  const { fsync, kube, onFileStoreStep, flatFilePaths, legacyFileDir, sharedStores, ...rest } = opts;
+  const {
+    fsync,
+    kube,
+    onFileStoreStep,
+    flatFilePaths,
+    legacyFileDir,
+    sharedStores,
+    env,
+    hostnameFile,
+    ...rest
+  } = opts;
   const cfg = parseWhereaboutsConfig(config.ipam, { flatFilePaths });
   const log = new WhereaboutsLog(cfg.log);
   log.debug(
@@ -134,8 +176,14 @@ export function createWhereaboutsAllocator(
   // claims share PUTs (the connection itself is shared by the `kube` opener, cachedKubeConnect).
   const shared = cfg.datastore.kind === 'etcd' || cfg.datastore.kind === 'kubernetes';
   const openStore = sharedStores && shared ? () => sharedStores.get(cfg.datastore, open) : open;
+  let node: string | undefined;
   return new WhereaboutsAllocator(cfg, openStore, {
     ...rest,
+    nodeName: () => {
+      node ??= resolveNodeName(env, cfg.flat.path, hostnameFile);
+      return node;
+    },
+    sliceSetName: cfg.networkName || config.name,
     cniVersion: config.cniVersion,
     log,
     releaseStore: () => legacyReleaseStore(cfg.datastore, legacyFileDir ?? DEFAULT_FILE_DIR, storeOpts),
@@ -165,6 +213,12 @@ export function whereaboutsIpam(opts: Omit<WhereaboutsOptions, 'closeAfterEachCa
   const sharedStores = opts.sharedStores ?? new SharedStores();
   // Calls served at once by one process (the daemon) see each other's ADDs and spread their first try.
   const inflight = opts.inflight ?? new Map<string, number>();
-  return (config) =>
-    createWhereaboutsAllocator(config, { ...opts, sharedStores, inflight, closeAfterEachCall: true });
+  return (config, call) =>
+    createWhereaboutsAllocator(config, {
+      ...opts,
+      sharedStores,
+      inflight,
+      closeAfterEachCall: true,
+      ...(call?.env ? { env: call.env } : {}),
+    });
 }

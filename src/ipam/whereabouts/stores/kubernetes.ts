@@ -14,6 +14,7 @@
 // declares only the few calls it makes.
 import { parseCIDR, subnetContains, tryParseIP } from '../../../spec/addr.js';
 import { CniError, ErrorCode } from '../../../spec/errors.js';
+import type { NodeSlicePool } from '../node-slice.js';
 import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
 import { BatchWriter } from './batch-writer.js';
 
@@ -161,6 +162,15 @@ export async function openKubernetesStore(
       return fn(s);
     },
     async close() {},
+    async nodeSlicePool(name: string): Promise<NodeSlicePool | undefined> {
+      const slices = conn.customResources<NodeSlicePool>(GROUP, VERSION, 'nodeslicepools');
+      try {
+        return await slices.get(ns, name);
+      } catch (err) {
+        if (status(err) === 404) return undefined;
+        throw err;
+      }
+    },
   };
 }
 
