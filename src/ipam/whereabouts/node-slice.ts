@@ -104,7 +104,8 @@ export function assignSlices(
 /**
  * The range a node allocates from: the slice's usable addresses (its network and last address are
  * never handed out, as in whereabouts) that the configured range allows, in an IPPool named
- * `[<network_name>-]<node>-<slice>` as whereabouts names it.
+ * `[<network_name>-]<node>-<slice>` whose range is the slice and whose offsets count from the
+ * slice's network address, as whereabouts writes it.
  */
 export function sliceRange(
   parent: WhereaboutsRange,
@@ -128,7 +129,8 @@ export function sliceRange(
   const pool = networkName ? `${networkName}-${node}-${base}` : `${node}-${base}`;
   return {
     ...parent,
-    subnet: slice,
+    // Addresses keep the whole range's prefix in the result (one L2 network across nodes), as in
+    // whereabouts; only the pool (name, range, offsets) is the slice's.
     first: segments[0]?.lo ?? lo,
     last: segments[segments.length - 1]?.hi ?? hi,
     segments,
