@@ -8,7 +8,7 @@
 //      same 8 nodes sharing one IPPool.
 // Rounds interleave A/B; medians; CPU is this process's user+sys (the fake API server runs in it
 // too, so Kubernetes rows include the server's work). Every row checks 0 duplicates.
-// Run: npx tsx bench/ipam-whereabouts-concurrent.ts [--quick]
+// Run: npx tsx bench/ipam-whereabouts-concurrent.ts [--quick]   (env WB_ONLY=etcd,kube,slices, WB_ROUNDS=n)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +19,9 @@ import { hasEtcd, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import { type FakeK8s, startFakeK8s } from '../test/helpers/fake-k8s.js';
 
 const quick = process.argv.includes('--quick');
-const rounds = quick ? 1 : 3;
+const rounds = Number(process.env.WB_ROUNDS ?? (quick ? 1 : 3));
+/** Only these groups (comma-separated: etcd, kube, slices); default all. */
+const only = (process.env.WB_ONLY ?? 'etcd,kube,slices').split(',');
 const tmp = mkdtempSync(join(tmpdir(), `wbconc-bench-${process.pid}-`));
 const rows: string[][] = [];
 const closers: Array<() => Promise<void>> = [];
@@ -253,10 +255,12 @@ async function main(): Promise<void> {
   if (hasEtcd()) etcd = await startEtcd('wbconcbench');
   const api = await startFakeK8s({ tls: false });
   try {
-    if (etcd) await etcdRows(etcd, 16, per);
-    else rows.push(['etcd rows', 'skipped', 'no /usr/bin/etcd']);
-    await kubeRows(api, 16, quick ? 5 : 15);
-    await sliceRows(api, 16, quick ? 2 : 5);
+    if (only.includes('etcd')) {
+      if (etcd) await etcdRows(etcd, 16, per);
+      else rows.push(['etcd rows', 'skipped', 'no /usr/bin/etcd']);
+    }
+    if (only.includes('kube')) await kubeRows(api, 16, quick ? 5 : 15);
+    if (only.includes('slices')) await sliceRows(api, 16, quick ? 2 : 5);
   } finally {
     for (const c of closers) await c().catch(() => {});
     await api.close();

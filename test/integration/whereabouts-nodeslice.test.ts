@@ -199,6 +199,8 @@ describe('whereabouts node slices', () => {
     const add2 = await (await forNode(conf)).allocate({ containerId: 'x', ifname: 'net1' }).catch((e) => e);
     expect(add2.code).toBe(11);
     expect(add2.message).toContain('gives node "lonely" no slice');
+    const st = await (await forNode(conf)).status().catch((e) => e);
+    expect(st.code).toBe(50);
     await (await forNode(conf)).release({ containerId: 'x', ifname: 'net1' });
 
     const bad = (extra: Record<string, unknown>) => {

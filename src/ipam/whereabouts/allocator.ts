@@ -484,7 +484,16 @@ export class WhereaboutsAllocator implements IpamAllocator {
   async status(): Promise<IpamStatus> {
     return this.use(async (store) => {
       const pools = [];
-      for (const range of await this.rangesFor(store, true)) {
+      let ranges: WhereaboutsRange[];
+      try {
+        ranges = await this.rangesFor(store, true);
+      } catch (err) {
+        // No slice for this node yet: the plugin cannot serve ADDs, which STATUS reports as 50.
+        throw new CniError(ErrorCode.PluginNotAvailable, CniError.from(err).message, undefined, {
+          cause: err,
+        });
+      }
+      for (const range of ranges) {
         let used: number;
         try {
           used = (await store.session(range.ref, (s) => s.list())).length;

@@ -93,7 +93,8 @@ export class BatchWriter<T extends Versioned> {
 
   /** Offers a copy read elsewhere; kept when it is newer than the one held. */
   saw(obj: T): void {
-    if (!this.latest || newer(obj.metadata.resourceVersion, this.latest.metadata.resourceVersion))
+    // Versions that do not compare (not decimal) count as newer: a fresh read beats a cached copy.
+    if (!this.latest || newer(obj.metadata.resourceVersion, this.latest.metadata.resourceVersion) !== false)
       this.latest = obj;
   }
 
