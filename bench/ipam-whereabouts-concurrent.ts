@@ -12,8 +12,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { reconcileNodeSlices } from '../src/ipam/whereabouts/node-slice-controller.js';
 import { createWhereaboutsAllocator, SharedStores, whereaboutsIpam } from '../src/ipam/whereabouts/index.js';
+import { reconcileNodeSlices } from '../src/ipam/whereabouts/node-slice-controller.js';
 import { cachedKubeConnect, openKubeApi } from '../src/k8s/connect.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import { type FakeK8s, startFakeK8s } from '../test/helpers/fake-k8s.js';

@@ -172,7 +172,7 @@ describe('whereabouts node slices', () => {
         const slice = slices.get(node)!;
         const pool = api.objects('ippools').get(`${NS}/fast-${node}-${slice.replace('/', '-')}`);
         expect(pool?.spec).toMatchObject({ range: slice });
-        expect(Object.keys((pool?.spec as { allocations: object }).allocations)).toHaveLength(per);
+        expect(Object.keys((pool!.spec as { allocations: object }).allocations)).toHaveLength(per);
       }
       // No cross-node contention: every pool write named one node's pool and none lost a race.
       const writes = api.requests

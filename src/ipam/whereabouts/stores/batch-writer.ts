@@ -127,7 +127,7 @@ export class BatchWriter<T extends Versioned> {
         const outcomes = batch.map((p) => p.change(draft));
         if (!outcomes.some((o) => o.changed)) {
           const object = this.latest;
-          batch.forEach((p, i) => p.resolve({ result: outcomes[i]!.result, object }));
+          for (const [i, p] of batch.entries()) p.resolve({ result: outcomes[i]!.result, object });
           return;
         }
         try {
@@ -135,7 +135,7 @@ export class BatchWriter<T extends Versioned> {
           const object = await this.io.replace(draft);
           this.stats.changes += outcomes.filter((o) => o.changed).length;
           this.latest = object;
-          batch.forEach((p, i) => p.resolve({ result: outcomes[i]!.result, object }));
+          for (const [i, p] of batch.entries()) p.resolve({ result: outcomes[i]!.result, object });
           return;
         } catch (err) {
           if (!this.io.isConflict(err)) throw err;
