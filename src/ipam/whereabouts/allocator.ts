@@ -8,6 +8,8 @@
 // at random over the next free addresses instead of all chasing the cursor's neighbour: from the
 // first try when other ADDs on the pool are in flight in this process (a daemon serving many
 // calls), after the first lost claim otherwise (other processes or nodes).
+// Over the 400-line guideline: ADD, DEL, CHECK, GC and STATUS share the claim strategy and the
+// node-slice resolution, and splitting them would spread one invariant over several files.
 
 import {
   formatCIDR,

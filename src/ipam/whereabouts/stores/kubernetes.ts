@@ -11,7 +11,8 @@
 // *before* the pool write (whereabouts creates it after, and leaks when that fails, wa#712), so it
 // acts as the cluster-wide per-address lock across pools of one network. API access is injected
 // (`KubeOpener`; plugins pass cni-kit/k8s's openKubeApi, on @kubernetes/client-node): this layer
-// declares only the few calls it makes.
+// declares only the few calls it makes. Over the 400-line guideline: the pool session and the
+// reservation lock it takes are one protocol and read best side by side.
 import { parseCIDR, subnetContains, tryParseIP } from '../../../spec/addr.js';
 import { CniError, ErrorCode } from '../../../spec/errors.js';
 import type { NodeSlicePool } from '../node-slice.js';
