@@ -203,6 +203,21 @@ describe('whereabouts node slices', () => {
     expect(st.code).toBe(50);
     await (await forNode(conf)).release({ containerId: 'x', ifname: 'net1' });
 
+    // No node name at all: ADD is code 7 naming NODENAME, DEL has nothing to free.
+    const nameless = createWhereaboutsAllocator(conf, {
+      ...noFlat,
+      hostnameFile: join(tmp, 'missing'),
+      kube: openKubeApi,
+    });
+    try {
+      const e = await nameless.allocate({ containerId: 'y', ifname: 'net1' }).catch((err) => err);
+      expect(e.code).toBe(7);
+      expect(e.message).toContain('NODENAME');
+      await nameless.release({ containerId: 'y', ifname: 'net1' });
+    } finally {
+      await nameless.close();
+    }
+
     const bad = (extra: Record<string, unknown>) => {
       try {
         createWhereaboutsAllocator({ cniVersion: '1.1.0', name: 'n', ipam: { ...ipam, ...extra } }, noFlat);

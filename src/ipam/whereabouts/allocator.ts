@@ -201,6 +201,8 @@ export class WhereaboutsAllocator implements IpamAllocator {
       );
     };
     if (!node) {
+      // Without a name no slice can be found, so an ADD under this config never held anything here.
+      if (!forAdd) return [];
       throw new CniError(
         ErrorCode.InvalidNetworkConfig,
         'ipam.node_slice_size: this node has no name: set NODENAME in the environment or write it to the nodename file beside the whereabouts flat file',
