@@ -281,11 +281,17 @@ export class WhereaboutsAllocator implements IpamAllocator {
     podRef: string | undefined,
   ): Promise<{ alloc: Allocation; fresh: boolean }> {
     for (let attempt = 0; attempt < 8; attempt++) {
-      // Three independent reads: one round trip of latency on a remote store.
+      // Three independent reads: one round trip of latency on a remote store. When other ADDs on
+      // this pool are in flight here, the free addresses after the cursor are read as soon as the
+      // cursor is known, alongside the owner and pod indexes (two reads each on etcd).
+      const crowded = (this.inflight.get(r.ref.pool) ?? 0) > 1;
+      const curP = s.cursor();
+      const freeP = crowded ? curP.then((cur) => this.freeAfter(s, r, this.startAfter(r, cur))) : undefined;
+      freeP?.catch(() => undefined); // read again by claimFree if needed; never unhandled
       const [mine, prev, cur] = await Promise.all([
         s.byOwner(req.containerId, req.ifname),
         podRef === undefined ? undefined : s.byPod(podRef, req.ifname),
-        s.cursor(),
+        curP,
       ]);
       if (mine && isAllowed(r, mine.address)) return { alloc: mine, fresh: false };
       if (mine) await s.release(mine); // the config changed under it: the address is no longer ours to keep
@@ -296,7 +302,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
         }
         continue;
       }
-      const claimed = await this.claimFree(s, r, req, podRef, cur);
+      const claimed = await this.claimFree(s, r, req, podRef, cur, freeP);
       if (claimed) return claimed;
     }
     throw new CniError(
@@ -305,21 +311,29 @@ export class WhereaboutsAllocator implements IpamAllocator {
     );
   }
 
-  /** Claims a free address after the cursor; undefined asks the caller to re-read the owner index. */
+  /** The first candidate after the cursor (the range's first address when there is none). */
+  private startAfter(r: WhereaboutsRange, cur: bigint | undefined): bigint {
+    return nextAllowed(r, cur !== undefined && cur >= r.first && cur <= r.last ? cur + 1n : r.first);
+  }
+
+  /**
+   * Claims a free address after the cursor; undefined asks the caller to re-read the owner index.
+   * `firstFree`, when given (other ADDs in flight here would read the same cursor), is the free
+   * list read ahead: the first try then spreads over it instead of taking the cursor's neighbour.
+   */
   private async claimFree(
     s: PoolSession,
     r: WhereaboutsRange,
     req: IpamRequest,
     podRef: string | undefined,
     cur: bigint | undefined,
+    firstFree?: Promise<bigint[]>,
   ): Promise<{ alloc: Allocation; fresh: boolean } | undefined> {
     if (r.capacity === 0n) throw this.exhausted(r);
-    let cand = nextAllowed(r, cur !== undefined && cur >= r.first && cur <= r.last ? cur + 1n : r.first);
-    // Other ADDs on this pool in flight here would read the same cursor: spread from the first try.
-    const crowded = (this.inflight.get(r.ref.pool) ?? 0) > 1;
+    let cand = this.startAfter(r, cur);
     for (let collisions = 0; collisions <= MAX_COLLISIONS; collisions++) {
-      if (collisions > 0 || crowded) {
-        const free = await this.freeAfter(s, r, cand);
+      if (collisions > 0 || firstFree) {
+        const free = collisions === 0 && firstFree ? await firstFree : await this.freeAfter(s, r, cand);
         if (free.length === 0) throw this.exhausted(r);
         // Racing clients pick at random among the next free addresses instead of all taking the
         // first one: with k clients and SPREAD candidates a claim is lost with odds ~k/SPREAD.
