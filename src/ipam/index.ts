@@ -52,6 +52,23 @@ export {
   whereaboutsIpam,
 } from './whereabouts/index.js';
 export type { WhereaboutsLog } from './whereabouts/log.js';
+export {
+  assignSlices,
+  divideRange,
+  type NodeSliceAllocation,
+  type NodeSlicePool,
+} from './whereabouts/node-slice.js';
+export {
+  type NadLike,
+  type NodeSliceController,
+  type NodeSliceControllerOptions,
+  type NodeSliceNetwork,
+  type NodeSliceReport,
+  nodeSliceNetworks,
+  type ReconcileNodeSlicesOptions,
+  reconcileNodeSlices,
+  startNodeSliceController,
+} from './whereabouts/node-slice-controller.js';
 export type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from './whereabouts/store.js';
 export type { EtcdStoreOptions } from './whereabouts/stores/etcd.js';
 export type {

@@ -293,9 +293,10 @@ export function keepAliveLike(agent: HttpAgent): HttpAgent {
   const options = {
     ...((agent as HttpAgent & { options?: object }).options ?? {}),
     keepAlive: true,
-    // No cap on sockets: a request queued on a busy agent is handed a socket straight from the
-    // previous response, and client-node's fetch then fails it with "Premature close" (9 concurrent
-    // requests over 8 sockets lost one; 200 lost 192). Idle sockets kept are bounded instead.
+    // No per-host socket limit: a request queued behind a busy socket gets that socket the moment
+    // the previous response ends, and node-fetch 2 then fails a chunked response with a spurious
+    // "Premature close" (9 concurrent requests over 8 sockets lost one; 200 lost 192). Callers
+    // bound their own concurrency (the daemon's queue); the idle sockets kept are bounded instead.
     maxSockets: Number.POSITIVE_INFINITY,
     maxFreeSockets: 8,
   };

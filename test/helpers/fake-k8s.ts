@@ -1,8 +1,8 @@
 // The one in-process Kubernetes API server of the tests and benches. It serves exactly what the
 // SDK's clients call, with the real server's rules and Status bodies: GET of pods and merge /
 // strategic-merge PATCH of their status subresource (409 when a write loses a race); and for the
-// custom resources cni-kit uses (NetworkAttachmentDefinitions, whereabouts IPPools and
-// OverlappingRangeIPReservations) GET, LIST, POST, PUT and DELETE, where PUT must carry the
+// custom resources cni-kit uses (NetworkAttachmentDefinitions, whereabouts IPPools,
+// OverlappingRangeIPReservations and NodeSlicePools) GET, LIST, POST, PUT and DELETE, where PUT must carry the
 // resourceVersion it read (422 without one, 409 when stale) and POST of an existing name is 409
 // AlreadyExists; core/v1 Events POSTed to /api/v1/namespaces/<ns>/events, validated and kept.
 // Collections (pods on every path a client uses, NADs namespaced and cluster-wide) LIST with a
@@ -193,7 +193,7 @@ export interface FakeK8s {
   putNad(namespace: string, name: string, config?: unknown, annotations?: Record<string, string>): void;
   /**
    * The live store of one resource (`pods`, `network-attachment-definitions`, `ippools`,
-   * `overlappingrangeipreservations`), keyed `<namespace>/<name>`.
+   * `overlappingrangeipreservations`, `nodeslicepools`), keyed `<namespace>/<name>`.
    */
   objects(plural: string): Map<string, Obj>;
   /** The next N pod status writes fail with 409 as if someone else wrote first. */
@@ -221,6 +221,7 @@ const CUSTOM: Record<string, string> = {
   'k8s.cni.cncf.io/v1/network-attachment-definitions': 'NetworkAttachmentDefinition',
   'whereabouts.cni.cncf.io/v1alpha1/ippools': 'IPPool',
   'whereabouts.cni.cncf.io/v1alpha1/overlappingrangeipreservations': 'OverlappingRangeIPReservation',
+  'whereabouts.cni.cncf.io/v1alpha1/nodeslicepools': 'NodeSlicePool',
 };
 
 const JSON_TYPE = 'application/json';

@@ -125,14 +125,16 @@ describe('dist/bin/whereabouts and the flat file', () => {
     expect(add.status, add.stdout).toBe(0);
     expect(existsSync(join(data, 'spaces'))).toBe(true);
     expect((await call('DEL', 'c-file', flat)).status).toBe(0);
-    // An inline configuration_path is read first: its node_slice_size is refused by name.
+    // An inline configuration_path is read first: its node_slice_size is refused by name (the
+    // file store has no node slices).
     const own = join(tmp, 'own.conf');
-    writeFileSync(own, JSON.stringify({ node_slice_size: '/26' }));
+    writeFileSync(own, JSON.stringify({ datastore: 'file', node_slice_size: '/26' }));
     const refused = await call('ADD', 'c-own', flat, {
       ...NAD,
       ipam: { ...NAD.ipam, configuration_path: own },
     });
     expect(refused.out.code).toBe(7);
     expect(String(refused.out.msg)).toContain('ipam.node_slice_size');
+    expect(String(refused.out.msg)).toContain('needs the Kubernetes store');
   });
 });

@@ -57,7 +57,7 @@ describe('manifests validate offline', () => {
         'deploy/crd-network-attachment-definition.yaml',
       ]),
     );
-    expect(crds).toHaveLength(3);
+    expect(crds).toHaveLength(4);
   });
 
   it.each(docs.map((d) => [`${d.file} #${d.i} ${d.doc.kind}`, d.doc]))('%s', (_name, doc) => {

@@ -228,17 +228,20 @@ describe('whereabouts flat file', () => {
     }
   });
 
-  it('node_slice_size is refused naming it, inline or from the flat file', () => {
+  it('node_slice_size is read inline or from the flat file, and refused by name on a store without slices', () => {
+    expect(parse({ range: '10.6.0.0/24', node_slice_size: '/26' }).nodeSliceSize).toBe(26);
+    expect(
+      parse({ range: '10.6.0.0/24', configuration_path: flatFile({ node_slice_size: '28' }) }).nodeSliceSize,
+    ).toBe(28);
     for (const ipam of [
-      { range: '10.6.0.0/24', node_slice_size: '/26' },
-      { range: '10.6.0.0/24', configuration_path: flatFile({ node_slice_size: '/28' }) },
+      { range: '10.6.0.0/24', datastore: 'file', node_slice_size: '/26' },
+      { range: '10.6.0.0/24', configuration_path: flatFile({ datastore: 'file', node_slice_size: '/28' }) },
     ]) {
       const e = cniErrorOf(() => parse(ipam));
       expect(e.code).toBe(7);
-      expect(e.message).toMatch(/ipam\.node_slice_size: "\/2[68]" is not supported/);
-      expect(e.message).toContain('remove node_slice_size');
+      expect(e.message).toMatch(/ipam\.node_slice_size: "\/2[68]" needs the Kubernetes store/);
     }
-    expect(parse({ range: '10.6.0.0/24', node_slice_size: '' }).ranges).toHaveLength(1);
+    expect(parse({ range: '10.6.0.0/24', node_slice_size: '' }).nodeSliceSize).toBeUndefined();
   });
 
   it('controller fields are accepted, type-checked and logged; log_level filters what log_file gets', async () => {

@@ -4,11 +4,22 @@
 // Unlike whereabouts (lowest free address, found by scanning the whole pool on every ADD under one
 // cluster-wide lease), this walks round-robin from a per-pool cursor and claims addresses one by
 // one with the store's atomic `claim`: an ADD touches a handful of keys whatever the pool's fill,
-// and a freed address is not handed out again at once (wa#288). Under contention a client that
-// loses a claim picks at random among the next free addresses, so N racing clients do not all
-// chase the same one.
+// and a freed address is not handed out again at once (wa#288). Under contention clients spread
+// at random over the next free addresses instead of all chasing the cursor's neighbour: from the
+// first try when other ADDs on the pool are in flight in this process (a daemon serving many
+// calls), after the first lost claim otherwise (other processes or nodes).
+// Over the 400-line guideline: ADD, DEL, CHECK, GC and STATUS share the claim strategy and the
+// node-slice resolution, and splitting them would spread one invariant over several files.
 
-import { formatCIDR, formatIP, parseCIDR, parseIP, type Subnet, subnetContains } from '../../spec/addr.js';
+import {
+  formatCIDR,
+  formatIP,
+  formatSubnet,
+  parseCIDR,
+  parseIP,
+  type Subnet,
+  subnetContains,
+} from '../../spec/addr.js';
 import { formatPodRef, podRef } from '../../spec/args.js';
 import type { Attachment } from '../../spec/config.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
@@ -16,10 +27,13 @@ import type { IPConfig, Result } from '../../spec/result/types.js';
 import type { IpamAllocator, IpamGcReport, IpamRequest, IpamStatus } from '../types.js';
 import type { WhereaboutsConfig, WhereaboutsRange } from './config.js';
 import type { WhereaboutsLog } from './log.js';
+import { sliceRange } from './node-slice.js';
 import type { Allocation, PoolSession, Store } from './store.js';
 
-/** Candidates checked per store round trip when the cursor's neighbour is taken. */
-const PAGE = 64;
+/** Free candidates a contended claim picks among at random. */
+export const SPREAD = 64;
+/** Largest page of candidates read in one store round trip (pages double up to it past held runs). */
+const MAX_PAGE = 4096;
 /** Lost claims tolerated in one ADD before asking the runtime to retry. */
 const MAX_COLLISIONS = 256;
 
@@ -42,6 +56,15 @@ export function nextAllowed(r: WhereaboutsRange, x: bigint): bigint {
 /** True when `x` is one of the range's allowed addresses. */
 export function isAllowed(r: WhereaboutsRange, x: bigint): boolean {
   return r.segments.some((s) => s.lo <= x && x <= s.hi);
+}
+
+/** A CIDR, or undefined when the text is not one (objects written by others are not trusted). */
+function tryParseCIDR(text: string): ReturnType<typeof parseCIDR> | undefined {
+  try {
+    return parseCIDR(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The pod reference CNI_ARGS carry (K8S_POD_NAMESPACE, K8S_POD_NAME), if any. */
@@ -95,11 +118,21 @@ export interface WhereaboutsAllocatorOptions {
   log?: WhereaboutsLog | undefined;
   /** DEL's store when the config resolves none (pools an older default left); undefined: nothing held. */
   releaseStore?: (() => Promise<Store | undefined>) | undefined;
+  /**
+   * ADDs in flight per pool, shared by the allocators of one process (whereaboutsIpam shares one
+   * per factory) so that concurrent ADDs spread their first try; default one per allocator.
+   */
+  inflight?: Map<string, number> | undefined;
+  /** Node slices: this node's name (NODENAME, the nodename file, the host name), read when first needed. */
+  nodeName?: (() => string) | undefined;
+  /** Node slices: the NodeSlicePool's name (`network_name`, else the network's `name`). */
+  sliceSetName?: string | undefined;
 }
 
 /** An IpamAllocator over whereabouts-style pools held in a Store. */
 export class WhereaboutsAllocator implements IpamAllocator {
   private readonly random: Random;
+  private readonly inflight: Map<string, number>;
 
   constructor(
     readonly config: WhereaboutsConfig,
@@ -107,6 +140,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
     private readonly opts: WhereaboutsAllocatorOptions = {},
   ) {
     this.random = opts.random ?? Math.random;
+    this.inflight = opts.inflight ?? new Map();
   }
 
   private store: Promise<Store> | undefined;
@@ -148,13 +182,57 @@ export class WhereaboutsAllocator implements IpamAllocator {
     }
   }
 
+  /**
+   * The ranges this node allocates from: the configured ones, or with node slices the node's slice
+   * of the range as its NodeSlicePool says. ADD fails with code 11 while the node has no slice yet
+   * (the controller has not caught up); DEL, CHECK, GC and STATUS then see nothing held.
+   */
+  private async rangesFor(store: Store, forAdd: boolean): Promise<WhereaboutsRange[]> {
+    const size = this.config.nodeSliceSize;
+    if (size === undefined) return this.config.ranges;
+    const parent = this.config.ranges[0]!;
+    const name = this.opts.sliceSetName ?? this.config.networkName;
+    const node = this.opts.nodeName?.() ?? '';
+    const notYet = (why: string): WhereaboutsRange[] => {
+      if (!forAdd) return [];
+      throw new CniError(
+        ErrorCode.TryAgainLater,
+        `ipam.node_slice_size: ${why}; the node-slice controller (startNodeSliceController, or whereabouts' own) hands nodes their slices: retry once it has run`,
+      );
+    };
+    if (!node) {
+      // Without a name no slice can be found, so an ADD under this config never held anything here.
+      if (!forAdd) return [];
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        'ipam.node_slice_size: this node has no name: set NODENAME in the environment or write it to the nodename file beside the whereabouts flat file',
+      );
+    }
+    const pool = await store.nodeSlicePool?.(name);
+    if (!pool) return notYet(`NodeSlicePool ${JSON.stringify(name)} does not exist`);
+    const spec = tryParseCIDR(pool.spec?.range ?? '');
+    const specSize = Number(String(pool.spec?.sliceSize ?? '').replace(/^\//, ''));
+    if (!spec || formatSubnet(spec.subnet) !== formatSubnet(parent.subnet) || specSize !== size) {
+      return notYet(
+        `NodeSlicePool ${JSON.stringify(name)} slices ${pool.spec?.range} by ${pool.spec?.sliceSize}, not ${formatSubnet(parent.subnet)} by /${size} as this config says`,
+      );
+    }
+    const mine = pool.status?.allocations?.find((a) => a.nodeName === node)?.sliceRange;
+    const slice = mine ? tryParseCIDR(mine) : undefined;
+    if (!slice || slice.subnet.prefix !== size || !subnetContains(parent.subnet, slice.ip)) {
+      return notYet(`NodeSlicePool ${JSON.stringify(name)} gives node ${JSON.stringify(node)} no slice`);
+    }
+    return [sliceRange(parent, slice.subnet, node, this.config.networkName)];
+  }
+
   private async allocateAll(req: IpamRequest): Promise<Result> {
     const statics = staticFromArgs(req.args);
     return this.use(async (store) => {
       const podRefText = req.podRef ?? podRefOf(req);
       const got: Array<{ range: WhereaboutsRange; alloc: Allocation; fresh: boolean }> = [];
+      const ranges = await this.rangesFor(store, true);
       try {
-        for (const range of this.config.ranges) {
+        for (const range of ranges) {
           const r = await store.session(range.ref, (s) => this.allocateIn(s, range, req, podRefText));
           got.push({ range, ...r });
         }
@@ -165,7 +243,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
       } catch (err) {
         // Roll back what this call claimed; addresses that were already held stay held. A claim
         // that failed halfway may have left an index naming nothing: repair drops it.
-        for (const range of this.config.ranges) {
+        for (const range of ranges) {
           const g = got.find((x) => x.range === range);
           await store
             .session(range.ref, async (s) => {
@@ -185,12 +263,35 @@ export class WhereaboutsAllocator implements IpamAllocator {
     req: IpamRequest,
     podRef: string | undefined,
   ): Promise<{ alloc: Allocation; fresh: boolean }> {
+    const key = r.ref.pool;
+    this.inflight.set(key, (this.inflight.get(key) ?? 0) + 1);
+    try {
+      return await this.allocateInPool(s, r, req, podRef);
+    } finally {
+      const n = (this.inflight.get(key) ?? 1) - 1;
+      if (n > 0) this.inflight.set(key, n);
+      else this.inflight.delete(key);
+    }
+  }
+
+  private async allocateInPool(
+    s: PoolSession,
+    r: WhereaboutsRange,
+    req: IpamRequest,
+    podRef: string | undefined,
+  ): Promise<{ alloc: Allocation; fresh: boolean }> {
     for (let attempt = 0; attempt < 8; attempt++) {
-      // Three independent reads: one round trip of latency on a remote store.
+      // Three independent reads: one round trip of latency on a remote store. When other ADDs on
+      // this pool are in flight here, the free addresses after the cursor are read as soon as the
+      // cursor is known, alongside the owner and pod indexes (two reads each on etcd).
+      const crowded = (this.inflight.get(r.ref.pool) ?? 0) > 1;
+      const curP = s.cursor();
+      const freeP = crowded ? curP.then((cur) => this.freeAfter(s, r, this.startAfter(r, cur))) : undefined;
+      freeP?.catch(() => undefined); // read again by claimFree if needed; never unhandled
       const [mine, prev, cur] = await Promise.all([
         s.byOwner(req.containerId, req.ifname),
         podRef === undefined ? undefined : s.byPod(podRef, req.ifname),
-        s.cursor(),
+        curP,
       ]);
       if (mine && isAllowed(r, mine.address)) return { alloc: mine, fresh: false };
       if (mine) await s.release(mine); // the config changed under it: the address is no longer ours to keep
@@ -201,7 +302,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
         }
         continue;
       }
-      const claimed = await this.claimFree(s, r, req, podRef, cur);
+      const claimed = await this.claimFree(s, r, req, podRef, cur, freeP);
       if (claimed) return claimed;
     }
     throw new CniError(
@@ -210,22 +311,33 @@ export class WhereaboutsAllocator implements IpamAllocator {
     );
   }
 
-  /** Claims a free address after the cursor; undefined asks the caller to re-read the owner index. */
+  /** The first candidate after the cursor (the range's first address when there is none). */
+  private startAfter(r: WhereaboutsRange, cur: bigint | undefined): bigint {
+    return nextAllowed(r, cur !== undefined && cur >= r.first && cur <= r.last ? cur + 1n : r.first);
+  }
+
+  /**
+   * Claims a free address after the cursor; undefined asks the caller to re-read the owner index.
+   * `firstFree`, when given (other ADDs in flight here would read the same cursor), is the free
+   * list read ahead: the first try then spreads over it instead of taking the cursor's neighbour.
+   */
   private async claimFree(
     s: PoolSession,
     r: WhereaboutsRange,
     req: IpamRequest,
     podRef: string | undefined,
     cur: bigint | undefined,
+    firstFree?: Promise<bigint[]>,
   ): Promise<{ alloc: Allocation; fresh: boolean } | undefined> {
     if (r.capacity === 0n) throw this.exhausted(r);
-    let cand = nextAllowed(r, cur !== undefined && cur >= r.first && cur <= r.last ? cur + 1n : r.first);
+    let cand = this.startAfter(r, cur);
     for (let collisions = 0; collisions <= MAX_COLLISIONS; collisions++) {
-      if (collisions > 0) {
-        const free = await this.freeAfter(s, r, cand);
+      if (collisions > 0 || firstFree) {
+        const free = collisions === 0 && firstFree ? await firstFree : await this.freeAfter(s, r, cand);
         if (free.length === 0) throw this.exhausted(r);
-        // Spread racing clients over the next free addresses instead of all taking the first.
-        cand = free[Math.floor(this.random() * Math.min(free.length, 1 + collisions))]!;
+        // Racing clients pick at random among the next free addresses instead of all taking the
+        // first one: with k clients and SPREAD candidates a claim is lost with odds ~k/SPREAD.
+        cand = free[Math.floor(this.random() * Math.min(free.length, SPREAD))]!;
       }
       const alloc: Allocation = {
         address: cand,
@@ -246,20 +358,26 @@ export class WhereaboutsAllocator implements IpamAllocator {
     );
   }
 
-  /** Up to PAGE free addresses from `from` on (wrapping); empty only when the whole range is held. */
+  /**
+   * Up to SPREAD free addresses from `from` on (wrapping); empty only when the whole range is held.
+   * Pages double while they come back fully held, so a run of n held addresses past the cursor
+   * costs O(log n) round trips, not n / SPREAD.
+   */
   private async freeAfter(s: PoolSession, r: WhereaboutsRange, from: bigint): Promise<bigint[]> {
     let walked = 0n;
     let x = nextAllowed(r, from);
+    let size = SPREAD;
     while (walked < r.capacity) {
       const page: bigint[] = [];
-      while (page.length < PAGE && walked < r.capacity) {
+      while (page.length < size && walked < r.capacity) {
         page.push(x);
         walked++;
         x = nextAllowed(r, x + 1n);
       }
       const taken = await s.takenAmong(page);
       const free = page.filter((a) => !taken.has(a));
-      if (free.length > 0) return free;
+      if (free.length > 0) return free.slice(0, SPREAD);
+      size = Math.min(size * 2, MAX_PAGE);
     }
     return [];
   }
@@ -319,7 +437,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
   }
 
   private async releaseIn(store: Store, req: IpamRequest): Promise<void> {
-    for (const range of this.config.ranges) {
+    for (const range of await this.rangesFor(store, false)) {
       await store.session(range.ref, async (s) => {
         const mine = await s.byOwner(req.containerId, req.ifname);
         if (mine) await s.release(mine);
@@ -331,7 +449,14 @@ export class WhereaboutsAllocator implements IpamAllocator {
   /** CHECK: every range holds an address for the attachment, and prevResult (if any) lists it. */
   async check(req: IpamRequest): Promise<void> {
     await this.use(async (store) => {
-      for (const range of this.config.ranges) {
+      const ranges = await this.rangesFor(store, false);
+      if (ranges.length === 0 && this.config.ranges.length > 0) {
+        throw new CniError(
+          ErrorCode.Internal,
+          `ipam.node_slice_size: this node has no slice, so ${req.containerId}/${req.ifname} holds no address; run ADD again`,
+        );
+      }
+      for (const range of ranges) {
         const mine = await store.session(range.ref, (s) => s.byOwner(req.containerId, req.ifname));
         if (!mine) {
           throw new CniError(
@@ -356,7 +481,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
     const keep = new Set(valid.map((v) => `${v.containerId}\n${v.ifname}`));
     const released: string[] = [];
     await this.use(async (store) => {
-      for (const range of this.config.ranges) {
+      for (const range of await this.rangesFor(store, false)) {
         await store.session(range.ref, async (s) => {
           await s.sweep?.();
           for (const a of await s.list()) {
@@ -377,7 +502,16 @@ export class WhereaboutsAllocator implements IpamAllocator {
   async status(): Promise<IpamStatus> {
     return this.use(async (store) => {
       const pools = [];
-      for (const range of this.config.ranges) {
+      let ranges: WhereaboutsRange[];
+      try {
+        ranges = await this.rangesFor(store, true);
+      } catch (err) {
+        // No slice for this node yet: the plugin cannot serve ADDs, which STATUS reports as 50.
+        throw new CniError(ErrorCode.PluginNotAvailable, CniError.from(err).message, undefined, {
+          cause: err,
+        });
+      }
+      for (const range of ranges) {
         let used: number;
         try {
           used = (await store.session(range.ref, (s) => s.list())).length;

@@ -34,6 +34,7 @@ import { CniError, ErrorCode } from '../../spec/errors.js';
 import { dnsSchema } from '../../spec/result/schema.js';
 import { conf, type Infer, type InferShape } from '../../spec/schema.js';
 import { routesSchema } from '../schema.js';
+import { parseSliceSize } from './node-slice.js';
 import type { PoolRef } from './store.js';
 import type { EtcdStoreOptions } from './stores/etcd.js';
 import type { KubernetesStoreOptions } from './stores/kubernetes.js';
@@ -100,6 +101,8 @@ export interface WhereaboutsConfig {
   log: { file?: string; level: WhereaboutsLogLevel; badLevel?: string };
   /** Fields accepted for whereabouts' controllers, which this binary does not run (logged). */
   controllerFields: Record<string, unknown>;
+  /** `node_slice_size` as a prefix length: allocate inside this node's slice of the (single) range. */
+  nodeSliceSize?: number;
   /** The flat file search. */
   flat: FlatFileInfo;
 }
@@ -481,13 +484,7 @@ const whereaboutsIpamSchema = conf
     configuration_path: text(),
     log_file: text(),
     log_level: text(),
-    node_slice_size: text().refine(
-      (v) =>
-        v === undefined
-          ? undefined
-          : "is not supported: node slices need whereabouts' node-slice controller, which cni-kit does not run yet",
-      'remove node_slice_size: addresses then come from the whole range, unique across the cluster through the Kubernetes store',
-    ),
+    node_slice_size: text(),
     reconciler_cron_expression: text(),
     leader_lease_duration: conf.int(0).optional(),
     leader_renew_deadline: conf.int(0).optional(),
@@ -561,6 +558,21 @@ export function parseWhereaboutsConfig(
     flat,
   };
   for (const k of CONTROLLER_FIELDS) if (ipam[k] !== undefined) out.controllerFields[k] = ipam[k];
+  if (ipam.node_slice_size !== undefined) {
+    const text = JSON.stringify(ipam.node_slice_size);
+    if (ranges.length !== 1) {
+      throw bad(
+        `ipam.node_slice_size: ${text} cuts one range into node slices, and this config has ${ranges.length} ranges; keep one range ("range" or a single "ipRanges" entry) or drop node_slice_size`,
+      );
+    }
+    const kind = out.datastore.kind;
+    if (kind === 'file' || kind === 'etcd') {
+      throw bad(
+        `ipam.node_slice_size: ${text} needs the Kubernetes store (slices are handed out in NodeSlicePool objects), and "datastore" is "${kind}"; use the Kubernetes store or drop node_slice_size`,
+      );
+    }
+    out.nodeSliceSize = parseSliceSize(ipam.node_slice_size, ranges[0]!.subnet);
+  }
   if (gateway) out.gateway = gateway;
   if (ipam.routes) out.routes = ipam.routes;
   if (ipam.dns) out.dns = ipam.dns;

@@ -1,8 +1,9 @@
 // The whereabouts-style allocator's entry points: a factory for an IpamRegistry, and the store
 // opener. Kubernetes access is injected (`kube`), so this module loads no Kubernetes code.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { formatIP, type IPFamily } from '../../spec/addr.js';
+import type { Env } from '../../spec/call.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { AllocatorFactory, IpamNetConf } from '../types.js';
 import { WhereaboutsAllocator, type WhereaboutsAllocatorOptions } from './allocator.js';
@@ -30,13 +31,14 @@ export interface WhereaboutsStoreOptions {
   legacyFileDir?: string | undefined;
   /** Crash tests: called after each durable step of the file store. @internal */
   onFileStoreStep?: FileStoreOptions['onStep'];
-  /** Where etcd stores are kept between calls (whereaboutsIpam shares one per factory). @internal */
+  /** Where etcd and Kubernetes stores are kept between calls (whereaboutsIpam shares one per factory). @internal */
   sharedStores?: SharedStores | undefined;
 }
 
 /**
- * etcd stores kept open between calls of one factory: a long-lived process (the daemon) then holds
- * one etcd connection per datastore config instead of dialling etcd for every call. A store is
+ * etcd and Kubernetes stores kept open between calls of one factory: a long-lived process (the
+ * daemon) then holds one etcd connection per datastore config instead of dialling etcd for every
+ * call, and one IPPool writer per pool, which batches concurrent calls' claims. A store is
  * replaced after `ttlMs` (certificates and endpoints edited on disk are picked up); the one it
  * replaces is closed a minute later, once the calls using it are done.
  */
@@ -62,6 +64,13 @@ export class SharedStores {
       if (this.entries.get(key)?.store === store) this.entries.delete(key);
     });
     return store;
+  }
+
+  /** Closes every store held (a process shutting down, tests). */
+  async close(): Promise<void> {
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    await Promise.all(all.map((e) => e.real.then((s) => s.close()).catch(() => {})));
   }
 }
 
@@ -90,9 +99,40 @@ export async function openWhereaboutsStore(
 }
 
 /** Options of a whereabouts allocator. */
-export type WhereaboutsOptions = Omit<WhereaboutsAllocatorOptions, 'cniVersion' | 'log' | 'releaseStore'> &
+export type WhereaboutsOptions = Omit<
+  WhereaboutsAllocatorOptions,
+  'cniVersion' | 'log' | 'releaseStore' | 'nodeName' | 'sliceSetName'
+> &
   WhereaboutsStoreOptions &
-  WhereaboutsConfigOptions;
+  WhereaboutsConfigOptions & {
+    /** The call's environment: node slices read NODENAME from it. */
+    env?: Env | undefined;
+    /** Node slices: the host-name file read last (default /etc/hostname). @internal */
+    hostnameFile?: string | undefined;
+  };
+
+/**
+ * This node's name as whereabouts finds it: NODENAME, else the `nodename` file beside the flat
+ * file (the installer writes it), else the host name file.
+ */
+export function resolveNodeName(
+  env: Env | undefined,
+  flatFile: string | undefined,
+  hostnameFile = '/etc/hostname',
+): string {
+  const fromEnv = env?.NODENAME?.trim();
+  if (fromEnv) return fromEnv;
+  for (const f of [flatFile ? join(dirname(flatFile), 'nodename') : undefined, hostnameFile]) {
+    if (!f) continue;
+    try {
+      const name = readFileSync(f, 'utf8').trim();
+      if (name) return name;
+    } catch {
+      // next source
+    }
+  }
+  return '';
+}
 
 /** Builds a whereabouts allocator for a config; call `close()` when done unless `closeAfterEachCall` is set. */
 export function createWhereaboutsAllocator(
@@ -105,7 +145,17 @@ export function createWhereaboutsAllocator(
       `ipam.type: ${JSON.stringify(config.ipam.type)} is not "whereabouts"; this allocator serves only "type": "whereabouts"`,
     );
   }
-  const { fsync, kube, onFileStoreStep, flatFilePaths, legacyFileDir, sharedStores, ...rest } = opts;
+  const {
+    fsync,
+    kube,
+    onFileStoreStep,
+    flatFilePaths,
+    legacyFileDir,
+    sharedStores,
+    env,
+    hostnameFile,
+    ...rest
+  } = opts;
   const cfg = parseWhereaboutsConfig(config.ipam, { flatFilePaths });
   const log = new WhereaboutsLog(cfg.log);
   log.debug(
@@ -122,10 +172,18 @@ export function createWhereaboutsAllocator(
     ...(onFileStoreStep === undefined ? {} : { onFileStoreStep }),
   };
   const open = () => openWhereaboutsStore(cfg.datastore, storeOpts);
-  const openStore =
-    sharedStores && cfg.datastore.kind === 'etcd' ? () => sharedStores.get(cfg.datastore, open) : open;
+  // etcd: one connection per datastore; Kubernetes: one writer per pool, so that concurrent calls'
+  // claims share PUTs (the connection itself is shared by the `kube` opener, cachedKubeConnect).
+  const shared = cfg.datastore.kind === 'etcd' || cfg.datastore.kind === 'kubernetes';
+  const openStore = sharedStores && shared ? () => sharedStores.get(cfg.datastore, open) : open;
+  let node: string | undefined;
   return new WhereaboutsAllocator(cfg, openStore, {
     ...rest,
+    nodeName: () => {
+      node ??= resolveNodeName(env, cfg.flat.path, hostnameFile);
+      return node;
+    },
+    sliceSetName: cfg.networkName || config.name,
     cniVersion: config.cniVersion,
     log,
     releaseStore: () => legacyReleaseStore(cfg.datastore, legacyFileDir ?? DEFAULT_FILE_DIR, storeOpts),
@@ -148,10 +206,19 @@ async function legacyReleaseStore(
 
 /**
  * The registry factory for `whereabouts`: one allocator per call, which closes its store after the
- * call, except etcd connections, which the factory keeps for its next calls (SharedStores):
+ * call, except etcd and Kubernetes stores, which the factory keeps for its next calls (SharedStores):
  * `builtinIpam().register('whereabouts', whereaboutsIpam({ kube: cachedKubeConnect(openKubeApi) }))`.
  */
 export function whereaboutsIpam(opts: Omit<WhereaboutsOptions, 'closeAfterEachCall'> = {}): AllocatorFactory {
   const sharedStores = opts.sharedStores ?? new SharedStores();
-  return (config) => createWhereaboutsAllocator(config, { ...opts, sharedStores, closeAfterEachCall: true });
+  // Calls served at once by one process (the daemon) see each other's ADDs and spread their first try.
+  const inflight = opts.inflight ?? new Map<string, number>();
+  return (config, call) =>
+    createWhereaboutsAllocator(config, {
+      ...opts,
+      sharedStores,
+      inflight,
+      closeAfterEachCall: true,
+      ...(call?.env ? { env: call.env } : {}),
+    });
 }

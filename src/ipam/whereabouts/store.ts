@@ -3,6 +3,7 @@
 // an O_EXCL-style link on disk, a compare-and-swap transaction in etcd, a resourceVersion-guarded
 // write in Kubernetes. No primitive scans the whole pool, so an ADD costs the same in an empty
 // pool and in a full one.
+import type { NodeSlicePool } from './node-slice.js';
 
 /** Where one range keeps its records and in which namespace its addresses must be unique. */
 export interface PoolRef {
@@ -80,6 +81,8 @@ export interface Store {
   session<T>(ref: PoolRef, fn: (s: PoolSession) => Promise<T>): Promise<T>;
   /** Releases connections and handles. */
   close(): Promise<void>;
+  /** Node slices: the NodeSlicePool named `name`, undefined when missing (Kubernetes store only). */
+  nodeSlicePool?(name: string): Promise<NodeSlicePool | undefined>;
 }
 
 /** Groups ascending addresses into runs whose neighbours are at most `gap` apart (one range query each). */

@@ -2,16 +2,22 @@
 // One IPPool (whereabouts.cni.cncf.io/v1alpha1) per range: `spec.allocations` maps the decimal
 // offset of an address from the range's network address to {id, podref, ifname}. Every write is
 // a PUT carrying the resourceVersion that was read, so a concurrent writer makes it fail with 409
-// and the session re-reads instead of overwriting (whereabouts adds a cluster-wide Lease on top;
-// the resourceVersion check alone is what makes a write safe, and it costs no extra round trips).
+// and the change is re-applied to a fresh read instead of overwriting (whereabouts adds a
+// cluster-wide Lease on top; the resourceVersion check alone is what makes a write safe, and it
+// costs no extra round trips). Changes to one pool made at once by one process (a daemon serving
+// many ADDs) go out together: one PUT carries every claim queued while the previous PUT was in
+// flight (BatchWriter), so they neither conflict with each other nor fail with code 11.
 // With overlapping ranges, an OverlappingRangeIPReservation named after the address is created
 // *before* the pool write (whereabouts creates it after, and leaks when that fails, wa#712), so it
 // acts as the cluster-wide per-address lock across pools of one network. API access is injected
 // (`KubeOpener`; plugins pass cni-kit/k8s's openKubeApi, on @kubernetes/client-node): this layer
-// declares only the few calls it makes.
+// declares only the few calls it makes. Over the 400-line guideline: the pool session and the
+// reservation lock it takes are one protocol and read best side by side.
 import { parseCIDR, subnetContains, tryParseIP } from '../../../spec/addr.js';
 import { CniError, ErrorCode } from '../../../spec/errors.js';
+import type { NodeSlicePool } from '../node-slice.js';
 import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
+import { BatchWriter } from './batch-writer.js';
 
 /** Namespaced custom resources of one kind, as raw JSON objects (what the store needs of an API client). */
 export interface CustomResources<T extends object> {
@@ -76,7 +82,7 @@ interface IPPool {
 const GROUP = 'whereabouts.cni.cncf.io';
 const VERSION = 'v1alpha1';
 const CURSOR = 'cni-kit.io/cursor';
-/** Lost writes tolerated per operation before giving up with "try again". */
+/** Attempts at reading or creating a pool before giving up with "try again". */
 const RETRIES = 20;
 
 const status = (err: unknown): number => {
@@ -84,12 +90,25 @@ const status = (err: unknown): number => {
   return typeof s === 'number' ? s : -1;
 };
 
-/** The two whereabouts kinds in the store's namespace. */
+/** The two whereabouts kinds in the store's namespace, and one writer per pool. */
 interface Kinds {
   pools: CustomResources<IPPool>;
   reservations: CustomResources<Reservation>;
   ns: string;
+  writer(pool: string): BatchWriter<IPPool>;
 }
+
+/** A copy of a pool whose allocation map and annotations may be changed (entries are replaced, never edited). */
+function draftOf(p: IPPool): IPPool {
+  const metadata = { ...p.metadata };
+  if (p.metadata.annotations) metadata.annotations = { ...p.metadata.annotations };
+  return { ...p, metadata, spec: { ...p.spec, allocations: { ...(p.spec.allocations ?? {}) } } };
+}
+
+const withAllocations = (p: IPPool): IPPool => {
+  p.spec.allocations ??= {};
+  return p;
+};
 
 /**
  * Opens a Kubernetes-backed store; the kubeconfig is read once per store. `kube` is how to connect
@@ -114,10 +133,27 @@ export async function openKubernetesStore(
           ...(opts.k8s_api_root ? { server: opts.k8s_api_root } : {}),
         })
       : kube;
+  const pools = conn.customResources<IPPool>(GROUP, VERSION, 'ippools');
+  const ns = opts.namespace ?? conn.namespace ?? 'kube-system';
+  const writers = new Map<string, BatchWriter<IPPool>>();
   const kinds: Kinds = {
-    pools: conn.customResources<IPPool>(GROUP, VERSION, 'ippools'),
+    pools,
     reservations: conn.customResources<Reservation>(GROUP, VERSION, 'overlappingrangeipreservations'),
-    ns: opts.namespace ?? conn.namespace ?? 'kube-system',
+    ns,
+    writer(pool) {
+      let w = writers.get(pool);
+      if (!w) {
+        w = new BatchWriter<IPPool>({
+          get: async () => withAllocations(await pools.get(ns, pool)),
+          replace: async (draft) => withAllocations(await pools.replace(ns, pool, draft)),
+          copy: draftOf,
+          isConflict: (err) => status(err) === 409,
+          what: `IPPool ${ns}/${pool}`,
+        });
+        writers.set(pool, w);
+      }
+      return w;
+    },
   };
   return {
     kind: 'kubernetes',
@@ -127,6 +163,15 @@ export async function openKubernetesStore(
       return fn(s);
     },
     async close() {},
+    async nodeSlicePool(name: string): Promise<NodeSlicePool | undefined> {
+      const slices = conn.customResources<NodeSlicePool>(GROUP, VERSION, 'nodeslicepools');
+      try {
+        return await slices.get(ns, name);
+      } catch (err) {
+        if (status(err) === 404) return undefined;
+        throw err;
+      }
+    },
   };
 }
 
@@ -138,6 +183,7 @@ export function reservationName(ip: string, networkName: string): string {
 }
 
 class KubernetesSession implements PoolSession {
+  /** The newest copy of the pool this session knows; read-only (changes go through the writer). */
   private pool!: IPPool;
   /** Attachments released in this session (their reservations went with them). */
   private readonly released = new Set<string>();
@@ -148,12 +194,15 @@ class KubernetesSession implements PoolSession {
     private readonly format: (a: bigint, family: 4 | 6) => string,
   ) {}
 
+  private get writer(): BatchWriter<IPPool> {
+    return this.kinds.writer(this.ref.pool);
+  }
+
   /** Reads the pool, creating it empty the first time a range is used. */
   async load(): Promise<void> {
     for (let i = 0; i < RETRIES; i++) {
       try {
-        this.pool = await this.kinds.pools.get(this.kinds.ns, this.ref.pool);
-        this.pool.spec.allocations ??= {};
+        this.pool = await this.writer.read();
         return;
       } catch (err) {
         if (status(err) !== 404) throw err;
@@ -165,8 +214,8 @@ class KubernetesSession implements PoolSession {
         spec: { range: this.ref.range, allocations: {} },
       };
       try {
-        this.pool = await this.kinds.pools.create(this.kinds.ns, fresh);
-        this.pool.spec.allocations ??= {};
+        this.pool = withAllocations(await this.kinds.pools.create(this.kinds.ns, fresh));
+        this.writer.saw(this.pool);
         return;
       } catch (err) {
         if (status(err) !== 409) throw err; // someone else created it: read theirs
@@ -175,17 +224,21 @@ class KubernetesSession implements PoolSession {
     throw new CniError(ErrorCode.TryAgainLater, `IPPool ${this.ref.pool}: could not read or create it`);
   }
 
-  /** Writes the pool guarded by the resourceVersion read; false when someone wrote first. */
-  private async write(): Promise<boolean> {
-    try {
-      this.pool = await this.kinds.pools.replace(this.kinds.ns, this.ref.pool, this.pool);
-      this.pool.spec.allocations ??= {};
-      return true;
-    } catch (err) {
-      if (status(err) !== 409) throw err;
-      await this.load();
-      return false;
-    }
+  /** Applies a change through the pool's writer and keeps the pool as written. */
+  private async change<R>(fn: (draft: IPPool) => { result: R; changed: boolean }): Promise<R> {
+    const { result, object } = await this.writer.submit(fn);
+    this.pool = object;
+    return result;
+  }
+
+  private entryOwner(
+    allocations: Record<string, Entry>,
+    containerId: string,
+    ifname: string,
+  ): Allocation | undefined {
+    for (const [k, e] of Object.entries(allocations))
+      if (e.id === containerId && (e.ifname ?? '') === ifname) return this.toAllocation(k, e);
+    return undefined;
   }
 
   private key(a: bigint): string {
@@ -204,6 +257,7 @@ class KubernetesSession implements PoolSession {
   }
 
   private find(pred: (e: Entry) => boolean): Allocation | undefined {
+    // this.pool is the session's view; a claim re-checks on the server's newest copy.
     for (const [k, e] of Object.entries(this.pool.spec.allocations))
       if (pred(e)) return this.toAllocation(k, e);
     return undefined;
@@ -266,47 +320,48 @@ class KubernetesSession implements PoolSession {
   }
 
   async claim(a: Allocation): Promise<ClaimOutcome> {
+    const k = this.key(a.address);
+    const mine = await this.byOwner(a.containerId, a.ifname);
+    if (mine) return { kind: 'owner-exists', existing: mine };
+    if (this.pool.spec.allocations[k]) return { kind: 'taken' };
     let reserved = false;
+    if (this.shared) {
+      if (!(await this.reserve(a))) return { kind: 'taken' };
+      reserved = true;
+    }
+    let out: ClaimOutcome;
     try {
-      for (let i = 0; i < RETRIES; i++) {
-        const existing = await this.byOwner(a.containerId, a.ifname);
-        if (existing) {
-          if (reserved) await this.unreserve(a);
-          return { kind: 'owner-exists', existing };
-        }
-        if (this.pool.spec.allocations[this.key(a.address)]) {
-          if (reserved) await this.unreserve(a);
-          return { kind: 'taken' };
-        }
-        if (this.shared && !reserved) {
-          if (!(await this.reserve(a))) return { kind: 'taken' };
-          reserved = true;
-        }
-        const entry: Entry = { id: a.containerId, podref: a.podRef ?? '', ifname: a.ifname };
-        this.pool.spec.allocations[this.key(a.address)] = entry;
-        this.pool.metadata.annotations = {
-          ...(this.pool.metadata.annotations ?? {}),
+      // Decided on the newest copy of the pool when the PUT carrying it is built (and again
+      // after each lost race), so a stale view never claims a held address.
+      out = await this.change<ClaimOutcome>((draft) => {
+        const existing = this.entryOwner(draft.spec.allocations, a.containerId, a.ifname);
+        if (existing) return { result: { kind: 'owner-exists', existing }, changed: false };
+        if (draft.spec.allocations[k]) return { result: { kind: 'taken' }, changed: false };
+        draft.spec.allocations[k] = { id: a.containerId, podref: a.podRef ?? '', ifname: a.ifname };
+        draft.metadata.annotations = {
+          ...(draft.metadata.annotations ?? {}),
           [CURSOR]: a.address.toString(),
         };
-        if (await this.write()) return { kind: 'claimed' };
-      }
+        return { result: { kind: 'claimed' }, changed: true };
+      });
     } catch (err) {
       if (reserved) await this.unreserve(a).catch(() => undefined);
       throw err;
     }
-    if (reserved) await this.unreserve(a).catch(() => undefined);
-    throw new CniError(
-      ErrorCode.TryAgainLater,
-      `IPPool ${this.ref.pool}: lost ${RETRIES} writes in a row; retry`,
-    );
+    if (out.kind !== 'claimed' && reserved) await this.unreserve(a);
+    return out;
   }
 
   async adopt(prev: Allocation, containerId: string): Promise<boolean> {
     const k = this.key(prev.address);
-    const e = this.pool.spec.allocations[k];
-    if (!e || e.id !== prev.containerId || (e.ifname ?? '') !== prev.ifname) return false;
-    this.pool.spec.allocations[k] = { ...e, id: containerId };
-    if (!(await this.write())) return false;
+    const moved = await this.change((draft) => {
+      const e = draft.spec.allocations[k];
+      if (!e || e.id !== prev.containerId || (e.ifname ?? '') !== prev.ifname)
+        return { result: false, changed: false };
+      draft.spec.allocations[k] = { ...e, id: containerId };
+      return { result: true, changed: true };
+    });
+    if (!moved) return false;
     if (this.shared) {
       // Best effort: the reservation follows the new container so its DEL can drop it.
       await this.unreserve(prev).catch(() => undefined);
@@ -317,13 +372,14 @@ class KubernetesSession implements PoolSession {
 
   async release(a: Allocation): Promise<void> {
     this.released.add(`${a.containerId}\n${a.ifname}`);
-    for (let i = 0; i < RETRIES; i++) {
-      const k = this.key(a.address);
-      const e = this.pool.spec.allocations[k];
-      if (!e || e.id !== a.containerId || (e.ifname ?? '') !== a.ifname) break;
-      delete this.pool.spec.allocations[k];
-      if (await this.write()) break;
-    }
+    const k = this.key(a.address);
+    await this.change((draft) => {
+      const e = draft.spec.allocations[k];
+      if (!e || e.id !== a.containerId || (e.ifname ?? '') !== a.ifname)
+        return { result: undefined, changed: false };
+      delete draft.spec.allocations[k];
+      return { result: undefined, changed: true };
+    });
     if (this.shared) await this.unreserve(a);
   }
 
@@ -337,12 +393,12 @@ class KubernetesSession implements PoolSession {
   }
 
   async setCursor(address: bigint): Promise<void> {
-    // claim() stores the cursor with the allocation in one write; nothing else moves it.
+    // claim() stores the cursor with the allocation in one write; this is for tools and benches.
     if ((await this.cursor()) === address) return;
-    this.pool.metadata.annotations = {
-      ...(this.pool.metadata.annotations ?? {}),
-      [CURSOR]: address.toString(),
-    };
+    await this.change((draft) => {
+      draft.metadata.annotations = { ...(draft.metadata.annotations ?? {}), [CURSOR]: address.toString() };
+      return { result: undefined, changed: true };
+    });
   }
 
   /**
