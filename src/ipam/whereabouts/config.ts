@@ -34,7 +34,6 @@ import { CniError, ErrorCode } from '../../spec/errors.js';
 import { dnsSchema } from '../../spec/result/schema.js';
 import { conf, type Infer, type InferShape } from '../../spec/schema.js';
 import { routesSchema } from '../schema.js';
-import { parseSliceSize } from './node-slice.js';
 import type { PoolRef } from './store.js';
 import type { EtcdStoreOptions } from './stores/etcd.js';
 import type { KubernetesStoreOptions } from './stores/kubernetes.js';
@@ -577,4 +576,34 @@ export function parseWhereaboutsConfig(
   if (ipam.routes) out.routes = ipam.routes;
   if (ipam.dns) out.dns = ipam.dns;
   return out;
+}
+
+/** More slices than this would not fit in one object (whereabouts hit the size limit, wa#497). */
+export const MAX_SLICES = 16_384;
+
+/** The prefix length `node_slice_size` names ("/26" or "26"); CniError 7 naming the field otherwise. */
+export function parseSliceSize(text: string, subnet: Subnet, field = 'ipam.node_slice_size'): number {
+  const m = /^\/?(\d{1,3})$/.exec(text.trim());
+  const bits = familyBits(subnet.family);
+  const fix = `use a prefix length such as "/${Math.min(subnet.prefix + 2, bits - 2)}": longer than the range's /${subnet.prefix}, at most /${bits - 2}`;
+  if (!m)
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `${field}: ${JSON.stringify(text)} is not a prefix length; ${fix}`,
+    );
+  const size = Number(m[1]);
+  if (size < subnet.prefix || size > bits - 2) {
+    const why =
+      size < subnet.prefix
+        ? `is wider than the range ${formatSubnet(subnet)}`
+        : `leaves no usable address in a slice (a /${bits - 1} or /${bits} has none)`;
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `${field}: ${JSON.stringify(text)} ${why}; ${fix}`);
+  }
+  if (2n ** BigInt(size - subnet.prefix) > BigInt(MAX_SLICES)) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `${field}: ${JSON.stringify(text)} cuts ${formatSubnet(subnet)} into ${2n ** BigInt(size - subnet.prefix)} slices, more than the ${MAX_SLICES} one NodeSlicePool object can list; use a shorter prefix`,
+    );
+  }
+  return size;
 }

@@ -7,56 +7,11 @@
 import { familyBits, formatSubnet, type Subnet, subnetBroadcast } from '../../spec/addr.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { Interval, WhereaboutsRange } from './config.js';
+import type { NodeSliceAllocation } from './store.js';
 
-/** One entry of a NodeSlicePool's `status.allocations`; `nodeName` "" is a free slice. */
-export interface NodeSliceAllocation {
-  nodeName: string;
-  sliceRange: string;
-}
-
-/** A NodeSlicePool as whereabouts defines it (namespaced, named after the network). */
-export interface NodeSlicePool {
-  apiVersion: string;
-  kind: string;
-  metadata: {
-    name: string;
-    namespace?: string;
-    resourceVersion?: string;
-    ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string }>;
-  };
-  spec: { range: string; sliceSize: string };
-  status?: { allocations: NodeSliceAllocation[] };
-}
-
-/** More slices than this would not fit in one object (whereabouts hit the size limit, wa#497). */
-export const MAX_SLICES = 16_384;
-
-/** The prefix length `node_slice_size` names ("/26" or "26"); CniError 7 naming the field otherwise. */
-export function parseSliceSize(text: string, subnet: Subnet, field = 'ipam.node_slice_size'): number {
-  const m = /^\/?(\d{1,3})$/.exec(text.trim());
-  const bits = familyBits(subnet.family);
-  const fix = `use a prefix length such as "/${Math.min(subnet.prefix + 2, bits - 2)}": longer than the range's /${subnet.prefix}, at most /${bits - 2}`;
-  if (!m)
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `${field}: ${JSON.stringify(text)} is not a prefix length; ${fix}`,
-    );
-  const size = Number(m[1]);
-  if (size < subnet.prefix || size > bits - 2) {
-    const why =
-      size < subnet.prefix
-        ? `is wider than the range ${formatSubnet(subnet)}`
-        : `leaves no usable address in a slice (a /${bits - 1} or /${bits} has none)`;
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `${field}: ${JSON.stringify(text)} ${why}; ${fix}`);
-  }
-  if (2n ** BigInt(size - subnet.prefix) > BigInt(MAX_SLICES)) {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `${field}: ${JSON.stringify(text)} cuts ${formatSubnet(subnet)} into ${2n ** BigInt(size - subnet.prefix)} slices, more than the ${MAX_SLICES} one NodeSlicePool object can list; use a shorter prefix`,
-    );
-  }
-  return size;
-}
+export { MAX_SLICES, parseSliceSize } from './config.js';
+// The object shapes live with the store interface (store.ts), which reads and writes them.
+export type { NodeSliceAllocation, NodeSlicePool } from './store.js';
 
 /** The slices of `subnet` of prefix `size`, in address order, as CIDR strings. */
 export function divideRange(subnet: Subnet, size: number): string[] {

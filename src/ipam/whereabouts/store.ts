@@ -3,7 +3,6 @@
 // an O_EXCL-style link on disk, a compare-and-swap transaction in etcd, a resourceVersion-guarded
 // write in Kubernetes. No primitive scans the whole pool, so an ADD costs the same in an empty
 // pool and in a full one.
-import type { NodeSlicePool } from './node-slice.js';
 
 /** Where one range keeps its records and in which namespace its addresses must be unique. */
 export interface PoolRef {
@@ -129,4 +128,24 @@ export function decodeAllocation(raw: string | null | undefined, address: bigint
   } catch {
     return undefined;
   }
+}
+
+/** One entry of a NodeSlicePool's `status.allocations`; `nodeName` "" is a free slice. */
+export interface NodeSliceAllocation {
+  nodeName: string;
+  sliceRange: string;
+}
+
+/** A NodeSlicePool as whereabouts defines it (namespaced, named after the network). */
+export interface NodeSlicePool {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string }>;
+  };
+  spec: { range: string; sliceSize: string };
+  status?: { allocations: NodeSliceAllocation[] };
 }

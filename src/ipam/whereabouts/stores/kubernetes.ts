@@ -15,8 +15,7 @@
 // reservation lock it takes are one protocol and read best side by side.
 import { parseCIDR, subnetContains, tryParseIP } from '../../../spec/addr.js';
 import { CniError, ErrorCode } from '../../../spec/errors.js';
-import type { NodeSlicePool } from '../node-slice.js';
-import type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from '../store.js';
+import type { Allocation, ClaimOutcome, NodeSlicePool, PoolRef, PoolSession, Store } from '../store.js';
 import { BatchWriter } from './batch-writer.js';
 
 /** Namespaced custom resources of one kind, as raw JSON objects (what the store needs of an API client). */
