@@ -5,7 +5,6 @@
 // Unlike whereabouts, slices work for IPv6 too (bigint math), and `exclude` and `gateway` still
 // apply inside a slice (whereabouts drops `exclude` in this mode, wa#666).
 import { familyBits, formatSubnet, type Subnet, subnetBroadcast } from '../../spec/addr.js';
-import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { Interval, WhereaboutsRange } from './config.js';
 import type { NodeSliceAllocation } from './store.js';
 
