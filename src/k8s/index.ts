@@ -78,6 +78,13 @@ export {
   withCniArgs,
 } from './nad.js';
 export {
+  type Lease,
+  type LeaderElectionOptions,
+  type LeaderElector,
+  microTime,
+  startLeaderElection,
+} from './lease.js';
+export {
   buildNetworkStatuses,
   type DeviceInfo,
   formatNetworkStatus,

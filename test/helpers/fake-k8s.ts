@@ -2,7 +2,7 @@
 // SDK's clients call, with the real server's rules and Status bodies: GET of pods and merge /
 // strategic-merge PATCH of their status subresource (409 when a write loses a race); and for the
 // custom resources cni-kit uses (NetworkAttachmentDefinitions, whereabouts IPPools,
-// OverlappingRangeIPReservations and NodeSlicePools) GET, LIST, POST, PUT and DELETE, where PUT must carry the
+// OverlappingRangeIPReservations, NodeSlicePools and coordination.k8s.io Leases) GET, LIST, POST, PUT and DELETE, where PUT must carry the
 // resourceVersion it read (422 without one, 409 when stale) and POST of an existing name is 409
 // AlreadyExists; core/v1 Events POSTed to /api/v1/namespaces/<ns>/events, validated and kept.
 // Collections (pods on every path a client uses, NADs namespaced and cluster-wide) LIST with a
@@ -222,6 +222,8 @@ const CUSTOM: Record<string, string> = {
   'whereabouts.cni.cncf.io/v1alpha1/ippools': 'IPPool',
   'whereabouts.cni.cncf.io/v1alpha1/overlappingrangeipreservations': 'OverlappingRangeIPReservation',
   'whereabouts.cni.cncf.io/v1alpha1/nodeslicepools': 'NodeSlicePool',
+  // Leader election of the whereabouts reconciler (served with the same resourceVersion rules).
+  'coordination.k8s.io/v1/leases': 'Lease',
 };
 
 const JSON_TYPE = 'application/json';

@@ -1,0 +1,136 @@
+// Leader election on a coordination.k8s.io/v1 Lease against the fake API server (which enforces
+// resourceVersion conflicts and the shipped RBAC): one holder at a time, takeover only after the
+// holder stops renewing for leaseDurationSeconds, and a release hands over at once.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openKubeApi } from '../../src/k8s/connect.js';
+import { type Lease, type LeaderElector, microTime, startLeaderElection } from '../../src/k8s/lease.js';
+import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+
+const tmp = mkdtempSync(join(tmpdir(), `lease-${process.pid}-`));
+let api: FakeK8s;
+beforeAll(async () => {
+  api = await startFakeK8s({ tls: false });
+});
+afterAll(async () => {
+  await api.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const leasesIn = async (ns: string) =>
+  (await openKubeApi(api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns))).customResources<Lease>(
+    'coordination.k8s.io',
+    'v1',
+    'leases',
+  );
+
+const waitFor = async (cond: () => boolean, ms: number) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+const timing = { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 };
+
+describe('Lease leader election', () => {
+  it('writes MicroTime as the API does', () => {
+    expect(microTime(Date.UTC(2026, 10, 27, 16, 0, 0, 123))).toBe('2026-11-27T16:00:00.123000Z');
+  });
+
+  it('one of two candidates leads; the other takes over only once the holder stops renewing', async () => {
+    const ns = 'lease1';
+    const leases = await leasesIn(ns);
+    const electors: LeaderElector[] = [];
+    try {
+      const a = startLeaderElection({
+        leases,
+        namespace: ns,
+        name: 'whereabouts',
+        identity: 'node-a',
+        ...timing,
+      });
+      electors.push(a);
+      await waitFor(() => a.isLeader(), 3000);
+      const b = startLeaderElection({
+        leases,
+        namespace: ns,
+        name: 'whereabouts',
+        identity: 'node-b',
+        ...timing,
+      });
+      electors.push(b);
+      // Well past the lease duration: a keeps renewing, so b never leads and sees a as holder.
+      const until = Date.now() + 2000;
+      while (Date.now() < until) {
+        expect(a.isLeader() && b.isLeader()).toBe(false);
+        expect(b.isLeader()).toBe(false);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(b.holder()).toBe('node-a');
+      const stored = api.objects('leases').get(`${ns}/whereabouts`) as unknown as Lease;
+      expect(stored.spec).toMatchObject({
+        holderIdentity: 'node-a',
+        leaseDurationSeconds: 1,
+        leaseTransitions: 0,
+      });
+      expect(stored.spec?.renewTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+      // a crashes: no release, no more renewals. b waits out the duration, then takes over.
+      const crashed = Date.now();
+      await a.abandon();
+      expect(a.isLeader()).toBe(false);
+      await waitFor(() => b.isLeader(), 4000);
+      expect(Date.now() - crashed).toBeGreaterThanOrEqual(900);
+      const after = api.objects('leases').get(`${ns}/whereabouts`) as unknown as Lease;
+      expect(after.spec).toMatchObject({ holderIdentity: 'node-b', leaseTransitions: 1 });
+    } finally {
+      for (const e of electors) await e.stop();
+    }
+  });
+
+  it('a released lease is taken at once; a leader that cannot renew steps down', async () => {
+    const ns = 'lease2';
+    const leases = await leasesIn(ns);
+    const electors: LeaderElector[] = [];
+    try {
+      const a = startLeaderElection({ leases, namespace: ns, name: 'l', identity: 'a', ...timing });
+      electors.push(a);
+      await waitFor(() => a.isLeader(), 3000);
+      const b = startLeaderElection({ leases, namespace: ns, name: 'l', identity: 'b', ...timing });
+      electors.push(b);
+      await new Promise((r) => setTimeout(r, 300));
+      const released = Date.now();
+      await a.stop();
+      expect((api.objects('leases').get(`${ns}/l`) as unknown as Lease).spec?.holderIdentity).not.toBe('a');
+      await waitFor(() => b.isLeader(), 3000);
+      expect(Date.now() - released).toBeLessThan(900);
+
+      // Someone else overwrites the lease (as after a partition): b cannot renew and steps down.
+      let stepped = false;
+      const c = startLeaderElection({
+        leases,
+        namespace: ns,
+        name: 'l2',
+        identity: 'c',
+        ...timing,
+        onStoppedLeading: () => {
+          stepped = true;
+        },
+      });
+      electors.push(c);
+      await waitFor(() => c.isLeader(), 3000);
+      const cur = api.objects('leases').get(`${ns}/l2`) as unknown as Lease;
+      api.objects('leases').set(`${ns}/l2`, {
+        ...(cur as never),
+        spec: { ...cur.spec, holderIdentity: 'intruder', renewTime: microTime(Date.now() + 60_000) },
+      });
+      await waitFor(() => stepped, 3000);
+      expect(c.isLeader()).toBe(false);
+    } finally {
+      for (const e of electors) await e.stop();
+    }
+  });
+});
