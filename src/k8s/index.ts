@@ -69,6 +69,13 @@ export {
   type WatchEvent,
 } from './informer.js';
 export {
+  type LeaderElectionOptions,
+  type LeaderElector,
+  type Lease,
+  microTime,
+  startLeaderElection,
+} from './lease.js';
+export {
   type AttachmentConfig,
   configFromNad,
   isConfList,
@@ -77,13 +84,6 @@ export {
   pluginsOf,
   withCniArgs,
 } from './nad.js';
-export {
-  type Lease,
-  type LeaderElectionOptions,
-  type LeaderElector,
-  microTime,
-  startLeaderElection,
-} from './lease.js';
 export {
   buildNetworkStatuses,
   type DeviceInfo,
