@@ -69,6 +69,20 @@ export {
   reconcileNodeSlices,
   startNodeSliceController,
 } from './whereabouts/node-slice-controller.js';
+export {
+  type FreedAllocation,
+  type Leadership,
+  type PodCache,
+  type PodLike,
+  type PodLookup,
+  type ReconcileOptions,
+  type ReconcileReport,
+  reconcileWhereabouts,
+  startWhereaboutsReconciler,
+  type WhereaboutsReconciler,
+  type WhereaboutsReconcilerOptions,
+} from './whereabouts/reconciler.js';
+export { type CronSchedule, cronMatches, cronNext, parseCron } from './whereabouts/reconciler-cron.js';
 export type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from './whereabouts/store.js';
 export type { EtcdStoreOptions } from './whereabouts/stores/etcd.js';
 export type {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openKubeApi } from '../../src/k8s/connect.js';
-import { type Lease, type LeaderElector, microTime, startLeaderElection } from '../../src/k8s/lease.js';
+import { type LeaderElector, type Lease, microTime, startLeaderElection } from '../../src/k8s/lease.js';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
 const tmp = mkdtempSync(join(tmpdir(), `lease-${process.pid}-`));
@@ -122,10 +122,11 @@ describe('Lease leader election', () => {
       });
       electors.push(c);
       await waitFor(() => c.isLeader(), 3000);
-      const cur = api.objects('leases').get(`${ns}/l2`) as unknown as Lease;
+      const cur = api.objects('leases').get(`${ns}/l2`)!;
+      const spec = (cur as unknown as Lease).spec;
       api.objects('leases').set(`${ns}/l2`, {
-        ...(cur as never),
-        spec: { ...cur.spec, holderIdentity: 'intruder', renewTime: microTime(Date.now() + 60_000) },
+        ...cur,
+        spec: { ...spec, holderIdentity: 'intruder', renewTime: microTime(Date.now() + 60_000) },
       });
       await waitFor(() => stepped, 3000);
       expect(c.isLeader()).toBe(false);

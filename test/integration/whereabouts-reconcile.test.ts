@@ -1,0 +1,248 @@
+// The whereabouts reconciler against the fake API server: a node crash (pods deleted, no DEL ever
+// sent) is repaired by freeing exactly the addresses of the deleted pods and their reservations;
+// a pod re-created under its old name keeps its address (upstream's duplicate bug, wa#176); two
+// controllers with a Lease never both sweep; pods leaving the node's pod cache trigger a pass.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
+import {
+  type PodLookup,
+  reconcileWhereabouts,
+  startWhereaboutsReconciler,
+} from '../../src/ipam/whereabouts/reconciler.js';
+import { isKubeNotFound } from '../../src/k8s/client.js';
+import { openKubeApi } from '../../src/k8s/connect.js';
+import { Informer, openKubeTransport } from '../../src/k8s/informer.js';
+import { type Lease, startLeaderElection } from '../../src/k8s/lease.js';
+import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+
+const tmp = mkdtempSync(join(tmpdir(), `wbrec-${process.pid}-`));
+let api: FakeK8s;
+beforeAll(async () => {
+  api = await startFakeK8s({ tls: false });
+});
+afterAll(async () => {
+  await api.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const kubeconfig = (ns: string) => api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
+
+/** An allocator on the Kubernetes store of namespace `ns` (network "blue", overlapping ranges on). */
+function allocator(ns: string) {
+  return createWhereaboutsAllocator(
+    {
+      cniVersion: '1.0.0',
+      name: 'nad',
+      ipam: {
+        type: 'whereabouts',
+        range: '10.30.0.0/24',
+        network_name: 'blue',
+        datastore: 'kubernetes',
+        kubernetes: { kubeconfig: kubeconfig(ns) },
+      },
+    },
+    { kube: openKubeApi },
+  );
+}
+
+/** A pod lookup on the API: undefined on 404. */
+async function podLookup(ns: string): Promise<PodLookup> {
+  const client = (await openKubeApi(kubeconfig(ns))).client;
+  return async (pns, name) => {
+    try {
+      return await client.getPod(pns, name);
+    } catch (err) {
+      if (isKubeNotFound(err)) return undefined;
+      throw err;
+    }
+  };
+}
+
+type Pool = { spec: { allocations: Record<string, { id: string; podref: string; ifname: string }> } };
+const poolOf = (ns: string) => api.objects('ippools').get(`${ns}/blue-10.30.0.0-24`) as unknown as Pool;
+const reservationsOf = (ns: string) =>
+  [...api.objects('overlappingrangeipreservations').keys()].filter((k) => k.startsWith(`${ns}/`)).sort();
+
+/** Starts `n` pods in namespace `app` on `node` and allocates net1 for each; returns pod name -> address. */
+async function startPods(ns: string, n: number, node = 'node-1', prefix = 'p'): Promise<Map<string, string>> {
+  const a = allocator(ns);
+  const got = new Map<string, string>();
+  for (let i = 0; i < n; i++) {
+    const name = `${prefix}${i}`;
+    api.putPod({ metadata: { name, namespace: 'app' }, spec: { nodeName: node } });
+    const r = await a.allocate({ containerId: `ctr-${name}`, ifname: 'net1', podRef: `app/${name}` });
+    got.set(name, r.ips![0]!.address.split('/')[0]!);
+  }
+  return got;
+}
+
+describe('whereabouts reconciler', () => {
+  it('after a node crash (pods deleted, no DEL) frees exactly the deleted pods’ addresses and reservations', async () => {
+    const ns = 'rec1';
+    const ips = await startPods(ns, 6);
+    expect(new Set(ips.values()).size).toBe(6);
+    // A second interface of a surviving pod, and an allocation without a podRef: both must stay.
+    const a = allocator(ns);
+    await a.allocate({ containerId: 'ctr-p0', ifname: 'net2', podRef: 'app/p0' });
+    await a.allocate({ containerId: 'bare', ifname: 'net1' });
+    for (const name of ['p1', 'p3', 'p4']) api.objects('pods').delete(`app/${name}`);
+    const before = Object.keys(poolOf(ns).spec.allocations).length;
+    expect(before).toBe(8);
+
+    const r = await reconcileWhereabouts({
+      kube: await openKubeApi(kubeconfig(ns)),
+      getPod: await podLookup(ns),
+    });
+    expect(r.errors).toEqual([]);
+    expect(r.acted).toBe(true);
+    const freedIps = r.freed.map((f) => `10.30.0.${f.offset}`).sort();
+    expect(freedIps).toEqual(['p1', 'p3', 'p4'].map((n) => ips.get(n)!).sort());
+    expect(r.freed.map((f) => f.podRef).sort()).toEqual(['app/p1', 'app/p3', 'app/p4']);
+    const left = Object.values(poolOf(ns).spec.allocations).map((e) => `${e.podref}:${e.ifname}`);
+    expect(left.sort()).toEqual([':net1', 'app/p0:net1', 'app/p0:net2', 'app/p2:net1', 'app/p5:net1']);
+    // The reservations of the freed addresses went; the others stay.
+    expect(r.reservations.sort()).toEqual(['p1', 'p3', 'p4'].map((n) => `blue-${ips.get(n)}`).sort());
+    const res = reservationsOf(ns);
+    for (const n of ['p0', 'p2', 'p5']) expect(res).toContain(`${ns}/blue-${ips.get(n)}`);
+    for (const n of ['p1', 'p3', 'p4']) expect(res).not.toContain(`${ns}/blue-${ips.get(n)}`);
+    // The freed addresses are allocatable again, and a second pass has nothing to do.
+    const again = await reconcileWhereabouts({
+      kube: await openKubeApi(kubeconfig(ns)),
+      getPod: await podLookup(ns),
+    });
+    expect(again.freed).toEqual([]);
+    expect(again.reservations).toEqual([]);
+  });
+
+  it('a pod re-created under its old name keeps its address (podRef and interface match)', async () => {
+    const ns = 'rec2';
+    const ips = await startPods(ns, 2);
+    // p0 is deleted and re-created (a StatefulSet) before any pass; its new sandbox's ADD comes later.
+    api.objects('pods').delete('app/p0');
+    api.putPod({ metadata: { name: 'p0', namespace: 'app' }, spec: { nodeName: 'node-2' } });
+    const r = await reconcileWhereabouts({
+      kube: await openKubeApi(kubeconfig(ns)),
+      getPod: await podLookup(ns),
+    });
+    expect(r.freed).toEqual([]);
+    expect(r.alive).toBe(2);
+    const again = await allocator(ns).allocate({
+      containerId: 'ctr-p0-new',
+      ifname: 'net1',
+      podRef: 'app/p0',
+    });
+    expect(again.ips![0]!.address).toBe(`${ips.get('p0')}/24`);
+
+    // The race: the pass finds p1 gone, then p1 is re-created and its ADD adopts the address before
+    // the pass writes. The entry changed (new container ID), so the pass must leave it.
+    api.objects('pods').delete('app/p1');
+    const lookup = await podLookup(ns);
+    const racing: PodLookup = async (pns, name) => {
+      const p = await lookup(pns, name);
+      if (name === 'p1') {
+        api.putPod({ metadata: { name: 'p1', namespace: 'app' } });
+        await allocator(ns).allocate({ containerId: 'ctr-p1-new', ifname: 'net1', podRef: 'app/p1' });
+      }
+      return p;
+    };
+    const raced = await reconcileWhereabouts({ kube: await openKubeApi(kubeconfig(ns)), getPod: racing });
+    expect(raced.freed).toEqual([]);
+    const e = Object.entries(poolOf(ns).spec.allocations).find(([, v]) => v.podref === 'app/p1');
+    expect(e && `10.30.0.${e[0]}`).toBe(ips.get('p1'));
+    expect(e?.[1].id).toBe('ctr-p1-new');
+  });
+
+  it('two controllers with a Lease: only the holder sweeps; the other takes over when it stops renewing', async () => {
+    const ns = 'rec3';
+    const kube = await openKubeApi(kubeconfig(ns));
+    const leases = kube.customResources<Lease>('coordination.k8s.io', 'v1', 'leases');
+    const timing = { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 };
+    const elect = (identity: string) =>
+      startLeaderElection({ leases, namespace: ns, name: 'whereabouts-reconciler', identity, ...timing });
+    const ea = elect('node-a');
+    const waitLeader = async (e: { isLeader(): boolean }) => {
+      for (let i = 0; i < 200 && !e.isLeader(); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(e.isLeader()).toBe(true);
+    };
+    await waitLeader(ea);
+    const eb = elect('node-b');
+    const getPod = await podLookup(ns);
+    const ra = startWhereaboutsReconciler({ kube, getPod, leader: ea, cronExpression: '0 0 1 1 *' });
+    const rb = startWhereaboutsReconciler({ kube, getPod, leader: eb, cronExpression: '0 0 1 1 *' });
+    try {
+      const ips = await startPods(ns, 4);
+      api.objects('pods').delete('app/p0');
+      // The follower's pass does nothing; the holder's frees p0.
+      const fromB = await rb.runNow();
+      expect(fromB.acted).toBe(false);
+      expect(Object.keys(poolOf(ns).spec.allocations)).toHaveLength(4);
+      const fromA = await ra.runNow();
+      expect(fromA.freed.map((f) => f.podRef)).toEqual(['app/p0']);
+      // Both at once: exactly one acts.
+      api.objects('pods').delete('app/p1');
+      const both = await Promise.all([ra.runNow(), rb.runNow()]);
+      expect(both.map((x) => x.acted)).toEqual([true, false]);
+      expect(both[0].freed.map((f) => `10.30.0.${f.offset}`)).toEqual([ips.get('p1')]);
+      // The holder crashes (stops renewing without releasing): b takes over and sweeps.
+      await ea.abandon();
+      api.objects('pods').delete('app/p2');
+      expect((await ra.runNow()).acted).toBe(false);
+      await waitLeader(eb);
+      const late = await rb.runNow();
+      expect(late.freed.map((f) => f.podRef)).toEqual(['app/p2']);
+      expect(Object.values(poolOf(ns).spec.allocations).map((e) => e.podref)).toEqual(['app/p3']);
+    } finally {
+      await ra.close();
+      await rb.close();
+      await ea.stop();
+      await eb.stop();
+    }
+  });
+
+  it('pods leaving the node’s pod cache are reconciled without waiting for the schedule', async () => {
+    const ns = 'rec4';
+    const ips = await startPods(ns, 3, 'node-9', 'q');
+    const transport = await openKubeTransport(kubeconfig(ns));
+    const pods = new Informer(transport, {
+      path: '/api/v1/pods',
+      fieldSelector: 'spec.nodeName=node-9',
+    }).start();
+    const reports: string[][] = [];
+    const rec = startWhereaboutsReconciler({
+      kube: await openKubeApi(kubeconfig(ns)),
+      getPod: await podLookup(ns),
+      podCache: pods,
+      pollMs: 30,
+      cronExpression: '0 0 1 1 *',
+      // A follower: pod-cache passes are per node and need no lease.
+      leader: { isLeader: () => false },
+      onReport: (r) => reports.push(r.freed.map((f) => f.podRef)),
+    });
+    try {
+      expect(await pods.waitForSync(5000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 100));
+      api.objects('pods').delete('app/q1');
+      for (let i = 0; i < 150 && reports.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(reports).toEqual([['app/q1']]);
+      const held = Object.entries(poolOf(ns).spec.allocations)
+        .map(([k]) => `10.30.0.${k}`)
+        .sort();
+      expect(held).toEqual([ips.get('q0'), ips.get('q2')].sort());
+      expect(rec.nextRun()?.toISOString()).toMatch(/-01-01T00:00:00\.000Z$/);
+    } finally {
+      await rec.close();
+      await pods.close();
+      transport.close();
+    }
+  });
+
+  it('refuses a bad cron expression with a code-7 error naming the field', async () => {
+    const kube = await openKubeApi(kubeconfig('rec5'));
+    expect(() =>
+      startWhereaboutsReconciler({ kube, getPod: async () => undefined, cronExpression: '61 * * * *' }),
+    ).toThrow(/reconciler_cron_expression "61 \* \* \* \*": minute 61 is outside 0-59/);
+  });
+});
