@@ -14,6 +14,7 @@ import {
   type ThickMultus,
 } from '../daemon/index.js';
 import { CliUsageError, parseVerbArgs, type Verb } from './args.js';
+import { type DaemonReconciler, startDaemonReconciler } from './whereabouts-reconciler.js';
 
 const HELP = `usage: cni-kit daemon [options]
 
@@ -46,6 +47,12 @@ options:
       --max-request-bytes <n>    largest request (default 4194304)
       --shutdown-timeout-ms <n>  how long SIGTERM waits for running calls (default: the call
                                  timeout + 5000, so that every call ends on its own)
+      --whereabouts-reconciler <kubeconfig>
+                                 also run the whereabouts reconciler: frees addresses whose pod is
+                                 gone (this node's pod deletions, and a full pass on the schedule
+                                 by whichever daemon holds the whereabouts-reconciler Lease)
+      --whereabouts-reconciler-cron <expr>
+                                 the full pass's five-field cron schedule, UTC (default "30 4 * * *")
       --log-level <level>        error, warn, info (default) or debug (plugin log lines too)
       --probe <healthz|readyz>   ask a running daemon instead; exit 0 when it answers 200
   -h, --help                     this help`;
@@ -92,6 +99,8 @@ export const daemonVerb: Verb = {
       'max-request-bytes': { type: 'string' },
       'shutdown-timeout-ms': { type: 'string' },
       'log-level': { type: 'string' },
+      'whereabouts-reconciler': { type: 'string' },
+      'whereabouts-reconciler-cron': { type: 'string' },
       probe: { type: 'string' },
     });
     if (positionals.length > 0)
@@ -156,6 +165,20 @@ export const daemonVerb: Verb = {
       logger,
     });
     if (thick) daemon.metrics.extra.push(() => thick.metricsText());
+    let reconciler: DaemonReconciler | undefined;
+    if (values['whereabouts-reconciler'] !== undefined) {
+      try {
+        reconciler = await startDaemonReconciler({
+          kubeconfig: values['whereabouts-reconciler'],
+          cronExpression: values['whereabouts-reconciler-cron'],
+          log: (lvl, fields) => logger.log(lvl, fields),
+        });
+      } catch (e) {
+        await daemon.close();
+        await thick?.close();
+        throw e;
+      }
+    }
     // A plugin's stray rejected promise must not take every other call down with it.
     process.on('unhandledRejection', (e) =>
       logger.log('error', { msg: 'unhandled rejection', error: String(e) }),
@@ -165,6 +188,7 @@ export const daemonVerb: Verb = {
         logger.log('info', { msg: `${sig} received` });
         daemon
           .close()
+          .then(() => reconciler?.close())
           .then(() => thick?.close())
           .then(resolve, resolve);
       };

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDaemonReconciler } from '../../src/cli/whereabouts-reconciler.js';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
 import {
   type PodLookup,
@@ -237,6 +238,47 @@ describe('whereabouts reconciler', () => {
       await pods.close();
       transport.close();
     }
+  });
+
+  it('the daemon’s reconciler (--whereabouts-reconciler) takes the Lease, watches its node and sweeps', async () => {
+    const ns = 'rec6';
+    const ips = await startPods(ns, 3, 'node-d', 'd');
+    const logs: string[] = [];
+    const d = await startDaemonReconciler({
+      kubeconfig: kubeconfig(ns),
+      nodeName: 'node-d',
+      cronExpression: '0 0 1 1 *',
+      lease: { durationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 },
+      pollMs: 30,
+      log: (_lvl, f) => logs.push(f.msg),
+    });
+    try {
+      for (let i = 0; i < 150 && !d.isLeader(); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(d.isLeader()).toBe(true);
+      expect(
+        (api.objects('leases').get(`${ns}/whereabouts-reconciler`) as unknown as Lease).spec?.holderIdentity,
+      ).toBe('node-d');
+      // Let the pod watch sync, then delete a pod of this node: freed without waiting for the schedule.
+      await new Promise((r) => setTimeout(r, 300));
+      api.objects('pods').delete('app/d2');
+      for (let i = 0; i < 150 && !logs.includes('whereabouts reconciler: pass'); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      const held = Object.keys(poolOf(ns).spec.allocations)
+        .map((k) => `10.30.0.${k}`)
+        .sort();
+      expect(held).toEqual([ips.get('d0'), ips.get('d1')].sort());
+      expect(logs).toContain('whereabouts reconciler: pass');
+      // A pod deleted elsewhere is for the full pass, which the Lease holder runs.
+      api.objects('pods').delete('app/d0');
+      const r = await d.reconciler.runNow();
+      expect(r.freed.map((f) => f.podRef)).toEqual(['app/d0']);
+    } finally {
+      await d.close();
+    }
+    // Closing released the Lease.
+    expect(
+      (api.objects('leases').get(`${ns}/whereabouts-reconciler`) as unknown as Lease).spec?.holderIdentity,
+    ).toBe('');
   });
 
   it('refuses a bad cron expression with a code-7 error naming the field', async () => {
