@@ -156,6 +156,37 @@ describe('whereabouts reconciler', () => {
     expect(e?.[1].id).toBe('ctr-p1-new');
   });
 
+  it('re-reads the pool after a lost write race, and keeps what it cannot judge', async () => {
+    const ns = 'rec7';
+    const ips = await startPods(ns, 3);
+    api.objects('pods').delete('app/p0');
+    api.objects('pods').delete('app/p1');
+    const lookup = await podLookup(ns);
+    let raced = false;
+    const getPod: PodLookup = async (pns, name) => {
+      if (name === 'p1') throw Object.assign(new Error('etcdserver: request timed out'), { status: 500 });
+      if (name === 'p0' && !raced) {
+        // Another writer changes the pool after the pass read it: its PUT gets 409.
+        raced = true;
+        api.putPod({ metadata: { name: 'late', namespace: 'app' } });
+        await allocator(ns).allocate({ containerId: 'ctr-late', ifname: 'net1', podRef: 'app/late' });
+      }
+      return lookup(pns, name);
+    };
+    const r = await reconcileWhereabouts({ kube: await openKubeApi(kubeconfig(ns)), getPod });
+    expect(r.freed.map((f) => `10.30.0.${f.offset}`)).toEqual([ips.get('p0')]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatch(/^pod app\/p1: etcdserver: request timed out/);
+    const left = Object.values(poolOf(ns).spec.allocations)
+      .map((e) => e.podref)
+      .sort();
+    expect(left).toEqual(['app/late', 'app/p1', 'app/p2']);
+    const puts = api.requests.filter(
+      (q) => q.method === 'PUT' && q.path.includes(`/namespaces/${ns}/ippools/`),
+    );
+    expect(puts.map((q) => q.code)).toContain(409);
+  });
+
   it('two controllers with a Lease: only the holder sweeps; the other takes over when it stops renewing', async () => {
     const ns = 'rec3';
     const kube = await openKubeApi(kubeconfig(ns));
