@@ -77,14 +77,13 @@ export {
   type PodLookup,
   type ReconcileOptions,
   type ReconcileReport,
-  type ReconcileStoreOptions,
   reconcileWhereabouts,
-  reconcileWhereaboutsStore,
   startWhereaboutsReconciler,
   type WhereaboutsReconciler,
   type WhereaboutsReconcilerOptions,
 } from './whereabouts/reconciler.js';
 export { type CronSchedule, cronMatches, cronNext, parseCron } from './whereabouts/reconciler-cron.js';
+export { type ReconcileStoreOptions, reconcileWhereaboutsStore } from './whereabouts/reconciler-store.js';
 export type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from './whereabouts/store.js';
 export type { EtcdStoreOptions } from './whereabouts/stores/etcd.js';
 export type {

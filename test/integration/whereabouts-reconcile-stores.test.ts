@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWhereaboutsConfig } from '../../src/ipam/whereabouts/config.js';
 import { createWhereaboutsAllocator, openWhereaboutsStore } from '../../src/ipam/whereabouts/index.js';
-import { type PodLookup, reconcileWhereaboutsStore } from '../../src/ipam/whereabouts/reconciler.js';
+import type { PodLookup } from '../../src/ipam/whereabouts/reconciler.js';
+import { reconcileWhereaboutsStore } from '../../src/ipam/whereabouts/reconciler-store.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 const tmp = mkdtempSync(join(tmpdir(), `wbrecs-${process.pid}-`));
