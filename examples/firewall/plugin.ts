@@ -129,7 +129,11 @@ const famName = (f: Family) => (f === 4 ? 'IPv4' : 'IPv6');
 /** Builds the firewall plugin over an iptables runner and a firewalld client. */
 export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<FirewallConf> {
   const ipt = deps.iptables ?? spawnIptables;
-  const fwd = deps.firewalld ?? busctlFirewalld({ runner: spawnIptables });
+  // The bus address comes from the call's environment, as Go's dbus.SystemBus reads its own: in
+  // daemon mode the daemon's environment is not the runtime's.
+  const fwdFor = (env: Readonly<Record<string, string | undefined>>): FirewalldClient =>
+    deps.firewalld ??
+    busctlFirewalld({ runner: spawnIptables, address: env.DBUS_SYSTEM_BUS_ADDRESS || undefined });
 
   function requirePrev(ctx: PluginContext<FirewallConf>): Result {
     const prev = ctx.config.prevResult;
@@ -154,7 +158,7 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
     return { bridge, policy };
   }
 
-  async function backendOf(c: FirewallConf): Promise<'iptables' | 'firewalld'> {
+  async function backendOf(c: FirewallConf, fwd: FirewalldClient): Promise<'iptables' | 'firewalld'> {
     if (c.backend) return c.backend;
     return (await fwd.running()) ? 'firewalld' : 'iptables';
   }
@@ -175,6 +179,7 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
   }
 
   async function removeSources(
+    fwd: FirewalldClient,
     rec: Pick<FirewallRecord, 'hosts' | 'zone'>,
     zone: string,
     log: (m: string) => void,
@@ -194,7 +199,8 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
     const prev = requirePrev(ctx);
     const isolation = isolationOf(ctx, prev);
     const hosts = hostsOf(prev);
-    const backend = await backendOf(c);
+    const fwd = fwdFor(ctx.env);
+    const backend = await backendOf(c, fwd);
     const file = recordFile(c.dataDir, ctx.containerId, ctx.ifname);
     mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
     await withFileLock(lockOf(c), async () => {
@@ -266,7 +272,8 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
     const prev = requirePrev(ctx);
     const isolation = isolationOf(ctx, prev);
     const hosts = hostsOf(prev);
-    const backend = await backendOf(c);
+    const fwd = fwdFor(ctx.env);
+    const backend = await backendOf(c, fwd);
     if (backend === 'firewalld') {
       for (const h of hosts)
         if (!(await fwd.querySource(c.firewalldZone, h)))
@@ -293,6 +300,7 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
 
   /** Removes one attachment's rules by its record (and prevResult's addresses), then the record. */
   async function delAttachment(
+    env: PluginContext<FirewallConf>['env'],
     c: FirewallConf,
     file: string,
     rec: FirewallRecord | undefined,
@@ -301,9 +309,10 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
   ): Promise<void> {
     const hosts = [...new Set([...(rec?.hosts ?? []), ...extraHosts])];
     if (hosts.length > 0) {
-      const backend = rec?.backend ?? (await backendOf(c));
+      const fwd = fwdFor(env);
+      const backend = rec?.backend ?? (await backendOf(c, fwd));
       if (backend === 'iptables') await deleteHostRules(hosts);
-      else await removeSources({ hosts, zone: rec?.zone }, c.firewalldZone, log);
+      else await removeSources(fwd, { hosts, zone: rec?.zone }, c.firewalldZone, log);
     }
     rmSync(file, { force: true });
   }
@@ -320,7 +329,7 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
       if (!existsSync(file) && prevHosts.length === 0) return;
       // The isolation chains stay, as the reference leaves them: other containers may use the bridge.
       await withFileLock(lockOf(c), () =>
-        delAttachment(c, file, readRecord(file, ctx.log), prevHosts, ctx.log),
+        delAttachment(ctx.env, c, file, readRecord(file, ctx.log), prevHosts, ctx.log),
       );
     },
     async gc(ctx) {
@@ -338,7 +347,7 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
           const rec = readRecord(file, ctx.log);
           if (!rec || rec.network !== (ctx.config.name ?? '')) continue;
           if (valid.has(`${rec.containerId}\0${rec.ifname}`)) continue;
-          await delAttachment(c, file, rec, [], ctx.log);
+          await delAttachment(ctx.env, c, file, rec, [], ctx.log);
         }
       });
     },
