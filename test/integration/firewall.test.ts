@@ -17,7 +17,6 @@ const net = 40 + (process.pid % 40);
 const netnses: string[] = [];
 const children: ChildProcess[] = [];
 let work: string;
-let seq = 0;
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), `${tag}-`));
