@@ -33,6 +33,11 @@ import {
 
 /** Where ADD records what it did, so DEL without prevResult (or after the netns is gone) finds it. */
 export const DEFAULT_DATA_DIR = '/run/cni/firewall';
+/**
+ * The lock every firewall call takes around its read-modify-write of the node's iptables chains:
+ * node-wide (the chains are), so not under a network's `dataDir`; stays, like any lock file.
+ */
+export const DEFAULT_LOCK_FILE = '/run/lock/cni-kit-firewall.lock';
 
 const BUILTIN = new Set(['INPUT', 'OUTPUT', 'FORWARD', 'PREROUTING', 'POSTROUTING']);
 const TARGETS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE', 'REJECT', 'LOG', 'MARK']);
@@ -68,8 +73,10 @@ export type FirewallConf = Infer<typeof firewallConfig>;
 export interface FirewallDeps {
   /** Runs iptables-save/-restore (default: spawns them). */
   iptables?: IptablesRunner | undefined;
-  /** Talks to firewalld (default: busctl on the system bus). */
+  /** Talks to firewalld (default: busctl on the system bus, or DBUS_SYSTEM_BUS_ADDRESS of the call). */
   firewalld?: FirewalldClient | undefined;
+  /** The node-wide lock file (default {@link DEFAULT_LOCK_FILE}). */
+  lockFile?: string | undefined;
 }
 
 /** What ADD records per attachment (`<dataDir>/<containerId>_<ifname>.json`). */
@@ -163,7 +170,20 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
     return (await fwd.running()) ? 'firewalld' : 'iptables';
   }
 
-  const lockOf = (c: FirewallConf) => join(c.dataDir, 'lock');
+  const lockPath = deps.lockFile ?? DEFAULT_LOCK_FILE;
+  /** Runs `fn` holding the node-wide lock; a timeout is code 11 naming this plugin's lock. */
+  async function locked<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await withFileLock(lockPath, fn);
+    } catch (e) {
+      if (e instanceof CniError && e.code === ErrorCode.TryAgainLater && e.message.includes(lockPath))
+        throw new CniError(
+          ErrorCode.TryAgainLater,
+          `firewall: timed out waiting for the lock ${lockPath}; another firewall call holds it, retry`,
+        );
+      throw e;
+    }
+  }
 
   /** Removes the iptables rules of `hosts` in every family that has some; throws when a tool fails. */
   async function deleteHostRules(hosts: readonly string[]): Promise<void> {
@@ -203,7 +223,7 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
     const backend = await backendOf(c, fwd);
     const file = recordFile(c.dataDir, ctx.containerId, ctx.ifname);
     mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
-    await withFileLock(lockOf(c), async () => {
+    await locked(async () => {
       const prior = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
       const old = readRecord(file, ctx.log);
       // A repeated ADD keeps the addresses an earlier one recorded, so DEL removes them all.
@@ -328,9 +348,7 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
       const prevHosts = hostsOf(ctx.config.prevResult);
       if (!existsSync(file) && prevHosts.length === 0) return;
       // The isolation chains stay, as the reference leaves them: other containers may use the bridge.
-      await withFileLock(lockOf(c), () =>
-        delAttachment(ctx.env, c, file, readRecord(file, ctx.log), prevHosts, ctx.log),
-      );
+      await locked(() => delAttachment(ctx.env, c, file, readRecord(file, ctx.log), prevHosts, ctx.log));
     },
     async gc(ctx) {
       const c = ctx.conf;
@@ -341,7 +359,7 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
         return;
       }
       const valid = new Set(ctx.validAttachments.map((a) => `${a.containerId}\0${a.ifname}`));
-      await withFileLock(lockOf(c), async () => {
+      await locked(async () => {
         for (const n of names) {
           const file = join(c.dataDir, n);
           const rec = readRecord(file, ctx.log);

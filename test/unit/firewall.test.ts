@@ -88,6 +88,7 @@ async function call(
   const p = createFirewallPlugin({
     iptables: ipt.runner,
     firewalld: opts.firewalld ?? fakeFirewalld(false).client,
+    lockFile: join(work, 'lock'),
   });
   const out = await runPlugin(p, { env, stdin: JSON.stringify(conf) });
   return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
@@ -317,7 +318,7 @@ describe('firewall CHECK and DEL', () => {
     const before = ipt.calls.length;
     expect((await call('DEL', {})).exitCode).toBe(0);
     expect(ipt.calls.length).toBe(before);
-    expect(readdirSync(dataDir)).toEqual(['lock']);
+    expect(readdirSync(dataDir)).toEqual([]);
   });
 
   it('DEL removes the rules the Go plugin wrote (same lines, no record) from prevResult', async () => {
@@ -356,7 +357,7 @@ describe('firewall CHECK and DEL', () => {
     expect(fwd.some((x) => x.includes('10.88.0.5/32'))).toBe(true);
     expect(fwd.some((x) => x.includes('10.88.0.6/32'))).toBe(false);
     expect(fwd.some((x) => x.includes('10.88.0.7/32'))).toBe(true);
-    expect(readdirSync(dataDir).sort()).toEqual(['keep_eth0.json', 'lock', 'othernet_eth0.json']);
+    expect(readdirSync(dataDir).sort()).toEqual(['keep_eth0.json', 'othernet_eth0.json']);
   });
 });
 
@@ -429,7 +430,7 @@ describe('firewall: errors and rollback', () => {
     // Everything the IPv4 half made is gone again, the shared chains it created included.
     expect(ipt.lines(4)).toEqual([]);
     expect([...ipt.tables[4].keys()]).toEqual(['INPUT', 'FORWARD', 'OUTPUT']);
-    expect(readdirSync(dataDir)).toEqual(['lock']);
+    expect(readdirSync(dataDir)).toEqual([]);
   });
 
   it('a failed repeated ADD keeps the earlier record and the earlier rules', async () => {
