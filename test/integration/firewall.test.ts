@@ -426,12 +426,12 @@ describe('firewall: firewalld backend against a real firewalld on a private bus'
       ).stdout.trim();
     const dataDir = join(work, 'd5');
     const prev = prevOf([`10.${net}.5.5/24`, `fd00:${net}:5::5/64`]);
-    // The exec'd binary: the bus address is the call's environment (daemon mode reads it there too).
+    // The bus address is the call's environment (in daemon mode too, where the daemon's is not).
     const e = (cmd: string, cid = 'c1') => ({
       ...env(cmd, cid, '/run/netns/x', BIN_DIR),
       DBUS_SYSTEM_BUS_ADDRESS: address,
     });
-    const bin = `${BIN_DIR}firewall`;
+    const bin = `${pluginDir(node)}firewall`;
     const add = run(node, bin, e('ADD'), fwConf({ dataDir }, prev));
     expect(add.status, add.out).toBe(0);
     expect(zoneOf(`10.${net}.5.5/32`)).toBe('s "trusted"');
