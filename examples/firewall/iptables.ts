@@ -241,6 +241,12 @@ export async function createChain(runner: IptablesRunner, family: Family, chain:
   throw toolError(`${tool(family, '')} -N ${chain}`, r);
 }
 
+/** Removes an empty, unreferenced chain (with iptables itself, which works when restore does not). */
+export async function deleteChain(runner: IptablesRunner, family: Family, chain: string): Promise<void> {
+  const r = await runner(tool(family, ''), ['-w', '-t', 'filter', '-X', chain]);
+  if (r.code !== 0) throw toolError(`${tool(family, '')} -X ${chain}`, r);
+}
+
 /** Applies restore lines to the filter table in one transaction. */
 export async function restore(
   runner: IptablesRunner,

@@ -18,6 +18,7 @@ import {
   containerRules,
   createChain,
   DEFAULT_ADMIN_CHAIN,
+  deleteChain,
   type Family,
   type FamilyRequest,
   FORWARD_CHAIN,
@@ -282,9 +283,8 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
       const m = /^-[IA] (\S+) (?:1 )?(.*)$/.exec(l);
       return [m?.[1] ?? '', m?.[2] ?? ''] as const;
     });
-    const del = planDelete(t, rules);
-    for (const ch of [...newChains].reverse()) if (t.chains.has(ch)) del.push(`-X ${ch}`);
-    await restore(ipt, f, del);
+    await restore(ipt, f, planDelete(t, rules));
+    for (const ch of [...newChains].reverse()) if (t.chains.has(ch)) await deleteChain(ipt, f, ch);
   }
 
   async function check(ctx: PluginContext<FirewallConf>): Promise<void> {

@@ -1,7 +1,7 @@
 // An in-memory filter table per family behind the IptablesRunner seam: iptables-save prints it,
-// `iptables -N` creates a chain, iptables-restore --noflush applies -I/-A/-D/-X atomically (all or
-// nothing, with the kernel's refusals: deleting a missing rule, removing a chain that is referenced
-// or not empty). Unit suites of the chained firewall plugins run against it.
+// `iptables -N` / `-X` create and remove a chain, iptables-restore --noflush applies -I/-A/-D/-X
+// atomically (all or nothing, with the kernel's refusals: deleting a missing rule, removing a chain
+// that is referenced or not empty). Unit suites of the chained firewall plugins run against it.
 import type { IptablesRunner } from 'cni-kit/netsetup';
 
 const BUILTIN = ['INPUT', 'FORWARD', 'OUTPUT'];
@@ -93,6 +93,13 @@ export function fakeIptables(): FakeIptables {
         if (err) return { code: 1, stdout: '', stderr: `${cmd}: line failed: ${err}` };
         f.tables[family] = copy;
         return { code: 0, stdout: '', stderr: '' };
+      }
+      const x = args.indexOf('-X');
+      if (x >= 0) {
+        const err = apply(t, `-X ${args[x + 1]}`);
+        return err
+          ? { code: 1, stdout: '', stderr: `iptables: ${err}` }
+          : { code: 0, stdout: '', stderr: '' };
       }
       const n = args.indexOf('-N');
       const chain = n >= 0 ? args[n + 1] : undefined;

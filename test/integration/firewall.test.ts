@@ -180,6 +180,38 @@ describe('firewall (iptables) in a node netns', () => {
     expect(readdirSync(dataDir)).toEqual([]);
   });
 
+  it('a failed ADD (ip6tables-restore refuses) leaves the node as it found it', (ctx) => {
+    need(ctx);
+    // The exec'd binary finds a failing ip6tables-restore first on PATH; everything else is real.
+    const fake = join(work, 'fakebin');
+    mkdirSync(fake, { recursive: true });
+    writeFileSync(
+      join(fake, 'ip6tables-restore'),
+      '#!/bin/sh\necho "ip6tables-restore: refused" >&2\nexit 1\n',
+      {
+        mode: 0o755,
+      },
+    );
+    const node = netns('rb');
+    const dataDir = join(work, 'd6');
+    const before = [filter(node, 4), filter(node, 6)];
+    const prev = prevOf([`10.${net}.6.5/24`, `fd00:${net}:6::5/64`]);
+    const r = run(
+      node,
+      `${BIN_DIR}firewall`,
+      { ...env('ADD', 'c1', '/run/netns/x', BIN_DIR), PATH: `${fake}:${process.env.PATH ?? ''}` },
+      fwConf({ backend: 'iptables', ingressPolicy: 'same-bridge', dataDir }, prev),
+    );
+    expect(r.status).toBe(1);
+    expect(r.json).toMatchObject({ code: 999 });
+    expect(String(r.json?.msg)).toMatch(
+      /^firewall: ip6tables-restore failed \(exit 1\): ip6tables-restore: refused/,
+    );
+    // The IPv4 half (chains created, jumps, container and isolation rules) is undone; no record stays.
+    expect([filter(node, 4), filter(node, 6)]).toEqual(before);
+    expect(readdirSync(dataDir)).toEqual([]);
+  });
+
   it('same-bridge: the isolation chains, recognised when the Go plugin wrote them first', (ctx) => {
     need(ctx);
     const node = netns('iso');
