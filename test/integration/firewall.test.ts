@@ -212,6 +212,45 @@ describe('firewall (iptables) in a node netns', () => {
     expect(readdirSync(dataDir)).toEqual([]);
   });
 
+  it('parallel ADDs on a fresh node make each shared chain and jump once; parallel DELs leave only those', async (ctx) => {
+    need(ctx);
+    const node = netns('par');
+    const bin = `${pluginDir(node)}firewall`;
+    const dataDir = join(work, 'd7');
+    const N = 8;
+    const call = (cmd: string, i: number) =>
+      new Promise<number | null>((resolve) => {
+        const p = spawn('nsenter', [`--net=/run/netns/${node}`, bin], {
+          env: { PATH: process.env.PATH ?? '', ...env(cmd, `p${i}`, '/run/netns/x', BIN_DIR) },
+          stdio: ['pipe', 'ignore', 'ignore'],
+        });
+        p.on('close', resolve);
+        p.stdin.end(
+          JSON.stringify(
+            fwConf(
+              { backend: 'iptables', ingressPolicy: 'same-bridge', dataDir },
+              cmd === 'ADD' ? prevOf([`10.${net}.7.${10 + i}/24`, `fd00:${net}:7::${10 + i}/64`]) : undefined,
+            ),
+          ),
+        );
+      });
+    const adds = await Promise.all(Array.from({ length: N }, (_, i) => call('ADD', i)));
+    expect(adds).toEqual(Array(N).fill(0));
+    for (const f of [4, 6] as const) {
+      const l = filter(node, f);
+      expect(l.filter((x) => x.startsWith('-A FORWARD '))).toHaveLength(2);
+      expect(l.filter((x) => x.includes('admin overrides'))).toHaveLength(1);
+      expect(l.filter((x) => x.startsWith('-A CNI-ISOLATION-STAGE-1 '))).toHaveLength(2);
+      expect(l.filter((x) => x.startsWith('-A CNI-ISOLATION-STAGE-2 '))).toHaveLength(2);
+      expect(l.filter((x) => /-A CNI-FORWARD -[sd] /.test(x))).toHaveLength(2 * N);
+    }
+    const dels = await Promise.all(Array.from({ length: N }, (_, i) => call('DEL', i)));
+    expect(dels).toEqual(Array(N).fill(0));
+    for (const f of [4, 6] as const)
+      expect(filter(node, f).filter((x) => /-[sd] (10|fd00)/.test(x))).toEqual([]);
+    expect(readdirSync(dataDir)).toEqual([]);
+  }, 60_000);
+
   it('same-bridge: the isolation chains, recognised when the Go plugin wrote them first', (ctx) => {
     need(ctx);
     const node = netns('iso');

@@ -508,6 +508,21 @@ describe('firewall: firewalld backend', () => {
     expect([...fw2.zones]).toEqual([['10.88.0.5/32', 'trusted']]);
   });
 
+  it('DEL succeeds and drops the record when firewalld refuses (stopped since ADD), logging why', async () => {
+    const fw = fakeFirewalld();
+    await call('ADD', { backend: 'firewalld' }, { prevResult: prev(ip4), firewalld: fw.client });
+    const down: FirewalldClient = {
+      ...fw.client,
+      removeSource: async () => {
+        throw new Error('firewalld: removeSource failed (busctl exit 1): Failed to connect to bus');
+      },
+    };
+    const r = await call('DEL', {}, { firewalld: down });
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stderr).toContain('Failed to connect to bus');
+    expect(readdirSync(dataDir)).toEqual([]);
+  });
+
   it('without "backend", firewalld is used when it runs and iptables otherwise', async () => {
     const on = fakeFirewalld(true);
     await call('ADD', {}, { prevResult: prev(ip4), firewalld: on.client });
