@@ -37,12 +37,22 @@ export function busctlFirewalld(opts: BusctlOptions): FirewalldClient {
   const base = [...bus, `--timeout=${opts.timeoutSec ?? 10}`, 'call'];
   const call = (dest: string, path: string, iface: string, method: string, sig: string, ...args: string[]) =>
     opts.runner('busctl', [...base, dest, path, iface, method, sig, ...args]);
-  const fail = (what: string, r: { code: number; stderr: string }) =>
-    new CniError(
+  const fail = (method: string, zone: string, source: string, r: { code: number; stderr: string }) => {
+    const why = r.stderr.trim() || 'no message';
+    if (/INVALID_ZONE/.test(why))
+      return new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `firewalldZone: ${JSON.stringify(zone)} is not a zone firewalld knows (${why}); use an existing zone such as "trusted" (the default)`,
+      );
+    const down = /Failed to connect|ServiceUnknown|NameHasNoOwner|no such name|Connection refused/i.test(why);
+    return new CniError(
       ErrorCode.Internal,
-      `firewalld: ${what} failed (busctl exit ${r.code}): ${r.stderr.trim() || 'no message'}`,
-      'is firewalld running on the system bus? Set "backend": "iptables" to use iptables instead',
+      `firewalld: ${method}(${zone}, ${source}) failed (busctl exit ${r.code}): ${why}`,
+      down
+        ? 'is firewalld running on the system bus? Set "backend": "iptables" to use iptables instead'
+        : 'firewalld refused the request: an address can be in one zone only',
     );
+  };
   return {
     async running() {
       const r = await call(
@@ -59,7 +69,7 @@ export function busctlFirewalld(opts: BusctlOptions): FirewalldClient {
       const r = await call(FIREWALLD_NAME, FIREWALLD_PATH, FIREWALLD_ZONE, 'addSource', 'ss', zone, source);
       if (r.code === 0) return true;
       if (/ZONE_ALREADY_SET/.test(r.stderr)) return false;
-      throw fail(`addSource(${zone}, ${source})`, r);
+      throw fail('addSource', zone, source, r);
     },
     async removeSource(zone, source) {
       const r = await call(
@@ -71,11 +81,11 @@ export function busctlFirewalld(opts: BusctlOptions): FirewalldClient {
         zone,
         source,
       );
-      if (r.code !== 0) throw fail(`removeSource(${zone}, ${source})`, r);
+      if (r.code !== 0) throw fail('removeSource', zone, source, r);
     },
     async querySource(zone, source) {
       const r = await call(FIREWALLD_NAME, FIREWALLD_PATH, FIREWALLD_ZONE, 'querySource', 'ss', zone, source);
-      if (r.code !== 0) throw fail(`querySource(${zone}, ${source})`, r);
+      if (r.code !== 0) throw fail('querySource', zone, source, r);
       // busctl prints the reply as its signature and value: "b true".
       return /^b\s+true\b/.test(r.stdout.trim());
     },

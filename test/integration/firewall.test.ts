@@ -529,6 +529,12 @@ describe('firewall: firewalld backend against a real firewalld on a private bus'
     for (let i = 0; i < 2; i++)
       expect(run(node, bin, { ...e('DEL'), CNI_NETNS: '' }, fwConf({ dataDir })).status).toBe(0);
     expect(zoneOf(`10.${net}.5.5/32`)).toBe('s ""');
+    // A zone firewalld does not know: code 7 naming the field, and nothing is left.
+    const unknown = run(node, bin, e('ADD', 'c4'), fwConf({ dataDir, firewalldZone: 'nosuchzone' }, prev));
+    expect(unknown.json).toMatchObject({ code: 7 });
+    expect(String(unknown.json?.msg)).toMatch(/^firewalldZone: "nosuchzone" is not a zone firewalld knows/);
+    expect(zoneOf(`10.${net}.5.5/32`)).toBe('s ""');
+    expect(readdirSync(dataDir)).toEqual([]);
     // A zone of the config's own; then the Go plugin's ADD, removed by our DEL (prevResult given).
     const z = run(node, bin, e('ADD', 'c2'), fwConf({ dataDir, firewalldZone: 'internal' }, prev));
     expect(z.status, z.out).toBe(0);

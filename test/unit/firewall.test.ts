@@ -576,6 +576,13 @@ describe('firewall: firewalld backend', () => {
       'trusted',
       '10.1.0.5/32',
     ]);
+    replies.addSource = { code: 1, stdout: '', stderr: 'Call failed: INVALID_ZONE: nosuch' };
+    await expect(c.addSource('nosuch', '10.1.0.5/32')).rejects.toMatchObject({
+      code: 7,
+      message: expect.stringMatching(/^firewalldZone: "nosuch" is not a zone firewalld knows/),
+    });
+    replies.addSource = { code: 1, stdout: '', stderr: 'Call failed: ZONE_CONFLICT: 10.1.0.5/32' };
+    await expect(c.addSource('trusted', '10.1.0.5/32')).rejects.toMatchObject({ code: 999 });
     const sys = busctlFirewalld({ runner });
     await sys.running();
     expect(seen.at(-1)?.slice(0, 9)).toEqual([
