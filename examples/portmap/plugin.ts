@@ -174,7 +174,13 @@ export function createPortmapPlugin(deps: PortmapDeps): PluginSpec<PortmapConf> 
       : unforwardNft(p.containerId, runner);
 
   /** Drops conntrack's UDP entries to the mapped host ports, so earlier flows see the new DNAT (best effort). */
-  async function flushUdpConntrack(ctx: PluginContext<PortmapConf>, p: PortmapRules, family: Family) {
+  async function flushUdpConntrack(
+    ctx: PluginContext<PortmapConf>,
+    p: PortmapRules,
+    family: Family,
+    seen: { missing?: boolean },
+  ) {
+    if (seen.missing) return;
     for (const m of p.mappings.filter((x) => x.protocol === 'udp')) {
       const args = [
         '-D',
@@ -187,6 +193,7 @@ export function createPortmapPlugin(deps: PortmapDeps): PluginSpec<PortmapConf> 
       ];
       const r = await runner('conntrack', args);
       if (r.code === 127) {
+        seen.missing = true;
         ctx.log('portmap: conntrack is not installed: stale UDP conntrack entries of the mapped ports stay');
         return;
       }
@@ -209,6 +216,7 @@ export function createPortmapPlugin(deps: PortmapDeps): PluginSpec<PortmapConf> 
     if (!p.mappings.length) return out;
     const backend = await backendOf(ctx.conf);
     const addrs = containerAddresses(prev, ctx.ifname);
+    const conntrack = {};
     await addWithRollback(ctx, 'portmap', async (tx) => {
       tx.onRollback(() => unforward(backend, p));
       for (const family of [4, 6] as const) {
@@ -216,7 +224,7 @@ export function createPortmapPlugin(deps: PortmapDeps): PluginSpec<PortmapConf> 
         if (!address) continue;
         if (backend === 'iptables') await forwardIptables(planIptables(p, address, family), family, runner);
         else await forwardNft(p, address, family, runner);
-        await flushUdpConntrack(ctx, p, family);
+        await flushUdpConntrack(ctx, p, family, conntrack);
         if (family === 4 && p.snat) {
           // 127.0.0.1 → container needs the host interface toward it to route "martian" 127/8.
           const dev = await hostInterfaceToward(netlink, address.split('/')[0] ?? address);
