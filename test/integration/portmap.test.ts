@@ -5,6 +5,7 @@
 // notices a removed rule, a repeated ADD repairs it, DEL removes everything of the container, and
 // a failed ADD leaves no rule.
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { pluginDir } from '../helpers/mode.js';
 import { BIN_DIR } from '../helpers/plugin.js';
 import {
   CLIENT_IP,
@@ -62,7 +63,7 @@ beforeAll(async () => {
       dataDir: `${w.work}/ipam`,
     },
   };
-  const r = execInNode(w.node, `${BIN_DIR}bridge`, env('ADD'), bridge);
+  const r = execInNode(w.node, `${pluginDir(w.node)}bridge`, env('ADD'), bridge);
   if (r.status !== 0) throw new Error(`bridge ADD failed: ${r.stdout}${r.stderr}`);
   prevResult = r.json ?? {};
   await w.server(ctr, TCP, UDP);
@@ -82,7 +83,7 @@ const conf = (backend: string, base: number, extra: object = {}) => ({
   prevResult,
   ...extra,
 });
-const pm = (cmd: string, c: object) => execInNode(w.node, `${BIN_DIR}portmap`, env(cmd), c);
+const pm = (cmd: string, c: object) => execInNode(w.node, `${pluginDir(w.node)}portmap`, env(cmd), c);
 
 /** What of this container is left in the node's firewall: its chain, comments and addresses. */
 const traces = () =>
