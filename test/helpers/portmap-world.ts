@@ -39,7 +39,7 @@ net.createServer((s) => s.end('ok ' + peer(s.remoteAddress))).listen(tcpPort, ':
 });`;
 
 const CLIENT = `
-const [proto, host, port] = process.argv.slice(1);
+const [proto, host, port, from] = process.argv.slice(1);
 setTimeout(() => { console.log('timeout'); process.exit(2); }, 1500);
 if (proto === 'tcp') {
   let d = '';
@@ -50,7 +50,7 @@ if (proto === 'tcp') {
 } else {
   const u = require('dgram').createSocket(host.includes(':') ? 'udp6' : 'udp4');
   u.on('message', (m) => { console.log(String(m)); process.exit(0); });
-  u.send('hi', +port, host);
+  u.bind(from ? +from : 0, () => u.send('hi', +port, host));
 }`;
 
 /** One world; `close()` removes every namespace, process and file it made. */
@@ -110,15 +110,12 @@ export class PortmapWorld {
     });
   }
 
-  /** One request from netns `ns`: the server's answer, "timeout" or "error <code>". */
-  ask(ns: string, proto: 'tcp' | 'udp', host: string, port: number): string {
-    const r = spawnSync(
-      'ip',
-      ['netns', 'exec', ns, process.execPath, '-e', CLIENT, proto, host, String(port)],
-      {
-        encoding: 'utf8',
-      },
-    );
+  /** One request from netns `ns` (UDP: from source port `from`): the answer, "timeout" or "error <code>". */
+  ask(ns: string, proto: 'tcp' | 'udp', host: string, port: number, from?: number): string {
+    const args = [proto, host, String(port), ...(from ? [String(from)] : [])];
+    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '-e', CLIENT, ...args], {
+      encoding: 'utf8',
+    });
     return r.stdout.trim();
   }
 

@@ -4,6 +4,7 @@
 // route_localnet) and from the container to itself (hairpin SNAT), with both backends. CHECK
 // notices a removed rule, a repeated ADD repairs it, DEL removes everything of the container, and
 // a failed ADD leaves no rule.
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { pluginDir } from '../helpers/mode.js';
 import { BIN_DIR } from '../helpers/plugin.js';
@@ -144,6 +145,29 @@ describe.each(['iptables', 'nftables'] as const)('%s backend', (backend) => {
         .replace(/handle \d+|packets \d+ bytes \d+|\[\d+:\d+\]/g, '');
     expect(norm(w.firewall())).toBe(norm(before));
     expect(w.askUntil(w.client, 'tcp', NODE_IP[4], base + 10)).toBe(`ok ${CLIENT_IP[4]}`);
+    expect(pm('DEL', c).status).toBe(0);
+    expect(traces()).toEqual([]);
+  }, 60_000);
+
+  it('UDP: a flow that hit the host port before ADD reaches the container after it (conntrack flushed)', async (ctx) => {
+    need(ctx, backend);
+    if (!inNsOk('conntrack', '--version')) ctx.skip('conntrack (the conntrack tool) not installed');
+    const port = base + 31;
+    const from = 40000 + (process.pid % 1000) + (backend === 'iptables' ? 0 : 1000);
+    // Conntrack tracks a netns's flows only once a rule there needs it (on a real node, always).
+    const ct =
+      'table ip pmct {\n chain pre {\n  type filter hook prerouting priority 0\n  ct state new counter\n }\n}\n';
+    expect(spawnSync('ip', ['netns', 'exec', w.node, 'nft', '-f', '-'], { input: ct }).status).toBe(0);
+    // No mapping yet: the datagram reaches the node's closed port and conntrack remembers the flow.
+    expect(w.ask(w.client, 'udp', NODE_IP[4], port, from)).toBe('timeout');
+    const c = conf(backend, 0, {
+      runtimeConfig: { portMappings: [{ hostPort: port, containerPort: UDP, protocol: 'udp' }] },
+    });
+    const add = pm('ADD', c);
+    expect(add.status, add.stdout).toBe(0);
+    expect(add.stderr).not.toContain('conntrack is not installed');
+    expect(w.ask(w.client, 'udp', NODE_IP[4], port, from)).toBe(`ok ${CLIENT_IP[4]}`);
+    spawnSync('ip', ['netns', 'exec', w.node, 'nft', 'delete', 'table', 'ip', 'pmct']);
     expect(pm('DEL', c).status).toBe(0);
     expect(traces()).toEqual([]);
   }, 60_000);
