@@ -419,6 +419,33 @@ describe('ADD, CHECK, DEL, GC', () => {
     expect(undo.match(/^-D CNI-HOSTPORT-DNAT /gm)).toHaveLength(2);
   });
 
+  it('a failed route_localnet write rolls back the rules and names the sysctl', async () => {
+    const failing = memoryNetlink({
+      hostLinks: [],
+      beforeOp: (op) => {
+        if (op.includes('route_localnet')) throw new Error('permission denied');
+      },
+    });
+    failing.addNetns(NS);
+    await failing.inNetns(undefined, async (ns) => {
+      ns.createLink({ kind: 'bridge', name: 'pmbr0' });
+      ns.addAddress('pmbr0', '10.99.0.1/24');
+      ns.setLink('pmbr0', { up: true });
+    });
+    nl = failing;
+    fw.on = (c) => {
+      if (c.cmd === 'iptables-restore' && c.stdin?.includes(':CNI-DN')) fw.saved[4] = GO_SAVED_V4;
+      return undefined;
+    };
+    const r = await call('ADD', base());
+    expect(r.json).toMatchObject({
+      code: 999,
+      msg: expect.stringContaining('enabling net.ipv4.conf.pmbr0.route_localnet failed'),
+    });
+    expect(fw.of('ip6tables-restore')).toEqual([]);
+    expect(fw.of('iptables-restore').at(-1)?.stdin).toContain(`-X ${CHAIN}`);
+  });
+
   it('a concurrent ADD that created a shared chain first makes this one read again and retry', async () => {
     let n = 0;
     fw.on = (c) =>
