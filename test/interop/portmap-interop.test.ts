@@ -2,7 +2,8 @@
 // test's own. State: rules written by Go's portmap are checked and removed by ours and the other
 // way round, leaving no rule of the container. Chaining under libcni (our CniRuntime): the Go
 // bridge → our portmap, and our bridge → the Go portmap, with real TCP through the mapped port.
-// Go 1.1.1 has no nftables portmap, so only the iptables backend is compared.
+// Go 1.1.1 has no nftables portmap, so only the iptables backend is compared. And the stock flannel
+// conflist (flannel → bridge, then portmap) with only cni-kit's plugins, which failed before portmap.
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
@@ -176,4 +177,50 @@ describe('chained under libcni in the node', () => {
       await rt.delNetworkList(list, conf);
     }, 60_000);
   }
+
+  it('the stock flannel conflist with only cni-kit installed: ADD works, the port reaches the container, DEL leaves nothing', async (ctx) => {
+    const why = worldMissing();
+    if (why) ctx.skip(why);
+    const dir = wrappers('flannel-ours', {
+      flannel: 'ours',
+      bridge: 'ours',
+      'host-local': 'ours',
+      portmap: 'ours',
+    });
+    writeFileSync(
+      join(w.work, 'subnet.env'),
+      'FLANNEL_NETWORK=10.68.0.0/16\nFLANNEL_SUBNET=10.68.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n',
+    );
+    // kube-flannel.yml's cni-conf.json, with only the host paths moved into the test's directory.
+    const list = JSON.stringify({
+      name: 'cbr0',
+      cniVersion: '0.3.1',
+      plugins: [
+        {
+          type: 'flannel',
+          delegate: { hairpinMode: true, isDefaultGateway: true },
+          subnetFile: join(w.work, 'subnet.env'),
+          dataDir: join(w.work, 'flannel'),
+          ipam: { dataDir: join(w.work, 'flannel-ipam') },
+        },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    });
+    const rt = new CniRuntime({ pluginDirs: [dir], cacheDir: join(w.work, 'cache'), timeoutMs: 20_000 });
+    const ns = w.netns('fl');
+    const conf: RuntimeConf = {
+      containerId: `${tag}-fl`,
+      netns: `/var/run/netns/${ns}`,
+      ifname: 'eth0',
+      capabilityArgs: { portMappings: [{ hostPort: 17400, containerPort: 7400, protocol: 'tcp' }] },
+    };
+    await rt.addNetworkList(list, conf);
+    await w.server(ns, 7400, 7401);
+    expect(w.askUntil(w.client, 'tcp', NODE_IP[4], 17400)).toBe(`ok ${CLIENT_IP[4]}`);
+    // The stock list is 0.3.1, which has no CHECK.
+    const chain = chainOf(conf.containerId);
+    await rt.delNetworkList(list, conf);
+    expect(traces(conf.containerId, chain)).toEqual([]);
+    expect(inNs(ns, 'ip', '-o', 'link', 'show')).not.toMatch(/eth0/);
+  }, 60_000);
 });
