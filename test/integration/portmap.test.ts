@@ -3,8 +3,9 @@
 // container from a client netns (DNAT), from the node itself over 127.0.0.1 (localhost SNAT with
 // route_localnet) and from the container to itself (hairpin SNAT), with both backends. CHECK
 // notices a removed rule, a repeated ADD repairs it, DEL removes everything of the container, and
-// a failed ADD leaves no rule.
-import { spawnSync } from 'node:child_process';
+// a failed ADD leaves no rule; a UDP flow conntrack saw before ADD reaches the container after it;
+// concurrent ADDs on a fresh node keep every jump.
+import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { pluginDir } from '../helpers/mode.js';
 import { BIN_DIR } from '../helpers/plugin.js';
@@ -200,3 +201,46 @@ it('errors name the field and the fix: hostPort 0, a missing prevResult', (ctx) 
   expect(noPrev.json).toMatchObject({ code: 7, msg: expect.stringMatching(/^prevResult: missing/) });
   expect(traces()).toEqual([]);
 });
+
+it('concurrent ADDs on a node without the shared chains: every jump stays, no shared rule twice', async (ctx) => {
+  need(ctx);
+  const node = w.netns('par');
+  const one = (cmd: string, i: number) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn('ip', ['netns', 'exec', node, `${pluginDir(node)}portmap`], {
+        env: { PATH: process.env.PATH ?? '', ...env(cmd, `${tag}-par${i}`) },
+      });
+      let out = '';
+      p.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      p.on('close', (code) => resolve({ code, out }));
+      p.stdin.end(
+        JSON.stringify({
+          ...conf('iptables', 0),
+          runtimeConfig: { portMappings: [{ hostPort: 9100 + i, containerPort: 80, protocol: 'tcp' }] },
+          prevResult: {
+            cniVersion: '1.1.0',
+            interfaces: [{ name: 'eth0', sandbox: `/var/run/netns/${ctr}` }],
+            ips: [{ address: `10.70.0.${10 + i}/24`, interface: 0 }],
+          },
+        }),
+      );
+    });
+  const n = [...Array(8).keys()];
+  const adds = await Promise.all(n.map((i) => one('ADD', i)));
+  expect(adds.filter((r) => r.code !== 0)).toEqual([]);
+  const save = inNs(node, 'iptables-save', '-t', 'nat').split('\n');
+  expect(save.filter((l) => l.startsWith('-A CNI-HOSTPORT-DNAT ')).length).toBe(8);
+  for (const shared of [
+    /^-A PREROUTING .*-j CNI-HOSTPORT-DNAT$/,
+    /^-A OUTPUT .*-j CNI-HOSTPORT-DNAT$/,
+    /^-A POSTROUTING .*-j CNI-HOSTPORT-MASQ$/,
+    /^-A CNI-HOSTPORT-MASQ /,
+    /^-A CNI-HOSTPORT-SETMARK /,
+  ])
+    expect(save.filter((l) => shared.test(l))).toHaveLength(1);
+  const dels = await Promise.all(n.map((i) => one('DEL', i)));
+  expect(dels.filter((r) => r.code !== 0)).toEqual([]);
+  expect(inNs(node, 'iptables-save', '-t', 'nat')).not.toMatch(/CNI-DN-/);
+}, 60_000);
