@@ -76,6 +76,8 @@ const hostPrefix = (ip: string): string => {
 };
 const familyOf = (ip: string): Family => (tryParseIP(ip)?.family === 6 ? 6 : 4);
 
+const isDefault = (r: RouteEntry): boolean => r.dst === '0.0.0.0/0' || r.dst === '::/0';
+
 /** A route read back, as a spec that adds it again (in `table`). */
 export function routeSpecOf(r: RouteEntry, table: number): RouteSpec {
   const s: RouteSpec = { dst: r.dst, table, family: r.family };
@@ -164,7 +166,9 @@ export function createSbrPlugin(deps: SbrDeps): PluginSpec<SbrConf> {
       const gw = statics.get(family) ?? c.gateway;
       const t = table;
       if (gw) {
-        const def: RouteSpec = { dst: 'default', family, gw, dev: ifname, table: t };
+        // Marked 'static' so DEL can tell it from the routes moved out of main (a copy of main's own
+        // default route replaces it below, and keeps main's protocol).
+        const def: RouteSpec = { dst: 'default', family, gw, dev: ifname, table: t, protocol: 'static' };
         ns.addRoute(def);
         await ns.flush();
         tx.onRollback(() => netlink.inNetns(ns.netns, (n) => n.deleteRoute(def, { missingOk: true })));
@@ -173,7 +177,7 @@ export function createSbrPlugin(deps: SbrDeps): PluginSpec<SbrConf> {
         if (!routeBelongs(r, c.address)) continue;
         // The reference copies main's default route over the configured gateway's; the gateway
         // the config names is the one meant (see docs/plugins.md).
-        if (statics.has(family) && r.family === family && /^(0\.0\.0\.0|::)\/0$/.test(r.dst)) continue;
+        if (statics.has(family) && r.family === family && isDefault(r)) continue;
         const copy = routeSpecOf(r, t);
         ns.replaceRoute(copy);
         await ns.flush();
@@ -283,13 +287,18 @@ export function createSbrPlugin(deps: SbrDeps): PluginSpec<SbrConf> {
             errors.push(`rule from ${r.src} table ${r.table}: ${String(e)}`);
           }
         }
-        // The tables sbr picked itself hold only this interface's routes; empty them too, so the
-        // interface leaves nothing behind even when it outlives this DEL.
+        // The tables sbr picked itself hold only this interface's routes: put them back into main
+        // (but the default routes ADD added itself) and empty the tables, so an interface that
+        // outlives this DEL routes as it did before ADD.
         if (ctx.conf.table === undefined) {
           const left = await allRules(ns);
           for (const t of new Set(rules.map((r) => r.table))) {
             if (t < FIRST_TABLE || left.some((r) => r.table === t)) continue;
-            for (const r of await ns.routes({ table: t, dev: ctx.ifname })) {
+            // Gateway routes after the prefix routes that make their gateways reachable.
+            const routes = (await ns.routes({ table: t, dev: ctx.ifname })).sort((a, b) => +!!a.gw - +!!b.gw);
+            for (const r of routes) {
+              if (!(isDefault(r) && r.protocol === 'static'))
+                ns.addRoute(routeSpecOf(r, MAIN_TABLE), { existsOk: true });
               ns.deleteRoute(routeSpecOf(r, t), { missingOk: true });
               await ns.flush().catch((e) => errors.push(`route ${r.dst} table ${t}: ${String(e)}`));
             }
