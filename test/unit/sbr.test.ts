@@ -1,7 +1,11 @@
 // sbr on the in-memory kernel: a rule and a table per address with the interface's routes moved out
 // of main, `table` (rules only), `gateways`, `addSourceHints`, rollback of a failed ADD, DEL that
 // removes the rules (and sbr's own tables) and succeeds when the netns or the link is gone.
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runPlugin } from 'cni-kit';
+import { lockFile } from 'cni-kit/ipam';
 import { type MemoryNetlink, memoryNetlink, type RouteEntry } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -263,5 +267,26 @@ describe('which addresses and routes', () => {
         expect(routeBelongs(r, '10.1.0.5/24')).toBe(expected);
       }),
     );
+  });
+});
+
+describe('the netns lock (lockFile with create: false)', () => {
+  it('locks a file it may only read, and creates nothing when the file is missing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sbr-lock-'));
+    try {
+      const file = join(dir, 'netns');
+      writeFileSync(file, '');
+      chmodSync(file, 0o444);
+      const held = await lockFile(file, { create: false });
+      // A second holder waits, then times out (code 11): the first one really holds it.
+      await expect(lockFile(file, { create: false, timeoutMs: 50 })).rejects.toMatchObject({ code: 11 });
+      held.release();
+      (await lockFile(file, { create: false })).release();
+      const missing = join(dir, 'gone', 'netns');
+      await expect(lockFile(missing, { create: false })).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(existsSync(join(dir, 'gone'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
