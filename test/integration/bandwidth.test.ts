@@ -170,6 +170,23 @@ describe('bandwidth in a node netns', () => {
       );
   });
 
+  it('the top-level limits win over runtimeConfig.bandwidth, as with the Go reference', async (ctx) => {
+    need(ctx);
+    const rates: Record<string, number | undefined> = {};
+    for (const who of [OURS, ...(existsSync(GO) ? [GO] : [])]) {
+      const s = setup();
+      const conf = config(s, {
+        ingressRate: 1_000_000,
+        ingressBurst: 80_000,
+        runtimeConfig: { bandwidth: { ingressRate: 2_000_000, ingressBurst: 80_000 } },
+      });
+      expect(run(who, s, 'ADD', conf).status).toBe(0);
+      rates[who] = qdiscs(s.node)[0]?.options?.rate;
+    }
+    expect(rates[OURS]).toBe(125_000);
+    if (GO in rates) expect(rates[GO]).toBe(125_000);
+  });
+
   it('our DEL takes our qdiscs off a veth that outlives it (the veth itself is the main plugin’s)', async (ctx) => {
     need(ctx);
     const s = setup();
