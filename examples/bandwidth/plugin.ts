@@ -194,8 +194,6 @@ export async function hostInterface(
   return host;
 }
 
-const round = (n: number) => Math.round(n);
-
 /**
  * Compares a root tbf with the limits. The kernel keeps the bucket as a time at the rate, so the
  * burst read back may differ from the one asked by the rounding of one scheduler tick.
@@ -207,10 +205,11 @@ export function tbfDiffers(q: Qdisc | undefined, link: string, rateBits: number,
   const burst = burstBytes(burstBits);
   if (q.rateBytes !== undefined && q.rateBytes !== rate)
     return `${link} tbf rate is ${q.rateBytes} B/s, config says ${rate} B/s (${rateBits} bit/s)`;
-  // One tick is 1/64 µs of sending at the rate (psched ticks), plus one byte of truncation.
+  // The reference rounds the bucket time down to whole µs (up to rate/1e6 bytes less); a kernel
+  // tick is 64 ns, and the read-back drops a fraction of a byte.
   const slack = Math.max(1, Math.ceil(rate / 1e6)) + 1;
   if (q.burstBytes !== undefined && Math.abs(q.burstBytes - burst) > slack)
-    return `${link} tbf burst is ${round(q.burstBytes)} B, config says ${burst} B (${burstBits} bits)`;
+    return `${link} tbf burst is ${Math.round(q.burstBytes)} B, config says ${burst} B (${burstBits} bits)`;
   return '';
 }
 
