@@ -116,6 +116,11 @@ export function normRoute(r: RouteSpec, forDelete = false): NormRoute {
   }
   if (r.mtu !== undefined) out.mtu = checkInt(r.mtu, 'route mtu', 68, 65535);
   if (r.advmss !== undefined) out.advmss = checkInt(r.advmss, 'route advmss', 1, 65535);
+  if (r.protocol !== undefined) {
+    if (!['kernel', 'boot', 'static'].includes(r.protocol))
+      throw checkEnumError('route protocol', r.protocol, 'one of kernel, boot, static');
+    out.protocol = r.protocol;
+  }
   if (!gw && !out.dev && !forDelete) throw checkEnumError('route', r, 'given a gw or a dev');
   return out;
 }

@@ -168,9 +168,17 @@ export interface RouteSpec {
   src?: string | undefined;
   mtu?: number | undefined;
   advmss?: number | undefined;
+  /**
+   * Who installed the route (rtm_protocol): default 'boot', as `ip route` does; 'kernel' when
+   * copying a kernel-made prefix route elsewhere as it was (what sbr does).
+   */
+  protocol?: RouteProtocol | undefined;
   /** Force 'default' routes to this family when no gateway tells it. */
   family?: Family | undefined;
 }
+
+/** Route protocols a RouteSpec may name (rtnetlink.h numbers 2, 3, 4). */
+export type RouteProtocol = 'kernel' | 'boot' | 'static';
 
 /** A route as read back. */
 export interface RouteEntry {

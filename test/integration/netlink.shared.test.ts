@@ -367,6 +367,39 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     expect((await ns.routes({ family: 4 })).map((r) => r.dst)).toContain('10.50.0.0/16');
   });
 
+  it('keeps the protocol a route is added or replaced with (boot by default)', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'p0', peerName: 'p1' });
+    ns.setLink('p0', { up: true });
+    ns.addAddress('p0', '10.31.0.2/24');
+    ns.addAddress('p0', 'fd31::2/64', { noDad: true });
+    // What sbr does: a kernel prefix route copied into another table as it was.
+    ns.replaceRoute({
+      dst: '10.31.0.0/24',
+      dev: 'p0',
+      scope: 'link',
+      src: '10.31.0.2',
+      table: 100,
+      protocol: 'kernel',
+    });
+    ns.addRoute({ dst: 'fd31::/64', dev: 'p0', metric: 256, table: 100, protocol: 'kernel' });
+    ns.addRoute({ dst: '10.32.0.0/16', gw: '10.31.0.1', table: 100, protocol: 'static' });
+    ns.addRoute({ dst: '10.33.0.0/16', gw: '10.31.0.1', table: 100 });
+    await ns.flush();
+    const t100 = await ns.routes({ table: 100 });
+    const proto = Object.fromEntries(t100.map((r) => [r.dst, r.protocol]));
+    expect(proto).toEqual({
+      '10.31.0.0/24': 'kernel',
+      '10.32.0.0/16': 'static',
+      '10.33.0.0/16': 'boot',
+      'fd31::/64': 'kernel',
+    });
+    expect(() => ns.addRoute({ dst: '10.34.0.0/16', gw: '10.31.0.1', protocol: 'bgp' as 'boot' })).toThrow(
+      /route protocol/,
+    );
+  });
+
   it('appends routes: IPv6 gateways become one multipath route, IPv4 a second entry', async (ctx) => {
     need(ctx);
     const ns = nl.open(await newNs());

@@ -75,6 +75,7 @@ function route(verb: string, r: NormRoute): string {
   if (r.src !== undefined) w.push('src', r.src);
   if (r.mtu !== undefined) w.push('mtu', String(r.mtu));
   if (r.advmss !== undefined) w.push('advmss', String(r.advmss));
+  if (r.protocol !== undefined) w.push('proto', r.protocol);
   return w.join(' ');
 }
 

@@ -151,7 +151,7 @@ function build(ns: MNetns, r: NormRoute): RouteEntry {
     table: r.table ?? MAIN,
     scope: r.family === 6 ? 'global' : (r.scope ?? (r.gw ? 'global' : 'link')),
     type: 'unicast',
-    protocol: 'boot',
+    protocol: r.protocol ?? 'boot',
   };
   if (r.gw) e.gw = r.gw;
   if (dev) e.dev = dev.name;
