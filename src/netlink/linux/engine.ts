@@ -96,7 +96,15 @@ type Segment =
 
 /** Error texts a tolerated op may swallow (iproute2's wording of EEXIST and the "missing" errnos). */
 const TOLERATE = {
-  exists: ['File exists', 'already assigned', 'already exists', 'same name exists', 'Exclusivity flag on'],
+  exists: [
+    'File exists',
+    'already assigned',
+    'already exists',
+    'same name exists',
+    'Exclusivity flag on',
+    // `ip tuntap add` asks for an exclusive device: an existing name is EBUSY from TUNSETIFF.
+    'TUNSETIFF): Device or resource busy',
+  ],
   missing: [
     'Cannot find device',
     'No such device',
