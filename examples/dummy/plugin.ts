@@ -79,8 +79,11 @@ export function createDummyPlugin({ netlink }: DummyDeps): PluginSpec {
     },
     async check(ctx) {
       requireIpam(ctx);
-      const link = await checkAttachment(ctx, netlink, { kind: 'dummy' });
-      if (!link.up) throw new CniError(ErrorCode.Internal, `CHECK: ${ctx.ifname} in ${ctx.netns} is down`);
+      // Down first, as the reference: a down link has lost its routes, which is not the news.
+      const live = ctx.netns ? await netlink.inNetns(ctx.netns, (ns) => ns.findLink(ctx.ifname)) : undefined;
+      if (live?.kind === 'dummy' && !live.up)
+        throw new CniError(ErrorCode.Internal, `CHECK: ${ctx.ifname} in ${ctx.netns} is down`);
+      await checkAttachment(ctx, netlink, { kind: 'dummy' });
     },
     del: (ctx) => delAttachment(ctx, netlink, { kind: 'dummy' }),
     ...ipamPassthrough(),

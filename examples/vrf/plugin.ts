@@ -79,7 +79,8 @@ function vrfOf(links: readonly Link[], name: string, field = 'vrfname'): Link | 
 
 /** A route read back, as a spec for the same route in `table` (what `ip route replace ... table N` keeps). */
 function inTable(r: RouteEntry, table: number): RouteSpec {
-  const spec: RouteSpec = { dst: r.dst, family: r.family, table };
+  const spec: RouteSpec = { dst: r.dst, family: r.family };
+  if (table !== MAIN_TABLE) spec.table = table;
   if (r.gw) spec.gw = r.gw;
   if (r.dev) spec.dev = r.dev;
   if (r.metric !== undefined) spec.metric = r.metric;
@@ -106,26 +107,35 @@ function movableRoutes(routes: readonly RouteEntry[], ifname: string): RouteEntr
 const globalV6 = (addrs: readonly Address[]): Address[] =>
   addrs.filter((a) => a.family === 6 && a.scope === 'global');
 
+/** What enslaving takes from an interface: its global IPv6 addresses and its main-table routes. */
+interface Saved {
+  v6: Address[];
+  routes: RouteEntry[];
+}
+
+async function save(ns: NetnsOps, ifname: string): Promise<Saved> {
+  return {
+    v6: globalV6(await ns.addresses({ link: ifname })),
+    routes: movableRoutes(await ns.routes({ table: MAIN_TABLE, dev: ifname }), ifname),
+  };
+}
+
 /**
- * Enslaves `ifname` to `vrf` (table `table`) and puts back what the kernel's down/up cycle took:
- * global IPv6 addresses (lost unless keep_addr_on_down) and the main-table routes, now in the
- * VRF's table.
+ * Puts back, in `table`, what the kernel's down/up cycle of `ifname` took: global IPv6 addresses
+ * (lost unless keep_addr_on_down) and the saved routes.
  */
-async function enslave(
+async function restore(
   ns: NetnsOps,
   ifname: string,
-  vrf: string,
   table: number,
+  saved: Saved,
   sleep: (ms: number) => Promise<void>,
 ): Promise<void> {
-  const before = globalV6(await ns.addresses({ link: ifname }));
-  const routes = movableRoutes(await ns.routes({ table: MAIN_TABLE, dev: ifname }), ifname);
-  ns.setLink(ifname, { master: vrf });
   const after = globalV6(await ns.addresses({ link: ifname }));
-  const missing = before.filter((a) => !after.some((b) => b.ip === a.ip));
+  const missing = saved.v6.filter((a) => !after.some((b) => b.ip === a.ip));
   for (const a of missing) ns.addAddress(ifname, a.cidr);
   if (missing.length) {
-    // Gateways of the moved routes must be on-link in the VRF's table: wait (10 ms, doubling, about
+    // Gateways of the moved routes must be on-link in the table: wait (10 ms, doubling, about
     // 2.5 s in all, as the reference) for the re-added prefixes to have their routes there.
     const want = missing.filter((a) => a.prefixLength < 128);
     for (let i = 0; ; i++) {
@@ -139,7 +149,7 @@ async function enslave(
       await sleep(10 * 2 ** i);
     }
   }
-  for (const r of routes) ns.replaceRoute(inTable(r, table));
+  for (const r of saved.routes) ns.replaceRoute(inTable(r, table));
   await ns.flush();
 }
 
@@ -205,8 +215,18 @@ export function createVrfPlugin(deps: VrfDeps): PluginSpec<VrfConf> {
         }
         const vrfTable = vrf.vrfTable ?? table;
         if (iface.master !== vrfname) {
-          tx.onRollback(() => netlink.inNetns(ctx.netns, (ns) => ns.setLink(ctx.ifname, { master: null })));
-          await netlink.inNetns(ctx.netns, (ns) => enslave(ns, ctx.ifname, vrfname, vrfTable, sleep));
+          const saved = await netlink.inNetns(ctx.netns, (ns) => save(ns, ctx.ifname));
+          // Undo: release the interface, and put its addresses and routes back in the main table.
+          tx.onRollback(() =>
+            netlink.inNetns(ctx.netns, async (ns) => {
+              ns.setLink(ctx.ifname, { master: null });
+              await restore(ns, ctx.ifname, MAIN_TABLE, saved, sleep);
+            }),
+          );
+          await netlink.inNetns(ctx.netns, async (ns) => {
+            ns.setLink(ctx.ifname, { master: vrfname });
+            await restore(ns, ctx.ifname, vrfTable, saved, sleep);
+          });
         }
         return prev;
       });
