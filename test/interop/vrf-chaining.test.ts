@@ -69,7 +69,12 @@ function list(version: string, vrf: object = {}) {
         type: 'bridge',
         bridge: `${tag}b${n}`,
         isGateway: true,
-        ipam: { type: 'host-local', subnet: `10.68.${n}.0/24`, dataDir: join(work, 'ipam') },
+        ipam: {
+          type: 'host-local',
+          subnet: `10.68.${n}.0/24`,
+          routes: [{ dst: '0.0.0.0/0' }],
+          dataDir: join(work, 'ipam'),
+        },
       },
       { type: 'vrf', vrfname: 'blue', ...vrf },
     ],
