@@ -69,12 +69,10 @@ function list(version: string, vrf: object = {}) {
         type: 'bridge',
         bridge: `${tag}b${n}`,
         isGateway: true,
-        ipam: {
-          type: 'host-local',
-          subnet: `10.68.${n}.0/24`,
-          routes: [{ dst: '0.0.0.0/0' }],
-          dataDir: join(work, 'ipam'),
-        },
+        // No IPAM routes: a bridge CHECK looks for result routes in the main table, where a VRF
+        // no longer has them (the Go plugins share that limit); moving routes is covered by
+        // test/integration/vrf-plugin.test.ts.
+        ipam: { type: 'host-local', subnet: `10.68.${n}.0/24`, dataDir: join(work, 'ipam') },
       },
       { type: 'vrf', vrfname: 'blue', ...vrf },
     ],
@@ -129,11 +127,9 @@ describe('vrf chained under libcni', () => {
       expect(result.cniVersion).toBe(version);
       expect(result.ips).toHaveLength(1);
       expect(vrfState(ns)).toEqual({ kind: 'vrf', table, eth0Master: 'blue' });
-      if (vrf === 'ours') {
-        // Ours moves the bridge's default route into the VRF's table (Go 1.1.1 predates that).
-        const name = ns.split('/').pop() ?? '';
-        expect(ip('-n', name, 'route', 'show', 'table', String(table))).toContain('default via');
-      }
+      // The kernel moved the connected route into the VRF's table.
+      const name = ns.split('/').pop() ?? '';
+      expect(ip('-n', name, 'route', 'show', 'table', String(table))).toContain(`10.68.${seq}.0/24 dev eth0`);
       await r.checkNetworkList(text, rt);
       await r.delNetworkList(text, rt);
       expect(vrfState(ns).kind).toBeUndefined();
