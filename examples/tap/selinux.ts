@@ -25,13 +25,15 @@ export function tapCommands(spec: TapSpec): string[][] {
 export interface LabeledTapOptions {
   /** Where the thread's exec label is written; default /proc/thread-self/attr/exec. */
   attrPath?: string | undefined;
+  /** The `ip` binary; default the first of /usr/sbin, /sbin, /usr/bin, /bin that has it. */
+  ipPath?: string | undefined;
 }
 
 /** The default `createLabeledTap`: needs the native netlink path (the FFI package) to enter the netns. */
 export function labeledTapCreator(opts: LabeledTapOptions = {}): LabeledTapCreator {
   const attr = opts.attrPath ?? '/proc/thread-self/attr/exec';
   return async (netns, spec, context) => {
-    const ip = IP_PATHS.find((p) => existsSync(p)) ?? 'ip';
+    const ip = opts.ipPath ?? IP_PATHS.find((p) => existsSync(p)) ?? 'ip';
     await withNetns(netns, () => {
       writeFileSync(attr, context);
       try {

@@ -3,10 +3,11 @@
 // bridge port, CHECK, DEL; and, natively, the same ioctls `ip tuntap add` makes without a child
 // process. Only the container netns is touched: no host links.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { labeledTapCreator } from '../../examples/tap/selinux.js';
 import { DAEMON_MODE, pluginDir } from '../helpers/mode.js';
 import { BIN_DIR, execPlugin } from '../helpers/plugin.js';
 
@@ -172,6 +173,39 @@ describe.each(['native', 'iproute2'] as const)('tap binary (%s engine)', (engine
     expect((out.json as { msg: string }).msg).toContain('"tap0" already exists');
     expect(linkJson(c.ns, 'tap0').linkinfo).toMatchObject({ info_kind: 'bridge' });
     expect(run('DEL', '/var/run/netns/does-not-exist', {}).status).toBe(0);
+  });
+});
+
+describe('the SELinux creator (label written for the exec, cleared after)', () => {
+  it('runs ip tuntap add in the container netns while the thread carries the label', async (ctx) => {
+    need(ctx);
+    const c = container();
+    // Stand-ins: a file for /proc/thread-self/attr/exec and an `ip` that logs the label it sees.
+    const attr = join(work, 'attr-exec');
+    writeFileSync(attr, '');
+    const log = join(work, 'ip-log');
+    const fakeIp = join(work, 'ip');
+    const realIp = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((p) => existsSync(p)) ?? 'ip';
+    writeFileSync(fakeIp, `#!/bin/sh\necho "$(cat ${attr}) $*" >> ${log}\nexec ${realIp} "$@"\n`);
+    chmodSync(fakeIp, 0o755);
+    const create = labeledTapCreator({ attrPath: attr, ipPath: fakeIp });
+    await create(c.path, { kind: 'tap', name: 'tap0', multiQueue: true, owner: 7, mtu: 1400 }, 'ctx_t:s0');
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([
+      'ctx_t:s0 tuntap add mode tap name tap0 multi_queue user 7',
+      'ctx_t:s0 link set dev tap0 mtu 1400',
+    ]);
+    expect(readFileSync(attr, 'utf8')).toBe('');
+    // Made inside the container netns, not here.
+    expect(Number.parseInt(sys(c.ns, 'tap0', 'tun_flags'), 16)).toBe(
+      IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_PERSIST,
+    );
+    expect(sys(c.ns, 'tap0', 'owner')).toBe('7');
+    expect(spawnSync('ip', ['link', 'show', 'tap0']).status).not.toBe(0);
+    // An existing name is EEXIST, and the label is cleared on failure too.
+    await expect(create(c.path, { kind: 'tap', name: 'tap0' }, 'ctx_t:s0')).rejects.toMatchObject({
+      errno: 'EEXIST',
+    });
+    expect(readFileSync(attr, 'utf8')).toBe('');
   });
 });
 
