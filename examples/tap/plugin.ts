@@ -107,7 +107,8 @@ export function createTapPlugin(deps: TapDeps): PluginSpec<TapConf> {
           `interface "${ctx.ifname}" already exists in ${ctx.netns}`,
           'pick another CNI_IFNAME or delete the existing interface',
         );
-      if (e instanceof NetlinkError && e.errno === 'EOPNOTSUPP')
+      // The iproute2 engine reports a missing /dev/net/tun as `open: No such file or directory`.
+      if (e instanceof NetlinkError && (e.errno === 'EOPNOTSUPP' || e.errno === 'ENOENT'))
         throw new CniError(
           ErrorCode.Internal,
           `this kernel cannot create tap devices (${e.message})`,

@@ -176,6 +176,35 @@ describe.each(['native', 'iproute2'] as const)('tap binary (%s engine)', (engine
   });
 });
 
+describe.each(['native', 'iproute2'] as const)('tap binary without /dev/net/tun (%s engine)', (engine) => {
+  it('says the tun module is missing, with code 999 and the fix, and creates nothing', (ctx) => {
+    need(ctx);
+    if (DAEMON_MODE) ctx.skip('the plugin runs inside the daemon in daemon mode');
+    const c = container();
+    // A private mount namespace hides /dev/net/tun from this one call.
+    const r = spawnSync('unshare', ['-m', 'sh', '-c', `mount -t tmpfs none /dev/net && exec ${BIN_DIR}tap`], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        CNI_COMMAND: 'ADD',
+        CNI_CONTAINERID: 'ctrn',
+        CNI_NETNS: c.path,
+        CNI_IFNAME: 'tap0',
+        CNI_PATH: BIN_DIR,
+        CNI_KIT_NETLINK: engine,
+      },
+      input: JSON.stringify({ cniVersion: '1.1.0', name: 'tapnet', type: 'tap' }),
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      code: 999,
+      msg: expect.stringContaining('this kernel cannot create tap devices'),
+      details: expect.stringContaining('CONFIG_TUN'),
+    });
+    expect(names(c.ns)).toEqual(['lo']);
+  });
+});
+
 describe('the SELinux creator (label written for the exec, cleared after)', () => {
   it('runs ip tuntap add in the container netns while the thread carries the label', async (ctx) => {
     need(ctx);
