@@ -194,12 +194,8 @@ export function createVrfPlugin(deps: VrfDeps): PluginSpec<VrfConf> {
           );
         if (!vrf) {
           const id = table || freeTable(links);
-          vrf = await netlink
-            .inNetns(ctx.netns, async (ns) => {
-              ns.createLink({ kind: 'vrf', name: vrfname, table: id });
-              ns.setLink(vrfname, { up: true });
-              return ns.getLink(vrfname);
-            })
+          await netlink
+            .inNetns(ctx.netns, (ns) => ns.createLink({ kind: 'vrf', name: vrfname, table: id }))
             .catch((e: unknown) => {
               if (e instanceof NetlinkError && e.errno === 'EOPNOTSUPP')
                 throw new CniError(
@@ -209,9 +205,17 @@ export function createVrfPlugin(deps: VrfDeps): PluginSpec<VrfConf> {
                 );
               throw e;
             });
+          // Only a VRF this ADD created goes on rollback, and only while no port is in it.
           tx.onRollback(() =>
-            netlink.inNetns(ctx.netns, (ns) => ns.deleteLink(vrfname, { missingOk: true })),
+            netlink.inNetns(ctx.netns, async (ns) => {
+              if (!(await ns.links()).some((l) => l.master === vrfname))
+                ns.deleteLink(vrfname, { missingOk: true });
+            }),
           );
+          vrf = await netlink.inNetns(ctx.netns, async (ns) => {
+            ns.setLink(vrfname, { up: true });
+            return ns.getLink(vrfname);
+          });
         }
         const vrfTable = vrf.vrfTable ?? table;
         if (iface.master !== vrfname) {

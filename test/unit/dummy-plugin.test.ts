@@ -1,10 +1,11 @@
 // dummy plugin logic on the in-memory netlink backend (this machine's kernel has no dummy links;
 // the model has them), with in-process host-local IPAM.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PluginSpec, runPlugin } from 'cni-kit';
 import { LINK_KINDS, type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
+import fc from 'fast-check';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDummyPlugin } from '../../examples/dummy/plugin.js';
 
@@ -131,5 +132,42 @@ describe('dummy', () => {
     expect(
       (await call(p, 'STATUS', conf(), { CNI_CONTAINERID: '', CNI_IFNAME: '', CNI_NETNS: '' })).exitCode,
     ).toBe(0);
+  });
+});
+
+describe('dummy ADD stopped at any write', () => {
+  it('leaves no link and no address held, whatever write fails', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.nat(10), fc.boolean(), async (failAt, v6) => {
+        let writes = -1;
+        let armed = false;
+        nl = memoryNetlink({
+          beforeOp: () => {
+            if (armed && ++writes === failAt) throw new Error(`injected failure at write ${failAt}`);
+          },
+        });
+        nl.addNetns(NS);
+        const ipamDir = mkdtempSync(join(dataDir, 'p-'));
+        const subnet = v6 ? 'fd95::/64' : '10.95.0.0/24';
+        const c = {
+          ...conf(),
+          ipam: {
+            type: 'host-local',
+            subnet,
+            dataDir: ipamDir,
+            routes: [{ dst: v6 ? '::/0' : '0.0.0.0/0' }],
+          },
+        };
+        armed = true;
+        const out = await call(createDummyPlugin({ netlink: nl }), 'ADD', c);
+        armed = false;
+        if (out.exitCode === 0) return;
+        expect(out.stderr).not.toContain('rollback after failed ADD');
+        expect(names()).toEqual(['lo']);
+        const held = existsSync(join(ipamDir, 'dm')) ? readdirSync(join(ipamDir, 'dm')) : [];
+        expect(held.filter((f) => /^[0-9a-f]+[.:]/.test(f))).toEqual([]);
+      }),
+      { numRuns: 60 },
+    );
   });
 });

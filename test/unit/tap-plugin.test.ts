@@ -1,10 +1,11 @@
 // tap plugin logic on the in-memory netlink backend, with in-process host-local IPAM. The real
 // kernel runs in test/integration/tap-plugin.test.ts.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PluginSpec, runPlugin } from 'cni-kit';
 import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
+import fc from 'fast-check';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTapPlugin, type TapConf, type TapSpec } from '../../examples/tap/plugin.js';
 import { tapCommands } from '../../examples/tap/selinux.js';
@@ -229,5 +230,46 @@ describe('tap', () => {
     expect(out.exitCode).toBe(1);
     expect(names()).toEqual(['lo']);
     expect((await call(p, 'DEL', base, { CNI_NETNS: '/var/run/netns/gone' })).exitCode).toBe(0);
+  });
+});
+
+describe('tap ADD stopped at any write', () => {
+  it('leaves no link and no address held, whatever write fails', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.nat(12), fc.boolean(), fc.boolean(), async (failAt, bridge, v6) => {
+        let writes = -1;
+        let armed = false;
+        nl = memoryNetlink({
+          beforeOp: () => {
+            if (armed && ++writes === failAt) throw new Error(`injected failure at write ${failAt}`);
+          },
+        });
+        nl.addNetns(NS);
+        if (bridge) await nl.inNetns(NS, (ns) => ns.createLink({ kind: 'bridge', name: 'br0' }));
+        const ipamDir = mkdtempSync(join(dataDir, 'p-'));
+        const subnet = v6 ? 'fd73::/64' : '10.73.0.0/24';
+        const conf = {
+          ...base,
+          multiQueue: true,
+          mtu: 1400,
+          ...(bridge ? { bridge: 'br0' } : {}),
+          ipam: {
+            type: 'host-local',
+            subnet,
+            dataDir: ipamDir,
+            routes: [{ dst: v6 ? '::/0' : '0.0.0.0/0' }],
+          },
+        };
+        armed = true;
+        const out = await call(createTapPlugin({ netlink: nl }), 'ADD', conf);
+        armed = false;
+        if (out.exitCode === 0) return;
+        expect(out.stderr).not.toContain('rollback after failed ADD');
+        expect(names()).toEqual(bridge ? ['lo', 'br0'] : ['lo']);
+        const held = existsSync(join(ipamDir, 'tp')) ? readdirSync(join(ipamDir, 'tp')) : [];
+        expect(held.filter((f) => /^[0-9a-f]+[.:]/.test(f))).toEqual([]);
+      }),
+      { numRuns: 80 },
+    );
   });
 });

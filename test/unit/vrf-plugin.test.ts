@@ -3,6 +3,7 @@
 // addresses, and its connected routes come back in the VRF's table).
 import { type PluginSpec, runPlugin } from 'cni-kit';
 import { LINK_KINDS, type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
+import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createVrfPlugin, freeTable, type VrfConf } from '../../examples/vrf/plugin.js';
 
@@ -233,5 +234,58 @@ describe('vrf', () => {
     expect(out.json.msg).toContain('cannot create VRF devices');
     expect(out.json.details).toContain('CONFIG_NET_VRF');
     expect(await routesIn(254)).toContain('10.51.0.0/16 via 10.61.0.1 dev eth0');
+  });
+});
+
+describe('vrf ADD stopped at any write', () => {
+  /** Everything ADD may change in the container: masters, addresses, routes of main and table 1. */
+  const snapshot = async () => {
+    const links = nl.inspect(NS).links.map((l) => `${l.name}:${l.kind ?? '-'}:${l.master ?? '-'}`);
+    const addrs = (await nl.inNetns(NS, (ns) => ns.addresses()))
+      .filter((a) => !a.ip.startsWith('fe80'))
+      .map((a) => `${a.link} ${a.cidr}`)
+      .sort();
+    const routes = [...(await routesIn(254)), ...(await routesIn(1)).map((r) => `t1 ${r}`)].sort();
+    return { links, addrs, routes };
+  };
+
+  it('leaves the container exactly as it was, for random routes and addresses', async () => {
+    const extra = fc.subarray(['10.70.0.0/16 via', '10.71.0.0/16 dev', '192.0.2.0/24 via', 'fd70::/48 via'], {
+      minLength: 0,
+    });
+    await fc.assert(
+      fc.asyncProperty(extra, fc.boolean(), fc.nat(40), async (routes, v6, failAt) => {
+        let writes = -1;
+        let armed = false;
+        nl = memoryNetlink({
+          beforeOp: () => {
+            if (armed && ++writes === failAt) throw new Error(`injected failure at write ${failAt}`);
+          },
+        });
+        nl.addNetns(NS);
+        await attach('eth0', 1, { v6: v6 || routes.some((r) => r.startsWith('fd')) });
+        await nl.inNetns(NS, (ns) => {
+          for (const r of routes) {
+            const [dst, how] = r.split(' ') as [string, string];
+            if (dst.startsWith('fd')) ns.addRoute({ dst, gw: 'fd61::1', dev: 'eth0' });
+            else if (how === 'via') ns.addRoute({ dst, gw: '10.61.0.1', dev: 'eth0' });
+            else ns.addRoute({ dst, dev: 'eth0' });
+          }
+        });
+        const before = await snapshot();
+        armed = true;
+        const out = await call(plugin(), 'ADD', { ...base, prevResult: prevResult('eth0', 1) });
+        armed = false;
+        if (out.exitCode === 0) {
+          // ADD finished before the failure point: everything moved into table 1.
+          expect((await routesIn(254)).filter((r) => r.includes('eth0'))).toEqual([]);
+          expect((await routesIn(1)).length).toBe(before.routes.filter((r) => r.includes('eth0')).length);
+          return;
+        }
+        expect(out.stderr).not.toContain('rollback after failed ADD');
+        expect(await snapshot()).toEqual(before);
+      }),
+      { numRuns: 120 },
+    );
   });
 });
