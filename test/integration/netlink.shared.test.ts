@@ -764,6 +764,26 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     expect((await ns.routes({ family: 4 })).some(conn)).toBe(true);
   });
 
+  it('passes names with shell characters to the kernel as they are, tolerated ops and reads included', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    // Valid kernel names (only '/', ':' and whitespace are not); the iproute2 engine runs
+    // tolerated ops and some reads through sh, where these must stay literal.
+    const odd = ['k$(echo>&2)', 'k`id`;x', 'k|y&z>w'];
+    for (const name of odd) ns.createLink({ kind: 'bridge', name }, { existsOk: true });
+    ns.createLink({ kind: 'ifb', name: 'k;i' });
+    const names = (await ns.links()).map((l) => l.name);
+    expect(names).toEqual(expect.arrayContaining([...odd, 'k;i']));
+    expect(names.filter((n) => !['lo', ...odd, 'k;i'].includes(n))).toEqual([]);
+    ns.addIngressQdisc(odd[0]!);
+    ns.redirectIngress(odd[0]!, 'k;i');
+    expect(await ns.ingressRedirects(odd[0]!)).toEqual(['k;i']);
+    for (const name of odd) ns.deleteLink(name, { missingOk: true });
+    ns.deleteLink('k;i', { missingOk: true });
+    ns.deleteLink('k;i', { missingOk: true });
+    expect((await ns.links()).map((l) => l.name)).toEqual(['lo']);
+  });
+
   it('rejects unsupported kinds with EOPNOTSUPP', async (ctx) => {
     need(ctx);
     // The model supports every kind, so it is asked to simulate a kernel without dummy.
