@@ -1,0 +1,190 @@
+// The dhcp IPAM plugin and `cni-kit dhcp-daemon` against a real DHCP server: Debian's dnsmasq in a
+// server netns of the test's own, a node netns with the macvlan master, containers getting a
+// macvlan. Everything runs in namespaces created here; the daemon and dnsmasq are stopped and
+// every namespace and file removed at the end, also on failure.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { type DhcpLab, dhcpLab, hasDnsmasq } from '../helpers/dnsmasq.js';
+import { BIN_DIR, execPlugin } from '../helpers/plugin.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const usable = process.getuid?.() === 0 && hasDnsmasq() && existsSync(join(BIN_DIR, 'dhcp'));
+const ipj = <T>(...args: string[]): T =>
+  JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8' })) as T;
+const nsName = (p: string) => p.split('/').pop() ?? '';
+
+function need(ctx: TestContext): void {
+  if (!usable)
+    ctx.skip(
+      'needs root, dnsmasq (apt-get install dnsmasq-base) and dist/bin/dhcp (node scripts/build-bins.mjs)',
+    );
+}
+
+/** `cni-kit dhcp-daemon` as a process: the built CLI when present, else the source through tsx. */
+class DaemonProc {
+  proc: ChildProcess | undefined;
+  out = '';
+  constructor(
+    readonly socket: string,
+    readonly pidfile: string,
+  ) {}
+
+  async start(extra: string[] = []): Promise<void> {
+    const cli = join(root, 'dist/cli.cjs');
+    const args = [
+      ...(process.env.CNI_KIT_BUILT && existsSync(cli)
+        ? [cli]
+        : ['--import', 'tsx', join(root, 'src/cli/bin.ts')]),
+      'dhcp-daemon',
+      '--socket-path',
+      this.socket,
+      '--pidfile',
+      this.pidfile,
+      '--timeout',
+      '3s',
+      '--resend-timeout',
+      '20s',
+      ...extra,
+    ];
+    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
+    this.proc = p;
+    p.stdout?.on('data', (c: Buffer) => {
+      this.out += c.toString();
+    });
+    p.stderr?.on('data', (c: Buffer) => {
+      this.out += c.toString();
+    });
+    const until = Date.now() + 15_000;
+    while (!this.out.includes('dhcp daemon listening')) {
+      if (p.exitCode !== null || Date.now() > until)
+        throw new Error(`dhcp-daemon did not start: ${this.out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(): Promise<number | null> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => p.once('exit', (code) => resolve(code)));
+    p.kill('SIGTERM');
+    const code = await Promise.race([
+      exited,
+      new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5000)),
+    ]);
+    if (code === 'timeout') {
+      p.kill('SIGKILL');
+      return -1;
+    }
+    return code;
+  }
+}
+
+async function leasesOf(
+  socket: string,
+): Promise<Array<{ key: string; address: string; state: string; renewals: number }>> {
+  const out = execFileSync('curl', ['-s', '--unix-socket', socket, 'http://x/v1/leases'], {
+    encoding: 'utf8',
+  });
+  return JSON.parse(out) as Array<{ key: string; address: string; state: string; renewals: number }>;
+}
+
+describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
+  let lab: DhcpLab | undefined;
+  let daemon: DaemonProc | undefined;
+  const env = (cmd: string, netns: string, cid: string, extra: Record<string, string> = {}) => ({
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: cid,
+    CNI_NETNS: netns,
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: BIN_DIR,
+    ...extra,
+  });
+
+  beforeAll(async () => {
+    if (!usable) return;
+    lab = dhcpLab('dh');
+    lab.startDnsmasq({
+      options: ['121,10.99.0.0/16,192.168.77.1,0.0.0.0/0,192.168.77.1', 'option:T1,4s'],
+    });
+    daemon = new DaemonProc(join(lab.dir, 'run', 'dhcp.sock'), join(lab.dir, 'dhcp.pid'));
+    await daemon.start();
+  }, 30_000);
+
+  afterAll(async () => {
+    const code = await daemon?.stop();
+    await lab?.close();
+    if (daemon) {
+      expect(code, daemon.out).toBe(0);
+      expect(existsSync(daemon.socket)).toBe(false);
+      expect(existsSync(daemon.pidfile)).toBe(false);
+    }
+  }, 30_000);
+
+  const conf = (extra: Record<string, unknown> = {}) => ({
+    cniVersion: '1.0.0',
+    name: 'dhnet',
+    type: 'macvlan',
+    ipam: { type: 'dhcp', daemonSocketPath: daemon?.socket, ...extra },
+  });
+
+  it('ADD leases an address from dnsmasq on the container interface; DEL releases it', async (ctx) => {
+    need(ctx);
+    if (!lab || !daemon) return;
+    const ns = lab.container('c1');
+    lab.macvlanIn(ns, 'eth0');
+    const cfg = conf({
+      provide: [{ option: 'host-name', fromArg: 'K8S_POD_NAME' }],
+      request: [{ option: '121' }],
+    });
+    const add = execPlugin(
+      'dhcp',
+      env('ADD', ns, 'ctr-a', { CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=pod-a' }),
+      JSON.stringify(cfg),
+    );
+    expect(add.status, add.stdout + add.stderr + daemon.out + lab.log()).toBe(0);
+    const r = add.json as {
+      ips: Array<{ address: string; gateway?: string }>;
+      routes: Array<{ dst: string; gw?: string }>;
+    };
+    const addr = r.ips[0]?.address ?? '';
+    expect(addr).toMatch(/^192\.168\.77\.\d+\/24$/);
+    const leased = lab.leases().find((l) => `${l.ip}/24` === addr);
+    expect(leased, JSON.stringify(lab.leases())).toBeDefined();
+    const link = ipj<Array<{ address: string }>>('-n', nsName(ns), 'link', 'show', 'eth0')[0];
+    expect(leased?.mac).toBe(link?.address);
+    expect(leased?.hostname).toBe('pod-a');
+    expect(r.ips[0]?.gateway).toBe('192.168.77.1');
+    // Option 121 wins over the router (RFC 3442), as the reference reads it.
+    expect(r.routes).toEqual([
+      { dst: '10.99.0.0/16', gw: '192.168.77.1' },
+      { dst: '0.0.0.0/0', gw: '192.168.77.1' },
+    ]);
+    // ADD again (a retried call) returns the same lease.
+    const again = execPlugin(
+      'dhcp',
+      env('ADD', ns, 'ctr-a', { CNI_ARGS: 'K8S_POD_NAME=pod-a' }),
+      JSON.stringify(cfg),
+    );
+    expect((again.json as { ips: Array<{ address: string }> }).ips[0]?.address).toBe(addr);
+    const check = execPlugin(
+      'dhcp',
+      env('CHECK', ns, 'ctr-a'),
+      JSON.stringify({ ...cfg, prevResult: add.json }),
+    );
+    expect(check.status, check.stdout).toBe(0);
+    const del = execPlugin('dhcp', env('DEL', ns, 'ctr-a'), JSON.stringify(cfg));
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    await expect.poll(() => lab?.leases().some((l) => `${l.ip}/24` === addr), { timeout: 5000 }).toBe(false);
+    expect(execPlugin('dhcp', env('DEL', ns, 'ctr-a'), JSON.stringify(cfg)).status).toBe(0);
+    const gone = execPlugin(
+      'dhcp',
+      env('CHECK', ns, 'ctr-a'),
+      JSON.stringify({ ...cfg, prevResult: add.json }),
+    );
+    expect(gone.status).not.toBe(0);
+    expect((gone.json as { code: number }).code).toBe(3);
+  }, 60_000);
+});
