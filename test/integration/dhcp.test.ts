@@ -2,8 +2,9 @@
 // server netns of the test's own, a node netns with the macvlan master, containers getting a
 // macvlan. Everything runs in namespaces created here; the daemon and dnsmasq are stopped and
 // every namespace and file removed at the end, also on failure.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
@@ -187,4 +188,182 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
     expect(gone.status).not.toBe(0);
     expect((gone.json as { code: number }).code).toBe(3);
   }, 60_000);
+
+  it('renews at T1 (dnsmasq sends T1 = 4 s): the lease file expiry moves on', async (ctx) => {
+    need(ctx);
+    if (!lab || !daemon) return;
+    const ns = lab.container('c2');
+    lab.macvlanIn(ns, 'eth0');
+    const cfg = conf();
+    const add = execPlugin('dhcp', env('ADD', ns, 'ctr-r'), JSON.stringify(cfg));
+    expect(add.status, add.stdout + daemon.out).toBe(0);
+    const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0];
+    // The plugin's caller (macvlan) puts the address on the interface; renewals come from it.
+    execFileSync('ip', ['-n', nsName(ns), 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
+    const first = lab.leases().find((l) => l.ip === addr)?.expiry ?? 0;
+    expect(first).toBeGreaterThan(0);
+    await expect
+      .poll(
+        async () => (await leasesOf(daemon?.socket ?? '')).find((l) => l.address === addr)?.renewals ?? 0,
+        {
+          timeout: 15_000,
+          interval: 500,
+        },
+      )
+      .toBeGreaterThan(0);
+    await expect
+      .poll(() => lab?.leases().find((l) => l.ip === addr)?.expiry ?? 0, { timeout: 5000 })
+      .toBeGreaterThan(first);
+    expect(lab.log()).toMatch(new RegExp(`DHCPACK\\(s0\\) ${addr.replace(/\./g, '\\.')}`));
+    expect(execPlugin('dhcp', env('DEL', ns, 'ctr-r'), JSON.stringify(cfg)).status).toBe(0);
+  }, 60_000);
+
+  it('our macvlan with the dhcp IPAM, and the Go macvlan with it (chained under the node netns)', async (ctx) => {
+    need(ctx);
+    if (!lab || !daemon) return;
+    for (const [which, bin] of [
+      ['ours', join(BIN_DIR, 'macvlan')],
+      ['go', '/usr/lib/cni/macvlan'],
+    ] as const) {
+      if (!existsSync(bin)) continue;
+      const ns = lab.container(`mv${which}`);
+      const cfg = { ...conf(), master: 'n0' };
+      const run = (cmd: string) =>
+        spawnSync('ip', ['netns', 'exec', lab?.node ?? '', bin], {
+          env: { PATH: process.env.PATH ?? '', ...env(cmd, ns, `ctr-${which}`) },
+          input: JSON.stringify(cfg),
+          encoding: 'utf8',
+        });
+      const add = run('ADD');
+      expect(add.status, `${which}: ${add.stdout}${add.stderr}${daemon.out}`).toBe(0);
+      const r = JSON.parse(add.stdout) as { ips: Array<{ address: string }> };
+      const addr = r.ips[0]?.address ?? '';
+      const shown = ipj<Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>>(
+        '-n',
+        nsName(ns),
+        'addr',
+        'show',
+        'eth0',
+      )[0]?.addr_info.map((a) => `${a.local}/${a.prefixlen}`);
+      expect(shown, which).toContain(addr);
+      const routes = execFileSync('ip', ['-n', nsName(ns), 'route'], { encoding: 'utf8' });
+      expect(routes, which).toContain('default via 192.168.77.1 dev eth0');
+      expect(
+        lab.leases().some((l) => `${l.ip}/24` === addr),
+        which,
+      ).toBe(true);
+      const del = run('DEL');
+      expect(del.status, `${which}: ${del.stdout}${del.stderr}`).toBe(0);
+      await expect
+        .poll(() => lab?.leases().some((l) => `${l.ip}/24` === addr), { timeout: 5000 })
+        .toBe(false);
+    }
+  }, 60_000);
+
+  it('a netns that disappears drops its lease; the daemon carries on and DEL succeeds', async (ctx) => {
+    need(ctx);
+    if (!lab || !daemon) return;
+    const ns = lab.container('gone');
+    lab.macvlanIn(ns, 'eth0');
+    const cfg = conf();
+    const add = execPlugin('dhcp', env('ADD', ns, 'ctr-g'), JSON.stringify(cfg));
+    expect(add.status, add.stdout + daemon.out).toBe(0);
+    const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0];
+    execFileSync('ip', ['netns', 'del', nsName(ns)]);
+    // The upkeep wakes at T1 (4 s), finds no netns and drops the lease.
+    await expect
+      .poll(async () => (await leasesOf(daemon?.socket ?? '')).some((l) => l.address === addr), {
+        timeout: 15_000,
+        interval: 500,
+      })
+      .toBe(false);
+    expect(daemon.out).toContain('lease dropped');
+    expect(daemon.proc?.exitCode).toBeNull();
+    const del = execPlugin('dhcp', env('DEL', ns, 'ctr-g'), JSON.stringify(cfg));
+    expect(del.status, del.stdout).toBe(0);
+    // And it still serves: a new container gets a lease.
+    const ns2 = lab.container('after');
+    lab.macvlanIn(ns2, 'eth0');
+    const add2 = execPlugin('dhcp', env('ADD', ns2, 'ctr-g2'), JSON.stringify(cfg));
+    expect(add2.status, add2.stdout).toBe(0);
+    expect(execPlugin('dhcp', env('DEL', ns2, 'ctr-g2'), JSON.stringify(cfg)).status).toBe(0);
+  }, 60_000);
+
+  it('ADD into a netns without the interface fails with code 8, naming it, and leaves no lease', async (ctx) => {
+    need(ctx);
+    if (!lab || !daemon) return;
+    const ns = lab.container('noif');
+    const add = execPlugin('dhcp', env('ADD', ns, 'ctr-n'), JSON.stringify(conf()));
+    expect(add.status).not.toBe(0);
+    expect(add.json).toMatchObject({ code: 8 });
+    expect((add.json as { msg: string }).msg).toContain('eth0');
+    expect((await leasesOf(daemon.socket)).some((l) => l.key.startsWith('ctr-n/'))).toBe(false);
+  });
+
+  it('bad options are code 7 naming the field, before the daemon is asked', (ctx) => {
+    need(ctx);
+    const bad = conf({ provide: [{ option: 'no-such-option', value: 'x' }] });
+    const add = execPlugin('dhcp', env('ADD', '/var/run/netns/none', 'ctr-b'), JSON.stringify(bad));
+    expect(add.status).not.toBe(0);
+    expect(add.json).toMatchObject({ code: 7 });
+    expect((add.json as { msg: string }).msg).toContain('ipam.provide[0].option');
+    expect(add.stdout + add.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe.runIf(process.platform === 'linux')('dhcp without our daemon', () => {
+  const env = (cmd: string) => ({
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: 'ctr-x',
+    CNI_NETNS: '/var/run/netns/none',
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: BIN_DIR,
+  });
+  let dir = '';
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'dhcp-nod-'));
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  const conf = (socket: string) => ({
+    cniVersion: '1.1.0',
+    name: 'x',
+    type: 'macvlan',
+    ipam: { type: 'dhcp', daemonSocketPath: socket },
+  });
+
+  it('no daemon: ADD is code 11 naming the socket and how to start it; DEL succeeds; STATUS is 50', (ctx) => {
+    if (!existsSync(join(BIN_DIR, 'dhcp'))) ctx.skip('dist/bin/dhcp is not built');
+    const socket = join(dir, 'none.sock');
+    const add = execPlugin('dhcp', env('ADD'), JSON.stringify(conf(socket)));
+    expect(add.status).not.toBe(0);
+    expect(add.json).toMatchObject({ code: 11 });
+    const e = add.json as { msg: string; details: string };
+    expect(e.msg).toContain(socket);
+    expect(e.details).toContain('cni-kit dhcp-daemon');
+    expect(execPlugin('dhcp', env('DEL'), JSON.stringify(conf(socket))).status).toBe(0);
+    const st = execPlugin('dhcp', env('STATUS'), JSON.stringify(conf(socket)));
+    expect(st.json).toMatchObject({ code: 50 });
+  });
+
+  it('the Go daemon on the socket: the error says so', async (ctx) => {
+    if (!existsSync(join(BIN_DIR, 'dhcp')) || !existsSync('/usr/lib/cni/dhcp') || process.getuid?.() !== 0)
+      ctx.skip('needs root, dist/bin/dhcp and the Go dhcp in /usr/lib/cni');
+    const socket = join(dir, 'go.sock');
+    const go = spawn('/usr/lib/cni/dhcp', ['daemon', '-socketpath', socket], { stdio: 'ignore' });
+    try {
+      await expect.poll(() => existsSync(socket), { timeout: 5000 }).toBe(true);
+      const add = execPlugin('dhcp', env('ADD'), JSON.stringify(conf(socket)));
+      expect(add.status).not.toBe(0);
+      expect((add.json as { msg: string }).msg).toContain('Go dhcp daemon');
+      const st = execPlugin('dhcp', env('STATUS'), JSON.stringify(conf(socket)));
+      expect((st.json as { msg: string }).msg).toContain('Go dhcp daemon');
+    } finally {
+      const exited = new Promise((r) => go.once('exit', r));
+      go.kill('SIGTERM');
+      await exited;
+      rmSync(socket, { force: true });
+    }
+  });
 });

@@ -2,6 +2,7 @@
 // daemon speaks Go net/rpc with gob encoding); the plugin recognises a Go daemon on the socket and
 // says so. Requests carry the call as the plugin received it, with the netns path made absolute.
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import type { Attachment } from '../../spec/config.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { Result } from '../../spec/result/types.js';
@@ -79,21 +80,26 @@ function send(
   });
 }
 
-/** True when a Go net/rpc HTTP server (the reference daemon) answers on the socket. */
+/**
+ * True when a Go net/rpc HTTP server (the reference daemon) answers on the socket. Spoken raw: Go
+ * answers CONNECT with bare-LF line ends, which Node's HTTP parser refuses.
+ */
 export function isGoRpcDaemon(socketPath: string, timeoutMs = 2000): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request({ socketPath, method: 'CONNECT', path: '/_goRPC_', timeout: timeoutMs });
-    req.on('connect', (res, socket) => {
-      socket.destroy();
-      resolve(res.statusMessage === 'Connected to Go RPC');
+    let got = '';
+    const s = connect(socketPath);
+    const done = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.on('connect', () => s.write('CONNECT /_goRPC_ HTTP/1.0\n\n'));
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (got.includes('\n')) done(/^HTTP\/1\.[01] 200 Connected to Go RPC/.test(got));
     });
-    req.on('response', (res) => {
-      res.resume();
-      resolve(false);
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
+    s.on('error', () => done(false));
+    s.on('end', () => done(false));
   });
 }
 
