@@ -197,7 +197,7 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
     const cfg = conf();
     const add = execPlugin('dhcp', env('ADD', ns, 'ctr-r'), JSON.stringify(cfg));
     expect(add.status, add.stdout + daemon.out).toBe(0);
-    const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0];
+    const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0] ?? '';
     // The plugin's caller (macvlan) puts the address on the interface; renewals come from it.
     execFileSync('ip', ['-n', nsName(ns), 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
     const first = lab.leases().find((l) => l.ip === addr)?.expiry ?? 0;
@@ -268,7 +268,7 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
     const cfg = conf();
     const add = execPlugin('dhcp', env('ADD', ns, 'ctr-g'), JSON.stringify(cfg));
     expect(add.status, add.stdout + daemon.out).toBe(0);
-    const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0];
+    const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0] ?? '';
     execFileSync('ip', ['netns', 'del', nsName(ns)]);
     // The upkeep wakes at T1 (4 s), finds no netns and drops the lease.
     await expect

@@ -97,11 +97,11 @@ export interface LeaseInfo {
   address: string;
   server: string;
   state: LeaseState;
-  /** Epoch ms of the last ACK, and of T1, T2 and expiry computed from it. */
+  /** Epoch ms of the last ACK, and of T1, T2 and expiry computed from it (null: an infinite lease). */
   boundAt: number;
-  renewAt: number;
-  rebindAt: number;
-  expiresAt: number;
+  renewAt: number | null;
+  rebindAt: number | null;
+  expiresAt: number | null;
   renewals: number;
   rebinds: number;
 }
@@ -140,6 +140,13 @@ export async function withBackoff<T>(
     }
   }
 }
+
+/** An instant for logs; an infinite lease never expires. */
+function when(ms: number): string {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : 'never';
+}
+
+const finite = (ms: number): number | null => (Number.isFinite(ms) ? ms : null);
 
 /** A held lease; built by `DhcpLease.acquire`. */
 export class DhcpLease {
@@ -185,7 +192,7 @@ export class DhcpLease {
     deps.log('info', 'lease acquired', {
       key: spec.key,
       address: ip4Text(granted.ack.yiaddr),
-      expiresAt: new Date(lease.expiry).toISOString(),
+      expiresAt: when(lease.expiry),
     });
     return lease;
   }
@@ -234,9 +241,9 @@ export class DhcpLease {
       server: ip4Text(this.granted.serverId),
       state: this.state,
       boundAt: this.boundAt,
-      renewAt: this.t1,
-      rebindAt: this.t2,
-      expiresAt: this.expiry,
+      renewAt: finite(this.t1),
+      rebindAt: finite(this.t2),
+      expiresAt: finite(this.expiry),
       renewals: this.renewals,
       rebinds: this.rebinds,
     };
@@ -294,7 +301,7 @@ export class DhcpLease {
           this.state = 'bound';
           deps.log('info', `lease ${how === 'renew' ? 'renewed' : 'rebound'}`, {
             key: spec.key,
-            expiresAt: new Date(this.expiry).toISOString(),
+            expiresAt: when(this.expiry),
           });
         } catch (e) {
           if (signal.aborted) return;
