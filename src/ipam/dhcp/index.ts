@@ -13,7 +13,14 @@ export {
   type LeaseTiming,
   realClock,
 } from './lease.js';
-export { type DhcpNet, type DhcpTransport, LinkGoneError, packetNet } from './link.js';
+export {
+  type Destination,
+  type DhcpNet,
+  type DhcpTransport,
+  LinkGoneError,
+  packetNet,
+  type Received,
+} from './link.js';
 export { DEFAULT_DHCP_SOCKET, type DhcpIpamConf, dhcpIpamConfig, parseDhcpConfig } from './options.js';
 export {
   callDhcpDaemon,
