@@ -3,7 +3,7 @@
 // macvlan. Everything runs in namespaces created here; the daemon and dnsmasq are stopped and
 // every namespace and file removed at the end, also on failure.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -259,6 +259,76 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
         .toBe(false);
     }
   }, 60_000);
+
+  it('chains under libcni (cni-kit exec) both ways: ours + Go tuning, Go macvlan + our dhcp + our tuning', async (ctx) => {
+    need(ctx);
+    if (!lab || !daemon) return;
+    if (!existsSync('/usr/lib/cni/macvlan') || !existsSync('/usr/lib/cni/tuning')) ctx.skip('no Go plugins');
+    const cli =
+      process.env.CNI_KIT_BUILT && existsSync(join(root, 'dist/cli.cjs'))
+        ? [join(root, 'dist/cli.cjs')]
+        : ['--import', 'tsx', join(root, 'src/cli/bin.ts')];
+    for (const [which, macvlan, tuning] of [
+      ['ours-then-go', join(BIN_DIR, 'macvlan'), '/usr/lib/cni/tuning'],
+      ['go-then-ours', '/usr/lib/cni/macvlan', join(BIN_DIR, 'tuning')],
+    ] as const) {
+      const bin = join(lab.dir, `bin-${which}`);
+      mkdirSync(bin);
+      symlinkSync(macvlan, join(bin, 'macvlan'));
+      symlinkSync(tuning, join(bin, 'tuning'));
+      symlinkSync(join(BIN_DIR, 'dhcp'), join(bin, 'dhcp'));
+      const list = join(lab.dir, `${which}.conflist`);
+      writeFileSync(
+        list,
+        JSON.stringify({
+          cniVersion: '1.0.0',
+          name: `dh-${which}`,
+          plugins: [
+            { type: 'macvlan', master: 'n0', ipam: { type: 'dhcp', daemonSocketPath: daemon.socket } },
+            { type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_notify': '1' } },
+          ],
+        }),
+      );
+      const ns = lab.container(which);
+      const run = (cmd: string) =>
+        spawnSync(
+          'ip',
+          [
+            'netns',
+            'exec',
+            lab?.node ?? '',
+            process.execPath,
+            ...cli,
+            'exec',
+            cmd,
+            list,
+            '--netns',
+            ns,
+            '--id',
+            `ctr-${which}`,
+            '--path',
+            `${bin}:${BIN_DIR}`,
+            '--cache',
+            join(lab?.dir ?? '', `cache-${which}`),
+          ],
+          { encoding: 'utf8', cwd: root },
+        );
+      const add = run('add');
+      expect(add.status, `${which}: ${add.stdout}${add.stderr}`).toBe(0);
+      const addr = (JSON.parse(add.stdout) as { ips: Array<{ address: string }> }).ips[0]?.address ?? '';
+      expect(
+        lab.leases().some((l) => `${l.ip}/24` === addr),
+        which,
+      ).toBe(true);
+      const check = run('check');
+      expect(check.status, `${which}: ${check.stdout}${check.stderr}`).toBe(0);
+      const del = run('del');
+      expect(del.status, `${which}: ${del.stdout}${del.stderr}`).toBe(0);
+      await expect
+        .poll(() => lab?.leases().some((l) => `${l.ip}/24` === addr), { timeout: 5000 })
+        .toBe(false);
+    }
+  }, 90_000);
 
   it('a netns that disappears drops its lease; the daemon carries on and DEL succeeds', async (ctx) => {
     need(ctx);
