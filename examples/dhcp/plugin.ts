@@ -54,6 +54,14 @@ export function createDhcpPlugin(deps: DhcpPluginDeps = {}): PluginSpec {
     },
     async del(ctx) {
       try {
+        socketOf(ctx);
+      } catch (e) {
+        // ADD cannot have succeeded with this config, so no lease can be held for it.
+        if (e instanceof CniError && e.code === ErrorCode.InvalidNetworkConfig)
+          return ctx.log(`dhcp: ${e.message}; nothing to release`);
+        throw e;
+      }
+      try {
         await run(ctx, 'release');
       } catch (e) {
         // No daemon means no lease is kept any more: nothing is left to release, so DEL succeeds.

@@ -5,7 +5,16 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DhcpDaemon, linuxDhcpNet, startDhcpDaemon } from 'cni-kit/ipam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { conform, expectAllPass, freshDir, GO, need, ours, passedIds, useConformSuite } from '../helpers/conform.js';
+import {
+  conform,
+  expectAllPass,
+  freshDir,
+  GO,
+  need,
+  ours,
+  passedIds,
+  useConformSuite,
+} from '../helpers/conform.js';
 import { hasDnsmasq } from '../helpers/dnsmasq.js';
 import { BIN_DIR } from '../helpers/plugin.js';
 

@@ -92,10 +92,11 @@ class Daemon {
     }
     const name = typeof config.name === 'string' ? config.name : '';
     if (op === 'gc') return this.gc(name, call);
-    const ipam = parseDhcpConfig(config);
     const key = clientId(call.containerId, name, call.ifname);
+    // DEL needs no option: a config that does not parse cannot stop a lease from being released.
+    const ipam = op === 'release' ? undefined : parseDhcpConfig(config);
     return this.serial(key, async () => {
-      if (op === 'release') {
+      if (op === 'release' || !ipam) {
         const l = this.leases.get(key);
         if (l) {
           this.leases.delete(key);
