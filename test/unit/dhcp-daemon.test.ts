@@ -293,6 +293,26 @@ describe('dhcp daemon and plugin', () => {
     daemon = undefined;
   });
 
+  it('--hostprefix: the socket and every netns path live under the prefix', async () => {
+    const prefix = join(dir, 'host');
+    net.add(`${prefix}${NS}`, 'eth0');
+    const d = await startDhcpDaemon({
+      socketPath: '/run/cni/dhcp.sock',
+      hostPrefix: prefix,
+      net,
+      clock,
+      log: () => {},
+    });
+    try {
+      expect(d.socketPath).toBe(`${prefix}/run/cni/dhcp.sock`);
+      const r = await run('ADD', { ...conf(), ipam: { type: 'dhcp', daemonSocketPath: d.socketPath } });
+      expect(r.exitCode, r.stdout).toBe(0);
+      expect(d.leases()[0]?.netns).toBe(`${prefix}${NS}`);
+    } finally {
+      await d.close();
+    }
+  });
+
   it('the wire: unknown routes are 404 CNI errors', async () => {
     await expect(
       callDhcpDaemon(daemon?.socketPath ?? '', 'nope' as never, {
