@@ -149,7 +149,7 @@ export class SimServer {
     if (how === 'broadcast' && !this.answerBroadcast) return undefined;
     const key = this.key(msg);
     if (type === MessageType.DISCOVER) {
-      const ip = this.leases.get(key) ?? ip4(`192.168.50.${this.next++}`);
+      const ip = this.leases.get(key) ?? ip4('192.168.50.0') + this.next++;
       this.leases.set(key, ip);
       return this.reply(msg, MessageType.OFFER, ip);
     }
