@@ -1,7 +1,8 @@
 // The dhcp IPAM plugin and `cni-kit dhcp-daemon` against a real DHCP server: Debian's dnsmasq in a
 // server netns of the test's own, a node netns with the macvlan master, containers getting a
-// macvlan. Everything runs in namespaces created here; the daemon and dnsmasq are stopped and
-// every namespace and file removed at the end, also on failure.
+// macvlan. The plugins run as a runtime on the node runs them (exec or daemon mode, see
+// test/helpers/mode.ts). Everything runs in namespaces created here; the daemon and dnsmasq are
+// stopped and every namespace and file removed at the end, also on failure.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { type DhcpLab, dhcpLab, hasDnsmasq } from '../helpers/dnsmasq.js';
+import { pluginDir } from '../helpers/mode.js';
 import { BIN_DIR, execPlugin } from '../helpers/plugin.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -95,18 +97,21 @@ async function leasesOf(
 describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
   let lab: DhcpLab | undefined;
   let daemon: DaemonProc | undefined;
+  /** Where a runtime on the node finds our plugins: dist/bin, or shims to a node daemon (daemon mode). */
+  let bins = BIN_DIR;
   const env = (cmd: string, netns: string, cid: string, extra: Record<string, string> = {}) => ({
     CNI_COMMAND: cmd,
     CNI_CONTAINERID: cid,
     CNI_NETNS: netns,
     CNI_IFNAME: 'eth0',
-    CNI_PATH: BIN_DIR,
+    CNI_PATH: bins,
     ...extra,
   });
 
   beforeAll(async () => {
     if (!usable) return;
     lab = dhcpLab('dh');
+    bins = pluginDir(lab.nodePath);
     lab.startDnsmasq({
       options: ['121,10.99.0.0/16,192.168.77.1,0.0.0.0/0,192.168.77.1', 'option:T1,4s'],
     });
@@ -141,7 +146,7 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
       request: [{ option: '121' }],
     });
     const add = execPlugin(
-      'dhcp',
+      `${bins}dhcp`,
       env('ADD', ns, 'ctr-a', { CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=pod-a' }),
       JSON.stringify(cfg),
     );
@@ -165,23 +170,23 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
     ]);
     // ADD again (a retried call) returns the same lease.
     const again = execPlugin(
-      'dhcp',
+      `${bins}dhcp`,
       env('ADD', ns, 'ctr-a', { CNI_ARGS: 'K8S_POD_NAME=pod-a' }),
       JSON.stringify(cfg),
     );
     expect((again.json as { ips: Array<{ address: string }> }).ips[0]?.address).toBe(addr);
     const check = execPlugin(
-      'dhcp',
+      `${bins}dhcp`,
       env('CHECK', ns, 'ctr-a'),
       JSON.stringify({ ...cfg, prevResult: add.json }),
     );
     expect(check.status, check.stdout).toBe(0);
-    const del = execPlugin('dhcp', env('DEL', ns, 'ctr-a'), JSON.stringify(cfg));
+    const del = execPlugin(`${bins}dhcp`, env('DEL', ns, 'ctr-a'), JSON.stringify(cfg));
     expect(del.status, del.stdout + del.stderr).toBe(0);
     await expect.poll(() => lab?.leases().some((l) => `${l.ip}/24` === addr), { timeout: 5000 }).toBe(false);
-    expect(execPlugin('dhcp', env('DEL', ns, 'ctr-a'), JSON.stringify(cfg)).status).toBe(0);
+    expect(execPlugin(`${bins}dhcp`, env('DEL', ns, 'ctr-a'), JSON.stringify(cfg)).status).toBe(0);
     const gone = execPlugin(
-      'dhcp',
+      `${bins}dhcp`,
       env('CHECK', ns, 'ctr-a'),
       JSON.stringify({ ...cfg, prevResult: add.json }),
     );
@@ -195,7 +200,7 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
     const ns = lab.container('c2');
     lab.macvlanIn(ns, 'eth0');
     const cfg = conf();
-    const add = execPlugin('dhcp', env('ADD', ns, 'ctr-r'), JSON.stringify(cfg));
+    const add = execPlugin(`${bins}dhcp`, env('ADD', ns, 'ctr-r'), JSON.stringify(cfg));
     expect(add.status, add.stdout + daemon.out).toBe(0);
     const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0] ?? '';
     // The plugin's caller (macvlan) puts the address on the interface; renewals come from it.
@@ -215,14 +220,14 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
       .poll(() => lab?.leases().find((l) => l.ip === addr)?.expiry ?? 0, { timeout: 5000 })
       .toBeGreaterThan(first);
     expect(lab.log()).toMatch(new RegExp(`DHCPACK\\(s0\\) ${addr.replace(/\./g, '\\.')}`));
-    expect(execPlugin('dhcp', env('DEL', ns, 'ctr-r'), JSON.stringify(cfg)).status).toBe(0);
+    expect(execPlugin(`${bins}dhcp`, env('DEL', ns, 'ctr-r'), JSON.stringify(cfg)).status).toBe(0);
   }, 60_000);
 
   it('our macvlan with the dhcp IPAM, and the Go macvlan with it (chained under the node netns)', async (ctx) => {
     need(ctx);
     if (!lab || !daemon) return;
     for (const [which, bin] of [
-      ['ours', join(BIN_DIR, 'macvlan')],
+      ['ours', `${bins}macvlan`],
       ['go', '/usr/lib/cni/macvlan'],
     ] as const) {
       if (!existsSync(bin)) continue;
@@ -269,14 +274,14 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
         ? [join(root, 'dist/cli.cjs')]
         : ['--import', 'tsx', join(root, 'src/cli/bin.ts')];
     for (const [which, macvlan, tuning] of [
-      ['ours-then-go', join(BIN_DIR, 'macvlan'), '/usr/lib/cni/tuning'],
-      ['go-then-ours', '/usr/lib/cni/macvlan', join(BIN_DIR, 'tuning')],
+      ['ours-then-go', `${bins}macvlan`, '/usr/lib/cni/tuning'],
+      ['go-then-ours', '/usr/lib/cni/macvlan', `${bins}tuning`],
     ] as const) {
       const bin = join(lab.dir, `bin-${which}`);
       mkdirSync(bin);
       symlinkSync(macvlan, join(bin, 'macvlan'));
       symlinkSync(tuning, join(bin, 'tuning'));
-      symlinkSync(join(BIN_DIR, 'dhcp'), join(bin, 'dhcp'));
+      symlinkSync(`${bins}dhcp`, join(bin, 'dhcp'));
       const list = join(lab.dir, `${which}.conflist`);
       writeFileSync(
         list,
@@ -307,7 +312,7 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
             '--id',
             `ctr-${which}`,
             '--path',
-            `${bin}:${BIN_DIR}`,
+            `${bin}:${bins}`,
             '--cache',
             join(lab?.dir ?? '', `cache-${which}`),
           ],
@@ -336,7 +341,7 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
     const ns = lab.container('gone');
     lab.macvlanIn(ns, 'eth0');
     const cfg = conf();
-    const add = execPlugin('dhcp', env('ADD', ns, 'ctr-g'), JSON.stringify(cfg));
+    const add = execPlugin(`${bins}dhcp`, env('ADD', ns, 'ctr-g'), JSON.stringify(cfg));
     expect(add.status, add.stdout + daemon.out).toBe(0);
     const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0] ?? '';
     execFileSync('ip', ['netns', 'del', nsName(ns)]);
@@ -349,21 +354,21 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
       .toBe(false);
     expect(daemon.out).toContain('lease dropped');
     expect(daemon.proc?.exitCode).toBeNull();
-    const del = execPlugin('dhcp', env('DEL', ns, 'ctr-g'), JSON.stringify(cfg));
+    const del = execPlugin(`${bins}dhcp`, env('DEL', ns, 'ctr-g'), JSON.stringify(cfg));
     expect(del.status, del.stdout).toBe(0);
     // And it still serves: a new container gets a lease.
     const ns2 = lab.container('after');
     lab.macvlanIn(ns2, 'eth0');
-    const add2 = execPlugin('dhcp', env('ADD', ns2, 'ctr-g2'), JSON.stringify(cfg));
+    const add2 = execPlugin(`${bins}dhcp`, env('ADD', ns2, 'ctr-g2'), JSON.stringify(cfg));
     expect(add2.status, add2.stdout).toBe(0);
-    expect(execPlugin('dhcp', env('DEL', ns2, 'ctr-g2'), JSON.stringify(cfg)).status).toBe(0);
+    expect(execPlugin(`${bins}dhcp`, env('DEL', ns2, 'ctr-g2'), JSON.stringify(cfg)).status).toBe(0);
   }, 60_000);
 
   it('ADD into a netns without the interface fails with code 8, naming it, and leaves no lease', async (ctx) => {
     need(ctx);
     if (!lab || !daemon) return;
     const ns = lab.container('noif');
-    const add = execPlugin('dhcp', env('ADD', ns, 'ctr-n'), JSON.stringify(conf()));
+    const add = execPlugin(`${bins}dhcp`, env('ADD', ns, 'ctr-n'), JSON.stringify(conf()));
     expect(add.status).not.toBe(0);
     expect(add.json).toMatchObject({ code: 8 });
     expect((add.json as { msg: string }).msg).toContain('eth0');
@@ -373,7 +378,7 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
   it('bad options are code 7 naming the field, before the daemon is asked', (ctx) => {
     need(ctx);
     const bad = conf({ provide: [{ option: 'no-such-option', value: 'x' }] });
-    const add = execPlugin('dhcp', env('ADD', '/var/run/netns/none', 'ctr-b'), JSON.stringify(bad));
+    const add = execPlugin(`${bins}dhcp`, env('ADD', '/var/run/netns/none', 'ctr-b'), JSON.stringify(bad));
     expect(add.status).not.toBe(0);
     expect(add.json).toMatchObject({ code: 7 });
     expect((add.json as { msg: string }).msg).toContain('ipam.provide[0].option');
@@ -387,7 +392,7 @@ describe.runIf(process.platform === 'linux')('dhcp without our daemon', () => {
     CNI_CONTAINERID: 'ctr-x',
     CNI_NETNS: '/var/run/netns/none',
     CNI_IFNAME: 'eth0',
-    CNI_PATH: BIN_DIR,
+    CNI_PATH: pluginDir(),
   });
   let dir = '';
   beforeAll(() => {
@@ -406,14 +411,14 @@ describe.runIf(process.platform === 'linux')('dhcp without our daemon', () => {
   it('no daemon: ADD is code 11 naming the socket and how to start it; DEL succeeds; STATUS is 50', (ctx) => {
     if (!existsSync(join(BIN_DIR, 'dhcp'))) ctx.skip('dist/bin/dhcp is not built');
     const socket = join(dir, 'none.sock');
-    const add = execPlugin('dhcp', env('ADD'), JSON.stringify(conf(socket)));
+    const add = execPlugin(`${pluginDir()}dhcp`, env('ADD'), JSON.stringify(conf(socket)));
     expect(add.status).not.toBe(0);
     expect(add.json).toMatchObject({ code: 11 });
     const e = add.json as { msg: string; details: string };
     expect(e.msg).toContain(socket);
     expect(e.details).toContain('cni-kit dhcp-daemon');
-    expect(execPlugin('dhcp', env('DEL'), JSON.stringify(conf(socket))).status).toBe(0);
-    const st = execPlugin('dhcp', env('STATUS'), JSON.stringify(conf(socket)));
+    expect(execPlugin(`${pluginDir()}dhcp`, env('DEL'), JSON.stringify(conf(socket))).status).toBe(0);
+    const st = execPlugin(`${pluginDir()}dhcp`, env('STATUS'), JSON.stringify(conf(socket)));
     expect(st.json).toMatchObject({ code: 50 });
   });
 
@@ -424,10 +429,10 @@ describe.runIf(process.platform === 'linux')('dhcp without our daemon', () => {
     const go = spawn('/usr/lib/cni/dhcp', ['daemon', '-socketpath', socket], { stdio: 'ignore' });
     try {
       await expect.poll(() => existsSync(socket), { timeout: 5000 }).toBe(true);
-      const add = execPlugin('dhcp', env('ADD'), JSON.stringify(conf(socket)));
+      const add = execPlugin(`${pluginDir()}dhcp`, env('ADD'), JSON.stringify(conf(socket)));
       expect(add.status).not.toBe(0);
       expect((add.json as { msg: string }).msg).toContain('Go dhcp daemon');
-      const st = execPlugin('dhcp', env('STATUS'), JSON.stringify(conf(socket)));
+      const st = execPlugin(`${pluginDir()}dhcp`, env('STATUS'), JSON.stringify(conf(socket)));
       expect((st.json as { msg: string }).msg).toContain('Go dhcp daemon');
     } finally {
       const exited = new Promise((r) => go.once('exit', r));
