@@ -43,6 +43,7 @@ export function parseDuration(flag: string, v: string | undefined): number | und
   return ms;
 }
 
+/** The `dhcp-daemon` verb. */
 export const dhcpDaemonVerb: Verb = {
   help: HELP,
   async run(argv) {

@@ -232,6 +232,7 @@ export class DhcpLease {
     return this.state === 'bound' || this.state === 'renewing' || this.state === 'rebinding';
   }
 
+  /** A snapshot for GET /v1/leases. */
   info(): LeaseInfo {
     return {
       key: this.spec.key,

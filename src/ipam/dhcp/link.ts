@@ -30,8 +30,9 @@ const EAGAIN = 11;
 const EINTR = 4;
 const ENODEV = 19;
 
-/** The DHCP ports. */
+/** The DHCP server port. */
 export const SERVER_PORT = 67;
+/** The DHCP client port. */
 export const CLIENT_PORT = 68;
 const BROADCAST_MAC = new Uint8Array([255, 255, 255, 255, 255, 255]);
 

@@ -4,8 +4,9 @@
 // values out. Decoding never throws anything but DhcpDecodeError, whatever the bytes.
 import { formatIP, parseIP } from '../../spec/addr.js';
 
-/** op field values. */
+/** The op of a client's message. */
 export const BOOTREQUEST = 1;
+/** The op of a server's message. */
 export const BOOTREPLY = 2;
 
 /** DHCP message types (option 53). */
