@@ -29,6 +29,8 @@ export interface DnsmasqOptions {
 export interface DhcpLab {
   readonly tag: string;
   readonly dir: string;
+  /** The server netns name (dnsmasq on s0). */
+  readonly srv: string;
   /** The node netns name (where the macvlan master n0 lives) and its path. */
   readonly node: string;
   readonly nodePath: string;
@@ -71,6 +73,7 @@ export function dhcpLab(prefix: string, third = 77): DhcpLab {
   const lab: DhcpLab = {
     tag,
     dir,
+    srv,
     node,
     nodePath: `/var/run/netns/${node}`,
     serverIp: `${net}.1`,

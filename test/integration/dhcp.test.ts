@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { getDhcpDaemon } from 'cni-kit/ipam';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { type DhcpLab, dhcpLab, hasDnsmasq } from '../helpers/dnsmasq.js';
 import { pluginDir } from '../helpers/mode.js';
@@ -85,13 +86,18 @@ class DaemonProc {
   }
 }
 
-async function leasesOf(
-  socket: string,
-): Promise<Array<{ key: string; address: string; state: string; renewals: number }>> {
-  const out = execFileSync('curl', ['-s', '--unix-socket', socket, 'http://x/v1/leases'], {
-    encoding: 'utf8',
-  });
-  return JSON.parse(out) as Array<{ key: string; address: string; state: string; renewals: number }>;
+interface LeaseRow {
+  key: string;
+  address: string;
+  state: string;
+  renewals: number;
+  rebinds: number;
+}
+
+async function leasesOf(socket: string): Promise<LeaseRow[]> {
+  const r = await getDhcpDaemon(socket, '/v1/leases');
+  if (r.status !== 200) throw new Error(`GET /v1/leases: ${r.status} ${r.body}`);
+  return JSON.parse(r.body) as LeaseRow[];
 }
 
 describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
@@ -113,7 +119,7 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
     lab = dhcpLab('dh');
     bins = pluginDir(lab.nodePath);
     lab.startDnsmasq({
-      options: ['121,10.99.0.0/16,192.168.77.1,0.0.0.0/0,192.168.77.1', 'option:T1,4s'],
+      options: ['121,10.99.0.0/16,192.168.77.1,0.0.0.0/0,192.168.77.1', 'option:T1,4s', 'option:T2,9s'],
     });
     daemon = new DaemonProc(join(lab.dir, 'run', 'dhcp.sock'), join(lab.dir, 'dhcp.pid'));
     await daemon.start();
@@ -221,6 +227,42 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
       .toBeGreaterThan(first);
     expect(lab.log()).toMatch(new RegExp(`DHCPACK\\(s0\\) ${addr.replace(/\./g, '\\.')}`));
     expect(execPlugin(`${bins}dhcp`, env('DEL', ns, 'ctr-r'), JSON.stringify(cfg)).status).toBe(0);
+  }, 60_000);
+
+  it('rebinds by broadcast at T2 (9 s) when unicast renewals are dropped on the way to dnsmasq', async (ctx) => {
+    need(ctx);
+    if (!lab || !daemon) return;
+    const ns = lab.container('c3');
+    lab.macvlanIn(ns, 'eth0');
+    const cfg = conf();
+    const add = execPlugin(`${bins}dhcp`, env('ADD', ns, 'ctr-rb'), JSON.stringify(cfg));
+    expect(add.status, add.stdout + daemon.out).toBe(0);
+    const addr = (add.json as { ips: Array<{ address: string }> }).ips[0]?.address.split('/')[0] ?? '';
+    execFileSync('ip', ['-n', nsName(ns), 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
+    // The server netns is the test's own: its iptables are private to it.
+    const rule = ['-p', 'udp', '--dport', '67', '-d', lab.serverIp, '-j', 'DROP'];
+    const iptables = (op: string) =>
+      execFileSync('ip', ['netns', 'exec', lab?.srv ?? '', 'iptables', op, 'INPUT', ...rule]);
+    iptables('-I');
+    try {
+      await expect
+        .poll(
+          async () => (await leasesOf(daemon?.socket ?? '')).find((l) => l.address === addr)?.rebinds ?? 0,
+          {
+            timeout: 20_000,
+            interval: 500,
+          },
+        )
+        .toBeGreaterThan(0);
+      const l = (await leasesOf(daemon.socket)).find((x) => x.address === addr);
+      expect(l?.renewals).toBe(0);
+      expect(l?.state).toBe('bound');
+      expect(lab.log()).toMatch(new RegExp(`DHCPREQUEST\\(s0\\) ${addr.replace(/\./g, '\\.')}`));
+    } finally {
+      iptables('-D');
+    }
+    expect(execPlugin(`${bins}dhcp`, env('DEL', ns, 'ctr-rb'), JSON.stringify(cfg)).status).toBe(0);
+    await expect.poll(() => lab?.leases().some((x) => x.ip === addr), { timeout: 5000 }).toBe(false);
   }, 60_000);
 
   it('our macvlan with the dhcp IPAM, and the Go macvlan with it (chained under the node netns)', async (ctx) => {
