@@ -246,6 +246,26 @@ describe('dhcp daemon and plugin', () => {
     expect(daemon?.leases()).toEqual([]);
   });
 
+  it('a plugin that goes away (the runtime killed it) cancels its acquisition', async () => {
+    server.answerBroadcast = false;
+    const ac = new AbortController();
+    const call = { containerId: 'ctr1', netns: NS, ifname: 'eth0', args: '', config: JSON.stringify(conf()) };
+    const p = callDhcpDaemon(daemon?.socketPath ?? '', 'allocate', call, ac.signal).catch((e: Error) => e);
+    await clock.advance(3000);
+    const sent = server.of(MessageType.DISCOVER).length;
+    expect(sent).toBeGreaterThan(0);
+    ac.abort();
+    expect(await p).toBeInstanceOf(Error);
+    await new Promise((r) => setTimeout(r, 50));
+    await clock.advance(30_000);
+    expect(server.of(MessageType.DISCOVER).length).toBe(sent);
+    expect(daemon?.leases()).toEqual([]);
+    // The attachment is free for the next call at once.
+    server.answerBroadcast = true;
+    const add = await run('ADD', conf());
+    expect(add.exitCode, add.stdout).toBe(0);
+  });
+
   it('a server without a subnet mask: ADD fails naming option 1, and the lease is released', async () => {
     server.sendMask = false;
     const add = await run('ADD', conf());
