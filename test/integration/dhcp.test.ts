@@ -191,6 +191,20 @@ describe.runIf(process.platform === 'linux')('dhcp against dnsmasq', () => {
     expect(del.status, del.stdout + del.stderr).toBe(0);
     await expect.poll(() => lab?.leases().some((l) => `${l.ip}/24` === addr), { timeout: 5000 }).toBe(false);
     expect(execPlugin(`${bins}dhcp`, env('DEL', ns, 'ctr-a'), JSON.stringify(cfg)).status).toBe(0);
+    const probe = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(root, 'src/cli/bin.ts'),
+        'dhcp-daemon',
+        '--probe',
+        '--socket-path',
+        daemon.socket,
+      ],
+      { encoding: 'utf8', cwd: root },
+    );
+    expect(probe.status, probe.stdout + probe.stderr).toBe(0);
     const gone = execPlugin(
       `${bins}dhcp`,
       env('CHECK', ns, 'ctr-a'),
@@ -462,6 +476,23 @@ describe.runIf(process.platform === 'linux')('dhcp without our daemon', () => {
     expect(execPlugin(`${pluginDir()}dhcp`, env('DEL'), JSON.stringify(conf(socket))).status).toBe(0);
     const st = execPlugin(`${pluginDir()}dhcp`, env('STATUS'), JSON.stringify(conf(socket)));
     expect(st.json).toMatchObject({ code: 50 });
+  });
+
+  it('cni-kit dhcp-daemon: usage errors exit 2 naming the flag; --probe without a daemon exits 1', () => {
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/bin.ts'), 'dhcp-daemon', ...args], {
+        encoding: 'utf8',
+        cwd: root,
+      });
+    const bad = cli('--timeout', '10');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--timeout: "10" is not a duration; use e.g. 10s, 1m2s or 500ms');
+    const rel = cli('--pidfile', 'dhcp.pid', '--socket-path', join(dir, 'x.sock'));
+    expect(rel.status).toBe(2);
+    expect(rel.stderr).toContain('--pidfile: "dhcp.pid" is not an absolute path');
+    const probe = cli('--probe', '--socket-path', join(dir, 'none.sock'));
+    expect(probe.status).toBe(1);
+    expect(probe.stdout).toContain('no cni-kit dhcp daemon answers');
   });
 
   it('the Go daemon on the socket: the error says so', async (ctx) => {
