@@ -2,7 +2,8 @@
 // server netns of the test's own, a node netns with the macvlan master, containers getting a
 // macvlan. The plugins run as a runtime on the node runs them (exec or daemon mode, see
 // test/helpers/mode.ts). Everything runs in namespaces created here; the daemon and dnsmasq are
-// stopped and every namespace and file removed at the end, also on failure.
+// stopped and every namespace and file removed at the end, also on failure. One file past ~400
+// lines on purpose: the tests share one lab (dnsmasq and the daemon) that takes seconds to set up.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
