@@ -33,5 +33,13 @@ export {
 
 /** The host side of the daemon on Linux: AF_PACKET sockets in container netns through the FFI package. */
 export async function linuxDhcpNet(): Promise<DhcpNet> {
-  return packetNet(await loadLibc());
+  try {
+    return packetNet(await loadLibc());
+  } catch (e) {
+    // The daemon has no iproute2 fallback: it needs setns(2) and packet sockets in-process.
+    throw new Error(
+      `the dhcp daemon needs the FFI package koffi (setns and AF_PACKET sockets) and it cannot load: ${(e as Error).message}; install cni-kit with its dependencies on a platform koffi ships a binary for`,
+      { cause: e },
+    );
+  }
 }
