@@ -16,6 +16,10 @@ const VERBS: Record<string, { summary: string; load: () => Promise<Verb> }> = {
     summary: 'serve every plugin of a folder from one long-lived process (daemon mode)',
     load: async () => (await import('./daemon.js')).daemonVerb,
   },
+  'dhcp-daemon': {
+    summary: 'hold DHCP leases for the dhcp IPAM plugin (its daemon)',
+    load: async () => (await import('./dhcp-daemon.js')).dhcpDaemonVerb,
+  },
   conform: {
     summary: 'hold any CNI plugin binary to the spec: the conformance kit',
     load: async () => (await import('./conform.js')).conformVerb,
