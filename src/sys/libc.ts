@@ -15,11 +15,10 @@ export interface Libc {
   setsockopt(fd: number, level: number, name: number, value: Ptr, len: number): number;
   send(fd: number, buf: Ptr, len: number, flags: number): number;
   recv(fd: number, buf: Ptr, len: number, flags: number): number;
-  /** bind(2), sendto(2), recvfrom(2), ioctl(2): the dhcp daemon's AF_PACKET socket (addresses as raw sockaddr bytes). */
+  /** bind(2), sendto(2), recvfrom(2): the dhcp daemon's AF_PACKET socket (addresses as raw sockaddr bytes). */
   bind(fd: number, addr: Ptr, len: number): number;
   sendto(fd: number, buf: Ptr, len: number, flags: number, addr: Ptr, addrLen: number): number;
   recvfrom(fd: number, buf: Ptr, len: number, flags: number, addr: Ptr, addrLen: Ptr): number;
-  ioctl(fd: number, request: number, arg: Ptr): number;
   close(fd: number): number;
   setns(fd: number, nstype: number): number;
   unshare(flags: number): number;
@@ -58,7 +57,6 @@ function bind(k: Koffi): Libc {
     bind: f('int bind(int, const void *, unsigned int)'),
     sendto: f('long sendto(int, const void *, unsigned long, int, const void *, unsigned int)'),
     recvfrom: f('long recvfrom(int, void *, unsigned long, int, void *, void *)'),
-    ioctl: f('int ioctl(int, unsigned long, void *)'),
     close: f('int close(int)'),
     setns: f('int setns(int, int)'),
     unshare: f('int unshare(int)'),
