@@ -1,4 +1,5 @@
-// The `cni-kit` command: build a plugin, run a network, hold a plugin to the spec.
+// The `cni-kit` command: build a plugin, run a network, hold a plugin to the spec, serve plugins
+// from one process, hold DHCP leases.
 // Each verb lives in its own module and is loaded only when asked for, so `cni-kit --help`
 // stays cheap.
 import { CliUsageError, type Verb } from './args.js';
