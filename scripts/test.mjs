@@ -81,6 +81,15 @@ const DAEMON_MATRIX = [
   'test/fuzz/links.fuzz.test.ts',
   'test/fuzz/ipam-meta.fuzz.test.ts',
   'test/fuzz/sigkill.fuzz.test.ts',
+  'test/integration/bandwidth.test.ts',
+  'test/integration/sbr.test.ts',
+  'test/interop/bandwidth.test.ts',
+  'test/interop/sbr.test.ts',
+  'test/integration/dummy-plugin.test.ts',
+  'test/integration/tap-plugin.test.ts',
+  'test/integration/vrf-plugin.test.ts',
+  'test/interop/vrf-chaining.test.ts',
+  'test/integration/dhcp.test.ts',
 ];
 
 const netns = privateNetns();
