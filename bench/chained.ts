@@ -266,11 +266,7 @@ async function main(): Promise<void> {
       ]);
     }
   }
-  const load = (await import('node:fs'))
-    .readFileSync('/proc/loadavg', 'utf8')
-    .split(' ')
-    .slice(0, 3)
-    .join(' ');
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(
     `${N} rounds in ${seconds.toFixed(0)} s, load ${load}, CPU ${childCpuPrecise() ? 'µs (getrusage)' : '10 ms ticks'}; median ms`,
   );
