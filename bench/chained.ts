@@ -157,7 +157,7 @@ function conflist(col: Column, chained: Chained): Array<Record<string, unknown>>
 }
 
 /** One ADD then DEL of bridge + host-local + `chained`: the chain's and the chained plugin's cost. */
-function chainRound(col: Column, chained: Chained, cid: string): { total: Rec; own: Rec } {
+function chainRound(col: Column, chained: Chained, cid: string, verify = false): { total: Rec; own: Rec } {
   const env = (command: string) => ({
     CNI_COMMAND: command,
     CNI_CONTAINERID: cid,
@@ -176,6 +176,10 @@ function chainRound(col: Column, chained: Chained, cid: string): { total: Rec; o
     prev = JSON.parse(r.out);
     recs.push(r.rec);
   }
+  if (verify) {
+    settle();
+    verifyEffect(col, chained);
+  }
   for (const p of [...plugins].reverse()) {
     recs.push(call(col, p.type as string, env('DEL'), JSON.stringify({ ...p, prevResult: prev })).rec);
   }
@@ -185,6 +189,24 @@ function chainRound(col: Column, chained: Chained, cid: string): { total: Rec; o
     if (i === 1 || i === 2) own = add(own, r); // the chained plugin's ADD and DEL
   }
   return { total, own };
+}
+
+const sh = (args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
+/** Between the warm-up round's ADD and DEL: the chained plugin did its work (else the bench times nothing). */
+function verifyEffect(col: Column, chained: Chained): void {
+  const node = col.node.split('/').pop()!;
+  const ctr = col.ctr.split('/').pop()!;
+  const ok = {
+    portmap: () =>
+      sh(['netns', 'exec', node, 'iptables-save', '-t', 'nat']).includes(`--dport ${MAPPING.hostPort}`),
+    bandwidth: () =>
+      sh(['-n', node, 'link', 'show', 'type', 'ifb']).trim() !== '' &&
+      / tbf /.test(sh(['netns', 'exec', node, 'tc', 'qdisc', 'show'])) &&
+      / tbf /.test(sh(['netns', 'exec', ctr, 'tc', 'qdisc', 'show'])) === false,
+    firewall: () => sh(['netns', 'exec', node, 'iptables-save', '-t', 'filter']).includes(' 10.254.'),
+    sbr: () => /lookup 100/.test(sh(['-n', ctr, 'rule', 'show'])),
+  }[chained];
+  if (!ok()) throw new Error(`${col.key}: ${chained} ADD left no trace of its work`);
 }
 
 /** After the warm-up round: the container has nothing but lo, the chained state is gone. */
@@ -223,7 +245,7 @@ async function main(): Promise<void> {
   }
   // One untimed warm-up round each (the bridge exists, the daemon has compiled its paths), checked clean.
   for (const col of cols) {
-    for (const c of CHAINED) chainRound(col, c, `warm-${c}`);
+    for (const c of CHAINED) chainRound(col, c, `warm-${c}`, true);
     checkClean(col);
   }
   const res = new Map<string, Rec[]>();
