@@ -255,6 +255,8 @@ async function main(): Promise<void> {
     for (const [j, c] of CHAINED.entries()) {
       const shift = (i + j) % cols.length;
       for (const col of [...cols.slice(shift), ...cols.slice(0, shift)]) {
+        // Back to the event loop between chains, so SIGINT/SIGTERM clean up promptly.
+        await new Promise((r) => setImmediate(r));
         const r = chainRound(col, c, `r${i}-${c}`);
         push(`${col.key}:${c}:total`, r.total);
         push(`${col.key}:${c}:own`, r.own);
@@ -303,8 +305,13 @@ async function main(): Promise<void> {
     ],
     rows,
   );
-  await daemon?.stop();
-  daemon = undefined;
+  if (daemon) {
+    const log = readFileSync(daemon.logFile, 'utf8');
+    const count = (msg: string) => log.split('\n').filter((l) => l.includes(`"msg":"${msg}"`)).length;
+    console.log(`daemon: ${count('call done')} calls served, ${count('call failed')} failed`);
+    await daemon.stop();
+    daemon = undefined;
+  }
 }
 
 main().then(
