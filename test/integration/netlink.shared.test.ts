@@ -170,9 +170,13 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
         ]),
       );
     });
+    // The kernel sets the carrier at once but publishes operstate from its
+    // link-watch worker, which runs about a second later and later still on
+    // a loaded machine: wait for both rather than for the carrier alone.
     const eth0 = await eventually(
       () => nl.open(c).getLink('eth0'),
-      (l) => l.lowerUp,
+      (l) => l.up && l.lowerUp && l.operstate === 'UP',
+      20_000,
     );
     expect(eth0).toMatchObject({ up: true, lowerUp: true, operstate: 'UP' });
   });
