@@ -1,8 +1,8 @@
 // `cni-kit daemon`: serve every plugin bundle of a folder from one process (daemon mode), or probe a
 // running daemon's /healthz or /readyz (the DaemonSet's exec probes).
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   DEFAULT_SOCKET,
   isLogLevel,
@@ -13,7 +13,9 @@ import {
   startThickMultus,
   type ThickMultus,
 } from '../daemon/index.js';
+import { inClusterAvailable, writeInClusterKubeconfig } from '../k8s/in-cluster.js';
 import { CliUsageError, parseVerbArgs, type Verb } from './args.js';
+import { type DaemonNodeSlices, startDaemonNodeSlices } from './whereabouts-node-slices.js';
 import { type DaemonReconciler, startDaemonReconciler } from './whereabouts-reconciler.js';
 
 const HELP = `usage: cni-kit daemon [options]
@@ -35,7 +37,8 @@ options:
                                  writes <cniConfigDir>/00-multus.conf from the cluster network's
                                  config), cniVersion, forceCNIVersion, overrideNetworkName,
                                  readinessindicatorfile, kubeconfig (pod and NAD caches: /readyz
-                                 is 500 until they have synced and the indicator file exists);
+                                 is 500 until they have synced and the indicator file exists;
+                                 without kubeconfig, in a pod: the in-cluster config);
                                  every key is written over each multus call's config
       --memory-limit-mib <n>     refuse calls with code 11 while the resident set is above this
                                  (default 256)
@@ -47,12 +50,18 @@ options:
       --max-request-bytes <n>    largest request (default 4194304)
       --shutdown-timeout-ms <n>  how long SIGTERM waits for running calls (default: the call
                                  timeout + 5000, so that every call ends on its own)
-      --whereabouts-reconciler <kubeconfig>
+      --whereabouts-reconciler <kubeconfig|in-cluster>
                                  also run the whereabouts reconciler: frees addresses whose pod is
                                  gone (this node's pod deletions, and a full pass on the schedule
                                  by whichever daemon holds the whereabouts-reconciler Lease)
       --whereabouts-reconciler-cron <expr>
                                  the full pass's five-field cron schedule, UTC (default "30 4 * * *")
+      --whereabouts-node-slices <kubeconfig|in-cluster>
+                                 also run the node-slice controller (node_slice_size): the daemon
+                                 holding the whereabouts-node-slice-controller Lease watches Nodes
+                                 and NADs and gives every node a slice; the others wait
+      in-cluster: the pod's service account (KUBERNETES_SERVICE_HOST/PORT and the token and CA in
+      /var/run/secrets/kubernetes.io/serviceaccount, re-read when kubelet rotates the token)
       --log-level <level>        error, warn, info (default) or debug (plugin log lines too)
       --probe <healthz|readyz>   ask a running daemon instead; exit 0 when it answers 200
   -h, --help                     this help`;
@@ -81,6 +90,39 @@ export function probeDaemon(socket: string, what: 'healthz' | 'readyz', timeoutM
   });
 }
 
+/** Where the in-cluster kubeconfig is written: beside the daemon's socket (a 0700 folder). */
+export function inClusterKubeconfigPath(socket: string): string {
+  return join(dirname(socket), 'in-cluster.kubeconfig');
+}
+
+/**
+ * The kubeconfig a flag names; `in-cluster` (or nothing) is the pod's service account, written out
+ * as a kubeconfig beside the socket and refreshed every minute (a rotated CA), as client-go's
+ * in-cluster config reads the files.
+ */
+function kubeconfigFor(flag: string, value: string, socket: string, timers: NodeJS.Timeout[]): string {
+  if (value !== '' && value !== 'in-cluster') return value;
+  const path = inClusterKubeconfigPath(socket);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  try {
+    writeInClusterKubeconfig(path);
+  } catch (e) {
+    throw new CliUsageError(`${flag}: ${(e as Error).message}`);
+  }
+  if (timers.length === 0) {
+    const t = setInterval(() => {
+      try {
+        writeInClusterKubeconfig(path);
+      } catch {
+        // Kept as it was: the token file is read per request and reports itself.
+      }
+    }, 60_000);
+    t.unref();
+    timers.push(t);
+  }
+  return path;
+}
+
 export const daemonVerb: Verb = {
   help: HELP,
   async run(argv) {
@@ -101,6 +143,7 @@ export const daemonVerb: Verb = {
       'log-level': { type: 'string' },
       'whereabouts-reconciler': { type: 'string' },
       'whereabouts-reconciler-cron': { type: 'string' },
+      'whereabouts-node-slices': { type: 'string' },
       probe: { type: 'string' },
     });
     if (positionals.length > 0)
@@ -125,6 +168,7 @@ export const daemonVerb: Verb = {
       throw new Error(`no cni-kit plugin bundles in ${dirs.join(', ')}; build them with cni-kit build`);
     }
     const served = Object.fromEntries(plugins.map((p) => [p.type, p.plugin]));
+    const timers: NodeJS.Timeout[] = [];
     let thick: ThickMultus | undefined;
     if (values['multus-config'] !== undefined) {
       const file = values['multus-config'];
@@ -136,6 +180,10 @@ export const daemonVerb: Verb = {
       }
       const cfg = parseThickConfig(text);
       if (values['multus-socket-dir'] !== undefined) cfg.socketDir = values['multus-socket-dir'];
+      // As upstream's daemon: no kubeconfig in its config means the pod's own service account.
+      if (cfg.kubeconfig === undefined && inClusterAvailable())
+        cfg.kubeconfig = kubeconfigFor('--multus-config', 'in-cluster', socket, timers);
+      if (cfg.kubeconfig !== undefined) cfg.raw = { ...cfg.raw, kubeconfig: cfg.kubeconfig };
       thick = await startThickMultus(cfg, { logger });
     }
     const multus = values.multus === true || thick !== undefined;
@@ -169,11 +217,35 @@ export const daemonVerb: Verb = {
     if (values['whereabouts-reconciler'] !== undefined) {
       try {
         reconciler = await startDaemonReconciler({
-          kubeconfig: values['whereabouts-reconciler'],
+          kubeconfig: kubeconfigFor(
+            '--whereabouts-reconciler',
+            values['whereabouts-reconciler'],
+            socket,
+            timers,
+          ),
           cronExpression: values['whereabouts-reconciler-cron'],
           log: (lvl, fields) => logger.log(lvl, fields),
         });
       } catch (e) {
+        await daemon.close();
+        await thick?.close();
+        throw e;
+      }
+    }
+    let nodeSlices: DaemonNodeSlices | undefined;
+    if (values['whereabouts-node-slices'] !== undefined) {
+      try {
+        nodeSlices = await startDaemonNodeSlices({
+          kubeconfig: kubeconfigFor(
+            '--whereabouts-node-slices',
+            values['whereabouts-node-slices'],
+            socket,
+            timers,
+          ),
+          log: (lvl, fields) => logger.log(lvl, fields),
+        });
+      } catch (e) {
+        await reconciler?.close();
         await daemon.close();
         await thick?.close();
         throw e;
@@ -189,7 +261,11 @@ export const daemonVerb: Verb = {
         daemon
           .close()
           .then(() => reconciler?.close())
+          .then(() => nodeSlices?.close())
           .then(() => thick?.close())
+          .finally(() => {
+            for (const t of timers) clearInterval(t);
+          })
           .then(resolve, resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));

@@ -5,7 +5,7 @@
 // OverlappingRangeIPReservations, NodeSlicePools and coordination.k8s.io Leases) GET, LIST, POST, PUT and DELETE, where PUT must carry the
 // resourceVersion it read (422 without one, 409 when stale) and POST of an existing name is 409
 // AlreadyExists; core/v1 Events POSTed to /api/v1/namespaces/<ns>/events, validated and kept.
-// Collections (pods on every path a client uses, NADs namespaced and cluster-wide) LIST with a
+// Collections (pods on every path a client uses, NADs namespaced and cluster-wide, Nodes) LIST with a
 // resourceVersion and `fieldSelector=spec.nodeName=` and WATCH (`?watch=true`): a stream of
 // ADDED/MODIFIED/DELETED events from the requested resourceVersion, BOOKMARKs when asked for, and an
 // ERROR event carrying a 410 Expired Status for a resourceVersion older than the kept history.
@@ -59,6 +59,8 @@ export interface SeenRequest {
   body?: unknown;
   /** The HTTP status it was answered with. */
   code?: number;
+  /** The User-Agent header (which of several clients sent it). */
+  userAgent?: string;
 }
 
 /** One PolicyRule of a (Cluster)Role. */
@@ -189,6 +191,10 @@ export interface FakeK8s {
     spec?: Record<string, unknown>;
   }): void;
   getPod(namespace: string, name: string): Obj | undefined;
+  /** Adds or replaces a Node (cluster-scoped; served at /api/v1/nodes, LIST and WATCH). */
+  putNode(name: string, labels?: Record<string, string>): void;
+  /** Removes a Node, as a node that left the cluster. */
+  deleteNode(name: string): void;
   /** Adds a NAD with `config` (JSON object or text; undefined = no spec). */
   putNad(namespace: string, name: string, config?: unknown, annotations?: Record<string, string>): void;
   /**
@@ -474,9 +480,11 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
     const contentType = (req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
     const hasBody = method === 'PUT' || method === 'POST' || method === 'PATCH';
     const body = hasBody ? await readBody(req) : undefined;
+    const ua = req.headers['user-agent'];
     const seen: SeenRequest = {
       method,
       path,
+      ...(ua ? { userAgent: ua } : {}),
       ...(hasBody ? { contentType } : {}),
       ...(body !== undefined ? { body } : {}),
     };
@@ -505,6 +513,12 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
         'k8s.cni.cncf.io/v1',
         'NetworkAttachmentDefinition',
       );
+    if (path === '/api/v1/nodes' && method === 'GET') return collection(res, url, 'nodes', 'v1', 'Node');
+    const node = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
+    if (node && method === 'GET') {
+      const n = objects('nodes').get(`/${node[1]}`);
+      return n ? send(res, n) : status(res, 404, 'NotFound', `nodes "${node[1]}" not found`);
+    }
     const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/.exec(path);
     if (pod) return handlePod(r, pod[1] ?? '', pod[2] ?? '', pod[3]);
     const m = /^\/apis\/([^/]+\/[^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(path);
@@ -668,6 +682,23 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
       });
     },
     getPod: (ns, name) => objects('pods').get(`${ns}/${name}`),
+    putNode(name, labels) {
+      objects('nodes').set(`/${name}`, {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: {
+          name,
+          uid: `uid-node-${name}`,
+          ...(labels ? { labels } : {}),
+          resourceVersion: String(++version),
+        },
+        spec: {},
+        status: { conditions: [{ type: 'Ready', status: 'True' }] },
+      });
+    },
+    deleteNode(name) {
+      objects('nodes').delete(`/${name}`);
+    },
     putNad(ns, name, config, annotations) {
       const nad: Obj = {
         apiVersion: 'k8s.cni.cncf.io/v1',
