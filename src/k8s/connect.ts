@@ -136,9 +136,48 @@ export async function loadClientNode(): Promise<ClientNode> {
   return typeof mod.KubeConfig === 'function' ? mod : (mod.default ?? mod);
 }
 
+/** The auth-provider name under which a kubeconfig's `tokenFile` is served (see TokenFileAuth). */
+const TOKEN_FILE_PROVIDER = 'cni-kit-token-file';
+
+/**
+ * A bearer token read from a file, and read again whenever the file changes (identity, size or
+ * modification time; kubelet replaces a projected service-account token by swapping a symlink, so
+ * the identity changes). Bound tokens expire (one hour by default, refreshed by kubelet at 80% of
+ * their life): a long-lived process must follow the file, as client-go's cached file token source
+ * does (it re-reads once a minute; here one stat per request notices the change at once).
+ */
+class TokenFileAuth {
+  private token = '';
+  private stamp = '';
+  isAuthProvider(user: K8s.User | undefined): boolean {
+    return user?.authProvider?.name === TOKEN_FILE_PROVIDER;
+  }
+  async applyAuthentication(user: K8s.User, opts: { headers?: Record<string, unknown> }): Promise<void> {
+    const file = String(user.authProvider?.config?.path ?? '');
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      st = await stat(file);
+      const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+      if (stamp !== this.stamp) {
+        const token = (await readFile(file, 'utf8')).trim();
+        if (token === '') throw new Error('the file is empty');
+        this.token = token;
+        this.stamp = stamp;
+      }
+    } catch (e) {
+      throw new Error(
+        `token file ${file}: ${describeSystemError(e) ?? (e as Error).message}; the service-account token (or the kubeconfig's tokenFile) must be readable`,
+      );
+    }
+    opts.headers ??= {};
+    opts.headers.Authorization = `Bearer ${this.token}`;
+  }
+}
+
 /**
  * client-go's `tokenFile` user field (client-node only knows a `token-file` spelling): the token is
- * read from the file, relative to the kubeconfig's directory, when the user has no other credential.
+ * read from the file, relative to the kubeconfig's directory, when the user has no other credential,
+ * and read again whenever the file changes (TokenFileAuth).
  */
 async function applyTokenFile(kc: K8s.KubeConfig, path: string, text: string): Promise<void> {
   const user = kc.getCurrentUser();
@@ -151,15 +190,18 @@ async function applyTokenFile(kc: K8s.KubeConfig, path: string, text: string): P
   const file = doc.users?.find((u) => u?.name === user.name)?.user?.tokenFile;
   if (typeof file !== 'string' || file === '') return;
   const abs = resolve(dirname(path), file);
-  let token: string;
+  // Read once here so that a missing file fails the load, naming the field.
   try {
-    token = (await readFile(abs, 'utf8')).trim();
+    await readFile(abs, 'utf8');
   } catch (e) {
     throw new Error(
       `users[${JSON.stringify(user.name)}].tokenFile: ${describeSystemError(e) ?? `cannot read ${abs}: ${(e as Error).message}`}`,
     );
   }
-  kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, token } : u));
+  kc.addAuthenticator(new TokenFileAuth());
+  kc.users = kc.users.map((u) =>
+    u.name === user.name ? { ...u, authProvider: { name: TOKEN_FILE_PROVIDER, config: { path: abs } } } : u,
+  );
 }
 
 /**

@@ -51,6 +51,13 @@ export {
 } from './device-info.js';
 export { podEvent } from './events.js';
 export {
+  type InClusterOptions,
+  inClusterAvailable,
+  inClusterKubeconfig,
+  SERVICE_ACCOUNT_DIR,
+  writeInClusterKubeconfig,
+} from './in-cluster.js';
+export {
   cachedKubeClient,
   Informer,
   type InformerOptions,
