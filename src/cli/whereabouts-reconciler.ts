@@ -16,7 +16,7 @@ export interface DaemonReconcilerOptions {
   kubeconfig: string;
   /** Five-field cron (UTC); default `30 4 * * *`. */
   cronExpression?: string | undefined;
-  /** This node (pods watched, Lease identity); default $NODENAME, else the host name. */
+  /** This node (pods watched, Lease identity); default $NODE_NAME, $NODENAME, else the host name. */
   nodeName?: string | undefined;
   /** Lease timing (ms); defaults as client-go's 15 s / 10 s / 2 s. */
   lease?: { durationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number } | undefined;
@@ -34,7 +34,7 @@ export interface DaemonReconciler {
 
 /** Starts the reconciler with its Lease and pod watch; throws a code-7 CniError for a bad cron. */
 export async function startDaemonReconciler(opts: DaemonReconcilerOptions): Promise<DaemonReconciler> {
-  const node = opts.nodeName || process.env.NODENAME || hostname();
+  const node = opts.nodeName || process.env.NODE_NAME || process.env.NODENAME || hostname();
   const api = await openKubeApi(opts.kubeconfig, { userAgent: 'cni-kit-whereabouts-reconciler' });
   const ns = api.namespace ?? 'kube-system';
   const getPod = async (namespace: string, name: string) => {

@@ -10,6 +10,7 @@ import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 
@@ -25,6 +26,10 @@ const MODELS: Record<string, { make: (d: Doc) => Validating; module: string }> =
   'v1/ServiceAccount': {
     make: (d) => new ServiceAccount(d as Loose),
     module: 'kubernetes-models/v1/ServiceAccount',
+  },
+  'v1/ConfigMap': {
+    make: (d) => new ConfigMap(d as Loose),
+    module: 'kubernetes-models/v1/ConfigMap',
   },
   'v1/Pod': { make: (d) => new Pod(d as Loose), module: 'kubernetes-models/v1/Pod' },
   'apps/v1/DaemonSet': {

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadAll } from 'js-yaml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DEFAULT_MEMORY_LIMIT } from '../../src/daemon/server.js';
+import { rbacAllows, rbacPolicyFrom } from '../helpers/fake-k8s.js';
 import { manifestProblems } from '../helpers/k8s-manifests.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -34,7 +36,10 @@ const docs = yamlFiles.flatMap((file) =>
     .map((doc, i) => ({ file, i, doc })),
 );
 const crds = docs.filter((d) => d.doc.kind === 'CustomResourceDefinition').map((d) => d.doc);
-const thick = docs.find((d) => d.file === 'deploy/daemonset-thick.yaml')!.doc;
+const thick = docs.find((d) => d.file === 'deploy/daemonset-thick.yaml' && d.doc.kind === 'DaemonSet')!.doc;
+const thickConfigMaps = docs
+  .filter((d) => d.file === 'deploy/daemonset-thick.yaml' && d.doc.kind === 'ConfigMap')
+  .map((d) => d.doc);
 const pod = thick.spec.template.spec;
 const daemon = pod.containers.find((c: Any) => c.name === 'daemon');
 const volume = (name: string) => pod.volumes.find((v: Any) => v.name === name);
@@ -112,6 +117,12 @@ describe('the thick DaemonSet', () => {
       '9464',
       '--metrics-address',
       '0.0.0.0',
+      '--multus-config',
+      '/etc/cni-kit/daemon-config.json',
+      '--whereabouts-reconciler',
+      'in-cluster',
+      '--whereabouts-node-slices',
+      'in-cluster',
     ]);
     expect(daemon.ports).toEqual([{ name: 'metrics', containerPort: 9464, protocol: 'TCP' }]);
     const init = pod.initContainers;
@@ -144,10 +155,10 @@ describe('the thick DaemonSet', () => {
     expect(daemon.volumeMounts.filter((m: Any) => m.mountPath.startsWith('/proc'))).toEqual([]);
   });
 
-  it('gives in-flight calls the call timeout to finish, and caps memory at 256Mi', () => {
+  it('gives in-flight calls the call timeout to finish, and caps memory at 384Mi', () => {
     expect(pod.terminationGracePeriodSeconds).toBe(130);
     expect(Number(directive('TimeoutStopSec')[0])).toBe(pod.terminationGracePeriodSeconds);
-    expect(daemon.resources.limits.memory).toBe('256Mi');
+    expect(daemon.resources.limits.memory).toBe('384Mi');
     expect(daemon.resources.requests.memory).toBeDefined();
   });
 
@@ -157,6 +168,115 @@ describe('the thick DaemonSet', () => {
     expect(exec.containers[0].command).toBeUndefined();
     expect(exec.containers[0].securityContext.privileged).toBe(false);
     expect(exec.hostPID).toBeUndefined();
+  });
+});
+
+/** Mebibytes of a Kubernetes quantity (Mi, Gi, M, G, plain bytes) or a systemd size (M, G). */
+function mib(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(q);
+  if (!m) throw new Error(`not a quantity: ${q}`);
+  const unit: Record<string, number> = { Ki: 1 / 1024, Mi: 1, Gi: 1024, K: 1 / 1024, M: 1, G: 1024 };
+  return Number(m[1]) * (m[2] ? (unit[m[2]] as number) : 1 / 1048576);
+}
+
+/** The value after `flag` in the daemon's command, if present. */
+const arg = (flag: string): string | undefined => {
+  const i = daemon.command.indexOf(flag);
+  return i < 0 ? undefined : daemon.command[i + 1];
+};
+
+describe('the thick DaemonSet is consistent in itself', () => {
+  it('every mount names a volume of the pod, and every volume is mounted', () => {
+    const names = new Set<string>(pod.volumes.map((v: Any) => v.name));
+    expect(names.size).toBe(pod.volumes.length);
+    const mounted = new Set<string>();
+    for (const c of [...pod.initContainers, ...pod.containers]) {
+      for (const m of c.volumeMounts ?? []) {
+        expect(names.has(m.name), `${c.name} mounts ${m.name}`).toBe(true);
+        mounted.add(m.name);
+      }
+      // No two mounts of one container at the same path.
+      const paths = (c.volumeMounts ?? []).map((m: Any) => m.mountPath);
+      expect(new Set(paths).size, c.name).toBe(paths.length);
+    }
+    expect([...names].filter((n) => !mounted.has(n))).toEqual([]);
+  });
+
+  it('the memory limit is above the daemon’s refusal threshold, with room for admitted calls and both probes', () => {
+    const threshold = Number(arg('--memory-limit-mib') ?? DEFAULT_MEMORY_LIMIT / 1048576);
+    const limit = mib(daemon.resources.limits.memory);
+    // A probe is a Node process of about 45 MiB in this container; calls admitted just under the
+    // threshold still allocate (about 20 MiB over a burst of 200 ADDs, docs/benchmarks.md).
+    expect(limit - threshold).toBeGreaterThanOrEqual(2 * 45);
+    expect(mib(daemon.resources.requests.memory)).toBeLessThanOrEqual(limit);
+    // The same on a host without Kubernetes (systemd).
+    expect(mib(String(directive('MemoryMax')[0])) - threshold).toBeGreaterThanOrEqual(2 * 45);
+  });
+
+  it('the daemon config comes from the ConfigMap the manifest defines, its chrootDir and socketDir from the host', () => {
+    const file = arg('--multus-config') as string;
+    expect(file).toBeDefined();
+    const m = daemon.volumeMounts.find((x: Any) => file.startsWith(`${x.mountPath}/`));
+    expect(m, `a mount holding ${file}`).toBeDefined();
+    const vol = volume(m.name);
+    expect(vol.configMap).toBeDefined();
+    const cm = thickConfigMaps.find((c: Any) => c.metadata.name === vol.configMap.name);
+    expect(cm, `ConfigMap ${vol.configMap.name}`).toBeDefined();
+    expect(cm.metadata.namespace).toBe(thick.metadata.namespace);
+    const key = file.slice(m.mountPath.length + 1);
+    expect(Object.keys(cm.data)).toContain(key);
+    const cfg = JSON.parse(cm.data[key]);
+    // chrootDir: the host's root, with new host mounts (netns files) propagated.
+    const root = mount(daemon, cfg.chrootDir);
+    expect(volume(root.name).hostPath.path).toBe('/');
+    expect(root.mountPropagation).toBe('HostToContainer');
+    // socketDir: the host's /run/multus, where multus-shim looks (daemonSocketDir default).
+    const sock = mount(daemon, cfg.socketDir.replace(/\/$/, ''));
+    expect(volume(sock.name).hostPath.path).toBe('/run/multus');
+    // No kubeconfig: the pod's service account; no multusConfigFile: the config container writes it.
+    expect(cfg.kubeconfig).toBeUndefined();
+    expect(cfg.multusConfigFile).toBeUndefined();
+    expect(pod.automountServiceAccountToken).not.toBe(false);
+  });
+
+  it('NODE_NAME comes from the downward API (the pod cache, the Lease identities)', () => {
+    expect(daemon.env.find((e: Any) => e.name === 'NODE_NAME')).toEqual({
+      name: 'NODE_NAME',
+      valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } },
+    });
+  });
+
+  it('the service account may do what the daemon’s flags need (RBAC as the API server reads it)', () => {
+    const policy = rbacPolicyFrom(readFileSync(join(root, 'deploy/rbac.yaml'), 'utf8'));
+    const may = (verb: string, group: string, resource: string, namespace = '', subresource = '') =>
+      rbacAllows(policy, { verb, group, resource, subresource, name: '', namespace });
+    const needs: Array<[string, string, string, string?, string?]> = [
+      // thick multus: the node's pods and the NADs (informers), network-status, events.
+      ['list', '', 'pods'],
+      ['watch', '', 'pods'],
+      ['get', '', 'pods', 'default'],
+      ['patch', '', 'pods', 'default', 'status'],
+      ['list', 'k8s.cni.cncf.io', 'network-attachment-definitions'],
+      ['watch', 'k8s.cni.cncf.io', 'network-attachment-definitions'],
+      ['create', '', 'events', 'default'],
+      // Leases of the reconciler and the node-slice controller.
+      ['get', 'coordination.k8s.io', 'leases', 'kube-system'],
+      ['create', 'coordination.k8s.io', 'leases', 'kube-system'],
+      ['update', 'coordination.k8s.io', 'leases', 'kube-system'],
+      // Node slices: Nodes watched, NodeSlicePools written.
+      ['list', '', 'nodes'],
+      ['watch', '', 'nodes'],
+      ['get', 'whereabouts.cni.cncf.io', 'nodeslicepools', 'kube-system'],
+      ['create', 'whereabouts.cni.cncf.io', 'nodeslicepools', 'kube-system'],
+      ['update', 'whereabouts.cni.cncf.io', 'nodeslicepools', 'kube-system'],
+      // The reconciler: pools and reservations.
+      ['list', 'whereabouts.cni.cncf.io', 'ippools', 'kube-system'],
+      ['update', 'whereabouts.cni.cncf.io', 'ippools', 'kube-system'],
+      ['delete', 'whereabouts.cni.cncf.io', 'overlappingrangeipreservations', 'kube-system'],
+    ];
+    expect(needs.filter(([v, g, r, ns, sub]) => !may(v, g, r, ns, sub))).toEqual([]);
+    // And no more than it needs on Nodes.
+    expect(may('update', '', 'nodes')).toBe(false);
   });
 });
 
@@ -231,7 +351,7 @@ describe('the systemd unit', () => {
     expect(directive('KillMode')).toEqual(['mixed']);
     expect(directive('RuntimeDirectory')).toEqual(['cni-kit']);
     expect(directive('RuntimeDirectoryMode')).toEqual(['0700']);
-    expect(directive('MemoryMax')).toEqual(['256M']);
+    expect(directive('MemoryMax')).toEqual(['384M']);
   });
 
   it('keeps the daemon in the host mount namespace and /proc/sys writable (netns files, sysctls)', () => {
