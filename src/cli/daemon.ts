@@ -62,6 +62,8 @@ options:
                                  and NADs and gives every node a slice; the others wait
       in-cluster: the pod's service account (KUBERNETES_SERVICE_HOST/PORT and the token and CA in
       /var/run/secrets/kubernetes.io/serviceaccount, re-read when kubelet rotates the token)
+      --no-process-helper        start delegate processes from the daemon itself instead of from a
+                                 small helper process (fork() of the big daemon is slower)
       --log-level <level>        error, warn, info (default) or debug (plugin log lines too)
       --probe <healthz|readyz>   ask a running daemon instead; exit 0 when it answers 200
   -h, --help                     this help`;
@@ -144,6 +146,7 @@ export const daemonVerb: Verb = {
       'whereabouts-reconciler': { type: 'string' },
       'whereabouts-reconciler-cron': { type: 'string' },
       'whereabouts-node-slices': { type: 'string' },
+      'no-process-helper': { type: 'boolean' },
       probe: { type: 'string' },
     });
     if (positionals.length > 0)
@@ -208,6 +211,7 @@ export const daemonVerb: Verb = {
       maxQueuedCalls: int('max-queued-calls', values['max-queued-calls']),
       maxRequestBytes: int('max-request-bytes', values['max-request-bytes'], 1024),
       shutdownTimeoutMs: int('shutdown-timeout-ms', values['shutdown-timeout-ms']),
+      processHelper: values['no-process-helper'] !== true,
       metricsPort: int('metrics-port', values['metrics-port']) ?? thick?.config.metricsPort,
       metricsAddress: values['metrics-address'],
       logger,
