@@ -1,0 +1,94 @@
+// `cni-kit daemon` in a pod: with `in-cluster` as the kubeconfig of --whereabouts-reconciler and
+// --whereabouts-node-slices, the daemon reaches the API server (the fake one, over TLS) with the
+// service-account token and CA of the folder kubelet mounts, takes both Leases under its NODE_NAME,
+// writes the kubeconfig it derived beside its socket (0600), and releases the Leases on SIGTERM.
+// Outside a pod it refuses to start, naming the missing variables and the fix.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Lease } from '../../src/k8s/lease.js';
+import { BUNDLES, CLI, startDaemon } from '../helpers/daemon.js';
+import { FAKE_K8S_TOKEN, type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+
+let work = '';
+let api: FakeK8s;
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), `ckdincl-${process.pid}-`));
+  api = await startFakeK8s();
+});
+afterAll(async () => {
+  await api.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const holder = (ns: string, name: string) =>
+  (api.objects('leases').get(`${ns}/${name}`) as unknown as Lease | undefined)?.spec?.holderIdentity;
+
+describe('the daemon with in-cluster access', () => {
+  it('takes the reconciler’s and node-slice controller’s Leases with the pod’s service account', async (ctx) => {
+    if (!api.ca) ctx.skip('openssl is missing: the fake API server serves plain HTTP only');
+    const sa = join(work, 'sa');
+    mkdirSync(sa);
+    writeFileSync(join(sa, 'token'), FAKE_K8S_TOKEN);
+    writeFileSync(join(sa, 'ca.crt'), api.ca ?? '');
+    writeFileSync(join(sa, 'namespace'), 'incl');
+    const run = join(work, 'run');
+    const daemon = await startDaemon({
+      socket: join(run, 'daemon.sock'),
+      extraArgs: ['--whereabouts-reconciler', 'in-cluster', '--whereabouts-node-slices', 'in-cluster'],
+      env: {
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
+        KUBERNETES_SERVICE_PORT: new URL(api.url).port,
+        CNI_KIT_SERVICE_ACCOUNT_DIR: sa,
+        NODE_NAME: 'node-incl',
+      },
+    });
+    try {
+      const end = Date.now() + 15_000;
+      while (
+        (holder('incl', 'whereabouts-node-slice-controller') !== 'node-incl' ||
+          holder('incl', 'whereabouts-reconciler') !== 'node-incl') &&
+        Date.now() < end
+      )
+        await new Promise((r) => setTimeout(r, 50));
+      expect(holder('incl', 'whereabouts-node-slice-controller'), daemon.log()).toBe('node-incl');
+      expect(holder('incl', 'whereabouts-reconciler')).toBe('node-incl');
+      const kc = join(run, 'in-cluster.kubeconfig');
+      expect(statSync(kc).mode & 0o777).toBe(0o600);
+      const text = readFileSync(kc, 'utf8');
+      expect(text).toContain(`"server": "${api.url}"`);
+      expect(text).not.toContain(FAKE_K8S_TOKEN);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+    expect(holder('incl', 'whereabouts-node-slice-controller')).toBe('');
+    expect(holder('incl', 'whereabouts-reconciler')).toBe('');
+  }, 30_000);
+
+  it('outside a pod refuses to start, naming the variables and the fix', () => {
+    const env: Record<string, string | undefined> = { ...process.env };
+    delete env.KUBERNETES_SERVICE_HOST;
+    delete env.KUBERNETES_SERVICE_PORT;
+    const r = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        'daemon',
+        '--plugins',
+        BUNDLES,
+        '--socket',
+        join(work, 'run2', 'daemon.sock'),
+        '--whereabouts-node-slices',
+        'in-cluster',
+      ],
+      { env, encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /--whereabouts-node-slices: in-cluster Kubernetes config: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set.*give a kubeconfig file/,
+    );
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+});
