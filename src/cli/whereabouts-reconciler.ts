@@ -11,6 +11,9 @@ import {
   startLeaderElection,
 } from '../k8s/index.js';
 
+/** How often a daemon that does not hold the Lease looks at it (ms). */
+const FOLLOWER_RETRY_MS = 10_000;
+
 /** Settings of the daemon's reconciler. */
 export interface DaemonReconcilerOptions {
   kubeconfig: string;
@@ -19,7 +22,14 @@ export interface DaemonReconcilerOptions {
   /** This node (pods watched, Lease identity); default $NODE_NAME, $NODENAME, else the host name. */
   nodeName?: string | undefined;
   /** Lease timing (ms); defaults as client-go's 15 s / 10 s / 2 s. */
-  lease?: { durationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number } | undefined;
+  lease?:
+    | {
+        durationMs?: number;
+        renewDeadlineMs?: number;
+        retryPeriodMs?: number;
+        followerRetryPeriodMs?: number;
+      }
+    | undefined;
   /** Pod-cache poll period (ms). */
   pollMs?: number | undefined;
   log: (level: 'info' | 'warn' | 'error', fields: { msg: string; [k: string]: unknown }) => void;
@@ -53,6 +63,9 @@ export async function startDaemonReconciler(opts: DaemonReconcilerOptions): Prom
     ...(opts.lease?.durationMs ? { leaseDurationMs: opts.lease.durationMs } : {}),
     ...(opts.lease?.renewDeadlineMs ? { renewDeadlineMs: opts.lease.renewDeadlineMs } : {}),
     ...(opts.lease?.retryPeriodMs ? { retryPeriodMs: opts.lease.retryPeriodMs } : {}),
+    // Every node's daemon campaigns: while another holds the Lease, look every 10 s, not every 2 s
+    // (a 5,000-node cluster: 500 GETs/s instead of 2,500 per Lease).
+    followerRetryPeriodMs: opts.lease?.followerRetryPeriodMs ?? FOLLOWER_RETRY_MS,
     onStartedLeading: () => opts.log('info', { msg: 'whereabouts reconciler: leading', node }),
     onStoppedLeading: () => opts.log('info', { msg: 'whereabouts reconciler: not leading', node }),
     onError: (err) => opts.log('warn', { msg: 'whereabouts reconciler: lease', error: err.message }),

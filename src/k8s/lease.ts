@@ -37,6 +37,12 @@ export interface LeaderElectionOptions {
   renewDeadlineMs?: number;
   /** Between attempts to take or renew (ms; default 2,000). */
   retryPeriodMs?: number;
+  /**
+   * Between looks at a lease another candidate holds (ms; default retryPeriodMs). Candidates that
+   * run on every node (a DaemonSet) each GET the Lease this often: a longer period keeps that load
+   * down, at the price of a takeover that many ms later (after a release or an expiry).
+   */
+  followerRetryPeriodMs?: number;
   /** Gives the lease up on stop() so another candidate need not wait for it to expire (default true). */
   releaseOnStop?: boolean;
   onStartedLeading?: () => void;
@@ -76,6 +82,7 @@ export function startLeaderElection(opts: LeaderElectionOptions): LeaderElector 
   const durationS = Math.max(1, Math.ceil(durationMs / 1000));
   const renewDeadline = opts.renewDeadlineMs ?? 10_000;
   const retry = opts.retryPeriodMs ?? 2_000;
+  const followerRetry = opts.followerRetryPeriodMs ?? retry;
   const { leases, namespace: ns, name, identity } = opts;
 
   let leading = false;
@@ -168,7 +175,7 @@ export function startLeaderElection(opts: LeaderElectionOptions): LeaderElector 
       } else if (leading && seenHolder !== identity && seenHolder !== '') {
         setLeading(false); // another candidate holds it: we lost it while we could not renew
       }
-      await sleep(retry);
+      await sleep(!ok && !leading && seenHolder !== '' && seenHolder !== identity ? followerRetry : retry);
     }
   };
   const running = loop();

@@ -24,7 +24,7 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const lease = { durationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 };
+const lease = { durationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100, followerRetryPeriodMs: 100 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(what: string, ok: () => boolean, ms = 6000): Promise<void> {
   const end = Date.now() + ms;

@@ -279,7 +279,7 @@ describe('whereabouts reconciler', () => {
       kubeconfig: kubeconfig(ns),
       nodeName: 'node-d',
       cronExpression: '0 0 1 1 *',
-      lease: { durationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 },
+      lease: { durationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100, followerRetryPeriodMs: 100 },
       pollMs: 30,
       log: (_lvl, f) => logs.push(f.msg),
     });

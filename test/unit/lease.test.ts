@@ -136,4 +136,51 @@ describe('Lease leader election', () => {
       for (const e of electors) await e.stop();
     }
   });
+
+  it('a follower looks at a held lease only every followerRetryPeriodMs, and still takes it over', async () => {
+    const ns = 'lease-follow';
+    const kc = api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
+    const leasesAs = async (ua: string) =>
+      (await openKubeApi(kc, { userAgent: ua })).customResources<Lease>(
+        'coordination.k8s.io',
+        'v1',
+        'leases',
+      );
+    const a = startLeaderElection({
+      leases: await leasesAs('cand-a'),
+      namespace: ns,
+      name: 'follow',
+      identity: 'a',
+      ...timing,
+      retryPeriodMs: 50,
+    });
+    await waitFor(() => a.isLeader(), 3000);
+    const b = startLeaderElection({
+      leases: await leasesAs('cand-b'),
+      namespace: ns,
+      name: 'follow',
+      identity: 'b',
+      ...timing,
+      retryPeriodMs: 50,
+      followerRetryPeriodMs: 700,
+    });
+    try {
+      const from = api.requests.length;
+      await new Promise((r) => setTimeout(r, 1500));
+      const seen = api.requests.slice(from);
+      const byB = seen.filter((r) => r.userAgent === 'cand-b').length;
+      const byA = seen.filter((r) => r.userAgent === 'cand-a').length;
+      // b: its first look, then one every ~700-840 ms; a renews every ~50-60 ms (GET + PUT).
+      expect(byB).toBeGreaterThanOrEqual(1);
+      expect(byB).toBeLessThanOrEqual(3);
+      expect(byA).toBeGreaterThan(10);
+      expect(b.isLeader()).toBe(false);
+      // The holder releases: b takes it at its next look.
+      await a.stop();
+      await waitFor(() => b.isLeader(), 3000);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
 });
