@@ -281,18 +281,29 @@ export class WhereaboutsAllocator implements IpamAllocator {
     podRef: string | undefined,
   ): Promise<{ alloc: Allocation; fresh: boolean }> {
     for (let attempt = 0; attempt < 8; attempt++) {
-      // Three independent reads: one round trip of latency on a remote store. When other ADDs on
-      // this pool are in flight here, the free addresses after the cursor are read as soon as the
-      // cursor is known, alongside the owner and pod indexes (two reads each on etcd).
+      // Three independent reads: one round trip of latency on a remote store (one call, where the
+      // store batches them). When other ADDs on this pool are in flight here, the free addresses
+      // after the cursor are read too (without batching, as soon as the cursor is known,
+      // alongside the owner and pod indexes).
       const crowded = (this.inflight.get(r.ref.pool) ?? 0) > 1;
-      const curP = s.cursor();
-      const freeP = crowded ? curP.then((cur) => this.freeAfter(s, r, this.startAfter(r, cur))) : undefined;
+      let freeP: Promise<bigint[]> | undefined;
+      let mine: Allocation | undefined;
+      let prev: Allocation | undefined;
+      let cur: bigint | undefined;
+      if (s.readForAdd) {
+        // A store that batches reads: the three in one round trip; the free list (when crowded)
+        // is read once they show that a new address is needed.
+        ({ mine, prev, cursor: cur } = await s.readForAdd(req.containerId, req.ifname, podRef));
+      } else {
+        const curP = s.cursor();
+        freeP = crowded ? curP.then((c) => this.freeAfter(s, r, this.startAfter(r, c))) : undefined;
+        [mine, prev, cur] = await Promise.all([
+          s.byOwner(req.containerId, req.ifname),
+          podRef === undefined ? undefined : s.byPod(podRef, req.ifname),
+          curP,
+        ]);
+      }
       freeP?.catch(() => undefined); // read again by claimFree if needed; never unhandled
-      const [mine, prev, cur] = await Promise.all([
-        s.byOwner(req.containerId, req.ifname),
-        podRef === undefined ? undefined : s.byPod(podRef, req.ifname),
-        curP,
-      ]);
       if (mine && isAllowed(r, mine.address)) return { alloc: mine, fresh: false };
       if (mine) await s.release(mine); // the config changed under it: the address is no longer ours to keep
       // A StatefulSet pod re-created under the same name gets its address back (wa#291, wa#383).
@@ -302,6 +313,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
         }
         continue;
       }
+      if (crowded && !freeP) freeP = this.freeAfter(s, r, this.startAfter(r, cur));
       const claimed = await this.claimFree(s, r, req, podRef, cur, freeP);
       if (claimed) return claimed;
     }
