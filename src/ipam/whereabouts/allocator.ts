@@ -123,6 +123,12 @@ export interface WhereaboutsAllocatorOptions {
    * per factory) so that concurrent ADDs spread their first try; default one per allocator.
    */
   inflight?: Map<string, number> | undefined;
+  /**
+   * Walks through held runs in flight per pool, shared like `inflight` (whereaboutsIpam shares one
+   * per factory): concurrent ADDs that meet the same held run wait for one walk instead of each
+   * reading the whole run; default one per allocator.
+   */
+  walks?: Map<string, Promise<bigint[]>> | undefined;
   /** Node slices: this node's name (NODENAME, the nodename file, the host name), read when first needed. */
   nodeName?: (() => string) | undefined;
   /** Node slices: the NodeSlicePool's name (`network_name`, else the network's `name`). */
@@ -133,6 +139,7 @@ export interface WhereaboutsAllocatorOptions {
 export class WhereaboutsAllocator implements IpamAllocator {
   private readonly random: Random;
   private readonly inflight: Map<string, number>;
+  private readonly walks: Map<string, Promise<bigint[]>>;
 
   constructor(
     readonly config: WhereaboutsConfig,
@@ -141,6 +148,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
   ) {
     this.random = opts.random ?? Math.random;
     this.inflight = opts.inflight ?? new Map();
+    this.walks = opts.walks ?? new Map();
   }
 
   private store: Promise<Store> | undefined;
@@ -376,9 +384,40 @@ export class WhereaboutsAllocator implements IpamAllocator {
    * costs O(log n) round trips, not n / SPREAD.
    */
   private async freeAfter(s: PoolSession, r: WhereaboutsRange, from: bigint): Promise<bigint[]> {
-    let walked = 0n;
-    let x = nextAllowed(r, from);
-    let size = SPREAD;
+    const first = await this.walk(s, r, nextAllowed(r, from), 0n, SPREAD, true);
+    if (first.length > 0 || first.end === undefined) return first;
+    // A held run past the first page (the cursor wrapped onto the addresses held since the range
+    // was last walked, or a pool filled from its start): every ADD in flight on the pool meets
+    // it, and each reading the whole run would cost the store that many times over. One walk per
+    // pool at a time in this process; the others take its free addresses and spread over them.
+    const key = r.ref.pool;
+    const running = this.walks.get(key);
+    if (running) return running;
+    const walk = this.walk(s, r, first.end, BigInt(SPREAD), SPREAD * 2, false).then((w) => [...w]);
+    const shared = walk.finally(() => {
+      if (this.walks.get(key) === shared) this.walks.delete(key);
+    });
+    shared.catch(() => undefined); // each waiter sees the failure through its own await
+    this.walks.set(key, shared);
+    return shared;
+  }
+
+  /**
+   * Reads pages from `x` on until one holds a free address (or, with `once`, after the first page).
+   * Returns up to SPREAD free addresses; `end` is where the next page would start (undefined when
+   * the whole range has been walked).
+   */
+  private async walk(
+    s: PoolSession,
+    r: WhereaboutsRange,
+    start: bigint,
+    walkedBefore: bigint,
+    firstSize: number,
+    once: boolean,
+  ): Promise<bigint[] & { end?: bigint }> {
+    let walked = walkedBefore;
+    let x = start;
+    let size = firstSize;
     while (walked < r.capacity) {
       const page: bigint[] = [];
       while (page.length < size && walked < r.capacity) {
@@ -387,8 +426,11 @@ export class WhereaboutsAllocator implements IpamAllocator {
         x = nextAllowed(r, x + 1n);
       }
       const taken = await s.takenAmong(page);
-      const free = page.filter((a) => !taken.has(a));
-      if (free.length > 0) return free.slice(0, SPREAD);
+      const free: bigint[] & { end?: bigint } = page.filter((a) => !taken.has(a)).slice(0, SPREAD);
+      if (free.length > 0 || once) {
+        if (walked < r.capacity) free.end = x;
+        return free;
+      }
       size = Math.min(size * 2, MAX_PAGE);
     }
     return [];

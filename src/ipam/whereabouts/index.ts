@@ -213,11 +213,14 @@ export function whereaboutsIpam(opts: Omit<WhereaboutsOptions, 'closeAfterEachCa
   const sharedStores = opts.sharedStores ?? new SharedStores();
   // Calls served at once by one process (the daemon) see each other's ADDs and spread their first try.
   const inflight = opts.inflight ?? new Map<string, number>();
+  // ... and wait for one walk through a held run they all meet.
+  const walks = opts.walks ?? new Map<string, Promise<bigint[]>>();
   return (config, call) =>
     createWhereaboutsAllocator(config, {
       ...opts,
       sharedStores,
       inflight,
+      walks,
       closeAfterEachCall: true,
       ...(call?.env ? { env: call.env } : {}),
     });
