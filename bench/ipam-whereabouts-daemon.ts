@@ -185,14 +185,31 @@ const selfCpu: CpuProbe = () => {
   return (u.user + u.system) / 1000;
 };
 
+/**
+ * Requests the store has answered so far: etcd's KV gRPC calls (its metrics), or the fake API
+ * server's requests; set per section.
+ */
+let storeCalls: () => Promise<number> = async () => Number.NaN;
+
+/** etcd's KV gRPC calls answered so far (grpc_server_handled_total of etcdserverpb.KV). */
+async function etcdCalls(): Promise<number> {
+  const text = await (await fetch(`${etcd!.url}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split('\n'))
+    if (line.startsWith('grpc_server_handled_total{') && line.includes('"etcdserverpb.KV"'))
+      n += Number(line.split(' ').at(-1));
+  return n;
+}
+
 /** One measured run with the CPU of the daemon(s) and of the store around it. */
 async function measured(
   daemonCpu: CpuProbe,
   storeCpu: CpuProbe,
   run: () => Promise<Drive[]>,
-): Promise<{ d: Drive; daemonCpuMs: number; storeCpuMs: number }> {
+): Promise<{ d: Drive; daemonCpuMs: number; storeCpuMs: number; storeCalls: number }> {
   const d0 = daemonCpu();
   const s0 = storeCpu();
+  const n0 = await storeCalls();
   const t0 = performance.now();
   const ds = await run();
   const wallS = (performance.now() - t0) / 1000;
@@ -214,7 +231,9 @@ async function measured(
     all.driverCpuMs += x.driverCpuMs;
     if (x.firstError) all.firstError ??= x.firstError;
   }
-  return { d: all, daemonCpuMs: daemonCpu() - d0, storeCpuMs: storeCpu() - s0 };
+  const daemonCpuMs = daemonCpu() - d0;
+  const storeCpuMs = storeCpu() - s0;
+  return { d: all, daemonCpuMs, storeCpuMs, storeCalls: (await storeCalls()) - n0 };
 }
 
 type Measured = Awaited<ReturnType<typeof measured>>;
@@ -228,15 +247,23 @@ function summary(ms: Measured[]): string[] {
   const err = ms.find((m) => m.d.firstError)?.d.firstError;
   return [
     `${f0(median(ms.map((m) => m.d.ok / m.d.wallS)))} (${ms.map((m) => f0(m.d.ok / m.d.wallS)).join(', ')})`,
-    f2(median(ms.flatMap((m) => m.d.us)) / 1000),
+    latencies(ms.flatMap((m) => m.d.us)),
     `${f2(per((m) => m.d.driverCpuMs))} / ${f2(per((m) => m.daemonCpuMs))} / ${f2(per((m) => m.storeCpuMs))}`,
+    f1(per((m) => m.storeCalls)),
     `${ok} ok, ${failed} failed, ${dup} dup${err ? ` (${err})` : ''}`,
   ];
 }
+/** Median / 99th percentile / slowest of per-call latencies (µs) in ms. */
+function latencies(us: number[]): string {
+  const s = [...us].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
+  return `${f2(median(s) / 1000)} / ${f1(at(0.99) / 1000)} / ${f1((s.at(-1) ?? Number.NaN) / 1000)}`;
+}
 const HEAD = [
   'allocations/s: median (rounds)',
-  'ms per call (median)',
+  'ms per call: median / p99 / max',
   'CPU ms per allocation: driver+shims / daemon / store',
+  'store requests per allocation',
   'calls',
 ];
 
@@ -379,12 +406,21 @@ async function fillSection(d: BenchDaemon, etcdCpu: CpuProbe): Promise<void> {
     ['3/4', 3n << 62n],
     ['far end - 8', (1n << 64n) - 8n],
   ];
+  // Clients at once per point: at the far end one, so the addresses come in order up to the last.
+  const clientsAt = (name: string) => (name.startsWith('far') ? 1 : 16);
   const rows: string[][] = [];
   const all: string[] = [];
   for (const [name, off] of points) {
     await setCursor(v6, net + off);
     const m = await measured(cpuOf([d.pid]), etcdCpu, async () => [
-      await drive('wire', d.socket, 16, 2, `v6${name.replace(/\W/g, '')}`, v6),
+      await drive(
+        'wire',
+        d.socket,
+        clientsAt(name),
+        32 / clientsAt(name),
+        `v6${name.replace(/\W/g, '')}`,
+        v6,
+      ),
     ]);
     const sorted = [...m.d.ips].sort((a, b) => (parseIP(a).value < parseIP(b).value ? -1 : 1));
     all.push(...m.d.ips);
@@ -395,7 +431,9 @@ async function fillSection(d: BenchDaemon, etcdCpu: CpuProbe): Promise<void> {
       `${m.d.ok} ok, ${m.d.code11 + m.d.other} failed, ${dups(m.d.ips)} dup${m.d.firstError ? ` (${m.d.firstError})` : ''}`,
     ]);
   }
-  say(`\n## etcd: IPv6 fd00:beec::/64, 32 ADDs (16 at once) after the cursor at each point\n`);
+  say(
+    `\n## etcd: IPv6 fd00:beec::/64, 32 ADDs after the cursor at each point (16 at once; at the far end one at a time)\n`,
+  );
   table(['cursor at', 'addresses handed out (lowest .. highest)', 'ms per call (median)', 'calls'], rows);
   say(`over the /64: ${all.length} addresses, ${dups(all)} duplicates`);
 }
@@ -571,11 +609,11 @@ async function burstSection(d: BenchDaemon, etcdCpu: CpuProbe): Promise<void> {
     netns: process.env.BENCH_NODE_NETNS!,
     root: ROOT,
     ...(DAEMON_NODE_OPTIONS ? { nodeOptions: DAEMON_NODE_OPTIONS } : {}),
-    extraArgs: ['--max-concurrent-calls', '32', '--max-queued-calls', '64'],
+    extraArgs: ['--max-concurrent-calls', '8', '--max-queued-calls', '8'],
   });
   daemons.push(small);
   await drive('wire', small.socket, 4, 2, 'bsw', wb('10.141.0.0/16', etcdStore('bsw')));
-  rows.push(await one(small, 'burst2', '256 MiB limit, 32 running, 64 queued'));
+  rows.push(await one(small, 'burst2', '256 MiB limit, 8 running, 8 queued'));
   await small.stop();
   say(
     `\n## a burst of 200 concurrent ADDs (etcd store), each a new connection (${new Date().toISOString()}, load ${load()})\n`,
@@ -611,10 +649,13 @@ async function main(): Promise<void> {
     });
     daemons.push(d);
     say(`# whereabouts through cni-kit daemon; ${ROUNDS} rounds; 2 cores shared with other jobs`);
+    storeCalls = etcdCalls;
     if (ONLY.includes('etcd')) await etcdSection(d, etcdCpu);
     if (ONLY.includes('fill')) await fillSection(d, etcdCpu);
+    storeCalls = async () => api!.requests.length;
     if (ONLY.includes('kube')) await kubeSection(d);
     if (ONLY.includes('slices')) await slicesSection();
+    storeCalls = etcdCalls;
     if (ONLY.includes('burst')) await burstSection(d, etcdCpu);
     await d.stop();
   } finally {
