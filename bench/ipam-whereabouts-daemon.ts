@@ -298,8 +298,8 @@ async function etcdSection(d: BenchDaemon, etcdCpu: CpuProbe): Promise<void> {
         env,
       ),
     ]);
-  await run('wire', 'w', 4);
-  await run('exec', 'w', 2);
+  await run('wire', 'w', quick ? 4 : 25);
+  await run('exec', 'w', quick ? 2 : 6);
   const res = { wire: [] as Measured[], exec: [] as Measured[] };
   for (let r = 0; r < ROUNDS; r++) {
     for (const mode of r % 2 ? (['exec', 'wire'] as const) : (['wire', 'exec'] as const))
