@@ -215,12 +215,15 @@ export function whereaboutsIpam(opts: Omit<WhereaboutsOptions, 'closeAfterEachCa
   const inflight = opts.inflight ?? new Map<string, number>();
   // ... and wait for one walk through a held run they all meet.
   const walks = opts.walks ?? new Map<string, Promise<bigint[]>>();
+  // ... and read the addresses around the last cursor seen with their first reads.
+  const hints = opts.hints ?? new Map<string, bigint>();
   return (config, call) =>
     createWhereaboutsAllocator(config, {
       ...opts,
       sharedStores,
       inflight,
       walks,
+      hints,
       closeAfterEachCall: true,
       ...(call?.env ? { env: call.env } : {}),
     });

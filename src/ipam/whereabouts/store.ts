@@ -48,6 +48,8 @@ export interface AddReads {
   prev: Allocation | undefined;
   /** What cursor answers. */
   cursor: bigint | undefined;
+  /** Which of the `candidates` asked for are held (what takenAmong answers), when some were. */
+  taken?: Set<bigint> | undefined;
 }
 
 /** The operations the allocator needs on one pool, valid inside one `Store.session`. */
@@ -72,9 +74,15 @@ export interface PoolSession {
   repair?(containerId: string, ifname: string, podRef?: string): Promise<void>;
   /**
    * Optional, for backends that can batch reads: what byOwner, byPod (when `podRef` is given) and
-   * cursor answer, in one round trip. An ADD starts with these three reads.
+   * cursor answer, and which of `candidates` (ascending runs) are held, in one round trip. An ADD
+   * starts with these reads.
    */
-  readForAdd?(containerId: string, ifname: string, podRef: string | undefined): Promise<AddReads>;
+  readForAdd?(
+    containerId: string,
+    ifname: string,
+    podRef: string | undefined,
+    candidates?: readonly bigint[],
+  ): Promise<AddReads>;
   /** The subset of `addresses` held in this pool's space; addresses come in ascending runs. */
   takenAmong(addresses: readonly bigint[]): Promise<Set<bigint>>;
   /** The last address handed out (a round-robin hint only; stale values are harmless). */
