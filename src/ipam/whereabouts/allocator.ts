@@ -104,6 +104,22 @@ export function staticFromArgs(args: IpamRequest['args']): IPConfig[] {
   return out.map(({ subnet: _, ...ip }) => ip);
 }
 
+/** What one process knows about walks through a pool's held runs (WhereaboutsAllocatorOptions.walks). */
+export interface PoolWalks {
+  /** The walk in flight, whose free addresses the ADDs meeting the same run wait for. */
+  running?: Promise<bigint[]> | undefined;
+  /** The last long walk: from its start to the first free address it found, and when. */
+  skip?: { from: bigint; to: bigint; at: number } | undefined;
+}
+
+/** How long a walked held run is jumped over (addresses freed inside it wait for a later pass). */
+const SKIP_MS = 60_000;
+
+/** True when `x` lies in [from, to) walking up from `from` and wrapping. */
+function inRun(from: bigint, x: bigint, to: bigint): boolean {
+  return from <= to ? from <= x && x < to : x >= from || x < to;
+}
+
 /** A source of randomness in [0, 1); tests pass a seeded one. */
 export type Random = () => number;
 
@@ -124,11 +140,12 @@ export interface WhereaboutsAllocatorOptions {
    */
   inflight?: Map<string, number> | undefined;
   /**
-   * Walks through held runs in flight per pool, shared like `inflight` (whereaboutsIpam shares one
-   * per factory): concurrent ADDs that meet the same held run wait for one walk instead of each
-   * reading the whole run; default one per allocator.
+   * Walks through held runs per pool, shared like `inflight` (whereaboutsIpam shares one per
+   * factory): concurrent ADDs that meet the same held run wait for one walk instead of each
+   * reading the whole run, and ADDs that start inside a run walked lately jump past it; default
+   * one per allocator.
    */
-  walks?: Map<string, Promise<bigint[]>> | undefined;
+  walks?: Map<string, PoolWalks> | undefined;
   /**
    * The last cursor seen per pool, shared like `inflight`: a crowded ADD on a store that batches
    * reads asks, with its first reads, which addresses around it are held, and spreads over the free
@@ -145,7 +162,7 @@ export interface WhereaboutsAllocatorOptions {
 export class WhereaboutsAllocator implements IpamAllocator {
   private readonly random: Random;
   private readonly inflight: Map<string, number>;
-  private readonly walks: Map<string, Promise<bigint[]>>;
+  private readonly walks: Map<string, PoolWalks>;
   private readonly hints: Map<string, bigint>;
 
   constructor(
@@ -425,21 +442,35 @@ export class WhereaboutsAllocator implements IpamAllocator {
    * costs O(log n) round trips, not n / SPREAD.
    */
   private async freeAfter(s: PoolSession, r: WhereaboutsRange, from: bigint): Promise<bigint[]> {
-    const first = await this.walk(s, r, nextAllowed(r, from), 0n, SPREAD, true);
+    const key = r.ref.pool;
+    let state = this.walks.get(key);
+    if (!state) {
+      state = {};
+      this.walks.set(key, state);
+    }
+    let start = nextAllowed(r, from);
+    // Inside a run walked lately (ADDs that read the cursor before the walk's claims moved it):
+    // start where that walk found free addresses.
+    const skip = state.skip;
+    if (skip && Date.now() - skip.at < SKIP_MS && inRun(skip.from, start, skip.to)) start = skip.to;
+    const first = await this.walk(s, r, start, 0n, SPREAD, true);
     if (first.length > 0 || first.end === undefined) return first;
     // A held run past the first page (the cursor wrapped onto the addresses held since the range
     // was last walked, or a pool filled from its start): every ADD in flight on the pool meets
     // it, and each reading the whole run would cost the store that many times over. One walk per
     // pool at a time in this process; the others take its free addresses and spread over them.
-    const key = r.ref.pool;
-    const running = this.walks.get(key);
-    if (running) return running;
-    const walk = this.walk(s, r, first.end, BigInt(SPREAD), SPREAD * 2, false).then((w) => [...w]);
-    const shared = walk.finally(() => {
-      if (this.walks.get(key) === shared) this.walks.delete(key);
-    });
+    if (state.running) return state.running;
+    const st = state;
+    const shared = this.walk(s, r, first.end, BigInt(SPREAD), SPREAD * 2, false)
+      .then((w) => {
+        if (w.length > 0) st.skip = { from: start, to: w[0]!, at: Date.now() };
+        return [...w];
+      })
+      .finally(() => {
+        if (st.running === shared) st.running = undefined;
+      });
     shared.catch(() => undefined); // each waiter sees the failure through its own await
-    this.walks.set(key, shared);
+    st.running = shared;
     return shared;
   }
 
