@@ -406,22 +406,13 @@ export class WhereaboutsAllocator implements IpamAllocator {
   ): Promise<{ alloc: Allocation; fresh: boolean } | undefined> {
     if (r.capacity === 0n) throw this.exhausted(r);
     let cand = this.startAfter(r, cur);
-    let cursor: bigint | undefined;
     for (let collisions = 0; collisions <= MAX_COLLISIONS; collisions++) {
       if (collisions > 0 || firstFree) {
-        // After a lost claim, the free list from the same front again (not from the lost pick).
-        const free =
-          collisions === 0 && firstFree
-            ? await firstFree
-            : await this.freeAfter(s, r, this.startAfter(r, cur));
+        const free = collisions === 0 && firstFree ? await firstFree : await this.freeAfter(s, r, cand);
         if (free.length === 0) throw this.exhausted(r);
         // Racing clients pick at random among the next free addresses instead of all taking the
         // first one: with k clients and SPREAD candidates a claim is lost with odds ~k/SPREAD.
         cand = free[Math.floor(this.random() * Math.min(free.length, SPREAD))]!;
-        // The cursor stays just before the free list's front, not at the pick (up to SPREAD
-        // further): the free addresses the others skipped are the next ADDs' candidates, instead
-        // of the cursor running ahead of the allocations and wrapping onto held runs early.
-        cursor = free[0]! > r.first ? free[0]! - 1n : undefined;
       }
       const alloc: Allocation = {
         address: cand,
@@ -430,9 +421,9 @@ export class WhereaboutsAllocator implements IpamAllocator {
         ifname: req.ifname,
       };
       if (podRef !== undefined) alloc.podRef = podRef;
-      const out = await s.claim(alloc, cursor);
+      const out = await s.claim(alloc);
       if (out.kind === 'claimed') {
-        this.hints.set(r.ref.pool, cursor ?? cand); // where the claim moved the cursor (etcd)
+        this.hints.set(r.ref.pool, cand); // the claim moved the cursor there
         return { alloc, fresh: true };
       }
       if (out.kind === 'owner-exists') {

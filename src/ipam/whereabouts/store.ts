@@ -60,10 +60,9 @@ export interface PoolSession {
   byPod(podRef: string, ifname: string): Promise<Allocation | undefined>;
   /**
    * Atomically takes `a.address` for `a`'s attachment, unless it or the attachment is already
-   * taken; a successful claim also records the address as the pool's round-robin cursor (or
-   * `cursor`, where the backend takes one: the etcd store does).
+   * taken; a successful claim also records the address as the pool's round-robin cursor.
    */
-  claim(a: Allocation, cursor?: bigint): Promise<ClaimOutcome>;
+  claim(a: Allocation): Promise<ClaimOutcome>;
   /** Moves `prev` to a new container of the same pod; false when `prev` changed meanwhile. */
   adopt(prev: Allocation, containerId: string): Promise<boolean>;
   /** Frees `a` and its index entries if they still belong to `a`'s attachment; missing state is fine. */

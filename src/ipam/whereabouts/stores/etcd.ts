@@ -216,7 +216,7 @@ class EtcdSession implements PoolSession {
     return out;
   }
 
-  async claim(a: Allocation, cursor = a.address): Promise<ClaimOutcome> {
+  async claim(a: Allocation): Promise<ClaimOutcome> {
     const ipKey = this.ipKey(a.address);
     const ownerKey = this.ownerKey(a.containerId, a.ifname);
     const puts = [
@@ -224,7 +224,7 @@ class EtcdSession implements PoolSession {
       this.c.put(ownerKey).value(hex(a.address)),
     ];
     if (a.podRef !== undefined) puts.push(this.c.put(this.podKey(a.podRef, a.ifname)).value(hex(a.address)));
-    puts.push(this.c.put(`${this.poolPrefix}cursor`).value(hex(cursor)));
+    puts.push(this.c.put(`${this.poolPrefix}cursor`).value(hex(a.address)));
     const res = await this.c
       .if(ipKey, 'Create', '==', 0)
       .and(ownerKey, 'Create', '==', 0)
