@@ -603,7 +603,19 @@ async function burstSection(d: BenchDaemon, etcdCpu: CpuProbe): Promise<void> {
       m.d.firstError ?? '',
     ];
   };
-  const rows = [await one(d, 'burst1', 'default: 256 MiB limit, 64 running, 1,024 queued')];
+  const rows = [
+    await one(d, 'burst1', 'defaults (256 MiB, 64 running, 1,024 queued), the daemon of the sections above'),
+  ];
+  const fresh = await startBenchDaemon({
+    dir: join(work, 'd-fresh'),
+    netns: process.env.BENCH_NODE_NETNS!,
+    root: ROOT,
+    ...(DAEMON_NODE_OPTIONS ? { nodeOptions: DAEMON_NODE_OPTIONS } : {}),
+  });
+  daemons.push(fresh);
+  await drive('wire', fresh.socket, 4, 2, 'bfw', wb('10.142.0.0/16', etcdStore('bfw')));
+  rows.push(await one(fresh, 'burst3', 'defaults, a fresh daemon (one warm-up call of 8)'));
+  await fresh.stop();
   const small = await startBenchDaemon({
     dir: join(work, 'd-small'),
     netns: process.env.BENCH_NODE_NETNS!,
@@ -613,7 +625,7 @@ async function burstSection(d: BenchDaemon, etcdCpu: CpuProbe): Promise<void> {
   });
   daemons.push(small);
   await drive('wire', small.socket, 4, 2, 'bsw', wb('10.141.0.0/16', etcdStore('bsw')));
-  rows.push(await one(small, 'burst2', '256 MiB limit, 8 running, 8 queued'));
+  rows.push(await one(small, 'burst2', '256 MiB, 8 running, 8 queued, a fresh daemon'));
   await small.stop();
   say(
     `\n## a burst of 200 concurrent ADDs (etcd store), each a new connection (${new Date().toISOString()}, load ${load()})\n`,
