@@ -62,6 +62,7 @@ export type {
   IpamStatus,
 } from './types.js';
 export {
+  type PoolWalks,
   type Random,
   WhereaboutsAllocator,
   type WhereaboutsAllocatorOptions,
@@ -114,7 +115,14 @@ export {
 } from './whereabouts/reconciler.js';
 export { type CronSchedule, cronMatches, cronNext, parseCron } from './whereabouts/reconciler-cron.js';
 export { type ReconcileStoreOptions, reconcileWhereaboutsStore } from './whereabouts/reconciler-store.js';
-export type { Allocation, ClaimOutcome, PoolRef, PoolSession, Store } from './whereabouts/store.js';
+export type {
+  AddReads,
+  Allocation,
+  ClaimOutcome,
+  PoolRef,
+  PoolSession,
+  Store,
+} from './whereabouts/store.js';
 export type { EtcdStoreOptions } from './whereabouts/stores/etcd.js';
 export type {
   CustomResources,

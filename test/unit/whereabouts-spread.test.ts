@@ -1,7 +1,8 @@
 // The allocator's claim strategy on an in-memory store with a round trip of latency per call:
 // concurrent ADDs in one process spread their first try over the next free addresses instead of
 // all claiming the cursor's neighbour; a lone client stays in order; a long held run past the
-// cursor costs a handful of reads, not one per 64 addresses; a whole IPv6 /64 is usable.
+// cursor costs a handful of reads, not one per 64 addresses, and concurrent ADDs meeting one
+// share a single walk through it; a whole IPv6 /64 is usable.
 import { describe, expect, it } from 'vitest';
 import { WhereaboutsAllocator } from '../../src/ipam/whereabouts/allocator.js';
 import { parseWhereaboutsConfig } from '../../src/ipam/whereabouts/config.js';
@@ -33,7 +34,7 @@ class MemoryStore implements Store {
   readonly kind = 'memory';
   readonly held = new Map<bigint, Allocation>();
   cur: bigint | undefined;
-  stats = { claims: 0, lost: 0, reads: 0 };
+  stats = { claims: 0, lost: 0, reads: 0, keys: 0 };
 
   async session<T>(_ref: PoolRef, fn: (s: PoolSession) => Promise<T>): Promise<T> {
     const m = this;
@@ -69,6 +70,7 @@ class MemoryStore implements Store {
       async takenAmong(addresses) {
         await trip();
         m.stats.reads++;
+        m.stats.keys += addresses.length;
         return new Set(addresses.filter((x) => m.held.has(x)));
       },
       async cursor() {
@@ -134,6 +136,39 @@ describe('whereabouts claim spread', () => {
     expect(r.ips?.[0]?.address).toBe('10.22.234.97/16'); // offset 60,001
     expect(store.stats.lost).toBe(1);
     expect(store.stats.reads).toBeLessThanOrEqual(25);
+  });
+
+  it('16 concurrent ADDs meeting a held run of 60,000 walk it once between them, and later ones jump it', async () => {
+    const store = new MemoryStore();
+    const alloc = allocatorOn(store, '10.23.0.0/16');
+    const base = 0x0a170000n;
+    for (let i = 1n; i <= 60_000n; i++)
+      store.held.set(base + i, { address: base + i, pool: 'p', containerId: `f${i}`, ifname: 'eth0' });
+    // The cursor at the range's last address: the next ADDs wrap onto the held run (what a pool
+    // filled from its start looks like once the round-robin cursor comes round).
+    store.cur = base + 0xfffen;
+    const keysRead = () => store.stats.keys;
+    const results = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => alloc.allocate({ containerId: `w${i}`, ifname: 'eth0' })),
+    );
+    const ips = results.map((r) => r.ips?.[0]?.address);
+    expect(new Set(ips).size).toBe(16);
+    for (const ip of ips) {
+      const [, , c, d] = ip!.split('/')[0]!.split('.').map(Number);
+      expect(c! * 256 + d!).toBeGreaterThan(60_000);
+    }
+    // One walk reads the 60,000 held addresses once (each ADD then its first page of 64 and a few
+    // pages after lost claims); sixteen walks read 960,000.
+    expect(keysRead()).toBeLessThan(100_000);
+    // ADDs that read the cursor before those claims moved it (here: put back at the range's end)
+    // start past the run just walked, without walking it again.
+    store.cur = base + 0xfffen;
+    store.stats.keys = 0;
+    const late = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => alloc.allocate({ containerId: `late${i}`, ifname: 'eth0' })),
+    );
+    expect(new Set([...ips, ...late.map((r) => r.ips?.[0]?.address)]).size).toBe(32);
+    expect(keysRead()).toBeLessThan(10_000);
   });
 
   it('a whole IPv6 /64 is usable, up to its last address but one, then wraps', async () => {

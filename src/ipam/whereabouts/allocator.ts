@@ -104,6 +104,22 @@ export function staticFromArgs(args: IpamRequest['args']): IPConfig[] {
   return out.map(({ subnet: _, ...ip }) => ip);
 }
 
+/** What one process knows about walks through a pool's held runs (WhereaboutsAllocatorOptions.walks). */
+export interface PoolWalks {
+  /** The walk in flight, whose free addresses the ADDs meeting the same run wait for. */
+  running?: Promise<bigint[]> | undefined;
+  /** The last long walk: from its start to the first free address it found, and when. */
+  skip?: { from: bigint; to: bigint; at: number } | undefined;
+}
+
+/** How long a walked held run is jumped over (addresses freed inside it wait for a later pass). */
+const SKIP_MS = 60_000;
+
+/** True when `x` lies in [from, to) walking up from `from` and wrapping. */
+function inRun(from: bigint, x: bigint, to: bigint): boolean {
+  return from <= to ? from <= x && x < to : x >= from || x < to;
+}
+
 /** A source of randomness in [0, 1); tests pass a seeded one. */
 export type Random = () => number;
 
@@ -123,6 +139,19 @@ export interface WhereaboutsAllocatorOptions {
    * per factory) so that concurrent ADDs spread their first try; default one per allocator.
    */
   inflight?: Map<string, number> | undefined;
+  /**
+   * Walks through held runs per pool, shared like `inflight` (whereaboutsIpam shares one per
+   * factory): concurrent ADDs that meet the same held run wait for one walk instead of each
+   * reading the whole run, and ADDs that start inside a run walked lately jump past it; default
+   * one per allocator.
+   */
+  walks?: Map<string, PoolWalks> | undefined;
+  /**
+   * The last cursor seen per pool, shared like `inflight`: a crowded ADD on a store that batches
+   * reads asks, with its first reads, which addresses around it are held, and spreads over the free
+   * ones after the cursor it reads, one store round trip fewer.
+   */
+  hints?: Map<string, bigint> | undefined;
   /** Node slices: this node's name (NODENAME, the nodename file, the host name), read when first needed. */
   nodeName?: (() => string) | undefined;
   /** Node slices: the NodeSlicePool's name (`network_name`, else the network's `name`). */
@@ -133,6 +162,8 @@ export interface WhereaboutsAllocatorOptions {
 export class WhereaboutsAllocator implements IpamAllocator {
   private readonly random: Random;
   private readonly inflight: Map<string, number>;
+  private readonly walks: Map<string, PoolWalks>;
+  private readonly hints: Map<string, bigint>;
 
   constructor(
     readonly config: WhereaboutsConfig,
@@ -141,6 +172,8 @@ export class WhereaboutsAllocator implements IpamAllocator {
   ) {
     this.random = opts.random ?? Math.random;
     this.inflight = opts.inflight ?? new Map();
+    this.walks = opts.walks ?? new Map();
+    this.hints = opts.hints ?? new Map();
   }
 
   private store: Promise<Store> | undefined;
@@ -281,18 +314,36 @@ export class WhereaboutsAllocator implements IpamAllocator {
     podRef: string | undefined,
   ): Promise<{ alloc: Allocation; fresh: boolean }> {
     for (let attempt = 0; attempt < 8; attempt++) {
-      // Three independent reads: one round trip of latency on a remote store. When other ADDs on
-      // this pool are in flight here, the free addresses after the cursor are read as soon as the
-      // cursor is known, alongside the owner and pod indexes (two reads each on etcd).
+      // Three independent reads: one round trip of latency on a remote store (one call, where the
+      // store batches them). When other ADDs on this pool are in flight here, the free addresses
+      // after the cursor are read too (without batching, as soon as the cursor is known,
+      // alongside the owner and pod indexes).
       const crowded = (this.inflight.get(r.ref.pool) ?? 0) > 1;
-      const curP = s.cursor();
-      const freeP = crowded ? curP.then((cur) => this.freeAfter(s, r, this.startAfter(r, cur))) : undefined;
+      let freeP: Promise<bigint[]> | undefined;
+      let mine: Allocation | undefined;
+      let prev: Allocation | undefined;
+      let cur: bigint | undefined;
+      if (s.readForAdd) {
+        // A store that batches reads: the three in one round trip, and when crowded the addresses
+        // around the last cursor seen here; if they hold enough free ones after the cursor read,
+        // those are the free list (else it is read once a new address proves needed).
+        const hint = crowded ? this.hints.get(r.ref.pool) : undefined;
+        const page = hint === undefined ? undefined : this.around(r, hint);
+        const got = await s.readForAdd(req.containerId, req.ifname, podRef, page);
+        ({ mine, prev, cursor: cur } = got);
+        if (cur !== undefined) this.hints.set(r.ref.pool, cur);
+        const free = page && got.taken ? this.freeInPage(page, got.taken, cur) : undefined;
+        if (free) freeP = Promise.resolve(free);
+      } else {
+        const curP = s.cursor();
+        freeP = crowded ? curP.then((c) => this.freeAfter(s, r, this.startAfter(r, c))) : undefined;
+        [mine, prev, cur] = await Promise.all([
+          s.byOwner(req.containerId, req.ifname),
+          podRef === undefined ? undefined : s.byPod(podRef, req.ifname),
+          curP,
+        ]);
+      }
       freeP?.catch(() => undefined); // read again by claimFree if needed; never unhandled
-      const [mine, prev, cur] = await Promise.all([
-        s.byOwner(req.containerId, req.ifname),
-        podRef === undefined ? undefined : s.byPod(podRef, req.ifname),
-        curP,
-      ]);
       if (mine && isAllowed(r, mine.address)) return { alloc: mine, fresh: false };
       if (mine) await s.release(mine); // the config changed under it: the address is no longer ours to keep
       // A StatefulSet pod re-created under the same name gets its address back (wa#291, wa#383).
@@ -302,6 +353,7 @@ export class WhereaboutsAllocator implements IpamAllocator {
         }
         continue;
       }
+      if (crowded && !freeP) freeP = this.freeAfter(s, r, this.startAfter(r, cur));
       const claimed = await this.claimFree(s, r, req, podRef, cur, freeP);
       if (claimed) return claimed;
     }
@@ -309,6 +361,29 @@ export class WhereaboutsAllocator implements IpamAllocator {
       ErrorCode.TryAgainLater,
       `${r.field}: the allocation of ${req.containerId}/${req.ifname} in ${r.ref.range} kept changing under concurrent updates; retry`,
     );
+  }
+
+  /** Allowed addresses from SPREAD / 2 before `hint` on (wrapping), 3 x SPREAD of them at most. */
+  private around(r: WhereaboutsRange, hint: bigint): bigint[] {
+    const back = BigInt(SPREAD / 2);
+    let x = nextAllowed(r, hint - back >= r.first && hint <= r.last ? hint - back : r.first);
+    const page: bigint[] = [];
+    for (let n = 0n; n < r.capacity && page.length < 3 * SPREAD; n++) {
+      page.push(x);
+      x = nextAllowed(r, x + 1n);
+    }
+    return page;
+  }
+
+  /**
+   * The free addresses of `page` after the cursor, when the cursor lies in it and at least a
+   * quarter of SPREAD are free there; undefined otherwise (the free list is then read after it).
+   */
+  private freeInPage(page: bigint[], taken: Set<bigint>, cur: bigint | undefined): bigint[] | undefined {
+    const at = cur === undefined ? -1 : page.indexOf(cur);
+    if (at < 0) return undefined;
+    const free = page.slice(at + 1).filter((a) => !taken.has(a));
+    return free.length >= SPREAD / 4 ? free.slice(0, SPREAD) : undefined;
   }
 
   /** The first candidate after the cursor (the range's first address when there is none). */
@@ -347,7 +422,10 @@ export class WhereaboutsAllocator implements IpamAllocator {
       };
       if (podRef !== undefined) alloc.podRef = podRef;
       const out = await s.claim(alloc);
-      if (out.kind === 'claimed') return { alloc, fresh: true };
+      if (out.kind === 'claimed') {
+        this.hints.set(r.ref.pool, cand); // the claim moved the cursor there
+        return { alloc, fresh: true };
+      }
       if (out.kind === 'owner-exists') {
         return isAllowed(r, out.existing.address) ? { alloc: out.existing, fresh: false } : undefined;
       }
@@ -364,9 +442,54 @@ export class WhereaboutsAllocator implements IpamAllocator {
    * costs O(log n) round trips, not n / SPREAD.
    */
   private async freeAfter(s: PoolSession, r: WhereaboutsRange, from: bigint): Promise<bigint[]> {
-    let walked = 0n;
-    let x = nextAllowed(r, from);
-    let size = SPREAD;
+    const key = r.ref.pool;
+    let state = this.walks.get(key);
+    if (!state) {
+      state = {};
+      this.walks.set(key, state);
+    }
+    let start = nextAllowed(r, from);
+    // Inside a run walked lately (ADDs that read the cursor before the walk's claims moved it):
+    // start where that walk found free addresses.
+    const skip = state.skip;
+    if (skip && Date.now() - skip.at < SKIP_MS && inRun(skip.from, start, skip.to)) start = skip.to;
+    const first = await this.walk(s, r, start, 0n, SPREAD, true);
+    if (first.length > 0 || first.end === undefined) return first;
+    // A held run past the first page (the cursor wrapped onto the addresses held since the range
+    // was last walked, or a pool filled from its start): every ADD in flight on the pool meets
+    // it, and each reading the whole run would cost the store that many times over. One walk per
+    // pool at a time in this process; the others take its free addresses and spread over them.
+    if (state.running) return state.running;
+    const st = state;
+    const shared = this.walk(s, r, first.end, BigInt(SPREAD), SPREAD * 2, false)
+      .then((w) => {
+        if (w.length > 0) st.skip = { from: start, to: w[0]!, at: Date.now() };
+        return [...w];
+      })
+      .finally(() => {
+        if (st.running === shared) st.running = undefined;
+      });
+    shared.catch(() => undefined); // each waiter sees the failure through its own await
+    st.running = shared;
+    return shared;
+  }
+
+  /**
+   * Reads pages from `x` on until one holds a free address (or, with `once`, after the first page).
+   * Returns up to SPREAD free addresses; `end` is where the next page would start (undefined when
+   * the whole range has been walked).
+   */
+  private async walk(
+    s: PoolSession,
+    r: WhereaboutsRange,
+    start: bigint,
+    walkedBefore: bigint,
+    firstSize: number,
+    once: boolean,
+  ): Promise<bigint[] & { end?: bigint }> {
+    let walked = walkedBefore;
+    let x = start;
+    let size = firstSize;
     while (walked < r.capacity) {
       const page: bigint[] = [];
       while (page.length < size && walked < r.capacity) {
@@ -375,8 +498,11 @@ export class WhereaboutsAllocator implements IpamAllocator {
         x = nextAllowed(r, x + 1n);
       }
       const taken = await s.takenAmong(page);
-      const free = page.filter((a) => !taken.has(a));
-      if (free.length > 0) return free.slice(0, SPREAD);
+      const free: bigint[] & { end?: bigint } = page.filter((a) => !taken.has(a)).slice(0, SPREAD);
+      if (free.length > 0 || once) {
+        if (walked < r.capacity) free.end = x;
+        return free;
+      }
       size = Math.min(size * 2, MAX_PAGE);
     }
     return [];

@@ -6,7 +6,7 @@ import { formatIP, type IPFamily } from '../../spec/addr.js';
 import type { Env } from '../../spec/call.js';
 import { CniError, ErrorCode } from '../../spec/errors.js';
 import type { AllocatorFactory, IpamNetConf } from '../types.js';
-import { WhereaboutsAllocator, type WhereaboutsAllocatorOptions } from './allocator.js';
+import { type PoolWalks, WhereaboutsAllocator, type WhereaboutsAllocatorOptions } from './allocator.js';
 import {
   type DatastoreConfig,
   DEFAULT_FILE_DIR,
@@ -213,11 +213,17 @@ export function whereaboutsIpam(opts: Omit<WhereaboutsOptions, 'closeAfterEachCa
   const sharedStores = opts.sharedStores ?? new SharedStores();
   // Calls served at once by one process (the daemon) see each other's ADDs and spread their first try.
   const inflight = opts.inflight ?? new Map<string, number>();
+  // ... and wait for one walk through a held run they all meet.
+  const walks = opts.walks ?? new Map<string, PoolWalks>();
+  // ... and read the addresses around the last cursor seen with their first reads.
+  const hints = opts.hints ?? new Map<string, bigint>();
   return (config, call) =>
     createWhereaboutsAllocator(config, {
       ...opts,
       sharedStores,
       inflight,
+      walks,
+      hints,
       closeAfterEachCall: true,
       ...(call?.env ? { env: call.env } : {}),
     });

@@ -40,6 +40,18 @@ export type ClaimOutcome =
   | { kind: 'taken' }
   | { kind: 'owner-exists'; existing: Allocation };
 
+/** An ADD's first reads (PoolSession.readForAdd). */
+export interface AddReads {
+  /** What byOwner answers. */
+  mine: Allocation | undefined;
+  /** What byPod answers; undefined without a pod reference. */
+  prev: Allocation | undefined;
+  /** What cursor answers. */
+  cursor: bigint | undefined;
+  /** Which of the `candidates` asked for are held (what takenAmong answers), when some were. */
+  taken?: Set<bigint> | undefined;
+}
+
 /** The operations the allocator needs on one pool, valid inside one `Store.session`. */
 export interface PoolSession {
   /** The address the attachment (containerId, ifname) holds in this pool, if any. */
@@ -60,6 +72,17 @@ export interface PoolSession {
    * mid-ADD or mid-DEL left for this attachment (an index naming nothing, a record no index names).
    */
   repair?(containerId: string, ifname: string, podRef?: string): Promise<void>;
+  /**
+   * Optional, for backends that can batch reads: what byOwner, byPod (when `podRef` is given) and
+   * cursor answer, and which of `candidates` (ascending runs) are held, in one round trip. An ADD
+   * starts with these reads.
+   */
+  readForAdd?(
+    containerId: string,
+    ifname: string,
+    podRef: string | undefined,
+    candidates?: readonly bigint[],
+  ): Promise<AddReads>;
   /** The subset of `addresses` held in this pool's space; addresses come in ascending runs. */
   takenAmong(addresses: readonly bigint[]): Promise<Set<bigint>>;
   /** The last address handed out (a round-robin hint only; stale values are harmless). */

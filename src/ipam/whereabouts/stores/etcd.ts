@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import type { Etcd3, IOptions } from 'etcd3';
 import { CniError, describeSystemError, ErrorCode, importOptionalPeer } from '../../../spec/errors.js';
 import {
+  type AddReads,
   type Allocation,
   ascendingRuns,
   type ClaimOutcome,
@@ -139,16 +140,80 @@ class EtcdSession implements PoolSession {
     return decodeAllocation(await this.c.get(this.ipKey(address)).string(), address);
   }
 
-  async byOwner(containerId: string, ifname: string): Promise<Allocation | undefined> {
-    const a = await this.readVia(this.ownerKey(containerId, ifname));
+  /** The record an index entry (32 hex digits) names, if any. */
+  private async resolve(h: string | undefined): Promise<Allocation | undefined> {
+    if (!h) return undefined;
+    const address = BigInt(`0x${h}`);
+    return decodeAllocation(await this.c.get(this.ipKey(address)).string(), address);
+  }
+
+  private mineIf(a: Allocation | undefined, containerId: string, ifname: string): Allocation | undefined {
     return a && a.containerId === containerId && a.ifname === ifname && a.pool === this.ref.pool
       ? a
       : undefined;
   }
 
-  async byPod(podRef: string, ifname: string): Promise<Allocation | undefined> {
-    const a = await this.readVia(this.podKey(podRef, ifname));
+  private podIf(a: Allocation | undefined, podRef: string, ifname: string): Allocation | undefined {
     return a && a.podRef === podRef && a.ifname === ifname && a.pool === this.ref.pool ? a : undefined;
+  }
+
+  async byOwner(containerId: string, ifname: string): Promise<Allocation | undefined> {
+    return this.mineIf(await this.readVia(this.ownerKey(containerId, ifname)), containerId, ifname);
+  }
+
+  async byPod(podRef: string, ifname: string): Promise<Allocation | undefined> {
+    return this.podIf(await this.readVia(this.podKey(podRef, ifname)), podRef, ifname);
+  }
+
+  async readForAdd(
+    containerId: string,
+    ifname: string,
+    podRef: string | undefined,
+    candidates: readonly bigint[] = [],
+  ): Promise<AddReads> {
+    // One transaction of plain reads (the same reads on either branch, so its compare does not
+    // matter): the owner index, the pod index, the cursor, and the keys of the candidates' runs.
+    // Each gRPC call costs the client and etcd about as much CPU as the work it carries, so the
+    // reads in one call cost a fraction of them apart.
+    const keys = [`${this.poolPrefix}cursor`, this.ownerKey(containerId, ifname)];
+    if (podRef !== undefined) keys.push(this.podKey(podRef, ifname));
+    const runs = ascendingRuns(candidates);
+    const reads: Array<{ request_range: { key: Buffer; range_end?: Buffer; keys_only?: boolean } }> =
+      keys.map((k) => ({ request_range: { key: Buffer.from(k) } }));
+    for (const run of runs) {
+      const range_end = Buffer.from(this.ipKey(run[run.length - 1]! + 1n));
+      reads.push({ request_range: { key: Buffer.from(this.ipKey(run[0]!)), range_end, keys_only: true } });
+    }
+    const res = await this.c
+      .if(keys[0]!, 'Create', '==', 0)
+      .then(...reads)
+      .else(...reads)
+      .commit();
+    const value = (i: number) => res.responses[i]?.response_range?.kvs?.[0]?.value?.toString();
+    const cur = value(0);
+    const owner = this.resolve(value(1));
+    // Both indexes usually name the same address (a repeated ADD): one read of its record.
+    const pod = podRef === undefined ? undefined : value(2) === value(1) ? owner : this.resolve(value(2));
+    const [mine, prev] = await Promise.all([
+      owner.then((a) => this.mineIf(a, containerId, ifname)),
+      pod?.then((a) => this.podIf(a, podRef!, ifname)),
+    ]);
+    const out: AddReads = {
+      mine,
+      prev,
+      cursor: cur && /^[0-9a-f]{1,32}$/.test(cur) ? BigInt(`0x${cur}`) : undefined,
+    };
+    if (runs.length > 0) {
+      const wanted = new Set(candidates);
+      out.taken = new Set();
+      for (let i = keys.length; i < keys.length + runs.length; i++) {
+        for (const kv of res.responses[i]?.response_range?.kvs ?? []) {
+          const a = BigInt(`0x${kv.key.toString().slice(this.ipsPrefix.length)}`);
+          if (wanted.has(a)) out.taken.add(a);
+        }
+      }
+    }
+    return out;
   }
 
   async claim(a: Allocation): Promise<ClaimOutcome> {
