@@ -394,7 +394,8 @@ exit 0
 describe('memory bound', () => {
   it('over the limit a call is refused with code 11 naming the limit; none is dropped', async () => {
     const dir = mkdtempSync(join(work, 'mem-'));
-    let rss = 10 * 1048576;
+    // Near the limit (above 7/8 of it) every call measures: the crossing is seen at once.
+    let rss = 60 * 1048576;
     const trivial = hostedPlugin({
       async add() {
         await new Promise((r) => setTimeout(r, 20));
@@ -427,5 +428,69 @@ describe('memory bound', () => {
       expect(String(r.body.msg)).toMatch(/over its memory limit: 65 MiB resident, limit 64 MiB/);
     }
     expect(daemon.metrics.render()).toMatch(/reason="memory"/);
+  });
+
+  it('far below the limit the resident set is measured at most once per sample time, and a jump past the limit is seen after it', async () => {
+    const dir = mkdtempSync(join(work, 'mem-'));
+    let rss = 10 * 1048576;
+    let measured = 0;
+    const trivial = hostedPlugin({
+      async add() {
+        return { cniVersion: '1.0.0', interfaces: [], ips: [] };
+      },
+      async del() {},
+    });
+    const daemon = await startDaemonInProcess({
+      plugins: { trivial },
+      socket: join(dir, 'daemon.sock'),
+      memoryLimitBytes: 64 * 1048576,
+      rssSampleMs: 60_000,
+      rss: () => {
+        measured++;
+        return rss;
+      },
+      logger: jsonLogger('error'),
+    });
+    cleanups.push(() => daemon.close());
+    const conf = { cniVersion: '1.0.0', name: 'n', type: 'trivial' };
+    const sock = join(dir, 'daemon.sock');
+    const first = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => shimCall(sock, 'ADD', `p${i}`, conf, `c${i}`)),
+    );
+    for (const r of first) expect(r.status).toBe(200);
+    for (let i = 100; i < 150; i++)
+      expect((await shimCall(sock, 'ADD', `p${i}`, conf, `c${i}`)).status).toBe(200);
+    // 150 calls, one measurement: the sample stands for a minute here.
+    expect(measured).toBe(1);
+    await daemon.close();
+
+    // With the default sample time (50 ms), a jump from far below to past the limit is refused
+    // once the sample has aged, and from then on every call measures (it is near the limit).
+    measured = 0;
+    rss = 10 * 1048576;
+    const dir2 = mkdtempSync(join(work, 'mem-'));
+    const d2 = await startDaemonInProcess({
+      plugins: { trivial },
+      socket: join(dir2, 'daemon.sock'),
+      memoryLimitBytes: 64 * 1048576,
+      rss: () => {
+        measured++;
+        return rss;
+      },
+      logger: jsonLogger('error'),
+    });
+    cleanups.push(() => d2.close());
+    const sock2 = join(dir2, 'daemon.sock');
+    expect((await shimCall(sock2, 'ADD', 'q0', conf, 'd0')).status).toBe(200);
+    rss = 65 * 1048576;
+    await new Promise((r) => setTimeout(r, 60));
+    const after = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => shimCall(sock2, 'ADD', `q${i + 1}`, conf, `d${i + 1}`)),
+    );
+    for (const r of after) {
+      expect(r.body.code).toBe(11);
+      expect(String(r.body.msg)).toMatch(/over its memory limit: 65 MiB resident, limit 64 MiB/);
+    }
+    expect(measured).toBe(21);
   });
 });
