@@ -15,7 +15,7 @@ import {
 } from './config.js';
 import { WhereaboutsLog } from './log.js';
 import type { Store } from './store.js';
-import { openEtcdStore } from './stores/etcd.js';
+import { openEtcdConnection, openEtcdStore } from './stores/etcd.js';
 import { type FileStoreOptions, openFileStore } from './stores/file.js';
 import { type KubeAccess, type KubeOpener, openKubernetesStore } from './stores/kubernetes.js';
 
@@ -36,41 +36,117 @@ export interface WhereaboutsStoreOptions {
 }
 
 /**
+ * A connection SharedStores keeps, with the stores of the datastore configs that share it (etcd:
+ * one client per endpoint set, credentials and TLS files, with a store per prefix on top).
+ */
+export interface SharedConnection {
+  /** The store for `ds` on this connection; its close must leave the connection open. */
+  store(ds: DatastoreConfig): Store;
+  /** Closes the connection. */
+  close(): Promise<void>;
+}
+
+/** What makes two datastore configs share a connection: everything but the etcd prefix. */
+export function connectionKey(ds: DatastoreConfig): string {
+  if (ds.kind !== 'etcd') return JSON.stringify(ds);
+  const { etcd_prefix: _prefix, ...conn } = ds;
+  return JSON.stringify(conn);
+}
+
+interface SharedConnectionEntry {
+  opened: number;
+  conn: Promise<SharedConnection>;
+  stores: Map<string, { used: number; store: Promise<Store> }>;
+}
+
+/**
  * etcd and Kubernetes stores kept open between calls of one factory: a long-lived process (the
- * daemon) then holds one etcd connection per datastore config instead of dialling etcd for every
- * call, and one IPPool writer per pool, which batches concurrent calls' claims. A store is
- * replaced after `ttlMs` (certificates and endpoints edited on disk are picked up); the one it
- * replaces is closed a minute later, once the calls using it are done.
+ * daemon) then holds one etcd connection per endpoint set and credentials, whatever the number of
+ * prefixes (networks) it serves, instead of dialling etcd for every call, and one IPPool writer per
+ * pool, which batches concurrent calls' claims. A connection is replaced after `ttlMs`
+ * (certificates and endpoints edited on disk are picked up); a store nobody asked for during
+ * `ttlMs` is dropped, and a connection left without stores is closed. A connection replaced or
+ * dropped is closed `graceMs` later, once the calls using it are done.
  */
 export class SharedStores {
-  private readonly entries = new Map<string, { at: number; store: Promise<Store>; real: Promise<Store> }>();
-  constructor(private readonly ttlMs = 300_000) {}
+  private readonly entries = new Map<string, SharedConnectionEntry>();
+  private sweeper: ReturnType<typeof setInterval> | undefined;
+  constructor(
+    private readonly ttlMs = 300_000,
+    private readonly graceMs = 60_000,
+  ) {}
 
-  /** The open store for `ds`, opening it with `open` when there is none (or it is too old). */
-  get(ds: DatastoreConfig, open: () => Promise<Store>): Promise<Store> {
-    const key = JSON.stringify(ds);
+  /** The open store for `ds`, connecting with `connect` when no connection for it is kept (or it is too old). */
+  get(ds: DatastoreConfig, connect: () => Promise<SharedConnection>): Promise<Store> {
+    const ck = connectionKey(ds);
+    const sk = JSON.stringify(ds);
     const now = Date.now();
-    const hit = this.entries.get(key);
-    if (hit && now - hit.at < this.ttlMs) return hit.store;
-    if (hit) {
-      // The real store: the one handed to calls has a close that does nothing.
-      const old = hit.real;
-      setTimeout(() => old.then((s) => s.close()).catch(() => {}), 60_000).unref();
+    let entry = this.entries.get(ck);
+    if (entry && now - entry.opened >= this.ttlMs) {
+      this.retire(ck, entry);
+      entry = undefined;
     }
-    const real = open();
-    const store = real.then((s) => ({ ...s, close: async () => {} }));
-    this.entries.set(key, { at: now, store, real });
-    store.catch(() => {
-      if (this.entries.get(key)?.store === store) this.entries.delete(key);
-    });
-    return store;
+    if (!entry) {
+      const conn = connect();
+      const fresh: SharedConnectionEntry = { opened: now, conn, stores: new Map() };
+      entry = fresh;
+      this.entries.set(ck, fresh);
+      conn.catch(() => {
+        if (this.entries.get(ck) === fresh) this.entries.delete(ck);
+      });
+      this.sweep();
+    }
+    let held = entry.stores.get(sk);
+    if (!held) {
+      // The store handed to calls has a close that does nothing: the connection outlives the call.
+      const store = entry.conn.then((c) => ({ ...c.store(ds), close: async () => {} }));
+      held = { used: now, store };
+      entry.stores.set(sk, held);
+    }
+    held.used = now;
+    return held.store;
   }
 
-  /** Closes every store held (a process shutting down, tests). */
+  /** Connections open (or opening) now. */
+  get connections(): number {
+    return this.entries.size;
+  }
+
+  /** Stores kept now, over all connections. */
+  get stores(): number {
+    let n = 0;
+    for (const e of this.entries.values()) n += e.stores.size;
+    return n;
+  }
+
+  /** Closes every connection held (a process shutting down, tests). */
   async close(): Promise<void> {
     const all = [...this.entries.values()];
     this.entries.clear();
-    await Promise.all(all.map((e) => e.real.then((s) => s.close()).catch(() => {})));
+    this.sweep();
+    await Promise.all(all.map((e) => e.conn.then((c) => c.close()).catch(() => {})));
+  }
+
+  private retire(key: string, entry: SharedConnectionEntry): void {
+    if (this.entries.get(key) === entry) this.entries.delete(key);
+    const close = () => entry.conn.then((c) => c.close()).catch(() => {});
+    setTimeout(close, this.graceMs).unref();
+  }
+
+  /** Drops stores idle for the TTL and connections left without stores; runs while any is kept. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const [key, entry] of this.entries) {
+      for (const [sk, held] of entry.stores) if (now - held.used >= this.ttlMs) entry.stores.delete(sk);
+      if (entry.stores.size === 0 && now - entry.opened >= this.ttlMs) this.retire(key, entry);
+    }
+    if (this.entries.size === 0) {
+      if (this.sweeper) clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    } else if (!this.sweeper) {
+      this.sweeper = setInterval(() => this.sweep(), Math.max(10, Math.min(this.ttlMs / 2, 30_000)));
+      this.sweeper.unref();
+    }
   }
 }
 
@@ -172,10 +248,26 @@ export function createWhereaboutsAllocator(
     ...(onFileStoreStep === undefined ? {} : { onFileStoreStep }),
   };
   const open = () => openWhereaboutsStore(cfg.datastore, storeOpts);
-  // etcd: one connection per datastore; Kubernetes: one writer per pool, so that concurrent calls'
-  // claims share PUTs (the connection itself is shared by the `kube` opener, cachedKubeConnect).
-  const shared = cfg.datastore.kind === 'etcd' || cfg.datastore.kind === 'kubernetes';
-  const openStore = sharedStores && shared ? () => sharedStores.get(cfg.datastore, open) : open;
+  // etcd: one connection per endpoint set and credentials, a store per prefix on it; Kubernetes:
+  // one writer per pool, so that concurrent calls' claims share PUTs (the connection itself is
+  // shared by the `kube` opener, cachedKubeConnect).
+  const ds = cfg.datastore;
+  const connect =
+    ds.kind === 'etcd'
+      ? async (): Promise<SharedConnection> => {
+          const conn = await openEtcdConnection(ds);
+          return {
+            store: (d) => conn.store(d.kind === 'etcd' ? d.etcd_prefix : undefined, fmt),
+            close: () => conn.close(),
+          };
+        }
+      : ds.kind === 'kubernetes'
+        ? async (): Promise<SharedConnection> => {
+            const store = await open();
+            return { store: () => store, close: () => store.close() };
+          }
+        : undefined;
+  const openStore = sharedStores && connect ? () => sharedStores.get(ds, connect) : open;
   let node: string | undefined;
   return new WhereaboutsAllocator(cfg, openStore, {
     ...rest,

@@ -38,11 +38,30 @@ export interface EtcdStoreOptions {
 
 const hex = (a: bigint): string => a.toString(16).padStart(32, '0');
 
-/** Opens an etcd-backed store; etcd3 (and gRPC) load only here. */
+/**
+ * An open etcd client (one gRPC connection per endpoint), on which stores under any number of
+ * prefixes are built: a long-lived process keeps one per endpoint set and credentials.
+ */
+export interface EtcdConnection {
+  /** A store under `prefix` (default `/cni-kit/whereabouts`) on this connection; closing it leaves the connection open. */
+  store(prefix: string | undefined, format: (a: bigint, family: 4 | 6) => string): Store;
+  /** Closes the connection (and with it every store built on it). */
+  close(): Promise<void>;
+}
+
+/** Opens an etcd-backed store; etcd3 (and gRPC) load only here. Closing the store closes its connection. */
 export async function openEtcdStore(
   opts: EtcdStoreOptions,
   format: (a: bigint, family: 4 | 6) => string,
 ): Promise<Store> {
+  const conn = await openEtcdConnection(opts);
+  return { ...conn.store(opts.etcd_prefix, format), close: () => conn.close() };
+}
+
+/** Opens a connection to the etcd `opts` names (its prefix is not used: stores choose theirs). */
+export async function openEtcdConnection(
+  opts: Omit<EtcdStoreOptions, 'etcd_prefix'>,
+): Promise<EtcdConnection> {
   const { Etcd3 } = await importOptionalPeer('etcd3', 'the whereabouts etcd store', () => import('etcd3'));
   const hosts = opts.etcd_host
     .split(',')
@@ -79,15 +98,20 @@ export async function openEtcdStore(
     options.credentials = creds;
   }
   const client = new Etcd3(options);
-  const prefix = (opts.etcd_prefix ?? '/cni-kit/whereabouts').replace(/\/+$/, '');
   return {
-    kind: 'etcd',
-    async session<T>(ref: PoolRef, fn: (s: PoolSession) => Promise<T>): Promise<T> {
-      try {
-        return await fn(new EtcdSession(client, prefix, ref, format));
-      } catch (err) {
-        throw wrapEtcdError(err, opts.etcd_host);
-      }
+    store(etcdPrefix, format) {
+      const prefix = (etcdPrefix ?? '/cni-kit/whereabouts').replace(/\/+$/, '');
+      return {
+        kind: 'etcd',
+        async session<T>(ref: PoolRef, fn: (s: PoolSession) => Promise<T>): Promise<T> {
+          try {
+            return await fn(new EtcdSession(client, prefix, ref, format));
+          } catch (err) {
+            throw wrapEtcdError(err, opts.etcd_host);
+          }
+        },
+        async close() {},
+      };
     },
     async close() {
       client.close();
