@@ -8,7 +8,8 @@
 // conflist, then its DEL, as libcni does it (prevResult handed down on ADD; DEL in reverse order
 // with the ADD's result as prevResult; portmap's mapping as runtimeConfig). Timed per exec'd
 // plugin: wall, and CPU = user+sys of the exec'd process and its children (getrusage), plus in
-// the daemon column the daemon's CPU from just before the call to just before the next one.
+// the daemon column the CPU of the daemon's process tree (it, its process helper and the plugins
+// that runs) from just before the call to just before the next one.
 // Medians over the rounds, ratios to Go.
 //
 // Every plugin and the daemon run in private network namespaces (chn<pid>-…: one node and one
@@ -26,8 +27,8 @@ import {
   childCpuPrecise,
   median,
   Namespaces,
-  procCpuFineMs,
-  procCpuTicksMs,
+  procTreeCpuFineMs,
+  procTreeCpuTicksMs,
   startBenchDaemon,
   table,
 } from './lib.js';
@@ -99,7 +100,7 @@ function settle(): void {
   if (!pending) return;
   const { rec, fine0, kids0, pid } = pending;
   pending = undefined;
-  rec.cpu += procCpuFineMs(pid) - fine0 + (procCpuTicksMs(pid).children - kids0);
+  rec.cpu += procTreeCpuFineMs(pid) - fine0 + (procTreeCpuTicksMs(pid).children - kids0);
 }
 
 /** Execs one plugin under nsenter into the column's node netns; returns its stdout and cost. */
@@ -111,7 +112,9 @@ function call(
 ): { rec: Rec; out: string } {
   settle();
   const pid = col.daemon?.pid;
-  const before = pid ? { fine0: procCpuFineMs(pid), kids0: procCpuTicksMs(pid).children, pid } : undefined;
+  const before = pid
+    ? { fine0: procTreeCpuFineMs(pid), kids0: procTreeCpuTicksMs(pid).children, pid }
+    : undefined;
   const c0 = childCpuMs();
   const t0 = process.hrtime.bigint();
   const r = spawnSync('nsenter', [`--net=${col.node}`, join(col.dir, plugin)], {

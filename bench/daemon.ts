@@ -10,8 +10,9 @@
 // macvlan + host-local ADD+DEL; multus (eth0 + 2 macvlan attachments, delegates in the config: thin
 // mode without Kubernetes) ADD+DEL, next to the same delegates called directly.
 // Wall time and CPU per call: CPU = user+sys of the exec'd process and its children (getrusage) PLUS,
-// in the daemon column, what the daemon spent meanwhile (its threads' run time from
-// /proc/<pid>/task/*/schedstat at ns resolution, its reaped children from /proc/<pid>/stat; the
+// in the daemon column, what the daemon's process tree (the daemon, its process helper and the
+// plugins that runs) spent meanwhile (live threads' run time from /proc/<pid>/task/*/schedstat at
+// ns resolution, reaped children from each one's /proc/<pid>/stat; the
 // tick-based utime+stime of the whole column is printed too). Medians, ratios to Go.
 // Then: the daemon's RSS over 10,000 bridge + host-local calls; with the etcd client loaded (a real
 // etcd started here), RSS after 1,000 whereabouts calls and allocations/s with 16 concurrent ADDs
@@ -40,10 +41,10 @@ import {
   measure,
   median,
   Namespaces,
-  procCpuFineMs,
-  procCpuTicksMs,
   procMemKiB,
   procRssKiB,
+  procTreeCpuFineMs,
+  procTreeCpuTicksMs,
   runAsync,
   startBenchDaemon,
   table,
@@ -193,22 +194,22 @@ function settle(): void {
   if (!pending) return;
   const { rec, fine0, own0, kids0, pid } = pending;
   pending = undefined;
-  const t = procCpuTicksMs(pid);
-  rec.daemonFine = procCpuFineMs(pid) - fine0 + (t.children - kids0);
+  const t = procTreeCpuTicksMs(pid);
+  rec.daemonFine = procTreeCpuFineMs(pid) - fine0 + (t.children - kids0);
   rec.daemonTicks = t.own + t.children - own0 - kids0;
 }
 
 function call(col: Column, plugin: string, env: Record<string, string>, input = ''): Rec {
   settle();
   const pid = col.daemon?.pid;
-  const before = pid ? { fine0: procCpuFineMs(pid), ...ticks0(pid) } : undefined;
+  const before = pid ? { fine0: procTreeCpuFineMs(pid), ...ticks0(pid) } : undefined;
   const s = measure('nsenter', [`--net=${col.node}`, join(col.dir, plugin)], { PATH, ...env }, input);
   const rec: Rec = { ms: s.ms, own: s.cpuFineMs ?? s.cpuMs, daemonFine: 0, daemonTicks: 0 };
   if (pid && before) pending = { rec, ...before, pid };
   return rec;
 }
 function ticks0(pid: number): { own0: number; kids0: number } {
-  const t = procCpuTicksMs(pid);
+  const t = procTreeCpuTicksMs(pid);
   return { own0: t.own, kids0: t.children };
 }
 /** A call whose cost is not recorded (the DEL after a timed host-local ADD). */
@@ -397,8 +398,8 @@ async function mainTable(): Promise<void> {
   const warm: Results = new Map();
   for (const col of cols) iteration(col, warm, 'warm', true);
   const calls0 = daemonCalls(daemon);
-  const t0 = procCpuTicksMs(daemon.pid);
-  const fine0 = procCpuFineMs(daemon.pid);
+  const t0 = procTreeCpuTicksMs(daemon.pid);
+  const fine0 = procTreeCpuFineMs(daemon.pid);
 
   const res: Results = new Map();
   const started = Date.now();
@@ -415,8 +416,8 @@ async function mainTable(): Promise<void> {
     }
   }
   settle();
-  const t1 = procCpuTicksMs(daemon.pid);
-  const fine1 = procCpuFineMs(daemon.pid);
+  const t1 = procTreeCpuTicksMs(daemon.pid);
+  const fine1 = procTreeCpuFineMs(daemon.pid);
   const calls1 = daemonCalls(daemon);
   for (const col of cols) checkClean(col);
 
@@ -433,7 +434,7 @@ async function mainTable(): Promise<void> {
     childCpuPrecise()
       ? `(getrusage, minus the ${timeWrapperCpuMs().toFixed(2)} ms of the GNU time wrapper)`
       : '(GNU time, 10 ms steps)',
-    '\n+ in the daemon column the daemon’s CPU meanwhile (threads’ schedstat, ns; children from /proc/<pid>/stat).',
+    '\n+ in the daemon column the CPU of the daemon’s process tree meanwhile (live threads’ schedstat, ns; reaped children from /proc/<pid>/stat).',
     '\nEvery call runs under nsenter into the column’s node netns (all columns alike).\n',
   );
   const rows: Array<[RowKey, string]> = [
@@ -537,7 +538,7 @@ async function mainTable(): Promise<void> {
   const perIter = 2 + 2 + 2 + 6 + 2; // host-local ADD+DEL, bridge, macvlan, direct, multus top-level calls
   console.log(
     `\ndaemon over the whole timed run: ${served} calls served (${calls1.failed - calls0.failed} failed; expected ≥ ${perIter * N} top-level calls plus multus' nested delegate calls), ` +
-      `CPU ${f1(t1.own + t1.children - t0.own - t0.children)} ms in ticks, ${f1(fine1 - fine0)} ms schedstat (threads only); ` +
+      `CPU ${f1(t1.own + t1.children - t0.own - t0.children)} ms in ticks, ${f1(fine1 - fine0)} ms schedstat (live threads only); ` +
       `${f2((t1.own + t1.children - t0.own - t0.children) / Math.max(1, served))} ms per served call (ticks), RSS now ${mib(procRssKiB(daemon.pid))} MiB`,
   );
   console.log('\ntime inside the daemon per call (its log’s durationMs, median over the timed run):');
@@ -626,7 +627,7 @@ async function rssSection(): Promise<void> {
   const every = calls >= 10_000 ? 2_000 : Math.max(8, Math.round(calls / 5 / 8) * 8);
   const samples: Array<[number, { rss: number; anon: number; hwm: number }]> = [[0, procMemKiB(d.pid)]];
   const t0 = Date.now();
-  const c0 = procCpuTicksMs(d.pid);
+  const c0 = procTreeCpuTicksMs(d.pid);
   const r = await drivePairs({
     shim: join(d.shimDir, 'bridge'),
     conf,
@@ -637,7 +638,7 @@ async function rssSection(): Promise<void> {
     at: (n) => samples.push([n, procMemKiB(d.pid)]),
   });
   const secs = (Date.now() - t0) / 1000;
-  const c1 = procCpuTicksMs(d.pid);
+  const c1 = procTreeCpuTicksMs(d.pid);
   console.log(
     `\n## daemon RSS over ${calls} bridge + host-local calls through the shim (${calls / 2} ADD+DEL pairs, ${RSS_CONCURRENCY} at a time; no Kubernetes or etcd client loaded; ${new Date().toISOString()}, load ${loadavg()})\n`,
   );
@@ -861,7 +862,7 @@ async function stressSection(): Promise<void> {
   let failed = 0;
   const firsts: string[] = [];
   const t0 = Date.now();
-  const c0 = procCpuTicksMs(d.pid);
+  const c0 = procTreeCpuTicksMs(d.pid);
   const rounds: number[] = [];
   let r = 0;
   for (; r < STRESS_ROUNDS; r++) {
@@ -918,7 +919,7 @@ async function stressSection(): Promise<void> {
     : [];
   const metaLeft = existsSync(join(netDir, '.cni-kit')) ? readdirSync(join(netDir, '.cni-kit')) : [];
   const secs = (Date.now() - t0) / 1000;
-  const c1 = procCpuTicksMs(d.pid);
+  const c1 = procTreeCpuTicksMs(d.pid);
   const calls = daemonCalls(d);
   console.log(
     `\n## stress: 32 bridge + host-local ADD/DEL pairs at once through the shim, ${r} rounds (${r * 64} calls; ${new Date().toISOString()}, load ${loadavg()})\n`,

@@ -14,7 +14,9 @@
 //           256 MiB), each call answered with a result or a code-11 refusal (both counted), and
 //           the same with a small admission queue, where refusals are expected.
 // Every row checks 0 duplicate addresses. CPU is user+sys: the driver with its workers and the
-// shims it exec'd (getrusage of reaped children), the daemon(s) (every thread's run time), and the
+// shims it exec'd (getrusage of reaped children), the daemon(s) with their whole process trees (every
+// live thread's run time of the daemon, its process helper and what that runs, plus what each
+// reaped), and the
 // store (etcd's threads; the fake API server runs in this process, so its rows count this
 // process). Everything runs in a node network namespace of its own (the bench re-execs itself
 // there), removed at the end, on failure and on SIGINT/SIGTERM too.
@@ -35,8 +37,9 @@ import {
   type BenchDaemon,
   childCpuMs,
   median,
-  procCpuFineMs,
   procMemKiB,
+  procTreeCpuFineMs,
+  procTreeCpuTicksMs,
   startBenchDaemon,
   table,
 } from './lib.js';
@@ -179,7 +182,7 @@ type CpuProbe = () => number;
 const cpuOf =
   (pids: number[]): CpuProbe =>
   () =>
-    pids.reduce((s, p) => s + procCpuFineMs(p), 0);
+    pids.reduce((s, p) => s + procTreeCpuFineMs(p) + procTreeCpuTicksMs(p).children, 0);
 const selfCpu: CpuProbe = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;

@@ -243,6 +243,65 @@ export function procCpuFineMs(pid: number): number {
   return ns / 1e6;
 }
 
+/**
+ * The live processes of the tree rooted at `pid` (itself first, then its descendants), found by
+ * the parent field of every /proc/<p>/stat: a daemon's process helper and the plugins it runs.
+ */
+export function procTree(pid: number): number[] {
+  const kids = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      const list = kids.get(ppid);
+      if (list) list.push(Number(name));
+      else kids.set(ppid, [Number(name)]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) out.push(...(kids.get(out[i]!) ?? []));
+  return out;
+}
+
+/**
+ * CPU of a process and all its live descendants, ms in ticks, in the shape of procCpuTicksMs:
+ * `own` sums user+sys of every live process of the tree, `children` what each has reaped
+ * (cutime+cstime). A child's time is in `own` while it runs and, once reaped, in its parent's
+ * `children`, so the difference of `own + children` over a run is the whole tree's CPU in it
+ * (the daemon, its process helper, and the plugins the helper ran).
+ */
+export function procTreeCpuTicksMs(pid: number): { own: number; children: number } {
+  const sum = { own: 0, children: 0 };
+  for (const p of procTree(pid)) {
+    try {
+      const t = procCpuTicksMs(p);
+      sum.own += t.own;
+      sum.children += t.children;
+    } catch {
+      // exited meanwhile: its time is in its parent's `children` once reaped
+    }
+  }
+  return sum;
+}
+
+/**
+ * The live threads of every process of the tree at ns resolution (procCpuFineMs summed); add the
+ * difference of procTreeCpuTicksMs(pid).children for what was reaped meanwhile.
+ */
+export function procTreeCpuFineMs(pid: number): number {
+  let ms = 0;
+  for (const p of procTree(pid)) {
+    try {
+      ms += procCpuFineMs(p);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ms;
+}
+
 /** Resident set size of a live process, KiB (VmRSS of /proc/<pid>/status). */
 export function procRssKiB(pid: number): number {
   return procMemKiB(pid).rss;
