@@ -394,8 +394,8 @@ exit 0
 describe('memory bound', () => {
   it('over the limit a call is refused with code 11 naming the limit; none is dropped', async () => {
     const dir = mkdtempSync(join(work, 'mem-'));
-    // Near the limit (above 7/8 of it) every call measures: the crossing is seen at once.
-    let rss = 60 * 1048576;
+    // Near the limit (above 15/16 of it) every call measures: the crossing is seen at once.
+    let rss = 61 * 1048576;
     const trivial = hostedPlugin({
       async add() {
         await new Promise((r) => setTimeout(r, 20));
