@@ -73,9 +73,9 @@ export interface KubeClient {
   /** POSTs a core/v1 Event (see `podEvent`) to `/api/v1/namespaces/<namespace>/events`. */
   createEvent(namespace: string, event: CoreEvent): Promise<void>;
   /**
-   * Closes the connection's keep-alive sockets: idle ones at once, busy ones when their request
-   * ends (a request made later still works, on a socket closed when it ends). Optional: clients
-   * built by the tests or by callers may hold nothing to close.
+   * Closes the connection's keep-alive sockets once no request is running (at once when none is).
+   * The client stays usable: a later request opens a socket again. Optional: clients built by the
+   * tests or by callers may hold nothing to close.
    */
   close?(): void;
   /** When a request last ran on it (Date.now() while one is in flight); optional like close. */
@@ -152,4 +152,6 @@ export interface KubeClientOptions {
   userAgent?: string;
   /** Replaces the server URL of the kubeconfig's current cluster (whereabouts `k8s_api_root`). */
   server?: string;
+  /** A keep-alive socket unused this long is closed; default 60 s. */
+  idleSocketMs?: number;
 }

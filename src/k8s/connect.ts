@@ -213,6 +213,8 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
   const kc = await loadConfig(k8s, kubeconfig, opts.server);
   const cluster = kc.getCurrentCluster() as K8s.Cluster;
   const timeoutMs = opts.timeoutMs ?? 10_000;
+  // The agent closes only free sockets on this timeout; a request in flight is bounded by timeoutMs.
+  const idleSocketMs = opts.idleSocketMs ?? 60_000;
   let kept: HttpAgent | undefined;
   const userAgent = opts.userAgent ?? 'cni-kit';
   const config = k8s.createConfiguration({
@@ -227,7 +229,7 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
           // keep-alive agent with the same TLS settings serves every request of this connection.
           const agent = ctx.getAgent();
           if (agent) {
-            kept ??= keepAliveLike(agent);
+            kept ??= keepAliveLike(agent, idleSocketMs);
             ctx.setAgent(kept);
           }
           return ctx;
@@ -240,10 +242,16 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
   const custom = new k8s.CustomObjectsApi(config);
   // Requests in flight, so that close() ends each keep-alive socket only once its request is done.
   let inflight = 0;
-  let closed = false;
+  let closing = false;
   let lastUsed = Date.now();
+  // close() releases the sockets once no request is running; the client stays usable (a later
+  // request opens a socket again, which its idle timeout ends if nobody closes it).
   const release = () => {
-    if (closed && inflight === 0) kept?.destroy();
+    if (closing && inflight === 0) {
+      closing = false;
+      kept?.destroy();
+      kept = undefined;
+    }
   };
   const lastActive = () => (inflight > 0 ? Date.now() : lastUsed);
   const run = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
@@ -260,7 +268,7 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
     }
   };
   const close = () => {
-    closed = true;
+    closing = true;
     release();
   };
   const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
@@ -350,7 +358,7 @@ export async function connectKube(kubeconfig: string, opts: KubeClientOptions = 
  * A keep-alive agent with the TLS settings of `agent` (CA, client certificate, server name); a
  * proxy agent is kept as it is.
  */
-export function keepAliveLike(agent: HttpAgent): HttpAgent {
+export function keepAliveLike(agent: HttpAgent, idleSocketMs?: number): HttpAgent {
   // Loaded here, not at the top: a plugin that never connects (VERSION) never pays for node:https.
   const http = process.getBuiltinModule('node:http');
   const https = process.getBuiltinModule('node:https');
@@ -363,6 +371,9 @@ export function keepAliveLike(agent: HttpAgent): HttpAgent {
     // bound their own concurrency (the daemon's queue); the idle sockets kept are bounded instead.
     maxSockets: Number.POSITIVE_INFINITY,
     maxFreeSockets: 8,
+    // A kept socket unused this long is closed by the agent (it destroys free sockets on their
+    // timeout), so a client nobody closes holds no connection for ever.
+    ...(idleSocketMs === undefined ? {} : { timeout: idleSocketMs }),
   };
   if (agent instanceof https.Agent) return new https.Agent(options);
   if (agent.constructor === http.Agent) return new http.Agent(options);

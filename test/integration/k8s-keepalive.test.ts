@@ -75,6 +75,23 @@ describe('Kubernetes connections', () => {
     expect(await openConnectionsReach(base)).toBe(base);
   });
 
+  it('a keep-alive socket unused for idleSocketMs is closed; the client still works after close()', async () => {
+    const base = api.openConnections();
+    const kube = await openKubeApi(kubeconfig, { idleSocketMs: 150 });
+    await kube.client.getPod('default', 'p');
+    expect(await openConnectionsReach(base + 1)).toBe(base + 1);
+    // Nobody closes it: the agent does once it sat unused.
+    expect(await openConnectionsReach(base)).toBe(base);
+    // After close(), a later request opens a socket again and keeps it alive for the next one.
+    kube.close?.();
+    const accepted = api.connections();
+    await kube.client.getPod('default', 'p');
+    await kube.client.getPod('default', 'p');
+    expect(api.connections() - accepted).toBe(1);
+    kube.close?.();
+    expect(await openConnectionsReach(base)).toBe(base);
+  });
+
   it('a connection replaced by a rewritten kubeconfig, or unused for idleMs, is closed', async () => {
     const base = api.openConnections();
     const open = cachedKubeConnect(openKubeApi, { idleMs: 150 });
