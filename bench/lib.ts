@@ -110,6 +110,26 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** The q-quantile (0..1) of xs, linear between the sorted values. */
+export function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo]! + (s[hi]! - s[lo]!) * (pos - lo);
+}
+
+/**
+ * Paired ratios a[i] / b[i] of runs made side by side (one round each), summarised as the median
+ * and the interquartile range: on a machine whose load changes from second to second, the pairs
+ * share their load while the medians of a and b may come from different minutes.
+ */
+export function pairedRatio(a: number[], b: number[]): { median: number; q1: number; q3: number } {
+  const r = a.slice(0, b.length).map((x, i) => x / b[i]!);
+  return { median: median(r), q1: quantile(r, 0.25), q3: quantile(r, 0.75) };
+}
+
 /** Prints rows as an aligned text table. */
 export function table(headers: string[], rows: Array<Array<string | number>>): void {
   const cells = [headers, ...rows.map((r) => r.map(String))];
@@ -379,6 +399,10 @@ export async function startBenchDaemon(opts: {
   extraArgs?: string[];
   /** NODE_OPTIONS for the daemon's node (e.g. V8 heap flags to compare memory). */
   nodeOptions?: string;
+  /** Flags for the daemon's node that NODE_OPTIONS refuses (e.g. --cpu-prof to profile it). */
+  nodeArgs?: string[];
+  /** More environment for the daemon (it gets PATH, and NODE_OPTIONS when given, otherwise). */
+  env?: Record<string, string>;
 }): Promise<BenchDaemon> {
   const shims = join(opts.root, 'dist', 'shim');
   const bundles = join(opts.root, 'dist', 'bin');
@@ -403,6 +427,7 @@ export async function startBenchDaemon(opts: {
     [
       `--net=${opts.netns}`,
       process.execPath,
+      ...(opts.nodeArgs ?? []),
       cli,
       'daemon',
       '--plugins',
@@ -416,6 +441,7 @@ export async function startBenchDaemon(opts: {
       env: {
         PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
         ...(opts.nodeOptions ? { NODE_OPTIONS: opts.nodeOptions } : {}),
+        ...opts.env,
       },
     },
   );

@@ -10,13 +10,21 @@
 // Everything runs inside a node network namespace of its own (the bench re-execs itself there).
 // Run as root after a build (npm run build): npx tsx bench/multus-thick.ts [rounds=15]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { startFakeK8s } from '../test/helpers/fake-k8s.js';
-import { median, procCpuTicksMs, procMemKiB, procTreeCpuTicksMs, startBenchDaemon, table } from './lib.js';
+import {
+  median,
+  pairedRatio,
+  procCpuTicksMs,
+  procMemKiB,
+  procTreeCpuTicksMs,
+  startBenchDaemon,
+  table,
+} from './lib.js';
 
 const GO = '/usr/lib/cni';
 const ROOT = join(import.meta.dirname, '..');
@@ -135,9 +143,10 @@ const daemon = await startBenchDaemon({
 });
 stopDaemon = daemon.killNow;
 const socket = join(work, 'multus-run', 'multus.sock');
-const nodeConf = JSON.parse(
-  (await import('node:fs')).readFileSync(join(work, 'net.d', '00-multus.conf'), 'utf8'),
-) as Record<string, unknown>;
+const nodeConf = JSON.parse(readFileSync(join(work, 'net.d', '00-multus.conf'), 'utf8')) as Record<
+  string,
+  unknown
+>;
 
 function shim(
   command: string,
@@ -197,6 +206,8 @@ const gets: Record<string, number> = { hit: 0, miss: 0 };
 await direct('warm-d', ns);
 await thick('hit', 'warm-h', ns);
 await thick('miss', 'warm-m', ns);
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const loadBefore = loadavg();
 const order = ['direct', 'hit', 'miss'] as const;
 for (let i = 0; i < N; i++) {
   // Rotated each round: a path never always follows the same one (a DEL's kernel work lingers).
@@ -223,22 +234,33 @@ for (let i = 0; i < N; i++) {
 const d = median(wall.direct ?? []);
 console.log(`ADD+DEL of a pod with eth0 + 2 attachments (Go delegates), median of ${N} rounds\n`);
 table(
-  ['path', 'median ms', 'vs direct', 'CPU ms (10 ms ticks)', 'CPU vs direct', 'pod GETs per ADD+DEL'],
+  [
+    'path',
+    'median ms',
+    'vs direct',
+    'per round vs direct: median (IQR)',
+    'CPU ms (10 ms ticks)',
+    'CPU vs direct',
+    'pod GETs per ADD+DEL',
+  ],
   [
     [
       'delegates called directly (CniRuntime, 3 networks; CPU: the Go children)',
       d.toFixed(1),
       '1.00x',
+      '',
       median(cpu.direct ?? []).toFixed(1),
       '1.00x',
       '',
     ],
     ...(['hit', 'miss'] as const).map((k) => {
       const m = median(wall[k] ?? []);
+      const p = pairedRatio(wall[k] ?? [], wall.direct ?? []);
       return [
         `multus in the daemon, cache ${k} (CPU: the daemon's process tree: it, its process helper, the delegates)`,
         m.toFixed(1),
         `${(m / d).toFixed(2)}x`,
+        `${p.median.toFixed(2)}x (${p.q1.toFixed(2)}–${p.q3.toFixed(2)})`,
         median(cpu[k] ?? []).toFixed(1),
         `${(median(cpu[k] ?? []) / median(cpu.direct ?? [])).toFixed(2)}x`,
         ((gets[k] ?? 0) / N).toFixed(1),
@@ -246,6 +268,7 @@ table(
     }),
   ],
 );
+console.log(`load average before / after: ${loadBefore} / ${loadavg()}`);
 
 console.log(
   `\nCPU of the daemon process alone (its own user+sys and reaped children, without its process helper and the delegates it ran): hit ${median(cpuDaemonOnly.hit ?? []).toFixed(1)} ms, miss ${median(cpuDaemonOnly.miss ?? []).toFixed(1)} ms\n`,

@@ -3,7 +3,7 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type CapabilityArgs, CniError, ErrorCode, type PodRef } from 'cni-kit';
-import { boundedFileName, removeStaleTempFiles, writeFileAtomic } from 'cni-kit/fs';
+import { boundedFileName, removeStaleTempFiles, type SyncBatch, writeFileAtomic } from 'cni-kit/fs';
 import {
   type AttachmentConfig,
   configFromNad,
@@ -302,16 +302,21 @@ export function cachePath(cniDir: string, containerId: string): string {
   return join(cniDir, boundedFileName(containerId));
 }
 
-/** Writes the delegate list atomically (temp file, fsync, rename), mode 0600 in a 0700 dir. */
+/**
+ * Writes the delegate list atomically (temp file, fsync, rename), mode 0600 in a 0700 dir; with
+ * `syncBatch`, in place at once and durable when the batch is flushed (ADD flushes before it answers).
+ */
 export async function saveDelegates(
   cniDir: string,
   containerId: string,
   delegates: Delegate[],
+  syncBatch?: SyncBatch,
 ): Promise<void> {
   const body = { kind: CACHE_KIND, containerId, delegates };
   await writeFileAtomic(cachePath(cniDir, containerId), JSON.stringify(body), {
     mode: 0o600,
     dirMode: 0o700,
+    syncBatch,
   });
 }
 

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
+import { closeKeptKubeConnections } from '../k8s/connect.js';
 import { addLocalPluginLookup, type HostedPlugin } from '../plugin/host.js';
 import { delegationChain } from '../spec/call.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
@@ -513,6 +514,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         removeLookup();
         removeHelper();
         helper?.close();
+        // The API connections the served plugins kept (multus' clients, whereabouts' Kubernetes
+        // store): their keep-alive sockets would otherwise outlive the daemon's sockets.
+        closeKeptKubeConnections();
         logger.log('info', { msg: 'stopped' });
       })();
       return closing;

@@ -33,6 +33,64 @@ export interface AtomicWriteOptions {
 export interface AtomicWriteAsyncOptions extends AtomicWriteOptions {
   /** Mode of directories it creates (default 0o700). */
   dirMode?: number | undefined;
+  /**
+   * Make the file durable when this batch is flushed instead of before the write returns: the
+   * file is renamed into place at once (whole, for every reader) and fsynced, with its directory,
+   * together with the batch's other files (see SyncBatch). `fsync: false` still wins.
+   */
+  syncBatch?: SyncBatch | undefined;
+}
+
+/**
+ * Files whose durability is settled at one point instead of one by one: an operation that writes
+ * several state files (a meta plugin's delegate cache and its delegates' result caches) joins them
+ * to a batch and flushes it before it answers. A flush fsyncs every file and each directory once,
+ * all at the same time, so the filesystem commits them together (on ext4 one journal commit instead
+ * of two per file, each of which waits for the disk). A file is renamed into place before its
+ * data is on disk: until the flush, a power loss can leave it empty or missing (never half of
+ * another content), which readers of such caches already treat as absent; a process crash
+ * cannot, the page cache outlives it. The owner must flush before it acknowledges the operation.
+ */
+export class SyncBatch {
+  private readonly files = new Set<string>();
+
+  /** Adds a file written outside writeFileAtomic (already in place). */
+  add(path: string): void {
+    this.files.add(path);
+  }
+
+  /** Files waiting for the flush. */
+  get pending(): readonly string[] {
+    return [...this.files];
+  }
+
+  /**
+   * fsyncs every file added since the last flush and each of their directories, concurrently.
+   * A file removed meanwhile is skipped (nothing of it needs to survive); any other failure is
+   * thrown after every fsync has ended.
+   */
+  async flush(): Promise<void> {
+    const files = [...this.files];
+    this.files.clear();
+    const dirs = [...new Set(files.map((f) => dirname(f)))];
+    const syncFile = async (f: string) => {
+      let fh: Awaited<ReturnType<typeof fsp.open>>;
+      try {
+        fh = await fsp.open(f, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw err;
+      }
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close().catch(() => {});
+      }
+    };
+    const done = await Promise.allSettled([...files.map(syncFile), ...dirs.map((d) => fsyncDir(d))]);
+    const failed = done.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
 }
 
 /** Characters of the target's name kept in a temp file's name (the rest is pid and a random tag). */
@@ -218,9 +276,10 @@ export async function writeFileAtomic(
   await fsp.mkdir(dir, { recursive: true, mode: opts.dirMode ?? 0o700 });
   const tmp = tempPath(path, opts.tmpDir);
   const fh = await fsp.open(tmp, 'wx', opts.mode ?? 0o600);
+  const later = opts.fsync !== false ? opts.syncBatch : undefined;
   try {
     await fh.writeFile(data);
-    if (opts.fsync !== false) await fh.sync();
+    if (opts.fsync !== false && !later) await fh.sync();
   } catch (err) {
     await fh.close().catch(() => {});
     await fsp.unlink(tmp).catch(() => {});
@@ -233,7 +292,8 @@ export async function writeFileAtomic(
     await fsp.unlink(tmp).catch(() => {});
     throw err;
   }
-  await fsyncDir(dir);
+  if (later) later.add(path);
+  else await fsyncDir(dir);
 }
 
 /** Flushes a directory entry change (a rename or unlink) to disk; best effort where unsupported. */

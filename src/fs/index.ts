@@ -14,6 +14,7 @@ export {
   processAlive,
   removeStaleTempFiles,
   type StaleTempOptions,
+  SyncBatch,
   tempFileWriter,
   writeFileAtomic,
   writeFileAtomicSync,

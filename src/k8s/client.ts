@@ -72,6 +72,14 @@ export interface KubeClient {
   updatePodAnnotations(namespace: string, name: string, changes: Record<string, string | null>): Promise<Pod>;
   /** POSTs a core/v1 Event (see `podEvent`) to `/api/v1/namespaces/<namespace>/events`. */
   createEvent(namespace: string, event: CoreEvent): Promise<void>;
+  /**
+   * Closes the connection's keep-alive sockets once no request is running (at once when none is).
+   * The client stays usable: a later request opens a socket again. Optional: clients built by the
+   * tests or by callers may hold nothing to close.
+   */
+  close?(): void;
+  /** When a request last ran on it (Date.now() while one is in flight); optional like close. */
+  lastActive?(): number;
 }
 
 /** Any API object: metadata plus whatever else the server sent. */
@@ -106,6 +114,10 @@ export interface KubeApi {
     version: string,
     plural: string,
   ): CustomResources<T>;
+  /** As KubeClient.close (the same sockets): keep-alive connections closed once idle. */
+  close?(): void;
+  /** As KubeClient.lastActive. */
+  lastActive?(): number;
 }
 
 /** An API answer other than 2xx, or no answer. `status` 0 means the server was not reached. */
@@ -140,4 +152,6 @@ export interface KubeClientOptions {
   userAgent?: string;
   /** Replaces the server URL of the kubeconfig's current cluster (whereabouts `k8s_api_root`). */
   server?: string;
+  /** A keep-alive socket unused this long is closed; default 60 s. */
+  idleSocketMs?: number;
 }

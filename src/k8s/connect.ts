@@ -213,6 +213,8 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
   const kc = await loadConfig(k8s, kubeconfig, opts.server);
   const cluster = kc.getCurrentCluster() as K8s.Cluster;
   const timeoutMs = opts.timeoutMs ?? 10_000;
+  // The agent closes only free sockets on this timeout; a request in flight is bounded by timeoutMs.
+  const idleSocketMs = opts.idleSocketMs ?? 60_000;
   let kept: HttpAgent | undefined;
   const userAgent = opts.userAgent ?? 'cni-kit';
   const config = k8s.createConfiguration({
@@ -227,7 +229,7 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
           // keep-alive agent with the same TLS settings serves every request of this connection.
           const agent = ctx.getAgent();
           if (agent) {
-            kept ??= keepAliveLike(agent);
+            kept ??= keepAliveLike(agent, idleSocketMs);
             ctx.setAgent(kept);
           }
           return ctx;
@@ -238,12 +240,36 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
   });
   const core = new k8s.CoreV1Api(config);
   const custom = new k8s.CustomObjectsApi(config);
+  // Requests in flight, so that close() ends each keep-alive socket only once its request is done.
+  let inflight = 0;
+  let closing = false;
+  let lastUsed = Date.now();
+  // close() releases the sockets once no request is running; the client stays usable (a later
+  // request opens a socket again, which its idle timeout ends if nobody closes it).
+  const release = () => {
+    if (closing && inflight === 0) {
+      closing = false;
+      kept?.destroy();
+      kept = undefined;
+    }
+  };
+  const lastActive = () => (inflight > 0 ? Date.now() : lastUsed);
   const run = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    inflight += 1;
+    lastUsed = Date.now();
     try {
       return await fn();
     } catch (err) {
       throw toKubeError(k8s, err, what, kubeconfig, timeoutMs);
+    } finally {
+      inflight -= 1;
+      lastUsed = Date.now();
+      release();
     }
+  };
+  const close = () => {
+    closing = true;
+    release();
   };
   const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
   const conflictRetries = Math.max(1, opts.conflictRetries ?? 5);
@@ -309,6 +335,8 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
         }
       }
     },
+    close,
+    lastActive,
   };
   const ctxName = kc.getCurrentContext();
   return {
@@ -316,6 +344,8 @@ export async function openKubeApi(kubeconfig: string, opts: KubeClientOptions = 
     namespace: kc.getContextObject(ctxName)?.namespace || undefined,
     client,
     customResources,
+    close,
+    lastActive,
   };
 }
 
@@ -328,7 +358,7 @@ export async function connectKube(kubeconfig: string, opts: KubeClientOptions = 
  * A keep-alive agent with the TLS settings of `agent` (CA, client certificate, server name); a
  * proxy agent is kept as it is.
  */
-export function keepAliveLike(agent: HttpAgent): HttpAgent {
+export function keepAliveLike(agent: HttpAgent, idleSocketMs?: number): HttpAgent {
   // Loaded here, not at the top: a plugin that never connects (VERSION) never pays for node:https.
   const http = process.getBuiltinModule('node:http');
   const https = process.getBuiltinModule('node:https');
@@ -341,6 +371,9 @@ export function keepAliveLike(agent: HttpAgent): HttpAgent {
     // bound their own concurrency (the daemon's queue); the idle sockets kept are bounded instead.
     maxSockets: Number.POSITIVE_INFINITY,
     maxFreeSockets: 8,
+    // A kept socket unused this long is closed by the agent (it destroys free sockets on their
+    // timeout), so a client nobody closes holds no connection for ever.
+    ...(idleSocketMs === undefined ? {} : { timeout: idleSocketMs }),
   };
   if (agent instanceof https.Agent) return new https.Agent(options);
   if (agent.constructor === http.Agent) return new http.Agent(options);
@@ -350,16 +383,103 @@ export function keepAliveLike(agent: HttpAgent): HttpAgent {
 /** A function opening a connection for a kubeconfig (openKubeApi, connectKube, or a test's own). */
 export type KubeConnect<T> = (kubeconfig: string, opts: KubeClientOptions) => Promise<T>;
 
+/** cachedKubeConnect's function, which can also close what it keeps. */
+export type CachedKubeConnect<T> = KubeConnect<T> & {
+  /** Closes every kept connection (gracefully: requests in flight end first) and forgets them. */
+  close(): void;
+  /** Connections kept now. */
+  readonly size: number;
+};
+
+/** Options of cachedKubeConnect. */
+export interface CachedKubeConnectOptions {
+  /** A connection is opened again after this long (default 5 min: tokens and kubeconfig edits are picked up). */
+  ttlMs?: number | undefined;
+  /**
+   * A connection nobody asked for and that ran no request (see KubeClient.lastActive) in this long
+   * is closed (default 60 s): a caller holding it for its requests keeps it.
+   */
+  idleMs?: number | undefined;
+}
+
+/**
+ * Every cachedKubeConnect holding connections, under a registered symbol shared by every SDK copy in
+ * the process (the daemon and the bundles it loaded): the daemon closes them all when it stops.
+ */
+const KEPT_KEY = Symbol.for('cni-kit.kube-connections');
+const keptSet = (): Set<() => void> => {
+  const slot = globalThis as Record<symbol, Set<() => void> | undefined>;
+  slot[KEPT_KEY] ??= new Set();
+  return slot[KEPT_KEY];
+};
+
+/**
+ * Closes the connections every cachedKubeConnect of this process keeps (the daemon calls this when
+ * it stops; the bundles it serves each keep their own). Returns how many caches held some.
+ */
+export function closeKeptKubeConnections(): number {
+  const all = [...keptSet()];
+  for (const close of all) close();
+  return all.length;
+}
+
+function closeConn(conn: Promise<unknown>): void {
+  conn.then(
+    (c) => (c as { close?: () => void } | null)?.close?.(),
+    () => {},
+  );
+}
+
 /**
  * `open` with its connections kept for reuse: a long-lived process (the daemon) then opens one
  * client per kubeconfig and options instead of one per call, and its HTTP keep-alive connections
- * serve the next call. An entry is reopened after `ttlMs` (default 5 min: service-account tokens
- * and kubeconfig edits are picked up) or when the kubeconfig file changes; a failed open is not
- * kept. In a plugin process (one call) it costs nothing.
+ * serve the next call. An entry is reopened after `ttlMs` or when the kubeconfig file changes, and
+ * the entry it replaces is closed (its sockets end once its requests have); one neither asked for
+ * nor running requests for `idleMs` is closed and dropped; `close()` closes them all. A failed open is not kept. In a
+ * plugin process (one call) it costs nothing. (A number as the second argument is `ttlMs`.)
  */
-export function cachedKubeConnect<T>(open: KubeConnect<T>, ttlMs = 300_000): KubeConnect<T> {
-  const entries = new Map<string, { at: number; conn: Promise<T> }>();
-  return async (kubeconfig, opts = {}) => {
+export function cachedKubeConnect<T>(
+  open: KubeConnect<T>,
+  options: number | CachedKubeConnectOptions = {},
+): CachedKubeConnect<T> {
+  const o = typeof options === 'number' ? { ttlMs: options } : options;
+  const ttlMs = o.ttlMs ?? 300_000;
+  const idleMs = o.idleMs ?? 60_000;
+  const entries = new Map<string, { at: number; used: number; conn: Promise<T>; opened?: T }>();
+  let sweeper: NodeJS.Timeout | undefined;
+  const drop = (key: string) => {
+    const e = entries.get(key);
+    if (!e) return;
+    entries.delete(key);
+    closeConn(e.conn);
+  };
+  const sweep = () => {
+    const now = Date.now();
+    for (const [k, e] of entries) {
+      const active = (e.opened as { lastActive?: () => number } | undefined)?.lastActive?.() ?? 0;
+      if (now - Math.max(e.used, active) >= idleMs) drop(k);
+    }
+    settle();
+  };
+  // Registered and swept only while something is kept: an empty cache holds no timer and no slot.
+  const settle = () => {
+    if (entries.size === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+      keptSet().delete(closeAll);
+    } else {
+      keptSet().add(closeAll);
+      if (!sweeper) {
+        sweeper = setInterval(sweep, Math.max(10, idleMs / 2));
+        sweeper.unref();
+      }
+    }
+  };
+  function closeAll() {
+    for (const k of [...entries.keys()]) drop(k);
+    settle();
+  }
+  const connect = async (kubeconfig: string, opts: KubeClientOptions = {}) => {
     let stamp = '';
     try {
       const st = await stat(kubeconfig);
@@ -370,13 +490,36 @@ export function cachedKubeConnect<T>(open: KubeConnect<T>, ttlMs = 300_000): Kub
     const key = JSON.stringify([kubeconfig, stamp, opts]);
     const now = Date.now();
     const hit = entries.get(key);
-    if (hit && now - hit.at < ttlMs) return hit.conn;
-    for (const [k, e] of entries) if (now - e.at >= ttlMs) entries.delete(k);
+    if (hit && now - hit.at < ttlMs) {
+      hit.used = now;
+      return hit.conn;
+    }
+    // The same kubeconfig and options under an older stamp is the file's previous content.
+    const same = JSON.stringify(opts);
+    for (const [k, e] of entries) {
+      const [path, , o2] = JSON.parse(k) as [string, string, unknown];
+      if (now - e.at >= ttlMs || (path === kubeconfig && JSON.stringify(o2) === same)) drop(k);
+    }
     const conn = open(kubeconfig, opts);
-    entries.set(key, { at: now, conn });
+    const entry: { at: number; used: number; conn: Promise<T>; opened?: T } = { at: now, used: now, conn };
+    entries.set(key, entry);
+    settle();
+    conn.then(
+      (c) => {
+        entry.opened = c;
+      },
+      () => {},
+    );
     conn.catch(() => {
-      if (entries.get(key)?.conn === conn) entries.delete(key);
+      if (entries.get(key)?.conn === conn) {
+        entries.delete(key);
+        settle();
+      }
     });
     return conn;
   };
+  return Object.defineProperties(connect, {
+    close: { value: closeAll },
+    size: { get: () => entries.size },
+  }) as CachedKubeConnect<T>;
 }

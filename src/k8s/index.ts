@@ -30,7 +30,15 @@ export {
   type ObjectReference,
   type Pod,
 } from './client.js';
-export { cachedKubeConnect, connectKube, type KubeConnect, openKubeApi } from './connect.js';
+export {
+  type CachedKubeConnect,
+  type CachedKubeConnectOptions,
+  cachedKubeConnect,
+  closeKeptKubeConnections,
+  connectKube,
+  type KubeConnect,
+  openKubeApi,
+} from './connect.js';
 export {
   cniDeviceInfoPath,
   copyDpDeviceInfo,

@@ -1,6 +1,6 @@
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { boundedFileName, removeStaleTempFiles, writeFileAtomic } from '../fs/index.js';
+import { boundedFileName, removeStaleTempFiles, type SyncBatch, writeFileAtomic } from '../fs/index.js';
 import { CniError, ErrorCode } from '../spec/errors.js';
 
 /** The `kind` tag of libcni's cache record. */
@@ -170,8 +170,14 @@ export type CacheReadOutcome =
 
 /** The result cache directory layout shared with libcni: one file per attachment under `results/`. */
 export class ResultCache {
-  /** `dir` is the cache root (libcni's CacheDir), e.g. /var/lib/cni. */
-  constructor(readonly dir: string = DEFAULT_CACHE_DIR) {}
+  /**
+   * `dir` is the cache root (libcni's CacheDir), e.g. /var/lib/cni. With `syncBatch`, writes are
+   * made durable when the batch is flushed rather than each before it returns.
+   */
+  constructor(
+    readonly dir: string = DEFAULT_CACHE_DIR,
+    private readonly syncBatch?: SyncBatch | undefined,
+  ) {}
 
   /** The file that holds one attachment. */
   path(key: AttachmentKey): string {
@@ -180,7 +186,11 @@ export class ResultCache {
 
   /** Writes an attachment's record atomically (dir 0700, file 0600 as libcni). */
   async write(a: CachedAttachment): Promise<void> {
-    await writeFileAtomic(this.path(a), encodeCacheRecord(a), { mode: 0o600, dirMode: 0o700 });
+    await writeFileAtomic(this.path(a), encodeCacheRecord(a), {
+      mode: 0o600,
+      dirMode: 0o700,
+      syncBatch: this.syncBatch,
+    });
   }
 
   /** Reads one attachment's cache file without throwing on damage: the caller decides what a corrupt file means. */

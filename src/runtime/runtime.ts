@@ -2,9 +2,11 @@
 // method per verb; the chain rules (order, injection, cache) follow libcni, see docs/runtime.md.
 // Over the 400-line guideline on purpose: the verbs share private helpers that would otherwise
 // have to be exported.
+
 import { type ExecOptions, execPlugin, execPluginResult, PluginExecError } from '../delegate/exec.js';
 import { findInPath } from '../delegate/find.js';
 import { getVersionInfo, type PluginVersionInfo } from '../delegate/version-info.js';
+import type { SyncBatch } from '../fs/index.js';
 import type { CniArgs } from '../spec/args.js';
 import { buildCniEnv, type Command, type Env } from '../spec/call.js';
 import type { Attachment, NetConf, NetConfList, PluginConf } from '../spec/config.js';
@@ -51,6 +53,12 @@ export interface CniRuntimeOptions {
    * inside it, and each plugin is exec'd chrooted there (see ExecOptions.chroot).
    */
   chroot?: string | undefined;
+  /**
+   * Result cache writes join this batch: in place at once, durable when its owner flushes it
+   * (a meta plugin running several networks flushes once, before it answers) instead of each
+   * before its ADD returns. Default: every write is durable before it returns.
+   */
+  syncBatch?: SyncBatch | undefined;
 }
 
 /** Per-call options. */
@@ -132,7 +140,7 @@ export class CniRuntime {
   constructor(opts: CniRuntimeOptions) {
     this.opts = opts;
     this.pluginDirs = [...opts.pluginDirs];
-    this.cache = new ResultCache(opts.cacheDir ?? DEFAULT_CACHE_DIR);
+    this.cache = new ResultCache(opts.cacheDir ?? DEFAULT_CACHE_DIR, opts.syncBatch);
   }
 
   /** Runs ADD through the list in order and caches the final result; returns it in the list's version. */

@@ -206,6 +206,8 @@ export interface FakeK8s {
   conflictNext(n: number): void;
   /** TCP connections accepted so far (a keep-alive client makes one for many requests). */
   connections(): number;
+  /** TCP connections open now (a client that closed its keep-alive sockets holds none). */
+  openConnections(): number;
   /** Forgets the event history: a watch from an older resourceVersion then gets 410 Expired. */
   compact(): void;
   /** Sends a BOOKMARK to every watch that asked for them (allowWatchBookmarks=true). */
@@ -654,8 +656,14 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
   };
   const server: Server = tls ? createHttpsServer(tls, listener) : createServer(listener);
   let connections = 0;
-  server.on('connection', () => {
+  let open = 0;
+  // TLS servers report the TCP socket here too, before the handshake.
+  server.on('connection', (socket) => {
     connections += 1;
+    open += 1;
+    socket.once('close', () => {
+      open -= 1;
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -666,6 +674,7 @@ export async function startFakeK8s(opts: { tls?: boolean; rbac?: string } = {}):
     ca: tls?.cert,
     requests,
     connections: () => connections,
+    openConnections: () => open,
     putPod(pod) {
       const ns = pod.metadata.namespace;
       objects('pods').set(`${ns}/${pod.metadata.name}`, {
