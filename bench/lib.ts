@@ -29,8 +29,17 @@ export interface Sample {
   rssKiB: number;
 }
 
-const timeDir = mkdtempSync(join(tmpdir(), 'ck-bench-'));
-process.on('exit', () => rmSync(timeDir, { recursive: true, force: true }));
+// Made on first use, not at import: tests import this module for its statistics helpers, and a
+// directory made at import would outlive the test worker.
+let scratch: string | undefined;
+function timeDir(): string {
+  if (scratch === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'ck-bench-'));
+    scratch = dir;
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return scratch;
+}
 
 let rusage: (() => number) | null | undefined;
 
@@ -74,7 +83,7 @@ let wrapperMs: number | undefined;
 export function timeWrapperCpuMs(): number {
   if (wrapperMs === undefined) {
     wrapperMs = 0;
-    const out = join(timeDir, 'time');
+    const out = join(timeDir(), 'time');
     const xs: number[] = [];
     for (let i = 0; i < 21; i++) {
       const c0 = childCpuMs();
@@ -88,7 +97,7 @@ export function timeWrapperCpuMs(): number {
 
 /** Runs `cmd args` once under /usr/bin/time with the given env and stdin. */
 export function measure(cmd: string, args: string[], env: Record<string, string>, input = ''): Sample {
-  const out = join(timeDir, 'time');
+  const out = join(timeDir(), 'time');
   const fine = childCpuPrecise();
   const wrapper = fine ? timeWrapperCpuMs() : 0;
   const c0 = childCpuMs();
@@ -227,7 +236,7 @@ export function countChildren(
   input = '',
 ): Children | undefined {
   if (!STRACE) return undefined;
-  const out = join(timeDir, 'strace');
+  const out = join(timeDir(), 'strace');
   const r = spawnSync(STRACE, ['-f', '-qq', '-e', 'trace=execve', '-o', out, cmd, ...args], { env, input });
   if (r.status !== 0)
     throw new Error(`strace ${cmd} ${args.join(' ')} exited ${r.status}: ${r.stdout}${r.stderr}`);
