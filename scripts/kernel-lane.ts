@@ -1,0 +1,91 @@
+// The kernel lane: boots Debian's kernel under qemu once (test/helpers/vm.ts) and runs one vitest
+// process inside on the test files below, which need link kinds this machine's kernel may lack
+// (ipvlan, vlan, dummy, vrf, bridge VLAN filtering). Outside the VM those files skip such cases with
+// a message; inside, the kernel has them all.
+//
+//   npx tsx scripts/kernel-lane.ts [--json <file>] [--leaks <file>] [file filters...]
+//
+// --json writes vitest's JSON report there (as the other phases of scripts/test.mjs read it); when
+// the lane cannot run (no qemu, no kernel image) it writes a report counting the lane's files as
+// skipped and prints one line naming what is missing. --leaks is the leak check's report from inside
+// the guest. The exit status is vitest's inside the guest, or 1 when the guest never reported one.
+import { writeFileSync } from 'node:fs';
+import { consoleTail, findVmTools, runInVm } from '../test/helpers/vm.js';
+
+/** The lane's test files: add a file here when its cases need a link kind only the VM has. */
+export const KERNEL_LANE = [
+  'test/kernel/ipvlan.test.ts',
+  'test/kernel/vlan.test.ts',
+  'test/kernel/bridge-vlan.test.ts',
+  'test/kernel/netlink-kinds.test.ts',
+  'test/integration/netlink.shared.test.ts',
+  'test/integration/plugins-main.test.ts',
+];
+
+/** Wall-clock limit of the VM, boot included (the watchdog kills qemu after it). */
+const TIMEOUT_MS = Number(process.env.CNI_KIT_VM_TIMEOUT_MS ?? 420_000);
+
+function args(argv: string[]): { json?: string; leaks?: string; filters: string[] } {
+  const out: { json?: string; leaks?: string; filters: string[] } = { filters: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--json') out.json = argv[++i];
+    else if (a === '--leaks') out.leaks = argv[++i];
+    else out.filters.push(a);
+  }
+  return out;
+}
+
+async function main(): Promise<number> {
+  const opts = args(process.argv.slice(2));
+  const files = opts.filters.length
+    ? KERNEL_LANE.filter((f) => opts.filters.some((a) => f.includes(a)))
+    : KERNEL_LANE;
+  if (files.length === 0) return 0;
+  const tools = findVmTools();
+  if (typeof tools === 'string') {
+    console.log(`kernel lane skipped: ${tools}; not run in the VM: ${files.join(' ')}`);
+    if (opts.json)
+      writeFileSync(
+        opts.json,
+        JSON.stringify({ numPassedTests: 0, numFailedTests: 0, numPendingTests: files.length, testResults: [] }),
+      );
+    return 0;
+  }
+  console.log(`kernel lane: ${tools.kernel} under qemu (tcg, 2 vCPUs), ${files.length} file(s)`);
+  const share = '/run/cni-kit-vm';
+  const vitest = [
+    'npx vitest run',
+    '--reporter=default',
+    `--reporter=json --outputFile.json=${share}/results.json`,
+    // Node under emulation is several times slower than on the host.
+    '--testTimeout=120000 --hookTimeout=180000',
+    ...files,
+  ].join(' ');
+  const r = await runInVm({
+    script: `exec ${vitest}`,
+    cwd: process.cwd(),
+    env: {
+      CNI_KIT_BUILT: '1',
+      CNI_KIT_LEAK_REPORT: `${share}/leaks.json`,
+      ...(process.env.CNI_KIT_LEAK_CHECK ? { CNI_KIT_LEAK_CHECK: process.env.CNI_KIT_LEAK_CHECK } : {}),
+    },
+    timeoutMs: TIMEOUT_MS,
+    onOutput: (s) => process.stdout.write(s),
+    collect: ['results.json', 'leaks.json'],
+  });
+  const secs = (r.ms / 1000).toFixed(1);
+  if (opts.json && r.files['results.json']) writeFileSync(opts.json, r.files['results.json']);
+  if (opts.leaks && r.files['leaks.json']) writeFileSync(opts.leaks, r.files['leaks.json']);
+  if (r.status === null || !r.files['results.json']) {
+    const why = r.timedOut
+      ? `the VM did not finish within ${TIMEOUT_MS / 1000} s and was killed`
+      : 'the guest reported no result';
+    console.log(`\nkernel lane failed: ${why} (${secs} s). Console tail:\n${consoleTail(r)}`);
+    return 1;
+  }
+  console.log(`\nkernel lane: the VM ran for ${secs} s, vitest exited ${r.status}`);
+  return r.status;
+}
+
+process.exitCode = await main();
