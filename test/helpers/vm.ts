@@ -80,7 +80,8 @@ export function findVmTools(): VmTools | string {
   } catch {
     kernel = undefined;
   }
-  if (!kernel || !modules) missing.push('a Debian kernel image in /boot with its modules (linux-image-amd64)');
+  if (!kernel || !modules)
+    missing.push('a Debian kernel image in /boot with its modules (linux-image-amd64)');
   const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
   if (!busybox) missing.push('busybox (Debian package busybox-static)');
   const cpio = which('cpio');
@@ -98,7 +99,12 @@ export function moduleClosure(modulesDir: string, names: readonly string[]): str
     const [mod, rest] = line.split(':');
     if (!mod || rest === undefined) continue;
     deps.set(mod, rest.trim().split(/\s+/).filter(Boolean));
-    byName.set(basename(mod).replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_'), mod);
+    byName.set(
+      basename(mod)
+        .replace(/\.ko(\.\w+)?$/, '')
+        .replace(/-/g, '_'),
+      mod,
+    );
   }
   const order: string[] = [];
   const seen = new Set<string>();
@@ -165,10 +171,24 @@ exec chroot /newroot /sbin/modprobe "$@"
 /** Builds the initramfs (gzip'd newc cpio) into `dir`; returns its path. */
 export function buildInitramfs(tools: VmTools, dir: string, cmdTimeoutS: number): string {
   const root = join(dir, 'root');
-  for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'lib/modules', 'etc']) mkdirSync(join(root, d), { recursive: true });
+  for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'lib/modules', 'etc'])
+    mkdirSync(join(root, d), { recursive: true });
   copyFileSync(tools.busybox, join(root, 'bin/busybox'));
   chmodSync(join(root, 'bin/busybox'), 0o755);
-  const applets = ['sh', 'mount', 'umount', 'insmod', 'mkdir', 'chroot', 'poweroff', 'cat', 'echo', 'sleep', 'sync', 'timeout'];
+  const applets = [
+    'sh',
+    'mount',
+    'umount',
+    'insmod',
+    'mkdir',
+    'chroot',
+    'poweroff',
+    'cat',
+    'echo',
+    'sleep',
+    'sync',
+    'timeout',
+  ];
   for (const a of applets) symlinkSync('busybox', join(root, 'bin', a));
   writeFileSync(join(root, 'sbin/modprobe'), MODPROBE_WRAPPER, { mode: 0o755 });
   const mods = moduleClosure(tools.modules, [...BOOT_MODULES, ...LINK_MODULES]);
@@ -179,7 +199,10 @@ export function buildInitramfs(tools: VmTools, dir: string, cmdTimeoutS: number)
   writeFileSync(join(root, 'modules.order'), `${mods.join('\n')}\n`);
   writeFileSync(join(root, 'init'), initScript(cmdTimeoutS), { mode: 0o755 });
   const out = join(dir, 'initramfs.cpio.gz');
-  execFileSync('sh', ['-c', `cd "${root}" && find . | ${tools.cpio} -o -H newc --quiet | gzip -1 > "${out}"`]);
+  execFileSync('sh', [
+    '-c',
+    `cd "${root}" && find . | ${tools.cpio} -o -H newc --quiet | gzip -1 > "${out}"`,
+  ]);
   rmSync(root, { recursive: true, force: true });
   return out;
 }
