@@ -592,8 +592,10 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
       { vid: 100, pvid: true, untagged: true },
       { vid: 200, pvid: false, untagged: false },
     ]);
+    // Deleting a VLAN the port does not have is no error on the kernel (seen on Debian's 6.1).
     ns.deleteBridgeVlan('pv0', 300);
-    expect(await errnoOf(ns.flush())).toBe('ENOENT');
+    await ns.flush();
+    expect(await ns.bridgeVlans('pv0')).toHaveLength(2);
     ns.addBridgeVlan('pv1', 5);
     expect(await errnoOf(ns.flush())).toBe('EOPNOTSUPP');
   });

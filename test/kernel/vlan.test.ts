@@ -19,6 +19,7 @@ function wiredNode(): { s: Scene; gw: Record<number, string> } {
   const sw = s.netns('switch');
   s.nodeIp('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'uplink', 'netns', sw);
   s.nodeIp('link', 'set', 'eth0', 'up');
+  s.swIp(sw, 'link', 'set', 'uplink', 'up');
   const gw: Record<number, string> = {};
   for (const id of [100, 200]) {
     const sub = `10.62.${id - 99}`;
@@ -27,7 +28,6 @@ function wiredNode(): { s: Scene; gw: Record<number, string> } {
     s.swIp(sw, 'link', 'set', `uplink.${id}`, 'up');
     gw[id] = `${sub}.1`;
   }
-  s.swIp(sw, 'link', 'set', 'uplink', 'up');
   // Answer ARP only on the VLAN that holds the address, so a pod cannot reach the other VLAN's gateway.
   sh('ip', 'netns', 'exec', sw, 'sysctl', '-qw', 'net.ipv4.conf.all.arp_ignore=1');
   return { s, gw };

@@ -40,6 +40,14 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
       for (const l of n.links.values())
         if (l.kind === 'vlan' && l.lower === lower && l.details.vlanId === spec.vlanId)
           fail('EEXIST', `vlan ${spec.vlanId} already on ${lower.name}`);
+  if (lower && (spec.kind === 'macvlan' || spec.kind === 'ipvlan')) {
+    // One rx handler per device: a device with macvlan ports takes no ipvlan ones and the other way round.
+    const other = spec.kind === 'macvlan' ? 'ipvlan' : 'macvlan';
+    for (const n of st.netns.values())
+      for (const x of n.links.values())
+        if (x.kind === other && x.lower === lower) fail('EBUSY', `${lower.name} already has ${other} ports`);
+  }
+  if (spec.kind === 'vlan' && named?.kind === 'ipvlan') fail('EOPNOTSUPP', 'VLANs not supported on device');
   const shareMac = spec.kind === 'ipvlan' || spec.kind === 'vlan';
   // The kernel registers a veth's peer first, so in one netns the peer gets the lower ifindex.
   let peer: MLink | undefined;
@@ -276,8 +284,7 @@ export function addVlan(
   l.vlans.set(vid, { pvid: f.pvid, untagged: f.untagged });
 }
 
-/** `bridge vlan del`; a VLAN that is not there is ENOENT. */
+/** `bridge vlan del`; a VLAN that is not there is no error (the kernel ignores it, as 6.1 does). */
 export function delVlan(ns: MNetns, link: string, vid: number): void {
-  const l = mustLink(ns, link);
-  if (!l.vlans.delete(vid)) fail('ENOENT', `vlan ${vid} is not on ${link}`);
+  mustLink(ns, link).vlans.delete(vid);
 }
