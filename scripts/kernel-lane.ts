@@ -25,7 +25,7 @@ export const KERNEL_LANE: ReadonlyArray<{ file: string; tests: string }> = [
   { file: 'test/kernel/netlink-kinds.test.ts', tests: 'on the real kernel' },
   {
     file: 'test/integration/netlink.shared.test.ts',
-    tests: 'netlink shared suite .*linux.*(ipvlan|vlan links|VLAN|dummy|unsupported kinds)',
+    tests: 'netlink shared suite .*linux.*(ipvlan|\\bvlan links|VLAN|dummy|unsupported kinds)',
   },
   { file: 'test/integration/plugins-main.test.ts', tests: 'ipvlan and vlan on the real kernel' },
   { file: 'test/integration/plugins-bridge.test.ts', tests: 'bridge binary .*vlan' },

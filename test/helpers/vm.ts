@@ -130,7 +130,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 say() { echo "cni-kit-vm: $*" > /dev/ttyS0; }
 off() { sync; poweroff -f; echo o > /proc/sysrq-trigger; sleep 5; }
-for m in $(cat /modules.order); do insmod "/lib/modules/$m" 2>/dev/null; done
+while read -r m args; do insmod "/lib/modules/$m" $args 2>/dev/null; done < /modules.order
 mkdir -p /lower /rw /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=${MSIZE},cache=loose,ro hostroot /lower || { say "mounting the host root failed"; off; }
 mount -t tmpfs -o size=60% tmpfs /rw
@@ -196,7 +196,10 @@ export function buildInitramfs(tools: VmTools, dir: string, cmdTimeoutS: number)
     mkdirSync(join(root, 'lib/modules', dirname(m)), { recursive: true });
     copyFileSync(join(tools.modules, m), join(root, 'lib/modules', m));
   }
-  writeFileSync(join(root, 'modules.order'), `${mods.join('\n')}\n`);
+  // No dummy0/ifb0 of the modules' own in the guest's root namespace.
+  const params: Record<string, string> = { 'dummy.ko': 'numdummies=0', 'ifb.ko': 'numifbs=0' };
+  const order = mods.map((m) => `${m} ${params[basename(m)] ?? ''}`.trim());
+  writeFileSync(join(root, 'modules.order'), `${order.join('\n')}\n`);
   writeFileSync(join(root, 'init'), initScript(cmdTimeoutS), { mode: 0o755 });
   const out = join(dir, 'initramfs.cpio.gz');
   execFileSync('sh', [

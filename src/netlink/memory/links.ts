@@ -29,8 +29,9 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
   if (!st.kinds.has(spec.kind)) fail('EOPNOTSUPP', `Unknown device type ${spec.kind}`);
   const home = spec.netns ? targetNs(st, spec.netns) : ns;
   const named = 'parent' in spec && spec.parent ? mustLink(ns, spec.parent) : undefined;
-  // A macvlan on a macvlan (an ipvlan on an ipvlan) is attached to the real device underneath.
-  const lower = named?.kind === spec.kind && named.lower ? named.lower : named;
+  // A macvlan on a macvlan (an ipvlan on an ipvlan) is attached to the real device underneath; a
+  // VLAN on a VLAN is stacked (802.1Q in 802.1Q) on the VLAN device itself.
+  const lower = named?.kind === spec.kind && spec.kind !== 'vlan' && named.lower ? named.lower : named;
   if (byName(home, spec.name)) fail('EEXIST', `a link named ${spec.name} exists`);
   const mtu = spec.mtu ?? (spec.kind === 'vxlan' ? 1450 : lower ? lower.mtu : 1500);
   if (lower && spec.kind !== 'vxlan' && mtu > lower.mtu)
@@ -48,6 +49,14 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
         if (x.kind === other && x.lower === lower) fail('EBUSY', `${lower.name} already has ${other} ports`);
   }
   if (spec.kind === 'vlan' && named?.kind === 'ipvlan') fail('EOPNOTSUPP', 'VLANs not supported on device');
+  // macvlan and ipvlan devices take no rx handler of the other kind (IFF_NO_RX_HANDLER).
+  if (
+    lower &&
+    (spec.kind === 'macvlan' || spec.kind === 'ipvlan') &&
+    (lower.kind === 'macvlan' || lower.kind === 'ipvlan') &&
+    lower.kind !== spec.kind
+  )
+    fail('EINVAL', `${lower.name} is a ${lower.kind} device`);
   const shareMac = spec.kind === 'ipvlan' || spec.kind === 'vlan';
   // The kernel registers a veth's peer first, so in one netns the peer gets the lower ifindex.
   let peer: MLink | undefined;
@@ -77,6 +86,10 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
       break;
     case 'ipvlan':
       l.details.ipvlanMode = spec.mode ?? 'l2';
+      // The mode belongs to the master's ipvlan port: a new ipvlan sets it for its siblings too.
+      for (const n of st.netns.values())
+        for (const x of n.links.values())
+          if (x.kind === 'ipvlan' && x.lower === lower) x.details.ipvlanMode = l.details.ipvlanMode;
       break;
     case 'vlan':
       l.details.vlanId = spec.vlanId;
@@ -143,8 +156,9 @@ export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings)
     // The device's own range: loopback has none, Ethernet-like devices take 68..65535.
     if (l.name !== 'lo' && set.mtu > 65535) fail('EINVAL', 'mtu greater than device maximum');
     if (l.name !== 'lo' && set.mtu < 68) fail('EINVAL', 'mtu less than device minimum');
-    if (l.lower && l.kind !== 'vxlan' && set.mtu > l.lower.mtu)
-      fail('EINVAL', `mtu ${set.mtu} above parent mtu ${l.lower.mtu}`);
+    // ipvlan checks its parent's MTU only when it is created (up to the parent's maximum after).
+    if (l.lower && l.kind !== 'vxlan' && l.kind !== 'ipvlan' && set.mtu > l.lower.mtu)
+      fail(l.kind === 'vlan' ? 'ERANGE' : 'EINVAL', `mtu ${set.mtu} above parent mtu ${l.lower.mtu}`);
     l.mtu = set.mtu;
     l.mtuByUser = true;
     if (l.master) recalcBridge(l.master);
@@ -186,6 +200,9 @@ export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings)
   if (set.allmulti !== undefined) l.allmulti = set.allmulti;
   if (set.txqlen !== undefined) l.txqlen = set.txqlen;
   if (set.alias !== undefined) l.alias = set.alias ?? undefined;
+  // A VLAN device opens only over an open device (vlan_dev_open).
+  if (set.up === true && !l.up && l.kind === 'vlan' && l.lower && !l.lower.up)
+    fail('ENETDOWN', 'Network is down');
   if (set.up === true && !l.up) linkUp(l);
   if (set.up === false && l.up) linkDown(l, false);
   if (set.hairpin !== undefined || set.isolated !== undefined) {
