@@ -20,6 +20,7 @@ import { consoleTail, findVmTools, runInVm } from '../test/helpers/vm.js';
  */
 export const KERNEL_LANE: ReadonlyArray<{ file: string; tests: string }> = [
   { file: 'test/kernel/ipvlan.test.ts', tests: 'on the real kernel' },
+  { file: 'test/kernel/ipvlan-whereabouts.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/vlan.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/bridge-vlan.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/netlink-kinds.test.ts', tests: 'on the real kernel' },
@@ -32,7 +33,7 @@ export const KERNEL_LANE: ReadonlyArray<{ file: string; tests: string }> = [
 ];
 
 /** Wall-clock limit of the VM, boot included (the watchdog kills qemu after it). */
-const TIMEOUT_MS = Number(process.env.CNI_KIT_VM_TIMEOUT_MS ?? 420_000);
+const TIMEOUT_MS = Number(process.env.CNI_KIT_VM_TIMEOUT_MS ?? 600_000);
 
 function args(argv: string[]): { json?: string | undefined; leaks?: string | undefined; filters: string[] } {
   const out: { json?: string | undefined; leaks?: string | undefined; filters: string[] } = { filters: [] };

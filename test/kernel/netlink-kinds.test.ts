@@ -22,8 +22,13 @@ import { needKernel } from './lane.js';
 const PID = process.pid;
 const isRoot = process.getuid?.() === 0;
 
-/** What `ip link add` creates in a fresh namespace, each kind on a parent of its own. */
+let creatableKinds: Set<LinkKind> | undefined;
+/** What `ip link add` creates in a fresh namespace, each kind on a parent of its own (found once). */
 function creatable(): Set<LinkKind> {
+  creatableKinds ??= tryEach();
+  return creatableKinds;
+}
+function tryEach(): Set<LinkKind> {
   const lines: Record<LinkKind, string> = {
     bridge: 'type bridge',
     veth: 'type veth peer name x1',
