@@ -3,7 +3,7 @@
 // apt-get exists), and the npm dependencies from the lockfile when node_modules is missing. Node
 // built-ins only: nothing is installed yet when this runs.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,6 +22,14 @@ function missingPackages() {
     .map(([pkg]) => pkg);
 }
 
+function isSymlink(path) {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 function must(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
@@ -36,6 +44,14 @@ export function setup() {
     if (canApt) {
       console.log(`setup: installing Debian packages ${pkgs.join(' ')}`);
       const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+      // firewalld's package enables firewalld.service and starts it where systemd runs: masked
+      // first, so it neither takes over this machine's firewall now nor at boot (the tests run a
+      // firewalld of their own on a private bus). The package's scripts leave an admin's mask alone.
+      const unit = '/etc/systemd/system/firewalld.service';
+      if (pkgs.includes('firewalld') && !existsSync(unit) && !isSymlink(unit)) {
+        mkdirSync('/etc/systemd/system', { recursive: true });
+        symlinkSync('/dev/null', unit);
+      }
       must('apt-get', ['update', '-qq'], { env });
       must('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { env });
     } else {

@@ -74,10 +74,22 @@ const DAEMON_MATRIX = [
   'test/integration/host-local-binary.test.ts',
   'test/integration/bundle-delegation.test.ts',
   'test/integration/podman.test.ts',
+  'test/integration/portmap.test.ts',
+  'test/integration/firewall.test.ts',
   'test/interop/plugins-chaining.test.ts',
+  'test/interop/firewall-interop.test.ts',
   'test/fuzz/links.fuzz.test.ts',
   'test/fuzz/ipam-meta.fuzz.test.ts',
   'test/fuzz/sigkill.fuzz.test.ts',
+  'test/integration/bandwidth.test.ts',
+  'test/integration/sbr.test.ts',
+  'test/interop/bandwidth.test.ts',
+  'test/interop/sbr.test.ts',
+  'test/integration/dummy-plugin.test.ts',
+  'test/integration/tap-plugin.test.ts',
+  'test/integration/vrf-plugin.test.ts',
+  'test/interop/vrf-chaining.test.ts',
+  'test/integration/dhcp.test.ts',
 ];
 
 const netns = privateNetns();

@@ -1,4 +1,5 @@
-// The `cni-kit` command: build a plugin, run a network, hold a plugin to the spec.
+// The `cni-kit` command: build a plugin, run a network, hold a plugin to the spec, serve plugins
+// from one process, hold DHCP leases.
 // Each verb lives in its own module and is loaded only when asked for, so `cni-kit --help`
 // stays cheap.
 import { CliUsageError, type Verb } from './args.js';
@@ -15,6 +16,10 @@ const VERBS: Record<string, { summary: string; load: () => Promise<Verb> }> = {
   daemon: {
     summary: 'serve every plugin of a folder from one long-lived process (daemon mode)',
     load: async () => (await import('./daemon.js')).daemonVerb,
+  },
+  'dhcp-daemon': {
+    summary: 'hold DHCP leases for the dhcp IPAM plugin (its daemon)',
+    load: async () => (await import('./dhcp-daemon.js')).dhcpDaemonVerb,
   },
   conform: {
     summary: 'hold any CNI plugin binary to the spec: the conformance kit',

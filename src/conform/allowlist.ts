@@ -48,7 +48,40 @@ export const BY_DESIGN_LEFTOVERS = {
    * in them or in built-in chains that jump to a shared chain or a built-in target, as long as the
    * rule names no address and no container ID of the run (those are per container).
    */
-  sharedChains: [/^CNI-FORWARD$/, /^CNI-ADMIN$/, /^CNI-HOSTPORT-[A-Z]+$/] as NamePatterns,
+  sharedChains: [
+    /^CNI-FORWARD$/,
+    /^CNI-ADMIN$/,
+    /^CNI-HOSTPORT-[A-Z]+$/,
+    // The firewall plugin's ingressPolicy same-bridge/isolated: its rules name bridges, not containers.
+    /^CNI-ISOLATION-STAGE-[12]$/,
+  ] as NamePatterns,
+
+  /**
+   * nftables tables shared by all containers of a node, with the chains of each whose plumbing may
+   * stay: portmap's `cni_hostport` (families `ip` and `ip6`): the hook chains `prerouting` and
+   * `output` jump to `hostports_all`, which jumps to `hostip_hostports` and `hostports`. Such a rule
+   * may stay when it jumps (if at all) only to a chain of that list and names no address and no
+   * container ID of the run; the container's own rules (DNAT and masquerade, commented with its
+   * ID) may not. Chains of any table may stay (nft tables and chains are declarations).
+   */
+  sharedNftChains: {
+    'ip cni_hostport': [
+      'prerouting',
+      'output',
+      'hostports_all',
+      'hostip_hostports',
+      'hostports',
+      'masquerading',
+    ],
+    'ip6 cni_hostport': [
+      'prerouting',
+      'output',
+      'hostports_all',
+      'hostip_hostports',
+      'hostports',
+      'masquerading',
+    ],
+  } as Readonly<Record<string, readonly string[]>>,
 
   /** Chains whose declaration may stay only while they hold no rule. */
   emptyChains: [/^CNI-DN-/] as NamePatterns,
@@ -83,5 +116,18 @@ export const BY_DESIGN_LEFTOVERS = {
   },
   isBuiltinChain(name: string): boolean {
     return BY_DESIGN_LEFTOVERS.builtinChains.includes(name);
+  },
+  /**
+   * Whether an nft rule (`table` as `ip cni_hostport`, `chain` its name, `rule` as `nft list
+   * ruleset` prints it) is in a shared chain and jumps only to shared chains. Whether it names an
+   * address or the run's container IDs is for the caller to check, as for iptables rules.
+   */
+  isSharedNftRule(table: string, chain: string, rule: string): boolean {
+    const chains = BY_DESIGN_LEFTOVERS.sharedNftChains[table];
+    if (!chains?.includes(chain)) return false;
+    const targets = [...rule.matchAll(/(?:^|\s)(?:jump|goto)\s+(\S+)/g)].map((m) => m[1]!);
+    // A verdict map (`vmap { ... : jump x }`) may hold per-container chains: never shared.
+    if (/\bvmap\b/.test(rule)) return false;
+    return targets.every((t) => chains.includes(t));
   },
 };

@@ -246,6 +246,9 @@ function isAddressToken(token: string): boolean {
   t = t.replace(/\/\d+$/, '');
   const v4port = /^(\d+\.\d+\.\d+\.\d+)(:\d+(-\d+)?)?$/.exec(t);
   if (v4port) t = v4port[1]!;
+  // nft writes an IPv6 address with a port as [fd00::5]:80 (the leading bracket is gone by now).
+  const v6port = /^([0-9a-fA-F:.]+)\]:\d+(-\d+)?$/.exec(t);
+  if (v6port) t = v6port[1]!;
   return t !== '' && tryParseIP(t) !== undefined;
 }
 
@@ -255,7 +258,12 @@ function fwTarget(text: string): string | undefined {
 
 /** Whether a firewall entry is shared infrastructure that may stay (or go) by design. */
 function sharedFwEntry(e: FwEntry, after: FwEntry[], ctx: DiffContext): boolean {
-  if (e.where.startsWith('nft ')) return e.kind === 'chain';
+  if (e.where.startsWith('nft ')) {
+    if (e.kind === 'chain') return true;
+    const chain = e.chain.replace(/^chain /, '');
+    if (!e.chain.startsWith('chain ') || !A.isSharedNftRule(e.where.slice(4), chain, e.text)) return false;
+    return !e.text.includes(ctx.runTag) && !e.text.split(/\s+/).some(isAddressToken);
+  }
   if (e.kind === 'chain') {
     if (A.isBuiltinChain(e.chain) || A.isSharedChain(e.chain)) return true;
     if (A.isEmptyOnlyChain(e.chain)) {

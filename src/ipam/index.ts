@@ -1,10 +1,40 @@
 /**
- * IPAM allocators (host-local, static, whereabouts-style) and how a plugin's ctx.ipam chooses
- * between them and an exec'd IPAM plugin. Allocators depend on a store, never on the delegate or
+ * IPAM allocators (host-local, static, whereabouts-style), the dhcp daemon and its client, and how
+ * a plugin's ctx.ipam chooses between them and an exec'd IPAM plugin. Allocators depend on a store, never on the delegate or
  * Kubernetes layers: exec and Kubernetes access are passed in.
  *
  * @module cni-kit/ipam
  */
+
+export {
+  type Clock,
+  callDhcpDaemon,
+  DEFAULT_DHCP_SOCKET,
+  DEFAULT_TIMING,
+  type Destination,
+  type DhcpCall,
+  type DhcpDaemon,
+  type DhcpDaemonOptions,
+  type DhcpIpamConf,
+  type DhcpNet,
+  type DhcpOp,
+  type DhcpTransport,
+  dhcpIpamConfig,
+  getDhcpDaemon,
+  isGoRpcDaemon,
+  type LeaseInfo,
+  type LeaseLog,
+  type LeaseState,
+  type LeaseTiming,
+  LinkGoneError,
+  linuxDhcpNet,
+  parseDhcpConfig,
+  type Received,
+  realClock,
+  START_HINT,
+  startDhcpDaemon,
+  stderrLeaseLog,
+} from './dhcp/index.js';
 export { HostLocalAllocator } from './host-local/allocator.js';
 export { DEFAULT_HOST_LOCAL_DATA_DIR, type HostLocalConfig } from './host-local/config.js';
 export type { HostLocalStoreOptions } from './host-local/store.js';

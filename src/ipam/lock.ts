@@ -29,6 +29,11 @@ export interface FileLockOptions {
   kernelPath?: KernelPath | undefined;
   /** flock(1) binary; default the first of /usr/bin/flock, /bin/flock, else `flock` on PATH. */
   flockBinary?: string | undefined;
+  /**
+   * Create the file (and its directory) when missing; default true. false opens it read-only and
+   * fails when it is missing: what locking a file one may not write needs (a netns bind mount).
+   */
+  create?: boolean | undefined;
 }
 
 const LOCK_EX = 2;
@@ -57,9 +62,10 @@ function timedOut(path: string, timeoutS: number): CniError {
 export async function lockFile(path: string, opts: FileLockOptions = {}): Promise<FileLock> {
   // Settled before the descriptor is opened, so a rejection (native forced, koffi missing) leaks none.
   const libc = await libcFor(opts.kernelPath ?? kernelPathFromEnv());
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  const create = opts.create ?? true;
+  if (create) mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   // Go opens the lock file O_RDONLY|O_CREATE; any mode works for flock, 'a' creates without truncating.
-  const fd = openSync(path, 'a', 0o644);
+  const fd = create ? openSync(path, 'a', 0o644) : openSync(path, 'r');
   const timeoutMs = Math.max(0, opts.timeoutMs ?? 60_000);
   try {
     if (libc) await lockNative(libc, fd, path, timeoutMs);

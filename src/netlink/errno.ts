@@ -30,7 +30,10 @@ export const MISSING_ERRNOS: ReadonlySet<Errno> = new Set(['ENODEV', 'ENOENT', '
 
 // iproute2 and shell messages mapped to errnos; order matters (most specific first).
 const TEXT_ERRNO: Array<[RegExp, Errno]> = [
-  [/File exists|already assigned|already exists|same name exists|Exclusivity flag on/i, 'EEXIST'],
+  [
+    /File exists|already assigned|already exists|same name exists|Exclusivity flag on|TUNSETIFF\): Device or resource busy/i,
+    'EEXIST',
+  ],
   [/Cannot find device|No such device|does not exist|Device not found/i, 'ENODEV'],
   [/Unknown device type|Operation not supported|not supported/i, 'EOPNOTSUPP'],
   [/No such process/i, 'ESRCH'],
@@ -46,7 +49,10 @@ const TEXT_ERRNO: Array<[RegExp, Errno]> = [
     /No such file or directory|nonexistent|Cannot open network namespace|doesn't exist|Cannot find specified qdisc|handle of zero/i,
     'ENOENT',
   ],
-  [/Invalid argument|Invalid prefix|invalid|immutable|Can not enslave/i, 'EINVAL'],
+  [
+    /Invalid argument|Invalid prefix|invalid|immutable|Can not enslave|mtu (greater|less) than device/i,
+    'EINVAL',
+  ],
 ];
 
 /** Best errno for an error text printed by `ip`, `nsenter` or `sh`. */

@@ -46,6 +46,7 @@ export {
   type RouteEntry,
   type RouteFilter,
   type RouteNexthop,
+  type RouteProtocol,
   type RouteSpec,
   type RuleEntry,
   type RuleSpec,

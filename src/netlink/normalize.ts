@@ -59,6 +59,29 @@ export function checkSpec(spec: LinkSpec): LinkSpec {
         if (s[k] !== undefined) parseIp(s[k], `vxlan ${k}`);
       if (s.port !== undefined) checkInt(s.port, 'vxlan port', 1, 65535);
       break;
+    case 'tap':
+    case 'tun':
+      // /dev/net/tun makes the device in the netns of the caller; there is no "create it over there".
+      if (s.netns !== undefined)
+        throw invalidArg(
+          `${s.name}.netns`,
+          s.netns,
+          `cannot be set for a ${s.kind}; create it with a handle on that netns instead`,
+        );
+      // The device's own range (tun: 68..65535; a tap keeps room for its Ethernet header), checked
+      // here because `ip tuntap add` creates the device before its MTU can be set.
+      if (s.mtu !== undefined) checkInt(s.mtu, `${s.name}.mtu`, 68, s.kind === 'tap' ? 65521 : 65535);
+      if (s.kind === 'tun' && s.mac !== undefined)
+        throw invalidArg(`${s.name}.mac`, s.mac, 'cannot be set: a tun device has no MAC; use a tap');
+      for (const k of ['owner', 'group'] as const)
+        if (s[k] !== undefined) checkInt(s[k], `${s.name}.${k}`, 0, 0xfffffffe);
+      for (const k of ['multiQueue', 'vnetHdr'] as const)
+        if (s[k] !== undefined && typeof s[k] !== 'boolean')
+          throw invalidArg(`${s.name}.${k}`, s[k], 'must be true or false');
+      break;
+    case 'vrf':
+      checkInt(s.table, `${s.name}.table`, 1, 0xffffffff);
+      break;
     case 'bridge':
     case 'ifb':
     case 'dummy':
@@ -67,7 +90,7 @@ export function checkSpec(spec: LinkSpec): LinkSpec {
       throw checkEnumError(
         'link kind',
         (s as { kind: unknown }).kind,
-        'one of bridge, veth, macvlan, ipvlan, vlan, vxlan, ifb, dummy',
+        'one of bridge, veth, macvlan, ipvlan, vlan, vxlan, ifb, dummy, tap, tun, vrf',
       );
   }
   return s;
@@ -116,6 +139,11 @@ export function normRoute(r: RouteSpec, forDelete = false): NormRoute {
   }
   if (r.mtu !== undefined) out.mtu = checkInt(r.mtu, 'route mtu', 68, 65535);
   if (r.advmss !== undefined) out.advmss = checkInt(r.advmss, 'route advmss', 1, 65535);
+  if (r.protocol !== undefined) {
+    if (!['kernel', 'boot', 'static'].includes(r.protocol))
+      throw checkEnumError('route protocol', r.protocol, 'one of kernel, boot, static');
+    out.protocol = r.protocol;
+  }
   if (!gw && !out.dev && !forDelete) throw checkEnumError('route', r, 'given a gw or a dev');
   return out;
 }

@@ -10,7 +10,18 @@
 import type { IPFamily } from '../spec/addr.js';
 
 /** Link kinds the SDK can create. */
-export type LinkKind = 'bridge' | 'veth' | 'macvlan' | 'ipvlan' | 'vlan' | 'vxlan' | 'ifb' | 'dummy';
+export type LinkKind =
+  | 'bridge'
+  | 'veth'
+  | 'macvlan'
+  | 'ipvlan'
+  | 'vlan'
+  | 'vxlan'
+  | 'ifb'
+  | 'dummy'
+  | 'tap'
+  | 'tun'
+  | 'vrf';
 
 /** Every creatable link kind, in probe order. */
 export const LINK_KINDS: readonly LinkKind[] = [
@@ -22,6 +33,9 @@ export const LINK_KINDS: readonly LinkKind[] = [
   'vxlan',
   'ifb',
   'dummy',
+  'tap',
+  'tun',
+  'vrf',
 ];
 
 /** macvlan modes (the kernel's names). */
@@ -71,14 +85,36 @@ export type LinkSpec =
       learning?: boolean | undefined;
     })
   | (LinkSpecBase & { kind: 'ifb' })
-  | (LinkSpecBase & { kind: 'dummy' });
+  | (LinkSpecBase & { kind: 'dummy' })
+  | (LinkSpecBase & {
+      /**
+       * A persistent tap (Ethernet frames) or tun (IP packets) device, made through /dev/net/tun as
+       * `ip tuntap add` makes it (the kernel refuses to create these over rtnetlink). `netns` is not
+       * accepted: create it inside the netns it belongs to. A tun has no MAC.
+       */
+      kind: 'tap' | 'tun';
+      /** IFF_MULTI_QUEUE: a reader may attach several queues. */
+      multiQueue?: boolean | undefined;
+      /** TUNSETOWNER: the uid allowed to attach (default: anyone with CAP_NET_ADMIN). */
+      owner?: number | undefined;
+      /** TUNSETGROUP: the gid allowed to attach. */
+      group?: number | undefined;
+      /** IFF_VNET_HDR: frames carry a virtio-net header (what QEMU's vhost-net uses). */
+      vnetHdr?: boolean | undefined;
+    })
+  | (LinkSpecBase & {
+      /** An L3 master device (VRF): its ports' routes live in `table`. */
+      kind: 'vrf';
+      /** IFLA_VRF_TABLE: the routing table of the VRF, 1..2^32-1. */
+      table: number;
+    });
 
 /** Attributes `setLink` can change in one request; omitted fields stay as they are. */
 export interface LinkSettings {
   up?: boolean | undefined;
   mtu?: number | undefined;
   mac?: string | undefined;
-  /** Enslave to this bridge; `null` releases the link from its master. */
+  /** Enslave to this bridge or VRF; `null` releases the link from its master. */
   master?: string | null | undefined;
   promisc?: boolean | undefined;
   allmulti?: boolean | undefined;
@@ -105,7 +141,7 @@ export interface Link {
   operstate: string;
   mac: string;
   mtu: number;
-  /** Name of the master (bridge) when enslaved. */
+  /** Name of the master (bridge or VRF) when enslaved. */
   master?: string;
   alias?: string;
   /** IFLA_LINK: the veth peer's or the parent's ifindex, in the netns `parentNetnsId` names if set. */
@@ -126,6 +162,17 @@ export interface Link {
   vlanId?: number;
   vni?: number;
   vlanFiltering?: boolean;
+  /** vrf: its routing table (IFLA_VRF_TABLE). */
+  vrfTable?: number;
+  /**
+   * tap/tun: the kernel reports both as IFLA_INFO_KIND 'tun'; `kind` says which ('tap' or 'tun')
+   * from IFLA_TUN_TYPE. These are the device's IFLA_TUN_* flags; owner/group only when set.
+   */
+  multiQueue?: boolean;
+  owner?: number;
+  group?: number;
+  vnetHdr?: boolean;
+  persist?: boolean;
 }
 
 /** Address family. */
@@ -168,9 +215,17 @@ export interface RouteSpec {
   src?: string | undefined;
   mtu?: number | undefined;
   advmss?: number | undefined;
+  /**
+   * Who installed the route (rtm_protocol): default 'boot', as `ip route` does; 'kernel' when
+   * copying a kernel-made prefix route elsewhere as it was (what sbr does).
+   */
+  protocol?: RouteProtocol | undefined;
   /** Force 'default' routes to this family when no gateway tells it. */
   family?: Family | undefined;
 }
+
+/** Route protocols a RouteSpec may name (rtnetlink.h numbers 2, 3, 4). */
+export type RouteProtocol = 'kernel' | 'boot' | 'static';
 
 /** A route as read back. */
 export interface RouteEntry {

@@ -1,4 +1,4 @@
-// The few libc calls Node lacks (netlink sockets, setns, unshare, mount, flock), through the FFI
+// The few libc calls Node lacks (netlink sockets, setns, unshare, mount, flock, ioctl), through the FFI
 // package koffi. Loaded on first use only: a plugin call that touches no netlink never pays the
 // ~5 ms it costs to load. When koffi cannot load (another libc, a platform without a prebuilt
 // binary), `loadLibc()` rejects and callers fall back to iproute2 / flock(1).
@@ -15,12 +15,18 @@ export interface Libc {
   setsockopt(fd: number, level: number, name: number, value: Ptr, len: number): number;
   send(fd: number, buf: Ptr, len: number, flags: number): number;
   recv(fd: number, buf: Ptr, len: number, flags: number): number;
+  /** bind(2), sendto(2), recvfrom(2): the dhcp daemon's AF_PACKET socket (addresses as raw sockaddr bytes). */
+  bind(fd: number, addr: Ptr, len: number): number;
+  sendto(fd: number, buf: Ptr, len: number, flags: number, addr: Ptr, addrLen: number): number;
+  recvfrom(fd: number, buf: Ptr, len: number, flags: number, addr: Ptr, addrLen: Ptr): number;
   close(fd: number): number;
   setns(fd: number, nstype: number): number;
   unshare(flags: number): number;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: null): number;
   umount2(target: string, flags: number): number;
   flock(fd: number, op: number): number;
+  /** ioctl(2) with a pointer argument (the struct is read/written in place) or an integer one. */
+  ioctl(fd: number, request: number, arg: Ptr | number): number;
   /** errno of the last failed call on this thread. */
   errno(): number;
 }
@@ -41,17 +47,24 @@ interface Koffi {
 function bind(k: Koffi): Libc {
   const lib = k.load(null);
   const f = (d: string) => lib.func(d) as never;
+  // ioctl is variadic in C: each call names the type of its third argument.
+  const ioctl = lib.func('int ioctl(int, unsigned long, ...)') as (...args: unknown[]) => number;
   return {
     socket: f('int socket(int, int, int)'),
     setsockopt: f('int setsockopt(int, int, int, const void *, unsigned int)'),
     send: f('long send(int, const void *, unsigned long, int)'),
     recv: f('long recv(int, void *, unsigned long, int)'),
+    bind: f('int bind(int, const void *, unsigned int)'),
+    sendto: f('long sendto(int, const void *, unsigned long, int, const void *, unsigned int)'),
+    recvfrom: f('long recvfrom(int, void *, unsigned long, int, void *, void *)'),
     close: f('int close(int)'),
     setns: f('int setns(int, int)'),
     unshare: f('int unshare(int)'),
     mount: f('int mount(const char *, const char *, const char *, unsigned long, const void *)'),
     umount2: f('int umount2(const char *, int)'),
     flock: f('int flock(int, int)'),
+    ioctl: (fd, request, arg) =>
+      typeof arg === 'number' ? ioctl(fd, request, 'unsigned long', arg) : ioctl(fd, request, 'void *', arg),
     errno: () => k.errno(),
   };
 }

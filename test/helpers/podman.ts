@@ -15,8 +15,8 @@
 //   own container settings are neither read nor written.
 // - podman 4.3's CNI backend cannot name a network's bridge or its host-local data dir, but it
 //   re-reads the conflist it wrote from its network config dir on every command, so the lab
-//   rewrites each new network's conflist: the bridge gets a name of the test's own, host-local and
-//   tuning keep their state in the site's dir.
+//   rewrites each new network's conflist: the bridge gets a name of the test's own, host-local,
+//   tuning and firewall keep their state in the site's dir.
 // - cleanup() removes everything whatever state a failed test left: containers, networks, the
 //   lab's mount namespace with every mount in it, conmon processes, cgroups, the libcni cache
 //   entries (podman keeps them in the machine's /var/lib/cni/results; podman 4.3 has no setting
@@ -45,8 +45,10 @@ import { normalizeIptablesSave } from './leak-check.js';
 import { DAEMON_MODE, pluginDir, stopPluginDaemons } from './mode.js';
 import { BIN_DIR } from './plugin.js';
 
-/** Where Debian installs the Go reference plugins (portmap and firewall come from there). */
+/** Where Debian installs the Go reference plugins (the comparison site runs them). */
 export const GO_CNI_DIR = '/usr/lib/cni';
+/** The plugins podman 4.3's generated conflists name (bridge with host-local IPAM, then the chained ones). */
+export const PODMAN_PLUGINS = ['bridge', 'host-local', 'portmap', 'firewall', 'tuning'] as const;
 /** Debian's busybox-static installs the static binary here (the dynamic `busybox` package too). */
 export const BUSYBOX = '/bin/busybox';
 /** libcni's result cache, where podman 4.3 keeps one file per container and network. */
@@ -149,16 +151,24 @@ export function podmanMissing(): string | undefined {
   if (!existsSync(BUSYBOX)) why.push(`${BUSYBOX} is missing (Debian package busybox-static)`);
   else if (!isStaticElf(BUSYBOX))
     why.push(`${BUSYBOX} is dynamically linked: a scratch image needs Debian's busybox-static`);
-  for (const p of ['portmap', 'firewall'])
-    if (!existsSync(join(GO_CNI_DIR, p)))
-      why.push(`the Go ${p} plugin is not in ${GO_CNI_DIR} (Debian package containernetworking-plugins)`);
-  for (const p of ['bridge', 'host-local', 'tuning'])
+  for (const p of PODMAN_PLUGINS)
     if (!existsSync(join(BIN_DIR, p))) why.push(`dist/bin/${p} is not built (node scripts/build-bins.mjs)`);
   for (const c of ['nsenter', 'unshare', 'tar', 'iptables-save', 'ip'])
     if (!onPath(c)) why.push(`${c} is not installed`);
   if (!existsSync(join(CGROUP_ROOT, 'pids')) && !existsSync(join(CGROUP_ROOT, 'cgroup.controllers')))
     why.push(`no cgroup file system at ${CGROUP_ROOT}`);
   return why.length > 0 ? why.join('; ') : undefined;
+}
+
+/**
+ * Why the Go reference plugins cannot run the comparison cases (undefined when they can): every
+ * plugin podman's conflists name must be in {@link GO_CNI_DIR}.
+ */
+export function goPluginsMissing(): string | undefined {
+  const gone = PODMAN_PLUGINS.filter((p) => !existsSync(join(GO_CNI_DIR, p)));
+  return gone.length > 0
+    ? `the Go ${gone.join(', ')} plugin(s) are not in ${GO_CNI_DIR} (Debian package containernetworking-plugins)`
+    : undefined;
 }
 
 /** A network as created by a site: podman's name, the bridge name and where host-local keeps state. */
@@ -168,6 +178,10 @@ export interface PodmanNetwork {
   ipamDir: string;
   /** Where the network's tuning plugin keeps its backups. */
   tuningDir: string;
+  /** Where the network's firewall plugin (cni-kit's; the Go one has no such field) keeps its records. */
+  firewallDir: string;
+  /** The plugin types of the conflist podman generated, in order (IPAM types included). */
+  types: string[];
   /** The gateways podman chose, one per subnet. */
   gateways: string[];
 }
@@ -183,8 +197,17 @@ export interface PodmanSite {
   podmanOk(args: readonly string[], timeoutMs?: number): Promise<string>;
   /** A command in the node namespace (synchronous; for ip, iptables-save, busybox nc, ...). */
   inNode(cmd: string, args: readonly string[], timeoutMs?: number): Proc;
-  /** `podman network create` plus the conflist rewrite (bridge name, state dirs). */
-  createNetwork(name: string, subnets: readonly string[]): Promise<PodmanNetwork>;
+  /**
+   * `podman network create` (with `--opt key=value` for each of `options`) plus the conflist
+   * rewrite (bridge name, state dirs).
+   */
+  createNetwork(
+    name: string,
+    subnets: readonly string[],
+    options?: Readonly<Record<string, string>>,
+  ): Promise<PodmanNetwork>;
+  /** The conflist of a network, as podman wrote it and the lab rewrote it. */
+  conflist(name: string): { plugins: Array<Record<string, unknown>> };
   /** `podman run -d` of the lab image; records the container for the leak checks and clean-up. */
   runDetached(name: string, runArgs: readonly string[], cmd: readonly string[]): Promise<Proc>;
   /** Every iptables/ip6tables rule of the node namespace, normalized (see leak-check.ts). */
@@ -410,10 +433,11 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         const ms = Math.round(performance.now() - start);
         return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms };
       },
-      async createNetwork(name, subnets) {
+      async createNetwork(name, subnets, options = {}) {
         const args = ['network', 'create'];
         if (subnets.some((n) => n.includes(':'))) args.push('--ipv6');
         for (const n of subnets) args.push('--subnet', n);
+        for (const [k, v] of Object.entries(options)) args.push('--opt', `${k}=${v}`);
         await s.podmanOk([...args, name]);
         const file = join(p.netDir, `${name}.conflist`);
         const conflist = JSON.parse(readFileSync(file, 'utf8')) as {
@@ -423,8 +447,13 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
         const bridge = `br-${suffix}${bridges++}`.slice(0, 15);
         const ipamDir = join(p.state, 'ipam');
         const tuningDir = join(p.state, 'tuning');
+        const firewallDir = join(p.state, 'firewall');
         const gateways: string[] = [];
+        const types: string[] = [];
         for (const plugin of conflist.plugins) {
+          types.push(String(plugin.type));
+          const ipamType = (plugin.ipam as { type?: string } | undefined)?.type;
+          if (ipamType) types.push(ipamType);
           if (plugin.type === 'bridge') {
             plugin.bridge = bridge;
             const ipam = plugin.ipam as { dataDir?: string; ranges?: Array<Array<{ gateway?: string }>> };
@@ -432,13 +461,18 @@ export async function createPodmanLab(tag: string): Promise<PodmanLab> {
             for (const set of ipam.ranges ?? []) for (const r of set) if (r.gateway) gateways.push(r.gateway);
           }
           if (plugin.type === 'tuning') plugin.dataDir = tuningDir;
+          if (plugin.type === 'firewall') plugin.dataDir = firewallDir;
         }
         writeFileSync(file, JSON.stringify(conflist, null, 2));
-        const net = { name, bridge, ipamDir: join(ipamDir, name), tuningDir, gateways };
+        const net = { name, bridge, ipamDir: join(ipamDir, name), tuningDir, firewallDir, gateways, types };
         networks.push(net);
         networkNames.push(name);
         return net;
       },
+      conflist: (name) =>
+        JSON.parse(readFileSync(join(p.netDir, `${name}.conflist`), 'utf8')) as {
+          plugins: Array<Record<string, unknown>>;
+        },
       async runDetached(name, runArgs, cmd) {
         const r = await s.podman(['run', '-d', '--name', name, ...runArgs, image, ...cmd]);
         const inspect = await s.podman([
@@ -628,14 +662,16 @@ export function filesBelow(dir: string): string[] {
 /**
  * The by-design leftovers of a network with no container left, in one place: the bridge itself
  * (with the gateway addresses), host-local's `last_reserved_ip.*` and `lock` files, and the shared
- * chains of the Go portmap and firewall plugins with the jumps to them (CNI-HOSTPORT-*,
- * CNI-FORWARD, CNI-ADMIN), which the reference never removes. A rule naming an address or a
- * container is never one of them.
+ * chains of the portmap and firewall plugins (cni-kit's, like the reference's, never remove them)
+ * with the jumps to them: CNI-HOSTPORT-*, CNI-FORWARD, CNI-ADMIN, and for networks created with
+ * `--opt isolate=true` (firewall `ingressPolicy: same-bridge`) CNI-ISOLATION-STAGE-1/-2 with the
+ * per-bridge rules in them (they name a bridge, which other containers may still use). A rule
+ * naming an address or a container is never one of them.
  */
 export const LEFTOVERS = {
   ipamFile: /^(?:last_reserved_ip\.\d+|lock)$/,
   iptablesChain:
-    /^ip[46] (?:filter|nat) :(?:CNI-ADMIN|CNI-FORWARD|CNI-HOSTPORT-DNAT|CNI-HOSTPORT-MASQ|CNI-HOSTPORT-SETMARK) -$/,
+    /^ip[46] (?:filter|nat) :(?:CNI-ADMIN|CNI-FORWARD|CNI-HOSTPORT-DNAT|CNI-HOSTPORT-MASQ|CNI-HOSTPORT-SETMARK|CNI-ISOLATION-STAGE-1|CNI-ISOLATION-STAGE-2) -$/,
   iptablesRule: [
     /^ip[46] filter -A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD$/,
     /^ip[46] filter -A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN$/,
@@ -643,6 +679,10 @@ export const LEFTOVERS = {
     /^ip[46] nat -A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ$/,
     /^ip[46] nat -A CNI-HOSTPORT-MASQ -m mark --mark 0x2000\/0x2000 -j MASQUERADE$/,
     /^ip[46] nat -A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000\/0x2000$/,
+    /^ip[46] filter -A FORWARD -m comment --comment "CNI firewall plugin rules \(ingressPolicy: same-bridge(?:\|isolated)?\)" -j CNI-ISOLATION-STAGE-1$/,
+    /^ip[46] filter -A CNI-ISOLATION-STAGE-1 -i (br-[\w-]+) ! -o \1 -m comment --comment "CNI firewall plugin rules \(ingressPolicy: same-bridge\)" -j CNI-ISOLATION-STAGE-2$/,
+    /^ip[46] filter -A CNI-ISOLATION-STAGE-2 -o br-[\w-]+ -m comment --comment "CNI firewall plugin rules \(ingressPolicy: same-bridge(?:\|isolated)?\)" -j DROP$/,
+    /^ip[46] filter -A CNI-ISOLATION-STAGE-[12] -m comment --comment "CNI firewall plugin rules \(ingressPolicy: same-bridge(?:\|isolated)?\)" -j RETURN$/,
   ],
 };
 

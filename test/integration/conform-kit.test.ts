@@ -147,6 +147,92 @@ describe('the leftover diff and its allowlist, on made-up snapshots', () => {
     ]);
   });
 
+  it("portmap's cni_hostport plumbing may stay; a rule naming the container, its address or another chain may not", () => {
+    const table = (family: string, lines: string[]) => [`table ${family} cni_hostport {`, ...lines, '}'];
+    const chain = (name: string, rules: string[], hook?: string) => [
+      `\tchain ${name} {`,
+      ...(hook ? [`\t\ttype nat hook ${hook} priority dstnat; policy accept;`] : []),
+      ...rules.map((r) => `\t\t${r}`),
+      '\t}',
+    ];
+    const plumbing = (family: string) =>
+      table(family, [
+        ...chain('hostip_hostports', []),
+        ...chain('hostports', []),
+        ...chain('hostports_all', ['jump hostip_hostports', 'jump hostports']),
+        ...chain('prerouting', ['fib daddr type local jump hostports_all'], 'prerouting'),
+        ...chain('output', ['fib daddr type local jump hostports_all'], 'output'),
+        ...chain('masquerading', [], 'postrouting'),
+      ]);
+    const before = snap({ nft: parseNftRuleset('') });
+    const clean = snap({ nft: parseNftRuleset([...plumbing('ip'), ...plumbing('ip6')].join('\n')) });
+    expect(diffNetSnapshots(before, clean, ctx)).toEqual([]);
+    // The same table with what must not stay: the container's rules (its address, its ID), a jump
+    // to a chain that is not the table's plumbing, a verdict map, and plumbing-like rules in a
+    // table that is not shared.
+    const leaky = [
+      ...table('ip', [
+        ...chain('hostports', [
+          'tcp dport 8080 dnat to 10.1.0.5:80 comment "ck-ab12cd34-1"',
+          'tcp dport 8081 dnat to 10.1.0.6:80',
+        ]),
+        ...chain('hostports_all', ['jump hostports', 'jump ctr-7']),
+        ...chain('ctr-7', []),
+        ...chain(
+          'prerouting',
+          ['fib daddr type local jump hostports_all', 'meta l4proto tcp comment "ck-ab12cd34-2"'],
+          'prerouting',
+        ),
+        ...chain('output', ['ip daddr vmap { 10.9.0.0/16 : jump hostports }']),
+        ...chain('masquerading', ['ip saddr 10.1.0.5 ip daddr 10.1.0.5 masquerade'], 'postrouting'),
+      ]),
+      ...table('ip6', [...chain('hostports', ['tcp dport 8080 dnat to [fd00::5]:80'])]),
+      ...table('ip', []).map((l) => l.replace('cni_hostport', 'other')),
+    ];
+    leaky.splice(leaky.length - 1, 0, ...chain('hostports_all', ['jump hostports']));
+    expect(diffNetSnapshots(before, snap({ nft: parseNftRuleset(leaky.join('\n')) }), ctx)).toEqual([
+      'rule nft ip cni_hostport chain hostports: tcp dport 8080 dnat to 10.1.0.5:80 comment "ck-ab12cd34-1" left behind',
+      'rule nft ip cni_hostport chain hostports: tcp dport 8081 dnat to 10.1.0.6:80 left behind',
+      'rule nft ip cni_hostport chain hostports_all: jump ctr-7 left behind',
+      'rule nft ip cni_hostport chain prerouting: meta l4proto tcp comment "ck-ab12cd34-2" left behind',
+      'rule nft ip cni_hostport chain output: ip daddr vmap { 10.9.0.0/16 : jump hostports } left behind',
+      'rule nft ip cni_hostport chain masquerading: ip saddr 10.1.0.5 ip daddr 10.1.0.5 masquerade left behind',
+      'rule nft ip6 cni_hostport chain hostports: tcp dport 8080 dnat to [fd00::5]:80 left behind',
+      'rule nft ip other chain hostports_all: jump hostports left behind',
+    ]);
+    // A plugin that removes the shared plumbing is not reported (a DEL may tear it down).
+    expect(diffNetSnapshots(clean, before, ctx)).toEqual([]);
+  });
+
+  it("the firewall's isolation chains and their per-bridge rules may stay; a rule naming an address may not", () => {
+    const filter = (lines: string[]) => parseIptablesSave(['*filter', ...lines, 'COMMIT'].join('\n'), 'ip4');
+    const before = snap({ iptables: filter([':FORWARD ACCEPT [0:0]']) });
+    const shared = [
+      ':FORWARD ACCEPT [0:0]',
+      ':CNI-ISOLATION-STAGE-1 - [0:0]',
+      ':CNI-ISOLATION-STAGE-2 - [0:0]',
+      '-A FORWARD -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-1',
+      '-A CNI-ISOLATION-STAGE-1 -i br0 ! -o br0 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-2',
+      '-A CNI-ISOLATION-STAGE-1 -j RETURN',
+      '-A CNI-ISOLATION-STAGE-2 -o br0 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j DROP',
+      '-A CNI-ISOLATION-STAGE-2 -j RETURN',
+    ];
+    expect(diffNetSnapshots(before, snap({ iptables: filter(shared) }), ctx)).toEqual([]);
+    const after = snap({
+      iptables: filter([
+        ...shared,
+        ':CNI-ISOLATION-STAGE-3 - [0:0]',
+        '-A CNI-ISOLATION-STAGE-2 -s 10.1.0.5/32 -j DROP',
+        '-A CNI-ISOLATION-STAGE-1 -m comment --comment "ck-ab12cd34-4" -j RETURN',
+      ]),
+    });
+    expect(diffNetSnapshots(before, after, ctx)).toEqual([
+      'chain ip4 filter: :CNI-ISOLATION-STAGE-3 - left behind',
+      'rule ip4 filter: -A CNI-ISOLATION-STAGE-2 -s 10.1.0.5/32 -j DROP left behind',
+      'rule ip4 filter: -A CNI-ISOLATION-STAGE-1 -m comment --comment "ck-ab12cd34-4" -j RETURN left behind',
+    ]);
+  });
+
   it("data dirs: host-local's allocator files may stay, a reservation may not", () => {
     const after = new Set(['/d/net/last_reserved_ip.0', '/d/net/lock', '/d/net/10.1.0.5', '/d/old']);
     expect(diffFileSnapshots(new Set(['/d/old']), after)).toEqual(['file /d/net/10.1.0.5 left behind']);

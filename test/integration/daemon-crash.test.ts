@@ -253,7 +253,12 @@ describe('a daemon under a supervisor', () => {
         process.kill(-(sup.pid ?? 0), 'SIGKILL');
       } catch {}
       for (const p of daemonPid()) process.kill(p, 'SIGKILL');
+      // SIGKILL is delivered, not waited for: until the daemon has exited, its listening socket
+      // still accepts, and a call connecting then is reset (code 11, by design no fallback).
+      const gone = Date.now() + 10_000;
+      while (daemonPid().length > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 20));
     }
+    expect(daemonPid(), 'the supervised daemon is still running').toEqual([]);
     // No daemon any more: the socket file is stale (SIGKILL leaves it) and the shim runs the bundle.
     expect(existsSync(socket)).toBe(true);
     const t0 = Date.now();

@@ -44,7 +44,7 @@ const open = (id: string) => gate(id).resolve();
 /** What a handler does on abort, by TEST_ID: throw its own error, or ignore it. */
 let onAbort = new Map<string, 'throw' | 'ignore'>();
 
-async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+async function waitFor(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${events.join(', ')}`);

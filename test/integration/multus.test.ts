@@ -9,6 +9,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -346,16 +347,21 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
         ],
       }),
     );
+    // cni-kit ships a portmap now: a bin dir of everything else keeps it "not installed" here.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    for (const t of readdirSync(pluginDir(node)))
+      if (t !== 'portmap') symlinkSync(join(pluginDir(node), t), join(bin, t));
     const conf = {
       cniVersion: '0.3.1',
       name: 'multus-cni-network',
       type: 'multus',
       clusterNetwork: conflist,
       cniDir: join(dir, 'multus'),
-      binDir: pluginDir(node),
+      binDir: bin,
     };
     const run = (command: string) =>
-      spawnSync('nsenter', [`--net=${node}`, join(pluginDir(node), 'multus')], {
+      spawnSync('nsenter', [`--net=${node}`, join(bin, 'multus')], {
         input: JSON.stringify(conf),
         encoding: 'utf8',
         env: {
@@ -364,7 +370,7 @@ describe('multus delegates mode (Go plugins as delegates)', () => {
           CNI_CONTAINERID: `${tag}stock`,
           CNI_NETNS: pod,
           CNI_IFNAME: 'eth0',
-          CNI_PATH: pluginDir(node),
+          CNI_PATH: bin,
           CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=stock',
         },
         timeout: 60_000,

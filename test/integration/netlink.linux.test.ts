@@ -128,6 +128,31 @@ describe.each(['native', 'iproute2'] as const)('linux netlink backend (%s engine
     expect(left).not.toMatch(new RegExp(`cnikit-probe-${PID}-`));
   });
 
+  it('probes tap, tun and vrf as the kernel answers ip tuntap / ip link add', async (ctx) => {
+    need(ctx);
+    const kinds = await linuxNetlink({ kernelPath }).supportedLinkKinds();
+    const probe = `nlpk${PID}${kernelPath[0]}`;
+    execFileSync('ip', ['netns', 'add', probe]);
+    try {
+      const works = (...args: string[]) => {
+        try {
+          execFileSync('ip', ['-n', probe, ...args], { stdio: 'ignore' });
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      expect(kinds.has('tap')).toBe(works('tuntap', 'add', 'mode', 'tap', 'name', 'pt0'));
+      expect(kinds.has('tun')).toBe(works('tuntap', 'add', 'mode', 'tun', 'name', 'pt1'));
+      expect(kinds.has('vrf')).toBe(works('link', 'add', 'pv0', 'type', 'vrf', 'table', '9'));
+      expect(kinds.has('dummy')).toBe(works('link', 'add', 'pd0', 'type', 'dummy'));
+    } finally {
+      execFileSync('ip', ['netns', 'del', probe]);
+    }
+    // Both probes (in-process and one `ip -batch`) agree.
+    expect([...(await probeLinkKinds())].sort()).toEqual([...kinds].sort());
+  });
+
   it('reads sysctls of its own netns in-process, without spawning', async (ctx) => {
     need(ctx);
     const own = linuxNetlink({ kernelPath });

@@ -1,8 +1,9 @@
 // The native engine's link-creation requests, held to iproute2's byte for byte in meaning: for
 // random link specs of every kind, the RTM_NEWLINK that `ip link add` (as the iproute2 engine words
 // it) sends, captured with strace, and the one the native engine builds decode to the same
-// attributes. This checks the kinds this machine's kernel lacks (vlan, ipvlan, dummy) too: ip
-// sends its request before the kernel refuses it.
+// attributes. This checks the kinds this machine's kernel lacks (vlan, ipvlan, dummy, vrf) too: ip
+// sends its request before the kernel refuses it. (tun/tap devices are made with ioctls, not
+// RTM_NEWLINK: test/integration/tap-plugin.test.ts compares those with `ip tuntap add`'s.)
 import { execFileSync, spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -118,6 +119,7 @@ const spec: fc.Arbitrary<LinkSpec> = fc.oneof(
   }),
   fc.record({ ...base, kind: fc.constant('ifb' as const) }),
   fc.record({ ...base, kind: fc.constant('dummy' as const) }),
+  fc.record({ ...base, kind: fc.constant('vrf' as const), table: fc.integer({ min: 1, max: 0xffffffff }) }),
 );
 
 describe('native link requests', () => {

@@ -170,9 +170,13 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
         ]),
       );
     });
+    // The kernel sets the carrier at once but publishes operstate from its
+    // link-watch worker, which runs about a second later and later still on
+    // a loaded machine: wait for both rather than for the carrier alone.
     const eth0 = await eventually(
       () => nl.open(c).getLink('eth0'),
-      (l) => l.lowerUp,
+      (l) => l.up && l.lowerUp && l.operstate === 'UP',
+      20_000,
     );
     expect(eth0).toMatchObject({ up: true, lowerUp: true, operstate: 'UP' });
   });
@@ -365,6 +369,39 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     ns.addRoute({ dst: '10.60.0.1/32', dev: 'r0', scope: 'link', src: '10.30.0.2' });
     ns.addRoute({ dst: '10.50.0.0/16', gw: '10.60.0.1', src: '10.30.0.2' });
     expect((await ns.routes({ family: 4 })).map((r) => r.dst)).toContain('10.50.0.0/16');
+  });
+
+  it('keeps the protocol a route is added or replaced with (boot by default)', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'p0', peerName: 'p1' });
+    ns.setLink('p0', { up: true });
+    ns.addAddress('p0', '10.31.0.2/24');
+    ns.addAddress('p0', 'fd31::2/64', { noDad: true });
+    // What sbr does: a kernel prefix route copied into another table as it was.
+    ns.replaceRoute({
+      dst: '10.31.0.0/24',
+      dev: 'p0',
+      scope: 'link',
+      src: '10.31.0.2',
+      table: 100,
+      protocol: 'kernel',
+    });
+    ns.addRoute({ dst: 'fd31::/64', dev: 'p0', metric: 256, table: 100, protocol: 'kernel' });
+    ns.addRoute({ dst: '10.32.0.0/16', gw: '10.31.0.1', table: 100, protocol: 'static' });
+    ns.addRoute({ dst: '10.33.0.0/16', gw: '10.31.0.1', table: 100 });
+    await ns.flush();
+    const t100 = await ns.routes({ table: 100 });
+    const proto = Object.fromEntries(t100.map((r) => [r.dst, r.protocol]));
+    expect(proto).toEqual({
+      '10.31.0.0/24': 'kernel',
+      '10.32.0.0/16': 'static',
+      '10.33.0.0/16': 'boot',
+      'fd31::/64': 'kernel',
+    });
+    expect(() => ns.addRoute({ dst: '10.34.0.0/16', gw: '10.31.0.1', protocol: 'bgp' as 'boot' })).toThrow(
+      /route protocol/,
+    );
   });
 
   it('appends routes: IPv6 gateways become one multipath route, IPv4 a second entry', async (ctx) => {
@@ -679,6 +716,112 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
       expect(await ns.findLink('k0')).toBeUndefined();
     });
   }
+
+  it('creates tap and tun devices with their flags, owner and group; an existing name is EEXIST', async (ctx) => {
+    need(ctx, 'tap');
+    need(ctx, 'tun');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'tap', name: 'tp0', multiQueue: true, owner: 1000, group: 100, mtu: 1400 });
+    ns.createLink({ kind: 'tap', name: 'tp1', mac: '02:00:00:00:aa:01', vnetHdr: true });
+    ns.createLink({ kind: 'tun', name: 'tn0' });
+    ns.createLink({ kind: 'bridge', name: 'tbr' });
+    ns.setLink('tp0', { master: 'tbr', up: true });
+    const links = await ns.links();
+    const tp0 = links.find((l) => l.name === 'tp0');
+    // The kernel calls both 'tun'; the SDK reports the device type as the kind.
+    expect(tp0).toMatchObject({ kind: 'tap', multiQueue: true, vnetHdr: false, persist: true, owner: 1000 });
+    expect(tp0).toMatchObject({ group: 100, mtu: 1400, master: 'tbr', up: true, txqlen: 1000 });
+    // No process has it open: no carrier.
+    expect(tp0).toMatchObject({ lowerUp: false, operstate: 'DOWN' });
+    const tp1 = links.find((l) => l.name === 'tp1');
+    expect(tp1).toMatchObject({ kind: 'tap', mac: '02:00:00:00:aa:01', multiQueue: false, vnetHdr: true });
+    expect(tp1?.owner).toBeUndefined();
+    expect(tp1?.group).toBeUndefined();
+    expect(links.find((l) => l.name === 'tn0')).toMatchObject({ kind: 'tun', mac: '', txqlen: 500 });
+    ns.createLink({ kind: 'tap', name: 'tp0' });
+    expect(await errnoOf(ns.flush())).toBe('EEXIST');
+    ns.createLink({ kind: 'tap', name: 'tbr' });
+    expect(await errnoOf(ns.flush())).toBe('EEXIST');
+    ns.createLink({ kind: 'tap', name: 'tp0' }, { existsOk: true });
+    ns.setLink('tp1', { mtu: 65521 });
+    await ns.flush();
+    ns.setLink('tp1', { mtu: 65522 });
+    expect(await errnoOf(ns.flush())).toBe('EINVAL');
+    ns.deleteLink('tp0');
+    ns.deleteLink('tn0');
+    expect((await ns.links()).map((l) => l.name).sort()).toEqual(['lo', 'tbr', 'tp1']);
+  });
+
+  it('refuses tap/tun specs the device cannot take, before anything runs (code 7)', async (ctx) => {
+    need(ctx);
+    const ns = host();
+    const code7 = (fn: () => void, text: string) => {
+      expect(fn).toThrow(expect.objectContaining({ code: 7, message: expect.stringContaining(text) }));
+    };
+    code7(() => ns.createLink({ kind: 'tap', name: 'x0', netns: '/var/run/netns/x' }), 'x0.netns');
+    code7(
+      () => ns.createLink({ kind: 'tun', name: 'x0', mac: '02:00:00:00:00:01' }),
+      'tun device has no MAC',
+    );
+    code7(() => ns.createLink({ kind: 'tap', name: 'x0', mtu: 65530 }), 'x0.mtu: 65530');
+    code7(() => ns.createLink({ kind: 'tap', name: 'x0', owner: -1 }), 'x0.owner');
+    code7(() => ns.createLink({ kind: 'vrf', name: 'x0', table: 0 }), 'x0.table: 0');
+    await ns.flush();
+  });
+
+  it("creates a VRF; a port's connected routes move into its table and back to main on release", async (ctx) => {
+    need(ctx, 'vrf');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'vrf', name: 'vblue', table: 42 });
+    ns.setLink('vblue', { up: true });
+    ns.createLink({ kind: 'veth', name: 'vp0', peerName: 'vp1' });
+    ns.addAddress('vp0', '10.42.0.2/24');
+    ns.setLink('vp1', { up: true });
+    ns.setLink('vp0', { up: true });
+    ns.addRoute({ dst: '10.43.0.0/16', gw: '10.42.0.1', dev: 'vp0' });
+    expect((await ns.getLink('vblue')).vrfTable).toBe(42);
+    ns.setLink('vp0', { master: 'vblue' });
+    const conn = (r: { dst: string; dev?: string; protocol?: string }) =>
+      r.dst === '10.42.0.0/24' && r.dev === 'vp0' && r.protocol === 'kernel';
+    expect((await ns.routes({ family: 4, table: 42 })).some(conn)).toBe(true);
+    // The cycle took the gateway route; the main table has nothing through vp0 left.
+    expect((await ns.routes({ family: 4 })).filter((r) => r.dev === 'vp0')).toEqual([]);
+    expect((await ns.getLink('vp0')).master).toBe('vblue');
+    ns.addRoute({ dst: '10.43.0.0/16', gw: '10.42.0.1', dev: 'vp0', table: 42 });
+    expect((await ns.routes({ family: 4, table: 42 })).some((r) => r.dst === '10.43.0.0/16')).toBe(true);
+    // A VRF cannot be enslaved to a VRF.
+    ns.createLink({ kind: 'vrf', name: 'vred', table: 43 });
+    ns.setLink('vred', { master: 'vblue' });
+    expect(await errnoOf(ns.flush())).toBe('EINVAL');
+    ns.setLink('vp0', { master: null });
+    expect((await ns.routes({ family: 4 })).some(conn)).toBe(true);
+    expect((await ns.routes({ family: 4, table: 42 })).some(conn)).toBe(false);
+    // Deleting a VRF releases its ports the same way.
+    ns.setLink('vp0', { master: 'vblue' });
+    ns.deleteLink('vblue');
+    expect((await ns.getLink('vp0')).master).toBeUndefined();
+    expect((await ns.routes({ family: 4 })).some(conn)).toBe(true);
+  });
+
+  it('passes names with shell characters to the kernel as they are, tolerated ops and reads included', async (ctx) => {
+    need(ctx);
+    const ns = nl.open(await newNs());
+    // Valid kernel names (only '/', ':' and whitespace are not); the iproute2 engine runs
+    // tolerated ops and some reads through sh, where these must stay literal.
+    const odd = ['k$(echo>&2)', 'k`id`;x', 'k|y&z>w'];
+    for (const name of odd) ns.createLink({ kind: 'bridge', name }, { existsOk: true });
+    ns.createLink({ kind: 'ifb', name: 'k;i' });
+    const names = (await ns.links()).map((l) => l.name);
+    expect(names).toEqual(expect.arrayContaining([...odd, 'k;i']));
+    expect(names.filter((n) => !['lo', ...odd, 'k;i'].includes(n))).toEqual([]);
+    ns.addIngressQdisc(odd[0]!);
+    ns.redirectIngress(odd[0]!, 'k;i');
+    expect(await ns.ingressRedirects(odd[0]!)).toEqual(['k;i']);
+    for (const name of odd) ns.deleteLink(name, { missingOk: true });
+    ns.deleteLink('k;i', { missingOk: true });
+    ns.deleteLink('k;i', { missingOk: true });
+    expect((await ns.links()).map((l) => l.name)).toEqual(['lo']);
+  });
 
   it('rejects unsupported kinds with EOPNOTSUPP', async (ctx) => {
     need(ctx);

@@ -1,11 +1,14 @@
 // cni-kit's plugins under a real container runtime: Debian's podman 4.x with its CNI backend.
-// podman's generated conflists chain bridge, portmap, firewall and tuning; bridge, host-local and
-// tuning are cni-kit's (dist/bin comes first in cni_plugin_dirs), portmap and firewall the Go
-// reference's (cni-kit has neither). The image is imported from Debian's static busybox, so no
-// registry is involved. Everything runs in network namespaces and storage of the file's own
+// podman's generated conflists chain bridge (host-local IPAM), portmap, firewall and tuning; all
+// five are cni-kit's: the site's cni_plugin_dirs is dist/bin alone (daemon mode: the shims of a
+// daemon in the node namespace), so no Go plugin can stand in for a missing one. The Go reference
+// plugins run only in a comparison site of their own (the two-network case), which skips where
+// they are not installed. The image is imported from Debian's static busybox, so no registry is
+// involved. Everything runs in network namespaces and storage of the file's own
 // (test/helpers/podman.ts); each case removes its containers and then checks that nothing is left:
-// links, addresses, host-local records, tuning backups, iptables rules in the node namespace,
-// libcni cache entries, podman's network namespaces, mounts, conmon processes and cgroups.
+// links, addresses, host-local records, tuning backups, firewall records, iptables rules in the
+// node namespace (but the shared chains the reference leaves too: LEFTOVERS), libcni cache
+// entries, podman's network namespaces, mounts, conmon processes and cgroups.
 // The file is skipped, with a message naming what is missing, where podman cannot run.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,8 +19,10 @@ import {
   createPodmanLab,
   filesBelow,
   GO_CNI_DIR,
+  goPluginsMissing,
   LEFTOVERS,
   libcniCacheFiles,
+  PODMAN_PLUGINS,
   type PodmanLab,
   type PodmanNetwork,
   type PodmanSite,
@@ -55,7 +60,7 @@ beforeAll(async () => {
   if (missing) return;
   const l = await createPodmanLab(tag);
   lab = l;
-  ours = await timed('set-up (rootfs tarball, podman import)', () => l.site('n', [BIN_DIR, GO_CNI_DIR]));
+  ours = await timed('set-up (rootfs tarball, podman import)', () => l.site('n', [BIN_DIR]));
   ready = true;
 }, 120_000);
 
@@ -167,6 +172,7 @@ async function expectNothingLeft(site: PodmanSite, extraLinks: readonly string[]
       `host-local records of ${n.name}`,
     ).toEqual([]);
     expect(filesBelow(n.tuningDir), `tuning backups of ${n.name}`).toEqual([]);
+    expect(filesBelow(n.firewallDir), `firewall records of ${n.name}`).toEqual([]);
   }
   expect(unexpectedRules(site.iptables()), `iptables rules in ${site.netns}`).toEqual([]);
   expect(libcniCacheFiles(site.networks.map((n) => n.name))).toEqual([]);
@@ -220,6 +226,11 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
     need(ctx);
     await timed('two containers ping each other', async () => {
       const net = await ours.createNetwork(`${tag}-one`, ['10.89.1.0/24']);
+      // Every plugin podman's conflist names is cni-kit's: the site's one plugin dir is ours.
+      expect([...new Set(net.types)].sort()).toEqual([...PODMAN_PLUGINS].sort());
+      expect(ours.pluginDirs).toHaveLength(1);
+      expect(ours.pluginDirs[0]).not.toContain(GO_CNI_DIR);
+      for (const t of net.types) expect(existsSync(join(ours.pluginDirs[0]!, t)), t).toBe(true);
       await withContainers(ours, ['one1', 'one2'], async () => {
         for (const c of ['one1', 'one2']) {
           const r = await ours.runDetached(c, ['--network', net.name], SLEEP);
@@ -238,8 +249,13 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
         expect(await routes(ours, 'one1')).toContain('default via 10.89.1.1 dev eth0');
         await expectPing(ours, 'one1', b.IPAddress);
         await expectPing(ours, 'one2', a.IPAddress);
-        // cni-kit's host-local ran (it keeps an owner index of its own next to the address records).
+        // cni-kit's host-local ran (it keeps an owner index of its own next to the address records),
+        // and so did cni-kit's firewall (a record per attachment in the dataDir the Go one lacks).
         expect(filesBelow(net.ipamDir).filter((f) => f.startsWith('.cni-kit/'))).toHaveLength(2);
+        expect(filesBelow(net.firewallDir)).toHaveLength(2);
+        const forward = ours.iptables().filter((r) => r.startsWith('ip4 filter -A CNI-FORWARD '));
+        for (const ip of [a.IPAddress, b.IPAddress])
+          expect(forward).toContain(`ip4 filter -A CNI-FORWARD -s ${ip}/32 -j ACCEPT`);
       });
       await expectNothingLeft(ours);
     });
@@ -249,6 +265,8 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
   // do: today the second network's default route fails with EEXIST and podman run fails.
   it('a container on two networks (--network a,b, both with a default route) has the routes the Go plugins give it', async (ctx) => {
     const l = need(ctx);
+    const goMissing = goPluginsMissing();
+    if (goMissing) ctx.skip(`no Go reference to compare with: ${goMissing}`);
     await timed('a container on two networks (Go reference, then ours)', async () => {
       const subnets = ['10.89.2.0/24', '10.89.3.0/24'];
       // The reference: the same networks driven by the Go plugins only, in a node namespace of their own.
@@ -282,9 +300,9 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
     });
   }, 150_000);
 
-  it('-p maps a host port through the Go portmap to the container (busybox nc)', async (ctx) => {
+  it('-p HOST:CONTAINER reaches the container through cni-kit portmap from a client and from the node; it reaches out through cni-kit firewall', async (ctx) => {
     const l = need(ctx);
-    await timed('-p port mapping', async () => {
+    await timed('-p port mapping, firewall', async () => {
       const net = await ours.createNetwork(`${tag}-pm`, ['10.89.4.0/24']);
       // A client outside the node: a namespace of its own behind a veth (the PREROUTING path).
       const client = l.netns('cl');
@@ -308,6 +326,8 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
         ours.inNode('ip', ['link', 'set', 'cl0', 'up']);
         inClient('ip', 'addr', 'add', '192.0.2.2/24', 'dev', 'eth0');
         inClient('ip', 'link', 'set', 'eth0', 'up');
+        // The client can route to the containers' subnet too (for the direct, unmapped attempt).
+        inClient('ip', 'route', 'add', '10.89.4.0/24', 'via', '192.0.2.1');
         const fetch = (p: { stdout: string }) => p.stdout.trim();
         // The server answers one connection, then its loop starts the next nc: a connection that
         // comes in between (or before the first) is refused, so each path is tried for up to 10 s.
@@ -328,12 +348,30 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
           );
           expect(r.status, r.stderr).toBe(0);
           const ip = (await attachments(ours, 'pm'))[net.name]!.IPAddress;
-          expect(ours.iptables().join('\n')).toContain(`-j DNAT --to-destination ${ip}:8080`);
+          // The rules of cni-kit's portmap (the reference's layout) and firewall are there.
+          const rules = ours.iptables();
+          expect(rules.join('\n')).toContain(`-j DNAT --to-destination ${ip}:8080`);
+          expect(rules).toContain(`ip4 filter -A CNI-FORWARD -s ${ip}/32 -j ACCEPT`);
+          expect(filesBelow(net.firewallDir)).toHaveLength(1);
           const viaClient = () => inClient('busybox', 'nc', '-w', '3', '192.0.2.1', '18080');
           expect(await fetchOk(viaClient), 'client -> node:18080').toBe('podman-portmap-ok');
           // From the node itself, to its address on the bridge (the OUTPUT path).
           const viaNode = () => ours.inNode('busybox', ['nc', '-w', '3', net.gateways[0]!, '18080']);
           expect(await fetchOk(viaNode), 'node -> gateway:18080').toBe('podman-portmap-ok');
+          // With the node's FORWARD policy at DROP (as on a host with a firewall of its own), what
+          // passes is what cni-kit's firewall accepts in CNI-FORWARD: the container reaches out (and
+          // its replies come back), while a new connection from outside straight to the container
+          // address does not get in.
+          const policy = ours.inNode('iptables', ['-P', 'FORWARD', 'DROP']);
+          expect(policy.status, policy.stderr).toBe(0);
+          try {
+            await expectPing(ours, 'pm', '192.0.2.2');
+            expect(fetch(inClient('busybox', 'nc', '-w', '2', ip, '8080')), 'client -> container:8080').toBe(
+              '',
+            );
+          } finally {
+            ours.inNode('iptables', ['-P', 'FORWARD', 'ACCEPT']);
+          }
         });
         // The mapping went with the container.
         expect(fetch(inClient('busybox', 'nc', '-w', '2', '192.0.2.1', '18080'))).toBe('');
@@ -341,6 +379,52 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
       } finally {
         ours.inNode('ip', ['link', 'del', 'cl0']);
       }
+    });
+  }, 120_000);
+
+  it('--opt isolate=true: cni-kit firewall (ingressPolicy same-bridge) keeps two isolated networks apart', async (ctx) => {
+    need(ctx);
+    await timed('isolated networks', async () => {
+      const a = await ours.createNetwork(`${tag}-ia`, ['10.89.8.0/24'], { isolate: 'true' });
+      const b = await ours.createNetwork(`${tag}-ib`, ['10.89.9.0/24'], { isolate: 'true' });
+      for (const n of [a, b])
+        expect(ours.conflist(n.name).plugins.find((p) => p.type === 'firewall')?.ingressPolicy).toBe(
+          'same-bridge',
+        );
+      const noPing = async (from: string, to: string) => {
+        const r = await ours.podman(['exec', from, 'ping', '-c', '1', '-W', '2', to]);
+        expect(r.stdout, `${from} -> ${to} must not get through`).toMatch(
+          /1 packets transmitted, 0 packets received/,
+        );
+      };
+      await withContainers(ours, ['ia1', 'ia2', 'ib1'], async () => {
+        for (const [c, n] of [
+          ['ia1', a],
+          ['ia2', a],
+          ['ib1', b],
+        ] as const) {
+          const r = await ours.runDetached(c, ['--network', n.name], SLEEP);
+          expect(r.status, r.stderr).toBe(0);
+        }
+        const ip = async (c: string, n: PodmanNetwork) => (await attachments(ours, c))[n.name]!.IPAddress;
+        const [ia1, ia2, ib1] = [await ip('ia1', a), await ip('ia2', a), await ip('ib1', b)];
+        await expectPing(ours, 'ia1', ia2);
+        await noPing('ia1', ib1);
+        await noPing('ib1', ia1);
+        // The node itself still reaches every container (its traffic does not cross FORWARD).
+        for (const x of [ia1, ib1]) expect(ours.inNode('ping', ['-c', '1', '-W', '5', x]).status, x).toBe(0);
+        const rules = ours.iptables();
+        expect(rules).toContain('ip4 filter :CNI-ISOLATION-STAGE-1 -');
+        for (const br of [a.bridge, b.bridge])
+          expect(
+            rules.some(
+              (r) => r.startsWith(`ip4 filter -A CNI-ISOLATION-STAGE-2 -o ${br} `) && r.endsWith('-j DROP'),
+            ),
+          ).toBe(true);
+      });
+      // The isolation chains and their per-bridge rules stay (LEFTOVERS), as with the reference.
+      await expectNothingLeft(ours);
+      expect(ours.iptables()).toContain('ip4 filter :CNI-ISOLATION-STAGE-2 -');
     });
   }, 120_000);
 
@@ -447,7 +531,7 @@ describe('podman 4 with the CNI backend, driving cni-kit bridge + host-local + t
 });
 
 describe('the by-design leftovers the podman cases allow', () => {
-  it('are only the shared portmap/firewall chains and jumps: no rule of a container passes', () => {
+  it('are only the shared portmap/firewall chains and jumps (isolation included): no rule of a container passes', () => {
     const shared = [
       'ip4 filter :CNI-ADMIN -',
       'ip4 filter :CNI-FORWARD -',
@@ -459,6 +543,14 @@ describe('the by-design leftovers the podman cases allow', () => {
       'ip4 nat -A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
       'ip4 nat -A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE',
       'ip4 nat -A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000',
+      'ip4 filter :CNI-ISOLATION-STAGE-1 -',
+      'ip6 filter :CNI-ISOLATION-STAGE-2 -',
+      'ip4 filter -A FORWARD -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)" -j CNI-ISOLATION-STAGE-1',
+      'ip4 filter -A FORWARD -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-1',
+      'ip4 filter -A CNI-ISOLATION-STAGE-1 -i br-n3 ! -o br-n3 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-2',
+      'ip6 filter -A CNI-ISOLATION-STAGE-1 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)" -j RETURN',
+      'ip4 filter -A CNI-ISOLATION-STAGE-2 -o br-n3 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)" -j DROP',
+      'ip4 filter -A CNI-ISOLATION-STAGE-2 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)" -j RETURN',
     ];
     const ofContainers = [
       'ip4 nat :CNI-DN-5ccfda63b3fc2bf1f9386 -',
@@ -469,6 +561,10 @@ describe('the by-design leftovers the podman cases allow', () => {
       'ip4 filter -A CNI-FORWARD -d 10.89.4.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
       'ip4 filter -A CNI-FORWARD -s 10.89.4.2/32 -j ACCEPT',
       'ip4 filter -A FORWARD -j CNI-FORWARD',
+      'ip4 filter -A CNI-ISOLATION-STAGE-1 -i br-n3 ! -o br-n4 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-2',
+      'ip4 filter -A CNI-ISOLATION-STAGE-2 -s 10.89.8.2/32 -j DROP',
+      'ip4 filter -A CNI-ISOLATION-STAGE-2 -o br-n3 -j ACCEPT',
+      'ip4 filter :CNI-ISOLATION-STAGE-3 -',
     ];
     expect(unexpectedRules(shared)).toEqual([]);
     expect(unexpectedRules(ofContainers)).toEqual(ofContainers);

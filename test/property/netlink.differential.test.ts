@@ -37,7 +37,8 @@ type Step =
     }
   | { t: 'sysctl'; name: string }
   | { t: 'hairpin'; name: string; on: boolean }
-  | { t: 'macvlan'; name: string; parent: string; other: boolean; mtu?: number | undefined };
+  | { t: 'macvlan'; name: string; parent: string; other: boolean; mtu?: number | undefined }
+  | { t: 'tap'; name: string; multiQueue: boolean; owner?: number | undefined };
 
 const name = fc.constantFrom(...NAMES);
 const step: fc.Arbitrary<Step> = fc.oneof(
@@ -80,6 +81,12 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     other: fc.boolean(),
     mtu: fc.option(fc.constantFrom(1400, 1500, 9000), { nil: undefined }),
   }),
+  fc.record({
+    t: fc.constant('tap' as const),
+    name,
+    multiQueue: fc.boolean(),
+    owner: fc.option(fc.constantFrom(0, 1000), { nil: undefined }),
+  }),
 );
 
 function apply(ns: NetnsOps, s: Step, other: string): unknown {
@@ -116,6 +123,8 @@ function apply(ns: NetnsOps, s: Step, other: string): unknown {
       return ns.setSysctl(`net/ipv4/conf/${s.name}/arp_notify`, 1);
     case 'hairpin':
       return ns.setLink(s.name, { hairpin: s.on });
+    case 'tap':
+      return ns.createLink({ kind: 'tap', name: s.name, multiQueue: s.multiQueue, owner: s.owner });
     case 'macvlan':
       return ns.createLink({
         kind: 'macvlan',
@@ -137,6 +146,8 @@ async function snapshot(ns: NetnsOps) {
       master: l.master,
       mtu: l.mtu,
       hairpin: l.hairpin,
+      multiQueue: l.multiQueue,
+      owner: l.owner,
       parent: l.parentNetnsId === undefined ? l.parentIndex : 'other-netns',
     }))
     .sort((a, b) => a.index - b.index);

@@ -5,6 +5,24 @@ import type { LinkSettings, LinkSpec } from '../types.js';
 
 const onoff = (b: boolean): string => (b ? 'on' : 'off');
 
+/** `ip tuntap add` (the kernel makes tun/tap devices only through /dev/net/tun), then mtu and MAC. */
+function tuntapAdd(s: Extract<LinkSpec, { kind: 'tap' | 'tun' }>): string[] {
+  const w = ['tuntap', 'add', 'mode', s.kind, 'name', s.name];
+  if (s.multiQueue) w.push('multi_queue');
+  if (s.vnetHdr) w.push('vnet_hdr');
+  if (s.owner !== undefined) w.push('user', String(s.owner));
+  if (s.group !== undefined) w.push('group', String(s.group));
+  const set: string[] = [];
+  if (s.mtu !== undefined) set.push('mtu', String(s.mtu));
+  if (s.mac !== undefined) set.push('address', s.mac);
+  return [w.join(' '), ...(set.length ? [`link set dev ${s.name} ${set.join(' ')}`] : [])];
+}
+
+/** The `ip -batch` lines creating `s`. */
+export function linkAddLines(s: LinkSpec): string[] {
+  return s.kind === 'tap' || s.kind === 'tun' ? tuntapAdd(s) : [linkAdd(s)];
+}
+
 function linkAdd(s: LinkSpec): string {
   const w: string[] = ['link', 'add'];
   if ('parent' in s && s.parent && s.kind !== 'vxlan') w.push('link', s.parent);
@@ -32,6 +50,9 @@ function linkAdd(s: LinkSpec): string {
       break;
     case 'vlan':
       w.push('id', String(s.vlanId));
+      break;
+    case 'vrf':
+      w.push('table', String(s.table));
       break;
     case 'vxlan':
       w.push('id', String(s.vni), 'dstport', String(s.port ?? 4789));
@@ -75,6 +96,7 @@ function route(verb: string, r: NormRoute): string {
   if (r.src !== undefined) w.push('src', r.src);
   if (r.mtu !== undefined) w.push('mtu', String(r.mtu));
   if (r.advmss !== undefined) w.push('advmss', String(r.advmss));
+  if (r.protocol !== undefined) w.push('proto', r.protocol);
   return w.join(' ');
 }
 
@@ -82,7 +104,7 @@ function route(verb: string, r: NormRoute): string {
 export function ipLines(op: Op): string[] {
   switch (op.t) {
     case 'link-add':
-      return [linkAdd(op.spec)];
+      return linkAddLines(op.spec);
     case 'link-del':
       return [`link del dev ${op.name}`];
     case 'link-set':

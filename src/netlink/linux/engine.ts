@@ -96,7 +96,15 @@ type Segment =
 
 /** Error texts a tolerated op may swallow (iproute2's wording of EEXIST and the "missing" errnos). */
 const TOLERATE = {
-  exists: ['File exists', 'already assigned', 'already exists', 'same name exists', 'Exclusivity flag on'],
+  exists: [
+    'File exists',
+    'already assigned',
+    'already exists',
+    'same name exists',
+    'Exclusivity flag on',
+    // `ip tuntap add` asks for an exclusive device: an existing name is EBUSY from TUNSETIFF.
+    'TUNSETIFF): Device or resource busy',
+  ],
   missing: [
     'Cannot find device',
     'No such device',
@@ -321,7 +329,7 @@ export class LinuxEngine implements Engine {
         const pats = TOLERATE[s.ok].map((p) => `*'${p}'*`).join('|');
         for (const l of s.lines)
           sh.push(
-            `o=$(${this.bin(s.tool)}${flag} ${l.text} 2>&1) || case "$o" in ${pats}) ;; *) echo "$o" >&2; exit 3;; esac`,
+            `o=$(${this.bin(s.tool)}${flag} ${shellWords(l.text)} 2>&1) || case "$o" in ${pats}) ;; *) echo "$o" >&2; exit 3;; esac`,
           );
       } else if (s.kind === 'ip') {
         const flag = s.flag ? ` ${s.flag}` : '';
@@ -339,8 +347,8 @@ export class LinuxEngine implements Engine {
       const args = readArgs(r);
       sh.push(`echo @@r${i} >&2`, `echo @@R${i}`);
       const tool = this.bin(readTool(r));
-      if (r.t === 'routes') sh.push(`${ip} -j ${args!.join(' ')} 2>&1 || echo @@E`);
-      else if (args) sh.push(`${tool} -j ${args.join(' ')} || exit 4`);
+      if (r.t === 'routes') sh.push(`${ip} -j ${shellWords(args!.join(' '))} 2>&1 || echo @@E`);
+      else if (args) sh.push(`${tool} -j ${shellWords(args.join(' '))} || exit 4`);
       // Not the `read` builtin: dash reads byte by byte, which /proc/sys refuses.
       else sh.push(`${this.bin('cat')} /proc/sys/${(r as { key: string }).key} || exit 4`);
     });
@@ -363,6 +371,19 @@ export class LinuxEngine implements Engine {
       throw new OpFailure(-i - 1, errnoFromText(text), cleanText(text.replace('@@E', '')));
     });
   }
+}
+
+/**
+ * A batch line as shell words, each single-quoted: interface names may hold `$`, `;`, `|`, `` ` ``
+ * and the like (the kernel refuses only '/', ':' and whitespace), which must reach `ip` as they are
+ * where a line runs as a command rather than inside a quoted here-document. Validation keeps quotes
+ * out of every word; the empty alias `""` of a batch line is the empty word here.
+ */
+export function shellWords(line: string): string {
+  return line
+    .split(' ')
+    .map((w) => (w === '""' ? "''" : `'${w}'`))
+    .join(' ');
 }
 
 function scriptFailure(stderr: string, segs: Segment[]): OpFailure {

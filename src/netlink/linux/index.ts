@@ -206,6 +206,9 @@ async function probeFor(nl: Netlink, chooser: ChoosingEngine, ip: string): Promi
       vxlan: { kind: 'vxlan', name: 'kvx', vni: 42, port: 4789 },
       ifb: { kind: 'ifb', name: 'kifb' },
       dummy: { kind: 'dummy', name: 'kdm' },
+      tap: { kind: 'tap', name: 'ktp' },
+      tun: { kind: 'tun', name: 'ktn' },
+      vrf: { kind: 'vrf', name: 'kvrf', table: 77 },
     };
     const works = async (spec: LinkSpec): Promise<boolean> => {
       ns.createLink(spec);
@@ -248,6 +251,9 @@ export async function probeKernel(ip = 'ip'): Promise<KernelProbe> {
       vxlan: 'link add kvx type vxlan id 42 dstport 4789',
       ifb: 'link add kifb type ifb',
       dummy: 'link add kdm type dummy',
+      tap: 'tuntap add mode tap name ktp',
+      tun: 'tuntap add mode tun name ktn',
+      vrf: 'link add kvrf type vrf table 77',
     };
     const batch = [
       'link add pp0 type veth peer name pp1',

@@ -2,6 +2,7 @@
 // unicast, the table it was asked for), prints host routes without '/32' and names same-netns peers
 // instead of giving their index; all of that is normalized here.
 
+import { readFileSync } from 'node:fs';
 import type {
   Address,
   BridgeVlan,
@@ -31,6 +32,30 @@ const TABLES: Record<string, number> = { main: 254, local: 255, default: 253, un
 const tableId = (v: unknown, fallback: number): number =>
   typeof v === 'string' ? (TABLES[v] ?? Number(v)) : (num(v) ?? fallback);
 
+/**
+ * A tun/tap owner or group as `ip -d -j link` prints it: a number, or the name it resolved through
+ * the passwd/group database, which is read back to the id the same way (files only, as iproute2's
+ * lookup does on systems without NSS modules).
+ */
+export function idOf(v: unknown, db: 'passwd' | 'group', read = readDb): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v !== 'string') return undefined;
+  if (/^\d+$/.test(v)) return Number(v);
+  for (const line of read(db).split('\n')) {
+    const f = line.split(':');
+    if (f[0] === v && f[2] !== undefined && /^\d+$/.test(f[2])) return Number(f[2]);
+  }
+  return undefined;
+}
+
+function readDb(db: 'passwd' | 'group'): string {
+  try {
+    return readFileSync(`/etc/${db}`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** Parses `ip -d -j link show`. */
 export function parseLinks(text: string): Link[] {
   const rows = arr(text);
@@ -40,7 +65,8 @@ export function parseLinks(text: string): Link[] {
     const info = (r.linkinfo ?? {}) as Json;
     const data = (info.info_data ?? {}) as Json;
     const slave = (info.info_slave_data ?? {}) as Json;
-    const kind = str(info.info_kind);
+    // The kernel calls tun and tap devices both 'tun'; the device's type says which.
+    const kind = str(info.info_kind) === 'tun' ? (str(data.type) ?? 'tun') : str(info.info_kind);
     const l: Link = {
       index: num(r.ifindex) ?? 0,
       name: str(r.ifname) ?? '',
@@ -74,6 +100,16 @@ export function parseLinks(text: string): Link[] {
     if (kind === 'vlan' && id !== undefined) l.vlanId = id;
     if (kind === 'vxlan' && id !== undefined) l.vni = id;
     if (kind === 'bridge') l.vlanFiltering = data.vlan_filtering === 1;
+    if (kind === 'vrf' && num(data.table) !== undefined) l.vrfTable = num(data.table)!;
+    if (kind === 'tap' || kind === 'tun') {
+      l.multiQueue = data.multi_queue === true;
+      l.vnetHdr = data.vnet_hdr === true;
+      l.persist = data.persist === true;
+      const owner = idOf(data.user, 'passwd');
+      if (owner !== undefined) l.owner = owner;
+      const group = idOf(data.group, 'group');
+      if (group !== undefined) l.group = group;
+    }
     return l;
   });
 }

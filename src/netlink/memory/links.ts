@@ -2,7 +2,7 @@
 // netns, masters must be bridges, veth ends live and die together, upper devices die with their lower
 // device, moving a link downs it, drops its addresses and keeps its index when free.
 import type { LinkSettings, LinkSpec, TbfSpec } from '../types.js';
-import { linkDown, linkUp } from './routing.js';
+import { cycleLink, linkDown, linkUp } from './routing.js';
 import {
   allocIndex,
   byName,
@@ -33,7 +33,9 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
   // VLAN on a VLAN is stacked (802.1Q in 802.1Q) on the VLAN device itself.
   const lower = named?.kind === spec.kind && spec.kind !== 'vlan' && named.lower ? named.lower : named;
   if (byName(home, spec.name)) fail('EEXIST', `a link named ${spec.name} exists`);
-  const mtu = spec.mtu ?? (spec.kind === 'vxlan' ? 1450 : lower ? lower.mtu : 1500);
+  // A VRF device's MTU is IPv6's largest (IP6_MAX_MTU), as the kernel sets it.
+  const mtu =
+    spec.mtu ?? (spec.kind === 'vxlan' ? 1450 : spec.kind === 'vrf' ? 65575 : lower ? lower.mtu : 1500);
   if (lower && spec.kind !== 'vxlan' && mtu > lower.mtu)
     fail('EINVAL', `mtu ${mtu} above parent mtu ${lower.mtu}`);
   if (spec.kind === 'vlan' && lower)
@@ -72,7 +74,9 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
     peer.macByUser = spec.peerMac !== undefined;
     insert(peerNs, peer);
   }
-  const l = newLink(home, spec.name, spec.kind, mtu, shareMac && lower ? lower.mac : undefined);
+  // A tun carries IP packets: no link-layer address at all.
+  const mac = shareMac && lower ? lower.mac : spec.kind === 'tun' ? '' : undefined;
+  const l = newLink(home, spec.name, spec.kind, mtu, mac);
   if (spec.mtu !== undefined) l.mtuByUser = true;
   if (spec.mac !== undefined) {
     l.mac = spec.mac;
@@ -106,6 +110,20 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
       peer!.peer = l;
       l.peer = peer;
       break;
+    case 'tap':
+    case 'tun':
+      // A tun's queue is the driver's TUN_READQ_SIZE; a tap has Ethernet's 1000.
+      if (spec.kind === 'tun') l.txqlen = 500;
+      // As `ip tuntap add` leaves it: persistent, no packet-info header, owner/group only when set.
+      l.details.multiQueue = !!spec.multiQueue;
+      l.details.vnetHdr = !!spec.vnetHdr;
+      l.details.persist = true;
+      if (spec.owner !== undefined) l.details.owner = spec.owner;
+      if (spec.group !== undefined) l.details.group = spec.group;
+      break;
+    case 'vrf':
+      l.details.vrfTable = spec.table;
+      break;
     default:
       break;
   }
@@ -122,7 +140,11 @@ export function removeLink(st: MState, l: MLink): void {
   if (master) recalcBridge(master);
   for (const n of st.netns.values())
     for (const o of [...n.links.values()]) {
-      if (o.master === l) o.master = undefined;
+      if (o.master === l) {
+        o.master = undefined;
+        // A VRF's ports are released the way `nomaster` releases them: routes back to main.
+        if (l.kind === 'vrf') cycleLink(o);
+      }
       if (o.lower === l && o.kind !== 'vxlan') removeLink(st, o);
       if (o.lower === l) o.lower = undefined;
     }
@@ -154,7 +176,9 @@ export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings)
   const l = mustLink(ns, name);
   if (set.mtu !== undefined) {
     // The device's own range: loopback has none, Ethernet-like devices take 68..65535.
-    if (l.name !== 'lo' && set.mtu > 65535) fail('EINVAL', 'mtu greater than device maximum');
+    // A tap keeps room for its Ethernet header below 64 KiB (65535 - 14).
+    const max = l.kind === 'tap' ? 65521 : l.kind === 'vrf' ? 65575 : 65535;
+    if (l.name !== 'lo' && set.mtu > max) fail('EINVAL', 'mtu greater than device maximum');
     if (l.name !== 'lo' && set.mtu < 68) fail('EINVAL', 'mtu less than device minimum');
     // ipvlan checks its parent's MTU only when it is created (up to the parent's maximum after).
     if (l.lower && l.kind !== 'vxlan' && l.kind !== 'ipvlan' && set.mtu > l.lower.mtu)
@@ -177,25 +201,37 @@ export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings)
   }
   if (set.master !== undefined) {
     const old = l.master;
-    if (set.master === null) {
-      l.master = undefined;
-      l.vlans = new Map();
-    } else {
-      const br = mustLink(ns, set.master);
-      if (br.kind !== 'bridge') fail('EOPNOTSUPP', `${br.name} is not a bridge`);
-      if (l.kind === 'bridge') fail('EINVAL', 'Can not enslave a bridge to a bridge');
+    const target = set.master === null ? undefined : mustLink(ns, set.master);
+    if (target && target !== old) {
+      if (target.kind !== 'bridge' && target.kind !== 'vrf')
+        fail('EOPNOTSUPP', `${target.name} is not a bridge or a VRF`);
       if (l.name === 'lo') fail('EINVAL', 'the loopback device cannot be enslaved');
-      if (old !== br) {
-        l.master = br;
+      if (target.kind === 'bridge' && l.kind === 'bridge')
+        fail('EINVAL', 'Can not enslave a bridge to a bridge');
+      if (target.kind === 'vrf' && l.kind === 'vrf')
+        fail('EINVAL', 'Can not enslave an L3 master device to a VRF');
+    }
+    if (!target) l.vlans = new Map();
+    // The kernel releases the link from its old master first (ndo_del_slave), then adds it to the new one.
+    if (target !== old) {
+      l.master = target;
+      if (target?.kind === 'bridge') {
         l.hairpin = false;
         l.isolated = false;
         // A new port gets the bridge's default PVID 1, untagged, when VLAN support exists.
-        l.vlans = new Map(br.vlans.size || st.bridgeVlans ? [[1, { pvid: true, untagged: true }]] : []);
-        recalcBridge(br);
-      }
+        l.vlans = new Map(target.vlans.size || st.bridgeVlans ? [[1, { pvid: true, untagged: true }]] : []);
+        recalcBridge(target);
+      } else l.vlans = new Map();
+      if (old?.kind === 'bridge') recalcBridge(old);
+      // Joining or leaving a VRF cycles the link, moving its connected routes between tables.
+      if (old?.kind === 'vrf' || target?.kind === 'vrf') cycleLink(l);
     }
-    if (old && old !== l.master) recalcBridge(old);
   }
+  setRest(l, set);
+}
+
+/** The attributes `setLink` applies after the master. */
+function setRest(l: MLink, set: LinkSettings): void {
   if (set.promisc !== undefined) l.promisc = set.promisc;
   if (set.allmulti !== undefined) l.allmulti = set.allmulti;
   if (set.txqlen !== undefined) l.txqlen = set.txqlen;

@@ -32,16 +32,22 @@ function keepV6(l: MLink): boolean {
   );
 }
 
+/** The table a link's connected routes go to: its VRF's when it is a VRF port (l3mdev), else main. */
+export function linkTable(l: MLink): number {
+  return l.master?.kind === 'vrf' ? (l.master.details.vrfTable ?? MAIN) : MAIN;
+}
+
 function connected(l: MLink, a: { ip: string; prefix: number; family: Family }): RouteEntry | undefined {
   const full = a.family === 4 ? 32 : 128;
   if (a.prefix === full || a.ip.startsWith('127.') || a.ip === '::1') return undefined;
   const dst = networkOf({ ...a, cidr: '' });
+  const table = linkTable(l);
   return a.family === 4
     ? {
         family: 4,
         dst,
         dev: l.name,
-        table: MAIN,
+        table,
         scope: 'link',
         src: a.ip,
         protocol: 'kernel',
@@ -51,7 +57,7 @@ function connected(l: MLink, a: { ip: string; prefix: number; family: Family }):
         family: 6,
         dst,
         dev: l.name,
-        table: MAIN,
+        table,
         scope: 'global',
         metric: 256,
         protocol: 'kernel',
@@ -79,6 +85,18 @@ export function linkUp(l: MLink): void {
       { ip: '::1', prefix: 128, family: 6, scope: 'host', tentative: false, dadFailed: false },
     );
   for (const a of l.addrs) addConnected(l, a);
+}
+
+/**
+ * What the kernel does to a port joining or leaving a VRF (cycle_netdev): an up link goes down and
+ * up again, so every route through it goes (in every table), IPv6 addresses go unless
+ * keep_addr_on_down, and the connected routes come back in the table the link now belongs to.
+ */
+export function cycleLink(l: MLink): void {
+  if (!l.up) return;
+  linkDown(l, false);
+  l.ns.routes = l.ns.routes.filter((r) => r.dev !== l.name && !r.nexthops?.some((h) => h.dev === l.name));
+  linkUp(l);
 }
 
 /** IFF_UP cleared (or the link is going away when `removing`). */
@@ -151,7 +169,7 @@ function build(ns: MNetns, r: NormRoute): RouteEntry {
     table: r.table ?? MAIN,
     scope: r.family === 6 ? 'global' : (r.scope ?? (r.gw ? 'global' : 'link')),
     type: 'unicast',
-    protocol: 'boot',
+    protocol: r.protocol ?? 'boot',
   };
   if (r.gw) e.gw = r.gw;
   if (dev) e.dev = dev.name;

@@ -25,7 +25,21 @@ export interface MLink {
   txqlen: number;
   hairpin: boolean;
   isolated: boolean;
-  details: Pick<Link, 'macvlanMode' | 'bcQueueLen' | 'ipvlanMode' | 'vlanId' | 'vni' | 'vlanFiltering'>;
+  details: Pick<
+    Link,
+    | 'macvlanMode'
+    | 'bcQueueLen'
+    | 'ipvlanMode'
+    | 'vlanId'
+    | 'vni'
+    | 'vlanFiltering'
+    | 'vrfTable'
+    | 'multiQueue'
+    | 'owner'
+    | 'group'
+    | 'vnetHdr'
+    | 'persist'
+  >;
   addrs: MAddr[];
   /** Per-interface sysctl leaves that differ from the netns defaults. */
   sysctl: Map<string, string>;
@@ -215,6 +229,10 @@ export function carrier(l: MLink): boolean {
     case 'ipvlan':
     case 'vlan':
       return !!l.lower && carrier(l.lower);
+    case 'tap':
+    case 'tun':
+      // No process has the device open in the model, so no carrier (NO-CARRIER, as a fresh tap).
+      return false;
     default:
       return true;
   }

@@ -52,6 +52,7 @@ import {
   redirectAdd,
   tbfReplace,
 } from './tc.js';
+import { createTuntap } from './tuntap.js';
 
 const KNOWN: ReadonlySet<string> = new Set<string>(ERRNOS);
 
@@ -108,6 +109,7 @@ class Session {
     readonly sock: RtnlSocket,
     readonly netns: string,
     private readonly fds: ReadonlyMap<string, number>,
+    readonly libc: Libc,
   ) {}
 
   /** The descriptor opened for netns `path` (IFLA_NET_NS_FD). */
@@ -151,6 +153,10 @@ function runOp(s: Session, op: Op): void {
   switch (op.t) {
     case 'link-add': {
       const spec = op.spec;
+      if (spec.kind === 'tap' || spec.kind === 'tun') {
+        addTuntap(s, spec);
+        return;
+      }
       const netnsFd = spec.netns !== undefined ? s.fd(spec.netns) : undefined;
       const peerNetnsFd =
         spec.kind === 'veth' && spec.peerNetns !== undefined ? s.fd(spec.peerNetns) : undefined;
@@ -235,6 +241,25 @@ function runOp(s: Session, op: Op): void {
   }
 }
 
+/** A tun/tap through /dev/net/tun, then its MTU and MAC; a failure there deletes it again. */
+function addTuntap(s: Session, spec: Extract<Op, { t: 'link-add' }>['spec'] & { kind: 'tap' | 'tun' }): void {
+  s.forget();
+  createTuntap(s.libc, spec);
+  if (spec.mtu === undefined && spec.mac === undefined) return;
+  const index = s.index(spec.name);
+  try {
+    for (const w of linkSet(index, { mtu: spec.mtu, mac: spec.mac }, undefined)) s.req(w);
+  } catch (e) {
+    // `ip link add` with a bad MTU creates nothing; keep that all-or-nothing here too.
+    try {
+      s.req(linkDel(index));
+    } finally {
+      s.forget();
+    }
+    throw e;
+  }
+}
+
 function runRead(s: Session, r: Read, links: () => Link[]): ReadResult {
   const nameOf = (i: number) => links().find((l) => l.index === i)?.name;
   switch (r.t) {
@@ -303,7 +328,7 @@ export class NativeCore {
     ops: readonly Op[],
     reads: readonly Read[],
   ): ReadResult[] {
-    const s = new Session(sock, netns, fds);
+    const s = new Session(sock, netns, fds, this.libc);
     ops.forEach((op, i) => {
       try {
         runOp(s, op);

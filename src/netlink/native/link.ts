@@ -1,5 +1,6 @@
 // rtnetlink link requests and link dumps (uapi linux/if_link.h): create, set, rename, move,
-// delete and list, with the kind-specific data of bridge, veth, macvlan, ipvlan, vlan and vxlan.
+// delete and list, with the kind-specific data of bridge, veth, macvlan, ipvlan, vlan, vxlan and
+// vrf; tun/tap devices are read here but made through /dev/net/tun (tuntap.ts).
 import type { IpvlanMode, Link, LinkSettings, LinkSpec, MacvlanMode } from '../types.js';
 import { NLM_F, NlAttrs, type NlMessage, NlWriter } from './nlmsg.js';
 import { AF, ipBytes, REQ_ACK, RTM } from './rtnl.js';
@@ -34,6 +35,11 @@ const MACVLAN_MODES: Record<MacvlanMode, number> = {
   source: 16,
 };
 const IPVLAN_MODES: Record<IpvlanMode, number> = { l2: 0, l3: 1, l3s: 2 };
+/** IFLA_VRF_TABLE and the IFLA_TUN_* attributes a tun/tap device reports (linux/if_link.h). */
+const VRF_TABLE = 1;
+const TUN = { OWNER: 1, GROUP: 2, TYPE: 3, VNET_HDR: 5, PERSIST: 6, MULTI_QUEUE: 7 } as const;
+/** IFF_TUN / IFF_TAP, as IFLA_TUN_TYPE carries them. */
+const TUN_TYPES: Record<number, 'tun' | 'tap'> = { 1: 'tun', 2: 'tap' };
 const VXLAN = { ID: 1, GROUP: 2, LINK: 3, LOCAL: 4, LEARNING: 7, PORT: 15, GROUP6: 16, LOCAL6: 17 };
 
 /** struct ifinfomsg: family, ifindex, flags and the mask of flags to change. */
@@ -99,6 +105,9 @@ export function linkAdd(spec: LinkSpec, refs: LinkAddRefs): NlWriter {
       break;
     case 'vlan':
       w.begin(INFO.DATA).u16(1, spec.vlanId).end();
+      break;
+    case 'vrf':
+      w.begin(INFO.DATA).u32(VRF_TABLE, spec.table).end();
       break;
     case 'vxlan': {
       w.begin(INFO.DATA).u32(VXLAN.ID, spec.vni);
@@ -232,7 +241,10 @@ export function parseLinks(msgs: readonly NlMessage[]): Link[] {
       txqlen: a.u32(IFLA.TXQLEN) ?? 0,
     };
     const info = a.nested(IFLA.LINKINFO);
-    const kind = info?.str(INFO.KIND);
+    const data = info?.nested(INFO.DATA);
+    // The kernel calls tun and tap devices both 'tun'; IFLA_TUN_TYPE says which.
+    const rawKind = info?.str(INFO.KIND);
+    const kind = rawKind === 'tun' ? (TUN_TYPES[data?.u8(TUN.TYPE) ?? 0] ?? 'tun') : rawKind;
     if (kind) l.kind = kind;
     const master = a.u32(IFLA.MASTER);
     if (master) {
@@ -250,8 +262,20 @@ export function parseLinks(msgs: readonly NlMessage[]): Link[] {
       l.hairpin = port?.u8(BRPORT.MODE) === 1;
       l.isolated = port?.u8(BRPORT.ISOLATED) === 1;
     }
-    const data = info?.nested(INFO.DATA);
     if (data) {
+      if (kind === 'vrf') {
+        const table = data.u32(VRF_TABLE);
+        if (table !== undefined) l.vrfTable = table;
+      }
+      if (kind === 'tap' || kind === 'tun') {
+        l.multiQueue = data.u8(TUN.MULTI_QUEUE) === 1;
+        l.vnetHdr = data.u8(TUN.VNET_HDR) === 1;
+        l.persist = data.u8(TUN.PERSIST) === 1;
+        const owner = data.u32(TUN.OWNER);
+        if (owner !== undefined) l.owner = owner;
+        const group = data.u32(TUN.GROUP);
+        if (group !== undefined) l.group = group;
+      }
       if (kind === 'macvlan') {
         const mode = data.u32(1);
         const name = Object.entries(MACVLAN_MODES).find(([, v]) => v === mode)?.[0];

@@ -22,6 +22,8 @@ const RTAX = { MTU: 2, ADVMSS: 8 } as const;
 const RTM_F_CLONED = 0x200;
 const RTN_UNICAST = 1;
 const RTPROT_BOOT = 3;
+/** The protocols a RouteSpec may name. */
+const PROTOCOL_IDS = { kernel: 2, boot: 3, static: 4 } as const;
 
 const FRA = { DST: 1, SRC: 2, PRIORITY: 6, TABLE: 15 } as const;
 const FR_ACT_TO_TBL = 1;
@@ -204,7 +206,7 @@ export function routeMsg(verb: RouteVerb, r: NormRoute, oif: number | undefined)
       family: afOf(r.family),
       dstLen: Number(dstLen),
       table,
-      protocol: del ? 0 : RTPROT_BOOT,
+      protocol: del ? 0 : r.protocol ? PROTOCOL_IDS[r.protocol] : RTPROT_BOOT,
       scope,
       type: del ? 0 : RTN_UNICAST,
     }),

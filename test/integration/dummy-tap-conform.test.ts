@@ -1,0 +1,26 @@
+// `cni-kit conform` against the dummy and tap binaries (dist/bin), kept out of conform-ours so each
+// plugin family owns its cases. tap runs for real (this kernel has tun/tap); dummy runs where the
+// kernel has the dummy link kind and otherwise skips saying so.
+import { linuxNetlink } from 'cni-kit/netlink';
+import { describe, it } from 'vitest';
+import { conform, expectAllPass, hostLocal, need, ours, useConformSuite } from '../helpers/conform.js';
+
+useConformSuite();
+
+const kinds = () => linuxNetlink().supportedLinkKinds();
+
+describe.concurrent('dummy and tap (dist/bin) pass the conformance kit', () => {
+  it('tap + host-local, multi-queue with an owner', async (ctx) => {
+    need(ctx, ours('tap'));
+    if (!(await kinds()).has('tap')) ctx.skip('this kernel has no tap link kind (no /dev/net/tun)');
+    const config = { type: 'tap', multiQueue: true, owner: 0, group: 0, ipam: hostLocal('10.73.0.0/24') };
+    expectAllPass(await conform(ours('tap'), config, { versions: ['0.3.1', '1.1.0'] }), ['0.3.1', '1.1.0']);
+  }, 120_000);
+
+  it('dummy + host-local, where the kernel has dummy links', async (ctx) => {
+    need(ctx, ours('dummy'));
+    if (!(await kinds()).has('dummy')) ctx.skip('this kernel has no dummy link kind');
+    const config = { type: 'dummy', ipam: hostLocal('10.74.0.0/24') };
+    expectAllPass(await conform(ours('dummy'), config, { versions: ['0.3.1', '1.1.0'] }), ['0.3.1', '1.1.0']);
+  }, 120_000);
+});
