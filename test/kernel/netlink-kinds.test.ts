@@ -30,14 +30,17 @@ function creatable(): Set<LinkKind> {
 }
 function tryEach(): Set<LinkKind> {
   const lines: Record<LinkKind, string> = {
-    bridge: 'type bridge',
-    veth: 'type veth peer name x1',
-    macvlan: 'link p0 type macvlan mode bridge',
-    ipvlan: 'link p0 type ipvlan mode l2',
-    vlan: 'link p0 type vlan id 10',
-    vxlan: 'type vxlan id 42 dstport 4789',
-    ifb: 'type ifb',
-    dummy: 'type dummy',
+    bridge: 'link add x0 type bridge',
+    veth: 'link add x0 type veth peer name x1',
+    macvlan: 'link add x0 link p0 type macvlan mode bridge',
+    ipvlan: 'link add x0 link p0 type ipvlan mode l2',
+    vlan: 'link add x0 link p0 type vlan id 10',
+    vxlan: 'link add x0 type vxlan id 42 dstport 4789',
+    ifb: 'link add x0 type ifb',
+    dummy: 'link add x0 type dummy',
+    tap: 'tuntap add mode tap name x0',
+    tun: 'tuntap add mode tun name x0',
+    vrf: 'link add x0 type vrf table 77',
   };
   const found = new Set<LinkKind>();
   for (const k of LINK_KINDS) {
@@ -45,7 +48,7 @@ function tryEach(): Set<LinkKind> {
     execFileSync('ip', ['netns', 'add', ns]);
     try {
       execFileSync('ip', ['-n', ns, 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1']);
-      const add = spawnSync('ip', ['-n', ns, 'link', 'add', 'x0', ...(lines[k] ?? '').split(' ')]);
+      const add = spawnSync('ip', ['-n', ns, ...lines[k].split(' ')]);
       if (add.status === 0) found.add(k);
     } finally {
       execFileSync('ip', ['netns', 'del', ns]);
