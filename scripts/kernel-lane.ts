@@ -21,15 +21,28 @@ import { consoleTail, findVmTools, runInVm } from '../test/helpers/vm.js';
 export const KERNEL_LANE: ReadonlyArray<{ file: string; tests: string }> = [
   { file: 'test/kernel/ipvlan.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/ipvlan-whereabouts.test.ts', tests: 'on the real kernel' },
+  { file: 'test/kernel/ipvlan-mode.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/vlan.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/bridge-vlan.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/netlink-kinds.test.ts', tests: 'on the real kernel' },
   {
     file: 'test/integration/netlink.shared.test.ts',
-    tests: 'netlink shared suite .*linux.*(ipvlan|\\bvlan links|VLAN|dummy|unsupported kinds)',
+    tests:
+      'netlink shared suite .*linux.*(ipvlan links|\\bvlan links|bridge VLANs|dummy link|VRF|macvlan links on a host parent)',
   },
   { file: 'test/integration/plugins-main.test.ts', tests: 'ipvlan and vlan on the real kernel' },
-  { file: 'test/integration/plugins-bridge.test.ts', tests: 'bridge binary .*vlan' },
+  {
+    file: 'test/integration/plugins-bridge.test.ts',
+    tests: 'bridge binary .*vlan: the port is an access port',
+  },
+  { file: 'test/integration/dummy-plugin.test.ts', tests: 'dummy binary .*where the kernel has dummy links' },
+  { file: 'test/integration/vrf-plugin.test.ts', tests: 'vrf binary .*enslaves the interface' },
+  { file: 'test/interop/vrf-chaining.test.ts', tests: 'vrf chained under libcni' },
+  { file: 'test/integration/dummy-tap-conform.test.ts', tests: 'dummy \\+ host-local, where the kernel has' },
+  {
+    file: 'test/integration/conform-ours.test.ts',
+    tests: '(ipvlan|vlan) \\+ host-local, where the kernel has',
+  },
 ];
 
 /** Wall-clock limit of the VM, boot included (the watchdog kills qemu after it). */

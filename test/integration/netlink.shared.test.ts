@@ -3,6 +3,7 @@
 // Over the 400-line guideline on purpose: it is the one shared suite the issue asks for, and
 // splitting it would split the list of behaviours both backends must agree on.
 import { execFileSync } from 'node:child_process';
+import { release } from 'node:os';
 import {
   type Link,
   type LinkKind,
@@ -58,6 +59,12 @@ const backends: Backend[] = [
     }),
   ),
 ];
+
+/** Whether the running kernel is at least `major.minor` (uname's release, e.g. 6.1.0-56-amd64). */
+function kernelAtLeast(major: number, minor: number): boolean {
+  const [ma = 0, mi = 0] = release().split(/[.-]/).map(Number);
+  return ma > major || (ma === major && mi >= minor);
+}
 
 /** Errno of a rejected promise (fails the test when it resolves). */
 async function errnoOf(p: Promise<unknown>): Promise<string> {
@@ -648,18 +655,24 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     const inC = (await nl.open(c).links()).find((l) => l.kind === 'macvlan');
     expect(inC).toMatchObject({ macvlanMode: 'private', mtu: 1400 });
     expect(inC?.parentNetnsId).toBeTypeOf('number');
-    // The name is checked where the link is created: one the host already uses is fine there.
+    // A name the host already uses: kernels from 6.13 (and the memory model) check the name only in
+    // the netns the link is created in, so it is fine there; older ones (Debian 12's 6.1) check it in
+    // the caller's netns too and refuse with EEXIST, creating nothing.
     h.createLink({ kind: 'macvlan', name: parent, parent, netns: c });
-    await h.flush();
-    expect((await nl.open(c).links()).filter((l) => l.name === parent).map((l) => l.kind)).toEqual([
-      'macvlan',
-    ]);
-    h.createLink({ kind: 'macvlan', name: parent, parent, netns: c });
-    expect(await errnoOf(h.flush())).toBe('EEXIST');
-    const cns = nl.open(c);
-    cns.deleteLink(parent);
-    await cns.flush();
-    expect((await cns.links()).some((l) => l.name === parent)).toBe(false);
+    if (backend.name === 'memory' || kernelAtLeast(6, 13)) {
+      await h.flush();
+      expect((await nl.open(c).links()).filter((l) => l.name === parent).map((l) => l.kind)).toEqual([
+        'macvlan',
+      ]);
+      h.createLink({ kind: 'macvlan', name: parent, parent, netns: c });
+      expect(await errnoOf(h.flush())).toBe('EEXIST');
+      const cns = nl.open(c);
+      cns.deleteLink(parent);
+      await cns.flush();
+    } else {
+      expect(await errnoOf(h.flush())).toBe('EEXIST');
+    }
+    expect((await nl.open(c).links()).some((l) => l.name === parent)).toBe(false);
     h.createLink({ kind: 'macvlan', name: hname('tmv'), parent, mtu: 1600 });
     expect(await errnoOf(h.flush())).toBe('EINVAL');
     // A macvlan on that macvlan is attached to the real device underneath (in the host).
