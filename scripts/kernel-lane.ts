@@ -10,7 +10,7 @@
 // skipped and prints one line naming what is missing. --leaks is the leak check's report from inside
 // the guest. The exit status is vitest's inside the guest, or 1 when the guest never reported one.
 import { writeFileSync } from 'node:fs';
-import { consoleTail, findVmTools, runInVm } from '../test/helpers/vm.js';
+import { findVmTools, runInVm, vmFailure } from '../test/helpers/vm.js';
 
 /**
  * The lane's test files, each with the test names (a regular expression over vitest's full names,
@@ -129,12 +129,15 @@ async function main(): Promise<number> {
   if (opts.json && r.files['results.json'])
     writeFileSync(opts.json, JSON.stringify(laneOnly(JSON.parse(r.files['results.json']), pattern)));
   if (opts.leaks && r.files['leaks.json']) writeFileSync(opts.leaks, r.files['leaks.json']);
-  if (r.status === null || !r.files['results.json']) {
-    const why = r.timedOut
-      ? `the VM did not finish within ${TIMEOUT_MS / 1000} s and was killed`
-      : 'the guest reported no result';
-    console.log(`\nkernel lane failed: ${why} (${secs} s). Console tail:\n${consoleTail(r)}`);
+  if (r.status === null) {
+    console.log(`\nkernel lane failed: ${vmFailure(r, TIMEOUT_MS)}`);
     return 1;
+  }
+  if (!r.files['results.json']) {
+    console.log(
+      `\nkernel lane failed: vitest exited ${r.status} in the guest (${secs} s) without its report`,
+    );
+    return r.status || 1;
   }
   console.log(`\nkernel lane: the VM ran for ${secs} s, vitest exited ${r.status}`);
   return r.status;

@@ -9,7 +9,9 @@
 // the temporary files (initramfs, the share) are removed in every case.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
+  accessSync,
   chmodSync,
+  constants,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -60,22 +62,33 @@ export function findVmTools(): VmTools | string {
       return undefined;
     }
   };
-  const qemu = which('qemu-system-x86_64');
+  // CNI_KIT_QEMU and CNI_KIT_VM_KERNEL name another qemu binary or kernel image (its modules are
+  // /lib/modules/<the version after "vmlinuz-">); the lane's own tests use them to check what a
+  // machine without either sees.
+  const qemuOverride = process.env.CNI_KIT_QEMU;
+  const qemu = qemuOverride
+    ? executable(qemuOverride)
+      ? qemuOverride
+      : undefined
+    : which('qemu-system-x86_64');
   if (!qemu) missing.push('qemu-system-x86_64 (Debian package qemu-system-x86)');
   let kernel: string | undefined;
   let modules: string | undefined;
   try {
     // The newest installed Debian kernel whose module tree is present.
-    const versions = readdirSync('/boot')
-      .filter((f) => /^vmlinuz-.*-amd64$/.test(f))
-      .map((f) => f.slice('vmlinuz-'.length))
-      .filter((v) => existsSync(`/lib/modules/${v}/modules.dep`))
-      .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    const versions = process.env.CNI_KIT_VM_KERNEL
+      ? [basename(process.env.CNI_KIT_VM_KERNEL).replace(/^vmlinuz-/, '')]
+      : readdirSync('/boot')
+          .filter((f) => /^vmlinuz-.*-amd64$/.test(f))
+          .map((f) => f.slice('vmlinuz-'.length))
+          .filter((v) => existsSync(`/lib/modules/${v}/modules.dep`))
+          .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     const v = versions.at(-1);
     if (v) {
-      kernel = `/boot/vmlinuz-${v}`;
+      kernel = process.env.CNI_KIT_VM_KERNEL ?? `/boot/vmlinuz-${v}`;
       modules = `/lib/modules/${v}`;
       readFileSync(kernel, { flag: 'r' }).subarray(0, 1);
+      if (!existsSync(join(modules, 'modules.dep'))) modules = undefined;
     }
   } catch {
     kernel = undefined;
@@ -89,6 +102,15 @@ export function findVmTools(): VmTools | string {
   if (missing.length > 0 || !qemu || !kernel || !modules || !busybox || !cpio)
     return `missing ${missing.join(', ')}`;
   return { qemu, kernel, modules, busybox, cpio };
+}
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Every module `names` need, dependencies first, as paths relative to the module tree. */
@@ -218,6 +240,8 @@ export interface VmRun {
   env?: Record<string, string>;
   /** Wall-clock limit for the whole VM, boot included; qemu is killed after it. */
   timeoutMs: number;
+  /** The guest's own limit on the command, after which it records 124 and powers off; default 30 s under `timeoutMs`. */
+  guestTimeoutS?: number;
   memoryMiB?: number;
   cpus?: number;
   /** Called with each chunk of the guest's console as it arrives. */
@@ -246,6 +270,14 @@ export function consoleTail(r: Pick<VmResult, 'console'>, n = 40): string {
   return r.console.split('\n').slice(-n).join('\n');
 }
 
+/** Why a run that reported no status failed, with the console's tail (the lane prints this). */
+export function vmFailure(r: VmResult, timeoutMs: number): string {
+  const why = r.timedOut
+    ? `the VM did not finish within ${timeoutMs / 1000} s and was killed`
+    : 'the guest reported no result';
+  return `${why} (${(r.ms / 1000).toFixed(1)} s). Console tail:\n${consoleTail(r)}`;
+}
+
 const live = new Set<ChildProcess>();
 let exitHook = false;
 function killOnExit(): void {
@@ -265,7 +297,7 @@ export async function runInVm(run: VmRun): Promise<VmResult> {
   try {
     const share = join(dir, 'share');
     mkdirSync(share);
-    const cmdTimeoutS = Math.max(10, Math.floor(run.timeoutMs / 1000) - 30);
+    const cmdTimeoutS = run.guestTimeoutS ?? Math.max(10, Math.floor(run.timeoutMs / 1000) - 30);
     const initrd = buildInitramfs(tools, dir, cmdTimeoutS);
     const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
     const env = {

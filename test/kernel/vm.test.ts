@@ -1,0 +1,86 @@
+// The kernel lane's failure modes, on the host (not in the lane itself):
+//  - a machine without qemu or without a kernel image: the lane prints one line naming the missing
+//    package, counts its files as skipped and does not fail (CNI_KIT_QEMU / CNI_KIT_VM_KERNEL point
+//    the helper at a binary or image that is not there);
+//  - a guest that hangs: the watchdog kills qemu at the limit, the failure shows the console's tail,
+//    and the run's temporary files are gone.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { findVmTools, runInVm, vmFailure } from '../helpers/vm.js';
+import { inVm } from './lane.js';
+
+/** Runs the lane script with `env` added; returns its exit status, stdout and JSON report. */
+function lane(env: Record<string, string>) {
+  const dir = mkdtempSync(join(tmpdir(), 'kl-'));
+  try {
+    const json = join(dir, 'report.json');
+    const r = spawnSync('npx', ['tsx', 'scripts/kernel-lane.ts', '--json', json], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const report = JSON.parse(readFileSync(json, 'utf8')) as Record<string, number>;
+    return { status: r.status, stdout: r.stdout, report };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('kernel lane without its packages', () => {
+  for (const [what, env, pkg] of [
+    ['qemu', { CNI_KIT_QEMU: '/nonexistent/qemu-system-x86_64' }, 'Debian package qemu-system-x86'],
+    ['a kernel image', { CNI_KIT_VM_KERNEL: '/nonexistent/vmlinuz-0.0.0-amd64' }, 'linux-image-amd64'],
+  ] as const) {
+    it(`without ${what}: one line naming ${pkg}, the lane's files counted as skipped, exit 0`, (ctx) => {
+      if (inVm) ctx.skip('runs on the host, not in the lane');
+      const r = lane(env);
+      expect(r.status, r.stdout).toBe(0);
+      const lines = r.stdout.split('\n').filter((l) => l.trim());
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^kernel lane skipped: missing /);
+      expect(lines[0]).toContain(pkg);
+      const files = lines[0]?.split('not run in the VM: ')[1]?.split(' ') ?? [];
+      expect(files.length).toBeGreaterThan(5);
+      expect(r.report).toMatchObject({ numPassedTests: 0, numFailedTests: 0, numPendingTests: files.length });
+    });
+  }
+});
+
+describe('kernel lane VM watchdog', () => {
+  it('kills a hanging guest at the limit; the failure shows the console tail; nothing is left', async (ctx) => {
+    if (inVm) ctx.skip('runs on the host, not in the lane');
+    if (process.getuid?.() !== 0) ctx.skip('needs root (kernel images under /boot are root-only)');
+    const tools = findVmTools();
+    if (typeof tools === 'string') ctx.skip(`the kernel lane cannot run: ${tools}`);
+    const tmp = mkdtempSync(join(tmpdir(), 'kvm-'));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      const limit = 60_000;
+      // The guest's own limit is far beyond the watchdog's: only the watchdog can end this one.
+      const r = await runInVm({
+        script: 'echo hanging now; sleep 3600',
+        cwd: '/',
+        timeoutMs: limit,
+        guestTimeoutS: 3600,
+      });
+      expect(r.timedOut).toBe(true);
+      expect(r.status).toBeNull();
+      expect(r.ms).toBeLessThan(limit + 15_000);
+      const text = vmFailure(r, limit);
+      expect(text).toContain('the VM did not finish within 60 s and was killed');
+      expect(text).toContain('cni-kit-vm: up; running the command');
+      expect(r.output).toContain('hanging now');
+      expect(readdirSync(tmp)).toEqual([]);
+      const ps = spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).stdout;
+      expect(ps.split('\n').filter((l) => l.includes(tmp))).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
