@@ -79,7 +79,12 @@ describe('ipvlan mode shared per master (memory model)', () => {
     nl.addNetns('/var/run/netns/a');
     nl.addNetns('/var/run/netns/b');
     const call = async (cmd: string, netns: string, conf: object) => {
-      const env = { CNI_COMMAND: cmd, CNI_CONTAINERID: netns.slice(-1), CNI_NETNS: netns, CNI_IFNAME: 'eth0' };
+      const env = {
+        CNI_COMMAND: cmd,
+        CNI_CONTAINERID: netns.slice(-1),
+        CNI_NETNS: netns,
+        CNI_IFNAME: 'eth0',
+      };
       const out = await runPlugin(plugin, {
         env: { ...env, CNI_PATH: '/nonexistent' },
         stdin: JSON.stringify(conf),
