@@ -261,6 +261,8 @@ export interface VmResult {
   console: string;
   timedOut: boolean;
   ms: number;
+  /** From qemu's start to the guest's init running the command (undefined when it never got there). */
+  bootMs: number | undefined;
   /** `collect`ed files that existed, by path. */
   files: Record<string, string>;
 }
@@ -350,9 +352,12 @@ export async function runInVm(run: VmRun): Promise<VmResult> {
     live.add(child);
     killOnExit();
     let consoleText = '';
+    let bootMs: number | undefined;
+    const started = Date.now();
     const onData = (b: Buffer): void => {
       const s = b.toString('utf8');
       consoleText += s;
+      if (bootMs === undefined && consoleText.includes('cni-kit-vm: up')) bootMs = Date.now() - started;
       run.onConsole?.(s);
     };
     child.stdout.on('data', onData);
@@ -409,6 +414,7 @@ export async function runInVm(run: VmRun): Promise<VmResult> {
       console: consoleText,
       timedOut,
       ms: Date.now() - t0,
+      bootMs,
       files,
     };
   } finally {
