@@ -19,29 +19,30 @@ import { findVmTools, runInVm, vmFailure } from '../test/helpers/vm.js';
  * real kernel".
  */
 export const KERNEL_LANE: ReadonlyArray<{ file: string; tests: string }> = [
-  { file: 'test/kernel/ipvlan.test.ts', tests: 'on the real kernel' },
+  // Longest first (as measured in the lane), so that neither of vitest's two workers idles at the end.
   { file: 'test/kernel/ipvlan-whereabouts.test.ts', tests: 'on the real kernel' },
-  { file: 'test/kernel/ipvlan-mode.test.ts', tests: 'on the real kernel' },
+  {
+    file: 'test/integration/conform-ours.test.ts',
+    tests: '(ipvlan|vlan) \\+ host-local, where the kernel has',
+  },
+  { file: 'test/kernel/ipvlan.test.ts', tests: 'on the real kernel' },
+  { file: 'test/integration/dummy-tap-conform.test.ts', tests: 'dummy \\+ host-local, where the kernel has' },
+  { file: 'test/interop/vrf-chaining.test.ts', tests: 'vrf chained under libcni' },
   { file: 'test/kernel/vlan.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/bridge-vlan.test.ts', tests: 'on the real kernel' },
-  { file: 'test/kernel/netlink-kinds.test.ts', tests: 'on the real kernel' },
+  { file: 'test/kernel/ipvlan-mode.test.ts', tests: 'on the real kernel' },
   {
     file: 'test/integration/netlink.shared.test.ts',
     tests:
       'netlink shared suite .*linux.*(ipvlan links|\\bvlan links|bridge VLANs|dummy link|VRF|macvlan links on a host parent)',
   },
+  { file: 'test/kernel/netlink-kinds.test.ts', tests: 'on the real kernel' },
+  { file: 'test/integration/vrf-plugin.test.ts', tests: 'vrf binary .*enslaves the interface' },
+  { file: 'test/integration/dummy-plugin.test.ts', tests: 'dummy binary .*where the kernel has dummy links' },
   { file: 'test/integration/plugins-main.test.ts', tests: 'ipvlan and vlan on the real kernel' },
   {
     file: 'test/integration/plugins-bridge.test.ts',
     tests: 'bridge binary .*vlan: the port is an access port',
-  },
-  { file: 'test/integration/dummy-plugin.test.ts', tests: 'dummy binary .*where the kernel has dummy links' },
-  { file: 'test/integration/vrf-plugin.test.ts', tests: 'vrf binary .*enslaves the interface' },
-  { file: 'test/interop/vrf-chaining.test.ts', tests: 'vrf chained under libcni' },
-  { file: 'test/integration/dummy-tap-conform.test.ts', tests: 'dummy \\+ host-local, where the kernel has' },
-  {
-    file: 'test/integration/conform-ours.test.ts',
-    tests: '(ipvlan|vlan) \\+ host-local, where the kernel has',
   },
 ];
 
@@ -108,6 +109,9 @@ async function main(): Promise<number> {
   const vitest = [
     // Not `npx vitest`: npx spends some 45 s resolving the command under emulation.
     'node node_modules/vitest/vitest.mjs run',
+    // KERNEL_LANE's order (test/kernel/vitest.lane.config.ts), and one process per worker for all
+    // its files: starting a fresh one for each file costs seconds under emulation.
+    '--config test/kernel/vitest.lane.config.ts --no-isolate',
     '--reporter=default',
     `--reporter=json --outputFile.json=${share}/results.json`,
     // Node under emulation is several times slower than on the host.
@@ -120,6 +124,7 @@ async function main(): Promise<number> {
     cwd: process.cwd(),
     env: {
       CNI_KIT_BUILT: '1',
+      CNI_KIT_LANE_ORDER: files.join(','),
       CNI_KIT_LEAK_REPORT: `${share}/leaks.json`,
       ...(process.env.CNI_KIT_LEAK_CHECK ? { CNI_KIT_LEAK_CHECK: process.env.CNI_KIT_LEAK_CHECK } : {}),
     },
