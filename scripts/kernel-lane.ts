@@ -20,26 +20,26 @@ import { findVmTools, runInVm, vmFailure } from '../test/helpers/vm.js';
  */
 export const KERNEL_LANE: ReadonlyArray<{ file: string; tests: string }> = [
   // Longest first (as measured in the lane), so that neither of vitest's two workers idles at the end.
-  { file: 'test/kernel/ipvlan-whereabouts.test.ts', tests: 'on the real kernel' },
   {
     file: 'test/integration/conform-ours.test.ts',
     tests: '(ipvlan|vlan) \\+ host-local, where the kernel has',
   },
   { file: 'test/kernel/ipvlan.test.ts', tests: 'on the real kernel' },
+  { file: 'test/kernel/vlan.test.ts', tests: 'on the real kernel' },
   { file: 'test/integration/dummy-tap-conform.test.ts', tests: 'dummy \\+ host-local, where the kernel has' },
   { file: 'test/interop/vrf-chaining.test.ts', tests: 'vrf chained under libcni' },
-  { file: 'test/kernel/vlan.test.ts', tests: 'on the real kernel' },
+  { file: 'test/kernel/ipvlan-whereabouts.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/bridge-vlan.test.ts', tests: 'on the real kernel' },
   { file: 'test/kernel/ipvlan-mode.test.ts', tests: 'on the real kernel' },
+  { file: 'test/integration/vrf-plugin.test.ts', tests: 'vrf binary .*enslaves the interface' },
+  { file: 'test/integration/plugins-main.test.ts', tests: 'ipvlan and vlan on the real kernel' },
+  { file: 'test/integration/dummy-plugin.test.ts', tests: 'dummy binary .*where the kernel has dummy links' },
   {
     file: 'test/integration/netlink.shared.test.ts',
     tests:
       'netlink shared suite .*linux.*(ipvlan links|\\bvlan links|bridge VLANs|dummy link|VRF|macvlan links on a host parent)',
   },
   { file: 'test/kernel/netlink-kinds.test.ts', tests: 'on the real kernel' },
-  { file: 'test/integration/vrf-plugin.test.ts', tests: 'vrf binary .*enslaves the interface' },
-  { file: 'test/integration/dummy-plugin.test.ts', tests: 'dummy binary .*where the kernel has dummy links' },
-  { file: 'test/integration/plugins-main.test.ts', tests: 'ipvlan and vlan on the real kernel' },
   {
     file: 'test/integration/plugins-bridge.test.ts',
     tests: 'bridge binary .*vlan: the port is an access port',
