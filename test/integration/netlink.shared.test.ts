@@ -702,6 +702,25 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     );
   });
 
+  it('vlan links come up and go down with their lower device', async (ctx) => {
+    need(ctx, 'vlan');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'lw0', peerName: 'lw1' });
+    ns.createLink({ kind: 'vlan', name: 'lv0', parent: 'lw0', vlanId: 5 });
+    ns.createLink({ kind: 'vlan', name: 'lv1', parent: 'lv0', vlanId: 6 });
+    const up = async () =>
+      Object.fromEntries(
+        (await ns.links()).filter((l) => l.name !== 'lo' && l.name !== 'lw1').map((l) => [l.name, l.up]),
+      );
+    expect(await up()).toEqual({ lw0: false, lv0: false, lv1: false });
+    // Found by the kernel lane's differential property: a VLAN set down comes up with its lower
+    // device, and a VLAN on it with it.
+    ns.setLink('lw0', { up: true });
+    expect(await up()).toEqual({ lw0: true, lv0: true, lv1: true });
+    ns.setLink('lw0', { up: false });
+    expect(await up()).toEqual({ lw0: false, lv0: false, lv1: false });
+  });
+
   for (const kind of ['ipvlan', 'vlan'] as const) {
     it(`creates ${kind} links with their mode/id`, async (ctx) => {
       need(ctx, kind);

@@ -227,7 +227,23 @@ export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings)
       if (old?.kind === 'vrf' || target?.kind === 'vrf') cycleLink(l);
     }
   }
+  const wasUp = l.up;
   setRest(l, set);
+  if (l.up !== wasUp) followLower(st, l);
+}
+
+/**
+ * 8021q follows its lower device: when it comes up, its VLANs (in any netns) come up too, even one
+ * set down before; when it goes down, they go down (vlan_device_event; no loose_binding here).
+ */
+function followLower(st: MState, lower: MLink): void {
+  for (const n of st.netns.values())
+    for (const v of n.links.values()) {
+      if (v.kind !== 'vlan' || v.lower !== lower || v.up === lower.up) continue;
+      if (lower.up) linkUp(v);
+      else linkDown(v, false);
+      followLower(st, v);
+    }
 }
 
 /** The attributes `setLink` applies after the master. */
