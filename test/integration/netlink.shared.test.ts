@@ -702,6 +702,22 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     );
   });
 
+  it('creates ipvlan links on a macvlan device, and no macvlan on an ipvlan one', async (ctx) => {
+    need(ctx, 'ipvlan');
+    need(ctx, 'macvlan');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'mi0', peerName: 'mi1' });
+    ns.createLink({ kind: 'macvlan', name: 'mim', parent: 'mi0', mode: 'bridge' });
+    // Found by the kernel lane's differential property: the macvlan device itself is the master.
+    ns.createLink({ kind: 'ipvlan', name: 'mii', parent: 'mim', mode: 'l2' });
+    const links = await ns.links();
+    const byName = (n: string) => links.find((l) => l.name === n);
+    expect(byName('mii')).toMatchObject({ kind: 'ipvlan', parentIndex: byName('mim')?.index });
+    ns.createLink({ kind: 'ipvlan', name: 'mij', parent: 'mi1', mode: 'l2' });
+    ns.createLink({ kind: 'macvlan', name: 'min', parent: 'mij', mode: 'bridge' });
+    expect(await errnoOf(ns.flush())).toBe('EINVAL');
+  });
+
   it('vlan links come up and go down with their lower device', async (ctx) => {
     need(ctx, 'vlan');
     const ns = nl.open(await newNs());
