@@ -1,6 +1,6 @@
 // ipvlan on a real kernel (the kernel lane): the GKE multus guide's setup, two pods on one ipvlan
-// network over the node's NIC, in each mode (l2, l3, l3s) with host-local and in l2 with whereabouts
-// (its file store), for our plugin and Go's ipvlan 1.1.1 with the same assertions: both pods get an ipvlan
+// network over the node's NIC, in each mode (l2, l3, l3s), with host-local and with whereabouts (its
+// file store), for our plugin and Go's ipvlan 1.1.1 with the same assertions: both pods get an ipvlan
 // eth0 in the requested mode on the shared master with their address, reach each other, CHECK
 // passes, DEL removes the links and frees the addresses, and a second DEL succeeds.
 import { join } from 'node:path';
@@ -9,22 +9,15 @@ import { firstIp, heldAddresses, needKernel, Scene } from './lane.js';
 
 const modes = ['l2', 'l3', 'l3s'] as const;
 
-/**
- * The cases for one allocator (two files, so that vitest's two workers share the lane's longest part).
- * Every mode with host-local; whereabouts in the given modes only (the lane runs it in l2, the GKE
- * guide's mode: the allocator does not depend on the mode, and each case costs some 35 s there).
- */
-export function ipvlanSuite(
-  ipamType: 'host-local' | 'whereabouts',
-  only: ReadonlyArray<(typeof modes)[number]> = modes,
-): void {
+/** The cases for one allocator (two files, so that vitest's two workers share the lane's longest part). */
+export function ipvlanSuite(ipamType: 'host-local' | 'whereabouts'): void {
   let scene: Scene | undefined;
   afterEach(() => {
     scene?.dispose();
     scene = undefined;
   });
   describe.each(['ours', 'go'] as const)(`ipvlan with ${ipamType} on the real kernel (%s)`, (impl) => {
-    for (const mode of only) {
+    for (const mode of modes) {
       it(`${mode}: two pods over one master reach each other; CHECK; DEL removes the links`, async (ctx) => {
         await needKernel(ctx, ['ipvlan'], impl === 'go' ? { go: 'ipvlan' } : {});
         const s = new Scene('kiv');

@@ -1,6 +1,5 @@
-// ipvlan l2 with whereabouts (file store) on a real kernel, ours and Go's side by side
-// (ipvlan-suite.ts): the GKE multus guide's ipvlan + whereabouts network. The modes themselves are
-// covered with host-local (ipvlan.test.ts); whereabouts does not depend on them.
+// ipvlan l2, l3 and l3s with whereabouts (file store) on a real kernel, ours and Go's side by side
+// (ipvlan-suite.ts): the GKE multus guide's ipvlan + whereabouts network.
 import { ipvlanSuite } from './ipvlan-suite.js';
 
-ipvlanSuite('whereabouts', ['l2']);
+ipvlanSuite('whereabouts');
