@@ -9,7 +9,7 @@
 // the lane cannot run (no qemu, no kernel image) it writes a report counting the lane's files as
 // skipped and prints one line naming what is missing. --leaks is the leak check's report from inside
 // the guest. The exit status is vitest's inside the guest, or 1 when the guest never reported one.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { findVmTools, runInVm, vmFailure } from '../test/helpers/vm.js';
 
 /**
@@ -85,6 +85,29 @@ function laneOnly(report: Report, pattern: string): Report {
   return { ...report, numPendingTests: pending, numTodoTests: 0 };
 }
 
+/** A daemon-mode pass's report, its tests named as such (failures list their full names). */
+function inDaemonMode(report: Report): Report {
+  for (const file of report.testResults ?? [])
+    for (const t of file.assertionResults ?? []) t.fullName = `(daemon mode) ${t.fullName}`;
+  return report;
+}
+
+/** One report of several passes: counts summed, files listed in order. */
+function combine(reports: Report[]): Report {
+  return {
+    numPassedTests: reports.reduce((n, r) => n + r.numPassedTests, 0),
+    numFailedTests: reports.reduce((n, r) => n + r.numFailedTests, 0),
+    numPendingTests: reports.reduce((n, r) => n + r.numPendingTests, 0),
+    numTodoTests: 0,
+    testResults: reports.flatMap((r) => r.testResults ?? []),
+  };
+}
+
+/** npm test's daemon-mode files (scripts/test.mjs). */
+const DAEMON_MATRIX: readonly string[] = JSON.parse(
+  readFileSync(new URL('./daemon-matrix.json', import.meta.url), 'utf8'),
+);
+
 const EMPTY: Report = { numPassedTests: 0, numFailedTests: 0, numPendingTests: 0, testResults: [] };
 
 async function main(): Promise<number> {
@@ -106,21 +129,35 @@ async function main(): Promise<number> {
   }
   console.log(`kernel lane: ${tools.kernel} under qemu (tcg, 2 vCPUs), ${files.length} file(s)`);
   const share = '/run/cni-kit-vm';
-  const vitest = [
-    // Not `npx vitest`: npx spends some 45 s resolving the command under emulation.
-    'node node_modules/vitest/vitest.mjs run',
-    // KERNEL_LANE's order (test/kernel/vitest.lane.config.ts), and one process per worker for all
-    // its files: starting a fresh one for each file costs seconds under emulation.
-    '--config test/kernel/vitest.lane.config.ts --no-isolate',
-    '--reporter=default',
-    `--reporter=json --outputFile.json=${share}/results.json`,
-    // Node under emulation is several times slower than on the host.
-    '--testTimeout=120000 --hookTimeout=180000',
-    `--testNamePattern='${pattern}'`,
-    ...files,
-  ].join(' ');
+  // The files npm test also runs in daemon mode (the shim per call, forwarding to a daemon) run a
+  // second time in the guest that way, so that neither pass keeps a skip for a missing link kind.
+  const daemonFiles = files.filter((f) => DAEMON_MATRIX.includes(f));
+  const vitest = (list: string[], json: string, isolate = false) =>
+    [
+      // Not `npx vitest`: npx spends some 45 s resolving the command under emulation.
+      'node node_modules/vitest/vitest.mjs run',
+      // KERNEL_LANE's order (test/kernel/vitest.lane.config.ts), and one process per worker for all
+      // its files: starting a fresh one for each file costs seconds under emulation. The daemon-mode
+      // pass isolates its few files: test/helpers/mode.ts stops each file's daemons in an afterAll
+      // that a module shared between files would register for the first file only.
+      `--config test/kernel/vitest.lane.config.ts${isolate ? '' : ' --no-isolate'}`,
+      '--reporter=default',
+      `--reporter=json --outputFile.json=${share}/${json}`,
+      // Node under emulation is several times slower than on the host.
+      '--testTimeout=120000 --hookTimeout=180000',
+      `--testNamePattern='${pattern}'`,
+      ...list,
+    ].join(' ');
+  const script = daemonFiles.length
+    ? [
+        `${vitest(files, 'results.json')}; exec_status=$?`,
+        `echo; echo '== kernel lane, plugins in daemon mode'`,
+        `CNI_KIT_PLUGIN_MODE=daemon CNI_KIT_LEAK_REPORT=${share}/leaks-daemon.json ${vitest(daemonFiles, 'results-daemon.json', true)}; daemon_status=$?`,
+        'if [ "$exec_status" -ne 0 ]; then exit "$exec_status"; fi; exit "$daemon_status"',
+      ].join('\n')
+    : `exec ${vitest(files, 'results.json')}`;
   const r = await runInVm({
-    script: `exec ${vitest}`,
+    script,
     cwd: process.cwd(),
     env: {
       CNI_KIT_BUILT: '1',
@@ -130,19 +167,32 @@ async function main(): Promise<number> {
     },
     timeoutMs: TIMEOUT_MS,
     onOutput: (s) => process.stdout.write(s),
-    collect: ['results.json', 'leaks.json'],
+    collect: ['results.json', 'leaks.json', 'results-daemon.json', 'leaks-daemon.json'],
   });
+  const execReport = r.files['results.json'];
+  const daemonReport = r.files['results-daemon.json'];
+  if (opts.json && execReport) {
+    const reports = [laneOnly(JSON.parse(execReport), pattern)];
+    if (daemonReport) reports.push(inDaemonMode(laneOnly(JSON.parse(daemonReport), pattern)));
+    writeFileSync(opts.json, JSON.stringify(combine(reports)));
+  }
+  if (opts.leaks) {
+    const leaks = ['leaks.json', 'leaks-daemon.json'].flatMap((f) => {
+      const t = r.files[f];
+      return t ? (JSON.parse(t) as unknown[]) : [];
+    });
+    if (r.files['leaks.json'] || r.files['leaks-daemon.json'])
+      writeFileSync(opts.leaks, JSON.stringify(leaks));
+  }
+  const missing = daemonFiles.length && !daemonReport ? ' (and no daemon-mode report)' : '';
   const secs = (r.ms / 1000).toFixed(1);
-  if (opts.json && r.files['results.json'])
-    writeFileSync(opts.json, JSON.stringify(laneOnly(JSON.parse(r.files['results.json']), pattern)));
-  if (opts.leaks && r.files['leaks.json']) writeFileSync(opts.leaks, r.files['leaks.json']);
   if (r.status === null) {
     console.log(`\nkernel lane failed: ${vmFailure(r, TIMEOUT_MS)}`);
     return 1;
   }
-  if (!r.files['results.json']) {
+  if (!execReport || missing) {
     console.log(
-      `\nkernel lane failed: vitest exited ${r.status} in the guest (${secs} s) without its report`,
+      `\nkernel lane failed: vitest exited ${r.status} in the guest (${secs} s) without its report${missing}`,
     );
     return r.status || 1;
   }

@@ -58,39 +58,9 @@ step('lint', 'npx', ['biome', 'check', 'src', 'test', 'examples', 'bench', 'scri
  * else, then in daemon mode (CNI_KIT_PLUGIN_MODE=daemon: the native shim per call, forwarding to a
  * cni-kit daemon in the node's netns; test/helpers/mode.ts). Suites that need the plugin process
  * itself (private mount namespaces, process trees, the conformance kit's own namespaces) run once.
+ * The list is scripts/daemon-matrix.json, which the kernel lane reads too.
  */
-const DAEMON_MATRIX = [
-  'test/integration/plugins-bridge-fields.test.ts',
-  'test/integration/plugins-bridge-routes.test.ts',
-  'test/integration/plugins-host-device.test.ts',
-  'test/integration/plugins-sublinks-kill.test.ts',
-  'test/integration/plugins-tuning.test.ts',
-  'test/integration/versions-legacy.test.ts',
-  'test/integration/multus.test.ts',
-  'test/integration/multus-k8s.test.ts',
-  'test/integration/whereabouts-plugin.test.ts',
-  'test/integration/k8s-whereabouts-store.test.ts',
-  'test/integration/ipam-passthrough.test.ts',
-  'test/integration/host-local-binary.test.ts',
-  'test/integration/bundle-delegation.test.ts',
-  'test/integration/podman.test.ts',
-  'test/integration/portmap.test.ts',
-  'test/integration/firewall.test.ts',
-  'test/interop/plugins-chaining.test.ts',
-  'test/interop/firewall-interop.test.ts',
-  'test/fuzz/links.fuzz.test.ts',
-  'test/fuzz/ipam-meta.fuzz.test.ts',
-  'test/fuzz/sigkill.fuzz.test.ts',
-  'test/integration/bandwidth.test.ts',
-  'test/integration/sbr.test.ts',
-  'test/interop/bandwidth.test.ts',
-  'test/interop/sbr.test.ts',
-  'test/integration/dummy-plugin.test.ts',
-  'test/integration/tap-plugin.test.ts',
-  'test/integration/vrf-plugin.test.ts',
-  'test/interop/vrf-chaining.test.ts',
-  'test/integration/dhcp.test.ts',
-];
+const DAEMON_MATRIX = JSON.parse(readFileSync(new URL('./daemon-matrix.json', import.meta.url), 'utf8'));
 
 const netns = privateNetns();
 let passed = 0;
