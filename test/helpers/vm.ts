@@ -23,7 +23,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /** Modules the guest loads before anything else: the 9p root, the overlay, then the link kinds. */
 export const BOOT_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'overlay'];
@@ -143,8 +143,25 @@ export function moduleClosure(modulesDir: string, names: readonly string[]): str
   return order;
 }
 
-/** The guest's /init: mount the host root, run the command chrooted, record its status, power off. */
-function initScript(cmdTimeoutS: number): string {
+/** Where the guest mounts a fresh tmpfs over the host's root (what tests write there stays in the VM). */
+const GUEST_TMPFS = ['/run', '/tmp'];
+
+/** Shell single quotes. */
+const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The guest's /init: mount the host root, run the command chrooted, record its status, power off.
+ * `keep` are host paths the command needs (its working directory): one under a path the guest
+ * covers with tmpfs (a checkout in /tmp) is carried over that tmpfs.
+ */
+function initScript(cmdTimeoutS: number, keep: readonly string[] = []): string {
+  const covered = keep.filter((p) => GUEST_TMPFS.some((t) => p === t || p.startsWith(`${t}/`)));
+  const hold = covered.map(
+    (p, i) => `mkdir -p /rw/keep${i} && mount -o bind ${shq(`/newroot${p}`)} /rw/keep${i}`,
+  );
+  const restore = covered.map(
+    (p, i) => `mkdir -p ${shq(`/newroot${p}`)} && mount -o bind /rw/keep${i} ${shq(`/newroot${p}`)}`,
+  );
   return `#!/bin/sh
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -164,14 +181,15 @@ if ! mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/
     [ -d "/newroot$d" ] && mount -t tmpfs tmpfs "/newroot$d"
   done
 fi
+${hold.join('\n')}
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
-mount -t tmpfs tmpfs /newroot/run
-mount -t tmpfs tmpfs /newroot/tmp
+${GUEST_TMPFS.map((t) => `mount -t tmpfs tmpfs /newroot${t}`).join('\n')}
+${restore.join('\n')}
 mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup 2>/dev/null
 mkdir -p /newroot/run/cni-kit-vm /newroot/run/lock /newroot/run/netns
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=${MSIZE} out /newroot/run/cni-kit-vm || { say "mounting the result share failed"; off; }
@@ -191,7 +209,12 @@ exec chroot /newroot /sbin/modprobe "$@"
 `;
 
 /** Builds the initramfs (gzip'd newc cpio) into `dir`; returns its path. */
-export function buildInitramfs(tools: VmTools, dir: string, cmdTimeoutS: number): string {
+export function buildInitramfs(
+  tools: VmTools,
+  dir: string,
+  cmdTimeoutS: number,
+  keep: readonly string[] = [],
+): string {
   const root = join(dir, 'root');
   for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'lib/modules', 'etc'])
     mkdirSync(join(root, d), { recursive: true });
@@ -222,7 +245,7 @@ export function buildInitramfs(tools: VmTools, dir: string, cmdTimeoutS: number)
   const params: Record<string, string> = { 'dummy.ko': 'numdummies=0', 'ifb.ko': 'numifbs=0' };
   const order = mods.map((m) => `${m} ${params[basename(m)] ?? ''}`.trim());
   writeFileSync(join(root, 'modules.order'), `${order.join('\n')}\n`);
-  writeFileSync(join(root, 'init'), initScript(cmdTimeoutS), { mode: 0o755 });
+  writeFileSync(join(root, 'init'), initScript(cmdTimeoutS, keep), { mode: 0o755 });
   const out = join(dir, 'initramfs.cpio.gz');
   execFileSync('sh', [
     '-c',
@@ -300,8 +323,7 @@ export async function runInVm(run: VmRun): Promise<VmResult> {
     const share = join(dir, 'share');
     mkdirSync(share);
     const cmdTimeoutS = run.guestTimeoutS ?? Math.max(10, Math.floor(run.timeoutMs / 1000) - 30);
-    const initrd = buildInitramfs(tools, dir, cmdTimeoutS);
-    const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+    const initrd = buildInitramfs(tools, dir, cmdTimeoutS, [resolve(run.cwd)]);
     const env = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       HOME: '/root',
@@ -313,8 +335,8 @@ export async function runInVm(run: VmRun): Promise<VmResult> {
     writeFileSync(
       join(share, 'run.sh'),
       [
-        ...Object.entries(env).map(([k, v]) => `export ${k}=${q(v)}`),
-        `cd ${q(run.cwd)} || exit 125`,
+        ...Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`),
+        `cd ${shq(run.cwd)} || exit 125`,
         run.script,
         '',
       ].join('\n'),
