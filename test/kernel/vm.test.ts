@@ -3,9 +3,10 @@
 //    package, counts its files as skipped and does not fail (CNI_KIT_QEMU / CNI_KIT_VM_KERNEL point
 //    the helper at a binary or image that is not there);
 //  - a guest that hangs: the watchdog kills qemu at the limit, the failure shows the console's tail,
-//    and the run's temporary files are gone.
+//    and the run's temporary files are gone;
+//  - a working directory under /tmp (a checkout there) stays visible over the guest's own /tmp.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -83,4 +84,24 @@ describe('kernel lane VM watchdog', () => {
       rmSync(tmp, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe('kernel lane VM working directory', () => {
+  it('runs the command in a directory under /tmp, which the guest covers with its own tmpfs', async (ctx) => {
+    if (inVm) ctx.skip('runs on the host, not in the lane');
+    if (process.getuid?.() !== 0) ctx.skip('needs root (kernel images under /boot are root-only)');
+    const tools = findVmTools();
+    if (typeof tools === 'string') ctx.skip(`the kernel lane cannot run: ${tools}`);
+    const dir = mkdtempSync(join('/tmp', "kvm-cwd it's-"));
+    try {
+      writeFileSync(join(dir, 'marker'), `seen ${process.pid}\n`);
+      const r = await runInVm({ script: 'pwd; cat marker; touch written', cwd: dir, timeoutMs: 120_000 });
+      expect(r.status, `${r.output}\n${vmFailure(r, 120_000)}`).toBe(0);
+      expect(r.output).toBe(`${dir}\nseen ${process.pid}\n`);
+      // The guest writes over the host's files in its own layer, never into them.
+      expect(readdirSync(dir)).toEqual(['marker']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
 });
