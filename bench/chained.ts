@@ -24,6 +24,7 @@ import {
   type BenchDaemon,
   childCpuMs,
   childCpuPrecise,
+  cleanupOnExit,
   median,
   Namespaces,
   procCpuFineMs,
@@ -57,22 +58,11 @@ for (const p of ['bridge', 'host-local', ...CHAINED]) {
 const ns = new Namespaces(`chn${process.pid % 100000}`);
 const work = mkdtempSync(join(tmpdir(), `${ns.tag}-`));
 let daemon: BenchDaemon | undefined;
-let cleaned = false;
-function cleanupNow(): void {
-  if (cleaned) return;
-  cleaned = true;
+const cleanupNow = cleanupOnExit(() => {
   daemon?.killNow();
   ns.removeAll();
   rmSync(work, { recursive: true, force: true });
-}
-process.on('exit', cleanupNow);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    console.error(`\n${sig}: cleaning up`);
-    cleanupNow();
-    process.exit(130);
-  });
-}
+});
 
 // ---- columns and timed calls ----
 type ColKey = 'go' | 'exec' | 'daemon';

@@ -37,6 +37,7 @@ import { join } from 'node:path';
 import {
   type BenchDaemon,
   childCpuPrecise,
+  cleanupOnExit,
   measure,
   median,
   Namespaces,
@@ -96,23 +97,12 @@ const ns = new Namespaces(`dbn${process.pid % 100000}`);
 const work = mkdtempSync(join(tmpdir(), `${ns.tag}-`));
 const daemons = new Set<BenchDaemon>();
 let etcdProc: ChildProcess | undefined;
-let cleaned = false;
-function cleanupNow(): void {
-  if (cleaned) return;
-  cleaned = true;
+const cleanupNow = cleanupOnExit(() => {
   for (const d of daemons) d.killNow();
   etcdProc?.kill('SIGKILL');
   ns.removeAll();
   rmSync(work, { recursive: true, force: true });
-}
-process.on('exit', cleanupNow);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    console.error(`\n${sig}: cleaning up`);
-    cleanupNow();
-    process.exit(130);
-  });
-}
+});
 
 async function daemonIn(label: string, node: string, extraArgs: string[] = []): Promise<BenchDaemon> {
   const d = await startBenchDaemon({

@@ -160,6 +160,28 @@ export class Namespaces {
   }
 }
 
+/**
+ * Runs `cleanup` once, on whichever way out comes first: normal exit, or SIGINT/SIGTERM/SIGHUP (then
+ * exits 130). Returns the once-only function, for the bench to call itself when it is done.
+ */
+export function cleanupOnExit(cleanup: () => void): () => void {
+  let done = false;
+  const once = (): void => {
+    if (done) return;
+    done = true;
+    cleanup();
+  };
+  process.on('exit', once);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      console.error(`\n${sig}: cleaning up`);
+      once();
+      process.exit(130);
+    });
+  }
+  return once;
+}
+
 /** strace(1), when installed (it is not on CI). */
 export const STRACE = ['/usr/bin/strace', '/bin/strace'].find((p) => existsSync(p));
 

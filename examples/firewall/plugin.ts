@@ -215,6 +215,27 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
     }
   }
 
+  /**
+   * What ADD makes (and CHECK expects) in family `f`: the container's rules with the iptables
+   * backend; the isolation chains in every family prevResult has addresses of, whatever the backend.
+   * Undefined when there is nothing to do in that family.
+   */
+  function familyRequest(
+    c: FirewallConf,
+    backend: 'iptables' | 'firewalld',
+    hosts: string[],
+    isolation: FamilyRequest['isolation'],
+    f: Family,
+  ): FamilyRequest | undefined {
+    const mine = byFamily(hosts, f);
+    const req: FamilyRequest = {
+      hosts: backend === 'iptables' ? mine : [],
+      admin: c.iptablesAdminChainName,
+      isolation: mine.length > 0 ? isolation : undefined,
+    };
+    return req.hosts.length === 0 && !req.isolation ? undefined : req;
+  }
+
   async function add(ctx: PluginContext<FirewallConf>): Promise<Result> {
     const c = ctx.conf;
     const prev = requirePrev(ctx);
@@ -247,13 +268,8 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
           }
         }
         for (const f of FAMILIES) {
-          const req: FamilyRequest = {
-            hosts: backend === 'iptables' ? byFamily(hosts, f) : [],
-            admin: c.iptablesAdminChainName,
-            // The isolation chains come in every family prevResult has addresses of, whatever the backend.
-            isolation: byFamily(hosts, f).length > 0 ? isolation : undefined,
-          };
-          if (req.hosts.length === 0 && !req.isolation) continue;
+          const req = familyRequest(c, backend, hosts, isolation, f);
+          if (!req) continue;
           const plan = planAdd(await mustReadFilter(ipt, f), req);
           for (const chain of plan.newChains) await createChain(ipt, f, chain);
           undo.push(() => undoPlan(f, plan.lines, plan.newChains));
@@ -303,12 +319,8 @@ export function createFirewallPlugin(deps: FirewallDeps = {}): PluginSpec<Firewa
           );
     }
     for (const f of FAMILIES) {
-      const req: FamilyRequest = {
-        hosts: backend === 'iptables' ? byFamily(hosts, f) : [],
-        admin: c.iptablesAdminChainName,
-        isolation: byFamily(hosts, f).length > 0 ? isolation : undefined,
-      };
-      if (req.hosts.length === 0 && !req.isolation) continue;
+      const req = familyRequest(c, backend, hosts, isolation, f);
+      if (!req) continue;
       const miss = missingRules(await mustReadFilter(ipt, f), req);
       if (miss.length)
         throw new CniError(

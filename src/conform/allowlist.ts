@@ -6,6 +6,16 @@ export type NamePatterns = readonly RegExp[];
 
 const matches = (list: NamePatterns, name: string): boolean => list.some((re) => re.test(name));
 
+/** The chains of portmap's nftables table `cni_hostport`, the same in families `ip` and `ip6`. */
+const HOSTPORT_NFT_CHAINS: readonly string[] = [
+  'prerouting',
+  'output',
+  'hostports_all',
+  'hostip_hostports',
+  'hostports',
+  'masquerading',
+];
+
 export const BY_DESIGN_LEFTOVERS = {
   /**
    * Links a plugin creates once per node and shares between containers, from the config: the
@@ -65,22 +75,8 @@ export const BY_DESIGN_LEFTOVERS = {
    * ID) may not. Chains of any table may stay (nft tables and chains are declarations).
    */
   sharedNftChains: {
-    'ip cni_hostport': [
-      'prerouting',
-      'output',
-      'hostports_all',
-      'hostip_hostports',
-      'hostports',
-      'masquerading',
-    ],
-    'ip6 cni_hostport': [
-      'prerouting',
-      'output',
-      'hostports_all',
-      'hostip_hostports',
-      'hostports',
-      'masquerading',
-    ],
+    'ip cni_hostport': HOSTPORT_NFT_CHAINS,
+    'ip6 cni_hostport': HOSTPORT_NFT_CHAINS,
   } as Readonly<Record<string, readonly string[]>>,
 
   /** Chains whose declaration may stay only while they hold no rule. */

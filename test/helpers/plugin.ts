@@ -14,10 +14,35 @@ export interface Exec {
 /** Execs `dist/bin/<type>` (or an absolute path) with exactly `env` and `stdin`. */
 export function execPlugin(type: string, env: Record<string, string>, stdin = ''): Exec {
   const bin = type.startsWith('/') ? type : `${BIN_DIR}${type}`;
-  const r = spawnSync(bin, [], {
+  return spawnPlugin(bin, [], env, stdin);
+}
+
+/**
+ * Execs the binary at `bin` inside the named netns `node` (under `nsenter --net`), with exactly
+ * `env` and `stdin`, as a runtime running there would; killed after `timeout` ms when given.
+ */
+export function execPluginIn(
+  node: string,
+  bin: string,
+  env: Record<string, string>,
+  stdin: string,
+  opts: { timeout?: number } = {},
+): Exec {
+  return spawnPlugin('nsenter', [`--net=/var/run/netns/${node}`, bin], env, stdin, opts.timeout);
+}
+
+function spawnPlugin(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+  stdin: string,
+  timeout?: number,
+): Exec {
+  const r = spawnSync(cmd, args, {
     env: { PATH: process.env.PATH ?? '', ...env },
     input: stdin,
     encoding: 'utf8',
+    ...(timeout === undefined ? {} : { timeout }),
   });
   let json: unknown;
   try {

@@ -17,13 +17,15 @@ import {
   useConformSuite,
 } from '../helpers/conform.js';
 import { pluginDir } from '../helpers/mode.js';
+import { TestNetnses } from '../helpers/netns.js';
+import { execPluginIn } from '../helpers/plugin.js';
 
 useConformSuite();
 
 const tag = `ibw${process.pid % 100000}`;
 const GO = '/usr/lib/cni/bandwidth';
 const OURS = 'ours';
-const netnses: string[] = [];
+const netnses = new TestNetnses();
 let seq = 0;
 
 const ip = (...args: string[]) =>
@@ -34,7 +36,7 @@ function need(ctx: TestContext): void {
 }
 
 afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+  netnses.removeAll();
 });
 
 /** A node netns with veth `vh<n>` whose peer is eth0 in a container netns. */
@@ -42,11 +44,7 @@ function setup(mtu = 1450): { node: string; ctr: string; ctrPath: string; host: 
   const n = ++seq;
   const node = `${tag}-${n}n`;
   const ctr = `${tag}-${n}c`;
-  for (const x of [node, ctr]) {
-    spawnSync('ip', ['netns', 'del', x]);
-    ip('netns', 'add', x);
-    netnses.push(x);
-  }
+  for (const x of [node, ctr]) netnses.add(x);
   const host = `vh${n}`;
   ip(
     '-n',
@@ -76,23 +74,15 @@ interface Run {
 }
 function run(bin: string, s: ReturnType<typeof setup>, cmd: string, conf: object): Run {
   const exe = bin === OURS ? `${pluginDir(s.node)}bandwidth` : bin;
-  const r = spawnSync('nsenter', [`--net=/var/run/netns/${s.node}`, exe], {
-    input: JSON.stringify(conf),
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '',
-      CNI_COMMAND: cmd,
-      CNI_CONTAINERID: s.id,
-      CNI_NETNS: s.ctrPath,
-      CNI_IFNAME: 'eth0',
-      CNI_PATH: '/usr/lib/cni',
-    },
-  });
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = r.stdout ? JSON.parse(r.stdout) : undefined;
-  } catch {}
-  return { status: r.status, stdout: r.stdout, json };
+  const env = {
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: s.id,
+    CNI_NETNS: s.ctrPath,
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: '/usr/lib/cni',
+  };
+  const r = execPluginIn(s.node, exe, env, JSON.stringify(conf));
+  return { status: r.status, stdout: r.stdout, json: r.json as Record<string, unknown> | undefined };
 }
 
 const config = (s: ReturnType<typeof setup>, extra: object) => ({

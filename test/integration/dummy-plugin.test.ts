@@ -1,19 +1,19 @@
 // The dummy binary against the real kernel, with both netlink engines. Where the kernel has dummy
 // links (probed with supportedLinkKinds()), a full ADD/CHECK/DEL; where it has not (this machine),
 // ADD must fail saying so, with nothing left behind: no link, no address held by IPAM.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { linuxNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { pluginDir } from '../helpers/mode.js';
-import { BIN_DIR, execPlugin } from '../helpers/plugin.js';
+import { engineCaller } from '../helpers/engine-call.js';
+import { TestNetnses } from '../helpers/netns.js';
 
 const tag = `dmi${process.pid % 100000}`;
 let work: string;
 let hasDummy = false;
-const netnses: string[] = [];
+const netnses = new TestNetnses();
 let seq = 0;
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
@@ -25,10 +25,7 @@ function need(ctx: TestContext): void {
 }
 
 function container(): { ns: string; path: string } {
-  const ns = `${tag}-${++seq}`;
-  spawnSync('ip', ['netns', 'del', ns]);
-  ip('netns', 'add', ns);
-  netnses.push(ns);
+  const ns = netnses.add(`${tag}-${++seq}`);
   return { ns, path: `/var/run/netns/${ns}` };
 }
 
@@ -37,24 +34,18 @@ beforeAll(async () => {
   if (process.getuid?.() === 0) hasDummy = (await linuxNetlink().supportedLinkKinds()).has('dummy');
 });
 afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+  netnses.removeAll();
   rmSync(work, { recursive: true, force: true });
 });
 
 describe.each(['native', 'iproute2'] as const)('dummy binary (%s engine)', (engine) => {
-  const run = (cmd: string, path: string, conf: object) =>
-    execPlugin(
-      `${pluginDir()}dummy`,
-      {
-        CNI_COMMAND: cmd,
-        CNI_CONTAINERID: `ctr${seq}`,
-        CNI_NETNS: path,
-        CNI_IFNAME: 'dummy0',
-        CNI_PATH: BIN_DIR,
-        CNI_KIT_NETLINK: engine,
-      },
-      JSON.stringify({ cniVersion: '1.1.0', name: 'dmnet', type: 'dummy', ...conf }),
-    );
+  const run = engineCaller({
+    type: 'dummy',
+    engine,
+    ifname: 'dummy0',
+    base: { cniVersion: '1.1.0', name: 'dmnet', type: 'dummy' },
+    containerId: () => `ctr${seq}`,
+  });
 
   it('ADD, CHECK and DEL where the kernel has dummy links', (ctx) => {
     need(ctx);

@@ -9,12 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { pluginDir } from '../helpers/mode.js';
-import { BIN_DIR } from '../helpers/plugin.js';
+import { TestNetnses } from '../helpers/netns.js';
+import { BIN_DIR, execPluginIn } from '../helpers/plugin.js';
 
 const tag = `fwi${process.pid % 100000}`;
 const GO_FIREWALL = '/usr/lib/cni/firewall';
 const net = 40 + (process.pid % 40);
-const netnses: string[] = [];
+const netnses = new TestNetnses();
 const children: ChildProcess[] = [];
 let work: string;
 
@@ -25,7 +26,7 @@ afterAll(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 200));
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+  netnses.removeAll();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -34,27 +35,16 @@ function need(ctx: TestContext): void {
   if (spawnSync('iptables-save', ['--version']).status !== 0) ctx.skip('iptables is not installed');
 }
 
-function netns(suffix: string): string {
-  const name = `${tag}-${suffix}`;
-  spawnSync('ip', ['netns', 'del', name]);
-  execFileSync('ip', ['netns', 'add', name]);
-  netnses.push(name);
-  return name;
-}
+const netns = (suffix: string) => netnses.add(`${tag}-${suffix}`);
 
 /** Runs a binary inside the node netns with exactly `env` and `stdin`, as a runtime there would. */
 function run(node: string, bin: string, env: Record<string, string>, stdin: object) {
-  const r = spawnSync('nsenter', [`--net=/run/netns/${node}`, bin], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    input: JSON.stringify(stdin),
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch {}
-  return { status: r.status, out: `${r.stdout}${r.stderr}`, json };
+  const r = execPluginIn(node, bin, env, JSON.stringify(stdin), { timeout: 30_000 });
+  return {
+    status: r.status,
+    out: `${r.stdout}${r.stderr}`,
+    json: r.json as Record<string, unknown> | undefined,
+  };
 }
 
 const env = (cmd: string, cid: string, netnsPath: string | undefined, path: string) => ({

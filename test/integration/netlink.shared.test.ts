@@ -185,7 +185,7 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
       (l) => l.up && l.lowerUp && l.operstate === 'UP',
       20_000,
     );
-    expect(eth0).toMatchObject({ up: true, lowerUp: true, operstate: 'UP' });
+    expect(eth0, JSON.stringify(eth0)).toMatchObject({ up: true, lowerUp: true, operstate: 'UP' });
   });
 
   it('fails with EEXIST on a duplicate name and tolerates it with existsOk, continuing the batch', async (ctx) => {

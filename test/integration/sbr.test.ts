@@ -17,12 +17,14 @@ import {
   useConformSuite,
 } from '../helpers/conform.js';
 import { pluginDir } from '../helpers/mode.js';
+import { TestNetnses } from '../helpers/netns.js';
+import { execPluginIn } from '../helpers/plugin.js';
 
 useConformSuite();
 
 const tag = `isb${process.pid % 100000}`;
 const GO = '/usr/lib/cni/sbr';
-const netnses: string[] = [];
+const netnses = new TestNetnses();
 let seq = 0;
 let work: string;
 
@@ -38,7 +40,7 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), `${tag}-`));
 });
 afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+  netnses.removeAll();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -52,11 +54,7 @@ function world(): World {
   const n = ++seq;
   const node = `${tag}-${n}n`;
   const ctr = `${tag}-${n}c`;
-  for (const x of [node, ctr]) {
-    spawnSync('ip', ['netns', 'del', x]);
-    ip('netns', 'add', x);
-    netnses.push(x);
-  }
+  for (const x of [node, ctr]) netnses.add(x);
   return { node, ctr, ctrPath: `/var/run/netns/${ctr}`, id: `${tag}-ctr${n}` };
 }
 
@@ -70,22 +68,15 @@ interface Run {
 function run(w: World, bin: string, cmd: string, conf: object): Run {
   const exe = bin.startsWith('/') ? bin : `${pluginDir(w.node)}${bin}`;
   const t0 = Date.now();
-  const r = spawnSync('nsenter', [`--net=/var/run/netns/${w.node}`, exe], {
-    input: JSON.stringify(conf),
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '',
-      CNI_COMMAND: cmd,
-      CNI_CONTAINERID: w.id,
-      CNI_NETNS: w.ctrPath,
-      CNI_IFNAME: 'net1',
-      CNI_PATH: pluginDir(w.node),
-    },
-  });
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = r.stdout ? JSON.parse(r.stdout) : undefined;
-  } catch {}
+  const env = {
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: w.id,
+    CNI_NETNS: w.ctrPath,
+    CNI_IFNAME: 'net1',
+    CNI_PATH: pluginDir(w.node),
+  };
+  const r = execPluginIn(w.node, exe, env, JSON.stringify(conf));
+  const json = r.json as Record<string, unknown> | undefined;
   return { status: r.status, stdout: r.stdout + r.stderr, json, ms: Date.now() - t0 };
 }
 

@@ -8,12 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { labeledTapCreator } from '../../examples/tap/selinux.js';
-import { DAEMON_MODE, pluginDir } from '../helpers/mode.js';
-import { BIN_DIR, execPlugin } from '../helpers/plugin.js';
+import { engineCaller } from '../helpers/engine-call.js';
+import { DAEMON_MODE } from '../helpers/mode.js';
+import { TestNetnses } from '../helpers/netns.js';
+import { BIN_DIR } from '../helpers/plugin.js';
 
 const tag = `tpi${process.pid % 100000}`;
 let work: string;
-const netnses: string[] = [];
+const netnses = new TestNetnses();
 let seq = 0;
 const hasTun = existsSync('/dev/net/tun');
 
@@ -34,10 +36,7 @@ function need(ctx: TestContext): void {
 }
 
 function container(): { ns: string; path: string } {
-  const ns = `${tag}-${++seq}`;
-  spawnSync('ip', ['netns', 'del', ns]);
-  ip('netns', 'add', ns);
-  netnses.push(ns);
+  const ns = netnses.add(`${tag}-${++seq}`);
   return { ns, path: `/var/run/netns/${ns}` };
 }
 
@@ -45,7 +44,7 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), `${tag}-`));
 });
 afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+  netnses.removeAll();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -55,20 +54,13 @@ const IFF_PERSIST = 0x800;
 const IFF_NO_PI = 0x1000;
 
 describe.each(['native', 'iproute2'] as const)('tap binary (%s engine)', (engine) => {
-  const run = (cmd: string, path: string, conf: object, extra: Record<string, string> = {}) =>
-    execPlugin(
-      `${pluginDir()}tap`,
-      {
-        CNI_COMMAND: cmd,
-        CNI_CONTAINERID: `ctr${seq}`,
-        CNI_NETNS: path,
-        CNI_IFNAME: 'tap0',
-        CNI_PATH: BIN_DIR,
-        CNI_KIT_NETLINK: engine,
-        ...extra,
-      },
-      JSON.stringify({ cniVersion: '1.1.0', name: 'tapnet', type: 'tap', ...conf }),
-    );
+  const run = engineCaller({
+    type: 'tap',
+    engine,
+    ifname: 'tap0',
+    base: { cniVersion: '1.1.0', name: 'tapnet', type: 'tap' },
+    containerId: () => `ctr${seq}`,
+  });
 
   it('L2: a persistent multi-queue tap with owner, group, MAC and MTU; CHECK; DEL twice', (ctx) => {
     need(ctx);

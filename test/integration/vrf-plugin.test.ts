@@ -3,15 +3,15 @@
 // the same netns, so no host links). Where the kernel has VRF (probed with supportedLinkKinds()):
 // enslaving, routes moved into the VRF's table, CHECK, DEL. Where it has not (this machine): ADD
 // fails saying so and the interface keeps its addresses and routes.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { linuxNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { pluginDir } from '../helpers/mode.js';
-import { BIN_DIR, execPlugin } from '../helpers/plugin.js';
+import { engineCaller } from '../helpers/engine-call.js';
+import { TestNetnses } from '../helpers/netns.js';
 
 const tag = `vri${process.pid % 100000}`;
 let hasVrf = false;
-const netnses: string[] = [];
+const netnses = new TestNetnses();
 let seq = 0;
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
@@ -22,10 +22,7 @@ function need(ctx: TestContext): void {
 
 /** A container netns with eth0 (a veth, peer in the same netns) addressed and routed, v4 and v6. */
 function container(): { ns: string; path: string } {
-  const ns = `${tag}-${++seq}`;
-  spawnSync('ip', ['netns', 'del', ns]);
-  ip('netns', 'add', ns);
-  netnses.push(ns);
+  const ns = netnses.add(`${tag}-${++seq}`);
   const sh = (...a: string[]) => ip('-n', ns, ...a);
   sh('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0');
   sh('addr', 'add', '10.66.0.2/24', 'dev', 'eth0');
@@ -50,23 +47,17 @@ beforeAll(async () => {
   if (process.getuid?.() === 0) hasVrf = (await linuxNetlink().supportedLinkKinds()).has('vrf');
 });
 afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
+  netnses.removeAll();
 });
 
 describe.each(['native', 'iproute2'] as const)('vrf binary (%s engine)', (engine) => {
-  const run = (cmd: string, path: string, conf: object) =>
-    execPlugin(
-      `${pluginDir()}vrf`,
-      {
-        CNI_COMMAND: cmd,
-        CNI_CONTAINERID: `ctr${seq}`,
-        CNI_NETNS: path,
-        CNI_IFNAME: 'eth0',
-        CNI_PATH: BIN_DIR,
-        CNI_KIT_NETLINK: engine,
-      },
-      JSON.stringify({ cniVersion: '1.0.0', name: 'vrfnet', type: 'vrf', vrfname: 'blue', ...conf }),
-    );
+  const run = engineCaller({
+    type: 'vrf',
+    engine,
+    ifname: 'eth0',
+    base: { cniVersion: '1.0.0', name: 'vrfnet', type: 'vrf', vrfname: 'blue' },
+    containerId: () => `ctr${seq}`,
+  });
 
   it('enslaves the interface, moves its routes into the VRF table; CHECK; DEL removes the VRF', (ctx) => {
     need(ctx);

@@ -3,60 +3,26 @@
 // bridge → Go's bandwidth, and state handed over: Go's ADD + our DEL, our ADD + Go's DEL leave no
 // ifb and no qdisc. Every plugin runs in a node netns of the test's own (the plugin dir holds
 // wrappers that nsenter it), so nothing touches the machine's links.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import type { RuntimeConf } from 'cni-kit/runtime';
+import { describe, expect, it, type TestContext } from 'vitest';
 import { ifbName } from '../../examples/bandwidth/plugin.js';
-import { pluginDir as oursDir } from '../helpers/mode.js';
+import { needGo, useGoChain } from '../helpers/netns.js';
 
-const GO = '/usr/lib/cni';
 const tag = `xbw${process.pid % 100000}`;
-const netnses: string[] = [];
-let work: string;
+const chain = useGoChain(tag);
 let seq = 0;
 
 const ip = (...args: string[]) =>
   execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-function need(ctx: TestContext): void {
-  if (process.getuid?.() !== 0) ctx.skip('needs root for network namespaces');
-  for (const p of ['bridge', 'host-local', 'bandwidth'])
-    if (!existsSync(join(GO, p))) ctx.skip(`Go reference plugin ${p} not installed in ${GO}`);
-}
-
-beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), `${tag}-`));
-});
-afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
-function netns(name: string): string {
-  spawnSync('ip', ['netns', 'del', name]);
-  ip('netns', 'add', name);
-  netnses.push(name);
-  return name;
-}
-
+const need = (ctx: TestContext) => needGo(ctx, 'bridge', 'host-local', 'bandwidth');
+const netns = chain.netns;
 /** A plugin dir whose every type runs ours or Go's inside the node netns. */
-function pluginDir(node: string, name: string, links: Record<string, 'ours' | 'go'>): string {
-  const dir = join(work, `${node}-${name}`);
-  mkdirSync(dir, { recursive: true });
-  for (const [type, who] of Object.entries(links)) {
-    const real = join(who === 'ours' ? oursDir(node) : GO, type);
-    const file = join(dir, type);
-    writeFileSync(file, `#!/bin/sh\nexec nsenter --net=/var/run/netns/${node} ${real} "$@"\n`);
-    chmodSync(file, 0o755);
-  }
-  return dir;
-}
-
-const runtime = (dir: string) =>
-  new CniRuntime({ pluginDirs: [dir], cacheDir: join(work, 'cache'), timeoutMs: 20_000, stderr: null });
+const pluginDir = (node: string, name: string, links: Record<string, 'ours' | 'go'>) =>
+  chain.pluginDir(`${node}-${name}`, links, node);
+const runtime = chain.runtime;
 
 const limits = { ingressRate: 1_000_000, ingressBurst: 80_000, egressRate: 2_000_000, egressBurst: 160_000 };
 
@@ -69,7 +35,7 @@ function list(n: number, bandwidth: object) {
         type: 'bridge',
         bridge: `${tag}b`,
         isGateway: true,
-        ipam: { type: 'host-local', subnet: `10.63.${n}.0/24`, dataDir: join(work, 'ipam') },
+        ipam: { type: 'host-local', subnet: `10.63.${n}.0/24`, dataDir: join(chain.work(), 'ipam') },
       },
       { type: 'bandwidth', ...bandwidth },
     ],

@@ -4,57 +4,27 @@
 // Go DEL): none of the container's rules stay; the shared chains and jumps do, as the reference
 // leaves them. The runtime execs every plugin through a one-line wrapper that enters the node netns.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { pluginDir as oursDir } from '../helpers/mode.js';
+import type { RuntimeConf } from 'cni-kit/runtime';
+import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { needGo, useGoChain } from '../helpers/netns.js';
 
-const GO = '/usr/lib/cni';
 const tag = `fwx${process.pid % 100000}`;
 const net = 40 + (process.pid % 40);
-const netnses: string[] = [];
-let work: string;
+const chain = useGoChain(tag);
 let node: string;
 
-beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), `${tag}-`));
-});
-afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
 function need(ctx: TestContext): void {
-  if (process.getuid?.() !== 0) ctx.skip('needs root for network namespaces');
-  for (const p of ['bridge', 'host-local', 'firewall'])
-    if (!existsSync(join(GO, p))) ctx.skip(`Go reference plugin ${p} not installed in ${GO}`);
+  needGo(ctx, 'bridge', 'host-local', 'firewall');
   if (spawnSync('iptables-save', ['--version']).status !== 0) ctx.skip('iptables is not installed');
 }
 
-function netns(suffix: string): string {
-  const name = `${tag}-${suffix}`;
-  spawnSync('ip', ['netns', 'del', name]);
-  execFileSync('ip', ['netns', 'add', name]);
-  netnses.push(name);
-  return name;
-}
+const netns = (suffix: string) => chain.netns(`${tag}-${suffix}`);
 
 /** A plugin dir whose each type runs ours or Go's inside the node netns. */
-function pluginDir(name: string, links: Record<string, 'ours' | 'go'>): string {
-  const dir = join(work, name);
-  mkdirSync(dir, { recursive: true });
-  for (const [type, who] of Object.entries(links)) {
-    const target = join(who === 'ours' ? oursDir(node) : GO, type);
-    writeFileSync(join(dir, type), `#!/bin/sh\nexec nsenter --net=/run/netns/${node} ${target} "$@"\n`);
-    chmodSync(join(dir, type), 0o755);
-  }
-  return dir;
-}
-
-const runtime = (dir: string) =>
-  new CniRuntime({ pluginDirs: [dir], cacheDir: join(work, 'cache'), timeoutMs: 20_000, stderr: null });
+const pluginDir = (name: string, links: Record<string, 'ours' | 'go'>) => chain.pluginDir(name, links, node);
+const runtime = chain.runtime;
 
 /** bridge + host-local, then firewall (same-bridge where asked). */
 function list(version: string, idx: number, firewall: Record<string, unknown> = {}) {
@@ -69,10 +39,10 @@ function list(version: string, idx: number, firewall: Record<string, unknown> = 
         ipam: {
           type: 'host-local',
           ranges: [[{ subnet: `10.${net}.${idx}.0/24` }], [{ subnet: `fd00:${net}:${idx}::/64` }]],
-          dataDir: join(work, 'ipam'),
+          dataDir: join(chain.work(), 'ipam'),
         },
       },
-      { type: 'firewall', backend: 'iptables', dataDir: join(work, 'fw'), ...firewall },
+      { type: 'firewall', backend: 'iptables', dataDir: join(chain.work(), 'fw'), ...firewall },
     ],
   });
 }
@@ -174,7 +144,7 @@ describe('firewall with the Go reference plugins under libcni', () => {
       { bridge: 'ours', 'host-local': 'ours', firewall: 'go' },
     );
     // Go's DEL does not know our record; it stays until our DEL or GC of that attachment.
-    expect(readdirSync(join(work, 'fw'))).toEqual([`${tag}-c${seq}_eth0.json`]);
+    expect(readdirSync(join(chain.work(), 'fw'))).toEqual([`${tag}-c${seq}_eth0.json`]);
   });
 
   it('same-bridge both ways: each CHECK accepts the isolation chains the other wrote', async (ctx) => {

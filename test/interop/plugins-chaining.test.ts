@@ -2,47 +2,26 @@
 // driven by CniRuntime in real network namespaces: our bridge → Go tuning → Go portmap, the Go bridge
 // with our host-local as IPAM, and our tuning after the Go bridge; plus an all-ours list at 1.1.0.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { pluginDir as oursDir } from '../helpers/mode.js';
+import type { RuntimeConf } from 'cni-kit/runtime';
+import { afterAll, describe, expect, it, type TestContext } from 'vitest';
+import { needGo, useGoChain } from '../helpers/netns.js';
 
-const GO = '/usr/lib/cni';
 const tag = `pch${process.pid % 100000}`;
 const net = `172.${16 + (process.pid % 16)}`;
-const netnses: string[] = [];
+const chain = useGoChain(tag);
 const bridges: string[] = [];
-let work: string;
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
 
-function need(ctx: TestContext): void {
-  if (process.getuid?.() !== 0) ctx.skip('needs root for network namespaces');
-  for (const p of ['bridge', 'host-local', 'tuning', 'portmap'])
-    if (!existsSync(join(GO, p))) ctx.skip(`Go reference plugin ${p} not installed in ${GO}`);
-}
+const need = (ctx: TestContext) => needGo(ctx, 'bridge', 'host-local', 'tuning', 'portmap');
 
-function newNetns(suffix: string): string {
-  const name = `${tag}-${suffix}`;
-  spawnSync('ip', ['netns', 'del', name]);
-  ip('netns', 'add', name);
-  netnses.push(name);
-  return `/var/run/netns/${name}`;
-}
+const newNetns = (suffix: string) => `/var/run/netns/${chain.netns(`${tag}-${suffix}`)}`;
 
 /** A plugin dir where each type links to ours or to the Go one, as the test needs. */
-function pluginDir(name: string, links: Record<string, 'ours' | 'go'>): string {
-  const dir = join(work, name);
-  mkdirSync(dir, { recursive: true });
-  for (const [type, who] of Object.entries(links))
-    symlinkSync(join(who === 'ours' ? oursDir() : GO, type), join(dir, type));
-  return dir;
-}
-
-const runtime = (dir: string) =>
-  new CniRuntime({ pluginDirs: [dir], cacheDir: join(work, 'cache'), timeoutMs: 20_000, stderr: null });
+const pluginDir = (name: string, links: Record<string, 'ours' | 'go'>) => chain.pluginDir(name, links);
+const runtime = chain.runtime;
 
 function bridgeList(version: string, idx: number, extra: object[] = []) {
   const br = `${tag}b${idx}`;
@@ -55,7 +34,7 @@ function bridgeList(version: string, idx: number, extra: object[] = []) {
         type: 'bridge',
         bridge: br,
         isGateway: true,
-        ipam: { type: 'host-local', subnet: `${net}.${60 + idx}.0/24`, dataDir: join(work, 'ipam') },
+        ipam: { type: 'host-local', subnet: `${net}.${60 + idx}.0/24`, dataDir: join(chain.work(), 'ipam') },
       },
       ...extra,
     ],
@@ -63,7 +42,7 @@ function bridgeList(version: string, idx: number, extra: object[] = []) {
 }
 
 const reserved = (list: { name: string }) => {
-  const d = join(work, 'ipam', list.name);
+  const d = join(chain.work(), 'ipam', list.name);
   return existsSync(d) ? readdirSync(d).filter((f) => /^\d/.test(f)) : [];
 };
 const linkOf = (ns: string) =>
@@ -92,14 +71,9 @@ function removePortmapRules(prefix: string): void {
   }
 }
 
-beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), `${tag}-`));
-});
 afterAll(() => {
   removePortmapRules(tag);
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
   for (const b of bridges) spawnSync('ip', ['link', 'del', b]);
-  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 describe('chaining with the Go reference plugins', () => {
@@ -199,7 +173,7 @@ describe('chaining with the Go reference plugins', () => {
         type: 'tuning',
         mtu: 1300,
         sysctl: { 'net.ipv4.conf.IFNAME.arp_notify': '1' },
-        dataDir: join(work, 'tuning'),
+        dataDir: join(chain.work(), 'tuning'),
       },
     ]);
     const text = JSON.stringify(list);
@@ -211,14 +185,14 @@ describe('chaining with the Go reference plugins', () => {
     await r.checkNetworkList(text, rt);
     await r.delNetworkList(text, rt);
     expect(spawnSync('ip', ['-n', ns.split('/').pop() ?? '', 'link', 'show', 'eth0']).status).not.toBe(0);
-    expect(readdirSync(join(work, 'tuning'))).toEqual([]);
+    expect(readdirSync(join(chain.work(), 'tuning'))).toEqual([]);
   });
 
   it('an all-ours list at 1.1.0: ADD, CHECK, STATUS, GC frees stale addresses, DEL', async (ctx) => {
     need(ctx);
     const dir = pluginDir('ours-110', { bridge: 'ours', tuning: 'ours', 'host-local': 'ours' });
     const list = bridgeList('1.1.0', 6, [
-      { type: 'tuning', promisc: true, dataDir: join(work, 'tuning110') },
+      { type: 'tuning', promisc: true, dataDir: join(chain.work(), 'tuning110') },
     ]);
     const text = JSON.stringify(list);
     const ns = newNetns('d');

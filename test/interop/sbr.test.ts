@@ -2,59 +2,24 @@
 // macvlan or bridge → our sbr and our macvlan → Go's sbr give the container the same rules and
 // tables; Go's ADD + our DEL removes Go's rules. Every plugin runs in a node netns of the test's own
 // (the plugin dir holds wrappers that nsenter it), so nothing touches the machine's links.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { pluginDir as oursDir } from '../helpers/mode.js';
+import { execFileSync } from 'node:child_process';
+import type { RuntimeConf } from 'cni-kit/runtime';
+import { describe, expect, it, type TestContext } from 'vitest';
+import { needGo, useGoChain } from '../helpers/netns.js';
 
-const GO = '/usr/lib/cni';
 const tag = `xsb${process.pid % 100000}`;
-const netnses: string[] = [];
-let work: string;
+const chain = useGoChain(tag);
 let seq = 0;
 
 const ip = (...args: string[]) =>
   execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-function need(ctx: TestContext): void {
-  if (process.getuid?.() !== 0) ctx.skip('needs root for network namespaces');
-  for (const p of ['bridge', 'macvlan', 'static', 'sbr'])
-    if (!existsSync(join(GO, p))) ctx.skip(`Go reference plugin ${p} not installed in ${GO}`);
-}
-
-beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), `${tag}-`));
-});
-afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
-function netns(name: string): string {
-  spawnSync('ip', ['netns', 'del', name]);
-  ip('netns', 'add', name);
-  netnses.push(name);
-  return name;
-}
-
+const need = (ctx: TestContext) => needGo(ctx, 'bridge', 'macvlan', 'static', 'sbr');
+const netns = chain.netns;
 /** A plugin dir whose every type runs ours or Go's inside the node netns. */
-function pluginDir(node: string, name: string, links: Record<string, 'ours' | 'go'>): string {
-  const dir = join(work, `${node}-${name}`);
-  mkdirSync(dir, { recursive: true });
-  for (const [type, who] of Object.entries(links)) {
-    const real = join(who === 'ours' ? oursDir(node) : GO, type);
-    const file = join(dir, type);
-    writeFileSync(file, `#!/bin/sh\nexec nsenter --net=/var/run/netns/${node} ${real} "$@"\n`);
-    chmodSync(file, 0o755);
-  }
-  return dir;
-}
-
-const runtime = (dir: string) =>
-  new CniRuntime({ pluginDirs: [dir], cacheDir: join(work, 'cache'), timeoutMs: 20_000, stderr: null });
+const pluginDir = (node: string, name: string, links: Record<string, 'ours' | 'go'>) =>
+  chain.pluginDir(`${node}-${name}`, links, node);
+const runtime = chain.runtime;
 
 const ipam = {
   type: 'static',

@@ -4,60 +4,36 @@
 // saying so (the kernel-lane run has it). What needs no VRF in the kernel runs everywhere: both
 // vrf plugins refuse ADD without prevResult before touching anything, and both DEL successfully when
 // the VRF does not exist.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { linuxNetlink } from 'cni-kit/netlink';
-import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import type { RuntimeConf } from 'cni-kit/runtime';
+import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { pluginDir as oursDir } from '../helpers/mode.js';
+import { GO_PLUGINS as GO, needGo, useGoChain } from '../helpers/netns.js';
 import { execPlugin } from '../helpers/plugin.js';
 
-const GO = '/usr/lib/cni';
 const tag = `vch${process.pid % 100000}`;
 const NODE = `${tag}-node`;
-const netnses: string[] = [];
-let work: string;
+const chain = useGoChain(tag);
 let hasVrf = false;
 let seq = 0;
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
 
-function need(ctx: TestContext, ...goPlugins: string[]): void {
-  if (process.getuid?.() !== 0) ctx.skip('needs root for network namespaces');
-  for (const p of goPlugins)
-    if (!existsSync(join(GO, p))) ctx.skip(`Go reference plugin ${p} not installed in ${GO}`);
-}
+const need = needGo;
 const needVrf = (ctx: TestContext) => {
   if (!hasVrf) ctx.skip('this kernel has no vrf link type (probed with supportedLinkKinds())');
 };
 
-function newNetns(suffix: string): string {
-  const name = `${tag}-${suffix}`;
-  spawnSync('ip', ['netns', 'del', name]);
-  ip('netns', 'add', name);
-  netnses.push(name);
-  return `/var/run/netns/${name}`;
-}
+const newNetns = (suffix: string) => `/var/run/netns/${chain.netns(`${tag}-${suffix}`)}`;
 
 /**
  * A plugin dir whose every type runs inside the node netns: a script that enters it and execs ours
  * or Go's, so the bridge and the host ends of veths never land in the test process's netns.
  */
-function pluginDir(name: string, links: Record<string, 'ours' | 'go'>): string {
-  const dir = join(work, name);
-  mkdirSync(dir, { recursive: true });
-  for (const [type, who] of Object.entries(links)) {
-    const real = join(who === 'ours' ? oursDir(NODE) : GO, type);
-    writeFileSync(join(dir, type), `#!/bin/sh\nexec nsenter --net=/var/run/netns/${NODE} ${real} "$@"\n`);
-    chmodSync(join(dir, type), 0o755);
-  }
-  return dir;
-}
-
-const runtime = (dir: string) =>
-  new CniRuntime({ pluginDirs: [dir], cacheDir: join(work, 'cache'), timeoutMs: 20_000, stderr: null });
+const pluginDir = (name: string, links: Record<string, 'ours' | 'go'>) => chain.pluginDir(name, links, NODE);
+const runtime = chain.runtime;
 
 function list(version: string, vrf: object = {}) {
   const n = ++seq;
@@ -72,7 +48,7 @@ function list(version: string, vrf: object = {}) {
         // No IPAM routes: a bridge CHECK looks for result routes in the main table, where a VRF
         // no longer has them (the Go plugins share that limit); moving routes is covered by
         // test/integration/vrf-plugin.test.ts.
-        ipam: { type: 'host-local', subnet: `10.68.${n}.0/24`, dataDir: join(work, 'ipam') },
+        ipam: { type: 'host-local', subnet: `10.68.${n}.0/24`, dataDir: join(chain.work(), 'ipam') },
       },
       { type: 'vrf', vrfname: 'blue', ...vrf },
     ],
@@ -80,14 +56,9 @@ function list(version: string, vrf: object = {}) {
 }
 
 beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), `${tag}-`));
   if (process.getuid?.() !== 0) return;
   hasVrf = (await linuxNetlink().supportedLinkKinds()).has('vrf');
   newNetns('node');
-});
-afterAll(() => {
-  for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
-  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 /** The VRF in the container and eth0's place in it, as `ip` reports them. */

@@ -1,6 +1,6 @@
 // dummy plugin logic on the in-memory netlink backend (this machine's kernel has no dummy links;
 // the model has them), with in-process host-local IPAM.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PluginSpec, runPlugin } from 'cni-kit';
@@ -8,6 +8,7 @@ import { LINK_KINDS, type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDummyPlugin } from '../../examples/dummy/plugin.js';
+import { failingAtWrite, heldAddresses } from '../helpers/fault-netlink.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), `dummy-plugin-${process.pid}-`));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -139,13 +140,8 @@ describe('dummy ADD stopped at any write', () => {
   it('leaves no link and no address held, whatever write fails', async () => {
     await fc.assert(
       fc.asyncProperty(fc.nat(10), fc.boolean(), async (failAt, v6) => {
-        let writes = -1;
-        let armed = false;
-        nl = memoryNetlink({
-          beforeOp: () => {
-            if (armed && ++writes === failAt) throw new Error(`injected failure at write ${failAt}`);
-          },
-        });
+        const failing = failingAtWrite(failAt);
+        nl = failing.nl;
         nl.addNetns(NS);
         const ipamDir = mkdtempSync(join(dataDir, 'p-'));
         const subnet = v6 ? 'fd95::/64' : '10.95.0.0/24';
@@ -158,14 +154,11 @@ describe('dummy ADD stopped at any write', () => {
             routes: [{ dst: v6 ? '::/0' : '0.0.0.0/0' }],
           },
         };
-        armed = true;
-        const out = await call(createDummyPlugin({ netlink: nl }), 'ADD', c);
-        armed = false;
+        const out = await failing.armed(() => call(createDummyPlugin({ netlink: nl }), 'ADD', c));
         if (out.exitCode === 0) return;
         expect(out.stderr).not.toContain('rollback after failed ADD');
         expect(names()).toEqual(['lo']);
-        const held = existsSync(join(ipamDir, 'dm')) ? readdirSync(join(ipamDir, 'dm')) : [];
-        expect(held.filter((f) => /^[0-9a-f]+[.:]/.test(f))).toEqual([]);
+        expect(heldAddresses(ipamDir, 'dm')).toEqual([]);
       }),
       { numRuns: 60 },
     );

@@ -1,6 +1,6 @@
 // tap plugin logic on the in-memory netlink backend, with in-process host-local IPAM. The real
 // kernel runs in test/integration/tap-plugin.test.ts.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PluginSpec, runPlugin } from 'cni-kit';
@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTapPlugin, type TapConf, type TapSpec } from '../../examples/tap/plugin.js';
 import { tapCommands } from '../../examples/tap/selinux.js';
+import { failingAtWrite, heldAddresses } from '../helpers/fault-netlink.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), `tap-plugin-${process.pid}-`));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -237,13 +238,8 @@ describe('tap ADD stopped at any write', () => {
   it('leaves no link and no address held, whatever write fails', async () => {
     await fc.assert(
       fc.asyncProperty(fc.nat(12), fc.boolean(), fc.boolean(), async (failAt, bridge, v6) => {
-        let writes = -1;
-        let armed = false;
-        nl = memoryNetlink({
-          beforeOp: () => {
-            if (armed && ++writes === failAt) throw new Error(`injected failure at write ${failAt}`);
-          },
-        });
+        const failing = failingAtWrite(failAt);
+        nl = failing.nl;
         nl.addNetns(NS);
         if (bridge) await nl.inNetns(NS, (ns) => ns.createLink({ kind: 'bridge', name: 'br0' }));
         const ipamDir = mkdtempSync(join(dataDir, 'p-'));
@@ -260,14 +256,11 @@ describe('tap ADD stopped at any write', () => {
             routes: [{ dst: v6 ? '::/0' : '0.0.0.0/0' }],
           },
         };
-        armed = true;
-        const out = await call(createTapPlugin({ netlink: nl }), 'ADD', conf);
-        armed = false;
+        const out = await failing.armed(() => call(createTapPlugin({ netlink: nl }), 'ADD', conf));
         if (out.exitCode === 0) return;
         expect(out.stderr).not.toContain('rollback after failed ADD');
         expect(names()).toEqual(bridge ? ['lo', 'br0'] : ['lo']);
-        const held = existsSync(join(ipamDir, 'tp')) ? readdirSync(join(ipamDir, 'tp')) : [];
-        expect(held.filter((f) => /^[0-9a-f]+[.:]/.test(f))).toEqual([]);
+        expect(heldAddresses(ipamDir, 'tp')).toEqual([]);
       }),
       { numRuns: 80 },
     );

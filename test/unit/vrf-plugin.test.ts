@@ -6,6 +6,7 @@ import { LINK_KINDS, type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createVrfPlugin, freeTable, type VrfConf } from '../../examples/vrf/plugin.js';
+import { failingAtWrite } from '../helpers/fault-netlink.js';
 
 let nl: MemoryNetlink;
 const NS = '/var/run/netns/c1';
@@ -255,13 +256,8 @@ describe('vrf ADD stopped at any write', () => {
     });
     await fc.assert(
       fc.asyncProperty(extra, fc.boolean(), fc.nat(40), async (routes, v6, failAt) => {
-        let writes = -1;
-        let armed = false;
-        nl = memoryNetlink({
-          beforeOp: () => {
-            if (armed && ++writes === failAt) throw new Error(`injected failure at write ${failAt}`);
-          },
-        });
+        const failing = failingAtWrite(failAt);
+        nl = failing.nl;
         nl.addNetns(NS);
         await attach('eth0', 1, { v6: v6 || routes.some((r) => r.startsWith('fd')) });
         await nl.inNetns(NS, (ns) => {
@@ -273,9 +269,9 @@ describe('vrf ADD stopped at any write', () => {
           }
         });
         const before = await snapshot();
-        armed = true;
-        const out = await call(plugin(), 'ADD', { ...base, prevResult: prevResult('eth0', 1) });
-        armed = false;
+        const out = await failing.armed(() =>
+          call(plugin(), 'ADD', { ...base, prevResult: prevResult('eth0', 1) }),
+        );
         if (out.exitCode === 0) {
           // ADD finished before the failure point: everything moved into table 1.
           expect((await routesIn(254)).filter((r) => r.includes('eth0'))).toEqual([]);
