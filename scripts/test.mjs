@@ -35,10 +35,19 @@ function privateNetns() {
   for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
   return { name, wrap: (cmd, args) => ['nsenter', [`--net=/run/netns/${name}`, cmd, ...args]] };
 }
-const firstLine = (text) =>
-  String(text ?? '')
+// The head of a failure message: enough to name the assertion, a property's counterexample and
+// the first lines of a diff, since CI shows only the tail of the run's output.
+const messageHead = (text) => {
+  const lines = String(text ?? '')
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
+    .replace(/\u001b\[[0-9;]*m/g, '')
     .split('\n')
-    .find((l) => l.trim()) ?? '(no message)';
+    .filter((l) => l.trim() && !/^\s+at /.test(l));
+  if (lines.length === 0) return '(no message)';
+  const head = lines.slice(0, 16).map((l) => (l.length > 240 ? `${l.slice(0, 240)}…` : l));
+  if (lines.length > head.length) head.push(`(${lines.length - head.length} more lines)`);
+  return head.join('\n    ');
+};
 const step = (name, cmd, args) => {
   console.log(`\n== ${name}`);
   const code = run(cmd, args);
@@ -124,10 +133,10 @@ for (const phase of phases) {
       const name = file.name?.replace(`${process.cwd()}/`, '') ?? '?';
       const failedTests = (file.assertionResults ?? []).filter((t) => t.status === 'failed');
       for (const t of failedTests) {
-        failures.push(`${phase.name}: ${name} > ${t.fullName}\n    ${firstLine(t.failureMessages?.[0])}`);
+        failures.push(`${phase.name}: ${name} > ${t.fullName}\n    ${messageHead(t.failureMessages?.[0])}`);
       }
       if (file.status === 'failed' && failedTests.length === 0) {
-        failures.push(`${phase.name}: ${name} (the file itself)\n    ${firstLine(file.message)}`);
+        failures.push(`${phase.name}: ${name} (the file itself)\n    ${messageHead(file.message)}`);
       }
     }
   } catch {

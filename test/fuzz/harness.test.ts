@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetSnapshot } from '../../src/conform/snapshot.js';
 import { type FuzzCall, FuzzWorld, fuzzUnavailable, type WorldSnapshot } from '../helpers/fuzz.js';
+import type { FuzzCase } from '../helpers/fuzz-arbs.js';
+import { formatFailures } from '../helpers/fuzz-flows.js';
 import { leftovers, protocolProblems } from '../helpers/fuzz-judge.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/conform/', import.meta.url));
@@ -105,6 +107,29 @@ describe.skipIf(why !== undefined)('fuzz harness', () => {
 });
 
 describe('fuzz harness judgement (no namespaces)', () => {
+  it('reports a suite that ran too few cases without a replay line, and a case with its recipe and tags', () => {
+    const short = formatFailures([
+      { plugin: 'bridge', seed: 7, run: -1, problems: ['only 2 case(s) ran'], stdin: '', env: {} },
+    ]);
+    expect(short).toContain('bridge seed 7 case #-1:\n  - only 2 case(s) ran');
+    expect(short).not.toContain('replay:');
+    const recipe: FuzzCase = {
+      plugin: 'bridge',
+      version: '1.1.0',
+      variant: 0,
+      mutations: [],
+      raw: null,
+      env: { containerId: 'ok', ifname: 'lo', netns: 'ok', args: 'none', path: 'ok' },
+      flow: 'lifecycle',
+      killAfterMs: 0,
+    };
+    const full = formatFailures([
+      { plugin: 'bridge', seed: 7, run: 3, problems: ['link lo changed'], recipe, stdin: '{}', env: {} },
+    ]);
+    expect(full).toContain('case #3 [F15]:');
+    expect(full).toContain(`replay: CNI_KIT_FUZZ_CASE='${JSON.stringify(recipe)}'`);
+  });
+
   const net = (links: Array<[string, string, string[]]>): NetSnapshot => ({
     links: new Map(links.map(([name, kind, flags]) => [name, { kind, flags }])),
     addrs: [],

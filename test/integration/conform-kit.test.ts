@@ -323,7 +323,9 @@ describe('the command and the run itself', () => {
     need(ctx);
     const r = await conform(fixture('hang-on-add'), fixtureConfig(), {
       versions: ['1.0.0'],
-      timeoutMs: 1000,
+      // Long enough for every other call of the fixture (a Node process) on a loaded machine; only
+      // the hanging ADD, which sleeps a minute, may reach it.
+      timeoutMs: 5000,
       concurrency: 2,
     });
     expect(failedIds(r), failures(r).join('\n')).toEqual(['add', 'concurrent-add']);
