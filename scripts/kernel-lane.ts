@@ -11,40 +11,10 @@
 // the guest. The exit status is vitest's inside the guest, or 1 when the guest never reported one.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { findVmTools, runInVm, vmFailure } from '../test/helpers/vm.js';
+import { KERNEL_LANE, type LaneEntry } from '../test/kernel/lane-files.js';
 
-/**
- * The lane's test files, each with the test names (a regular expression over vitest's full names,
- * describe blocks included) that run in the VM: the cases that need a link kind only the VM's kernel
- * has. Add an entry when a file gains such cases; every describe block of test/kernel says "on the
- * real kernel".
- */
-export const KERNEL_LANE: ReadonlyArray<{ file: string; tests: string }> = [
-  // Longest first (as measured in the lane), so that neither of vitest's two workers idles at the end.
-  {
-    file: 'test/integration/conform-ours.test.ts',
-    tests: '(ipvlan|vlan) \\+ host-local, where the kernel has',
-  },
-  { file: 'test/kernel/ipvlan.test.ts', tests: 'on the real kernel' },
-  { file: 'test/kernel/ipvlan-whereabouts.test.ts', tests: 'on the real kernel' },
-  { file: 'test/kernel/vlan.test.ts', tests: 'on the real kernel' },
-  { file: 'test/integration/dummy-tap-conform.test.ts', tests: 'dummy \\+ host-local, where the kernel has' },
-  { file: 'test/interop/vrf-chaining.test.ts', tests: 'vrf chained under libcni' },
-  { file: 'test/kernel/bridge-vlan.test.ts', tests: 'on the real kernel' },
-  { file: 'test/kernel/ipvlan-mode.test.ts', tests: 'on the real kernel' },
-  { file: 'test/integration/vrf-plugin.test.ts', tests: 'vrf binary .*enslaves the interface' },
-  { file: 'test/integration/plugins-main.test.ts', tests: 'ipvlan and vlan on the real kernel' },
-  { file: 'test/integration/dummy-plugin.test.ts', tests: 'dummy binary .*where the kernel has dummy links' },
-  {
-    file: 'test/integration/netlink.shared.test.ts',
-    tests:
-      'netlink shared suite .*linux.*(ipvlan links|\\bvlan links|bridge VLANs|dummy link|VRF|macvlan links on a host parent)',
-  },
-  { file: 'test/kernel/netlink-kinds.test.ts', tests: 'on the real kernel' },
-  {
-    file: 'test/integration/plugins-bridge.test.ts',
-    tests: 'bridge binary .*vlan: the port is an access port',
-  },
-];
+/** The lane's list: test/kernel/lane-files.ts (vitest.config.ts reads it too). */
+export { KERNEL_LANE };
 
 /** Wall-clock limit of the VM, boot included (the watchdog kills qemu after it). */
 // 20 minutes: the lane takes some 10 on a loaded 2-core machine (see docs/testing.md).
@@ -66,23 +36,57 @@ interface Report {
   numFailedTests: number;
   numPendingTests: number;
   numTodoTests?: number;
-  testResults?: Array<{ assertionResults?: Array<{ fullName: string; status: string }> }>;
+  testResults?: Array<{ name?: string; assertionResults?: Array<{ fullName: string; status: string }> }>;
+}
+
+/** A skipped test as scripts/skip-reporter.mjs lists it. */
+interface Skip {
+  file: string;
+  fullName: string;
+  note?: string;
+  todo?: boolean;
+}
+
+/** What --json holds: vitest's JSON report of the lane, and what scripts/test.mjs needs besides. */
+interface LaneReport extends Report {
+  /** The entries of KERNEL_LANE this run covered (scripts/test.mjs matches host skips against them). */
+  kernelLane: readonly LaneEntry[];
+  /** The tests that skipped in the VM, with their reasons. */
+  skips: Skip[];
+  /** Why the lane did not run (what is missing), when it did not. */
+  notRun?: string;
+}
+
+const rel = (name: string | undefined): string => (name ?? '').replace(`${process.cwd()}/`, '');
+
+/** Whether a test is one of the lane's: its file's KERNEL_LANE pattern matches its full name. */
+function inLane(lane: readonly LaneEntry[], file: string, fullName: string): boolean {
+  return lane.some((e) => e.file === file && new RegExp(e.tests).test(fullName));
 }
 
 /**
  * vitest reports the tests the name pattern left out as skipped: drop them, so that the lane's
- * skipped count is only what skipped inside the VM (and says why in the run's output).
+ * skipped count is only what skipped inside the VM (and says why in the run's output). The pattern
+ * vitest ran with is every entry's at once; a test counts only under its own file's.
  */
-function laneOnly(report: Report, pattern: string): Report {
-  const re = new RegExp(pattern);
+function laneOnly(report: Report, lane: readonly LaneEntry[]): Report {
   let pending = 0;
   for (const file of report.testResults ?? []) {
+    const name = rel(file.name);
     file.assertionResults = (file.assertionResults ?? []).filter(
-      (t) => !['pending', 'skipped'].includes(t.status) || re.test(t.fullName),
+      (t) => !['pending', 'skipped'].includes(t.status) || inLane(lane, name, t.fullName),
     );
     pending += file.assertionResults.filter((t) => ['pending', 'skipped', 'todo'].includes(t.status)).length;
   }
   return { ...report, numPendingTests: pending, numTodoTests: 0 };
+}
+
+/** The skip reporter's list, with the same cut as laneOnly(). */
+function laneSkips(text: string | undefined, lane: readonly LaneEntry[], daemon: boolean): Skip[] {
+  if (!text) return [];
+  return (JSON.parse(text) as Skip[])
+    .filter((s) => inLane(lane, s.file, s.fullName))
+    .map((s) => (daemon ? { ...s, fullName: `(daemon mode) ${s.fullName}` } : s));
 }
 
 /** A daemon-mode pass's report, its tests named as such (failures list their full names). */
@@ -115,8 +119,11 @@ async function main(): Promise<number> {
   const lane = opts.filters.length
     ? KERNEL_LANE.filter((e) => opts.filters.some((a) => e.file.includes(a)))
     : KERNEL_LANE;
+  const write = (report: LaneReport): void => {
+    if (opts.json) writeFileSync(opts.json, JSON.stringify(report));
+  };
   if (lane.length === 0) {
-    if (opts.json) writeFileSync(opts.json, JSON.stringify(EMPTY));
+    write({ ...EMPTY, kernelLane: [], skips: [] });
     return 0;
   }
   const files = lane.map((e) => e.file);
@@ -124,7 +131,16 @@ async function main(): Promise<number> {
   const tools = findVmTools();
   if (typeof tools === 'string') {
     console.log(`kernel lane skipped: ${tools}; not run in the VM: ${files.join(' ')}`);
-    if (opts.json) writeFileSync(opts.json, JSON.stringify({ ...EMPTY, numPendingTests: files.length }));
+    // The lane-only files ran nowhere: each counts as one skip. The other files' lane cases already
+    // skipped on the host and stay counted there.
+    const laneOnlyFiles = lane.filter((e) => e.laneOnly).map((e) => e.file);
+    write({
+      ...EMPTY,
+      numPendingTests: laneOnlyFiles.length,
+      kernelLane: lane,
+      skips: laneOnlyFiles.map((file) => ({ file, fullName: '(the whole file)', note: tools })),
+      notRun: tools,
+    });
     return 0;
   }
   console.log(`kernel lane: ${tools.kernel} under qemu (tcg, 2 vCPUs), ${files.length} file(s)`);
@@ -143,23 +159,39 @@ async function main(): Promise<number> {
       `--config test/kernel/vitest.lane.config.ts${isolate ? '' : ' --no-isolate'}`,
       '--reporter=default',
       `--reporter=json --outputFile.json=${share}/${json}`,
+      // The skipped tests with their reasons (CNI_KIT_SKIP_REPORT, set per pass below).
+      '--reporter=./scripts/skip-reporter.mjs',
       // Node under emulation is several times slower than on the host.
       '--testTimeout=120000 --hookTimeout=180000',
       `--testNamePattern='${pattern}'`,
       ...list,
     ].join(' ');
-  const script = daemonFiles.length
-    ? [
-        `${vitest(files, 'results.json')}; exec_status=$?`,
-        `echo; echo '== kernel lane, plugins in daemon mode'`,
-        `CNI_KIT_PLUGIN_MODE=daemon CNI_KIT_LEAK_REPORT=${share}/leaks-daemon.json ${vitest(daemonFiles, 'results-daemon.json', true)}; daemon_status=$?`,
-        'if [ "$exec_status" -ne 0 ]; then exit "$exec_status"; fi; exit "$daemon_status"',
-      ].join('\n')
-    : `exec ${vitest(files, 'results.json')}`;
+  // How busy the guest's two vCPUs were (from /proc/stat; idle and iowait count as not busy): the
+  // lane is CPU-bound when this is near 100 %, and waits on something when it is not.
+  const cpu = [
+    "cpu_now() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat; }",
+    'cpu_start=$(cpu_now)',
+    'cpu_report() { set -- $cpu_start $(cpu_now); echo; echo "kernel lane: guest CPU busy $(( 100 * ($3 - $1) / ($3 - $1 + $4 - $2 + 1) ))% of the time"; }',
+  ];
+  const script = [
+    ...cpu,
+    `CNI_KIT_SKIP_REPORT=${share}/skips.json ${vitest(files, 'results.json')}; exec_status=$?`,
+    ...(daemonFiles.length
+      ? [
+          `echo; echo '== kernel lane, plugins in daemon mode'`,
+          `CNI_KIT_PLUGIN_MODE=daemon CNI_KIT_SKIP_REPORT=${share}/skips-daemon.json CNI_KIT_LEAK_REPORT=${share}/leaks-daemon.json ${vitest(daemonFiles, 'results-daemon.json', true)}; daemon_status=$?`,
+        ]
+      : ['daemon_status=0']),
+    'cpu_report',
+    'if [ "$exec_status" -ne 0 ]; then exit "$exec_status"; fi; exit "$daemon_status"',
+  ].join('\n');
   const r = await runInVm({
     script,
     cwd: process.cwd(),
     env: {
+      // A module cache in the guest's memory (test/kernel/vitest.lane.config.ts): the daemon-mode
+      // pass reuses what the first pass transformed instead of paying for it again.
+      CNI_KIT_VITEST_CACHE: '/tmp/cni-kit-vitest-cache',
       CNI_KIT_BUILT: '1',
       CNI_KIT_LANE_ORDER: files.join(','),
       CNI_KIT_LEAK_REPORT: `${share}/leaks.json`,
@@ -167,14 +199,25 @@ async function main(): Promise<number> {
     },
     timeoutMs: TIMEOUT_MS,
     onOutput: (s) => process.stdout.write(s),
-    collect: ['results.json', 'leaks.json', 'results-daemon.json', 'leaks-daemon.json'],
+    collect: [
+      'results.json',
+      'leaks.json',
+      'results-daemon.json',
+      'leaks-daemon.json',
+      'skips.json',
+      'skips-daemon.json',
+    ],
   });
   const execReport = r.files['results.json'];
   const daemonReport = r.files['results-daemon.json'];
-  if (opts.json && execReport) {
-    const reports = [laneOnly(JSON.parse(execReport), pattern)];
-    if (daemonReport) reports.push(inDaemonMode(laneOnly(JSON.parse(daemonReport), pattern)));
-    writeFileSync(opts.json, JSON.stringify(combine(reports)));
+  if (execReport) {
+    const reports = [laneOnly(JSON.parse(execReport), lane)];
+    if (daemonReport) reports.push(inDaemonMode(laneOnly(JSON.parse(daemonReport), lane)));
+    const skips = [
+      ...laneSkips(r.files['skips.json'], lane, false),
+      ...laneSkips(r.files['skips-daemon.json'], lane, true),
+    ];
+    write({ ...combine(reports), kernelLane: lane, skips });
   }
   if (opts.leaks) {
     const leaks = ['leaks.json', 'leaks-daemon.json'].flatMap((f) => {

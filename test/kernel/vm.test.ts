@@ -1,7 +1,8 @@
 // The kernel lane's failure modes, on the host (not in the lane itself):
 //  - a machine without qemu or without a kernel image: the lane prints one line naming the missing
-//    package, counts its files as skipped and does not fail (CNI_KIT_QEMU / CNI_KIT_VM_KERNEL point
-//    the helper at a binary or image that is not there);
+//    package, counts its lane-only files as skipped and does not fail (CNI_KIT_QEMU /
+//    CNI_KIT_VM_KERNEL point the helper at a binary or image that is not there);
+//  - the lane-only files are in no run outside the VM, and naming one by hand says where it runs;
 //  - a guest that hangs: the watchdog kills qemu at the limit, the failure shows the console's tail,
 //    and the run's temporary files are gone;
 //  - a working directory under /tmp (a checkout there) stays visible over the guest's own /tmp.
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findVmTools, runInVm, vmFailure } from '../helpers/vm.js';
 import { inVm } from './lane.js';
+import { KERNEL_LANE, LANE_ONLY_FILES } from './lane-files.js';
 
 /** Runs the lane script with `env` added; returns its exit status, stdout and JSON report. */
 function lane(env: Record<string, string>) {
@@ -23,7 +25,15 @@ function lane(env: Record<string, string>) {
       encoding: 'utf8',
       timeout: 60_000,
     });
-    const report = JSON.parse(readFileSync(json, 'utf8')) as Record<string, number>;
+    const report = JSON.parse(readFileSync(json, 'utf8')) as {
+      numPassedTests: number;
+      numFailedTests: number;
+      numPendingTests: number;
+      testResults: unknown[];
+      kernelLane: unknown[];
+      skips: Array<{ file: string; note?: string }>;
+      notRun?: string;
+    };
     return { status: r.status, stdout: r.stdout, report };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -35,7 +45,7 @@ describe('kernel lane without its packages', () => {
     ['qemu', { CNI_KIT_QEMU: '/nonexistent/qemu-system-x86_64' }, 'Debian package qemu-system-x86'],
     ['a kernel image', { CNI_KIT_VM_KERNEL: '/nonexistent/vmlinuz-0.0.0-amd64' }, 'linux-image-amd64'],
   ] as const) {
-    it(`without ${what}: one line naming ${pkg}, the lane's files counted as skipped, exit 0`, (ctx) => {
+    it(`without ${what}: one line naming ${pkg}, the lane-only files counted as skipped, exit 0`, (ctx) => {
       if (inVm) ctx.skip('runs on the host, not in the lane');
       const r = lane(env);
       expect(r.status, r.stdout).toBe(0);
@@ -44,8 +54,19 @@ describe('kernel lane without its packages', () => {
       expect(lines[0]).toMatch(/^kernel lane skipped: missing /);
       expect(lines[0]).toContain(pkg);
       const files = lines[0]?.split('not run in the VM: ')[1]?.split(' ') ?? [];
-      expect(files.length).toBeGreaterThan(5);
-      expect(r.report).toMatchObject({ numPassedTests: 0, numFailedTests: 0, numPendingTests: files.length });
+      expect(files).toEqual(KERNEL_LANE.map((e) => e.file));
+      // The other files' lane cases skipped on the host already (and stay skipped there, since no
+      // lane run passed them); the lane-only files ran nowhere: one skip each, saying why.
+      expect(r.report).toMatchObject({
+        numPassedTests: 0,
+        numFailedTests: 0,
+        numPendingTests: LANE_ONLY_FILES.length,
+        testResults: [],
+        kernelLane: KERNEL_LANE,
+      });
+      expect(r.report.notRun).toContain(pkg);
+      expect(r.report.skips.map((s) => s.file)).toEqual(LANE_ONLY_FILES);
+      for (const s of r.report.skips) expect(s.note).toContain(pkg);
     });
   }
 });
@@ -104,4 +125,47 @@ describe('kernel lane VM working directory', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 180_000);
+});
+
+describe('kernel lane files outside the VM', () => {
+  /** `vitest list --filesOnly` with `env` added: the files a run would include. */
+  function listed(env: Record<string, string>, ...filters: string[]) {
+    const r = spawnSync(
+      process.execPath,
+      ['node_modules/vitest/vitest.mjs', 'list', '--filesOnly', '--passWithNoTests', ...filters],
+      { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 },
+    );
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
+    const plain = (t: string) => t.replace(/\u001b\[[0-9;]*m/g, '');
+    return {
+      status: r.status,
+      files: plain(r.stdout)
+        .split('\n')
+        .filter((l) => l.endsWith('.ts')),
+      stderr: plain(r.stderr),
+    };
+  }
+
+  it('no run outside the VM includes a lane-only file; the VM includes them all', (ctx) => {
+    if (inVm) ctx.skip('runs on the host, not in the lane');
+    expect(LANE_ONLY_FILES.length).toBeGreaterThan(0);
+    const host = listed({ CNI_KIT_IN_VM: '' }, 'test/kernel/');
+    expect(host.status, host.stderr).toBe(0);
+    for (const f of LANE_ONLY_FILES) expect(host.files).not.toContain(f);
+    // This file tests the lane from the host, and the mixed files have cases that run anywhere.
+    expect(host.files).toContain('test/kernel/vm.test.ts');
+    expect(host.files).toContain('test/kernel/ipvlan-mode.test.ts');
+    const guest = listed({ CNI_KIT_IN_VM: '1' }, 'test/kernel/');
+    expect(guest.status, guest.stderr).toBe(0);
+    for (const f of LANE_ONLY_FILES) expect(guest.files).toContain(f);
+  });
+
+  it('naming a lane-only file by hand says it runs only in the lane, and how to run it there', (ctx) => {
+    if (inVm) ctx.skip('runs on the host, not in the lane');
+    const f = LANE_ONLY_FILES[0] ?? '';
+    const r = listed({ CNI_KIT_IN_VM: '' }, f);
+    expect(r.files).toEqual([]);
+    expect(r.stderr).toContain(`${f} runs only in the kernel lane`);
+    expect(r.stderr).toContain(`npx tsx scripts/kernel-lane.ts ${f}`);
+  });
 });
