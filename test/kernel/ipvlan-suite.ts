@@ -3,43 +3,58 @@
 // file store), for our plugin and Go's ipvlan 1.1.1 with the same assertions: both pods get an ipvlan
 // eth0 in the requested mode on the shared master with their address, reach each other, CHECK
 // passes, DEL removes the links and frees the addresses, and a second DEL succeeds.
+//
+// The three modes of one implementation share one node (its namespace and NIC): under the lane's
+// emulation every `ip` call and namespace costs, and a node of its own per case meant a namespace
+// and five `ip` calls more in each of them. Each case has its own pods, network name and address store; the master carries
+// no ipvlan between cases (the last DEL removes its port, and a case's pods go in its afterEach).
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { firstIp, heldAddresses, needKernel, Scene } from './lane.js';
 
 const modes = ['l2', 'l3', 'l3s'] as const;
 
 /** The cases for one allocator (two files, so that vitest's two workers share the lane's longest part). */
 export function ipvlanSuite(ipamType: 'host-local' | 'whereabouts'): void {
-  let scene: Scene | undefined;
-  afterEach(() => {
-    scene?.dispose();
-    scene = undefined;
-  });
   describe.each(['ours', 'go'] as const)(`ipvlan with ${ipamType} on the real kernel (%s)`, (impl) => {
+    let scene: Scene | undefined;
+    let pods: string[] = [];
+    /** The implementation's node, made by its first case: its NIC is one end of a veth pair, both ends up. */
+    const node = (): Scene => {
+      if (scene) return scene;
+      const s = new Scene('kiv');
+      scene = s;
+      s.nodeIp('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'wire0');
+      s.nodeIp('link', 'set', 'eth0', 'up');
+      s.nodeIp('link', 'set', 'wire0', 'up');
+      return s;
+    };
+    afterEach(() => {
+      for (const p of pods) scene?.dropNetns(p);
+      pods = [];
+    });
+    afterAll(() => {
+      scene?.dispose();
+      scene = undefined;
+    });
     for (const mode of modes) {
       it(`${mode}: two pods over one master reach each other; CHECK; DEL removes the links`, async (ctx) => {
         await needKernel(ctx, ['ipvlan'], impl === 'go' ? { go: 'ipvlan' } : {});
-        const s = new Scene('kiv');
-        scene = s;
-        // The node's NIC: one end of a veth pair, both ends up.
-        s.nodeIp('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'wire0');
-        s.nodeIp('link', 'set', 'eth0', 'up');
-        s.nodeIp('link', 'set', 'wire0', 'up');
-        const store = join(s.work, 'ipam');
+        const s = node();
+        const store = join(s.work, `ipam-${mode}`);
         const ipam =
           ipamType === 'host-local'
             ? { type: 'host-local', subnet: '10.61.0.0/24', dataDir: store }
             : { type: 'whereabouts', range: '10.61.0.0/24', datastore: 'file', data_dir: store };
         const conf = {
           cniVersion: '1.0.0',
-          name: `${s.tag}-net`,
+          name: `${s.tag}-${mode}`,
           type: 'ipvlan',
           master: 'eth0',
           mode,
           ipam,
         };
-        const pods = [s.netns('a'), s.netns('b')];
+        pods = [s.netns(`${mode}a`), s.netns(`${mode}b`)];
         const results = pods.map((p) => {
           const add = s.call(impl, 'ipvlan', 'ADD', p, conf);
           expect(add.status, add.stdout + add.stderr).toBe(0);

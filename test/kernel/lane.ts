@@ -83,6 +83,14 @@ export class Scene {
     return name;
   }
 
+  /** Removes a namespace `netns()` made (and with it whatever links are in it). */
+  dropNetns(name: string): void {
+    const i = this.netnses.indexOf(name);
+    if (i < 0) return;
+    this.netnses.splice(i, 1);
+    spawnSync('ip', ['netns', 'del', name]);
+  }
+
   /** `ip` inside the node namespace. */
   nodeIp(...args: string[]): string {
     return ip('-n', this.node, ...args);
