@@ -42,6 +42,10 @@ export const KERNEL_LANE: readonly LaneEntry[] = [
     file: 'test/integration/plugins-bridge.test.ts',
     tests: 'bridge binary .*vlan: the port is an access port',
   },
+  {
+    file: 'test/integration/netlink.native-tc.test.ts',
+    tests: 'a VLAN-filtering bridge: add/del on ports and self',
+  },
 ];
 
 /** The files no run outside the VM includes (vitest.config.ts excludes them there). */
