@@ -46,6 +46,10 @@ export class SimClock implements Clock {
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
+  /** How many sleeps are pending (an aborted sleep is no longer one). */
+  sleepers(): number {
+    return this.timers.length;
+  }
   /** Lets pending promise chains run (they may start new sleeps). */
   async settle(): Promise<void> {
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));

@@ -119,14 +119,30 @@ export class PortmapWorld {
     return r.stdout.trim();
   }
 
-  /** Asks until the answer is not a timeout (IPv6 DAD, ARP), at most `tries` times. */
-  askUntil(ns: string, proto: 'tcp' | 'udp', host: string, port: number, tries = 4): string {
-    let a = '';
-    for (let i = 0; i < tries; i++) {
-      a = this.ask(ns, proto, host, port);
+  /**
+   * Asks until the answer is "ok ...", for up to `withinMs` (default 15 s; each ask waits 1.5 s
+   * for its answer). The first requests after an ADD can go unanswered while ARP/ND resolves, IPv6
+   * DAD runs on the bridge or the container, or a bridge port's carrier event is still queued in the
+   * kernel. UDP asks keep one source port (`from`) when given. Returns the "ok" answer, or the last
+   * one followed by every answer seen, so a failing assertion says what happened.
+   */
+  askUntil(
+    ns: string,
+    proto: 'tcp' | 'udp',
+    host: string,
+    port: number,
+    opts: { from?: number; withinMs?: number } = {},
+  ): string {
+    const start = performance.now();
+    const seen: string[] = [];
+    for (;;) {
+      const a = this.ask(ns, proto, host, port, opts.from);
       if (a.startsWith('ok')) return a;
+      seen.push(a || '(no output)');
+      const ms = Math.round(performance.now() - start);
+      if (ms >= (opts.withinMs ?? 15_000))
+        return `${a} (${seen.length} asks in ${ms} ms from ${ns} to ${host}:${port}/${proto}: ${seen.join(', ')})`;
     }
-    return a;
   }
 
   /** The node's nat tables (iptables-save v4 and v6) and nft ruleset, as one text. */

@@ -135,10 +135,11 @@ describe('bandwidth in a node netns', () => {
       const add = run(who, s, 'ADD', config(s, limits));
       expect(add.status, add.stdout).toBe(0);
       const ifb = ifbName(`${tag}net`, s.id);
-      const links = ifbs(s.node);
-      expect(links.map((l) => [l.ifname, l.mtu, l.txqlen ?? 0, l.operstate])).toEqual([
-        [ifb, 1450, 0, 'UNKNOWN'],
-      ]);
+      // The kernel publishes operstate from its link-watch worker, possibly after ADD returned: read
+      // until it is there (the last read is printed on failure).
+      await expect
+        .poll(() => ifbs(s.node).map((l) => [l.ifname, l.mtu, l.txqlen ?? 0, l.operstate]), { timeout: 5000 })
+        .toEqual([[ifb, 1450, 0, 'UNKNOWN']]);
       const ifaces = (add.json?.interfaces ?? []) as Array<{ name: string; mac?: string }>;
       expect(ifaces.at(-1)?.name).toBe(ifb);
       expect(redirect(s.node, s.host)).toContain(`Egress Redirect to device ${ifb}`);

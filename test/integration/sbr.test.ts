@@ -4,7 +4,7 @@
 // empties the tables it picked) whichever implementation made them; the netns flock is honoured;
 // plus the conformance kit over a prevResult fixture.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
@@ -203,14 +203,36 @@ describe('sbr after a main plugin, compared with the Go reference', () => {
     need(ctx);
     if (spawnSync('flock', ['--version']).status !== 0) ctx.skip('flock(1) not installed');
     const { w, prev } = attach('macvlan');
-    const holder = spawn('flock', ['-x', w.ctrPath, 'sleep', '1.5'], { stdio: 'ignore' });
+    // The holder says when it has the lock and, just before letting go, when it lets go. ADD starts
+    // only once the lock is held (a loaded machine can take long to start flock) and must end
+    // after it was let go; a fixed head start of 200 ms was not enough under load.
+    const released = join(work, `released-${w.id}`);
+    const holder = spawn(
+      'flock',
+      ['-x', w.ctrPath, 'sh', '-c', `echo held; sleep 3; date +%s%3N > ${released}`],
+      { stdio: ['ignore', 'pipe', 'ignore'], detached: true },
+    );
+    const exited = new Promise((r) => holder.once('exit', r));
     try {
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('flock did not take the lock within 20 s')), 20_000);
+        holder.stdout?.on('data', (b: Buffer) => {
+          if (b.toString().includes('held')) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+      });
       const add = run(w, 'sbr', 'ADD', sbrConf(prev));
+      const ended = Date.now();
       expect(add.status, add.stdout).toBe(0);
-      expect(add.ms).toBeGreaterThanOrEqual(1000);
+      await exited;
+      const letGo = Number(readFileSync(released, 'utf8'));
+      expect(ended, `ADD ended ${letGo - ended} ms before the holder let go`).toBeGreaterThanOrEqual(letGo);
     } finally {
-      holder.kill('SIGKILL');
+      if (holder.exitCode === null && holder.signalCode === null && holder.pid)
+        process.kill(-holder.pid, 'SIGKILL');
+      await exited;
     }
   }, 60_000);
 

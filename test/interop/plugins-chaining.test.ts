@@ -1,17 +1,22 @@
 // Our plugins chained with the Go reference plugins (/usr/lib/cni, spec up to 1.0.0) both ways,
 // driven by CniRuntime in real network namespaces: our bridge → Go tuning → Go portmap, the Go bridge
 // with our host-local as IPAM, and our tuning after the Go bridge; plus an all-ours list at 1.1.0.
+// Every plugin runs in a node netns of the file's own (the plugin dirs hold wrappers that nsenter
+// it), so the bridges and the Go portmap's NAT rules land there, never in the machine's netns.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RuntimeConf } from 'cni-kit/runtime';
-import { afterAll, describe, expect, it, type TestContext } from 'vitest';
+import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { needGo, useGoChain } from '../helpers/netns.js';
 
 const tag = `pch${process.pid % 100000}`;
 const net = `172.${16 + (process.pid % 16)}`;
 const chain = useGoChain(tag);
-const bridges: string[] = [];
+let node = '';
+beforeAll(() => {
+  if (process.getuid?.() === 0) node = chain.netns(`${tag}-node`);
+});
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
 
@@ -19,13 +24,15 @@ const need = (ctx: TestContext) => needGo(ctx, 'bridge', 'host-local', 'tuning',
 
 const newNetns = (suffix: string) => `/var/run/netns/${chain.netns(`${tag}-${suffix}`)}`;
 
-/** A plugin dir where each type links to ours or to the Go one, as the test needs. */
-const pluginDir = (name: string, links: Record<string, 'ours' | 'go'>) => chain.pluginDir(name, links);
+/** A plugin dir where each type runs ours or the Go one inside the node netns, as the test needs. */
+const pluginDir = (name: string, links: Record<string, 'ours' | 'go'>) => chain.pluginDir(name, links, node);
+/** The node netns's nat table, as iptables-save prints it. */
+const natOfNode = () =>
+  execFileSync('ip', ['netns', 'exec', node, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
 const runtime = chain.runtime;
 
 function bridgeList(version: string, idx: number, extra: object[] = []) {
   const br = `${tag}b${idx}`;
-  bridges.push(br);
   return {
     cniVersion: version,
     name: `${tag}n${idx}`,
@@ -54,33 +61,12 @@ const linkOf = (ns: string) =>
     }>
   )[0];
 
-/**
- * Removes the Go portmap's per-container DNAT rules and chains of this file's containers, so a test
- * that fails before its DEL does not leave NAT rules on the host (portmap names them by container ID
- * in a comment and jumps to a CNI-DN-<hash> chain).
- */
-function removePortmapRules(prefix: string): void {
-  const rules =
-    spawnSync('iptables', ['-t', 'nat', '-S', 'CNI-HOSTPORT-DNAT'], { encoding: 'utf8' }).stdout ?? '';
-  for (const rule of rules.split('\n')) {
-    const chain = / -j (CNI-DN-[0-9a-f]+)/.exec(rule)?.[1];
-    if (!chain || !rule.includes(`id: \\"${prefix}`)) continue;
-    spawnSync('sh', ['-c', `iptables -t nat ${rule.replace(/^-A /, '-D ')}`]);
-    spawnSync('iptables', ['-t', 'nat', '-F', chain]);
-    spawnSync('iptables', ['-t', 'nat', '-X', chain]);
-  }
-}
-
-afterAll(() => {
-  removePortmapRules(tag);
-  for (const b of bridges) spawnSync('ip', ['link', 'del', b]);
-});
-
 describe('chaining with the Go reference plugins', () => {
   (['0.3.1', '0.4.0', '1.0.0'] as const).forEach((version, idx) => {
     it(`our bridge → Go tuning → Go portmap at ${version}`, async (ctx) => {
       need(ctx);
-      if (spawnSync('iptables', ['-t', 'nat', '-S']).status !== 0) ctx.skip('iptables nat table unavailable');
+      if (spawnSync('ip', ['netns', 'exec', node, 'iptables', '-t', 'nat', '-S']).status !== 0)
+        ctx.skip('iptables nat table unavailable');
       const dir = pluginDir(`ours-first-${idx}`, { bridge: 'ours', tuning: 'go', portmap: 'go' });
       const mac = `0a:58:0a:c8:00:4${idx}`;
       const hostPort = 21000 + ((process.pid * 3 + idx) % 20000);
@@ -106,17 +92,13 @@ describe('chaining with the Go reference plugins', () => {
       expect(result.interfaces.find((i) => i.sandbox)?.mac).toBe(mac);
       const link = linkOf(ns);
       expect(link).toMatchObject({ address: mac, mtu: 1400 });
-      expect(execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' })).toContain(
-        `--dport ${hostPort}`,
-      );
+      expect(natOfNode()).toContain(`--dport ${hostPort}`);
       // Go portmap 1.1.1's CHECK fails on any IPv4-only attachment ("could not check ipv6 dnat"), so
       // CHECK runs over the same list without it.
       if (version !== '0.3.1')
         await r.checkNetworkList(JSON.stringify({ ...list, plugins: list.plugins.slice(0, 2) }), rt);
       await r.delNetworkList(text, rt);
-      expect(execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' })).not.toContain(
-        `--dport ${hostPort}`,
-      );
+      expect(natOfNode()).not.toContain(`--dport ${hostPort}`);
       expect(reserved(list)).toEqual([]);
       await r.delNetworkList(text, rt);
     });

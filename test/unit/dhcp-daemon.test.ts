@@ -257,7 +257,8 @@ describe('dhcp daemon and plugin', () => {
     expect(sent).toBe(1);
     ac.abort();
     expect(await p).toBeInstanceOf(Error);
-    await new Promise((r) => setTimeout(r, 50));
+    // The daemon has seen the plugin go once the acquisition's sleep is cancelled (no fixed wait).
+    await expect.poll(() => clock.sleepers(), { timeout: 10_000 }).toBe(0);
     await clock.advance(30_000);
     expect(server.of(MessageType.DISCOVER).length).toBe(sent);
     expect(daemon?.leases()).toEqual([]);
