@@ -39,6 +39,20 @@ function masterFromPrev(prev: Result): string {
   return named[0].name;
 }
 
+/**
+ * CHECK's error when the container's ipvlan is no longer in the configured mode. The mode belongs to
+ * the master (the kernel's ipvlan port), not to each link: creating an ipvlan with another mode on
+ * the same master is not refused, it switches every ipvlan already on that master to the new mode.
+ */
+function modeSwitched(ifname: string, want: string, got: string, master: string | undefined): CniError {
+  const on = master ? `master ${master}` : 'its master';
+  return new CniError(
+    ErrorCode.Internal,
+    `mode: this network says "${want}", but ${ifname} is now an ipvlan in mode "${got}": the kernel keeps one ipvlan mode per master, and an ipvlan created later on ${on} with mode "${got}" switched every ipvlan on it`,
+    `give every ipvlan network on ${on} the same mode (or each mode a master of its own), then re-create the attachments made with the other mode`,
+  );
+}
+
 /** Builds the ipvlan plugin over a netlink backend. */
 export function createIpvlanPlugin({ netlink }: IpvlanDeps): PluginSpec<IpvlanConf> {
   return {
@@ -65,11 +79,9 @@ export function createIpvlanPlugin({ netlink }: IpvlanDeps): PluginSpec<IpvlanCo
     },
     async check(ctx) {
       // An ipvlan link shares its master's MAC, so prevResult's MAC is not the plugin's to keep.
-      await checkAttachment(ctx, netlink, {
-        kind: 'ipvlan',
-        mac: false,
-        expect: { ipvlanMode: ctx.conf.mode },
-      });
+      const link = await checkAttachment(ctx, netlink, { kind: 'ipvlan', mac: false });
+      if (link.ipvlanMode !== undefined && link.ipvlanMode !== ctx.conf.mode)
+        throw modeSwitched(ctx.ifname, ctx.conf.mode, link.ipvlanMode, ctx.conf.master);
     },
     del: (ctx) => delAttachment(ctx, netlink, { kind: 'ipvlan' }),
     ...ipamPassthrough(),

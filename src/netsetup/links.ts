@@ -180,9 +180,13 @@ export interface SubLinkOptions {
 
 /**
  * Creates a macvlan/ipvlan/vlan link for the container directly inside its netns under its final
- * name `ifname` (IFLA_NET_NS_FD on the create request: the kernel checks the name there, so a host
- * link of that name cannot clash). One request, no temporary name: a process killed at any point
- * leaves either nothing or CNI_IFNAME, which DEL removes. Returns the link as read back.
+ * name `ifname` (IFLA_NET_NS_FD on the create request: recent kernels check the name there, so a
+ * host link of that name cannot clash). One request, no temporary name: a process killed at any
+ * point leaves either nothing or CNI_IFNAME, which DEL removes. Kernels before 6.13 (Debian 12's
+ * 6.1 among them) check the name in the caller's netns too and refuse with EEXIST when the host has
+ * a link of that name (a master "eth0" and CNI_IFNAME "eth0"): then the link is created in the
+ * container under a random temporary name and renamed there (a kill between the two leaves that
+ * name in the container, which goes with its netns). Returns the link as read back.
  */
 export async function createSubLink(
   netlink: Netlink,
@@ -208,7 +212,28 @@ export async function createSubLink(
         'pick another CNI_IFNAME or delete the existing interface',
       );
     }
-    throw e;
+    const hostHasName =
+      isExists(e) &&
+      !opts.linkInContainer &&
+      (await netlink.inNetns(undefined, (ns) => ns.findLink(opts.ifname)).catch(() => undefined));
+    if (!hostHasName) throw e;
+    await createRenamed(netlink, want, opts);
   }
   return netlink.inNetns(opts.netns, (ns) => ns.getLink(opts.ifname));
+}
+
+/** createSubLink's way on kernels that check a new link's name in the caller's netns too. */
+async function createRenamed(
+  netlink: Netlink,
+  want: Extract<LinkSpec, { kind: 'macvlan' | 'ipvlan' | 'vlan' }>,
+  opts: SubLinkOptions,
+): Promise<void> {
+  const tmp = `cnk${crypto().randomBytes(5).toString('hex')}`;
+  await netlink.inNetns(undefined, (ns) => ns.createLink({ ...want, name: tmp, netns: opts.netns }));
+  try {
+    await netlink.inNetns(opts.netns, (ns) => ns.renameLink(tmp, opts.ifname));
+  } catch (e) {
+    await netlink.inNetns(opts.netns, (ns) => ns.deleteLink(tmp, { missingOk: true })).catch(() => {});
+    throw e;
+  }
 }

@@ -7,6 +7,12 @@ import { conform, expectAllPass, hostLocal, need, ours, useConformSuite } from '
 
 useConformSuite();
 
+// The dummy case also runs in the kernel lane, where Node is several times slower under emulation:
+// there it checks one version (the kind-specific part is the same at every version).
+const inLane = process.env.CNI_KIT_IN_VM === '1';
+const LANE_VERSIONS = inLane ? ['1.1.0'] : ['0.3.1', '1.1.0'];
+const LANE_TIMEOUT = inLane ? 300_000 : 120_000;
+
 const kinds = () => linuxNetlink().supportedLinkKinds();
 
 describe.concurrent('dummy and tap (dist/bin) pass the conformance kit', () => {
@@ -17,10 +23,14 @@ describe.concurrent('dummy and tap (dist/bin) pass the conformance kit', () => {
     expectAllPass(await conform(ours('tap'), config, { versions: ['0.3.1', '1.1.0'] }), ['0.3.1', '1.1.0']);
   }, 120_000);
 
-  it('dummy + host-local, where the kernel has dummy links', async (ctx) => {
-    need(ctx, ours('dummy'));
-    if (!(await kinds()).has('dummy')) ctx.skip('this kernel has no dummy link kind');
-    const config = { type: 'dummy', ipam: hostLocal('10.74.0.0/24') };
-    expectAllPass(await conform(ours('dummy'), config, { versions: ['0.3.1', '1.1.0'] }), ['0.3.1', '1.1.0']);
-  }, 120_000);
+  it(
+    'dummy + host-local, where the kernel has dummy links',
+    async (ctx) => {
+      need(ctx, ours('dummy'));
+      if (!(await kinds()).has('dummy')) ctx.skip('this kernel has no dummy link kind');
+      const config = { type: 'dummy', ipam: hostLocal('10.74.0.0/24') };
+      expectAllPass(await conform(ours('dummy'), config, { versions: LANE_VERSIONS }), LANE_VERSIONS);
+    },
+    LANE_TIMEOUT,
+  );
 });

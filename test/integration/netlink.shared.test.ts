@@ -3,6 +3,7 @@
 // Over the 400-line guideline on purpose: it is the one shared suite the issue asks for, and
 // splitting it would split the list of behaviours both backends must agree on.
 import { execFileSync } from 'node:child_process';
+import { release } from 'node:os';
 import {
   type Link,
   type LinkKind,
@@ -58,6 +59,12 @@ const backends: Backend[] = [
     }),
   ),
 ];
+
+/** Whether the running kernel is at least `major.minor` (uname's release, e.g. 6.1.0-56-amd64). */
+function kernelAtLeast(major: number, minor: number): boolean {
+  const [ma = 0, mi = 0] = release().split(/[.-]/).map(Number);
+  return ma > major || (ma === major && mi >= minor);
+}
 
 /** Errno of a rejected promise (fails the test when it resolves). */
 async function errnoOf(p: Promise<unknown>): Promise<string> {
@@ -629,8 +636,10 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
       { vid: 100, pvid: true, untagged: true },
       { vid: 200, pvid: false, untagged: false },
     ]);
+    // Deleting a VLAN the port does not have is no error on the kernel (seen on Debian's 6.1).
     ns.deleteBridgeVlan('pv0', 300);
-    expect(await errnoOf(ns.flush())).toBe('ENOENT');
+    await ns.flush();
+    expect(await ns.bridgeVlans('pv0')).toHaveLength(2);
     ns.addBridgeVlan('pv1', 5);
     expect(await errnoOf(ns.flush())).toBe('EOPNOTSUPP');
   });
@@ -646,18 +655,24 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     const inC = (await nl.open(c).links()).find((l) => l.kind === 'macvlan');
     expect(inC).toMatchObject({ macvlanMode: 'private', mtu: 1400 });
     expect(inC?.parentNetnsId).toBeTypeOf('number');
-    // The name is checked where the link is created: one the host already uses is fine there.
+    // A name the host already uses: kernels from 6.13 (and the memory model) check the name only in
+    // the netns the link is created in, so it is fine there; older ones (Debian 12's 6.1) check it in
+    // the caller's netns too and refuse with EEXIST, creating nothing.
     h.createLink({ kind: 'macvlan', name: parent, parent, netns: c });
-    await h.flush();
-    expect((await nl.open(c).links()).filter((l) => l.name === parent).map((l) => l.kind)).toEqual([
-      'macvlan',
-    ]);
-    h.createLink({ kind: 'macvlan', name: parent, parent, netns: c });
-    expect(await errnoOf(h.flush())).toBe('EEXIST');
-    const cns = nl.open(c);
-    cns.deleteLink(parent);
-    await cns.flush();
-    expect((await cns.links()).some((l) => l.name === parent)).toBe(false);
+    if (backend.name === 'memory' || kernelAtLeast(6, 13)) {
+      await h.flush();
+      expect((await nl.open(c).links()).filter((l) => l.name === parent).map((l) => l.kind)).toEqual([
+        'macvlan',
+      ]);
+      h.createLink({ kind: 'macvlan', name: parent, parent, netns: c });
+      expect(await errnoOf(h.flush())).toBe('EEXIST');
+      const cns = nl.open(c);
+      cns.deleteLink(parent);
+      await cns.flush();
+    } else {
+      expect(await errnoOf(h.flush())).toBe('EEXIST');
+    }
+    expect((await nl.open(c).links()).some((l) => l.name === parent)).toBe(false);
     h.createLink({ kind: 'macvlan', name: hname('tmv'), parent, mtu: 1600 });
     expect(await errnoOf(h.flush())).toBe('EINVAL');
     // A macvlan on that macvlan is attached to the real device underneath (in the host).
@@ -685,6 +700,41 @@ describe.each(backends)('netlink shared suite ($name)', (backend) => {
     expect(() => ns.createLink({ kind: 'macvlan', name: 'mq2', parent: 'bq0', bcQueueLen: -1 })).toThrow(
       /bcQueueLen/,
     );
+  });
+
+  it('creates ipvlan links on a macvlan device, and no macvlan on an ipvlan one', async (ctx) => {
+    need(ctx, 'ipvlan');
+    need(ctx, 'macvlan');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'mi0', peerName: 'mi1' });
+    ns.createLink({ kind: 'macvlan', name: 'mim', parent: 'mi0', mode: 'bridge' });
+    // Found by the kernel lane's differential property: the macvlan device itself is the master.
+    ns.createLink({ kind: 'ipvlan', name: 'mii', parent: 'mim', mode: 'l2' });
+    const links = await ns.links();
+    const byName = (n: string) => links.find((l) => l.name === n);
+    expect(byName('mii')).toMatchObject({ kind: 'ipvlan', parentIndex: byName('mim')?.index });
+    ns.createLink({ kind: 'ipvlan', name: 'mij', parent: 'mi1', mode: 'l2' });
+    ns.createLink({ kind: 'macvlan', name: 'min', parent: 'mij', mode: 'bridge' });
+    expect(await errnoOf(ns.flush())).toBe('EINVAL');
+  });
+
+  it('vlan links come up and go down with their lower device', async (ctx) => {
+    need(ctx, 'vlan');
+    const ns = nl.open(await newNs());
+    ns.createLink({ kind: 'veth', name: 'lw0', peerName: 'lw1' });
+    ns.createLink({ kind: 'vlan', name: 'lv0', parent: 'lw0', vlanId: 5 });
+    ns.createLink({ kind: 'vlan', name: 'lv1', parent: 'lv0', vlanId: 6 });
+    const up = async () =>
+      Object.fromEntries(
+        (await ns.links()).filter((l) => l.name !== 'lo' && l.name !== 'lw1').map((l) => [l.name, l.up]),
+      );
+    expect(await up()).toEqual({ lw0: false, lv0: false, lv1: false });
+    // Found by the kernel lane's differential property: a VLAN set down comes up with its lower
+    // device, and a VLAN on it with it.
+    ns.setLink('lw0', { up: true });
+    expect(await up()).toEqual({ lw0: true, lv0: true, lv1: true });
+    ns.setLink('lw0', { up: false });
+    expect(await up()).toEqual({ lw0: false, lv0: false, lv1: false });
   });
 
   for (const kind of ['ipvlan', 'vlan'] as const) {

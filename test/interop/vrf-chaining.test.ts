@@ -101,7 +101,13 @@ describe('vrf chained under libcni', () => {
       // The kernel moved the connected route into the VRF's table.
       const name = ns.split('/').pop() ?? '';
       expect(ip('-n', name, 'route', 'show', 'table', String(table))).toContain(`10.68.${seq}.0/24 dev eth0`);
-      await r.checkNetworkList(text, rt);
+      if (bridge === 'go') {
+        // The Go bridge's CHECK looks for the gateway route in the main table, which the VRF has
+        // emptied (seen on Debian's 6.1): it fails first in the list, before the vrf plugin is asked.
+        await expect(r.checkNetworkList(text, rt)).rejects.toThrow(
+          /plugin type="bridge".*Failed to find Gateway 10\.68\.\d+\.1 for interface eth0/,
+        );
+      } else await r.checkNetworkList(text, rt);
       await r.delNetworkList(text, rt);
       expect(vrfState(ns).kind).toBeUndefined();
       await r.delNetworkList(text, rt);

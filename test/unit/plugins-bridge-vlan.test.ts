@@ -264,7 +264,7 @@ describe('bridge VLANs (memory backend)', () => {
 
   it('a gateway link that fails half-way is removed, so the next ADD builds a whole one', async () => {
     // Fail the gateway port's VLAN step: the first addBridgeVlan is the container's port, the
-    // second the gateway port's, which is turned into a deletion of a VLAN that is not there.
+    // second the gateway port's, which is turned into one on a link that is not there.
     let seen = 0;
     const flaky: Netlink = Object.create(h.nl, {
       open: {
@@ -274,7 +274,7 @@ describe('bridge VLANs (memory backend)', () => {
             get(target, key) {
               if (key !== 'addBridgeVlan') return Reflect.get(target, key);
               return (link: string, vid: number, o?: object) =>
-                ++seen === 2 ? target.deleteBridgeVlan(link, 4000) : target.addBridgeVlan(link, vid, o);
+                target.addBridgeVlan(++seen === 2 ? 'nosuch0' : link, vid, o);
             },
           });
         },

@@ -29,8 +29,9 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
   if (!st.kinds.has(spec.kind)) fail('EOPNOTSUPP', `Unknown device type ${spec.kind}`);
   const home = spec.netns ? targetNs(st, spec.netns) : ns;
   const named = 'parent' in spec && spec.parent ? mustLink(ns, spec.parent) : undefined;
-  // A macvlan on a macvlan (an ipvlan on an ipvlan) is attached to the real device underneath.
-  const lower = named?.kind === spec.kind && named.lower ? named.lower : named;
+  // A macvlan on a macvlan (an ipvlan on an ipvlan) is attached to the real device underneath; a
+  // VLAN on a VLAN is stacked (802.1Q in 802.1Q) on the VLAN device itself.
+  const lower = named?.kind === spec.kind && spec.kind !== 'vlan' && named.lower ? named.lower : named;
   if (byName(home, spec.name)) fail('EEXIST', `a link named ${spec.name} exists`);
   // A VRF device's MTU is IPv6's largest (IP6_MAX_MTU), as the kernel sets it.
   const mtu =
@@ -42,6 +43,18 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
       for (const l of n.links.values())
         if (l.kind === 'vlan' && l.lower === lower && l.details.vlanId === spec.vlanId)
           fail('EEXIST', `vlan ${spec.vlanId} already on ${lower.name}`);
+  if (lower && (spec.kind === 'macvlan' || spec.kind === 'ipvlan')) {
+    // One rx handler per device: a device with macvlan ports takes no ipvlan ones and the other way round.
+    const other = spec.kind === 'macvlan' ? 'ipvlan' : 'macvlan';
+    for (const n of st.netns.values())
+      for (const x of n.links.values())
+        if (x.kind === other && x.lower === lower) fail('EBUSY', `${lower.name} already has ${other} ports`);
+  }
+  if (spec.kind === 'vlan' && named?.kind === 'ipvlan') fail('EOPNOTSUPP', 'VLANs not supported on device');
+  // An ipvlan device takes no macvlan ports (IFF_NO_RX_HANDLER); a macvlan device takes ipvlan
+  // ones (seen on Debian's 6.1 by the kernel lane's differential property).
+  if (lower && spec.kind === 'macvlan' && lower.kind === 'ipvlan')
+    fail('EINVAL', `${lower.name} is an ipvlan device`);
   const shareMac = spec.kind === 'ipvlan' || spec.kind === 'vlan';
   // The kernel registers a veth's peer first, so in one netns the peer gets the lower ifindex.
   let peer: MLink | undefined;
@@ -73,6 +86,10 @@ export function addLink(st: MState, ns: MNetns, spec: LinkSpec): void {
       break;
     case 'ipvlan':
       l.details.ipvlanMode = spec.mode ?? 'l2';
+      // The mode belongs to the master's ipvlan port: a new ipvlan sets it for its siblings too.
+      for (const n of st.netns.values())
+        for (const x of n.links.values())
+          if (x.kind === 'ipvlan' && x.lower === lower) x.details.ipvlanMode = l.details.ipvlanMode;
       break;
     case 'vlan':
       l.details.vlanId = spec.vlanId;
@@ -159,8 +176,9 @@ export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings)
     const max = l.kind === 'tap' ? 65521 : l.kind === 'vrf' ? 65575 : 65535;
     if (l.name !== 'lo' && set.mtu > max) fail('EINVAL', 'mtu greater than device maximum');
     if (l.name !== 'lo' && set.mtu < 68) fail('EINVAL', 'mtu less than device minimum');
-    if (l.lower && l.kind !== 'vxlan' && set.mtu > l.lower.mtu)
-      fail('EINVAL', `mtu ${set.mtu} above parent mtu ${l.lower.mtu}`);
+    // ipvlan checks its parent's MTU only when it is created (up to the parent's maximum after).
+    if (l.lower && l.kind !== 'vxlan' && l.kind !== 'ipvlan' && set.mtu > l.lower.mtu)
+      fail(l.kind === 'vlan' ? 'ERANGE' : 'EINVAL', `mtu ${set.mtu} above parent mtu ${l.lower.mtu}`);
     l.mtu = set.mtu;
     l.mtuByUser = true;
     if (l.master) recalcBridge(l.master);
@@ -205,7 +223,23 @@ export function setLink(st: MState, ns: MNetns, name: string, set: LinkSettings)
       if (old?.kind === 'vrf' || target?.kind === 'vrf') cycleLink(l);
     }
   }
+  const wasUp = l.up;
   setRest(l, set);
+  if (l.up !== wasUp) followLower(st, l);
+}
+
+/**
+ * 8021q follows its lower device: when it comes up, its VLANs (in any netns) come up too, even one
+ * set down before; when it goes down, they go down (vlan_device_event; no loose_binding here).
+ */
+function followLower(st: MState, lower: MLink): void {
+  for (const n of st.netns.values())
+    for (const v of n.links.values()) {
+      if (v.kind !== 'vlan' || v.lower !== lower || v.up === lower.up) continue;
+      if (lower.up) linkUp(v);
+      else linkDown(v, false);
+      followLower(st, v);
+    }
 }
 
 /** The attributes `setLink` applies after the master. */
@@ -214,6 +248,9 @@ function setRest(l: MLink, set: LinkSettings): void {
   if (set.allmulti !== undefined) l.allmulti = set.allmulti;
   if (set.txqlen !== undefined) l.txqlen = set.txqlen;
   if (set.alias !== undefined) l.alias = set.alias ?? undefined;
+  // A VLAN device opens only over an open device (vlan_dev_open).
+  if (set.up === true && !l.up && l.kind === 'vlan' && l.lower && !l.lower.up)
+    fail('ENETDOWN', 'Network is down');
   if (set.up === true && !l.up) linkUp(l);
   if (set.up === false && l.up) linkDown(l, false);
   if (set.hairpin !== undefined || set.isolated !== undefined) {
@@ -312,8 +349,7 @@ export function addVlan(
   l.vlans.set(vid, { pvid: f.pvid, untagged: f.untagged });
 }
 
-/** `bridge vlan del`; a VLAN that is not there is ENOENT. */
+/** `bridge vlan del`; a VLAN that is not there is no error (the kernel ignores it, as 6.1 does). */
 export function delVlan(ns: MNetns, link: string, vid: number): void {
-  const l = mustLink(ns, link);
-  if (!l.vlans.delete(vid)) fail('ENOENT', `vlan ${vid} is not on ${link}`);
+  mustLink(ns, link).vlans.delete(vid);
 }
