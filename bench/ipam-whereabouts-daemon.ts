@@ -22,7 +22,7 @@
 // there), removed at the end, on failure and on SIGINT/SIGTERM too.
 // Run as root after a build (npm run build):
 //   npx tsx bench/ipam-whereabouts-daemon.ts [--rounds 3] [--only etcd,fill,kube,slices,burst] [--quick]
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +36,7 @@ import { type FakeK8s, startFakeK8s } from '../test/helpers/fake-k8s.js';
 import {
   type BenchDaemon,
   childCpuMs,
+  inNodeNetns,
   median,
   procMemKiB,
   procTreeCpuFineMs,
@@ -679,38 +680,12 @@ async function main(): Promise<void> {
   }
 }
 
-if (!process.env.BENCH_NODE_NETNS) {
-  // The node: a network namespace with its own loopback (etcd, the fake API server).
-  const node = `${tag}-node`;
-  spawnSync('ip', ['netns', 'del', node]);
-  execFileSync('ip', ['netns', 'add', node]);
-  execFileSync('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
-  const child = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      node,
-      process.execPath,
-      ...process.execArgv,
-      process.argv[1]!,
-      ...process.argv.slice(2),
-    ],
-    { stdio: 'inherit', env: { ...process.env, BENCH_NODE_NETNS: `/var/run/netns/${node}` } },
-  );
-  const forward = (sig: NodeJS.Signals) => child.kill(sig);
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
-  child.on('exit', (code, sig) => {
-    spawnSync('ip', ['netns', 'del', node]);
-    process.exit(code ?? (sig ? 1 : 0));
-  });
-} else {
-  await main().then(
-    () => process.exit(0),
-    (err) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+// The node: a network namespace with its own loopback (etcd, the fake API server).
+await inNodeNetns(tag);
+await main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

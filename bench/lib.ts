@@ -190,6 +190,36 @@ export class Namespaces {
 }
 
 /**
+ * The bench's node: a network namespace of its own (`<tag>-node`, loopback up) in which the bench
+ * runs everything, so nothing touches this machine's interfaces. Called first thing: outside the
+ * node it creates the namespace, re-runs this same script inside it (signals forwarded), deletes the
+ * namespace when that run ends and exits with its status, never resolving; inside, it resolves to
+ * the node's netns path.
+ */
+export function inNodeNetns(tag: string): Promise<string> {
+  const inside = process.env.BENCH_NODE_NETNS;
+  if (inside) return Promise.resolve(inside);
+  const node = `${tag}-node`;
+  spawnSync('ip', ['netns', 'del', node], { stdio: 'ignore' });
+  const made = spawnSync('ip', ['netns', 'add', node], { encoding: 'utf8' });
+  if (made.status !== 0) throw new Error(`ip netns add ${node}: ${made.stderr}`);
+  spawnSync('ip', ['-n', node, 'link', 'set', 'lo', 'up'], { stdio: 'ignore' });
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', node, process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+    { stdio: 'inherit', env: { ...process.env, BENCH_NODE_NETNS: `/var/run/netns/${node}` } },
+  );
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  child.on('exit', (code, sig) => {
+    spawnSync('ip', ['netns', 'del', node], { stdio: 'ignore' });
+    process.exit(code ?? (sig ? 1 : 0));
+  });
+  return new Promise<string>(() => {});
+}
+
+/**
  * Runs `cleanup` once, on whichever way out comes first: normal exit, or SIGINT/SIGTERM/SIGHUP (then
  * exits 130). Returns the once-only function, for the bench to call itself when it is done.
  */

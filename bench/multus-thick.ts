@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { startFakeK8s } from '../test/helpers/fake-k8s.js';
 import {
+  inNodeNetns,
   median,
   pairedRatio,
   procCpuTicksMs,
@@ -40,31 +41,8 @@ if (
 const N = Number(process.argv[2] ?? 15);
 const tag = `mtk${process.pid % 10000}`;
 
-if (!process.env.BENCH_NODE_NETNS) {
-  // The node: a network namespace with its own loopback (the API server and the daemon's socket
-  // clients) and its own links; nothing is created on this machine's interfaces.
-  const node = `${tag}-node`;
-  spawnSync('ip', ['netns', 'del', node]);
-  execFileSync('ip', ['netns', 'add', node]);
-  execFileSync('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
-  const r = spawnSync(
-    'ip',
-    [
-      'netns',
-      'exec',
-      node,
-      process.execPath,
-      ...process.execArgv,
-      process.argv[1] as string,
-      ...process.argv.slice(2),
-    ],
-    { stdio: 'inherit', env: { ...process.env, BENCH_NODE_NETNS: `/var/run/netns/${node}` } },
-  );
-  spawnSync('ip', ['netns', 'del', node]);
-  process.exit(r.status ?? 1);
-}
-
-const nodeNetns = process.env.BENCH_NODE_NETNS as string;
+// The node: its own loopback (the API server and the daemon's socket clients) and its own links.
+const nodeNetns = await inNodeNetns(tag);
 const work = mkdtempSync(join(tmpdir(), `${tag}-`));
 const master = `${tag}m0`;
 const pods: string[] = [];
