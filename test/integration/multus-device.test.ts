@@ -183,18 +183,20 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/** A clean record of delegate calls, a pod netns, and the pod asking for `networks`. */
+function freshPod(name: string, networks: string): string {
+  rmSync(record(), { force: true });
+  const ns = netns();
+  api.putPod({
+    metadata: { name, namespace: 'default', annotations: { 'k8s.v1.cni.cncf.io/networks': networks } },
+  });
+  return ns;
+}
+
 describe('multus with device-plugin resources', () => {
   it('gives each resourceName attachment its own device: config, runtimeConfig, device-info files, network-status', async (ctx) => {
     need(ctx);
-    rmSync(record(), { force: true });
-    const ns = netns();
-    api.putPod({
-      metadata: {
-        name: 'two-vfs',
-        namespace: 'default',
-        annotations: { 'k8s.v1.cni.cncf.io/networks': 'sriov-a,plain,sriov-b' },
-      },
-    });
+    const ns = freshPod('two-vfs', 'sriov-a,plain,sriov-b');
     const add = await run('ADD', 'two-vfs', ns);
     expect(add.code, `${add.out}\n${add.err}`).toBe(0);
     expect(kubelet.calls).toContain('Get default/two-vfs');
@@ -259,15 +261,7 @@ describe('multus with device-plugin resources', () => {
 
   it('a failed ADD after a device attachment takes its device-info file away with it', async (ctx) => {
     need(ctx);
-    rmSync(record(), { force: true });
-    const ns = netns();
-    api.putPod({
-      metadata: {
-        name: 'two-vfs',
-        namespace: 'default',
-        annotations: { 'k8s.v1.cni.cncf.io/networks': 'sriov-a,failing' },
-      },
-    });
+    const ns = freshPod('two-vfs', 'sriov-a,failing');
     const add = await run('ADD', 'two-vfs', ns);
     expect(JSON.parse(add.out)).toMatchObject({ code: 11, msg: expect.stringContaining('not now') });
     expect(calls().map((c) => `${c.command} ${c.env.CNI_IFNAME}`)).toEqual(['ADD net1', 'DEL net1']);
@@ -276,15 +270,7 @@ describe('multus with device-plugin resources', () => {
 
   it('more attachments of a resource than devices: code 7 naming pod, resource and fix; nothing attached', async (ctx) => {
     need(ctx);
-    rmSync(record(), { force: true });
-    const ns = netns();
-    api.putPod({
-      metadata: {
-        name: 'one-vf',
-        namespace: 'default',
-        annotations: { 'k8s.v1.cni.cncf.io/networks': 'sriov-a,sriov-b' },
-      },
-    });
+    const ns = freshPod('one-vf', 'sriov-a,sriov-b');
     const add = await run('ADD', 'one-vf', ns);
     expect(add.code).not.toBe(0);
     const e = JSON.parse(add.out);
@@ -319,15 +305,7 @@ describe('multus with device-plugin resources', () => {
 
   it('no kubelet socket: code 5 naming the network, the resource, the socket and the fix', async (ctx) => {
     need(ctx);
-    rmSync(record(), { force: true });
-    const ns = netns();
-    api.putPod({
-      metadata: {
-        name: 'two-vfs',
-        namespace: 'default',
-        annotations: { 'k8s.v1.cni.cncf.io/networks': 'sriov-a' },
-      },
-    });
+    const ns = freshPod('two-vfs', 'sriov-a');
     const gone = join(work, 'no-kubelet', 'kubelet.sock');
     const add = await run('ADD', 'two-vfs', ns, conf({ kubeletSocket: gone }));
     const e = JSON.parse(add.out);
