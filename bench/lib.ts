@@ -220,6 +220,29 @@ export function inNodeNetns(tag: string): Promise<string> {
 }
 
 /**
+ * The multus benches' networks: the cluster network (Go bridge `<tag>br` + host-local on
+ * `<prefix>.0.0/24`) and attachment `i` (Go macvlan on `master` + host-local on `<prefix>.<i>.0/24`),
+ * host-local's state under `work`.
+ */
+export function multusBenchNetworks(tag: string, work: string, master: string, prefix: string) {
+  const ipam = (subnet: string) => ({ type: 'host-local', subnet, dataDir: join(work, 'ipam') });
+  return {
+    cluster: {
+      cniVersion: '1.0.0',
+      name: 'bench-cluster',
+      plugins: [{ type: 'bridge', bridge: `${tag}br`, isGateway: true, ipam: ipam(`${prefix}.0.0/24`) }],
+    },
+    mv: (i: number) => ({
+      cniVersion: '1.0.0',
+      name: `bench-mv${i}`,
+      type: 'macvlan',
+      master,
+      ipam: ipam(`${prefix}.${i}.0/24`),
+    }),
+  };
+}
+
+/**
  * Runs `cleanup` once, on whichever way out comes first: normal exit, or SIGINT/SIGTERM/SIGHUP (then
  * exits 130). Returns the once-only function, for the bench to call itself when it is done.
  */

@@ -19,6 +19,7 @@ import { startFakeK8s } from '../test/helpers/fake-k8s.js';
 import {
   inNodeNetns,
   median,
+  multusBenchNetworks,
   pairedRatio,
   procCpuTicksMs,
   procMemKiB,
@@ -62,25 +63,7 @@ process.on('exit', () => {
 execFileSync('ip', ['link', 'add', master, 'type', 'veth', 'peer', 'name', `${tag}m1`]);
 execFileSync('ip', ['link', 'set', master, 'up']);
 
-const cluster = {
-  cniVersion: '1.0.0',
-  name: 'bench-cluster',
-  plugins: [
-    {
-      type: 'bridge',
-      bridge: `${tag}br`,
-      isGateway: true,
-      ipam: { type: 'host-local', subnet: '10.252.0.0/24', dataDir: join(work, 'ipam') },
-    },
-  ],
-};
-const mv = (i: number) => ({
-  cniVersion: '1.0.0',
-  name: `bench-mv${i}`,
-  type: 'macvlan',
-  master,
-  ipam: { type: 'host-local', subnet: `10.252.${i}.0/24`, dataDir: join(work, 'ipam') },
-});
+const { cluster, mv } = multusBenchNetworks(tag, work, master, '10.252');
 
 const api = await startFakeK8s();
 const kubeconfig = api.writeKubeconfig(join(work, 'kubeconfig'));

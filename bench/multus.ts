@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CniRuntime, type RuntimeConf } from 'cni-kit/runtime';
 import { startFakeK8s } from '../test/helpers/fake-k8s.js';
-import { median, table } from './lib.js';
+import { median, multusBenchNetworks, table } from './lib.js';
 
 const GO = '/usr/lib/cni';
 const BIN = join(import.meta.dirname, '..', 'dist', 'bin', 'multus');
@@ -25,25 +25,7 @@ const ns = `${tag}-pod`;
 const nsPath = `/var/run/netns/${ns}`;
 const master = `${tag}m0`;
 
-const cluster = {
-  cniVersion: '1.0.0',
-  name: 'bench-cluster',
-  plugins: [
-    {
-      type: 'bridge',
-      bridge: `${tag}br`,
-      isGateway: true,
-      ipam: { type: 'host-local', subnet: '10.251.0.0/24', dataDir: join(work, 'ipam') },
-    },
-  ],
-};
-const mv = (i: number) => ({
-  cniVersion: '1.0.0',
-  name: `bench-mv${i}`,
-  type: 'macvlan',
-  master,
-  ipam: { type: 'host-local', subnet: `10.251.${i}.0/24`, dataDir: join(work, 'ipam') },
-});
+const { cluster, mv } = multusBenchNetworks(tag, work, master, '10.251');
 
 function cleanup(): void {
   spawnSync('ip', ['netns', 'del', ns]);

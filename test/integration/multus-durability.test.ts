@@ -85,21 +85,24 @@ function parseTrace(text: string): Call[] {
   return calls;
 }
 
+/** multus with two Go loopback delegates, its caches in `cniDir`. */
+const twoLoopbacks = (cniDir: string) => ({
+  cniVersion: '1.0.0',
+  name: 'multus-cni-network',
+  type: 'multus',
+  cniDir,
+  binDir: GO,
+  delegates: [
+    { cniVersion: '1.0.0', name: 'lo-a', type: 'loopback' },
+    { cniVersion: '1.0.0', name: 'lo-b', type: 'loopback' },
+  ],
+});
+
 describe('multus ADD durability', () => {
   it('renames every cache file into place, then fsyncs each file and directory once, all before the result is printed', async (ctx) => {
     need(ctx);
     const cniDir = join(work, 'multus');
-    const conf = {
-      cniVersion: '1.0.0',
-      name: 'multus-cni-network',
-      type: 'multus',
-      cniDir,
-      binDir: GO,
-      delegates: [
-        { cniVersion: '1.0.0', name: 'lo-a', type: 'loopback' },
-        { cniVersion: '1.0.0', name: 'lo-b', type: 'loopback' },
-      ],
-    };
+    const conf = twoLoopbacks(cniDir);
     const env = (command: string) => ({
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       CNI_COMMAND: command,
@@ -169,17 +172,7 @@ describe('multus ADD durability', () => {
   it('an fsync failing at the flush fails ADD with code 5 naming the folder, and leaves no cache behind', async (ctx) => {
     need(ctx);
     const cniDir = join(work, 'multus-eio');
-    const conf = {
-      cniVersion: '1.0.0',
-      name: 'multus-cni-network',
-      type: 'multus',
-      cniDir,
-      binDir: GO,
-      delegates: [
-        { cniVersion: '1.0.0', name: 'lo-a', type: 'loopback' },
-        { cniVersion: '1.0.0', name: 'lo-b', type: 'loopback' },
-      ],
-    };
+    const conf = twoLoopbacks(cniDir);
     const call = (command: string) =>
       runPlugin(multusPlugin(), {
         env: {
