@@ -84,9 +84,11 @@ export {
   type WatchEvent,
 } from './informer.js';
 export {
+  daemonSetLeaseTiming,
   type LeaderElectionOptions,
   type LeaderElector,
   type Lease,
+  type LeaseTimingMs,
   microTime,
   startLeaderElection,
 } from './lease.js';

@@ -53,6 +53,33 @@ export interface LeaderElectionOptions {
   now?: () => number;
 }
 
+/** Lease timing as a daemon's option (ms); each unset field keeps startLeaderElection's default. */
+export interface LeaseTimingMs {
+  durationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  followerRetryPeriodMs?: number;
+}
+
+/**
+ * The timing of a candidate that runs on every node (a DaemonSet's daemons): as `t` says, and while
+ * another holds the Lease it looks every 10 s rather than every 2 s (a 5,000-node cluster: 500 GETs/s
+ * per Lease instead of 2,500).
+ */
+export function daemonSetLeaseTiming(
+  t: LeaseTimingMs | undefined,
+): Pick<
+  LeaderElectionOptions,
+  'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs' | 'followerRetryPeriodMs'
+> {
+  return {
+    ...(t?.durationMs ? { leaseDurationMs: t.durationMs } : {}),
+    ...(t?.renewDeadlineMs ? { renewDeadlineMs: t.renewDeadlineMs } : {}),
+    ...(t?.retryPeriodMs ? { retryPeriodMs: t.retryPeriodMs } : {}),
+    followerRetryPeriodMs: t?.followerRetryPeriodMs ?? 10_000,
+  };
+}
+
 /** A running candidate. */
 export interface LeaderElector {
   /** True while this candidate holds the lease and renewed it within the renew deadline. */

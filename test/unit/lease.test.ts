@@ -6,7 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openKubeApi } from '../../src/k8s/connect.js';
-import { type LeaderElector, type Lease, microTime, startLeaderElection } from '../../src/k8s/lease.js';
+import {
+  daemonSetLeaseTiming,
+  type LeaderElector,
+  type Lease,
+  microTime,
+  startLeaderElection,
+} from '../../src/k8s/lease.js';
 import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
 
 const tmp = mkdtempSync(join(tmpdir(), `lease-${process.pid}-`));
@@ -182,5 +188,31 @@ describe('Lease leader election', () => {
       await a.stop();
       await b.stop();
     }
+  });
+});
+
+describe('daemonSetLeaseTiming', () => {
+  it('keeps the defaults for unset fields and makes followers look every 10 s', () => {
+    expect(daemonSetLeaseTiming(undefined)).toEqual({ followerRetryPeriodMs: 10_000 });
+    expect(daemonSetLeaseTiming({ retryPeriodMs: 500 })).toEqual({
+      retryPeriodMs: 500,
+      followerRetryPeriodMs: 10_000,
+    });
+  });
+
+  it("passes every field it is given under startLeaderElection's names", () => {
+    expect(
+      daemonSetLeaseTiming({
+        durationMs: 3000,
+        renewDeadlineMs: 2000,
+        retryPeriodMs: 100,
+        followerRetryPeriodMs: 700,
+      }),
+    ).toEqual({
+      leaseDurationMs: 3000,
+      renewDeadlineMs: 2000,
+      retryPeriodMs: 100,
+      followerRetryPeriodMs: 700,
+    });
   });
 });
