@@ -4,7 +4,13 @@
 import { formatIP } from '../../spec/addr.js';
 import { CniError } from '../../spec/errors.js';
 import { parseWhereaboutsConfig, type WhereaboutsConfigOptions } from './config.js';
-import { type Leadership, type PodLookup, type ReconcileReport, wantedRef } from './reconciler.js';
+import {
+  type Leadership,
+  type PodLookup,
+  podGoneVerdicts,
+  type ReconcileReport,
+  wantedRef,
+} from './reconciler.js';
 import type { Store } from './store.js';
 
 /** Settings of a pass over the pools of a file or etcd store. */
@@ -30,22 +36,7 @@ export async function reconcileWhereaboutsStore(opts: ReconcileStoreOptions): Pr
   const report: ReconcileReport = { freed: [], reservations: [], alive: 0, errors: [], acted: false };
   if (opts.leader && !opts.leader.isLeader()) return report;
   report.acted = true;
-  const verdict = new Map<string, Promise<boolean>>();
-  const gone = (podRef: string): Promise<boolean> => {
-    let v = verdict.get(podRef);
-    if (!v) {
-      const [pns = '', name = ''] = podRef.split('/');
-      v = opts.getPod(pns, name).then(
-        (p) => p === undefined,
-        (err) => {
-          report.errors.push(`pod ${podRef}: ${CniError.from(err).message}`);
-          return false;
-        },
-      );
-      verdict.set(podRef, v);
-    }
-    return v;
-  };
+  const gone = podGoneVerdicts(opts.getPod, report.errors);
   const seen = new Set<string>();
   for (const ipam of opts.ipam) {
     let ranges: ReturnType<typeof parseWhereaboutsConfig>['ranges'];

@@ -93,6 +93,31 @@ const GROUP = 'whereabouts.cni.cncf.io';
 const VERSION = 'v1alpha1';
 const WRITE_ATTEMPTS = 10;
 
+/**
+ * Whether the pod of a `namespace/name` podRef is gone, asked once per podRef of a pass. Gone means
+ * the lookup found no pod (or answered 404); any other failure goes into `errors` and counts as
+ * alive, so an address is never freed on an unknown.
+ */
+export function podGoneVerdicts(getPod: PodLookup, errors: string[]): (podRef: string) => Promise<boolean> {
+  const verdict = new Map<string, Promise<boolean>>();
+  return (podRef) => {
+    let v = verdict.get(podRef);
+    if (!v) {
+      const [pns = '', name = ''] = podRef.split('/');
+      v = getPod(pns, name).then(
+        (p) => p === undefined,
+        (err) => {
+          if (status(err) === 404) return true;
+          errors.push(`pod ${podRef}: ${CniError.from(err).message}`);
+          return false;
+        },
+      );
+      verdict.set(podRef, v);
+    }
+    return v;
+  };
+}
+
 const status = (err: unknown): number => {
   const s = (err as { status?: unknown } | undefined)?.status;
   return typeof s === 'number' ? s : -1;
@@ -126,23 +151,7 @@ export async function reconcileWhereabouts(opts: ReconcileOptions): Promise<Reco
   // Pools are read before pods are asked about: a pod created after its GET said 404 cannot have
   // an entry this pass judged unless its ADD adopted it, which changes the container ID.
   const all = await pools.list(ns);
-  const verdict = new Map<string, Promise<boolean>>();
-  const gone = (podRef: string): Promise<boolean> => {
-    let v = verdict.get(podRef);
-    if (!v) {
-      const [pns = '', name = ''] = podRef.split('/');
-      v = opts.getPod(pns, name).then(
-        (p) => p === undefined,
-        (err) => {
-          if (status(err) === 404) return true;
-          report.errors.push(`pod ${podRef}: ${CniError.from(err).message}`);
-          return false; // unknown: keep
-        },
-      );
-      verdict.set(podRef, v);
-    }
-    return v;
-  };
+  const gone = podGoneVerdicts(opts.getPod, report.errors);
 
   for (const pool of all) {
     const orphans = new Map<string, Entry>();
