@@ -138,8 +138,12 @@ export function startLeaderElection(opts: LeaderElectionOptions): LeaderElector 
     };
   };
 
-  /** One attempt to take or renew; true when this candidate holds the lease afterwards. */
-  const tryAcquireOrRenew = async (): Promise<boolean> => {
+  /**
+   * One attempt to take or renew. On success, the time the attempt began: the holder's lease counts
+   * from there (its write may have landed any time after), never from the answer, which a slow API
+   * server can deliver after a follower already started counting; undefined otherwise.
+   */
+  const tryAcquireOrRenew = async (): Promise<number | undefined> => {
     const t = now();
     let lease: Lease;
     try {
@@ -154,28 +158,30 @@ export function startLeaderElection(opts: LeaderElectionOptions): LeaderElector 
           spec: spec(undefined, t),
         });
       } catch (e) {
-        if (status(e) === 409) return false; // another candidate created it first
+        if (status(e) === 409) return undefined; // another candidate created it first
         throw e;
       }
       observed = { key: JSON.stringify(current.spec), at: t };
       seenHolder = identity;
-      return true;
+      return t;
     }
+    // A record seen for the first time counts from when its answer came: it may have been written
+    // just before the server answered a request sent long before (`t`).
     const key = JSON.stringify(lease.spec ?? {});
-    if (observed?.key !== key) observed = { key, at: t };
+    if (observed?.key !== key) observed = { key, at: Math.max(t, now()) };
     const holder = lease.spec?.holderIdentity ?? '';
     seenHolder = holder;
     const held = (lease.spec?.leaseDurationSeconds ?? durationS) * 1000;
-    if (holder !== '' && holder !== identity && observed.at + held > t) return false;
+    if (holder !== '' && holder !== identity && observed.at + held > t) return undefined;
     try {
       current = await leases.replace(ns, name, { ...lease, spec: spec(lease.spec, t) });
     } catch (err) {
-      if (status(err) === 409) return false; // someone else wrote it since we read it
+      if (status(err) === 409) return undefined; // someone else wrote it since we read it
       throw err;
     }
     observed = { key: JSON.stringify(current.spec), at: t };
     seenHolder = identity;
-    return true;
+    return t;
   };
 
   const sleep = (ms: number) =>
@@ -187,15 +193,16 @@ export function startLeaderElection(opts: LeaderElectionOptions): LeaderElector 
 
   const loop = async () => {
     while (!stopped) {
-      let ok = false;
+      let renewedAt: number | undefined;
       try {
-        ok = await tryAcquireOrRenew();
+        renewedAt = await tryAcquireOrRenew();
       } catch (err) {
         opts.onError?.(err as Error);
       }
       if (stopped) break;
-      if (ok) {
-        lastRenew = now();
+      const ok = renewedAt !== undefined;
+      if (renewedAt !== undefined) {
+        lastRenew = renewedAt;
         setLeading(true);
       } else if (leading && now() - lastRenew >= renewDeadline) {
         setLeading(false);
