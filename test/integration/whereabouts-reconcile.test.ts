@@ -191,13 +191,16 @@ describe('whereabouts reconciler', () => {
     const ns = 'rec3';
     const kube = await openKubeApi(kubeconfig(ns));
     const leases = kube.customResources<Lease>('coordination.k8s.io', 'v1', 'leases');
-    const timing = { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 };
+    // a must keep the lease through the passes below: a loaded machine can starve its renewals
+    // for a few hundred ms, so the renew deadline leaves room for that (b's takeover then waits 2 s).
+    const timing = { leaseDurationMs: 2000, renewDeadlineMs: 1500, retryPeriodMs: 100 };
     const elect = (identity: string) =>
       startLeaderElection({ leases, namespace: ns, name: 'whereabouts-reconciler', identity, ...timing });
     const ea = elect('node-a');
-    const waitLeader = async (e: { isLeader(): boolean }) => {
-      for (let i = 0; i < 200 && !e.isLeader(); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(e.isLeader()).toBe(true);
+    const waitLeader = async (e: { isLeader(): boolean; holder(): string }) => {
+      const end = Date.now() + 15_000;
+      while (!e.isLeader() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      expect(e.isLeader(), `holder seen: ${e.holder()}`).toBe(true);
     };
     await waitLeader(ea);
     const eb = elect('node-b');
@@ -254,10 +257,12 @@ describe('whereabouts reconciler', () => {
       onReport: (r) => reports.push(r.freed.map((f) => f.podRef)),
     });
     try {
-      expect(await pods.waitForSync(5000)).toBe(true);
+      expect(await pods.waitForSync(15_000)).toBe(true);
+      // The reconciler notes the synced cache at its next poll (30 ms, a timer due before this one).
       await new Promise((r) => setTimeout(r, 100));
       api.objects('pods').delete('app/q1');
-      for (let i = 0; i < 150 && reports.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      const end = Date.now() + 15_000;
+      while (reports.length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
       expect(reports).toEqual([['app/q1']]);
       const held = Object.entries(poolOf(ns).spec.allocations)
         .map(([k]) => `10.30.0.${k}`)
@@ -275,6 +280,7 @@ describe('whereabouts reconciler', () => {
     const ns = 'rec6';
     const ips = await startPods(ns, 3, 'node-d', 'd');
     const logs: string[] = [];
+    const from = api.requests.length;
     const d = await startDaemonReconciler({
       kubeconfig: kubeconfig(ns),
       nodeName: 'node-d',
@@ -284,16 +290,27 @@ describe('whereabouts reconciler', () => {
       log: (_lvl, f) => logs.push(f.msg),
     });
     try {
-      for (let i = 0; i < 150 && !d.isLeader(); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(d.isLeader()).toBe(true);
+      const until = async (what: string, ok: () => boolean) => {
+        const end = Date.now() + 15_000;
+        while (!ok() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+        expect(ok(), `${what}; logs: ${JSON.stringify(logs)}`).toBe(true);
+      };
+      await until('the daemon leads', () => d.isLeader());
       expect(
         (api.objects('leases').get(`${ns}/whereabouts-reconciler`) as unknown as Lease).spec?.holderIdentity,
       ).toBe('node-d');
-      // Let the pod watch sync, then delete a pod of this node: freed without waiting for the schedule.
-      await new Promise((r) => setTimeout(r, 300));
+      // Once the node's pod watch is open (its LIST done: the cache has synced) and a poll (30 ms,
+      // a timer due before this test's next one) has noted it, delete a pod of this node: freed
+      // without waiting for the schedule. A fixed wait from the start missed the sync when slow.
+      // (The informer LISTs, then starts its watch: a second GET of the collection.)
+      await until(
+        'the pod LIST and watch of node-d',
+        () =>
+          api.requests.slice(from).filter((q) => q.method === 'GET' && q.path === '/api/v1/pods').length >= 2,
+      );
+      await new Promise((r) => setTimeout(r, 100));
       api.objects('pods').delete('app/d2');
-      for (let i = 0; i < 150 && !logs.includes('whereabouts reconciler: pass'); i++)
-        await new Promise((r) => setTimeout(r, 20));
+      await until('a pass', () => logs.includes('whereabouts reconciler: pass'));
       const held = Object.keys(poolOf(ns).spec.allocations)
         .map((k) => `10.30.0.${k}`)
         .sort();
