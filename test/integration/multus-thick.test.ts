@@ -217,7 +217,7 @@ describe('the generated multus config', () => {
       }
     };
     const until = async (want: string) => {
-      const end = Date.now() + 5000;
+      const end = Date.now() + 15_000;
       while (generated() !== want && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
       expect(generated()).toBe(want);
     };
@@ -279,7 +279,14 @@ describe('readiness', () => {
       { backoff: { initialMs: 5, maxMs: 50 } },
     );
     cleanups.push(() => thick.close());
-    await new Promise((r) => setTimeout(r, 300));
+    // Wait for the refused LISTs themselves (a fixed wait may see none on a loaded machine).
+    const end = Date.now() + 15_000;
+    const refused = () => denied.requests.filter((r) => r.path === '/api/v1/pods' && r.code === 403).length;
+    while (refused() < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(
+      refused(),
+      JSON.stringify(denied.requests.map((r) => `${r.method} ${r.path} ${r.code}`)),
+    ).toBeGreaterThanOrEqual(2);
     expect(thick.caches?.pods.synced()).toBe(false);
     expect(thick.notReady()).toMatch(/caches to sync/);
     expect(denied.requests.some((r) => r.path === '/api/v1/pods' && r.code === 403)).toBe(true);
@@ -292,13 +299,9 @@ describe('multus served by the daemon from informer caches', () => {
 
   beforeAll(async () => {
     const dir = mkdtempSync(join(work, 'cli-'));
-    daemon = await startDaemon({ extraArgs: ['--multus-config', daemonConfig(dir)] });
-    cleanups.push(() => daemon.stop());
-    socket = join(dir, 'run', 'multus.sock');
-  }, 30_000);
-
-  it('a cached pod and NAD cost no GET; network-status is written', async (ctx) => {
-    if (!netnsPath) ctx.skip();
+    // In the cache before the daemon starts: its first LIST holds it, and the daemon is ready only
+    // once the caches have synced. (Waiting a fixed time for a watch event to reach another process
+    // is a race on a loaded machine; the informer tests cover delivery by watch.)
     api.putPod({
       metadata: {
         name: 'cached',
@@ -307,10 +310,13 @@ describe('multus served by the daemon from informer caches', () => {
       },
       spec: { nodeName: 'node-a' },
     });
-    // The watch delivers it; until then a call would be a (correct) miss.
-    const until = Date.now() + 5000;
-    while (api.watches() < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    await new Promise((r) => setTimeout(r, 100));
+    daemon = await startDaemon({ extraArgs: ['--multus-config', daemonConfig(dir)] });
+    cleanups.push(() => daemon.stop());
+    socket = join(dir, 'run', 'multus.sock');
+  }, 30_000);
+
+  it('a cached pod and NAD cost no GET; network-status is written', async (ctx) => {
+    if (!netnsPath) ctx.skip();
     const from = api.requests.length;
     const r = await shimCall(socket, 'ADD', 'cached', nodeConf());
     expect(r.status, JSON.stringify(r.body)).toBe(200);
