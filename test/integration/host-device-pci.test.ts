@@ -54,6 +54,14 @@ beforeAll(() => {
     ['nsenter', `--mount=${mnt}`, 'mount', '--bind', join(work, 'pci'), '/sys/bus/pci/devices'],
   ];
   writeFileSync(join(nsDir, 'mnt'), '');
+  // The netns files the cases add later must show in that mount namespace: `ip netns add` makes
+  // /run/netns a shared mount point, and only one that is shared before the namespace is made
+  // passes its later mounts on. Whether some earlier run on the machine did so is not for this
+  // file to depend on (a fresh /run/netns of a test harness is private): one netns made and
+  // removed here does it.
+  const prime = `${tag}-prime`;
+  spawnSync('ip', ['netns', 'add', prime]);
+  spawnSync('ip', ['netns', 'del', prime]);
   ready = steps.every((s) => spawnSync(s[0] as string, s.slice(1)).status === 0);
 });
 
