@@ -3,8 +3,8 @@
 // mount namespace of the test's own, where the plugin runs) names it as the netdev of a PCI
 // address, as the kernel does for a VF. Ours runs pciBusID and runtimeConfig.deviceID (what multus
 // hands over); the Go reference 1.1.1 runs pciBusID on the same tree.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
@@ -14,7 +14,7 @@ const tag = `hdp${process.pid % 100000}`;
 const GO = '/usr/lib/cni/host-device';
 const VF = '0000:00:05.1';
 let work = '';
-let nsDir = '';
+let keeper: ChildProcess | undefined;
 let mnt = '';
 let ready = false;
 const netnses: string[] = [];
@@ -34,7 +34,7 @@ function netns(suffix: string): string {
   return name;
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), `${tag}-`));
   // The fake tree: the VF's PCI directory with its netdev, as /sys/bus/pci/devices/<addr>/net/<name>.
   mkdirSync(join(work, 'pci', VF, 'net', `${tag}vf`), { recursive: true });
@@ -42,33 +42,51 @@ beforeAll(() => {
   mkdirSync(join(work, 'drivers', 'iavf'), { recursive: true });
   symlinkSync(join(work, 'drivers', 'iavf'), join(work, 'pci', VF, 'driver'));
   if (process.getuid?.() !== 0) return;
-  // A mount namespace kept by a bind mount of its file (on a private mount point, which that
-  // bind needs), a slave of the machine's: the fake tree mounted in it never shows outside.
-  nsDir = join(work, 'ns');
-  mnt = join(nsDir, 'mnt');
-  mkdirSync(nsDir);
-  const steps: string[][] = [
-    ['mount', '--bind', nsDir, nsDir],
-    ['mount', '--make-private', nsDir],
-    ['unshare', `--mount=${mnt}`, '--propagation', 'slave', 'true'],
-    ['nsenter', `--mount=${mnt}`, 'mount', '--bind', join(work, 'pci'), '/sys/bus/pci/devices'],
-  ];
-  writeFileSync(join(nsDir, 'mnt'), '');
-  // The netns files the cases add later must show in that mount namespace: `ip netns add` makes
-  // /run/netns a shared mount point, and only one that is shared before the namespace is made
-  // passes its later mounts on. Whether some earlier run on the machine did so is not for this
-  // file to depend on (a fresh /run/netns of a test harness is private): one netns made and
+  // The netns files the cases add later must show in the mount namespace made below: `ip netns
+  // add` makes /run/netns a shared mount point, and only one that is shared before the namespace
+  // is made passes its later mounts on. Whether some earlier run on the machine did so is not for
+  // this file to depend on (a fresh /run/netns of a test harness is private): one netns made and
   // removed here does it.
   const prime = `${tag}-prime`;
   spawnSync('ip', ['netns', 'add', prime]);
   spawnSync('ip', ['netns', 'del', prime]);
-  ready = steps.every((s) => spawnSync(s[0] as string, s.slice(1)).status === 0);
+  // A mount namespace held by a process of ours, a slave of the machine's: the fake tree mounted
+  // in it never shows outside. (Keeping it by a bind mount of its file, `unshare --mount=<file>`,
+  // failed with EINVAL in about one run in four here, and every case was then skipped.)
+  keeper = spawn('unshare', ['--mount', '--propagation', 'slave', 'sleep', 'infinity'], { stdio: 'ignore' });
+  const own = readlinkSync('/proc/self/ns/mnt');
+  const path = `/proc/${keeper.pid}/ns/mnt`;
+  const end = Date.now() + 15_000;
+  let seen = '';
+  while (Date.now() < end) {
+    try {
+      seen = readlinkSync(path);
+    } catch {
+      seen = '';
+    }
+    if (seen !== '' && seen !== own) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  if (seen === '' || seen === own) {
+    console.error(`host-device-pci setup: no mount namespace of its own (saw ${seen || 'nothing'})`);
+    return;
+  }
+  mnt = path;
+  const r = spawnSync(
+    'nsenter',
+    [`--mount=${mnt}`, 'mount', '--bind', join(work, 'pci'), '/sys/bus/pci/devices'],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (r.status !== 0) console.error(`host-device-pci setup: mounting the fake tree: ${r.stderr}`);
+  ready = r.status === 0;
 });
 
 afterAll(() => {
   for (const n of netnses) spawnSync('ip', ['netns', 'del', n]);
-  if (mnt) spawnSync('umount', [mnt]);
-  if (nsDir) spawnSync('umount', [nsDir]);
+  // The namespace (and the fake tree's mount in it) goes with its last process.
+  keeper?.kill('SIGKILL');
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
