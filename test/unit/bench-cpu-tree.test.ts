@@ -17,7 +17,14 @@ afterEach(() => {
   }
 });
 
-const comm = (pid: number) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+/** A process's name; '' once it has exited (a delegate may end between the listing and the read). */
+const comm = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+};
 
 describe('procTreeCpuTicksMs', () => {
   it("counts what a live child reaped (a helper's delegates), which the root's own figures miss", async () => {
