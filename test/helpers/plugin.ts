@@ -1,5 +1,5 @@
 // Runs a built plugin binary as a real process, the way a runtime does.
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const BIN_DIR = fileURLToPath(new URL('../../dist/bin/', import.meta.url));
@@ -63,4 +63,26 @@ export function cniEnv(command: string, extra: Record<string, string> = {}): Rec
     CNI_PATH: BIN_DIR,
     ...extra,
   };
+}
+
+/**
+ * Resolves once `child` has written `marker` to its stdout (chunks joined, so a marker split across
+ * reads still counts); rejects naming `what` when it exits first or `ms` pass.
+ */
+export function untilStdout(child: ChildProcess, marker: string, what: string, ms = 10_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let seen = '';
+    const t = setTimeout(() => reject(new Error(`${what}: no "${marker}" within ${ms} ms`)), ms);
+    child.stdout?.on('data', (b: Buffer) => {
+      seen += b.toString();
+      if (seen.includes(marker)) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`${what}: exited (${code}) before "${marker}"`));
+    });
+  });
 }

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { untilStdout } from './plugin.js';
 
 /** The node's address on the client link, per family, and the client's. */
 export const NODE_IP = { 4: '192.0.2.1', 6: '2001:db8:1::1' } as const;
@@ -98,16 +99,7 @@ export class PortmapWorld {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     this.servers.push(p);
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('echo server did not start')), 10_000);
-      p.stdout?.on('data', (b: Buffer) => {
-        if (b.toString().includes('ready')) {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-      p.on('exit', (code) => reject(new Error(`echo server exited (${code})`)));
-    });
+    await untilStdout(p, 'ready', 'echo server');
   }
 
   /** One request from netns `ns` (UDP: from source port `from`): the answer, "timeout" or "error <code>". */

@@ -18,7 +18,7 @@ import {
 } from '../helpers/conform.js';
 import { pluginDir } from '../helpers/mode.js';
 import { TestNetnses } from '../helpers/netns.js';
-import { execPluginIn } from '../helpers/plugin.js';
+import { execPluginIn, untilStdout } from '../helpers/plugin.js';
 
 useConformSuite();
 
@@ -214,15 +214,7 @@ describe('sbr after a main plugin, compared with the Go reference', () => {
     );
     const exited = new Promise((r) => holder.once('exit', r));
     try {
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('flock did not take the lock within 20 s')), 20_000);
-        holder.stdout?.on('data', (b: Buffer) => {
-          if (b.toString().includes('held')) {
-            clearTimeout(t);
-            resolve();
-          }
-        });
-      });
+      await untilStdout(holder, 'held', 'flock taking the lock', 20_000);
       const add = run(w, 'sbr', 'ADD', sbrConf(prev));
       const ended = Date.now();
       expect(add.status, add.stdout).toBe(0);
