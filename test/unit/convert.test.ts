@@ -2,7 +2,7 @@ import { CniError, convertResult, parseResult, type Result, toCurrentResult } fr
 import { isIPv4Address } from 'cni-kit/spec';
 import { describe, expect, it } from 'vitest';
 
-// The reference library's own vector (pkg/types/100 tests), described in shared/reference/spec.md §4.
+// The vector the reference library's own pkg/types/100 tests use.
 const v110: Result = {
   cniVersion: '1.1.0',
   interfaces: [

@@ -21,9 +21,9 @@ import type {
   Route,
 } from './types.js';
 
-// Conversion between result versions, following the reference's rules (spec.md §4): lossless
-// within a family, `version` added/dropped across 0.4 <-> 1.x, lossy and possibly refused
-// going down to 0.1/0.2.
+// Conversion between result versions, following the reference library's rules (its
+// pkg/types/100 package): lossless within a family, `version` added/dropped across
+// 0.4 <-> 1.x, lossy and possibly refused going down to 0.1/0.2.
 
 const clone = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
 
