@@ -4,43 +4,34 @@
 // writes the kubeconfig it derived beside its socket (0600), and releases the Leases on SIGTERM.
 // Outside a pod it refuses to start, naming the missing variables and the fix.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../src/k8s/lease.js';
 import { BUNDLES, CLI, startDaemon } from '../helpers/daemon.js';
-import { FAKE_K8S_TOKEN, type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { FAKE_K8S_TOKEN } from '../helpers/fake-k8s.js';
+import { fakeK8sPerFile } from '../helpers/fake-k8s-file.js';
 
-let work = '';
-let api: FakeK8s;
-beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), `ckdincl-${process.pid}-`));
-  api = await startFakeK8s();
-});
-afterAll(async () => {
-  await api.close();
-  rmSync(work, { recursive: true, force: true });
-});
+const k8s = fakeK8sPerFile('ckdincl');
 
 const holder = (ns: string, name: string) =>
-  (api.objects('leases').get(`${ns}/${name}`) as unknown as Lease | undefined)?.spec?.holderIdentity;
+  (k8s.api.objects('leases').get(`${ns}/${name}`) as unknown as Lease | undefined)?.spec?.holderIdentity;
 
 describe('the daemon with in-cluster access', () => {
   it('takes the reconciler’s and node-slice controller’s Leases with the pod’s service account', async (ctx) => {
-    if (!api.ca) ctx.skip('openssl is missing: the fake API server serves plain HTTP only');
-    const sa = join(work, 'sa');
+    if (!k8s.api.ca) ctx.skip('openssl is missing: the fake API server serves plain HTTP only');
+    const sa = join(k8s.dir, 'sa');
     mkdirSync(sa);
     writeFileSync(join(sa, 'token'), FAKE_K8S_TOKEN);
-    writeFileSync(join(sa, 'ca.crt'), api.ca ?? '');
+    writeFileSync(join(sa, 'ca.crt'), k8s.api.ca ?? '');
     writeFileSync(join(sa, 'namespace'), 'incl');
-    const run = join(work, 'run');
+    const run = join(k8s.dir, 'run');
     const daemon = await startDaemon({
       socket: join(run, 'daemon.sock'),
       extraArgs: ['--whereabouts-reconciler', 'in-cluster', '--whereabouts-node-slices', 'in-cluster'],
       env: {
         KUBERNETES_SERVICE_HOST: '127.0.0.1',
-        KUBERNETES_SERVICE_PORT: new URL(api.url).port,
+        KUBERNETES_SERVICE_PORT: new URL(k8s.api.url).port,
         CNI_KIT_SERVICE_ACCOUNT_DIR: sa,
         NODE_NAME: 'node-incl',
       },
@@ -58,7 +49,7 @@ describe('the daemon with in-cluster access', () => {
       const kc = join(run, 'in-cluster.kubeconfig');
       expect(statSync(kc).mode & 0o777).toBe(0o600);
       const text = readFileSync(kc, 'utf8');
-      expect(text).toContain(`"server": "${api.url}"`);
+      expect(text).toContain(`"server": "${k8s.api.url}"`);
       expect(text).not.toContain(FAKE_K8S_TOKEN);
     } finally {
       expect(await daemon.stop()).toBe(0);
@@ -79,7 +70,7 @@ describe('the daemon with in-cluster access', () => {
         '--plugins',
         BUNDLES,
         '--socket',
-        join(work, 'run2', 'daemon.sock'),
+        join(k8s.dir, 'run2', 'daemon.sock'),
         '--whereabouts-node-slices',
         'in-cluster',
       ],

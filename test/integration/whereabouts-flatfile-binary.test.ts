@@ -4,26 +4,16 @@
 // the in-process API server) and allocates cluster-wide in IPPools; without a flat file it fails
 // naming the file and the fields, and allocates nothing anywhere. The flat file is supplied in a
 // private mount namespace (test/helpers/whereabouts-flat.ts), never written to the machine's /etc.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { describe, expect, it } from 'vitest';
+import { fakeK8sPerFile } from '../helpers/fake-k8s-file.js';
 import { BIN_DIR } from '../helpers/plugin.js';
 import { flatDir, flatMountPoint, runWithFlatFile } from '../helpers/whereabouts-flat.js';
 
-const tmp = mkdtempSync(join(tmpdir(), `wbflatbin-${process.pid}-`));
 const bin = join(BIN_DIR, 'whereabouts');
 const mount = flatMountPoint();
-let api: FakeK8s;
-
-beforeAll(async () => {
-  api = await startFakeK8s({ tls: false });
-});
-afterAll(async () => {
-  await api?.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const k8s = fakeK8sPerFile('wbflatbin', { tls: false });
 
 /** The most common NetworkAttachmentDefinition config, verbatim from whereabouts' README. */
 const NAD = {
@@ -48,7 +38,7 @@ const env = (cmd: string, id: string): Record<string, string> => ({
 let n = 0;
 async function call(cmd: string, id: string, flat: unknown, conf: object = NAD) {
   if ('skip' in mount) throw new Error(mount.skip);
-  const root = join(tmp, `m${n++}`);
+  const root = join(k8s.dir, `m${n++}`);
   const r = await runWithFlatFile(bin, env(cmd, id), JSON.stringify(conf), {
     source: flatDir(root, flat, mount),
     target: mount.target,
@@ -82,13 +72,13 @@ describe('dist/bin/whereabouts and the flat file', () => {
     if (!existsSync(bin)) ctx.skip('dist/bin/whereabouts is not built');
     // Installed as whereabouts' installer writes it; the kubeconfig path lives inside the mount.
     const ns = 'wbflat';
-    const kubeconfig = api.writeKubeconfig(join(tmp, 'whereabouts.kubeconfig'), 'json', ns);
+    const kubeconfig = k8s.api.writeKubeconfig(join(k8s.dir, 'whereabouts.kubeconfig'), 'json', ns);
     const flat = {
       datastore: 'kubernetes',
       configuration_path: '/etc/cni/net.d/whereabouts.d',
       kubernetes: { kubeconfig },
       reconciler_cron_expression: '30 4 * * *',
-      log_file: join(tmp, 'whereabouts.log'),
+      log_file: join(k8s.dir, 'whereabouts.log'),
       log_level: 'debug',
     };
     // Two ADDs stand for two nodes: each is a separate process with no shared local state.
@@ -100,7 +90,7 @@ describe('dist/bin/whereabouts and the flat file', () => {
     const ipB = (b.out.ips as Array<{ address: string }>)[0]!.address;
     expect(ipA).toMatch(/^192\.168\.2\.\d+\/24$/);
     expect(ipB).not.toBe(ipA);
-    const pool = api.objects('ippools').get(`${ns}/192.168.2.0-24`) as {
+    const pool = k8s.api.objects('ippools').get(`${ns}/192.168.2.0-24`) as {
       spec: { allocations: Record<string, { id: string; podref: string }> };
     };
     expect(
@@ -112,14 +102,14 @@ describe('dist/bin/whereabouts and the flat file', () => {
     expect(log).toMatch(/\[debug\] ADD: beginning IPAM for ContainerID "node1-pod"/);
     expect(log).toMatch(/\[verbose\] ipam\.reconciler_cron_expression: "30 4 \* \* \*" accepted/);
     for (const id of ['node1-pod', 'node2-pod']) expect((await call('DEL', id, flat)).status).toBe(0);
-    const after = api.objects('ippools').get(`${ns}/192.168.2.0-24`) as typeof pool;
+    const after = k8s.api.objects('ippools').get(`${ns}/192.168.2.0-24`) as typeof pool;
     expect(after.spec.allocations).toEqual({});
   });
 
   it('a flat file that asks for the file store by name gets it; configuration_path inline wins over the standard place', async (ctx) => {
     if ('skip' in mount) ctx.skip(mount.skip);
     if (!existsSync(bin)) ctx.skip('dist/bin/whereabouts is not built');
-    const data = join(tmp, 'filestore');
+    const data = join(k8s.dir, 'filestore');
     const flat = { datastore: 'file', data_dir: data };
     const add = await call('ADD', 'c-file', flat);
     expect(add.status, add.stdout).toBe(0);
@@ -127,7 +117,7 @@ describe('dist/bin/whereabouts and the flat file', () => {
     expect((await call('DEL', 'c-file', flat)).status).toBe(0);
     // An inline configuration_path is read first: its node_slice_size is refused by name (the
     // file store has no node slices).
-    const own = join(tmp, 'own.conf');
+    const own = join(k8s.dir, 'own.conf');
     writeFileSync(own, JSON.stringify({ datastore: 'file', node_slice_size: '/26' }));
     const refused = await call('ADD', 'c-own', flat, {
       ...NAD,

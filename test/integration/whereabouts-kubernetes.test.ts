@@ -2,29 +2,15 @@
 // honoured (its offsets stay taken, its containers can be deleted), and what we write is the
 // shape whereabouts reads. Runs against the in-process API server (test/helpers/fake-k8s.ts), which
 // keeps the real resourceVersion rules.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
 import { openKubeApi } from '../../src/k8s/connect.js';
-import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { fakeK8sPerFile } from '../helpers/fake-k8s-file.js';
 
-const tmp = mkdtempSync(join(tmpdir(), `wbkube-${process.pid}-`));
-let api: FakeK8s;
-
-beforeAll(async () => {
-  // Plain HTTP: the client opens a connection per request, and a TLS handshake for each would
-  // dominate these runs (TLS is covered in k8s-whereabouts-store.test.ts).
-  api = await startFakeK8s({ tls: false });
-});
-afterAll(async () => {
-  await api.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const k8s = fakeK8sPerFile('wbkube', { tls: false });
 
 /** A kubeconfig whose context namespace is `ns`: each test keeps its objects there. */
-const kubeconfig = (ns: string) => api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
+const kubeconfig = (ns: string) => k8s.kubeconfig(ns);
 
 /** Creates an IPPool through the API, as whereabouts would have. */
 async function seed(ns: string, name: string, spec: object): Promise<void> {
@@ -76,7 +62,7 @@ describe('whereabouts Kubernetes store', () => {
     const again = await a.allocate({ containerId: 'legacy-a-2', ifname: 'net1', podRef: 'app/a' });
     expect(again.ips![0]!.address).toBe('10.20.0.1/24');
     await a.release({ containerId: 'legacy-b', ifname: 'net1' });
-    const pool = api.objects('ippools').get(`${ns}/blue-10.20.0.0-24`) as {
+    const pool = k8s.api.objects('ippools').get(`${ns}/blue-10.20.0.0-24`) as {
       spec: { range: string; allocations: Record<string, unknown> };
     };
     expect(pool.spec.range).toBe('10.20.0.0/24');
@@ -85,9 +71,11 @@ describe('whereabouts Kubernetes store', () => {
       [off]: { id: 'new-c', podref: 'app/c', ifname: 'net1' },
     });
     // Overlapping-range reservations carry whereabouts' names: the address, network-prefixed.
-    expect([...api.objects('overlappingrangeipreservations').keys()]).toContain(`${ns}/blue-10.20.0.${off}`);
+    expect([...k8s.api.objects('overlappingrangeipreservations').keys()]).toContain(
+      `${ns}/blue-10.20.0.${off}`,
+    );
     await a.gc([{ containerId: 'new-c', ifname: 'net1' }]);
-    const after = api.objects('ippools').get(`${ns}/blue-10.20.0.0-24`) as typeof pool;
+    const after = k8s.api.objects('ippools').get(`${ns}/blue-10.20.0.0-24`) as typeof pool;
     expect(Object.keys(after.spec.allocations)).toEqual([off]);
   });
 
@@ -109,7 +97,7 @@ describe('whereabouts Kubernetes store', () => {
     );
     const r = await a.allocate({ containerId: 'v6', ifname: 'eth0' });
     expect(r.ips![0]!.address).toBe('fd00:20::8000:0:0:5/64');
-    const pool = api.objects('ippools').get(`${ns}/fd00-20---64`) as {
+    const pool = k8s.api.objects('ippools').get(`${ns}/fd00-20---64`) as {
       spec: { allocations: Record<string, unknown> };
     };
     expect(Object.keys(pool.spec.allocations)).toEqual([((1n << 63n) + 5n).toString()]);

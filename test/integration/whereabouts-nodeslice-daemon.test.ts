@@ -2,27 +2,17 @@
 // API server with simulated Nodes: it assigns slices as Nodes come and go, only the daemon holding
 // the Lease watches Nodes and writes NodeSlicePools, and when that daemon dies without releasing
 // the Lease another takes over and carries on.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type DaemonNodeSlices,
   NODE_SLICE_LEASE,
   startDaemonNodeSlices,
 } from '../../src/cli/whereabouts-node-slices.js';
 import type { Lease } from '../../src/k8s/lease.js';
-import { type FakeK8s, type SeenRequest, startFakeK8s } from '../helpers/fake-k8s.js';
+import type { SeenRequest } from '../helpers/fake-k8s.js';
+import { fakeK8sPerFile } from '../helpers/fake-k8s-file.js';
 
-const tmp = mkdtempSync(join(tmpdir(), `wbslicectl-${process.pid}-`));
-let api: FakeK8s;
-beforeAll(async () => {
-  api = await startFakeK8s({ tls: false });
-});
-afterAll(async () => {
-  await api.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const k8s = fakeK8sPerFile('wbslicectl', { tls: false });
 
 // The holder must keep the Lease through each case: a loaded machine can starve its renewals for
 // a few hundred ms, so the renew deadline leaves room for that (a takeover then waits 2 s).
@@ -33,8 +23,8 @@ async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void
   const end = Date.now() + ms;
   while (!ok()) {
     if (Date.now() > end) {
-      const pools = Object.fromEntries(api.objects('nodeslicepools'));
-      const leases = Object.fromEntries(api.objects('leases'));
+      const pools = Object.fromEntries(k8s.api.objects('nodeslicepools'));
+      const leases = Object.fromEntries(k8s.api.objects('leases'));
       throw new Error(
         `timed out waiting for ${what}; pools ${JSON.stringify(pools)} leases ${JSON.stringify(leases)}`,
       );
@@ -45,7 +35,7 @@ async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void
 
 /** A NAD of network `net` cut into /26 slices of 10.60.<n>.0/24 (4 slices). */
 function putSliceNad(ns: string, net: string, third: number): void {
-  api.putNad(ns, net, {
+  k8s.api.putNad(ns, net, {
     cniVersion: '1.0.0',
     name: net,
     type: 'macvlan',
@@ -61,7 +51,7 @@ function putSliceNad(ns: string, net: string, third: number): void {
 
 const allocations = (ns: string, net: string) =>
   (
-    api.objects('nodeslicepools').get(`${ns}/${net}`) as unknown as
+    k8s.api.objects('nodeslicepools').get(`${ns}/${net}`) as unknown as
       | { status: { allocations: Array<{ nodeName: string; sliceRange: string }> } }
       | undefined
   )?.status.allocations ?? [];
@@ -71,16 +61,16 @@ const assigned = (ns: string, net: string) =>
     .filter(Boolean)
     .sort();
 const holder = (ns: string) =>
-  (api.objects('leases').get(`${ns}/${NODE_SLICE_LEASE}`) as unknown as Lease | undefined)?.spec
+  (k8s.api.objects('leases').get(`${ns}/${NODE_SLICE_LEASE}`) as unknown as Lease | undefined)?.spec
     ?.holderIdentity;
 const poolWrites = (since: number): SeenRequest[] =>
-  api.requests
+  k8s.api.requests
     .slice(since)
     .filter((r) => /\/nodeslicepools/.test(r.path) && (r.method === 'POST' || r.method === 'PUT'));
 
 function start(ns: string, node: string, logs: string[] = []): Promise<DaemonNodeSlices> {
   return startDaemonNodeSlices({
-    kubeconfig: api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns),
+    kubeconfig: k8s.kubeconfig(ns),
     nodeName: node,
     lease,
     pollMs: 30,
@@ -92,7 +82,7 @@ function start(ns: string, node: string, logs: string[] = []): Promise<DaemonNod
 describe('the daemon’s node-slice controller', () => {
   it('assigns a slice to every simulated node as nodes join and leave', async () => {
     const ns = 'slc1';
-    for (const n of ['n-a', 'n-b', 'n-c']) api.putNode(`${ns}-${n}`);
+    for (const n of ['n-a', 'n-b', 'n-c']) k8s.api.putNode(`${ns}-${n}`);
     putSliceNad(ns, 'blue', 1);
     const logs: string[] = [];
     const d = await start(ns, 'daemon-1', logs);
@@ -112,12 +102,12 @@ describe('the daemon’s node-slice controller', () => {
           .map((a) => [a.nodeName, a.sliceRange]),
       );
       // A node joins: it gets the free slice; the others keep theirs.
-      api.putNode(`${ns}-n-d`);
+      k8s.api.putNode(`${ns}-n-d`);
       await until('the new node’s slice', () => assigned(ns, 'blue').includes(`${ns}-n-d`));
       for (const [node, slice] of before)
         expect(allocations(ns, 'blue').find((a) => a.nodeName === node)?.sliceRange).toBe(slice);
       // A node leaves: its slice is free again.
-      api.deleteNode(`${ns}-n-b`);
+      k8s.api.deleteNode(`${ns}-n-b`);
       await until('the slice of the node that left', () => !assigned(ns, 'blue').includes(`${ns}-n-b`));
       expect(allocations(ns, 'blue').filter((a) => a.nodeName === '')).toHaveLength(1);
       // A second network appears: it gets a pool of its own with every node.
@@ -126,7 +116,7 @@ describe('the daemon’s node-slice controller', () => {
       expect(logs.filter((l) => l.includes('failed'))).toEqual([]);
     } finally {
       await d.close();
-      for (const n of ['n-a', 'n-b', 'n-c', 'n-d']) api.deleteNode(`${ns}-${n}`);
+      for (const n of ['n-a', 'n-b', 'n-c', 'n-d']) k8s.api.deleteNode(`${ns}-${n}`);
     }
     // Closing released the Lease for the next daemon.
     expect(holder(ns)).toBe('');
@@ -134,31 +124,33 @@ describe('the daemon’s node-slice controller', () => {
 
   it('of two daemons only the Lease holder watches Nodes and writes; when it dies the other takes over', async () => {
     const ns = 'slc2';
-    for (const n of ['w-1', 'w-2']) api.putNode(`${ns}-${n}`);
+    for (const n of ['w-1', 'w-2']) k8s.api.putNode(`${ns}-${n}`);
     putSliceNad(ns, 'red', 3);
-    const since = api.requests.length;
+    const since = k8s.api.requests.length;
     const a = await start(ns, 'daemon-a');
     await until('daemon-a leads', () => a.isLeader());
     const b = await start(ns, 'daemon-b');
     try {
       await until('two slices', () => assigned(ns, 'red').length === 2);
       // Changes while both run: still only a writes.
-      api.putNode(`${ns}-w-3`);
+      k8s.api.putNode(`${ns}-w-3`);
       await until('w-3’s slice', () => assigned(ns, 'red').includes(`${ns}-w-3`));
       await b.passNow(); // a follower has no controller running: nothing happens
       await sleep(300); // several of b's Lease attempts
       expect(b.isLeader()).toBe(false);
       const writers = new Set(poolWrites(since).map((r) => r.userAgent));
       expect([...writers]).toEqual(['cni-kit-node-slices/daemon-a']);
-      const fromB = api.requests.slice(since).filter((r) => r.userAgent === 'cni-kit-node-slices/daemon-b');
+      const fromB = k8s.api.requests
+        .slice(since)
+        .filter((r) => r.userAgent === 'cni-kit-node-slices/daemon-b');
       // The follower only campaigns: Lease reads (and no Node or NAD watch, no pool access).
       expect(fromB.length).toBeGreaterThan(0);
       expect(fromB.filter((r) => !r.path.includes('/leases/') && !r.path.endsWith('/leases'))).toEqual([]);
       // a dies without releasing the Lease (no renewals from now on).
       await a.abandon();
-      const died = api.requests.length;
-      api.deleteNode(`${ns}-w-1`);
-      api.putNode(`${ns}-w-4`);
+      const died = k8s.api.requests.length;
+      k8s.api.deleteNode(`${ns}-w-1`);
+      k8s.api.putNode(`${ns}-w-4`);
       await until('daemon-b takes over', () => b.isLeader());
       expect(holder(ns)).toBe('daemon-b');
       await until('w-4 gets w-1’s slice', () => assigned(ns, 'red').includes(`${ns}-w-4`));
@@ -168,7 +160,7 @@ describe('the daemon’s node-slice controller', () => {
     } finally {
       await a.close();
       await b.close();
-      for (const n of ['w-1', 'w-2', 'w-3', 'w-4']) api.deleteNode(`${ns}-${n}`);
+      for (const n of ['w-1', 'w-2', 'w-3', 'w-4']) k8s.api.deleteNode(`${ns}-${n}`);
     }
   });
 });

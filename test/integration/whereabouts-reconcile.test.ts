@@ -2,10 +2,7 @@
 // sent) is repaired by freeing exactly the addresses of the deleted pods and their reservations;
 // a pod re-created under its old name keeps its address (upstream's duplicate bug, wa#176); two
 // controllers with a Lease never both sweep; pods leaving the node's pod cache trigger a pass.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startDaemonReconciler } from '../../src/cli/whereabouts-reconciler.js';
 import { createWhereaboutsAllocator } from '../../src/ipam/whereabouts/index.js';
 import {
@@ -17,19 +14,11 @@ import { isKubeNotFound } from '../../src/k8s/client.js';
 import { openKubeApi } from '../../src/k8s/connect.js';
 import { Informer, openKubeTransport } from '../../src/k8s/informer.js';
 import { type Lease, startLeaderElection } from '../../src/k8s/lease.js';
-import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { fakeK8sPerFile } from '../helpers/fake-k8s-file.js';
 
-const tmp = mkdtempSync(join(tmpdir(), `wbrec-${process.pid}-`));
-let api: FakeK8s;
-beforeAll(async () => {
-  api = await startFakeK8s({ tls: false });
-});
-afterAll(async () => {
-  await api.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const k8s = fakeK8sPerFile('wbrec', { tls: false });
 
-const kubeconfig = (ns: string) => api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
+const kubeconfig = (ns: string) => k8s.kubeconfig(ns);
 
 /** An allocator on the Kubernetes store of namespace `ns` (network "blue", overlapping ranges on). */
 function allocator(ns: string) {
@@ -63,9 +52,9 @@ async function podLookup(ns: string): Promise<PodLookup> {
 }
 
 type Pool = { spec: { allocations: Record<string, { id: string; podref: string; ifname: string }> } };
-const poolOf = (ns: string) => api.objects('ippools').get(`${ns}/blue-10.30.0.0-24`) as unknown as Pool;
+const poolOf = (ns: string) => k8s.api.objects('ippools').get(`${ns}/blue-10.30.0.0-24`) as unknown as Pool;
 const reservationsOf = (ns: string) =>
-  [...api.objects('overlappingrangeipreservations').keys()].filter((k) => k.startsWith(`${ns}/`)).sort();
+  [...k8s.api.objects('overlappingrangeipreservations').keys()].filter((k) => k.startsWith(`${ns}/`)).sort();
 
 /** Starts `n` pods in namespace `app` on `node` and allocates net1 for each; returns pod name -> address. */
 async function startPods(ns: string, n: number, node = 'node-1', prefix = 'p'): Promise<Map<string, string>> {
@@ -73,7 +62,7 @@ async function startPods(ns: string, n: number, node = 'node-1', prefix = 'p'): 
   const got = new Map<string, string>();
   for (let i = 0; i < n; i++) {
     const name = `${prefix}${i}`;
-    api.putPod({ metadata: { name, namespace: 'app' }, spec: { nodeName: node } });
+    k8s.api.putPod({ metadata: { name, namespace: 'app' }, spec: { nodeName: node } });
     const r = await a.allocate({ containerId: `ctr-${name}`, ifname: 'net1', podRef: `app/${name}` });
     got.set(name, r.ips![0]!.address.split('/')[0]!);
   }
@@ -89,7 +78,7 @@ describe('whereabouts reconciler', () => {
     const a = allocator(ns);
     await a.allocate({ containerId: 'ctr-p0', ifname: 'net2', podRef: 'app/p0' });
     await a.allocate({ containerId: 'bare', ifname: 'net1' });
-    for (const name of ['p1', 'p3', 'p4']) api.objects('pods').delete(`app/${name}`);
+    for (const name of ['p1', 'p3', 'p4']) k8s.api.objects('pods').delete(`app/${name}`);
     const before = Object.keys(poolOf(ns).spec.allocations).length;
     expect(before).toBe(8);
 
@@ -122,8 +111,8 @@ describe('whereabouts reconciler', () => {
     const ns = 'rec2';
     const ips = await startPods(ns, 2);
     // p0 is deleted and re-created (a StatefulSet) before any pass; its new sandbox's ADD comes later.
-    api.objects('pods').delete('app/p0');
-    api.putPod({ metadata: { name: 'p0', namespace: 'app' }, spec: { nodeName: 'node-2' } });
+    k8s.api.objects('pods').delete('app/p0');
+    k8s.api.putPod({ metadata: { name: 'p0', namespace: 'app' }, spec: { nodeName: 'node-2' } });
     const r = await reconcileWhereabouts({
       kube: await openKubeApi(kubeconfig(ns)),
       getPod: await podLookup(ns),
@@ -139,12 +128,12 @@ describe('whereabouts reconciler', () => {
 
     // The race: the pass finds p1 gone, then p1 is re-created and its ADD adopts the address before
     // the pass writes. The entry changed (new container ID), so the pass must leave it.
-    api.objects('pods').delete('app/p1');
+    k8s.api.objects('pods').delete('app/p1');
     const lookup = await podLookup(ns);
     const racing: PodLookup = async (pns, name) => {
       const p = await lookup(pns, name);
       if (name === 'p1') {
-        api.putPod({ metadata: { name: 'p1', namespace: 'app' } });
+        k8s.api.putPod({ metadata: { name: 'p1', namespace: 'app' } });
         await allocator(ns).allocate({ containerId: 'ctr-p1-new', ifname: 'net1', podRef: 'app/p1' });
       }
       return p;
@@ -159,8 +148,8 @@ describe('whereabouts reconciler', () => {
   it('re-reads the pool after a lost write race, and keeps what it cannot judge', async () => {
     const ns = 'rec7';
     const ips = await startPods(ns, 3);
-    api.objects('pods').delete('app/p0');
-    api.objects('pods').delete('app/p1');
+    k8s.api.objects('pods').delete('app/p0');
+    k8s.api.objects('pods').delete('app/p1');
     const lookup = await podLookup(ns);
     let raced = false;
     const getPod: PodLookup = async (pns, name) => {
@@ -168,7 +157,7 @@ describe('whereabouts reconciler', () => {
       if (name === 'p0' && !raced) {
         // Another writer changes the pool after the pass read it: its PUT gets 409.
         raced = true;
-        api.putPod({ metadata: { name: 'late', namespace: 'app' } });
+        k8s.api.putPod({ metadata: { name: 'late', namespace: 'app' } });
         await allocator(ns).allocate({ containerId: 'ctr-late', ifname: 'net1', podRef: 'app/late' });
       }
       return lookup(pns, name);
@@ -181,7 +170,7 @@ describe('whereabouts reconciler', () => {
       .map((e) => e.podref)
       .sort();
     expect(left).toEqual(['app/late', 'app/p1', 'app/p2']);
-    const puts = api.requests.filter(
+    const puts = k8s.api.requests.filter(
       (q) => q.method === 'PUT' && q.path.includes(`/namespaces/${ns}/ippools/`),
     );
     expect(puts.map((q) => q.code)).toContain(409);
@@ -209,7 +198,7 @@ describe('whereabouts reconciler', () => {
     const rb = startWhereaboutsReconciler({ kube, getPod, leader: eb, cronExpression: '0 0 1 1 *' });
     try {
       const ips = await startPods(ns, 4);
-      api.objects('pods').delete('app/p0');
+      k8s.api.objects('pods').delete('app/p0');
       // The follower's pass does nothing; the holder's frees p0.
       const fromB = await rb.runNow();
       expect(fromB.acted).toBe(false);
@@ -217,13 +206,13 @@ describe('whereabouts reconciler', () => {
       const fromA = await ra.runNow();
       expect(fromA.freed.map((f) => f.podRef)).toEqual(['app/p0']);
       // Both at once: exactly one acts.
-      api.objects('pods').delete('app/p1');
+      k8s.api.objects('pods').delete('app/p1');
       const both = await Promise.all([ra.runNow(), rb.runNow()]);
       expect(both.map((x) => x.acted)).toEqual([true, false]);
       expect(both[0].freed.map((f) => `10.30.0.${f.offset}`)).toEqual([ips.get('p1')]);
       // The holder crashes (stops renewing without releasing): b takes over and sweeps.
       await ea.abandon();
-      api.objects('pods').delete('app/p2');
+      k8s.api.objects('pods').delete('app/p2');
       expect((await ra.runNow()).acted).toBe(false);
       await waitLeader(eb);
       const late = await rb.runNow();
@@ -260,7 +249,7 @@ describe('whereabouts reconciler', () => {
       expect(await pods.waitForSync(15_000)).toBe(true);
       // The reconciler notes the synced cache at its next poll (30 ms, a timer due before this one).
       await new Promise((r) => setTimeout(r, 100));
-      api.objects('pods').delete('app/q1');
+      k8s.api.objects('pods').delete('app/q1');
       const end = Date.now() + 15_000;
       while (reports.length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
       expect(reports).toEqual([['app/q1']]);
@@ -280,7 +269,7 @@ describe('whereabouts reconciler', () => {
     const ns = 'rec6';
     const ips = await startPods(ns, 3, 'node-d', 'd');
     const logs: string[] = [];
-    const from = api.requests.length;
+    const from = k8s.api.requests.length;
     const d = await startDaemonReconciler({
       kubeconfig: kubeconfig(ns),
       nodeName: 'node-d',
@@ -297,7 +286,8 @@ describe('whereabouts reconciler', () => {
       };
       await until('the daemon leads', () => d.isLeader());
       expect(
-        (api.objects('leases').get(`${ns}/whereabouts-reconciler`) as unknown as Lease).spec?.holderIdentity,
+        (k8s.api.objects('leases').get(`${ns}/whereabouts-reconciler`) as unknown as Lease).spec
+          ?.holderIdentity,
       ).toBe('node-d');
       // Once the node's pod watch is open (its LIST done: the cache has synced) and a poll (30 ms,
       // a timer due before this test's next one) has noted it, delete a pod of this node: freed
@@ -306,10 +296,11 @@ describe('whereabouts reconciler', () => {
       await until(
         'the pod LIST and watch of node-d',
         () =>
-          api.requests.slice(from).filter((q) => q.method === 'GET' && q.path === '/api/v1/pods').length >= 2,
+          k8s.api.requests.slice(from).filter((q) => q.method === 'GET' && q.path === '/api/v1/pods')
+            .length >= 2,
       );
       await new Promise((r) => setTimeout(r, 100));
-      api.objects('pods').delete('app/d2');
+      k8s.api.objects('pods').delete('app/d2');
       await until('a pass', () => logs.includes('whereabouts reconciler: pass'));
       const held = Object.keys(poolOf(ns).spec.allocations)
         .map((k) => `10.30.0.${k}`)
@@ -317,7 +308,7 @@ describe('whereabouts reconciler', () => {
       expect(held).toEqual([ips.get('d0'), ips.get('d1')].sort());
       expect(logs).toContain('whereabouts reconciler: pass');
       // A pod deleted elsewhere is for the full pass, which the Lease holder runs.
-      api.objects('pods').delete('app/d0');
+      k8s.api.objects('pods').delete('app/d0');
       const r = await d.reconciler.runNow();
       expect(r.freed.map((f) => f.podRef)).toEqual(['app/d0']);
     } finally {
@@ -325,7 +316,8 @@ describe('whereabouts reconciler', () => {
     }
     // Closing released the Lease.
     expect(
-      (api.objects('leases').get(`${ns}/whereabouts-reconciler`) as unknown as Lease).spec?.holderIdentity,
+      (k8s.api.objects('leases').get(`${ns}/whereabouts-reconciler`) as unknown as Lease).spec
+        ?.holderIdentity,
     ).toBe('');
   });
 

@@ -1,10 +1,7 @@
 // Leader election on a coordination.k8s.io/v1 Lease against the fake API server (which enforces
 // resourceVersion conflicts and the shipped RBAC): one holder at a time, takeover only after the
 // holder stops renewing for leaseDurationSeconds, and a release hands over at once.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openKubeApi } from '../../src/k8s/connect.js';
 import {
   daemonSetLeaseTiming,
@@ -13,24 +10,12 @@ import {
   microTime,
   startLeaderElection,
 } from '../../src/k8s/lease.js';
-import { type FakeK8s, startFakeK8s } from '../helpers/fake-k8s.js';
+import { fakeK8sPerFile } from '../helpers/fake-k8s-file.js';
 
-const tmp = mkdtempSync(join(tmpdir(), `lease-${process.pid}-`));
-let api: FakeK8s;
-beforeAll(async () => {
-  api = await startFakeK8s({ tls: false });
-});
-afterAll(async () => {
-  await api.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const k8s = fakeK8sPerFile('lease', { tls: false });
 
 const leasesIn = async (ns: string) =>
-  (await openKubeApi(api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns))).customResources<Lease>(
-    'coordination.k8s.io',
-    'v1',
-    'leases',
-  );
+  (await openKubeApi(k8s.kubeconfig(ns))).customResources<Lease>('coordination.k8s.io', 'v1', 'leases');
 
 const waitFor = async (cond: () => boolean, ms: number, seen?: () => unknown) => {
   const end = Date.now() + ms;
@@ -84,7 +69,7 @@ describe('Lease leader election', () => {
         await new Promise((r) => setTimeout(r, 25));
       }
       expect(b.holder()).toBe('node-a');
-      const stored = api.objects('leases').get(`${ns}/whereabouts`) as unknown as Lease;
+      const stored = k8s.api.objects('leases').get(`${ns}/whereabouts`) as unknown as Lease;
       expect(stored.spec).toMatchObject({
         holderIdentity: 'node-a',
         leaseDurationSeconds: 2,
@@ -101,7 +86,7 @@ describe('Lease leader election', () => {
         () => b.holder(),
       );
       expect(Date.now() - crashed).toBeGreaterThanOrEqual(1900);
-      const after = api.objects('leases').get(`${ns}/whereabouts`) as unknown as Lease;
+      const after = k8s.api.objects('leases').get(`${ns}/whereabouts`) as unknown as Lease;
       expect(after.spec).toMatchObject({ holderIdentity: 'node-b', leaseTransitions: 1 });
     } finally {
       for (const e of electors) await e.stop();
@@ -123,7 +108,9 @@ describe('Lease leader election', () => {
       await new Promise((r) => setTimeout(r, 300));
       const released = Date.now();
       await a.stop();
-      expect((api.objects('leases').get(`${ns}/l`) as unknown as Lease).spec?.holderIdentity).not.toBe('a');
+      expect((k8s.api.objects('leases').get(`${ns}/l`) as unknown as Lease).spec?.holderIdentity).not.toBe(
+        'a',
+      );
       await waitFor(
         () => b.isLeader(),
         10_000,
@@ -145,9 +132,9 @@ describe('Lease leader election', () => {
       });
       electors.push(c);
       await waitFor(() => c.isLeader(), 10_000);
-      const cur = api.objects('leases').get(`${ns}/l2`)!;
+      const cur = k8s.api.objects('leases').get(`${ns}/l2`)!;
       const spec = (cur as unknown as Lease).spec;
-      api.objects('leases').set(`${ns}/l2`, {
+      k8s.api.objects('leases').set(`${ns}/l2`, {
         ...cur,
         spec: { ...spec, holderIdentity: 'intruder', renewTime: microTime(Date.now() + 60_000) },
       });
@@ -164,7 +151,7 @@ describe('Lease leader election', () => {
 
   it('a follower looks at a held lease only every followerRetryPeriodMs, and still takes it over', async () => {
     const ns = 'lease-follow';
-    const kc = api.writeKubeconfig(join(tmp, `kc-${ns}.json`), 'json', ns);
+    const kc = k8s.kubeconfig(ns);
     const leasesAs = async (ua: string) =>
       (await openKubeApi(kc, { userAgent: ua })).customResources<Lease>(
         'coordination.k8s.io',
@@ -190,9 +177,9 @@ describe('Lease leader election', () => {
       followerRetryPeriodMs: 700,
     });
     try {
-      const from = api.requests.length;
+      const from = k8s.api.requests.length;
       await new Promise((r) => setTimeout(r, 1500));
-      const seen = api.requests.slice(from);
+      const seen = k8s.api.requests.slice(from);
       const byB = seen.filter((r) => r.userAgent === 'cand-b').length;
       const byA = seen.filter((r) => r.userAgent === 'cand-a').length;
       // b: its first look, then one every ~700-840 ms; a renews every ~50-60 ms (GET + PUT).
@@ -313,22 +300,31 @@ function manualLeases() {
 
 describe('Lease leader election with slow API calls (hand-moved clock)', () => {
   const fast = { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 10, followerRetryPeriodMs: 10 };
+  /** Starts electors of Lease ns/l on `m`'s store and clock; `abandonAll` abandons every one started. */
+  const electorsOn = (m: ReturnType<typeof manualLeases>) => {
+    const electors: LeaderElector[] = [];
+    return {
+      start(identity: string): LeaderElector {
+        const e = startLeaderElection({
+          leases: m.forId(identity) as never,
+          namespace: 'ns',
+          name: 'l',
+          identity,
+          now: m.now,
+          ...fast,
+        });
+        electors.push(e);
+        return e;
+      },
+      async abandonAll() {
+        for (const e of electors) await e.abandon();
+      },
+    };
+  };
 
   it('a leader whose write was slow counts its lease from before the write, not from the answer', async () => {
     const m = manualLeases();
-    const electors: LeaderElector[] = [];
-    const start = (identity: string) => {
-      const e = startLeaderElection({
-        leases: m.forId(identity) as never,
-        namespace: 'ns',
-        name: 'l',
-        identity,
-        now: m.now,
-        ...fast,
-      });
-      electors.push(e);
-      return e;
-    };
+    const { start, abandonAll } = electorsOn(m);
     try {
       // a's create lands on the server at 0 and its answer comes back at 550.
       m.hold.a = { write: true };
@@ -346,25 +342,13 @@ describe('Lease leader election with slow API calls (hand-moved clock)', () => {
       await waitFor(() => b.isLeader(), 10_000);
       expect(a.isLeader() && b.isLeader(), 'both lead at 1000').toBe(false);
     } finally {
-      for (const e of electors) await e.abandon();
+      await abandonAll();
     }
   });
 
   it('a follower whose read was slow counts the holder’s lease from the answer, not from the request', async () => {
     const m = manualLeases();
-    const electors: LeaderElector[] = [];
-    const start = (identity: string) => {
-      const e = startLeaderElection({
-        leases: m.forId(identity) as never,
-        namespace: 'ns',
-        name: 'l',
-        identity,
-        now: m.now,
-        ...fast,
-      });
-      electors.push(e);
-      return e;
-    };
+    const { start, abandonAll } = electorsOn(m);
     try {
       const a = start('a');
       await waitFor(() => a.isLeader(), 10_000);
@@ -392,7 +376,7 @@ describe('Lease leader election with slow API calls (hand-moved clock)', () => {
       await waitFor(() => b.isLeader(), 10_000);
       expect(a.isLeader()).toBe(false);
     } finally {
-      for (const e of electors) await e.abandon();
+      await abandonAll();
     }
   });
 });
