@@ -17,6 +17,7 @@ import { reconcileNodeSlices } from '../src/ipam/whereabouts/node-slice-controll
 import { cachedKubeConnect, openKubeApi } from '../src/k8s/connect.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import { type FakeK8s, startFakeK8s } from '../test/helpers/fake-k8s.js';
+import { table } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const rounds = Number(process.env.WB_ROUNDS ?? (quick ? 1 : 3));
@@ -267,10 +268,7 @@ async function main(): Promise<void> {
     await etcd?.stop();
     rmSync(tmp, { recursive: true, force: true });
   }
-  const w = [0, 1].map((i) => Math.max(...rows.map((r) => r[i]!.length), 5));
-  console.log(`${'case'.padEnd(w[0]!)} | ${'value'.padEnd(w[1]!)} | note`);
-  console.log(`${'-'.repeat(w[0]!)}-|-${'-'.repeat(w[1]!)}-|-----`);
-  for (const r of rows) console.log(`${r[0]!.padEnd(w[0]!)} | ${r[1]!.padEnd(w[1]!)} | ${r[2]}`);
+  table(['case', 'value', 'note'], rows);
 }
 
 main()

@@ -16,6 +16,7 @@ import { buildPlugin, etcd3ProtoPlugin } from '../src/cli/build.js';
 import { parseWhereaboutsConfig } from '../src/ipam/whereabouts/config.js';
 import { createWhereaboutsAllocator, openWhereaboutsStore } from '../src/ipam/whereabouts/index.js';
 import { hasEtcd, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
+import { table } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -259,10 +260,7 @@ async function main(): Promise<void> {
     await etcd?.stop();
     rmSync(tmp, { recursive: true, force: true });
   }
-  const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length), 4));
-  console.log(`${'case'.padEnd(w[0]!)} | ${'value'.padEnd(w[1]!)} | note`);
-  console.log(`${'-'.repeat(w[0]!)}-|-${'-'.repeat(w[1]!)}-|-----`);
-  for (const r of rows) console.log(`${r[0]!.padEnd(w[0]!)} | ${r[1]!.padEnd(w[1]!)} | ${r[2]}`);
+  table(['case', 'value', 'note'], rows);
 }
 
 main()

@@ -12,3 +12,14 @@ export function cniErrorOf(fn: () => unknown): CniError {
   }
   throw new Error('expected a CniError');
 }
+
+/** Awaits `p`, asserts it rejects with a CniError and returns it; fails the test when it resolves. */
+export async function cniRejectionOf(p: Promise<unknown>): Promise<CniError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(CniError);
+    return e as CniError;
+  }
+  throw new Error('expected a rejection with a CniError');
+}

@@ -1,6 +1,7 @@
 // Runs a built plugin binary as a real process, the way a runtime does.
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { type PluginSpec, runPlugin } from 'cni-kit';
 
 export const BIN_DIR = fileURLToPath(new URL('../../dist/bin/', import.meta.url));
 
@@ -51,6 +52,22 @@ function spawnPlugin(
     json = undefined;
   }
   return { stdout: r.stdout, stderr: r.stderr, status: r.status, json };
+}
+
+/**
+ * One call of `plugin` in this process through runPlugin, as a plugin author's test makes it:
+ * container ctr1 and a CNI_PATH with nothing to exec unless `env` says otherwise; `json` is the
+ * parsed stdout when there is one.
+ */
+export async function callInProcess<C>(
+  plugin: PluginSpec<C>,
+  cmd: string,
+  conf: object,
+  env: { CNI_NETNS: string; CNI_IFNAME: string } & Record<string, string>,
+) {
+  const full = { CNI_COMMAND: cmd, CNI_CONTAINERID: 'ctr1', CNI_PATH: '/nonexistent', ...env };
+  const out = await runPlugin(plugin, { env: full, stdin: JSON.stringify(conf) });
+  return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
 }
 
 /** The standard env of a call. */

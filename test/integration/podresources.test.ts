@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectPodResources, podDeviceIds } from '../../src/k8s/podresources.js';
-import { CniError } from '../../src/spec/errors.js';
+import { cniRejectionOf } from '../helpers/errors.js';
 import { type FakePod, type FakePodResources, startFakePodResources } from '../helpers/fake-podresources.js';
 
 const SRIOV = 'intel.com/sriov_netdevice';
@@ -47,16 +47,6 @@ async function fake(opts: Parameters<typeof startFakePodResources>[0]) {
   const s = await startFakePodResources(opts);
   servers.push(s);
   return s;
-}
-
-async function failure(p: Promise<unknown>): Promise<CniError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a failure');
 }
 
 describe('kubelet PodResources client', () => {
@@ -118,13 +108,13 @@ describe('kubelet PodResources client', () => {
 
   it('a missing socket fails at once with code 5, naming the path and the fix', async () => {
     const path = join(work, 'absent', 'kubelet.sock');
-    const e = await failure(connectPodResources({ socket: path }));
+    const e = await cniRejectionOf(connectPodResources({ socket: path }));
     expect(e.code).toBe(5);
     expect(e.message).toContain(path);
     expect(e.details).toMatch(/mount the directory \/var\/lib\/kubelet\/pod-resources/);
     const file = join(work, 'plain');
     writeFileSync(file, '');
-    const f = await failure(connectPodResources({ socket: file }));
+    const f = await cniRejectionOf(connectPodResources({ socket: file }));
     expect(f.message).toContain(`${file} is not a socket`);
   });
 
@@ -135,7 +125,7 @@ describe('kubelet PodResources client', () => {
     try {
       const c = await connectPodResources({ socket: path, timeoutMs: 1500 });
       const t0 = Date.now();
-      const e = await failure(c.list());
+      const e = await cniRejectionOf(c.list());
       c.close();
       expect(e.code).toBe(11);
       expect(e.message).toContain(`kubelet PodResources List on ${path}`);

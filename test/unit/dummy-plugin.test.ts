@@ -3,12 +3,13 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type PluginSpec, runPlugin } from 'cni-kit';
+import type { PluginSpec } from 'cni-kit';
 import { LINK_KINDS, type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDummyPlugin } from '../../examples/dummy/plugin.js';
 import { failingAtWrite, heldAddresses } from '../helpers/fault-netlink.js';
+import { callInProcess } from '../helpers/plugin.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), `dummy-plugin-${process.pid}-`));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -21,16 +22,7 @@ beforeEach(() => {
 });
 
 async function call(plugin: PluginSpec, cmd: string, conf: object, extra: Record<string, string> = {}) {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
-    CNI_NETNS: NS,
-    CNI_IFNAME: 'dummy0',
-    CNI_PATH: '/nonexistent',
-    ...extra,
-  };
-  const out = await runPlugin(plugin, { env, stdin: JSON.stringify(conf) });
-  return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
+  return callInProcess(plugin, cmd, conf, { CNI_NETNS: NS, CNI_IFNAME: 'dummy0', ...extra });
 }
 
 const conf = (subnet = '10.91.0.0/24') => ({

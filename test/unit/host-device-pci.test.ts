@@ -5,10 +5,11 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type PluginSpec, runPlugin } from 'cni-kit';
+import type { PluginSpec } from 'cni-kit';
 import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createHostDevicePlugin } from '../../examples/host-device/plugin.js';
+import { callInProcess } from '../helpers/plugin.js';
 
 const work = mkdtempSync(join(tmpdir(), `hd-pci-${process.pid}-`));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -35,15 +36,7 @@ beforeEach(() => {
 });
 
 async function call<C>(plugin: PluginSpec<C>, cmd: string, conf: object, ifname = 'net1') {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
-    CNI_NETNS: NS,
-    CNI_IFNAME: ifname,
-    CNI_PATH: '/nonexistent',
-  };
-  const out = await runPlugin(plugin, { env, stdin: JSON.stringify(conf) });
-  return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
+  return callInProcess(plugin, cmd, conf, { CNI_NETNS: NS, CNI_IFNAME: ifname });
 }
 const base = () => ({ cniVersion: '1.0.0', name: 'hd', type: 'host-device', dataDir: join(work, 'state') });
 const moved = () => nl.inspect(NS).links.find((l) => l.name === 'net1')?.alias;

@@ -4,7 +4,7 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CniError, ErrorCode, type PluginSpec, runPlugin } from 'cni-kit';
+import { CniError, ErrorCode, type PluginSpec } from 'cni-kit';
 import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import {
   addSubLinkAttachment,
@@ -17,6 +17,7 @@ import {
 } from 'cni-kit/netsetup';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createMacvlanPlugin, type MacvlanConf } from '../../examples/macvlan/plugin.js';
+import { callInProcess } from '../helpers/plugin.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), `plugins-lifecycle-${process.pid}-`));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -29,15 +30,7 @@ beforeEach(() => {
 });
 
 async function call<C>(plugin: PluginSpec<C>, cmd: string, conf: object, netns = NS) {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
-    CNI_NETNS: netns,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: '/nonexistent',
-  };
-  const out = await runPlugin(plugin, { env, stdin: JSON.stringify(conf) });
-  return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
+  return callInProcess(plugin, cmd, conf, { CNI_NETNS: netns, CNI_IFNAME: 'eth0' });
 }
 
 /** The addresses host-local holds for network `name`. */

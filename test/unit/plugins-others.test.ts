@@ -2,13 +2,14 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type PluginSpec, runPlugin } from 'cni-kit';
+import type { PluginSpec } from 'cni-kit';
 import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createHostDevicePlugin } from '../../examples/host-device/plugin.js';
 import { createLoopbackPlugin } from '../../examples/loopback/plugin.js';
 import { createPtpPlugin } from '../../examples/ptp/plugin.js';
 import { createTuningPlugin } from '../../examples/tuning/plugin.js';
+import { callInProcess } from '../helpers/plugin.js';
 
 const work = mkdtempSync(join(tmpdir(), `plugins-others-${process.pid}-`));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -21,15 +22,7 @@ beforeEach(() => {
 });
 
 async function call<C>(plugin: PluginSpec<C>, cmd: string, conf: object, ifname = 'eth0', netns = NS) {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
-    CNI_NETNS: netns,
-    CNI_IFNAME: ifname,
-    CNI_PATH: '/nonexistent',
-  };
-  const out = await runPlugin(plugin, { env, stdin: JSON.stringify(conf) });
-  return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
+  return callInProcess(plugin, cmd, conf, { CNI_NETNS: netns, CNI_IFNAME: ifname });
 }
 
 describe('ptp', () => {

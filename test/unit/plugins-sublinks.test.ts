@@ -3,12 +3,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type PluginSpec, runPlugin } from 'cni-kit';
+import type { PluginSpec } from 'cni-kit';
 import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createIpvlanPlugin } from '../../examples/ipvlan/plugin.js';
 import { createMacvlanPlugin } from '../../examples/macvlan/plugin.js';
 import { createVlanPlugin } from '../../examples/vlan/plugin.js';
+import { callInProcess } from '../helpers/plugin.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), `plugins-sublinks-${process.pid}-`));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -21,15 +22,7 @@ beforeEach(() => {
 });
 
 async function call<C>(plugin: PluginSpec<C>, cmd: string, conf: object, ifname = 'eth0') {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
-    CNI_NETNS: NS,
-    CNI_IFNAME: ifname,
-    CNI_PATH: '/nonexistent',
-  };
-  const out = await runPlugin(plugin, { env, stdin: JSON.stringify(conf) });
-  return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
+  return callInProcess(plugin, cmd, conf, { CNI_NETNS: NS, CNI_IFNAME: ifname });
 }
 
 const ipam = (subnet: string) => ({ type: 'host-local', subnet, dataDir });

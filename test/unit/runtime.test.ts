@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CniError, ErrorCode } from 'cni-kit';
+import { ErrorCode } from 'cni-kit';
 import {
   CniAggregateError,
   CniRuntime,
@@ -11,6 +11,7 @@ import {
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { decodeCacheRecord } from '../../src/runtime/cache.js';
 import { makePluginDir, type PluginDir, recorder } from '../fixtures/delegate/plugins.js';
+import { cniRejectionOf } from '../helpers/errors.js';
 
 interface Rec {
   type: string;
@@ -96,16 +97,6 @@ const rt: RuntimeConf = {
   },
 };
 
-async function failure(p: Promise<unknown>): Promise<CniError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected failure');
-}
-
 describe('CniRuntime ADD/CHECK/DEL', () => {
   it('chains ADD forward with injected name, version, prevResult and declared capabilities only', async () => {
     const text = listText('1.0.0');
@@ -174,7 +165,7 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
   it('refuses CHECK below 0.4.0, skips it with disableCheck, and gives no prevResult on DEL below 0.4.0', async () => {
     const r = runtime();
     await r.addNetworkList(listText('0.3.1'), rt);
-    const e = await failure(r.checkNetworkList(listText('0.3.1'), rt));
+    const e = await cniRejectionOf(r.checkNetworkList(listText('0.3.1'), rt));
     expect(e.code).toBe(ErrorCode.IncompatibleCNIVersion);
     expect(e.message).toContain('"0.3.1" does not support the CHECK command');
     rmSync(log);
@@ -189,7 +180,7 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
     mkdirSync(join(cacheDir, 'results'), { recursive: true });
     writeFileSync(file, '');
     const r = runtime();
-    const e = await failure(r.checkNetworkList(listText('1.0.0'), rt));
+    const e = await cniRejectionOf(r.checkNetworkList(listText('1.0.0'), rt));
     expect(e.message).toContain(file);
     expect(e.message).toContain('empty');
     await r.delNetworkList(listText('1.0.0'), rt);
@@ -212,7 +203,7 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
 
   it('keeps the code of a failing plugin, names it, stops the chain and writes no cache', async () => {
     extraEnv.FAIL_P_B_ADD = '11';
-    const e = await failure(runtime().addNetworkList(listText('1.0.0'), rt));
+    const e = await cniRejectionOf(runtime().addNetworkList(listText('1.0.0'), rt));
     expect(e.code).toBe(11);
     expect(e.details).toBe('by request');
     expect(e.message).toContain('plugin type="p-b" name="ckrtnet" failed (add): p-b refuses ADD');
@@ -234,7 +225,7 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
       timeoutMs: 300,
       killGraceMs: 100,
     });
-    const e = await failure(r.addNetworkList(text, rt));
+    const e = await cniRejectionOf(r.addNetworkList(text, rt));
     expect(e.code).toBe(ErrorCode.TryAgainLater);
     expect(e.message).toContain('plugin type="p-hang" name="ckrtnet" failed (add)');
     expect(e.message).toContain('did not finish within 300 ms');
@@ -247,7 +238,7 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
       name: 'ckrtnet',
       plugins: [{ type: 'p-a' }, { type: 'nope' }],
     });
-    const e = await failure(runtime().addNetworkList(text, rt));
+    const e = await cniRejectionOf(runtime().addNetworkList(text, rt));
     expect(e.message).toContain('plugin type="nope" name="ckrtnet" failed (add)');
     expect(e.message).toContain(pd.dir);
     expect(e.message).toContain(join(pd.dir, 'nothing-here'));
@@ -262,7 +253,7 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
     // p-c is gone from CNI_PATH (the stock flannel list chaining a portmap that is not installed)
     // and p-b fails: p-a's DEL must still run, with the cached result.
     extraEnv.FAIL_P_B_DEL = '11';
-    const e = await failure(runtime().delNetworkList(text(['p-a', 'p-b', 'nope']), rt));
+    const e = await cniRejectionOf(runtime().delNetworkList(text(['p-a', 'p-b', 'nope']), rt));
     expect(calls().map((x) => `${x.type}:${x.cmd}`)).toEqual(['p-b:DEL', 'p-a:DEL']);
     expect(calls().find((x) => x.type === 'p-a')?.stdin.prevResult).toEqual(added);
     expect(e).toBeInstanceOf(CniAggregateError);
@@ -272,7 +263,7 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
     expect(existsSync(join(cacheDir, 'results', 'ckrtnet-ctr-1-eth0'))).toBe(true);
     // One failure alone keeps its own error (and code); a clean retry drops the cache.
     rmSync(log);
-    const one = await failure(runtime().delNetworkList(text(['p-a', 'p-b']), rt));
+    const one = await cniRejectionOf(runtime().delNetworkList(text(['p-a', 'p-b']), rt));
     expect(one).not.toBeInstanceOf(CniAggregateError);
     expect(one.code).toBe(11);
     expect(calls().map((x) => `${x.type}:${x.cmd}`)).toEqual(['p-b:DEL', 'p-a:DEL']);
@@ -310,7 +301,7 @@ describe('CniRuntime ADD/CHECK/DEL', () => {
   });
 
   it('validates identifiers on ADD', async () => {
-    const e = await failure(
+    const e = await cniRejectionOf(
       runtime().addNetworkList(listText('1.0.0'), { ...rt, ifname: 'way-too-long-ifname' }),
     );
     expect(e.code).toBe(ErrorCode.InvalidEnvironmentVariables);
@@ -374,7 +365,7 @@ describe('CniRuntime GC, STATUS, VERSION', () => {
   it('GC continues on error and reports every failure; disableGC does nothing', async () => {
     extraEnv.FAIL_P_A_GC = '100';
     extraEnv.FAIL_P_C_GC = '101';
-    const e = await failure(runtime().gcNetworkList(listText('1.1.0'), { validAttachments: [] }));
+    const e = await cniRejectionOf(runtime().gcNetworkList(listText('1.1.0'), { validAttachments: [] }));
     expect(e).toBeInstanceOf(CniAggregateError);
     expect((e as CniAggregateError).errors.map((x) => x.code)).toEqual([100, 101]);
     expect(calls().map((x) => x.type)).toEqual(['p-a', 'p-b', 'p-c']);
@@ -389,7 +380,7 @@ describe('CniRuntime GC, STATUS, VERSION', () => {
     expect(calls().map((x) => x.cmd)).toEqual(['STATUS', 'STATUS', 'STATUS']);
     rmSync(log);
     extraEnv.FAIL_P_B_STATUS = '50';
-    const e = await failure(runtime().getStatusNetworkList(listText('1.1.0')));
+    const e = await cniRejectionOf(runtime().getStatusNetworkList(listText('1.1.0')));
     expect(e.code).toBe(ErrorCode.PluginNotAvailable);
     expect(calls().map((x) => x.type)).toEqual(['p-a', 'p-b']);
     rmSync(log);
@@ -400,7 +391,7 @@ describe('CniRuntime GC, STATUS, VERSION', () => {
   it('validateNetworkList probes VERSION and returns the enabled capabilities', async () => {
     expect(await runtime().validateNetworkList(listText('1.0.0'))).toEqual(['mac', 'portMappings']);
     extraEnv.RECORDER_VERSIONS = '0.4.0';
-    const e = await failure(runtime().validateNetworkList(listText('1.0.0')));
+    const e = await cniRejectionOf(runtime().validateNetworkList(listText('1.0.0')));
     expect(e).toBeInstanceOf(CniAggregateError);
     expect(e.message).toContain('does not support config version "1.0.0"');
   });
@@ -426,7 +417,7 @@ describe('config directory loading', () => {
     expect((await loadConfList(dir, 'second')).plugins.map((p) => p.type)).toEqual(['base', 'sibling']);
     const single = await loadConfList(dir, 'single');
     expect([single.cniVersion, single.plugins[0]?.type]).toEqual(['0.4.0', 'lone']);
-    const e = await failure(loadConfList(dir, 'missing'));
+    const e = await cniRejectionOf(loadConfList(dir, 'missing'));
     expect(e.message).toContain('no net configuration with name "missing"');
     expect(e.message).toContain('50-broken.conflist');
     const all = await loadConfLists(dir);

@@ -3,13 +3,14 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type PluginSpec, runPlugin } from 'cni-kit';
+import type { PluginSpec } from 'cni-kit';
 import { type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTapPlugin, type TapConf, type TapSpec } from '../../examples/tap/plugin.js';
 import { tapCommands } from '../../examples/tap/selinux.js';
 import { failingAtWrite, heldAddresses } from '../helpers/fault-netlink.js';
+import { callInProcess } from '../helpers/plugin.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), `tap-plugin-${process.pid}-`));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -27,16 +28,7 @@ async function call(
   conf: object,
   extra: Record<string, string> = {},
 ) {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
-    CNI_NETNS: NS,
-    CNI_IFNAME: 'tap0',
-    CNI_PATH: '/nonexistent',
-    ...extra,
-  };
-  const out = await runPlugin(plugin, { env, stdin: JSON.stringify(conf) });
-  return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
+  return callInProcess(plugin, cmd, conf, { CNI_NETNS: NS, CNI_IFNAME: 'tap0', ...extra });
 }
 
 const base = { cniVersion: '1.1.0', name: 'tp', type: 'tap' };

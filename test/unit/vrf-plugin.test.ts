@@ -1,12 +1,13 @@
 // vrf plugin logic on the in-memory netlink backend (this machine's kernel has no VRF; the model
 // has one: enslaving cycles the port, dropping its routes and, without keep_addr_on_down, its IPv6
 // addresses, and its connected routes come back in the VRF's table).
-import { type PluginSpec, runPlugin } from 'cni-kit';
+import type { PluginSpec } from 'cni-kit';
 import { LINK_KINDS, type MemoryNetlink, memoryNetlink } from 'cni-kit/netlink';
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createVrfPlugin, freeTable, type VrfConf } from '../../examples/vrf/plugin.js';
 import { failingAtWrite } from '../helpers/fault-netlink.js';
+import { callInProcess } from '../helpers/plugin.js';
 
 let nl: MemoryNetlink;
 const NS = '/var/run/netns/c1';
@@ -34,16 +35,7 @@ const prevResult = (ifname: string, n: number) => ({
 });
 
 async function call(plugin: PluginSpec<VrfConf>, cmd: string, conf: object, ifname = 'eth0', extra = {}) {
-  const env = {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: 'ctr1',
-    CNI_NETNS: NS,
-    CNI_IFNAME: ifname,
-    CNI_PATH: '/nonexistent',
-    ...extra,
-  };
-  const out = await runPlugin(plugin, { env, stdin: JSON.stringify(conf) });
-  return { ...out, json: out.stdout ? JSON.parse(out.stdout) : undefined };
+  return callInProcess(plugin, cmd, conf, { CNI_NETNS: NS, CNI_IFNAME: ifname, ...extra });
 }
 
 const base = { cniVersion: '1.0.0', name: 'v', type: 'vrf', vrfname: 'blue' };
